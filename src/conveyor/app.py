@@ -1,0 +1,416 @@
+"""Conveyor: the application object. Settings, the task registry, and the wiring to storage."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar, overload
+
+from .backends import backend_from_url
+from .backends.base import ResultBackend
+from .brokers import broker_from_url
+from .brokers.base import Broker, Envelope
+from .config import Settings
+from .exceptions import DuplicateTaskName, EncodeError, ImproperlyConfigured, NotRegistered
+from .message import Message
+from .records import ResultStore
+from .request import current_request
+from .result import AsyncResult
+from .serialization import encode_message, pickle_arguments
+from .task import (
+    CELERY_TRANSPORT_OPTIONS,
+    SEND_OPTIONS,
+    TASK_OPTIONS,
+    Task,
+    check_options,
+    to_timestamp,
+)
+
+__all__ = ["Conveyor", "current_app", "shared_task"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_URL = "sqlite:///conveyor.db"
+
+_shared: dict[str, Task] = {}
+_shared_lock = threading.Lock()
+_current: Conveyor | None = None
+
+
+def _same_definition(a: Task, b: Task) -> bool:
+    fa = getattr(type(a), "__wrapped__", None)
+    fb = getattr(type(b), "__wrapped__", None)
+    if fa is not None and fb is not None:
+        return bool(
+            fa.__module__ == fb.__module__
+            and fa.__qualname__ == fb.__qualname__
+            and fa.__code__.co_filename == fb.__code__.co_filename
+        )
+    return type(a).__module__ == type(b).__module__ and type(a).__qualname__ == type(b).__qualname__
+
+
+def _register(registry: dict[str, Task], task: Task) -> Task:
+    if not task.name:
+        task.name = type(task).default_name()
+    existing = registry.get(task.name)
+    if existing is not None and existing is not task and not _same_definition(existing, task):
+        raise DuplicateTaskName(
+            f"two tasks are named {task.name!r}: {type(existing).__module__} and "
+            f"{type(task).__module__}; give one of them name='...'"
+        )
+    registry[task.name] = task
+    return task
+
+
+def register_shared(task: Task) -> Task:
+    """Register a task every app can see (``@shared_task`` and class-based tasks)."""
+    with _shared_lock:
+        return _register(_shared, task)
+
+
+def current_app() -> Conveyor:
+    """The most recently created app (or one made current); a default app when there is none."""
+    global _current
+    if _current is None:
+        _current = Conveyor("default")
+    return _current
+
+
+class TaskRegistry(Mapping[str, Task]):
+    """The app's own tasks, then the shared ones."""
+
+    def __init__(self) -> None:
+        self.own: dict[str, Task] = {}
+
+    def __getitem__(self, name: str) -> Task:
+        task = self.own.get(name) or _shared.get(name)
+        if task is None:
+            raise NotRegistered(
+                f"no task named {name!r} is registered: import the module that defines it in "
+                "the worker (-A module, or the include setting) or check the name"
+            )
+        return task
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({**_shared, **self.own})
+
+    def __len__(self) -> int:
+        return len({**_shared, **self.own})
+
+
+class Conveyor:
+    """``Conveyor("shop")`` keeps broker and results in ./conveyor.db; pass URLs for others."""
+
+    def __init__(
+        self,
+        main: str | None = None,
+        *,
+        broker: str | Broker | None = None,
+        backend: str | ResultBackend | None = None,
+        include: Sequence[str] | None = None,
+        set_as_current: bool = True,
+        clock: Callable[[], float] = time.time,
+        **settings: Any,
+    ) -> None:
+        self.main = main
+        self.clock = clock
+        self.conf = Settings()
+        self.conf.load_environment()
+        self.conf.update(settings)
+        if include:
+            self.conf.include = list(include)
+        self._broker: Broker | None = None
+        self._backend: ResultBackend | None = None
+        if isinstance(broker, Broker):
+            self._broker = broker
+        elif broker is not None:
+            self.conf.broker_url = broker
+        if isinstance(backend, ResultBackend):
+            self._backend = backend
+        elif backend is not None:
+            self.conf.result_backend = backend
+        self.tasks = TaskRegistry()
+        self._results: ResultStore | None = None
+        self._lock = threading.RLock()
+        self._batch = threading.local()
+        self.Task: type[Task] = type("Task", (Task,), {"_app": self, "abstract": True})
+        if set_as_current:
+            self.set_current()
+
+    def set_current(self) -> None:
+        global _current
+        _current = self
+
+    def __repr__(self) -> str:
+        return f"<Conveyor {self.main or '__main__'} broker={self.broker_url}>"
+
+    # -- configuration ------------------------------------------------------------------
+
+    def config_from_object(self, obj: object | str, namespace: str | None = None) -> None:
+        self.conf.load_object(obj, namespace)
+
+    @property
+    def broker_url(self) -> str:
+        if self._broker is not None:
+            return self._broker.url or type(self._broker).__name__
+        return self.conf.broker_url or DEFAULT_URL
+
+    @property
+    def broker(self) -> Broker:
+        if self._broker is None:
+            with self._lock:
+                if self._broker is None:
+                    self._broker = broker_from_url(self.broker_url)
+        return self._broker
+
+    @property
+    def backend(self) -> ResultBackend:
+        if self._backend is None:
+            with self._lock:
+                if self._backend is None:
+                    url = self.conf.result_backend
+                    if url is None:
+                        url = self.broker_url if "://" in self.broker_url else "memory://"
+                    self._backend = backend_from_url(url)
+        return self._backend
+
+    @property
+    def results(self) -> ResultStore:
+        if self._results is None:
+            self._results = ResultStore(self.backend, self.conf.result_expires, self.clock)
+        return self._results
+
+    def close(self) -> None:
+        if self._broker is not None:
+            self._broker.close()
+        if self._backend is not None:
+            self._backend.close()
+
+    # -- defining tasks -----------------------------------------------------------------
+
+    @overload
+    def task(self, fun: F, /) -> Any: ...
+    @overload
+    def task(self, fun: None = None, /, **options: Any) -> Callable[[F], Any]: ...
+
+    def task(self, fun: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+        """``@app.task`` or ``@app.task(bind=True, ...)``: register a function as a task."""
+        check_options(options, TASK_OPTIONS, "task option")
+
+        def decorate(f: Callable[..., Any]) -> Task:
+            if options.get("shared"):
+                return make_task(f, None, options)
+            return self.register_task(make_task(f, self, options))
+
+        return decorate(fun) if fun is not None else decorate
+
+    def register_task(self, task: Task) -> Task:
+        """Register a task instance (class-based tasks) on this app."""
+        if not isinstance(task, Task):
+            raise ImproperlyConfigured(f"register_task() takes a Task instance, not {task!r}")
+        task.bind(self)
+        return _register(self.tasks.own, task)
+
+    # -- sending ------------------------------------------------------------------------
+
+    def send_task(
+        self,
+        name: str,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> AsyncResult:
+        """Send a task by name, without importing it."""
+        task = self.tasks.own.get(name) or _shared.get(name)
+        return self.send(task, tuple(args or ()), dict(kwargs or {}), options, name=name)
+
+    def build_message(
+        self,
+        task: Task | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: Mapping[str, Any],
+        name: str | None = None,
+    ) -> Message:
+        check_options(options, SEND_OPTIONS | CELERY_TRANSPORT_OPTIONS, "option")
+        name = name or (task.name if task else None)
+        if not name:
+            raise ImproperlyConfigured("the task has no name")
+        if task is not None and task.typing:
+            task.spec.check(name, args, kwargs)
+        conf = self.conf
+        now = self.clock()
+        eta: float | None
+        if options.get("countdown") is not None:
+            eta = now + float(options["countdown"])
+        else:
+            eta = to_timestamp(options.get("eta"), now)
+        expires = options.get("expires", task.expires if task else None)
+        priority = options.get("priority")
+        if priority is None:
+            priority = (
+                task.priority if task and task.priority is not None else conf.task_default_priority
+            )
+        if not isinstance(priority, int) or not 0 <= priority <= 9:
+            raise ValueError(
+                f"priority must be an integer from 0 to 9 (higher runs first), not {priority!r}"
+            )
+        ignore_result = options.get("ignore_result")
+        if ignore_result is None:
+            ignore_result = (
+                task.ignore_result
+                if task and task.ignore_result is not None
+                else conf.task_ignore_result
+            )
+        parent = current_request()
+        task_id = options.get("task_id") or str(uuid.uuid4())
+        serializer = (
+            options.get("serializer") or (task.serializer if task else None) or conf.task_serializer
+        )
+        payload = None
+        if serializer == "pickle":
+            if "pickle" not in conf.accept_content:
+                raise EncodeError(
+                    "serializer='pickle' needs the app to opt in: accept_content=['json', 'pickle']"
+                )
+            payload, args, kwargs = pickle_arguments(args, kwargs), (), {}
+        elif serializer != "json":
+            raise ImproperlyConfigured(f"unknown serializer {serializer!r}: use 'json' or 'pickle'")
+        return Message(
+            id=task_id,
+            task=name,
+            args=list(args),
+            kwargs=kwargs,
+            payload=payload,
+            content_type=serializer,
+            queue=options.get("queue") or (task.queue if task else None) or conf.task_default_queue,
+            priority=priority,
+            eta=eta if eta is not None and eta > now else None,
+            expires=to_timestamp(expires, now),
+            retries=options.get("retries", 0),
+            root_id=options.get("root_id") or (parent.root_id if parent else None) or task_id,
+            parent_id=options.get("parent_id") or (parent.id if parent else None),
+            group_id=options.get("group_id"),
+            group_index=options.get("group_index"),
+            headers=dict(options.get("headers") or {}),
+            time_limit=options.get("time_limit", task.time_limit if task else None),
+            soft_time_limit=options.get("soft_time_limit", task.soft_time_limit if task else None),
+            ignore_result=bool(ignore_result),
+            idempotency_key=options.get("idempotency_key"),
+            sent_at=now,
+        )
+
+    def envelope(self, message: Message, task: Task | None = None) -> Envelope:
+        names = task.spec.param_names if task is not None and task.typing else ()
+        body = encode_message(message, self.conf.max_payload_size, names)
+        return Envelope(broker_key(message), message.queue, body, message.priority, message.eta)
+
+    def send(
+        self,
+        task: Task | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: Mapping[str, Any],
+        name: str | None = None,
+    ) -> AsyncResult:
+        message = self.build_message(task, args, kwargs, options, name)
+        self.publish([(message, task)])
+        return AsyncResult(message.id, app=self, task=task)
+
+    def publish(self, items: Sequence[tuple[Message, Task | None]]) -> None:
+        """Encode and publish messages, recording the ones that keep results as PENDING."""
+        envelopes = [self.envelope(message, task) for message, task in items]
+        pending = [(m.id, m.task) for m, _ in items if not m.ignore_result and m.retries == 0]
+        batch: list[tuple[list[Envelope], list[tuple[str, str]]]] | None = getattr(
+            self._batch, "stack", None
+        )
+        if batch:
+            batch[-1][0].extend(envelopes)
+            batch[-1][1].extend(pending)
+            return
+        if pending:
+            self.results.mark_pending(pending)
+        self.broker.publish(envelopes)
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Collect every send inside the block and publish them together when it ends."""
+        stack = getattr(self._batch, "stack", None)
+        if stack is None:
+            stack = self._batch.stack = []
+        stack.append(([], []))
+        try:
+            yield
+        except BaseException:
+            stack.pop()
+            raise
+        envelopes, pending = stack.pop()
+        if pending:
+            self.results.mark_pending(pending)
+        if envelopes:
+            self.broker.publish(envelopes)
+
+    def AsyncResult(self, task_id: str, task: Task | None = None) -> AsyncResult:
+        return AsyncResult(task_id, app=self, task=task)
+
+    # -- worker-side helpers ------------------------------------------------------------
+
+    def import_includes(self) -> None:
+        import importlib
+
+        for module in self.conf.include:
+            importlib.import_module(module)
+
+    @property
+    def hostname(self) -> str:
+        import socket
+
+        return f"conveyor@{socket.gethostname()}"
+
+
+def broker_key(message: Message) -> str:
+    """The broker's id for one attempt: a retry is a new message while the old one is held.
+
+    Deterministic, so a retry re-sent after a crash is dropped as a duplicate.
+    """
+    return message.id if message.retries == 0 else f"{message.id}~{message.retries}"
+
+
+def make_task(fun: Callable[..., Any], app: Conveyor | None, options: dict[str, Any]) -> Task:
+    """Build a Task subclass whose run() is ``fun`` and return its instance."""
+    options = dict(options)
+    options.pop("shared", None)
+    base = options.pop("base", None) or (app.Task if app is not None else Task)
+    bind = bool(options.pop("bind", False))
+    name = options.pop("name", None) or f"{fun.__module__}.{fun.__qualname__}"
+    for key in ("autoretry_for", "dont_autoretry_for"):
+        if key in options:
+            options[key] = tuple(options[key])
+    attrs: dict[str, Any] = {
+        "name": name,
+        "run": fun if bind else staticmethod(fun),
+        "__doc__": fun.__doc__,
+        "__module__": fun.__module__,
+        "__qualname__": fun.__qualname__,
+        "__wrapped__": fun,
+        "abstract": False,
+        **options,
+    }
+    cls = type(fun.__name__, (base,), attrs)
+    task: Task = cls()
+    if app is None:
+        register_shared(task)
+    return task
+
+
+def shared_task(fun: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+    """Define a task that belongs to whichever app is current when it is used."""
+    check_options(options, TASK_OPTIONS, "task option")
+
+    def decorate(f: Callable[..., Any]) -> Task:
+        return make_task(f, None, options)
+
+    return decorate(fun) if fun is not None else decorate

@@ -1,0 +1,90 @@
+"""The ResultBackend interface: a small key-value store with TTLs that results live in.
+
+Every key written has a time to live. Values are opaque bytes; the layer above
+(``conveyor.result``) encodes task state into them. A write may carry a *fence*: an
+integer that grows with each attempt at a task. A write whose fence is lower than the
+one stored is refused, so a worker that froze past its lease cannot overwrite the state
+written by the worker that took over.
+"""
+
+from __future__ import annotations
+
+import builtins
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+
+__all__ = ["ResultBackend"]
+
+
+class ResultBackend(ABC):
+    """Subclasses implement the abstract methods; ``wait`` may be overridden to block natively."""
+
+    url: str = ""
+    poll_interval: float = 0.002
+    """Seconds between reads in the default ``wait``."""
+
+    @abstractmethod
+    def get(self, key: str) -> bytes | None:
+        """The value, or None when absent or expired."""
+
+    @abstractmethod
+    def mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Many values in one round trip, in the order of ``keys``."""
+
+    @abstractmethod
+    def set(self, key: str, value: bytes, ttl: float, fence: int | None = None) -> bool:
+        """Store ``value`` for ``ttl`` seconds.
+
+        With a fence, refuse (return False, change nothing) when the stored fence is
+        higher; otherwise store it with the value. Without one, always write.
+        """
+
+    @abstractmethod
+    def set_many(self, items: Sequence[tuple[str, bytes]], ttl: float) -> None:
+        """Store many unfenced values in one round trip."""
+
+    @abstractmethod
+    def delete(self, keys: Sequence[str]) -> int:
+        """Delete keys; the count that existed."""
+
+    @abstractmethod
+    def incr(self, key: str, amount: int, ttl: float) -> int:
+        """Add ``amount`` to an integer counter (absent: 0) and refresh its TTL; the new value."""
+
+    @abstractmethod
+    def add_to_set(self, key: str, member: str, ttl: float) -> int:
+        """Add a member to a set and refresh its TTL; the set's size afterwards."""
+
+    @abstractmethod
+    def set_members(self, key: str) -> builtins.set[str]:
+        """The members of a set (empty when absent)."""
+
+    @abstractmethod
+    def expire(self, key: str, ttl: float) -> bool:
+        """Reset a key's TTL; False when absent."""
+
+    def cleanup(self) -> int:
+        """Delete expired entries where the store does not do it itself; the count deleted."""
+        return 0
+
+    def wait(
+        self, key: str, ready: Callable[[bytes | None], bool], timeout: float | None
+    ) -> bytes | None:
+        """Block until ``ready(value)`` holds or the timeout passes; the last value read."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        interval = self.poll_interval
+        while True:
+            value = self.get(key)
+            if ready(value):
+                return value
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return value
+                interval = min(interval, left)
+            time.sleep(interval)
+            interval = min(interval * 1.5, 0.05)
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""

@@ -1,0 +1,87 @@
+"""Brokers: where messages wait. ``broker_from_url`` picks one from a URL."""
+
+from __future__ import annotations
+
+import importlib
+from typing import cast
+from urllib.parse import parse_qsl
+
+from conveyor.brokers.base import Broker, DeadLetter, Delivery, Envelope, QueueStats
+from conveyor.brokers.memory import MemoryBroker
+from conveyor.brokers.sqlite import SQLiteBroker
+from conveyor.exceptions import ImproperlyConfigured
+
+__all__ = [
+    "Broker",
+    "DeadLetter",
+    "Delivery",
+    "Envelope",
+    "MemoryBroker",
+    "QueueStats",
+    "SQLiteBroker",
+    "broker_from_url",
+]
+
+KNOWN_SCHEMES = ("memory://", "sqlite://", "redis://", "rediss://")
+REDIS_SCHEMES = ("redis", "rediss")
+
+
+def url_scheme(url: str) -> str:
+    return url.partition("://")[0].lower() if "://" in url else ""
+
+
+def parse_sqlite_url(url: str) -> tuple[str, float]:
+    """Path and lock timeout of ``sqlite:///relative.db`` or ``sqlite:////abs.db[?timeout=s]``.
+
+    ``sqlite://`` alone means ./conveyor.db. Shared with ``backend_from_url``.
+    """
+    rest, _, query = url.partition("://")[2].partition("?")
+    if rest and not rest.startswith("/"):
+        raise ImproperlyConfigured(
+            f"bad SQLite URL {url!r}: it takes no host; use sqlite:///relative/path.db "
+            "or sqlite:////absolute/path.db"
+        )
+    path = rest[1:] or "conveyor.db"
+    if path == ":memory:":
+        raise ImproperlyConfigured(
+            f"bad SQLite URL {url!r}: an in-memory SQLite database is private to one "
+            "connection; use memory:// instead"
+        )
+    options = dict(parse_qsl(query, keep_blank_values=True))
+    unknown = sorted(set(options) - {"timeout"})
+    if unknown:
+        raise ImproperlyConfigured(f"unknown option(s) {unknown} in {url!r}; known: timeout")
+    try:
+        return path, float(options.get("timeout", 30.0))
+    except ValueError:
+        raise ImproperlyConfigured(f"bad timeout in {url!r}: not a number") from None
+
+
+def import_redis_support(module: str, url: str) -> object:
+    """The Redis implementation module, or a hint to install the extra it needs."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImproperlyConfigured(
+            f"cannot use {url!r}: redis support: pip install 'conveyor-tasks[redis]'"
+        ) from exc
+
+
+def broker_from_url(url: str) -> Broker:
+    """A broker for ``memory://`` (a fresh one each call), ``sqlite://...`` or ``redis://...``."""
+    scheme = url_scheme(url)
+    broker: Broker
+    if scheme == "memory":
+        broker = MemoryBroker()
+    elif scheme == "sqlite":
+        path, timeout = parse_sqlite_url(url)
+        broker = SQLiteBroker(path, timeout=timeout)
+    elif scheme in REDIS_SCHEMES:
+        module = import_redis_support("conveyor.brokers.redis", url)
+        broker = cast(Broker, getattr(module, "RedisBroker").from_url(url))  # noqa: B009
+    else:
+        raise ImproperlyConfigured(
+            f"unknown broker URL {url!r}; known schemes: {', '.join(KNOWN_SCHEMES)}"
+        )
+    broker.url = url
+    return broker

@@ -1,0 +1,155 @@
+"""The Broker interface: the narrow contract every transport implements.
+
+A broker stores opaque message bodies with a few routing fields. It knows nothing of tasks.
+Delivery is at-least-once:
+
+* ``reserve`` hands out messages under a *lease*: a deadline and a fresh token. Until the
+  lease passes nobody else receives the message; once it passes, ``recover_expired`` puts
+  it back in its queue and the next reservation gets a new token.
+* ``ack``, ``nack``, ``extend`` and ``dead_letter`` name a delivery by message id *and*
+  token. A stale token (the lease passed and someone else took the message) is refused:
+  the call returns False and changes nothing. This is the fencing that stops a frozen
+  worker from acking, or re-queueing, work another worker now owns.
+* A future ``eta`` goes to the broker's delayed store, never into a worker's memory;
+  ``reserve`` first moves due messages from there to their queues.
+* Within a queue, higher ``priority`` (0-9) is delivered first, then oldest first.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["Broker", "DeadLetter", "Delivery", "Envelope", "QueueStats"]
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A message on its way into the broker."""
+
+    id: str
+    queue: str
+    body: bytes
+    priority: int = 0
+    eta: float | None = None
+    """Unix time before which the message must not be delivered; None or past: now."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A reserved message, owned by its reserver until the lease passes."""
+
+    id: str
+    queue: str
+    body: bytes
+    priority: int
+    token: str
+    """Lease token; every reservation of a message gets a new one."""
+    delivery_count: int
+    """1 on the first delivery, 2 on the first redelivery, and so on."""
+
+    @property
+    def redelivered(self) -> bool:
+        return self.delivery_count > 1
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message that could not be processed, kept with the reason."""
+
+    id: str
+    queue: str
+    body: bytes
+    priority: int
+    reason: str
+    failed_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    ready: int = 0
+    delayed: int = 0
+    reserved: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.ready + self.delayed + self.reserved
+
+
+class Broker(ABC):
+    """Stores and hands out messages. Subclasses implement the abstract methods."""
+
+    url: str = ""
+
+    @abstractmethod
+    def publish(self, envelopes: Sequence[Envelope]) -> None:
+        """Store messages, all or none. A message whose id is live already is ignored."""
+
+    @abstractmethod
+    def reserve(self, queues: Sequence[str], count: int, lease: float) -> list[Delivery]:
+        """Take up to ``count`` ready messages from ``queues`` under a lease of ``lease`` seconds.
+
+        Due delayed messages become ready first. Returns at once (possibly empty); use
+        ``wait`` to block until there may be work.
+        """
+
+    @abstractmethod
+    def extend(self, deliveries: Sequence[Delivery], lease: float) -> list[bool]:
+        """Push each lease ``lease`` seconds past now; False where the token is stale."""
+
+    @abstractmethod
+    def ack(self, delivery: Delivery) -> bool:
+        """Remove a finished message. False (and nothing removed) where the token is stale."""
+
+    @abstractmethod
+    def nack(self, delivery: Delivery, delay: float | None = None) -> bool:
+        """Give a message back: to its queue now, or to the delayed store for ``delay`` s."""
+
+    @abstractmethod
+    def dead_letter(self, delivery: Delivery, reason: str) -> bool:
+        """Move a reserved message to the dead-letter store with the reason."""
+
+    @abstractmethod
+    def recover_expired(self) -> int:
+        """Return messages whose lease passed to their queues; the count recovered."""
+
+    @abstractmethod
+    def purge(self, queue: str | None = None) -> int:
+        """Delete ready and delayed messages (of one queue, or all); the count deleted."""
+
+    @abstractmethod
+    def stats(self) -> dict[str, QueueStats]:
+        """Counts per queue name, for every queue that holds anything."""
+
+    @abstractmethod
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """The oldest dead letters first."""
+
+    @abstractmethod
+    def requeue_dead_letters(self, ids: Sequence[str] | None = None) -> int:
+        """Send dead letters (these ids, or all) back to their queues; the count sent."""
+
+    @abstractmethod
+    def purge_dead_letters(self, ids: Sequence[str] | None = None) -> int:
+        """Delete dead letters (these ids, or all); the count deleted."""
+
+    def publish_one(self, envelope: Envelope) -> None:
+        self.publish((envelope,))
+
+    def wait(self, timeout: float) -> None:
+        """Block until new messages may be ready, or ``timeout`` seconds pass.
+
+        The default sleeps; brokers that can be woken (data_version, blocking pops) should.
+        """
+        time.sleep(timeout)
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections. The broker must not be used afterwards."""
+
+    def __enter__(self) -> Broker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

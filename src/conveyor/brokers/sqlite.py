@@ -1,0 +1,402 @@
+"""The SQLite broker: the embedded default, shared safely by threads and processes on one host.
+
+Ready and reserved messages live in one table; a partial index over the unreserved rows
+keeps ``reserve`` a short index walk however many messages are in flight. Delayed
+messages live in their own table ordered by eta, so a million of them cost the ready scan
+nothing. Every reservation is a single ``UPDATE ... RETURNING`` inside ``BEGIN
+IMMEDIATE``: SQLite serialises writers, so two processes can never take the same row.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from conveyor.brokers.base import Broker, DeadLetter, Delivery, Envelope, QueueStats
+from conveyor.exceptions import BrokerError
+
+__all__ = ["SQLiteBroker", "SQLiteFile"]
+
+_inherited: list[sqlite3.Connection] = []
+"""Connections a forked child inherited. Referenced forever so the child never closes them:
+closing runs SQLite's lock and WAL cleanup on files the parent is still using."""
+_files: weakref.WeakSet[SQLiteFile] = weakref.WeakSet()
+
+
+def _disown_after_fork() -> None:
+    for file in list(_files):
+        _inherited.extend(file._opened)
+        file._opened = []
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_disown_after_fork)
+
+
+class SQLiteFile:
+    """Connections to one database file: one per (process, thread), never used across fork.
+
+    Shared by the SQLite broker and result backend, which may live in the same file.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], timeout: float) -> None:
+        self.path = os.fspath(path)
+        self.timeout = timeout
+        self._local = threading.local()
+        self._opened: list[sqlite3.Connection] = []
+        _files.add(self)
+
+    def connection(self) -> sqlite3.Connection:
+        local = self._local
+        pid = os.getpid()
+        if getattr(local, "pid", None) == pid:
+            conn: sqlite3.Connection = local.conn
+            return conn
+        if getattr(local, "conn", None) is not None:
+            _inherited.append(local.conn)
+        conn = sqlite3.connect(
+            self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+        )
+        self._opened.append(conn)
+        local.pid, local.conn, local.version = pid, conn, None
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
+        return conn
+
+    @contextmanager
+    def errors(self) -> Iterator[None]:
+        """Turn sqlite3 errors into BrokerError naming the file."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            name = getattr(exc, "sqlite_errorname", "")
+            if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+                raise BrokerError(
+                    f"SQLite database {self.path!r} stayed locked for more than "
+                    f"{self.timeout:g}s (another process holds a write transaction)"
+                ) from exc
+            raise BrokerError(f"SQLite database {self.path!r}: {exc}") from exc
+
+    @contextmanager
+    def transaction(self, begin: str = "BEGIN IMMEDIATE") -> Iterator[sqlite3.Connection]:
+        """By default a write transaction taken up front: it waits for the lock, never fails
+        halfway on a stale snapshot. ``begin="BEGIN"`` gives a consistent read."""
+        with self.errors():
+            conn = self.connection()
+            conn.execute(begin)
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """One autocommit statement, fully stepped so no transaction is left open."""
+        with self.errors():
+            return self.connection().execute(sql, params).fetchall()
+
+    def changes(self, sql: str, params: Sequence[Any] = ()) -> int:
+        with self.errors():
+            return self.connection().execute(sql, params).rowcount
+
+    def data_version(self) -> int:
+        """A number that changes whenever another connection commits to the file."""
+        with self.errors():
+            value: int = self.connection().execute("PRAGMA data_version").fetchone()[0]
+            return value
+
+    def remember_version(self, conn: sqlite3.Connection) -> None:
+        """Note the data_version inside a transaction, so no commit after it goes unseen."""
+        self._local.version = conn.execute("PRAGMA data_version").fetchone()[0]
+
+    def forget_version(self) -> None:
+        self._local.version = None
+
+    def remembered_version(self) -> int:
+        """The version noted by this thread's last ``remember_version``, else the current one."""
+        self.connection()
+        version: int | None = self._local.version
+        return self.data_version() if version is None else version
+
+    def ensure_schema(self, ddl: Sequence[str], version: int, shift: int) -> None:
+        """Create tables once per file; the version lives in 16 bits of ``user_version``.
+
+        Broker and backend may share a file, so each owns its own bits of the header field.
+        """
+        mask = 0xFFFF << shift
+        if (self.execute("PRAGMA user_version")[0][0] & mask) >> shift == version:
+            return
+        with self.transaction() as conn:
+            current = conn.execute("PRAGMA user_version").fetchone()[0]
+            found = (current & mask) >> shift
+            if found > version:
+                raise BrokerError(
+                    f"SQLite database {self.path!r} has schema version {found}, newer than "
+                    f"this Conveyor understands ({version}); upgrade Conveyor"
+                )
+            for statement in ddl:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={(current & ~mask) | (version << shift)}")
+
+    def close(self) -> None:
+        """Close this process's connections, from every thread."""
+        opened, self._opened = self._opened, []
+        for conn in opened:
+            conn.close()
+        self._local = threading.local()
+
+
+_SCHEMA_VERSION = 1
+_DDL = (
+    """CREATE TABLE IF NOT EXISTS conveyor_messages (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        queue TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        body BLOB NOT NULL,
+        token TEXT,
+        lease_until REAL,
+        delivery_count INTEGER NOT NULL)""",
+    """CREATE INDEX IF NOT EXISTS conveyor_messages_ready
+        ON conveyor_messages (queue, priority DESC, seq) WHERE lease_until IS NULL""",
+    """CREATE INDEX IF NOT EXISTS conveyor_messages_leased
+        ON conveyor_messages (lease_until) WHERE lease_until IS NOT NULL""",
+    """CREATE TABLE IF NOT EXISTS conveyor_delayed (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        queue TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        body BLOB NOT NULL,
+        delivery_count INTEGER NOT NULL,
+        eta REAL NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS conveyor_delayed_eta ON conveyor_delayed (eta)",
+    """CREATE TABLE IF NOT EXISTS conveyor_dead_letters (
+        id TEXT PRIMARY KEY,
+        queue TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        body BLOB NOT NULL,
+        reason TEXT NOT NULL,
+        failed_at REAL NOT NULL)""",
+)
+
+_INSERT_READY = """INSERT OR IGNORE INTO conveyor_messages
+    (id, queue, priority, body, delivery_count)
+    SELECT ?1, ?2, ?3, ?4, 0 WHERE NOT EXISTS (SELECT 1 FROM conveyor_delayed WHERE id = ?1)"""
+_INSERT_DELAYED = """INSERT OR IGNORE INTO conveyor_delayed
+    (id, queue, priority, body, delivery_count, eta)
+    SELECT ?1, ?2, ?3, ?4, 0, ?5 WHERE NOT EXISTS (SELECT 1 FROM conveyor_messages WHERE id = ?1)"""
+_ANY_DUE = "SELECT 1 FROM conveyor_delayed WHERE eta <= ? LIMIT 1"
+_MOVE_DUE = """INSERT OR IGNORE INTO conveyor_messages
+    (id, queue, priority, body, delivery_count)
+    SELECT id, queue, priority, body, delivery_count FROM conveyor_delayed
+    WHERE eta <= ?1 ORDER BY eta, seq LIMIT ?2"""
+_DROP_DUE = """DELETE FROM conveyor_delayed WHERE seq IN
+    (SELECT seq FROM conveyor_delayed WHERE eta <= ?1 ORDER BY eta, seq LIMIT ?2)"""
+_MOVE_DUE_BATCH = 5000
+_RESERVE = """UPDATE conveyor_messages
+    SET token = ?1, lease_until = ?2, delivery_count = delivery_count + 1
+    WHERE seq IN (SELECT seq FROM conveyor_messages WHERE queue = ?3 AND lease_until IS NULL
+                  ORDER BY priority DESC, seq LIMIT ?4)
+    RETURNING seq, id, queue, priority, body, delivery_count"""
+_TAKE = """DELETE FROM conveyor_messages WHERE id = ? AND token = ?
+    RETURNING id, queue, priority, body, delivery_count"""
+
+
+def _reserved_order(row: tuple[Any, ...]) -> tuple[int, int]:
+    return -row[3], row[0]
+
+
+class SQLiteBroker(Broker):
+    """A broker in one SQLite file; every process on the host opening it shares the queues."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        clock: Callable[[], float] = time.time,
+        timeout: float = 30.0,
+    ) -> None:
+        self.path = os.fspath(path)
+        self._clock = clock
+        self._db = SQLiteFile(self.path, timeout)
+        self._db.ensure_schema(_DDL, _SCHEMA_VERSION, shift=0)
+        self._rotation = itertools.count()
+
+    def publish(self, envelopes: Sequence[Envelope]) -> None:
+        now = self._clock()
+        ready = [
+            (e.id, e.queue, e.priority, e.body) for e in envelopes if e.eta is None or e.eta <= now
+        ]
+        delayed = [
+            (e.id, e.queue, e.priority, e.body, e.eta)
+            for e in envelopes
+            if e.eta is not None and e.eta > now
+        ]
+        if len(envelopes) == 1:
+            if ready:
+                self._db.changes(_INSERT_READY, ready[0])
+            else:
+                self._db.changes(_INSERT_DELAYED, delayed[0])
+            return
+        if not envelopes:
+            return
+        with self._db.transaction() as conn:
+            conn.executemany(_INSERT_READY, ready)
+            conn.executemany(_INSERT_DELAYED, delayed)
+
+    def reserve(self, queues: Sequence[str], count: int, lease: float) -> list[Delivery]:
+        if count <= 0 or not queues:
+            return []
+        now = self._clock()
+        token, until = secrets.token_hex(8), now + lease
+        start = next(self._rotation) % len(queues)
+        deliveries: list[Delivery] = []
+        with self._db.transaction() as conn:
+            if conn.execute(_ANY_DUE, (now,)).fetchone() is not None:
+                conn.execute(_MOVE_DUE, (now, _MOVE_DUE_BATCH))
+                conn.execute(_DROP_DUE, (now, _MOVE_DUE_BATCH))
+            for queue in (*queues[start:], *queues[:start]):
+                params = (token, until, queue, count - len(deliveries))
+                rows = conn.execute(_RESERVE, params).fetchall()
+                rows.sort(key=_reserved_order)
+                deliveries += [
+                    Delivery(msg_id, queue, body, priority, token, delivered)
+                    for _, msg_id, _, priority, body, delivered in rows
+                ]
+                if len(deliveries) >= count:
+                    break
+            if not deliveries:
+                self._db.remember_version(conn)
+        return deliveries
+
+    def extend(self, deliveries: Sequence[Delivery], lease: float) -> list[bool]:
+        if not deliveries:
+            return []
+        until = self._clock() + lease
+        sql = "UPDATE conveyor_messages SET lease_until = ? WHERE id = ? AND token = ?"
+        with self._db.transaction() as conn:
+            return [conn.execute(sql, (until, d.id, d.token)).rowcount == 1 for d in deliveries]
+
+    def ack(self, delivery: Delivery) -> bool:
+        sql = "DELETE FROM conveyor_messages WHERE id = ? AND token = ?"
+        return self._db.changes(sql, (delivery.id, delivery.token)) == 1
+
+    def nack(self, delivery: Delivery, delay: float | None = None) -> bool:
+        if delay is None or delay <= 0:
+            sql = """UPDATE conveyor_messages SET token = NULL, lease_until = NULL
+                WHERE id = ? AND token = ?"""
+            return self._db.changes(sql, (delivery.id, delivery.token)) == 1
+        with self._db.transaction() as conn:
+            row = conn.execute(_TAKE, (delivery.id, delivery.token)).fetchone()
+            if row is None:
+                return False
+            conn.execute(
+                """INSERT INTO conveyor_delayed (id, queue, priority, body, delivery_count, eta)
+                VALUES (?, ?, ?, ?, ?, ?)""",
+                (*row, self._clock() + delay),
+            )
+            return True
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> bool:
+        with self._db.transaction() as conn:
+            row = conn.execute(_TAKE, (delivery.id, delivery.token)).fetchone()
+            if row is None:
+                return False
+            conn.execute(
+                """INSERT OR REPLACE INTO conveyor_dead_letters
+                (id, queue, priority, body, reason, failed_at) VALUES (?, ?, ?, ?, ?, ?)""",
+                (*row[:4], reason, self._clock()),
+            )
+            return True
+
+    def recover_expired(self) -> int:
+        sql = """UPDATE conveyor_messages SET token = NULL, lease_until = NULL
+            WHERE lease_until IS NOT NULL AND lease_until <= ?"""
+        return self._db.changes(sql, (self._clock(),))
+
+    def purge(self, queue: str | None = None) -> int:
+        where, params = ("", ()) if queue is None else (" AND queue = ?", (queue,))
+        with self._db.transaction() as conn:
+            ready = "DELETE FROM conveyor_messages WHERE lease_until IS NULL" + where
+            delayed = "DELETE FROM conveyor_delayed WHERE 1" + where
+            return int(
+                conn.execute(ready, params).rowcount + conn.execute(delayed, params).rowcount
+            )
+
+    def stats(self) -> dict[str, QueueStats]:
+        counts: dict[str, list[int]] = {}
+        with self._db.transaction("BEGIN") as conn:
+            for queue, ready, reserved in conn.execute(
+                """SELECT queue, sum(lease_until IS NULL), sum(lease_until IS NOT NULL)
+                FROM conveyor_messages GROUP BY queue"""
+            ):
+                counts[queue] = [ready, 0, reserved]
+            for queue, delayed in conn.execute(
+                "SELECT queue, count(*) FROM conveyor_delayed GROUP BY queue"
+            ):
+                counts.setdefault(queue, [0, 0, 0])[1] = delayed
+        return {queue: QueueStats(*c) for queue, c in sorted(counts.items())}
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        rows = self._db.execute(
+            """SELECT id, queue, body, priority, reason, failed_at FROM conveyor_dead_letters
+            ORDER BY failed_at, rowid LIMIT ?""",
+            (limit,),
+        )
+        return [DeadLetter(*row) for row in rows]
+
+    def requeue_dead_letters(self, ids: Sequence[str] | None = None) -> int:
+        """A dead letter whose id is live again is dropped, not counted: the live copy wins."""
+        insert = """INSERT OR IGNORE INTO conveyor_messages
+            (id, queue, priority, body, delivery_count)
+            SELECT id, queue, priority, body, 0 FROM conveyor_dead_letters AS d
+            WHERE NOT EXISTS (SELECT 1 FROM conveyor_delayed WHERE id = d.id)"""
+        delete = "DELETE FROM conveyor_dead_letters"
+        with self._db.transaction() as conn:
+            if ids is None:
+                sent = conn.execute(insert + " ORDER BY failed_at, rowid").rowcount
+                conn.execute(delete)
+            else:
+                sent = conn.executemany(insert + " AND id = ?", [(i,) for i in ids]).rowcount
+                conn.executemany(delete + " WHERE id = ?", [(i,) for i in ids])
+            return int(sent)
+
+    def purge_dead_letters(self, ids: Sequence[str] | None = None) -> int:
+        if ids is None:
+            return self._db.changes("DELETE FROM conveyor_dead_letters")
+        with self._db.transaction() as conn:
+            sql = "DELETE FROM conveyor_dead_letters WHERE id = ?"
+            return int(conn.executemany(sql, [(i,) for i in ids]).rowcount)
+
+    def wait(self, timeout: float) -> None:
+        """Poll ``data_version`` (cheap, no table read) until another connection commits.
+
+        Also returns once the earliest delayed message comes due, so it can be moved.
+        """
+        deadline = time.monotonic() + timeout
+        baseline = self._db.remembered_version()
+        next_eta = self._db.execute("SELECT min(eta) FROM conveyor_delayed")[0][0]
+        try:
+            while next_eta is None or self._clock() < next_eta:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                time.sleep(min(0.001, left))
+                if self._db.data_version() != baseline:
+                    return
+        finally:
+            self._db.forget_version()
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,314 @@
+"""``conveyor``: worker, call, result, purge, dead-letters and demo."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import time
+from datetime import datetime
+from typing import Any
+
+import click
+
+from . import states
+from .app import Conveyor
+from .exceptions import ConveyorError
+
+__all__ = ["load_app", "main"]
+
+
+def load_app(spec: str | None) -> Conveyor:
+    """Import ``module:attribute`` (or ``module``, finding its Conveyor app)."""
+    spec = spec or os.environ.get("CONVEYOR_APP")
+    if not spec:
+        raise click.UsageError("which app? pass -A module:app (or set CONVEYOR_APP)")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise click.UsageError(f"cannot import {module_name!r} for -A {spec}: {exc}") from None
+    if attr:
+        obj: Any = module
+        for part in attr.split("."):
+            obj = getattr(obj, part, None)
+        if not isinstance(obj, Conveyor):
+            raise click.UsageError(f"{spec} is not a Conveyor app")
+        obj.set_current()
+        return obj
+    for name in ("app", "conveyor"):
+        candidate = getattr(module, name, None)
+        if isinstance(candidate, Conveyor):
+            candidate.set_current()
+            return candidate
+    apps = [v for v in vars(module).values() if isinstance(v, Conveyor)]
+    if len(apps) == 1:
+        apps[0].set_current()
+        return apps[0]
+    raise click.UsageError(f"no Conveyor app found in {module_name!r}: pass -A {module_name}:NAME")
+
+
+def _app(ctx: click.Context, local: str | None) -> Conveyor:
+    return load_app(local or (ctx.obj or {}).get("app"))
+
+
+app_option = click.option("-A", "--app", "app_spec", help="module:app to load.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-A", "--app", "app_spec", help="module:app to load (or CONVEYOR_APP).")
+@click.version_option(package_name="conveyor-tasks")
+@click.pass_context
+def main(ctx: click.Context, app_spec: str | None) -> None:
+    """Conveyor: a distributed task queue with Celery's API."""
+    ctx.obj = {"app": app_spec}
+
+
+@main.command()
+@app_option
+@click.option("-c", "--concurrency", type=int, help="Child processes or threads [CPU count].")
+@click.option("-Q", "--queues", help="Comma-separated queues to consume [default].")
+@click.option("-n", "--hostname", help="Worker name [conveyor@HOST].")
+@click.option(
+    "-P", "--pool", type=click.Choice(["prefork", "threads", "solo"]), help="Pool [prefork]."
+)
+@click.option("-l", "--loglevel", default="INFO", show_default=True, help="Log level.")
+@click.option("--prefetch-multiplier", type=int, help="Messages each consumer reserves at once.")
+@click.option("--max-tasks-per-child", type=int, help="Replace a child after this many tasks.")
+@click.pass_context
+def worker(
+    ctx: click.Context,
+    app_spec: str | None,
+    concurrency: int | None,
+    queues: str | None,
+    hostname: str | None,
+    pool: str | None,
+    loglevel: str,
+    prefetch_multiplier: int | None,
+    max_tasks_per_child: int | None,
+) -> None:
+    """Start a worker."""
+    from .log import setup_logging
+    from .worker import Worker
+
+    setup_logging(loglevel)
+    app = _app(ctx, app_spec)
+    queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+    try:
+        code = Worker(
+            app, queue_list, concurrency, pool, hostname, prefetch_multiplier, max_tasks_per_child
+        ).run()
+    except ConveyorError as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(code)
+
+
+def _json_arg(value: str | None, what: str, kind: type) -> Any:
+    if value is None:
+        return kind()
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"{what} must be JSON: {exc}") from None
+    if not isinstance(parsed, kind):
+        raise click.BadParameter(f"{what} must be a JSON {kind.__name__}")
+    return parsed
+
+
+def _show(value: Any) -> str:
+    try:
+        return json.dumps(value, default=str)
+    except TypeError:
+        return repr(value)
+
+
+def _progress_line(meta: Any) -> str | None:
+    if isinstance(meta, dict) and isinstance(meta.get("total"), int | float) and meta["total"]:
+        current, total = meta.get("current", 0), meta["total"]
+        width = 30
+        filled = int(width * min(current / total, 1))
+        return f"\r[{'#' * filled}{'.' * (width - filled)}] {current}/{total}"
+    return None
+
+
+@main.command()
+@app_option
+@click.argument("name")
+@click.option("--args", "args_json", help="Positional arguments as a JSON list.")
+@click.option("--kwargs", "kwargs_json", help="Keyword arguments as a JSON object.")
+@click.option("-Q", "--queue", help="Queue to send to.")
+@click.option("--countdown", type=float, help="Seconds to wait before running.")
+@click.option("--priority", type=click.IntRange(0, 9), help="0-9, higher runs first.")
+@click.option("--wait", is_flag=True, help="Wait for the result and print it.")
+@click.option("--timeout", type=float, help="Seconds to wait with --wait.")
+@click.pass_context
+def call(
+    ctx: click.Context,
+    app_spec: str | None,
+    name: str,
+    args_json: str | None,
+    kwargs_json: str | None,
+    queue: str | None,
+    countdown: float | None,
+    priority: int | None,
+    wait: bool,
+    timeout: float | None,
+) -> None:
+    """Send task NAME; print its id (and with --wait, its result)."""
+    app = _app(ctx, app_spec)
+    options = {
+        k: v
+        for k, v in {"queue": queue, "countdown": countdown, "priority": priority}.items()
+        if v is not None
+    }
+    args = _json_arg(args_json, "--args", list)
+    kwargs = _json_arg(kwargs_json, "--kwargs", dict)
+    try:
+        result = app.send_task(name, args, kwargs, **options)
+    except (ConveyorError, TypeError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(result.id)
+    if not wait:
+        return
+    deadline = None if timeout is None else time.monotonic() + timeout
+    shown = False
+    while True:
+        record = app.results.read(result.id)
+        if record is not None and record.status in states.READY_STATES:
+            break
+        if record is not None:
+            line = _progress_line(record.result)
+            if line:
+                click.echo(line, nl=False, err=True)
+                shown = True
+        if deadline is not None and time.monotonic() >= deadline:
+            raise click.ClickException(f"no result after {timeout}s (state {result.state})")
+        app.results.wait(result.id, 0.1)
+    if shown:
+        click.echo("", err=True)
+    if record.status == states.SUCCESS:
+        click.echo(_show(record.result))
+        return
+    click.echo(f"{record.status}: {record.result}", err=True)
+    if record.traceback:
+        click.echo(record.traceback, err=True)
+    sys.exit(1)
+
+
+@main.command()
+@app_option
+@click.argument("task_id")
+@click.option("--wait", is_flag=True, help="Wait until the task is ready.")
+@click.option("--timeout", type=float, help="Seconds to wait with --wait.")
+@click.option("--traceback", "show_tb", is_flag=True, help="Print the traceback of a failure.")
+@click.pass_context
+def result(
+    ctx: click.Context,
+    app_spec: str | None,
+    task_id: str,
+    wait: bool,
+    timeout: float | None,
+    show_tb: bool,
+) -> None:
+    """Print the state and result of TASK_ID."""
+    app = _app(ctx, app_spec)
+    record = app.results.wait(task_id, timeout) if wait else app.results.read(task_id)
+    if record is None:
+        click.echo(f"{states.UNKNOWN}: no task {task_id} was sent, or its result expired")
+        sys.exit(1)
+    click.echo(f"{record.status}: {_show(record.result)}")
+    if show_tb and record.traceback:
+        click.echo(record.traceback)
+
+
+@main.command()
+@app_option
+@click.option("-Q", "--queue", help="Only this queue.")
+@click.option("-f", "--force", is_flag=True, help="Do not ask.")
+@click.pass_context
+def purge(ctx: click.Context, app_spec: str | None, queue: str | None, force: bool) -> None:
+    """Delete waiting messages (of one queue, or of all)."""
+    app = _app(ctx, app_spec)
+    what = f"queue {queue!r}" if queue else "every queue"
+    if not force and not click.confirm(f"Delete all waiting messages in {what}?", default=False):
+        return
+    click.echo(f"purged {app.broker.purge(queue)} message(s) from {what}")
+
+
+@main.command()
+@app_option
+@click.pass_context
+def queues(ctx: click.Context, app_spec: str | None) -> None:
+    """Show how many messages wait in each queue."""
+    app = _app(ctx, app_spec)
+    stats = app.broker.stats()
+    click.echo(f"{'queue':<24}{'ready':>10}{'delayed':>10}{'reserved':>10}")
+    for name, s in sorted(stats.items()):
+        click.echo(f"{name:<24}{s.ready:>10}{s.delayed:>10}{s.reserved:>10}")
+
+
+@main.group("dead-letters")
+def dead_letters() -> None:
+    """Messages that could not be processed, kept with the reason."""
+
+
+@dead_letters.command("list")
+@app_option
+@click.option("--limit", default=100, show_default=True)
+@click.pass_context
+def dead_letters_list(ctx: click.Context, app_spec: str | None, limit: int) -> None:
+    """List dead letters, oldest first."""
+    app = _app(ctx.find_root(), app_spec)
+    letters = app.broker.dead_letters(limit)
+    for letter in letters:
+        when = datetime.fromtimestamp(letter.failed_at).isoformat(timespec="seconds")
+        click.echo(f"{letter.id}  {when}  queue={letter.queue}  {letter.reason}")
+    click.echo(f"{len(letters)} dead letter(s)", err=True)
+
+
+@dead_letters.command("retry")
+@app_option
+@click.argument("ids", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Re-send every dead letter.")
+@click.pass_context
+def dead_letters_retry(
+    ctx: click.Context, app_spec: str | None, ids: tuple[str, ...], all_: bool
+) -> None:
+    """Send dead letters back to their queues."""
+    if not ids and not all_:
+        raise click.UsageError("name the ids to re-send, or pass --all")
+    app = _app(ctx.find_root(), app_spec)
+    count = app.broker.requeue_dead_letters(None if all_ else list(ids))
+    click.echo(f"re-sent {count} message(s)")
+
+
+@dead_letters.command("purge")
+@app_option
+@click.argument("ids", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Delete every dead letter.")
+@click.pass_context
+def dead_letters_purge(
+    ctx: click.Context, app_spec: str | None, ids: tuple[str, ...], all_: bool
+) -> None:
+    """Delete dead letters."""
+    if not ids and not all_:
+        raise click.UsageError("name the ids to delete, or pass --all")
+    app = _app(ctx.find_root(), app_spec)
+    count = app.broker.purge_dead_letters(None if all_ else list(ids))
+    click.echo(f"deleted {count} dead letter(s)")
+
+
+@main.command()
+@click.option("-c", "--concurrency", default=2, show_default=True, help="Worker processes.")
+def demo(concurrency: int) -> None:
+    """Run a real worker on a temporary embedded broker and send it example tasks."""
+    from .demo import run_demo
+
+    sys.exit(run_demo(concurrency))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,167 @@
+"""Every error Conveyor raises, under one root.
+
+::
+
+    ConveyorError
+    ├── ImproperlyConfigured        unknown setting or option, bad URL
+    ├── NotRegistered               no task of that name (also a KeyError)
+    ├── DuplicateTaskName           two different functions under one name
+    ├── EncodeError                 an argument or result cannot be sent (also a TypeError)
+    │   └── PayloadTooLarge         the encoded message is over the size limit
+    ├── DecodeError                 a message or stored value cannot be read
+    ├── ContentDisallowed           a message in a content type the app did not accept
+    ├── TimeoutError                a result did not arrive in time (also the builtin)
+    ├── TaskRevokedError            the task was revoked or expired before it ran
+    ├── MaxRetriesExceededError     retry() past max_retries with no exception to re-raise
+    ├── TimeLimitExceeded           the hard time limit killed the task
+    ├── RemoteTaskError             a task failed with an exception that cannot be rebuilt here
+    └── BrokerError                 the broker or result store is unreachable or refused
+
+    Interrupt (BaseException: ``except Exception`` in user code cannot swallow these)
+    ├── Retry                       raised by ``Task.retry()``
+    ├── Ignore                      end the task now, store IGNORED, no retry
+    ├── Reject                      refuse the message: requeue it or dead-letter it
+    └── SoftTimeLimitExceeded       the soft time limit passed; the task may clean up
+"""
+
+from __future__ import annotations
+
+import builtins
+from datetime import datetime
+from typing import Any
+
+__all__ = [
+    "BrokerError",
+    "ContentDisallowed",
+    "ConveyorError",
+    "DecodeError",
+    "DuplicateTaskName",
+    "EncodeError",
+    "Ignore",
+    "ImproperlyConfigured",
+    "Interrupt",
+    "MaxRetriesExceededError",
+    "NotRegistered",
+    "PayloadTooLarge",
+    "Reject",
+    "RemoteTaskError",
+    "Retry",
+    "SoftTimeLimitExceeded",
+    "TaskRevokedError",
+    "TimeLimitExceeded",
+    "TimeoutError",
+]
+
+
+class ConveyorError(Exception):
+    """Root of every error Conveyor raises."""
+
+
+class ImproperlyConfigured(ConveyorError):
+    """A setting, option or URL that Conveyor does not understand."""
+
+
+class NotRegistered(ConveyorError, KeyError):
+    """No task is registered under the name."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "task not registered"
+
+
+class DuplicateTaskName(ConveyorError):
+    """Two different functions were registered under one task name."""
+
+
+class EncodeError(ConveyorError, TypeError):
+    """A value cannot be encoded for sending."""
+
+
+class PayloadTooLarge(EncodeError):
+    """The encoded message is larger than ``max_payload_size``."""
+
+
+class DecodeError(ConveyorError):
+    """A message or stored value cannot be decoded."""
+
+
+class ContentDisallowed(ConveyorError):
+    """A message was encoded in a content type the app does not accept."""
+
+
+class TimeoutError(ConveyorError, builtins.TimeoutError):
+    """A result was not ready within the timeout."""
+
+
+class TaskRevokedError(ConveyorError):
+    """The task was revoked, or expired, before it ran."""
+
+
+class MaxRetriesExceededError(ConveyorError):
+    """``retry()`` was called past ``max_retries`` and there was no exception to re-raise."""
+
+
+class TimeLimitExceeded(ConveyorError):
+    """The task ran past its hard time limit and its process was killed."""
+
+
+class BrokerError(ConveyorError):
+    """The broker or result store could not be reached or refused the operation."""
+
+
+class RemoteTaskError(ConveyorError):
+    """A task failed with an exception whose class cannot be rebuilt in this process."""
+
+    def __init__(self, exc_type: str, exc_module: str, message: str, traceback: str | None = None):
+        super().__init__(
+            f"{exc_module}.{exc_type}: {message}" if exc_module else f"{exc_type}: {message}"
+        )
+        self.exc_type = exc_type
+        self.exc_module = exc_module
+        self.message = message
+        self.traceback = traceback
+
+
+class Interrupt(BaseException):
+    """Control flow out of a running task; user code's ``except Exception`` cannot swallow it."""
+
+
+class Retry(Interrupt):
+    """Raised by ``Task.retry()``: the worker sends the task again and records RETRY."""
+
+    def __init__(
+        self,
+        message: str | None = None,
+        exc: BaseException | None = None,
+        when: float | datetime | None = None,
+    ):
+        self.message = message
+        self.exc = exc
+        self.when = when
+        super().__init__(message, exc, when)
+
+    def __str__(self) -> str:
+        if self.message:
+            return self.message
+        when = (
+            f" in {self.when}s"
+            if isinstance(self.when, int | float)
+            else (f" at {self.when.isoformat()}" if isinstance(self.when, datetime) else "")
+        )
+        return f"Retry{when}: {self.exc!r}" if self.exc else f"Retry{when}"
+
+
+class Ignore(Interrupt):
+    """End the task without a result or a retry; its state becomes IGNORED."""
+
+
+class Reject(Interrupt):
+    """Refuse the message: back to its queue when ``requeue`` is true, else to the dead letters."""
+
+    def __init__(self, reason: Any = None, requeue: bool = False):
+        self.reason = reason
+        self.requeue = requeue
+        super().__init__(reason, requeue)
+
+
+class SoftTimeLimitExceeded(Interrupt):
+    """The task's soft time limit passed; catch it to clean up before the hard limit."""

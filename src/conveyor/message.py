@@ -1,0 +1,78 @@
+"""The message envelope: one frozen record per task run.
+
+Encoded as msgspec JSON. Fields with their default are left out of the encoding, and
+unknown fields are ignored on decoding, so a message written by a newer version still
+decodes here and an old one decodes in a newer version (``v`` says which schema wrote it).
+
+=================  ==========================================================================
+field              meaning
+=================  ==========================================================================
+v                  schema version of the writer
+id                 task id; stays the same across retries
+task               registered task name
+args, kwargs       arguments as JSON values (empty when ``content_type`` is pickle)
+payload            pickled ``(args, kwargs)`` when ``content_type`` is "pickle"
+content_type       "json" or "pickle"
+queue              queue name it was routed to
+priority           0-9, higher delivered first
+eta                unix time before which it must not run (None: now)
+expires            unix time after which it must not start; it ends REVOKED instead
+retries            how many times it was retried before this attempt
+root_id            id of the first task of the workflow (itself when sent alone)
+parent_id          id of the task that sent it, or that precedes it in a chain
+group_id           id of the group it belongs to
+group_index        its position in that group (results are read back in this order)
+chord              the chord callback and counter it reports to (workflows)
+chain              the signatures still to run after it, last one first (workflows)
+callbacks          signatures applied to its result on success (link)
+errbacks           signatures applied on failure (link_error)
+headers            user headers; copied into every message the workflow sends
+time_limit         hard limit in seconds for this run
+soft_time_limit    soft limit in seconds for this run
+ignore_result      do not store state or result
+idempotency_key    sends with the same key inside the dedup window enqueue once
+sent_at            unix time of sending
+=================  ==========================================================================
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+__all__ = ["SCHEMA_VERSION", "Message"]
+
+SCHEMA_VERSION = 1
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    id: str
+    task: str
+    v: int = SCHEMA_VERSION
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    payload: bytes | None = None
+    content_type: str = "json"
+    queue: str = "default"
+    priority: int = 0
+    eta: float | None = None
+    expires: float | None = None
+    retries: int = 0
+    root_id: str | None = None
+    parent_id: str | None = None
+    group_id: str | None = None
+    group_index: int | None = None
+    chord: dict[str, Any] | None = None
+    chain: list[dict[str, Any]] = []
+    callbacks: list[dict[str, Any]] = []
+    errbacks: list[dict[str, Any]] = []
+    headers: dict[str, Any] = {}
+    time_limit: float | None = None
+    soft_time_limit: float | None = None
+    ignore_result: bool = False
+    idempotency_key: str | None = None
+    sent_at: float = 0.0
+
+    def replace(self, **changes: Any) -> Message:
+        return msgspec.structs.replace(self, **changes)

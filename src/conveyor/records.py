@@ -1,0 +1,149 @@
+"""What the result backend keeps for each task, and the concrete store that reads and writes it.
+
+A record is written with a fence (see ``fence()``) so that an older attempt at a task can
+never overwrite the state a newer attempt wrote.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+import traceback as tb
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import msgspec
+
+from . import states
+from .backends.base import ResultBackend
+from .exceptions import RemoteTaskError
+
+__all__ = ["ErrorRecord", "ResultStore", "TaskRecord", "fence"]
+
+_ATTEMPTS = 1_000_000
+
+
+def fence(retries: int, delivery_count: int) -> int:
+    """Order attempts: a retry outranks every delivery of the try before it."""
+    return retries * _ATTEMPTS + delivery_count
+
+
+class ErrorRecord(msgspec.Struct, frozen=True, omit_defaults=True):
+    type: str
+    module: str
+    message: str
+    args: list[Any] = []
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> ErrorRecord:
+        from .serialization import encode_value
+
+        args: list[Any] = []
+        try:
+            encode_value(list(exc.args))
+            args = list(exc.args)
+        except Exception:
+            args = []
+        return cls(type(exc).__qualname__, type(exc).__module__, str(exc), args)
+
+    def rebuild(self, traceback: str | None = None) -> BaseException:
+        """The original exception where its class imports here, else a RemoteTaskError."""
+        try:
+            obj: Any = importlib.import_module(self.module)
+            for part in self.type.split("."):
+                obj = getattr(obj, part)
+            if isinstance(obj, type) and issubclass(obj, BaseException):
+                try:
+                    return obj(*self.args) if self.args else obj(self.message)
+                except Exception:
+                    return obj(self.message)
+        except Exception:
+            pass
+        return RemoteTaskError(self.type, self.module, self.message, traceback)
+
+
+class TaskRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
+    status: str
+    result: Any = None
+    """The return value (SUCCESS), the meta of a custom state, or a reason (REVOKED)."""
+    exception: ErrorRecord | None = None
+    traceback: str | None = None
+    task: str | None = None
+    date_done: float | None = None
+    retries: int = 0
+    worker: str | None = None
+    parent_id: str | None = None
+    children: list[str] = []
+
+
+_encoder = msgspec.json.Encoder(enc_hook=lambda o: o.model_dump(mode="json"))
+_decoder = msgspec.json.Decoder(TaskRecord)
+
+
+def format_traceback(exc: BaseException) -> str:
+    return "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
+
+
+class ResultStore:
+    """Task state on top of any ResultBackend."""
+
+    prefix = "conveyor-task-"
+
+    def __init__(
+        self, backend: ResultBackend, expires: float, clock: Callable[[], float] = time.time
+    ):
+        self.backend = backend
+        self.expires = expires
+        self.clock = clock
+
+    def key(self, task_id: str) -> str:
+        return self.prefix + task_id
+
+    def write(self, task_id: str, record: TaskRecord, fence: int | None = None) -> bool:
+        if record.status in states.READY_STATES and record.date_done is None:
+            record.date_done = self.clock()
+        return self.backend.set(self.key(task_id), _encoder.encode(record), self.expires, fence)
+
+    def mark_pending(self, items: Sequence[tuple[str, str]]) -> None:
+        """Record sent tasks as PENDING, so a sent id is told apart from one never sent."""
+        if len(items) == 1:
+            task_id, name = items[0]
+            self.backend.set(
+                self.key(task_id),
+                _encoder.encode(TaskRecord(status=states.PENDING, task=name)),
+                self.expires,
+                0,
+            )
+            return
+        self.backend.set_many(
+            [
+                (self.key(task_id), _encoder.encode(TaskRecord(status=states.PENDING, task=name)))
+                for task_id, name in items
+            ],
+            self.expires,
+        )
+
+    def read(self, task_id: str) -> TaskRecord | None:
+        return self._decode(self.backend.get(self.key(task_id)))
+
+    def read_many(self, task_ids: Sequence[str]) -> list[TaskRecord | None]:
+        return [self._decode(v) for v in self.backend.mget([self.key(t) for t in task_ids])]
+
+    def wait(self, task_id: str, timeout: float | None) -> TaskRecord | None:
+        def ready(value: bytes | None) -> bool:
+            record = self._decode(value)
+            return record is not None and record.status in states.READY_STATES
+
+        return self._decode(self.backend.wait(self.key(task_id), ready, timeout))
+
+    def forget(self, task_ids: Sequence[str]) -> None:
+        self.backend.delete([self.key(t) for t in task_ids])
+
+    @staticmethod
+    def _decode(value: bytes | None) -> TaskRecord | None:
+        if value is None:
+            return None
+        try:
+            return _decoder.decode(value)
+        except msgspec.DecodeError:
+            return None

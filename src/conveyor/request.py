@@ -1,0 +1,124 @@
+"""``self.request``: what a running task knows about the message that started it."""
+
+from __future__ import annotations
+
+import threading
+import traceback as tb
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .message import Message
+    from .task import Task
+
+__all__ = ["Context", "ExceptionInfo", "current_request"]
+
+
+class Context:
+    """The request of one task run. Unknown attributes read as None, as in Celery."""
+
+    id: str | None = None
+    task: str | None = None
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any]
+    retries: int = 0
+    hostname: str | None = None
+    delivery_info: dict[str, Any]
+    called_directly: bool = True
+    is_eager: bool = False
+    parent_id: str | None = None
+    root_id: str | None = None
+    group_id: str | None = None
+    group_index: int | None = None
+    headers: dict[str, Any]
+    eta: float | None = None
+    expires: float | None = None
+    delivery_count: int = 0
+    time_limit: float | None = None
+    soft_time_limit: float | None = None
+    ignore_result: bool = False
+    fence: int | None = None
+    message: Message | None = None
+
+    def __init__(self, **fields: Any) -> None:
+        self.kwargs = {}
+        self.delivery_info = {}
+        self.headers = {}
+        self._entered = False
+        self.__dict__.update(fields)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key, default)
+
+    @property
+    def correlation_id(self) -> str | None:
+        return self.id
+
+    def __repr__(self) -> str:
+        return f"<Context {self.task}[{self.id}] retries={self.retries}>"
+
+
+class ExceptionInfo:
+    """The ``einfo`` given to on_failure / on_retry / after_return."""
+
+    def __init__(self, exc: BaseException, traceback: TracebackType | None = None):
+        self.exception = exc
+        self.type = type(exc)
+        self.tb = traceback if traceback is not None else exc.__traceback__
+        self.traceback = "".join(tb.format_exception(self.type, exc, self.tb))
+
+    def __str__(self) -> str:
+        return self.traceback
+
+
+_local = threading.local()
+
+
+def _stack() -> list[tuple[Task, Context]]:
+    stack: list[tuple[Task, Context]] | None = getattr(_local, "stack", None)
+    if stack is None:
+        stack = _local.stack = []
+    return stack
+
+
+@contextmanager
+def push_request(task: Task, context: Context) -> Iterator[Context]:
+    stack = _stack()
+    stack.append((task, context))
+    try:
+        yield context
+    finally:
+        stack.pop()
+
+
+def request_for(task: Task) -> Context | None:
+    for owner, context in reversed(_stack()):
+        if owner is task:
+            return context
+    return None
+
+
+def current_request() -> Context | None:
+    """The request of the innermost task run by a worker (or eagerly) in this thread."""
+    for _, context in reversed(_stack()):
+        if not context.called_directly:
+            return context
+    return None
+
+
+def enter(task: Task) -> bool:
+    """Claim the context the worker pushed for this call; False when the call is direct."""
+    stack = _stack()
+    if stack:
+        owner, context = stack[-1]
+        if owner is task and not context._entered and not context.called_directly:
+            context._entered = True
+            return True
+    return False

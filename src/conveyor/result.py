@@ -1,0 +1,224 @@
+"""AsyncResult: the handle to a sent task, readable from any process that knows its id."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from . import states
+from .exceptions import TaskRevokedError, TimeoutError
+from .records import TaskRecord
+from .request import current_request
+from .serialization import convert
+
+if TYPE_CHECKING:
+    from .app import Conveyor
+    from .task import Task
+
+__all__ = ["AsyncResult", "EagerResult"]
+
+
+class AsyncResult:
+    """State and result of a task by id. Every property reads the result store afresh."""
+
+    def __init__(self, id: str, app: Conveyor | None = None, task: Task | None = None):
+        self.id = id
+        self._app = app
+        self._task = task
+
+    @property
+    def task_id(self) -> str:
+        return self.id
+
+    @property
+    def app(self) -> Conveyor:
+        if self._app is None:
+            from .app import current_app
+
+            self._app = current_app()
+        return self._app
+
+    def _record(self) -> TaskRecord | None:
+        return self.app.results.read(self.id)
+
+    @property
+    def state(self) -> str:
+        record = self._record()
+        return record.status if record else states.UNKNOWN
+
+    status = state
+
+    @property
+    def name(self) -> str | None:
+        record = self._record()
+        return record.task if record else (self._task.name if self._task else None)
+
+    @property
+    def result(self) -> Any:
+        """The return value; the exception for FAILURE; the meta of a custom state."""
+        return _value(self._record(), self._task)
+
+    info = result
+
+    @property
+    def traceback(self) -> str | None:
+        record = self._record()
+        return record.traceback if record else None
+
+    @property
+    def retries(self) -> int:
+        record = self._record()
+        return record.retries if record else 0
+
+    @property
+    def date_done(self) -> datetime | None:
+        record = self._record()
+        if record is None or record.date_done is None:
+            return None
+        return datetime.fromtimestamp(record.date_done, tz=UTC)
+
+    def ready(self) -> bool:
+        return self.state in states.READY_STATES
+
+    def successful(self) -> bool:
+        return self.state == states.SUCCESS
+
+    def failed(self) -> bool:
+        return self.state == states.FAILURE
+
+    def get(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        interval: float = 0.5,
+        disable_sync_subtasks: bool = True,
+    ) -> Any:
+        """Wait for the task to finish and return its value (or raise its exception).
+
+        ``interval`` is accepted for Celery compatibility: the wait wakes as soon as the
+        result is stored.
+        """
+        request = current_request()
+        if disable_sync_subtasks and request is not None and not request.is_eager:
+            raise RuntimeError(
+                "never call result.get() inside a task: it can deadlock the worker; "
+                "use a chain or chord, or pass disable_sync_subtasks=False"
+            )
+        record = self.app.results.wait(self.id, timeout)
+        if record is None or record.status not in states.READY_STATES:
+            state = record.status if record else states.UNKNOWN
+            raise TimeoutError(f"task {self.id} not ready after {timeout}s (state {state})")
+        if propagate:
+            error = _error(record)
+            if error is not None:
+                raise error
+        return _value(record, self._task)
+
+    wait = get
+
+    def forget(self) -> None:
+        """Delete the stored result."""
+        self.app.results.forget([self.id])
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, AsyncResult):
+            return other.id == self.id
+        if isinstance(other, str):
+            return other == self.id
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __str__(self) -> str:
+        return self.id
+
+    def __repr__(self) -> str:
+        return f"<AsyncResult: {self.id}>"
+
+
+def _error(record: TaskRecord) -> BaseException | None:
+    if record.status == states.FAILURE and record.exception is not None:
+        return record.exception.rebuild(record.traceback)
+    if record.status == states.REVOKED:
+        return TaskRevokedError(f"task {record.task} was revoked: {record.result or 'revoked'}")
+    if record.status == states.REJECTED:
+        return TaskRevokedError(f"task {record.task} was rejected: {record.result}")
+    return None
+
+
+def _value(record: TaskRecord | None, task: Task | None) -> Any:
+    if record is None:
+        return None
+    error = _error(record)
+    if error is not None:
+        return error
+    if record.status == states.SUCCESS and task is not None and task.typing:
+        return convert(record.result, task.spec.returns)
+    return record.result
+
+
+class EagerResult(AsyncResult):
+    """The outcome of ``Task.apply()``: known at once, stored nowhere."""
+
+    def __init__(
+        self,
+        id: str,
+        retval: Any,
+        state: str,
+        traceback: str | None = None,
+        task: Task | None = None,
+        retries: int = 0,
+    ):
+        super().__init__(id, task=task)
+        self._retval = retval
+        self._state = state
+        self._traceback = traceback
+        self._retries = retries
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    status = state
+
+    @property
+    def result(self) -> Any:
+        return self._retval
+
+    info = result
+
+    @property
+    def traceback(self) -> str | None:
+        return self._traceback
+
+    @property
+    def retries(self) -> int:
+        return self._retries
+
+    @property
+    def name(self) -> str | None:
+        return self._task.name if self._task else None
+
+    @property
+    def date_done(self) -> datetime | None:
+        return None
+
+    def get(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        interval: float = 0.5,
+        disable_sync_subtasks: bool = True,
+    ) -> Any:
+        if propagate and isinstance(self._retval, BaseException):
+            raise self._retval
+        return self._retval
+
+    wait = get
+
+    def forget(self) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return f"<EagerResult: {self.id} {self._state}>"

@@ -1,0 +1,258 @@
+"""Encoding messages and values, and typed decoding from a task's annotations.
+
+JSON (msgspec) carries dataclasses, attrs classes, pydantic models, datetimes, UUIDs,
+Decimals, Enums, bytes, tuples and sets. On the worker, each argument is converted to the
+type its parameter is annotated with, so a dataclass sent arrives as that dataclass;
+an unannotated parameter gets plain JSON values. Pickle is used only when the app opts in.
+"""
+
+from __future__ import annotations
+
+import inspect
+import pickle
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import FunctionType, LambdaType, MethodType
+from typing import Any
+
+import msgspec
+
+from .exceptions import DecodeError, EncodeError, PayloadTooLarge
+from .message import Message
+
+__all__ = [
+    "ArgumentSpec",
+    "convert",
+    "decode_message",
+    "decode_value",
+    "encode_message",
+    "encode_value",
+    "explain_unencodable",
+    "pickle_arguments",
+    "unpickle_arguments",
+]
+
+_SKIP_TYPES: frozenset[Any] = frozenset({Any, object, inspect.Parameter.empty})
+
+
+def _enc_hook(obj: Any) -> Any:
+    dump = getattr(obj, "model_dump", None)
+    if dump is not None and callable(dump):
+        return dump(mode="json")
+    raise TypeError(f"cannot encode {type(obj).__module__}.{type(obj).__qualname__}")
+
+
+def _dec_hook(tp: type, obj: Any) -> Any:
+    validate = getattr(tp, "model_validate", None)
+    if validate is not None:
+        return validate(obj)
+    raise NotImplementedError(f"no decoder for {tp!r}")
+
+
+_encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
+_message_decoder = msgspec.json.Decoder(Message)
+_value_decoder = msgspec.json.Decoder()
+
+
+def explain_unencodable(value: Any) -> str:
+    """Say what to pass instead of a value that cannot be sent."""
+    kind = f"{type(value).__module__}.{type(value).__qualname__}"
+    if hasattr(value, "pk") and hasattr(value, "_meta"):
+        return (
+            f"a Django model instance ({kind}) cannot be sent: pass its primary key "
+            f"(obj.pk = {value.pk!r}) and fetch the object inside the task"
+        )
+    if hasattr(value, "pk"):
+        return f"{kind} cannot be sent: pass its id (obj.pk = {value.pk!r}) and load it in the task"
+    if isinstance(value, FunctionType | LambdaType | MethodType) or callable(value):
+        return (
+            f"a callable ({kind}) cannot be sent: pass the data it needs, or a task "
+            "signature (other_task.s(...)) to run afterwards"
+        )
+    return (
+        f"{kind} cannot be sent: pass JSON values (str, int, float, bool, None, list, "
+        "dict), a dataclass, an attrs class, a pydantic model, datetime, UUID, Decimal, "
+        "Enum or bytes; or opt in to pickle with accept_content=['json', 'pickle']"
+    )
+
+
+def _find_unencodable(value: Any, path: str) -> tuple[str, Any] | None:
+    try:
+        _encoder.encode(value)
+        return None
+    except (TypeError, ValueError, OverflowError):
+        pass
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            found = _find_unencodable(item, f"{path}[{key!r}]")
+            if found:
+                return found
+    elif isinstance(value, list | tuple | set | frozenset):
+        for i, item in enumerate(value):
+            found = _find_unencodable(item, f"{path}[{i}]")
+            if found:
+                return found
+    return path, value
+
+
+def encode_message(
+    message: Message, limit: int | None = None, param_names: Sequence[str] = ()
+) -> bytes:
+    """Encode a message, naming the argument that cannot be encoded, and enforce the size limit."""
+    try:
+        body = _encoder.encode(message)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise _argument_error(message, param_names, exc) from None
+    if limit is not None and len(body) > limit:
+        raise PayloadTooLarge(
+            f"task {message.task!r}: the message is {len(body):,} bytes, over the limit of "
+            f"{limit:,} (max_payload_size). Store large data elsewhere (a file, object "
+            "storage, the database) and pass its key or id."
+        )
+    return body
+
+
+def _argument_error(message: Message, names: Sequence[str], exc: Exception) -> EncodeError:
+    for i, arg in enumerate(message.args):
+        found = _find_unencodable(arg, "")
+        if found:
+            label = names[i] if i < len(names) else f"#{i}"
+            return EncodeError(
+                f"task {message.task!r}: argument {label!r}{found[0]}: "
+                f"{explain_unencodable(found[1])}"
+            )
+    for key, arg in message.kwargs.items():
+        found = _find_unencodable(arg, "")
+        if found:
+            return EncodeError(
+                f"task {message.task!r}: argument {key!r}{found[0]}: "
+                f"{explain_unencodable(found[1])}"
+            )
+    for field in ("headers", "chain", "callbacks", "errbacks", "chord"):
+        found = _find_unencodable(getattr(message, field), field)
+        if found:
+            return EncodeError(
+                f"task {message.task!r}: {found[0]}: {explain_unencodable(found[1])}"
+            )
+    return EncodeError(f"task {message.task!r}: cannot encode the message: {exc}")
+
+
+def decode_message(body: bytes) -> Message:
+    try:
+        return _message_decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        preview = bytes(body[:80])
+        raise DecodeError(f"malformed message ({exc}); body starts {preview!r}") from None
+
+
+def encode_value(value: Any) -> bytes:
+    try:
+        return _encoder.encode(value)
+    except (TypeError, ValueError, OverflowError):
+        found = _find_unencodable(value, "")
+        raise EncodeError(
+            f"value{found[0] if found else ''}: {explain_unencodable(found[1] if found else value)}"
+        ) from None
+
+
+def decode_value(data: bytes) -> Any:
+    try:
+        return _value_decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise DecodeError(f"stored value is not valid JSON: {exc}") from None
+
+
+def convert(value: Any, tp: Any) -> Any:
+    """Convert JSON values to ``tp`` (dataclass, attrs, pydantic, datetime, ...)."""
+    if tp in _SKIP_TYPES:
+        return value
+    return msgspec.convert(value, tp, dec_hook=_dec_hook)
+
+
+def pickle_arguments(args: Sequence[Any], kwargs: Mapping[str, Any]) -> bytes:
+    return pickle.dumps((tuple(args), dict(kwargs)), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def unpickle_arguments(payload: bytes) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    args, kwargs = pickle.loads(payload)
+    return tuple(args), dict(kwargs)
+
+
+@dataclass(frozen=True, slots=True)
+class ArgumentSpec:
+    """A task's parameters and annotations: checks calls and converts received arguments."""
+
+    signature: inspect.Signature
+    positional: tuple[tuple[str, Any], ...]
+    var_positional: Any
+    by_name: Mapping[str, Any]
+    var_keyword: Any
+    returns: Any
+
+    @classmethod
+    def from_callable(cls, fn: Callable[..., Any]) -> ArgumentSpec:
+        signature = inspect.signature(fn)
+        try:
+            hints = typing.get_type_hints(fn)
+        except Exception:  # unresolvable forward references: fall back to no conversion
+            hints = {}
+        positional: list[tuple[str, Any]] = []
+        by_name: dict[str, Any] = {}
+        var_positional: Any = None
+        var_keyword: Any = None
+        for name, param in signature.parameters.items():
+            tp = hints.get(name, Any)
+            if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
+                positional.append((name, tp))
+                if param.kind is param.POSITIONAL_OR_KEYWORD:
+                    by_name[name] = tp
+            elif param.kind is param.VAR_POSITIONAL:
+                var_positional = tp
+            elif param.kind is param.KEYWORD_ONLY:
+                by_name[name] = tp
+            else:
+                var_keyword = tp
+        returns = hints.get("return", Any)
+        return cls(signature, tuple(positional), var_positional, by_name, var_keyword, returns)
+
+    @property
+    def param_names(self) -> list[str]:
+        return [name for name, _ in self.positional]
+
+    def check(self, task_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        """Raise TypeError, naming the task, when the call does not fit the signature."""
+        try:
+            self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{task_name}{self.signature}: {exc}") from None
+
+    def convert(
+        self, args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Convert received JSON arguments to the annotated types; TypeError names the argument."""
+        out_args: list[Any] = []
+        for i, value in enumerate(args):
+            if i < len(self.positional):
+                name, tp = self.positional[i]
+            else:
+                name, tp = f"*args[{i - len(self.positional)}]", self.var_positional
+            out_args.append(self._convert_one(name, value, tp))
+        out_kwargs: dict[str, Any] = {}
+        for name, value in kwargs.items():
+            tp = self.by_name.get(name, self.var_keyword)
+            out_kwargs[name] = self._convert_one(name, value, tp)
+        return tuple(out_args), out_kwargs
+
+    @staticmethod
+    def _convert_one(name: str, value: Any, tp: Any) -> Any:
+        if tp is None or tp in _SKIP_TYPES:
+            return value
+        try:
+            return convert(value, tp)
+        except (msgspec.ValidationError, TypeError, ValueError) as exc:
+            raise TypeError(f"argument {name!r}: expected {_type_name(tp)}: {exc}") from None
+
+
+def _type_name(tp: Any) -> str:
+    return tp.__qualname__ if isinstance(tp, type) else repr(tp)

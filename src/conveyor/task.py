@@ -1,0 +1,389 @@
+"""Task: the unit of work, defined by decorator or by subclassing, sent with delay/apply_async."""
+
+from __future__ import annotations
+
+import difflib
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .exceptions import ImproperlyConfigured, MaxRetriesExceededError, Retry
+from .request import Context, enter, push_request, request_for
+from .serialization import ArgumentSpec
+
+if TYPE_CHECKING:
+    from .app import Conveyor
+    from .result import AsyncResult, EagerResult
+
+__all__ = ["TASK_OPTIONS", "Task"]
+
+_UNSET: Any = object()
+
+TASK_OPTIONS = frozenset(
+    {
+        "name",
+        "bind",
+        "base",
+        "queue",
+        "priority",
+        "max_retries",
+        "default_retry_delay",
+        "ignore_result",
+        "acks_late",
+        "serializer",
+        "on_failure",
+        "on_success",
+        "on_retry",
+        "after_return",
+        "before_start",
+        "autoretry_for",
+        "dont_autoretry_for",
+        "retry_kwargs",
+        "retry_backoff",
+        "retry_backoff_max",
+        "retry_jitter",
+        "time_limit",
+        "soft_time_limit",
+        "rate_limit",
+        "expires",
+        "typing",
+        "track_started",
+        "dead_letter",
+        "shared",
+    }
+)
+
+SEND_OPTIONS = frozenset(
+    {
+        "countdown",
+        "eta",
+        "expires",
+        "queue",
+        "priority",
+        "task_id",
+        "headers",
+        "ignore_result",
+        "serializer",
+        "time_limit",
+        "soft_time_limit",
+        "link",
+        "link_error",
+        "parent_id",
+        "root_id",
+        "group_id",
+        "group_index",
+        "chord",
+        "chain",
+        "retries",
+        "idempotency_key",
+    }
+)
+
+CELERY_TRANSPORT_OPTIONS = frozenset(
+    {
+        "retry",
+        "retry_policy",
+        "routing_key",
+        "exchange",
+        "exchange_type",
+        "compression",
+        "add_to_parent",
+        "shadow",
+        "connection",
+        "producer",
+        "publisher",
+        "reply_to",
+        "mandatory",
+    }
+)
+"""Accepted for Celery compatibility; they have no meaning on Conveyor's brokers."""
+
+
+def check_options(options: Mapping[str, Any], known: frozenset[str], what: str) -> None:
+    for name in options:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ImproperlyConfigured(f"unknown {what} {name!r}{hint}")
+
+
+def to_timestamp(value: float | datetime | timedelta | None, now: float) -> float | None:
+    """A relative number of seconds, a timedelta or a datetime, as a unix time."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.timestamp()
+    if isinstance(value, timedelta):
+        return now + value.total_seconds()
+    return now + float(value)
+
+
+class Task:
+    """Subclass and implement ``run``, or let ``@app.task`` build one from a function."""
+
+    name: str | None = None
+    typing: bool = True
+    max_retries: int | None = _UNSET
+    default_retry_delay: float = _UNSET
+    ignore_result: bool | None = None
+    acks_late: bool = True
+    track_started: bool | None = None
+    queue: str | None = None
+    priority: int | None = None
+    serializer: str | None = None
+    expires: float | None = None
+    time_limit: float | None = None
+    soft_time_limit: float | None = None
+    rate_limit: str | None = None
+    autoretry_for: tuple[type[BaseException], ...] = ()
+    dont_autoretry_for: tuple[type[BaseException], ...] = ()
+    retry_kwargs: ClassVar[dict[str, Any]] = {}
+    retry_backoff: bool | float = False
+    retry_backoff_max: float = 600.0
+    retry_jitter: bool = True
+    dead_letter: bool = False
+    abstract: ClassVar[bool] = False
+
+    _app: Conveyor | None = None
+    _spec: ArgumentSpec | None = None
+
+    def __init__(self) -> None:
+        cls = type(self)
+        if (
+            cls.run is not Task.run
+            and not cls.__dict__.get("abstract")
+            and "__wrapped__" not in cls.__dict__
+        ):
+            from .app import register_shared
+
+            register_shared(self)
+
+    # -- identity -----------------------------------------------------------------------
+
+    @property
+    def app(self) -> Conveyor:
+        """The app this task was defined on; for shared tasks, the current app."""
+        if self._app is not None:
+            return self._app
+        from .app import current_app
+
+        return current_app()
+
+    def bind(self, app: Conveyor) -> None:
+        self._app = app
+
+    @classmethod
+    def default_name(cls) -> str:
+        return f"{cls.__module__}.{cls.__qualname__}"
+
+    @property
+    def spec(self) -> ArgumentSpec:
+        if self._spec is None:
+            self._spec = ArgumentSpec.from_callable(self.run)
+        return self._spec
+
+    @property
+    def request(self) -> Context:
+        return request_for(self) or Context(task=self.name, called_directly=True)
+
+    # -- running ------------------------------------------------------------------------
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must implement run()")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if enter(self):
+            return self.run(*args, **kwargs)
+        context = Context(task=self.name, args=args, kwargs=kwargs, called_directly=True)
+        with push_request(self, context):
+            return self.run(*args, **kwargs)
+
+    def before_start(self, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Runs in the worker just before the task."""
+
+    def on_success(
+        self, retval: Any, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        """Runs in the worker after the task returned."""
+
+    def on_failure(
+        self,
+        exc: BaseException,
+        task_id: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        einfo: Any,
+    ) -> None:
+        """Runs in the worker after the task failed for good."""
+
+    def on_retry(
+        self,
+        exc: BaseException,
+        task_id: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        einfo: Any,
+    ) -> None:
+        """Runs in the worker when the task is to be retried."""
+
+    def after_return(
+        self,
+        status: str,
+        retval: Any,
+        task_id: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        einfo: Any,
+    ) -> None:
+        """Runs in the worker after every run, whatever its outcome."""
+
+    # -- sending ------------------------------------------------------------------------
+
+    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
+        return self.apply_async(args, kwargs)
+
+    def apply_async(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> AsyncResult:
+        """Send the task. Options: countdown, eta, expires, queue, priority, task_id, headers ..."""
+        args = tuple(args or ())
+        kwargs = dict(kwargs or {})
+        app = self.app
+        if app.conf.task_always_eager:
+            return self.apply(args, kwargs, **options)
+        return app.send(self, args, kwargs, options)
+
+    def apply(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> EagerResult:
+        """Run the task here and now, through the same hooks a worker uses."""
+        from .worker.eager import run_eagerly
+
+        return run_eagerly(self, tuple(args or ()), dict(kwargs or {}), options)
+
+    def signature(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Any:
+        from .canvas import Signature
+
+        return Signature(self.name or "", args, kwargs, options, app=self._app)
+
+    def s(self, *args: Any, **kwargs: Any) -> Any:
+        return self.signature(args, kwargs)
+
+    def si(self, *args: Any, **kwargs: Any) -> Any:
+        return self.signature(args, kwargs, immutable=True)
+
+    def AsyncResult(self, task_id: str) -> AsyncResult:
+        from .result import AsyncResult
+
+        return AsyncResult(task_id, app=self.app, task=self)
+
+    # -- inside a running task ----------------------------------------------------------
+
+    def resolved_max_retries(self) -> int | None:
+        if self.max_retries is _UNSET:
+            return self.app.conf.task_default_max_retries
+        return self.max_retries
+
+    def resolved_retry_delay(self) -> float:
+        if self.default_retry_delay is _UNSET:
+            return float(self.app.conf.task_default_retry_delay)
+        return float(self.default_retry_delay)
+
+    def retry(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        exc: BaseException | None = None,
+        throw: bool = True,
+        eta: datetime | None = None,
+        countdown: float | None = None,
+        max_retries: int | None = _UNSET,
+        **options: Any,
+    ) -> Retry:
+        """Ask the worker to run this task again; always raises (``raise self.retry()`` reads well).
+
+        Past ``max_retries`` it raises ``exc`` (or MaxRetriesExceededError) instead, and the
+        task ends in FAILURE.
+        """
+        request = self.request
+        limit = self.resolved_max_retries() if max_retries is _UNSET else max_retries
+        if request.called_directly:
+            if exc is not None:
+                raise exc
+            raise MaxRetriesExceededError(
+                f"{self.name}: retry() outside a worker (the task was called directly)"
+            )
+        if limit is not None and request.retries >= limit:
+            if exc is not None:
+                raise exc
+            raise MaxRetriesExceededError(
+                f"{self.name}[{request.id}]: can't retry: {request.retries} of {limit} retries used"
+            )
+        check_options(options, SEND_OPTIONS | CELERY_TRANSPORT_OPTIONS, "retry option")
+        when: float | datetime
+        if eta is not None:
+            when = eta
+        elif countdown is not None:
+            when = float(countdown)
+        else:
+            when = self.resolved_retry_delay()
+        error = Retry(exc=exc, when=when)
+        error.args_override = tuple(args) if args is not None else None  # type: ignore[attr-defined]
+        error.kwargs_override = dict(kwargs) if kwargs is not None else None  # type: ignore[attr-defined]
+        error.options = options  # type: ignore[attr-defined]
+        if throw:
+            raise error
+        return error
+
+    def update_state(
+        self,
+        task_id: str | None = None,
+        state: str | None = None,
+        meta: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        """Record a state (e.g. PROGRESS with current/total), readable from any process."""
+        from .records import TaskRecord
+
+        request = self.request
+        task_id = task_id or request.id
+        if task_id is None:
+            return
+        record = TaskRecord(
+            status=state or "PROGRESS",
+            result=meta,
+            task=self.name,
+            retries=request.retries,
+            worker=request.hostname,
+        )
+        fence = request.fence if task_id == request.id else None
+        self.app.results.write(task_id, record, fence)
+
+    def send_event(self, *args: Any, **kwargs: Any) -> None:
+        """Accepted for Celery compatibility; Conveyor has no event stream yet."""
+
+    def __repr__(self) -> str:
+        return f"<@task: {self.name}>"
+
+
+def now() -> float:
+    return time.time()
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())

@@ -1,0 +1,83 @@
+"""The consume loop: reserve a batch, run it one by one, hand back what is left on shutdown."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from ..app import Conveyor
+from ..brokers.base import Delivery
+from .executor import Executor, Tracker
+
+__all__ = ["Consumer"]
+
+logger = logging.getLogger("conveyor.worker")
+
+
+class Consumer:
+    """One consumer runs one task at a time; a worker runs several (processes or threads)."""
+
+    def __init__(
+        self,
+        app: Conveyor,
+        queues: Sequence[str],
+        hostname: str,
+        tracker: Tracker,
+        prefetch: int,
+        max_tasks: int | None = None,
+        stop: threading.Event | None = None,
+        alive: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self.app = app
+        self.queues = list(queues)
+        self.prefetch = max(1, prefetch)
+        self.max_tasks = max_tasks
+        self.stop = stop or threading.Event()
+        self.alive = alive
+        self.tracker = tracker
+        self.executor = Executor(app, hostname, tracker)
+        self.broker = app.broker
+        self.lease = float(app.conf.broker_lease)
+        self.buffer: deque[Delivery] = deque()
+        self.done = 0
+
+    def run(self) -> None:
+        idle_wait = 0.001
+        while not self.stop.is_set() and self.alive():
+            if not self.buffer:
+                batch = self.broker.reserve(self.queues, self.prefetch, self.lease)
+                if not batch:
+                    self.broker.wait(idle_wait)
+                    idle_wait = min(idle_wait * 2, 0.05)
+                    continue
+                idle_wait = 0.001
+                self.tracker.reserved(batch)
+                self.buffer.extend(batch)
+            delivery = self.buffer.popleft()
+            try:
+                self.executor.handle(delivery)
+            except Exception:
+                logger.exception("worker error on message %s; it is handed back", delivery.id)
+                self._give_back([delivery])
+                time.sleep(0.1)
+            self.done += 1
+            if self.max_tasks is not None and self.done >= self.max_tasks:
+                break
+        self.release()
+
+    def release(self) -> None:
+        """Hand reserved, unstarted messages back to their queues at once."""
+        if self.buffer:
+            self._give_back(list(self.buffer))
+            self.buffer.clear()
+
+    def _give_back(self, deliveries: list[Delivery]) -> None:
+        for delivery in deliveries:
+            try:
+                self.broker.nack(delivery)
+            except Exception:
+                logger.exception("could not hand back %s; its lease will expire", delivery.id)
+            self.tracker.finished(delivery)

@@ -1,0 +1,87 @@
+"""``Task.apply()`` and ``task_always_eager``: run in this process through the worker's hooks.
+
+Arguments still make the round trip through the encoder, so a value that could not be
+sent fails here too, and typed arguments arrive converted exactly as on a worker.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import msgspec
+
+from .. import states
+from ..request import Context, current_request
+from ..result import EagerResult
+from ..serialization import decode_value, encode_value
+from ..task import CELERY_TRANSPORT_OPTIONS, SEND_OPTIONS, Task, check_options
+from .trace import trace
+
+__all__ = ["run_eagerly"]
+
+
+def run_eagerly(
+    task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any]
+) -> EagerResult:
+    check_options(options, SEND_OPTIONS | CELERY_TRANSPORT_OPTIONS | {"throw"}, "option")
+    app = task.app
+    name = task.name or type(task).default_name()
+    task.spec.check(name, args, kwargs)
+    wire = decode_value(encode_value([list(args), kwargs]))
+    args, kwargs = tuple(wire[0]), dict(wire[1])
+    if task.typing:
+        args, kwargs = task.spec.convert(args, kwargs)
+    task_id = options.get("task_id") or str(uuid.uuid4())
+    parent = current_request()
+    throw = options.get("throw")
+    if throw is None:
+        throw = app.conf.task_eager_propagates
+    retries = int(options.get("retries", 0))
+    while True:
+        context = Context(
+            id=task_id,
+            task=name,
+            args=args,
+            kwargs=kwargs,
+            retries=retries,
+            called_directly=False,
+            is_eager=True,
+            hostname="eager",
+            delivery_info={
+                "queue": options.get("queue") or task.queue,
+                "priority": options.get("priority"),
+                "redelivered": False,
+                "is_eager": True,
+            },
+            parent_id=parent.id if parent else None,
+            root_id=(parent.root_id if parent else None) or task_id,
+            headers=dict(options.get("headers") or {}),
+            delivery_count=1,
+        )
+        outcome = trace(task, context, args, kwargs)
+        if outcome.state == states.RETRY and outcome.retry is not None:
+            retries += 1
+            override = getattr(outcome.retry, "args_override", None)
+            if override is not None:
+                args = tuple(override)
+            override = getattr(outcome.retry, "kwargs_override", None)
+            if override is not None:
+                kwargs = dict(override)
+            continue
+        break
+    einfo = outcome.einfo.traceback if outcome.einfo else None
+    if outcome.state == states.SUCCESS:
+        retval = outcome.retval
+        try:
+            retval = msgspec.json.decode(encode_value(retval))
+            if task.typing:
+                from ..serialization import convert
+
+                retval = convert(retval, task.spec.returns)
+        except Exception:
+            pass
+        return EagerResult(task_id, retval, states.SUCCESS, None, task, retries)
+    if outcome.exc is not None and throw:
+        raise outcome.exc
+    return EagerResult(task_id, outcome.exc, outcome.state, einfo, task, retries)

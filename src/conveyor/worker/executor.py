@@ -1,0 +1,355 @@
+"""From a reserved delivery to an acknowledged outcome: decode, check, run, store, answer.
+
+Anything that cannot run (a malformed body, an unknown task, refused content, arguments
+that do not fit) is dead-lettered with the reason and recorded as FAILURE, never dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from datetime import datetime
+from typing import Any, Protocol
+
+from .. import states
+from ..app import Conveyor
+from ..brokers.base import Delivery
+from ..exceptions import (
+    ContentDisallowed,
+    ConveyorError,
+    DecodeError,
+    EncodeError,
+    NotRegistered,
+    SoftTimeLimitExceeded,
+)
+from ..message import Message
+from ..records import ErrorRecord, TaskRecord, fence, format_traceback
+from ..request import Context
+from ..serialization import decode_message, explain_unencodable, unpickle_arguments
+from ..task import Task, to_timestamp
+from .trace import Outcome, trace
+
+__all__ = ["Executor", "Tracker"]
+
+logger = logging.getLogger("conveyor.worker")
+
+
+class Tracker(Protocol):
+    """Told what a consumer holds, so leases are kept alive and hard limits enforced."""
+
+    def reserved(self, deliveries: list[Delivery]) -> None: ...
+    def started(self, delivery: Delivery, hard_deadline: float | None, fence: int) -> None: ...
+    def finished(self, delivery: Delivery) -> None: ...
+
+
+class Executor:
+    def __init__(self, app: Conveyor, hostname: str, tracker: Tracker) -> None:
+        self.app = app
+        self.hostname = hostname
+        self.tracker = tracker
+        self.broker = app.broker
+        self.results = app.results
+        self.clock = app.clock
+        self._soft_limits = threading.current_thread() is threading.main_thread()
+
+    # -- the pipeline -------------------------------------------------------------------
+
+    def handle(self, delivery: Delivery) -> str:
+        """Process one delivery; returns the final state."""
+        try:
+            message = decode_message(delivery.body)
+        except DecodeError as exc:
+            return self._refuse(delivery, None, None, exc, str(exc))
+        attempt = fence(message.retries, delivery.delivery_count)
+        try:
+            task = self.app.tasks[message.task]
+        except NotRegistered as exc:
+            return self._refuse(delivery, message, attempt, exc, str(exc))
+        limit = self.app.conf.task_max_deliveries
+        if delivery.delivery_count > limit:
+            error = ConveyorError(
+                f"delivered {delivery.delivery_count} times without finishing (the worker "
+                f"died each time?); task_max_deliveries is {limit}"
+            )
+            return self._refuse(delivery, message, attempt, error, str(error))
+        if message.expires is not None and self.clock() >= message.expires:
+            when = datetime.fromtimestamp(message.expires).isoformat(timespec="seconds")
+            return self._finish(
+                delivery,
+                message,
+                attempt,
+                TaskRecord(status=states.REVOKED, result=f"expired at {when}", task=message.task),
+            )
+        try:
+            args, kwargs = self._arguments(task, message)
+        except (ContentDisallowed, TypeError) as exc:
+            return self._refuse(delivery, message, attempt, exc, f"{message.task}: {exc}")
+        context = self._context(task, message, delivery, args, kwargs, attempt)
+        if not message.ignore_result and self._track_started(task):
+            started = TaskRecord(
+                status=states.STARTED,
+                task=message.task,
+                retries=message.retries,
+                worker=self.hostname,
+            )
+            if not self.results.write(message.id, started, attempt):
+                logger.warning(
+                    "%s[%s]: a newer attempt owns this task; not running it",
+                    message.task,
+                    message.id,
+                )
+                return states.REVOKED
+        time_limit = message.time_limit or task.time_limit or self.app.conf.task_time_limit
+        soft_limit = (
+            message.soft_time_limit or task.soft_time_limit or self.app.conf.task_soft_time_limit
+        )
+        started_at = time.monotonic()
+        self.tracker.started(delivery, time.time() + time_limit if time_limit else None, attempt)
+        try:
+            with _soft_limit(soft_limit if self._soft_limits else None):
+                outcome = trace(task, context, args, kwargs)
+        finally:
+            self.tracker.finished(delivery)
+        runtime = time.monotonic() - started_at
+        return self._conclude(delivery, message, task, attempt, outcome, runtime)
+
+    def _track_started(self, task: Task) -> bool:
+        if task.track_started is not None:
+            return task.track_started
+        return bool(self.app.conf.task_track_started)
+
+    def _arguments(self, task: Task, message: Message) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        if message.content_type == "pickle":
+            if "pickle" not in self.app.conf.accept_content or message.payload is None:
+                raise ContentDisallowed(
+                    "refused a pickled message: this app does not accept pickle "
+                    "(set accept_content=['json', 'pickle'] only if every producer is trusted)"
+                )
+            args, kwargs = unpickle_arguments(message.payload)
+        elif message.content_type == "json":
+            args, kwargs = tuple(message.args), dict(message.kwargs)
+        else:
+            raise ContentDisallowed(f"unknown content type {message.content_type!r}")
+        if task.typing:
+            task.spec.check(message.task, args, kwargs)
+            if message.content_type == "json":
+                args, kwargs = task.spec.convert(args, kwargs)
+        return args, kwargs
+
+    def _context(
+        self,
+        task: Task,
+        message: Message,
+        delivery: Delivery,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        attempt: int,
+    ) -> Context:
+        return Context(
+            id=message.id,
+            task=message.task,
+            args=args,
+            kwargs=kwargs,
+            retries=message.retries,
+            hostname=self.hostname,
+            delivery_info={
+                "queue": delivery.queue,
+                "priority": delivery.priority,
+                "redelivered": delivery.redelivered,
+            },
+            called_directly=False,
+            parent_id=message.parent_id,
+            root_id=message.root_id,
+            group_id=message.group_id,
+            group_index=message.group_index,
+            headers=dict(message.headers),
+            eta=message.eta,
+            expires=message.expires,
+            delivery_count=delivery.delivery_count,
+            time_limit=message.time_limit,
+            soft_time_limit=message.soft_time_limit,
+            ignore_result=message.ignore_result,
+            fence=attempt,
+            message=message,
+        )
+
+    # -- outcomes -----------------------------------------------------------------------
+
+    def _conclude(
+        self,
+        delivery: Delivery,
+        message: Message,
+        task: Task,
+        attempt: int,
+        outcome: Outcome,
+        runtime: float,
+    ) -> str:
+        name, task_id = message.task, message.id
+        if outcome.state == states.SUCCESS:
+            logger.info("%s[%s] succeeded in %.4fs: %.200r", name, task_id, runtime, outcome.retval)
+            record = TaskRecord(
+                status=states.SUCCESS,
+                result=outcome.retval,
+                task=name,
+                retries=message.retries,
+                worker=self.hostname,
+            )
+            try:
+                return self._finish(delivery, message, attempt, record)
+            except (TypeError, ValueError, OverflowError):
+                error = EncodeError(f"{name}: return value: {explain_unencodable(outcome.retval)}")
+                return self._finish(delivery, message, attempt, _failure(name, message, error))
+        if outcome.state == states.RETRY:
+            assert outcome.retry is not None
+            return self._retry(delivery, message, task, attempt, outcome)
+        if outcome.state == states.IGNORED:
+            return self._finish(
+                delivery, message, attempt, TaskRecord(status=states.IGNORED, task=name)
+            )
+        if outcome.state == states.REJECTED:
+            assert outcome.reject is not None
+            if outcome.reject.requeue:
+                logger.info("%s[%s] rejected, requeued: %s", name, task_id, outcome.reject.reason)
+                self.broker.nack(delivery)
+                return states.REJECTED
+            reason = f"rejected by the task: {outcome.reject.reason}"
+            self._write(
+                message, attempt, TaskRecord(status=states.REJECTED, result=reason, task=name)
+            )
+            self.broker.dead_letter(delivery, reason)
+            return states.REJECTED
+        assert outcome.exc is not None
+        logger.error(
+            "%s[%s] raised %s: %s",
+            name,
+            task_id,
+            type(outcome.exc).__name__,
+            outcome.exc,
+            exc_info=outcome.exc,
+        )
+        record = _failure(name, message, outcome.exc)
+        if task.dead_letter:
+            self._write(message, attempt, record)
+            self.broker.dead_letter(
+                delivery, f"failed: {type(outcome.exc).__name__}: {outcome.exc}"
+            )
+            return states.FAILURE
+        return self._finish(delivery, message, attempt, record)
+
+    def _retry(
+        self, delivery: Delivery, message: Message, task: Task, attempt: int, outcome: Outcome
+    ) -> str:
+        retry = outcome.retry
+        assert retry is not None
+        now = self.clock()
+        when = retry.when if retry.when is not None else task.resolved_retry_delay()
+        eta = to_timestamp(when if isinstance(when, datetime) else float(when), now)
+        changes: dict[str, Any] = {"retries": message.retries + 1, "eta": eta, "sent_at": now}
+        args_override = getattr(retry, "args_override", None)
+        kwargs_override = getattr(retry, "kwargs_override", None)
+        if args_override is not None:
+            changes["args"] = list(args_override)
+        if kwargs_override is not None:
+            changes["kwargs"] = kwargs_override
+        for key in ("queue", "priority", "time_limit", "soft_time_limit", "headers"):
+            value = getattr(retry, "options", {}).get(key)
+            if value is not None:
+                changes[key] = value
+        if (countdown := getattr(retry, "options", {}).get("countdown")) is not None:
+            changes["eta"] = now + float(countdown)
+        again = message.replace(**changes)
+        self.broker.publish([self.app.envelope(again, task)])
+        delay = (again.eta or now) - now
+        logger.info(
+            "%s[%s] retry %d in %.1fs: %s",
+            message.task,
+            message.id,
+            again.retries,
+            delay,
+            outcome.exc,
+        )
+        exc = outcome.exc or outcome.retry
+        assert exc is not None
+        record = TaskRecord(
+            status=states.RETRY,
+            result=str(exc),
+            task=message.task,
+            exception=ErrorRecord.from_exception(exc),
+            retries=message.retries,
+            traceback=outcome.einfo.traceback if outcome.einfo else None,
+            worker=self.hostname,
+        )
+        self._write(message, attempt, record)
+        self._ack(delivery, message)
+        return states.RETRY
+
+    def _write(self, message: Message, attempt: int | None, record: TaskRecord) -> bool:
+        if message.ignore_result:
+            return True
+        return self.results.write(message.id, record, attempt)
+
+    def _finish(
+        self, delivery: Delivery, message: Message, attempt: int, record: TaskRecord
+    ) -> str:
+        if not self._write(message, attempt, record):
+            logger.warning(
+                "%s[%s]: result refused, a newer attempt owns this task", message.task, message.id
+            )
+        self._ack(delivery, message)
+        return record.status
+
+    def _ack(self, delivery: Delivery, message: Message) -> None:
+        if not self.broker.ack(delivery):
+            logger.warning(
+                "%s[%s]: ack refused: the lease passed and another worker took it",
+                message.task,
+                message.id,
+            )
+
+    def _refuse(
+        self,
+        delivery: Delivery,
+        message: Message | None,
+        attempt: int | None,
+        exc: BaseException,
+        reason: str,
+    ) -> str:
+        """Dead-letter a message that cannot run, and record why where it has an id."""
+        logger.error("dead-lettered message %s: %s", delivery.id, reason)
+        if message is not None:
+            self._write(message, attempt, _failure(message.task, message, exc))
+        self.broker.dead_letter(delivery, reason)
+        return states.FAILURE
+
+
+def _failure(name: str, message: Message, exc: BaseException) -> TaskRecord:
+    return TaskRecord(
+        status=states.FAILURE,
+        result=f"{type(exc).__name__}: {exc}",
+        exception=ErrorRecord.from_exception(exc),
+        traceback=format_traceback(exc),
+        task=name,
+        retries=message.retries,
+    )
+
+
+class _soft_limit:
+    """Raise SoftTimeLimitExceeded in the main thread after ``seconds``."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+
+    def __enter__(self) -> None:
+        if self.seconds:
+            signal.signal(signal.SIGALRM, _raise_soft_limit)
+            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.seconds:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def _raise_soft_limit(signum: int, frame: object) -> None:
+    raise SoftTimeLimitExceeded("soft time limit exceeded")

@@ -1,0 +1,85 @@
+"""Keeping leases alive from outside the task's thread, and noticing tasks past their hard limit."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+from ..brokers.base import Broker, Delivery
+
+__all__ = ["Held", "LeaseKeeper"]
+
+logger = logging.getLogger("conveyor.worker")
+
+
+@dataclass(slots=True)
+class Held:
+    delivery: Delivery
+    owner: Hashable
+    started: bool = False
+    deadline: float | None = None
+    fence: int = 0
+
+
+class LeaseKeeper:
+    """Every delivery a worker holds, by id; thread-safe."""
+
+    def __init__(self, broker: Broker, lease: float) -> None:
+        self.broker = broker
+        self.lease = lease
+        self.held: dict[str, Held] = {}
+        self._lock = threading.Lock()
+
+    def reserved(self, owner: Hashable, deliveries: list[Delivery]) -> None:
+        with self._lock:
+            for delivery in deliveries:
+                self.held[delivery.id] = Held(delivery, owner)
+
+    def started(self, delivery_id: str, deadline: float | None, fence: int) -> None:
+        with self._lock:
+            held = self.held.get(delivery_id)
+            if held is not None:
+                held.started, held.deadline, held.fence = True, deadline, fence
+
+    def finished(self, delivery_id: str) -> None:
+        with self._lock:
+            self.held.pop(delivery_id, None)
+
+    def owned_by(self, owner: Hashable) -> list[Held]:
+        with self._lock:
+            return [h for h in self.held.values() if h.owner == owner]
+
+    def drop_owner(self, owner: Hashable) -> list[Held]:
+        with self._lock:
+            mine = [h for h in self.held.values() if h.owner == owner]
+            for held in mine:
+                del self.held[held.delivery.id]
+            return mine
+
+    def past_deadline(self, now: float) -> list[Held]:
+        with self._lock:
+            return [h for h in self.held.values() if h.deadline is not None and now >= h.deadline]
+
+    def extend_all(self) -> None:
+        """Push every held lease forward; forget the ones whose token went stale."""
+        with self._lock:
+            items = list(self.held.values())
+        if not items:
+            return
+        try:
+            alive = self.broker.extend([h.delivery for h in items], self.lease)
+        except Exception:
+            logger.exception("lease heartbeat failed; retrying at the next beat")
+            return
+        lost = [h for h, ok in zip(items, alive, strict=True) if not ok]
+        if lost:
+            with self._lock:
+                for held in lost:
+                    current = self.held.get(held.delivery.id)
+                    if current is held:
+                        del self.held[held.delivery.id]
+            for held in lost:
+                if held.started:
+                    logger.debug("lease of %s not extended: acked, or lost", held.delivery.id)

@@ -1,0 +1,133 @@
+"""The in-process pools: ``threads`` (N consumer threads) and ``solo`` (one, in the main thread).
+
+A heartbeat thread keeps leases alive. Hard time limits cannot kill a thread: under these
+pools a task past its hard limit is reported, not stopped; soft limits hold only under solo.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Sequence
+
+from ..app import Conveyor
+from ..brokers.base import Delivery
+from .consumer import Consumer
+from .leases import LeaseKeeper
+
+__all__ = ["LocalPool"]
+
+logger = logging.getLogger("conveyor.worker")
+
+
+class ThreadTracker:
+    def __init__(self, keeper: LeaseKeeper) -> None:
+        self.keeper = keeper
+
+    def reserved(self, deliveries: list[Delivery]) -> None:
+        self.keeper.reserved(threading.get_ident(), deliveries)
+
+    def started(self, delivery: Delivery, hard_deadline: float | None, fence: int) -> None:
+        self.keeper.started(delivery.id, hard_deadline, fence)
+
+    def finished(self, delivery: Delivery) -> None:
+        self.keeper.finished(delivery.id)
+
+
+class LocalPool:
+    def __init__(
+        self,
+        app: Conveyor,
+        queues: Sequence[str],
+        concurrency: int,
+        hostname: str,
+        prefetch: int,
+        solo: bool = False,
+        install_signals: bool = True,
+    ) -> None:
+        self.app = app
+        self.queues = list(queues)
+        self.concurrency = 1 if solo else concurrency
+        self.hostname = hostname
+        self.prefetch = prefetch
+        self.solo = solo
+        self.install_signals = install_signals
+        self.lease = float(app.conf.broker_lease)
+        self.keeper = LeaseKeeper(app.broker, self.lease)
+        self.stop = threading.Event()
+        self.finished = threading.Event()
+        self._signals = 0
+
+    def _consumer(self) -> Consumer:
+        return Consumer(
+            self.app,
+            self.queues,
+            self.hostname,
+            ThreadTracker(self.keeper),
+            self.prefetch,
+            stop=self.stop,
+        )
+
+    def _heartbeat(self) -> None:
+        beat_every = max(self.lease / 3.0, 0.05)
+        last_recover = 0.0
+        while not self.finished.wait(beat_every):
+            self.keeper.extend_all()
+            for held in self.keeper.past_deadline(time.time()):
+                logger.error(
+                    "task %s is past its hard time limit; the %s pool cannot stop it",
+                    held.delivery.id,
+                    "solo" if self.solo else "threads",
+                )
+                held.deadline = None
+            if time.monotonic() - last_recover > min(max(self.lease / 2, 0.1), 5.0):
+                last_recover = time.monotonic()
+                try:
+                    self.app.broker.recover_expired()
+                except Exception:
+                    logger.exception("recovering expired leases failed")
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self._signals += 1
+        if self._signals == 1 and signum != signal.SIGQUIT:
+            logger.warning(
+                "warm shutdown: finishing running tasks (signal again for cold shutdown)"
+            )
+            self.stop.set()
+            return
+        logger.warning("cold shutdown: running tasks go back to their queues")
+        self._release_all()
+        raise SystemExit(1)
+
+    def _release_all(self) -> None:
+        for held in list(self.keeper.held.values()):
+            try:
+                self.app.broker.nack(held.delivery)
+            except Exception:
+                logger.exception("could not hand back %s", held.delivery.id)
+            self.keeper.finished(held.delivery.id)
+
+    def run(self) -> int:
+        if self.install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+                signal.signal(sig, self._on_signal)
+        beat = threading.Thread(target=self._heartbeat, name="conveyor-heartbeat", daemon=True)
+        beat.start()
+        try:
+            if self.solo:
+                self._consumer().run()
+            else:
+                threads = [
+                    threading.Thread(target=self._consumer().run, name=f"conveyor-{i}", daemon=True)
+                    for i in range(self.concurrency)
+                ]
+                for thread in threads:
+                    thread.start()
+                while any(t.is_alive() for t in threads):
+                    for thread in threads:
+                        thread.join(0.2)
+        finally:
+            self.finished.set()
+        return 0

@@ -1,0 +1,347 @@
+"""The prefork pool: a supervisor process and N forked children that each consume on their own.
+
+Children tell the supervisor over a pipe what they reserved, started and finished. The
+supervisor extends those leases (so a child stuck in C code still keeps its lease),
+kills a child whose task passed its hard time limit, replaces children that die, and
+runs warm and cold shutdown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import multiprocessing
+import os
+import random
+import selectors
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .. import states
+from ..app import Conveyor
+from ..brokers.base import Delivery
+from ..exceptions import TimeLimitExceeded
+from ..records import ErrorRecord, TaskRecord
+from .consumer import Consumer
+from .leases import Held, LeaseKeeper
+
+__all__ = ["PreforkPool"]
+
+logger = logging.getLogger("conveyor.worker")
+
+_PR_SET_PDEATHSIG = 1
+
+
+class PipeTracker:
+    """The child's side: one short line per event, written straight to the pipe."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def _send(self, text: str) -> None:
+        data = text.encode()
+        while data:
+            written = os.write(self.fd, data)
+            data = data[written:]
+
+    def reserved(self, deliveries: list[Delivery]) -> None:
+        self._send(
+            "".join(f"R\t{d.id}\t{d.token}\t{d.delivery_count}\t{d.queue}\n" for d in deliveries)
+        )
+
+    def started(self, delivery: Delivery, hard_deadline: float | None, fence: int) -> None:
+        self._send(f"S\t{delivery.id}\t{hard_deadline or ''}\t{fence}\n")
+
+    def finished(self, delivery: Delivery) -> None:
+        self._send(f"F\t{delivery.id}\n")
+
+
+@dataclass
+class Child:
+    pid: int
+    fd: int
+    index: int
+    buffer: bytes = b""
+    killed_for: list[Held] = field(default_factory=list)
+
+
+class PreforkPool:
+    def __init__(
+        self,
+        app: Conveyor,
+        queues: Sequence[str],
+        concurrency: int,
+        hostname: str,
+        prefetch: int,
+        max_tasks_per_child: int | None,
+    ) -> None:
+        self.app = app
+        self.queues = list(queues)
+        self.concurrency = concurrency
+        self.hostname = hostname
+        self.prefetch = prefetch
+        self.max_tasks_per_child = max_tasks_per_child
+        self.lease = float(app.conf.broker_lease)
+        self.keeper = LeaseKeeper(app.broker, self.lease)
+        self.children: dict[int, Child] = {}
+        self.selector = selectors.DefaultSelector()
+        self.stopping = False
+        self.cold = False
+        self._signals: list[int] = []
+
+    # -- supervisor ---------------------------------------------------------------------
+
+    def run(self) -> int:
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        self.selector.register(wake_r, selectors.EVENT_READ, None)
+        old_wakeup = signal.set_wakeup_fd(wake_w)
+        handlers = {
+            sig: signal.signal(sig, self._on_signal)
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGQUIT)
+        }
+        try:
+            for index in range(self.concurrency):
+                self._spawn(index)
+            self._loop(wake_r)
+        finally:
+            signal.set_wakeup_fd(old_wakeup)
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+            os.close(wake_r)
+            os.close(wake_w)
+        return 0
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self._signals.append(signum)
+
+    def _loop(self, wake_fd: int) -> None:
+        beat_every = max(self.lease / 3.0, 0.05)
+        next_beat = time.monotonic() + beat_every
+        next_recover = time.monotonic()
+        next_cleanup = time.monotonic() + 60
+        while True:
+            timeout = max(0.0, min(next_beat - time.monotonic(), 0.25))
+            for key, _ in self.selector.select(timeout):
+                if key.data is None:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(wake_fd, 4096)
+                else:
+                    self._read_child(key.data)
+            self._handle_signals()
+            self._reap()
+            if self.stopping and not self.children:
+                return
+            now = time.monotonic()
+            if now >= next_beat:
+                self.keeper.extend_all()
+                next_beat = now + beat_every
+            self._enforce_time_limits()
+            if not self.stopping and now >= next_recover:
+                self._recover()
+                next_recover = now + min(max(self.lease / 2, 0.1), 5.0)
+            if not self.stopping and now >= next_cleanup:
+                self._cleanup()
+                next_cleanup = now + 60
+
+    def _handle_signals(self) -> None:
+        while self._signals:
+            signum = self._signals.pop(0)
+            if signum == signal.SIGCHLD:
+                continue
+            if signum == signal.SIGQUIT or self.stopping:
+                self._cold_shutdown()
+            else:
+                self._warm_shutdown()
+
+    def _warm_shutdown(self) -> None:
+        logger.warning(
+            "warm shutdown: finishing running tasks, handing back reserved ones "
+            "(signal again for cold shutdown)"
+        )
+        self.stopping = True
+        for child in list(self.children.values()):
+            _kill(child.pid, signal.SIGTERM)
+
+    def _cold_shutdown(self) -> None:
+        if self.cold:
+            return
+        logger.warning("cold shutdown: stopping running tasks; they go back to their queues")
+        self.stopping = self.cold = True
+        for child in list(self.children.values()):
+            _kill(child.pid, signal.SIGKILL)
+
+    def _spawn(self, index: int) -> None:
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            os.close(read_fd)
+            self._child_main(index, write_fd)
+        os.close(write_fd)
+        os.set_blocking(read_fd, False)
+        child = Child(pid, read_fd, index)
+        self.children[pid] = child
+        self.selector.register(read_fd, selectors.EVENT_READ, child)
+        logger.debug("started child %d (pid %d)", index, pid)
+
+    def _read_child(self, child: Child) -> None:
+        try:
+            data = os.read(child.fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            return
+        lines = (child.buffer + data).split(b"\n")
+        child.buffer = lines.pop()
+        for line in lines:
+            self._apply(child, line.decode().split("\t"))
+
+    def _apply(self, child: Child, parts: list[str]) -> None:
+        kind = parts[0]
+        if kind == "R":
+            _, msg_id, token, count, queue = parts
+            delivery = Delivery(msg_id, queue, b"", 0, token, int(count))
+            self.keeper.reserved(child.pid, [delivery])
+        elif kind == "S":
+            _, msg_id, deadline, fence = parts
+            self.keeper.started(msg_id, float(deadline) if deadline else None, int(fence))
+        elif kind == "F":
+            self.keeper.finished(parts[1])
+
+    def _reap(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            child = self.children.pop(pid, None)
+            if child is None:
+                continue
+            self._read_child(child)
+            self.selector.unregister(child.fd)
+            os.close(child.fd)
+            self._after_exit(child, status)
+
+    def _after_exit(self, child: Child, status: int) -> None:
+        leftovers = self.keeper.drop_owner(child.pid)
+        for held in child.killed_for:
+            self._fail_time_limit(held)
+        timed_out = {h.delivery.id for h in child.killed_for}
+        for held in leftovers:
+            if held.delivery.id in timed_out:
+                continue
+            if held.started and not self.cold:
+                logger.error(
+                    "child pid %d died while running %s; it goes back to the queue",
+                    child.pid,
+                    held.delivery.id,
+                )
+            try:
+                self.app.broker.nack(held.delivery)
+            except Exception:
+                logger.exception("could not hand back %s; its lease will expire", held.delivery.id)
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0 and not child.killed_for and not self.stopping:
+            logger.error("child pid %d exited with %s; replacing it", child.pid, code)
+        if not self.stopping:
+            self._spawn(child.index)
+
+    def _enforce_time_limits(self) -> None:
+        for held in self.keeper.past_deadline(time.time()):
+            child = self.children.get(held.owner)  # type: ignore[call-overload]
+            if child is None or held in child.killed_for:
+                continue
+            logger.error(
+                "task %s passed its hard time limit; killing child pid %d",
+                held.delivery.id,
+                child.pid,
+            )
+            child.killed_for.append(held)
+            _kill(child.pid, signal.SIGKILL)
+
+    def _fail_time_limit(self, held: Held) -> None:
+        error = TimeLimitExceeded("hard time limit exceeded: the task's process was killed")
+        record = TaskRecord(
+            status=states.FAILURE,
+            result=str(error),
+            exception=ErrorRecord.from_exception(error),
+            worker=self.hostname,
+        )
+        try:
+            self.app.results.write(held.delivery.id, record, held.fence)
+            self.app.broker.ack(held.delivery)
+        except Exception:
+            logger.exception("could not record the time limit of %s", held.delivery.id)
+
+    def _recover(self) -> None:
+        try:
+            count = self.app.broker.recover_expired()
+        except Exception:
+            logger.exception("recovering expired leases failed")
+            return
+        if count:
+            logger.warning("recovered %d message(s) whose lease passed (a worker died?)", count)
+
+    def _cleanup(self) -> None:
+        try:
+            self.app.backend.cleanup()
+        except Exception:
+            logger.exception("result cleanup failed")
+
+    # -- child --------------------------------------------------------------------------
+
+    def _child_main(self, index: int, fd: int) -> None:  # pragma: no cover - child process
+        code = 0
+        try:
+            _die_with_parent()
+            multiprocessing.current_process().name = f"Child-{index}"
+            parent = os.getppid()
+            stop = threading.Event()
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            for other in self.children.values():
+                os.close(other.fd)
+            random.seed()
+            consumer = Consumer(
+                self.app,
+                self.queues,
+                self.hostname,
+                PipeTracker(fd),
+                self.prefetch,
+                self.max_tasks_per_child,
+                stop=stop,
+                alive=lambda: os.getppid() == parent,
+            )
+            consumer.run()
+        except BaseException:
+            logger.exception("child %d crashed", index)
+            code = 1
+        finally:
+            logging.shutdown()
+            os._exit(code)
+
+
+def _kill(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this child when the supervisor dies, so no orphan keeps running."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
