@@ -14,7 +14,10 @@ from .backends.base import ResultBackend
 from .brokers import broker_from_url
 from .brokers.base import Broker, Envelope
 from .config import Settings
+from .control import Control, parse_rate
+from .coordination import Coordinator, coordinator_from_url
 from .exceptions import DuplicateTaskName, EncodeError, ImproperlyConfigured, NotRegistered
+from .locks import Lock
 from .message import Message
 from .records import ResultStore
 from .request import current_request
@@ -26,6 +29,7 @@ from .task import (
     TASK_OPTIONS,
     Task,
     check_options,
+    format_key,
     to_timestamp,
 )
 
@@ -113,6 +117,7 @@ class Conveyor:
         include: Sequence[str] | None = None,
         set_as_current: bool = True,
         clock: Callable[[], float] = time.time,
+        coordinator: Coordinator | None = None,
         **settings: Any,
     ) -> None:
         self.main = main
@@ -134,6 +139,7 @@ class Conveyor:
             self.conf.result_backend = backend
         self.tasks = TaskRegistry()
         self._results: ResultStore | None = None
+        self._coordinator: Coordinator | None = coordinator
         self._lock = threading.RLock()
         self._batch = threading.local()
         self.Task: type[Task] = type("Task", (Task,), {"_app": self, "abstract": True})
@@ -178,6 +184,30 @@ class Conveyor:
         return self._backend
 
     @property
+    def coordinator(self) -> Coordinator:
+        """Cluster-wide state (revocations, limits, locks, dedup keys), beside the broker."""
+        if self._coordinator is None:
+            with self._lock:
+                if self._coordinator is None:
+                    url = self.broker_url if "://" in self.broker_url else "memory://"
+                    self._coordinator = coordinator_from_url(url, self.clock)
+        return self._coordinator
+
+    @property
+    def control(self) -> Control:
+        return Control(self)
+
+    def lock(
+        self,
+        name: str,
+        timeout: float = 60.0,
+        blocking: bool = True,
+        blocking_timeout: float | None = None,
+    ) -> Lock:
+        """A distributed lock: ``with app.lock("nightly-report", timeout=600): ...``."""
+        return Lock(self.coordinator, name, timeout, blocking, blocking_timeout)
+
+    @property
     def results(self) -> ResultStore:
         if self._results is None:
             self._results = ResultStore(self.backend, self.conf.result_expires, self.clock)
@@ -188,6 +218,8 @@ class Conveyor:
             self._broker.close()
         if self._backend is not None:
             self._backend.close()
+        if self._coordinator is not None:
+            self._coordinator.close()
 
     # -- defining tasks -----------------------------------------------------------------
 
@@ -317,6 +349,21 @@ class Conveyor:
         name: str | None = None,
     ) -> AsyncResult:
         message = self.build_message(task, args, kwargs, options, name)
+        key = message.idempotency_key
+        if key is None and task is not None and task.idempotency_key:
+            key = format_key(task.idempotency_key, task, args, kwargs)
+            message = message.replace(idempotency_key=key)
+        if key is not None:
+            window = float(self.conf.idempotency_window)
+            first = self.coordinator.put_if_absent(f"idempotency:{key}", message.id, window)
+            if first is not None:
+                return AsyncResult(first, app=self, task=task)
+            try:
+                self.publish([(message, task)])
+            except BaseException:
+                self.coordinator.delete(f"idempotency:{key}", message.id)
+                raise
+            return AsyncResult(message.id, app=self, task=task)
         self.publish([(message, task)])
         return AsyncResult(message.id, app=self, task=task)
 
@@ -386,6 +433,11 @@ def make_task(fun: Callable[..., Any], app: Conveyor | None, options: dict[str, 
     base = options.pop("base", None) or (app.Task if app is not None else Task)
     bind = bool(options.pop("bind", False))
     name = options.pop("name", None) or f"{fun.__module__}.{fun.__qualname__}"
+    parse_rate(options.get("rate_limit"))
+    if options.get("on_locked", "skip") not in ("skip", "retry"):
+        raise ImproperlyConfigured(
+            f"on_locked must be 'skip' or 'retry', not {options['on_locked']!r}"
+        )
     for key in ("autoretry_for", "dont_autoretry_for"):
         if key in options:
             options[key] = tuple(options[key])

@@ -44,6 +44,8 @@ class Settings:
     task_time_limit: float | None = None
     task_soft_time_limit: float | None = None
     task_max_deliveries: int = 10
+    task_revoke_expires: float = 7 * 86400.0
+    idempotency_window: float = 86400.0
     max_payload_size: int = 1024 * 1024
     broker_lease: float = 30.0
     worker_concurrency: int | None = None
@@ -119,7 +121,15 @@ class Settings:
 
 
 _FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Settings))
-_SECONDS = {"result_expires", "task_default_retry_delay", "broker_lease", "task_time_limit"}
+_SECONDS = {
+    "result_expires",
+    "task_default_retry_delay",
+    "broker_lease",
+    "task_time_limit",
+    "task_soft_time_limit",
+    "task_revoke_expires",
+    "idempotency_window",
+}
 
 
 def unknown_setting(name: str, source: str | None = None) -> ImproperlyConfigured:

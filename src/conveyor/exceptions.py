@@ -21,7 +21,8 @@
     ├── Retry                       raised by ``Task.retry()``
     ├── Ignore                      end the task now, store IGNORED, no retry
     ├── Reject                      refuse the message: requeue it or dead-letter it
-    └── SoftTimeLimitExceeded       the soft time limit passed; the task may clean up
+    ├── SoftTimeLimitExceeded       the soft time limit passed; the task may clean up
+    └── Terminated                  the task was revoked with terminate=True while running
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ __all__ = [
     "Retry",
     "SoftTimeLimitExceeded",
     "TaskRevokedError",
+    "Terminated",
     "TimeLimitExceeded",
     "TimeoutError",
 ]
@@ -165,3 +167,7 @@ class Reject(Interrupt):
 
 class SoftTimeLimitExceeded(Interrupt):
     """The task's soft time limit passed; catch it to clean up before the hard limit."""
+
+
+class Terminated(Interrupt):
+    """The running task was revoked with ``terminate=True``; it ends REVOKED."""

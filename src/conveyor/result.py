@@ -120,6 +120,14 @@ class AsyncResult:
         """Delete the stored result."""
         self.app.results.forget([self.id])
 
+    def revoke(self, terminate: bool = False, signal: str | int = "SIGTERM") -> None:
+        """Stop the task from starting, on every worker; ``terminate`` kills it if running."""
+        self.app.control.revoke(self.id, terminate=terminate, signal=signal)
+
+    def abort(self) -> None:
+        """Ask a running task to stop: its ``self.is_aborted()`` becomes True."""
+        self.app.control.revoke(self.id, reason="aborted")
+
     def __eq__(self, other: object) -> bool:
         if isinstance(other, AsyncResult):
             return other.id == self.id

@@ -52,6 +52,12 @@ TASK_OPTIONS = frozenset(
         "track_started",
         "dead_letter",
         "shared",
+        "concurrency_limit",
+        "concurrency_key",
+        "lock",
+        "on_locked",
+        "lock_timeout",
+        "idempotency_key",
     }
 )
 
@@ -122,6 +128,13 @@ def to_timestamp(value: float | datetime | timedelta | None, now: float) -> floa
     return now + float(value)
 
 
+def format_key(template: str, task: Task, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
+    """``"process-{resource_id}"`` filled from a call's arguments, by parameter name."""
+    bound = task.spec.signature.bind_partial(*args, **kwargs)
+    bound.apply_defaults()
+    return template.format(**bound.arguments)
+
+
 class Task:
     """Subclass and implement ``run``, or let ``@app.task`` build one from a function."""
 
@@ -146,6 +159,12 @@ class Task:
     retry_backoff_max: float = 600.0
     retry_jitter: bool = True
     dead_letter: bool = False
+    concurrency_limit: int | None = None
+    concurrency_key: str | None = None
+    lock: str | None = None
+    on_locked: str = "skip"
+    lock_timeout: float | None = None
+    idempotency_key: str | None = None
     abstract: ClassVar[bool] = False
 
     _app: Conveyor | None = None
@@ -373,6 +392,11 @@ class Task:
         )
         fence = request.fence if task_id == request.id else None
         self.app.results.write(task_id, record, fence)
+
+    def is_aborted(self) -> bool:
+        """True once the running task was revoked or aborted: long loops should stop cleanly."""
+        task_id = self.request.id
+        return task_id is not None and self.app.control.is_revoked(task_id)
 
     def send_event(self, *args: Any, **kwargs: Any) -> None:
         """Accepted for Celery compatibility; Conveyor has no event stream yet."""

@@ -18,6 +18,7 @@ from .app import Conveyor
 from .backends.memory import MemoryBackend
 from .brokers.base import Delivery
 from .brokers.memory import MemoryBroker
+from .coordination.memory import MemoryCoordinator
 from .worker.executor import Executor
 from .worker.local import LocalPool
 
@@ -44,6 +45,7 @@ def memory_app(name: str = "test", clock: Any = None, **settings: Any) -> Convey
         name,
         broker=MemoryBroker(clock=clock),
         backend=MemoryBackend(clock=clock),
+        coordinator=MemoryCoordinator(clock=clock),
         clock=clock,
         **settings,
     )
@@ -53,7 +55,9 @@ class _NoTracker:
     def reserved(self, deliveries: list[Delivery]) -> None:
         pass
 
-    def started(self, delivery: Delivery, hard_deadline: float | None, fence: int) -> None:
+    def started(
+        self, delivery: Delivery, task_id: str, hard_deadline: float | None, fence: int
+    ) -> None:
         pass
 
     def finished(self, delivery: Delivery) -> None:

@@ -105,7 +105,13 @@ class Broker(ABC):
 
     @abstractmethod
     def nack(self, delivery: Delivery, delay: float | None = None) -> bool:
-        """Give a message back: to its queue now, or to the delayed store for ``delay`` s."""
+        """Give a message back: to its queue now, or to the delayed store for ``delay`` s.
+
+        A nack does not count as a delivery: the next reservation has the same
+        ``delivery_count`` as this one. Only a lease that passes (the holder died) counts, so
+        postponing work (warm shutdown, rate limits, busy locks) never looks like a poison
+        message that kills its worker.
+        """
 
     @abstractmethod
     def dead_letter(self, delivery: Delivery, reason: str) -> bool:

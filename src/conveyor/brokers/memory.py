@@ -134,6 +134,7 @@ class MemoryBroker(Broker):
             if msg is None:
                 return False
             del self._reserved[msg.id]
+            msg.delivery_count -= 1
             if delay is None or delay <= 0:
                 self._make_ready(msg)
             else:

@@ -294,8 +294,8 @@ class SQLiteBroker(Broker):
 
     def nack(self, delivery: Delivery, delay: float | None = None) -> bool:
         if delay is None or delay <= 0:
-            sql = """UPDATE conveyor_messages SET token = NULL, lease_until = NULL
-                WHERE id = ? AND token = ?"""
+            sql = """UPDATE conveyor_messages SET token = NULL, lease_until = NULL,
+                delivery_count = delivery_count - 1 WHERE id = ? AND token = ?"""
             return self._db.changes(sql, (delivery.id, delivery.token)) == 1
         with self._db.transaction() as conn:
             row = conn.execute(_TAKE, (delivery.id, delivery.token)).fetchone()
@@ -304,7 +304,7 @@ class SQLiteBroker(Broker):
             conn.execute(
                 """INSERT INTO conveyor_delayed (id, queue, priority, body, delivery_count, eta)
                 VALUES (?, ?, ?, ?, ?, ?)""",
-                (*row, self._clock() + delay),
+                (*row[:4], row[4] - 1, self._clock() + delay),
             )
             return True
 

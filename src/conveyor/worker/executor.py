@@ -29,6 +29,7 @@ from ..records import ErrorRecord, TaskRecord, fence, format_traceback
 from ..request import Context
 from ..serialization import decode_message, explain_unencodable, unpickle_arguments
 from ..task import Task, to_timestamp
+from .guards import POSTPONE, REVOKE, Guards, Verdict
 from .trace import Outcome, trace
 
 __all__ = ["Executor", "Tracker"]
@@ -40,7 +41,9 @@ class Tracker(Protocol):
     """Told what a consumer holds, so leases are kept alive and hard limits enforced."""
 
     def reserved(self, deliveries: list[Delivery]) -> None: ...
-    def started(self, delivery: Delivery, hard_deadline: float | None, fence: int) -> None: ...
+    def started(
+        self, delivery: Delivery, task_id: str, hard_deadline: float | None, fence: int
+    ) -> None: ...
     def finished(self, delivery: Delivery) -> None: ...
 
 
@@ -53,6 +56,9 @@ class Executor:
         self.results = app.results
         self.clock = app.clock
         self._soft_limits = threading.current_thread() is threading.main_thread()
+        self.guards = Guards(app)
+        self.running = False
+        """True while a task's own code runs: only then may a terminate signal interrupt."""
 
     # -- the pipeline -------------------------------------------------------------------
 
@@ -86,6 +92,23 @@ class Executor:
             args, kwargs = self._arguments(task, message)
         except (ContentDisallowed, TypeError) as exc:
             return self._refuse(delivery, message, attempt, exc, f"{message.task}: {exc}")
+        admission = self.guards.admit(task, message, delivery, args, kwargs)
+        if admission.verdict is not None:
+            return self._turn_away(delivery, message, attempt, admission.verdict)
+        try:
+            return self._run(delivery, message, task, attempt, args, kwargs)
+        finally:
+            self.guards.release(admission)
+
+    def _run(
+        self,
+        delivery: Delivery,
+        message: Message,
+        task: Task,
+        attempt: int,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> str:
         context = self._context(task, message, delivery, args, kwargs, attempt)
         if not message.ignore_result and self._track_started(task):
             started = TaskRecord(
@@ -106,14 +129,38 @@ class Executor:
             message.soft_time_limit or task.soft_time_limit or self.app.conf.task_soft_time_limit
         )
         started_at = time.monotonic()
-        self.tracker.started(delivery, time.time() + time_limit if time_limit else None, attempt)
+        deadline = time.time() + time_limit if time_limit else None
+        self.tracker.started(delivery, message.id, deadline, attempt)
+        self.running = True
         try:
             with _soft_limit(soft_limit if self._soft_limits else None):
                 outcome = trace(task, context, args, kwargs)
         finally:
+            self.running = False
             self.tracker.finished(delivery)
         runtime = time.monotonic() - started_at
         return self._conclude(delivery, message, task, attempt, outcome, runtime)
+
+    def _turn_away(
+        self, delivery: Delivery, message: Message, attempt: int, verdict: Verdict
+    ) -> str:
+        """A task the guards did not admit: revoked, skipped, or postponed in the broker."""
+        if verdict.action == POSTPONE:
+            logger.debug(
+                "%s[%s] postponed %.2fs: %s",
+                message.task,
+                message.id,
+                verdict.delay,
+                verdict.reason,
+            )
+            self.broker.nack(delivery, verdict.delay)
+            return states.PENDING
+        status = states.REVOKED if verdict.action == REVOKE else states.IGNORED
+        logger.info("%s[%s] %s: %s", message.task, message.id, status.lower(), verdict.reason)
+        record = TaskRecord(
+            status=status, result=verdict.reason, task=message.task, retries=message.retries
+        )
+        return self._finish(delivery, message, attempt, record)
 
     def _track_started(self, task: Task) -> bool:
         if task.track_started is not None:
@@ -204,6 +251,14 @@ class Executor:
         if outcome.state == states.RETRY:
             assert outcome.retry is not None
             return self._retry(delivery, message, task, attempt, outcome)
+        if outcome.state == states.REVOKED:
+            logger.warning("%s[%s] terminated: %s", name, task_id, outcome.exc)
+            return self._finish(
+                delivery,
+                message,
+                attempt,
+                TaskRecord(status=states.REVOKED, result="terminated", task=name),
+            )
         if outcome.state == states.IGNORED:
             return self._finish(
                 delivery, message, attempt, TaskRecord(status=states.IGNORED, task=name)
@@ -253,6 +308,8 @@ class Executor:
             changes["args"] = list(args_override)
         if kwargs_override is not None:
             changes["kwargs"] = kwargs_override
+        if (expires := getattr(retry, "options", {}).get("expires")) is not None:
+            changes["expires"] = to_timestamp(expires, now)
         for key in ("queue", "priority", "time_limit", "soft_time_limit", "headers"):
             value = getattr(retry, "options", {}).get(key)
             if value is not None:

@@ -8,6 +8,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 
 from ..brokers.base import Broker, Delivery
+from ..coordination.base import Coordinator
 
 __all__ = ["Held", "LeaseKeeper"]
 
@@ -19,6 +20,7 @@ class Held:
     delivery: Delivery
     owner: Hashable
     started: bool = False
+    task_id: str = ""
     deadline: float | None = None
     fence: int = 0
 
@@ -26,8 +28,11 @@ class Held:
 class LeaseKeeper:
     """Every delivery a worker holds, by id; thread-safe."""
 
-    def __init__(self, broker: Broker, lease: float) -> None:
+    def __init__(
+        self, broker: Broker, lease: float, coordinator: Coordinator | None = None
+    ) -> None:
         self.broker = broker
+        self.coordinator = coordinator
         self.lease = lease
         self.held: dict[str, Held] = {}
         self._lock = threading.Lock()
@@ -37,11 +42,20 @@ class LeaseKeeper:
             for delivery in deliveries:
                 self.held[delivery.id] = Held(delivery, owner)
 
-    def started(self, delivery_id: str, deadline: float | None, fence: int) -> None:
+    def started(self, delivery_id: str, task_id: str, deadline: float | None, fence: int) -> None:
         with self._lock:
             held = self.held.get(delivery_id)
             if held is not None:
-                held.started, held.deadline, held.fence = True, deadline, fence
+                held.started, held.task_id, held.deadline, held.fence = (
+                    True,
+                    task_id,
+                    deadline,
+                    fence,
+                )
+
+    def running(self) -> list[Held]:
+        with self._lock:
+            return [h for h in self.held.values() if h.started]
 
     def finished(self, delivery_id: str) -> None:
         with self._lock:
@@ -73,6 +87,11 @@ class LeaseKeeper:
         except Exception:
             logger.exception("lease heartbeat failed; retrying at the next beat")
             return
+        if self.coordinator is not None:
+            try:
+                self.coordinator.extend([h.delivery.id for h in items if h.started], self.lease)
+            except Exception:
+                logger.exception("extending concurrency slots and locks failed")
         lost = [h for h, ok in zip(items, alive, strict=True) if not ok]
         if lost:
             with self._lock:

@@ -29,8 +29,10 @@ class ThreadTracker:
     def reserved(self, deliveries: list[Delivery]) -> None:
         self.keeper.reserved(threading.get_ident(), deliveries)
 
-    def started(self, delivery: Delivery, hard_deadline: float | None, fence: int) -> None:
-        self.keeper.started(delivery.id, hard_deadline, fence)
+    def started(
+        self, delivery: Delivery, task_id: str, hard_deadline: float | None, fence: int
+    ) -> None:
+        self.keeper.started(delivery.id, task_id, hard_deadline, fence)
 
     def finished(self, delivery: Delivery) -> None:
         self.keeper.finished(delivery.id)
@@ -55,7 +57,7 @@ class LocalPool:
         self.solo = solo
         self.install_signals = install_signals
         self.lease = float(app.conf.broker_lease)
-        self.keeper = LeaseKeeper(app.broker, self.lease)
+        self.keeper = LeaseKeeper(app.broker, self.lease, app.coordinator)
         self.stop = threading.Event()
         self.finished = threading.Event()
         self._signals = 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import logging
 import multiprocessing
 import os
@@ -24,7 +25,8 @@ from dataclasses import dataclass, field
 from .. import states
 from ..app import Conveyor
 from ..brokers.base import Delivery
-from ..exceptions import TimeLimitExceeded
+from ..control import revoked_key
+from ..exceptions import Terminated, TimeLimitExceeded
 from ..records import ErrorRecord, TaskRecord
 from .consumer import Consumer
 from .leases import Held, LeaseKeeper
@@ -34,6 +36,12 @@ __all__ = ["PreforkPool"]
 logger = logging.getLogger("conveyor.worker")
 
 _PR_SET_PDEATHSIG = 1
+WARM_STOP = signal.SIGUSR2
+"""Supervisor to child: finish the running task, hand back the rest, exit."""
+TERMINATE = signal.SIGUSR1
+"""Supervisor to child: interrupt the running task (revoked with terminate=True)."""
+KILL_GRACE = 5.0
+"""Seconds a child has to exit after a terminate signal other than SIGKILL."""
 
 
 class PipeTracker:
@@ -53,8 +61,10 @@ class PipeTracker:
             "".join(f"R\t{d.id}\t{d.token}\t{d.delivery_count}\t{d.queue}\n" for d in deliveries)
         )
 
-    def started(self, delivery: Delivery, hard_deadline: float | None, fence: int) -> None:
-        self._send(f"S\t{delivery.id}\t{hard_deadline or ''}\t{fence}\n")
+    def started(
+        self, delivery: Delivery, task_id: str, hard_deadline: float | None, fence: int
+    ) -> None:
+        self._send(f"S\t{delivery.id}\t{task_id}\t{hard_deadline or ''}\t{fence}\n")
 
     def finished(self, delivery: Delivery) -> None:
         self._send(f"F\t{delivery.id}\n")
@@ -66,7 +76,7 @@ class Child:
     fd: int
     index: int
     buffer: bytes = b""
-    killed_for: list[Held] = field(default_factory=list)
+    killed_for: dict[str, tuple[Held, TaskRecord]] = field(default_factory=dict)
 
 
 class PreforkPool:
@@ -86,12 +96,13 @@ class PreforkPool:
         self.prefetch = prefetch
         self.max_tasks_per_child = max_tasks_per_child
         self.lease = float(app.conf.broker_lease)
-        self.keeper = LeaseKeeper(app.broker, self.lease)
+        self.keeper = LeaseKeeper(app.broker, self.lease, app.coordinator)
         self.children: dict[int, Child] = {}
         self.selector = selectors.DefaultSelector()
         self.stopping = False
         self.cold = False
         self._signals: list[int] = []
+        self.terminating: dict[str, tuple[float, TaskRecord]] = {}
 
     # -- supervisor ---------------------------------------------------------------------
 
@@ -125,6 +136,7 @@ class PreforkPool:
         next_beat = time.monotonic() + beat_every
         next_recover = time.monotonic()
         next_cleanup = time.monotonic() + 60
+        next_revoke_check = time.monotonic()
         while True:
             timeout = max(0.0, min(next_beat - time.monotonic(), 0.25))
             for key, _ in self.selector.select(timeout):
@@ -142,6 +154,9 @@ class PreforkPool:
                 self.keeper.extend_all()
                 next_beat = now + beat_every
             self._enforce_time_limits()
+            if now >= next_revoke_check:
+                self._terminate_revoked()
+                next_revoke_check = now + 0.5
             if not self.stopping and now >= next_recover:
                 self._recover()
                 next_recover = now + min(max(self.lease / 2, 0.1), 5.0)
@@ -166,7 +181,7 @@ class PreforkPool:
         )
         self.stopping = True
         for child in list(self.children.values()):
-            _kill(child.pid, signal.SIGTERM)
+            _kill(child.pid, WARM_STOP)
 
     def _cold_shutdown(self) -> None:
         if self.cold:
@@ -210,8 +225,8 @@ class PreforkPool:
             delivery = Delivery(msg_id, queue, b"", 0, token, int(count))
             self.keeper.reserved(child.pid, [delivery])
         elif kind == "S":
-            _, msg_id, deadline, fence = parts
-            self.keeper.started(msg_id, float(deadline) if deadline else None, int(fence))
+            _, msg_id, task_id, deadline, fence = parts
+            self.keeper.started(msg_id, task_id, float(deadline) if deadline else None, int(fence))
         elif kind == "F":
             self.keeper.finished(parts[1])
 
@@ -233,54 +248,113 @@ class PreforkPool:
 
     def _after_exit(self, child: Child, status: int) -> None:
         leftovers = self.keeper.drop_owner(child.pid)
-        for held in child.killed_for:
-            self._fail_time_limit(held)
-        timed_out = {h.delivery.id for h in child.killed_for}
+        for held, record in child.killed_for.values():
+            self._conclude_killed(held, record)
+        crashed = False
         for held in leftovers:
-            if held.delivery.id in timed_out:
+            if held.delivery.id in child.killed_for:
                 continue
-            if held.started and not self.cold:
-                logger.error(
-                    "child pid %d died while running %s; it goes back to the queue",
-                    child.pid,
-                    held.delivery.id,
-                )
             try:
-                self.app.broker.nack(held.delivery)
+                if held.started:
+                    # Let the lease pass now: the redelivery counts, so a task that kills its
+                    # process every time ends in the dead letters instead of looping forever.
+                    crashed = crashed or not self.cold
+                    if not self.cold:
+                        logger.error(
+                            "child pid %d died while running %s; it goes back to the queue",
+                            child.pid,
+                            held.task_id,
+                        )
+                    self.app.broker.extend([held.delivery], 0.0)
+                else:
+                    self.app.broker.nack(held.delivery)
             except Exception:
                 logger.exception("could not hand back %s; its lease will expire", held.delivery.id)
+        if crashed:
+            self._recover()
         code = os.waitstatus_to_exitcode(status)
         if code != 0 and not child.killed_for and not self.stopping:
             logger.error("child pid %d exited with %s; replacing it", child.pid, code)
         if not self.stopping:
             self._spawn(child.index)
 
+    def _kill_for(self, child: Child, held: Held, record: TaskRecord, signum: int) -> None:
+        child.killed_for[held.delivery.id] = (held, record)
+        _kill(child.pid, signum)
+
     def _enforce_time_limits(self) -> None:
         for held in self.keeper.past_deadline(time.time()):
             child = self.children.get(held.owner)  # type: ignore[call-overload]
-            if child is None or held in child.killed_for:
+            if child is None or held.delivery.id in child.killed_for:
                 continue
             logger.error(
-                "task %s passed its hard time limit; killing child pid %d",
-                held.delivery.id,
+                "%s passed its hard time limit; killing child pid %d", held.task_id, child.pid
+            )
+            error = TimeLimitExceeded("hard time limit exceeded: the task's process was killed")
+            record = TaskRecord(
+                status=states.FAILURE,
+                result=str(error),
+                exception=ErrorRecord.from_exception(error),
+                traceback=f"{type(error).__name__}: {error}",
+                worker=self.hostname,
+            )
+            self._kill_for(child, held, record, signal.SIGKILL)
+        for delivery_id, (deadline, revoked) in list(self.terminating.items()):
+            stuck = self.keeper.held.get(delivery_id)
+            if stuck is None:
+                del self.terminating[delivery_id]
+            elif time.monotonic() >= deadline:
+                del self.terminating[delivery_id]
+                child = self.children.get(stuck.owner)  # type: ignore[call-overload]
+                if child is not None:
+                    logger.error(
+                        "%s ignored the terminate request; killing child pid %d",
+                        stuck.task_id,
+                        child.pid,
+                    )
+                    self._kill_for(child, stuck, revoked, signal.SIGKILL)
+
+    def _terminate_revoked(self) -> None:
+        """Kill children running tasks revoked with terminate=True, on any worker's request."""
+        running = self.keeper.running()
+        if not running:
+            return
+        try:
+            flags = self.app.coordinator.get_many([revoked_key(h.task_id) for h in running])
+        except Exception:
+            logger.exception("reading revocations failed")
+            return
+        for held, flag in zip(running, flags, strict=True):
+            if flag is None:
+                continue
+            request = json.loads(flag)
+            child = self.children.get(held.owner)  # type: ignore[call-overload]
+            if not request.get("terminate") or child is None:
+                continue
+            if held.delivery.id in child.killed_for:
+                continue
+            logger.warning(
+                "terminating %s (revoked): signal %s to child pid %d",
+                held.task_id,
+                request.get("signal"),
                 child.pid,
             )
-            child.killed_for.append(held)
-            _kill(child.pid, signal.SIGKILL)
+            record = TaskRecord(
+                status=states.REVOKED, result=request.get("reason", "revoked"), worker=self.hostname
+            )
+            signum = int(request.get("signal") or signal.SIGTERM)
+            if signum == signal.SIGKILL:
+                self._kill_for(child, held, record, signal.SIGKILL)
+            elif held.delivery.id not in self.terminating:
+                _kill(child.pid, TERMINATE)
+                self.terminating[held.delivery.id] = (time.monotonic() + KILL_GRACE, record)
 
-    def _fail_time_limit(self, held: Held) -> None:
-        error = TimeLimitExceeded("hard time limit exceeded: the task's process was killed")
-        record = TaskRecord(
-            status=states.FAILURE,
-            result=str(error),
-            exception=ErrorRecord.from_exception(error),
-            worker=self.hostname,
-        )
+    def _conclude_killed(self, held: Held, record: TaskRecord) -> None:
         try:
-            self.app.results.write(held.delivery.id, record, held.fence)
+            self.app.results.write(held.task_id, record, held.fence)
             self.app.broker.ack(held.delivery)
         except Exception:
-            logger.exception("could not record the time limit of %s", held.delivery.id)
+            logger.exception("could not record the end of %s", held.task_id)
 
     def _recover(self) -> None:
         try:
@@ -310,7 +384,8 @@ class PreforkPool:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGQUIT, signal.SIG_DFL)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            signal.signal(WARM_STOP, lambda *_: stop.set())
             for other in self.children.values():
                 os.close(other.fd)
             random.seed()
@@ -324,6 +399,7 @@ class PreforkPool:
                 stop=stop,
                 alive=lambda: os.getppid() == parent,
             )
+            signal.signal(TERMINATE, lambda *_: _interrupt(consumer))
             consumer.run()
         except BaseException:
             logger.exception("child %d crashed", index)
@@ -331,6 +407,11 @@ class PreforkPool:
         finally:
             logging.shutdown()
             os._exit(code)
+
+
+def _interrupt(consumer: Consumer) -> None:
+    if consumer.executor.running:
+        raise Terminated("revoked with terminate=True")
 
 
 def _kill(pid: int, sig: int) -> None:

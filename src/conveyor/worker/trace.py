@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import states
-from ..exceptions import Ignore, Reject, Retry
+from ..exceptions import Ignore, Reject, Retry, Terminated
 from ..request import Context, ExceptionInfo, push_request
 from ..task import Task
 
@@ -74,6 +74,8 @@ def trace(task: Task, context: Context, args: tuple[Any, ...], kwargs: dict[str,
             outcome = Outcome(states.RETRY, exc=retry.exc or retry, retry=retry)
         except Ignore:
             outcome = Outcome(states.IGNORED)
+        except Terminated as exc:
+            outcome = Outcome(states.REVOKED, exc=exc)
         except Reject as reject:
             outcome = Outcome(states.REJECTED, exc=reject, reject=reject)
         except Exception as exc:

@@ -1,0 +1,100 @@
+"""``app.control``: revoke tasks and change rate limits across the whole cluster.
+
+Everything here is written to the coordinator, not sent to workers' memory, so it holds
+for tasks not yet received, across worker restarts, and for workers started later.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal as signals
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from . import states
+from .records import TaskRecord
+
+if TYPE_CHECKING:
+    from .app import Conveyor
+
+__all__ = ["Control", "parse_rate", "revoked_key"]
+
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*([smh]))?\s*$")
+_PER = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_rate(rate: str | float | int | None) -> float | None:
+    """Tasks per second from ``"10/s"``, ``"100/m"``, ``"1000/h"`` or a number (per second)."""
+    if rate is None:
+        return None
+    if isinstance(rate, int | float):
+        value = float(rate)
+    else:
+        match = _RATE.match(rate)
+        if match is None:
+            raise ValueError(f"bad rate limit {rate!r}: write it like '10/s', '100/m' or '1000/h'")
+        value = float(match.group(1)) / _PER[match.group(2) or "s"]
+    if value <= 0:
+        raise ValueError(f"bad rate limit {rate!r}: it must be above zero")
+    return value
+
+
+def revoked_key(task_id: str) -> str:
+    return f"revoked:{task_id}"
+
+
+def rate_override_key(task_name: str) -> str:
+    return f"rate-limit:{task_name}"
+
+
+class Control:
+    def __init__(self, app: Conveyor) -> None:
+        self.app = app
+
+    def revoke(
+        self,
+        task_id: str | Sequence[str],
+        terminate: bool = False,
+        signal: str | int = "SIGTERM",
+        reason: str = "revoked",
+    ) -> None:
+        """Revoke tasks: they will not start; with ``terminate``, running ones are killed.
+
+        A running task that is not terminated sees ``self.is_aborted()`` become True.
+        """
+        ids = [task_id] if isinstance(task_id, str) else list(task_id)
+        signum = _signal_number(signal)
+        value = json.dumps({"terminate": terminate, "signal": signum, "reason": reason})
+        self.app.coordinator.put_many(
+            [(revoked_key(i), value) for i in ids], float(self.app.conf.task_revoke_expires)
+        )
+        results = self.app.results
+        for tid, record in zip(ids, results.read_many(ids), strict=True):
+            if record is None or record.status in (states.PENDING, states.RECEIVED, states.RETRY):
+                name = record.task if record else None
+                results.write(tid, TaskRecord(status=states.REVOKED, result=reason, task=name))
+
+    def is_revoked(self, task_id: str) -> bool:
+        return self.app.coordinator.get(revoked_key(task_id)) is not None
+
+    def rate_limit(self, task_name: str, rate: str | float | None) -> None:
+        """Change a task's rate limit on every worker at once (None: back to the task's own)."""
+        key = rate_override_key(task_name)
+        if rate is None:
+            self.app.coordinator.delete(key)
+            return
+        parse_rate(rate)
+        self.app.coordinator.put_many([(key, str(rate))], 10 * 365 * 86400.0)
+
+
+def _signal_number(signal: str | int) -> int:
+    if isinstance(signal, int):
+        return signal
+    name = signal.upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    try:
+        return int(getattr(signals, name))
+    except AttributeError:
+        raise ValueError(f"unknown signal {signal!r}") from None
