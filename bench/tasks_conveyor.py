@@ -1,8 +1,9 @@
 """The benchmark's no-op task for Conveyor.
 
 The bench process builds one app per measurement with ``make_app`` so every measurement
-gets a fresh database file; the worker it starts loads ``tasks_conveyor:app``, which is
-built on first access from ``$CONVEYOR_BENCH_DB`` (importing this module opens nothing).
+gets a fresh database (a new SQLite file, or a new Redis database number); the worker it
+starts loads ``tasks_conveyor:app``, which is built on first access from
+``$CONVEYOR_BENCH_DB`` (importing this module opens nothing).
 """
 
 from __future__ import annotations
@@ -16,9 +17,13 @@ ENV_DB = "CONVEYOR_BENCH_DB"
 TASK_NAME = "bench.noop"
 
 
-def make_app(db_path: str) -> tuple[Conveyor, Any]:
-    """An app whose broker and results share ``db_path``, and its registered no-op task."""
-    app = Conveyor("bench", broker=f"sqlite:///{os.path.abspath(db_path)}", set_as_current=False)
+def make_app(location: str) -> tuple[Conveyor, Any]:
+    """An app whose broker and results share ``location``, and its registered no-op task.
+
+    ``location`` is a SQLite file path, or a URL such as ``redis://127.0.0.1:6380/3``.
+    """
+    url = location if "://" in location else f"sqlite:///{os.path.abspath(location)}"
+    app = Conveyor("bench", broker=url, set_as_current=False)
 
     @app.task(name=TASK_NAME)
     def noop() -> None:
@@ -33,6 +38,6 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(name)
     path = os.environ.get(ENV_DB)
     if not path:
-        raise RuntimeError(f"set {ENV_DB} to the SQLite file the worker should use")
+        raise RuntimeError(f"set {ENV_DB} to the SQLite file or Redis URL the worker should use")
     globals()["app"], globals()["noop"] = make_app(path)
     return globals()[name]

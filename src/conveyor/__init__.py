@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from . import states
 from .app import Conveyor, current_app, shared_task
+from .canvas import (
+    Signature,
+    chain,
+    chord,
+    chunks,
+    group,
+    maybe_signature,
+    signature,
+    xmap,
+    xstarmap,
+)
 from .exceptions import (
+    ChordError,
     ConveyorError,
     Ignore,
     MaxRetriesExceededError,
@@ -15,26 +27,38 @@ from .exceptions import (
     TimeLimitExceeded,
 )
 from .log import get_task_logger
-from .result import AsyncResult, EagerResult
+from .result import AsyncResult, EagerResult, GroupResult, ResultSet
 from .task import Task
 
 __all__ = [
     "AsyncResult",
+    "ChordError",
     "Conveyor",
     "ConveyorError",
     "EagerResult",
+    "GroupResult",
     "Ignore",
     "MaxRetriesExceededError",
     "Reject",
+    "ResultSet",
     "Retry",
+    "Signature",
     "SoftTimeLimitExceeded",
     "Task",
     "TaskRevokedError",
     "TimeLimitExceeded",
+    "chain",
+    "chord",
+    "chunks",
     "current_app",
     "get_task_logger",
+    "group",
+    "maybe_signature",
     "shared_task",
+    "signature",
     "states",
+    "xmap",
+    "xstarmap",
 ]
 
 __version__ = "0.1.0.dev0"

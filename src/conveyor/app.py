@@ -11,7 +11,7 @@ from typing import Any, TypeVar, overload
 
 from .backends import backend_from_url
 from .backends.base import ResultBackend
-from .brokers import broker_from_url
+from .brokers import broker_from_url, redact_url
 from .brokers.base import Broker, Envelope
 from .config import Settings
 from .control import Control, parse_rate
@@ -151,7 +151,7 @@ class Conveyor:
         _current = self
 
     def __repr__(self) -> str:
-        return f"<Conveyor {self.main or '__main__'} broker={self.broker_url}>"
+        return f"<Conveyor {self.main or '__main__'} broker={redact_url(self.broker_url)}>"
 
     # -- configuration ------------------------------------------------------------------
 
@@ -169,7 +169,13 @@ class Conveyor:
         if self._broker is None:
             with self._lock:
                 if self._broker is None:
-                    self._broker = broker_from_url(self.broker_url)
+                    broker = broker_from_url(self.broker_url)
+                    configure = getattr(broker, "configure_publish_retries", None)
+                    if configure is not None:
+                        configure(
+                            self.conf.broker_publish_retries, self.conf.broker_publish_retry_delay
+                        )
+                    self._broker = broker
         return self._broker
 
     @property
@@ -245,6 +251,13 @@ class Conveyor:
             raise ImproperlyConfigured(f"register_task() takes a Task instance, not {task!r}")
         task.bind(self)
         return _register(self.tasks.own, task)
+
+    def periodic_task(self, schedule: Any, **entry: Any) -> Callable[[Any], Task]:
+        """``@app.periodic_task(crontab(minute=0), name=...)``: a task that beat sends on a
+        schedule (also name=, args=, kwargs=, options=, catch_up=, and task options)."""
+        from .beat.entries import periodic_task
+
+        return periodic_task(self, schedule, **entry)
 
     # -- sending ------------------------------------------------------------------------
 
@@ -368,35 +381,27 @@ class Conveyor:
         return AsyncResult(message.id, app=self, task=task)
 
     def publish(self, items: Sequence[tuple[Message, Task | None]]) -> None:
-        """Encode and publish messages, recording the ones that keep results as PENDING."""
+        """Encode and publish messages: at once, or when the enclosing ``batch()`` ends."""
         envelopes = [self.envelope(message, task) for message, task in items]
-        pending = [(m.id, m.task) for m, _ in items if not m.ignore_result and m.retries == 0]
-        batch: list[tuple[list[Envelope], list[tuple[str, str]]]] | None = getattr(
-            self._batch, "stack", None
-        )
+        batch: list[list[Envelope]] | None = getattr(self._batch, "stack", None)
         if batch:
-            batch[-1][0].extend(envelopes)
-            batch[-1][1].extend(pending)
+            batch[-1].extend(envelopes)
             return
-        if pending:
-            self.results.mark_pending(pending)
         self.broker.publish(envelopes)
 
     @contextmanager
     def batch(self) -> Iterator[None]:
         """Collect every send inside the block and publish them together when it ends."""
-        stack = getattr(self._batch, "stack", None)
+        stack: list[list[Envelope]] | None = getattr(self._batch, "stack", None)
         if stack is None:
             stack = self._batch.stack = []
-        stack.append(([], []))
+        stack.append([])
         try:
             yield
         except BaseException:
             stack.pop()
             raise
-        envelopes, pending = stack.pop()
-        if pending:
-            self.results.mark_pending(pending)
+        envelopes = stack.pop()
         if envelopes:
             self.broker.publish(envelopes)
 
@@ -424,6 +429,11 @@ def broker_key(message: Message) -> str:
     Deterministic, so a retry re-sent after a crash is dropped as a duplicate.
     """
     return message.id if message.retries == 0 else f"{message.id}~{message.retries}"
+
+
+def task_id_of(key: str) -> str:
+    """The task id behind a broker key made by ``broker_key``."""
+    return key.partition("~")[0]
 
 
 def make_task(fun: Callable[..., Any], app: Conveyor | None, options: dict[str, Any]) -> Task:

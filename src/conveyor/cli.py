@@ -1,4 +1,4 @@
-"""``conveyor``: worker, call, result, purge, dead-letters and demo."""
+"""``conveyor``: worker, beat, call, result, purge, dead-letters and demo."""
 
 from __future__ import annotations
 
@@ -7,14 +7,19 @@ import json
 import os
 import sys
 import time
-from datetime import datetime
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from . import states
 from .app import Conveyor
 from .exceptions import ConveyorError
+
+if TYPE_CHECKING:
+    from .beat.store import ScheduleStore
 
 __all__ = ["load_app", "main"]
 
@@ -78,6 +83,7 @@ def main(ctx: click.Context, app_spec: str | None) -> None:
 @click.option("-l", "--loglevel", default="INFO", show_default=True, help="Log level.")
 @click.option("--prefetch-multiplier", type=int, help="Messages each consumer reserves at once.")
 @click.option("--max-tasks-per-child", type=int, help="Replace a child after this many tasks.")
+@click.option("-B", "--beat", is_flag=True, help="Also run the periodic task scheduler.")
 @click.pass_context
 def worker(
     ctx: click.Context,
@@ -89,6 +95,7 @@ def worker(
     loglevel: str,
     prefetch_multiplier: int | None,
     max_tasks_per_child: int | None,
+    beat: bool,
 ) -> None:
     """Start a worker."""
     from .log import setup_logging
@@ -98,9 +105,11 @@ def worker(
     app = _app(ctx, app_spec)
     queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
     try:
-        code = Worker(
+        pool_runner = Worker(
             app, queue_list, concurrency, pool, hostname, prefetch_multiplier, max_tasks_per_child
-        ).run()
+        )
+        with _beat_beside(app, beat):
+            code = pool_runner.run()
     except ConveyorError as exc:
         raise click.ClickException(str(exc)) from None
     sys.exit(code)
@@ -308,6 +317,197 @@ def demo(concurrency: int) -> None:
     from .demo import run_demo
 
     sys.exit(run_demo(concurrency))
+
+
+# -- periodic tasks: `conveyor beat` and `conveyor worker --beat` ------------------------
+
+
+@contextmanager
+def _beat_beside(app: Conveyor, enabled: bool) -> Iterator[None]:
+    """With ``--beat``, a scheduler thread in this process (the prefork supervisor, or the
+    threads/solo worker) for as long as the worker runs."""
+    if not enabled:
+        yield
+        return
+    from .beat import BeatThread
+
+    app.import_includes()  # entries declared in included modules must be synced too
+    with BeatThread(app):
+        yield
+
+
+def _beat_open(ctx: click.Context, app_spec: str | None) -> tuple[Conveyor, ScheduleStore]:
+    from .beat import resolve_store
+
+    app = _app(ctx, app_spec)
+    try:
+        return app, resolve_store(app, (ctx.obj or {}).get("beat_store"))
+    except ConveyorError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _no_entry(name: str) -> click.ClickException:
+    return click.ClickException(f"no periodic task named {name!r} (see `conveyor beat list`)")
+
+
+@main.group("beat", invoke_without_command=True)
+@app_option
+@click.option("-l", "--loglevel", default="INFO", show_default=True, help="Log level.")
+@click.option("--store", "store_spec", help="Schedule store: URL or module:attr [the broker's].")
+@click.pass_context
+def beat(ctx: click.Context, app_spec: str | None, loglevel: str, store_spec: str | None) -> None:
+    """Run the periodic task scheduler; its subcommands list and edit the entries.
+
+    Any number of schedulers may run against one broker: each due run is sent once.
+    """
+    ctx.ensure_object(dict)
+    if app_spec:
+        ctx.obj["app"] = app_spec
+    ctx.obj["beat_store"] = store_spec
+    if ctx.invoked_subcommand is not None:
+        return
+    from .beat import Scheduler, serve
+    from .log import setup_logging
+
+    setup_logging(loglevel)
+    app, store = _beat_open(ctx, None)
+    try:
+        app.import_includes()
+        serve(Scheduler(app, store))
+    except ConveyorError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@beat.command("list")
+@app_option
+@click.option("-n", "--next", "count", default=3, show_default=True, help="Next runs shown.")
+@click.pass_context
+def beat_list(ctx: click.Context, app_spec: str | None, count: int) -> None:
+    """Show each entry: schedule in plain English, state, last and next runs."""
+    from .beat.admin import format_entries
+
+    app, store = _beat_open(ctx, app_spec)
+    app.import_includes()
+    lines = format_entries(app, store, count)
+    click.echo("\n".join(lines) if lines else "no periodic tasks")
+
+
+@beat.command("enable")
+@app_option
+@click.argument("name")
+@click.pass_context
+def beat_enable(ctx: click.Context, app_spec: str | None, name: str) -> None:
+    """Enable entry NAME (runs missed while it was disabled do not fire)."""
+    app, store = _beat_open(ctx, app_spec)
+    try:
+        store.enable(name, datetime.fromtimestamp(app.clock(), UTC))
+    except KeyError:
+        raise _no_entry(name) from None
+    click.echo(f"enabled {name}")
+
+
+@beat.command("disable")
+@app_option
+@click.argument("name")
+@click.pass_context
+def beat_disable(ctx: click.Context, app_spec: str | None, name: str) -> None:
+    """Disable entry NAME; running schedulers stop sending it within a second or so."""
+    _, store = _beat_open(ctx, app_spec)
+    try:
+        store.disable(name)
+    except KeyError:
+        raise _no_entry(name) from None
+    click.echo(f"disabled {name}")
+
+
+@beat.command("run-now")
+@app_option
+@click.argument("name")
+@click.pass_context
+def beat_run_now(ctx: click.Context, app_spec: str | None, name: str) -> None:
+    """Send entry NAME once now (its schedule is unchanged); print the task id."""
+    from .beat import run_now
+
+    app, store = _beat_open(ctx, app_spec)
+    try:
+        result = run_now(app, name, store)
+    except KeyError:
+        raise _no_entry(name) from None
+    except (ConveyorError, TypeError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(result.id)
+
+
+@beat.command("add")
+@app_option
+@click.argument("name")
+@click.option("--task", required=True, help="Name of the task to send.")
+@click.option("--cron", help='A cron line: "*/5 * * * *".')
+@click.option("--every", type=float, help="Seconds between runs.")
+@click.option("--at", "at", help="Once, at this ISO date-time (app timezone unless given).")
+@click.option("--args", "args_json", help="Positional arguments as a JSON list.")
+@click.option("--kwargs", "kwargs_json", help="Keyword arguments as a JSON object.")
+@click.option("-Q", "--queue", help="Queue to send to.")
+@click.option(
+    "--catch-up",
+    type=click.Choice(["latest", "all", "skip"]),
+    default="latest",
+    show_default=True,
+    help="Runs missed while no scheduler ran: fire the newest, all, or none.",
+)
+@click.option("--disabled", is_flag=True, help="Add it disabled.")
+@click.pass_context
+def beat_add(
+    ctx: click.Context,
+    app_spec: str | None,
+    name: str,
+    task: str,
+    cron: str | None,
+    every: float | None,
+    at: str | None,
+    args_json: str | None,
+    kwargs_json: str | None,
+    queue: str | None,
+    catch_up: str,
+    disabled: bool,
+) -> None:
+    """Add entry NAME (or change it, keeping its history); running schedulers pick it up."""
+    from .beat.admin import cli_entry
+
+    args = _json_arg(args_json, "--args", list)
+    kwargs = _json_arg(kwargs_json, "--kwargs", dict)
+    app, store = _beat_open(ctx, app_spec)
+    try:
+        entry = cli_entry(
+            name,
+            task,
+            cron=cron,
+            every=every,
+            at=at,
+            args=args,
+            kwargs=kwargs,
+            queue=queue,
+            catch_up=catch_up,
+            enabled=not disabled,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    existed = store.get(name) is not None
+    saved = store.upsert(entry, datetime.fromtimestamp(app.clock(), UTC))
+    click.echo(f"{'changed' if existed else 'added'} {name}: {saved.describe()}")
+
+
+@beat.command("remove")
+@app_option
+@click.argument("name")
+@click.pass_context
+def beat_remove(ctx: click.Context, app_spec: str | None, name: str) -> None:
+    """Delete entry NAME and its history (an entry still in code comes back at the next
+    scheduler start: remove it from the code, or disable it)."""
+    _, store = _beat_open(ctx, app_spec)
+    if not store.remove(name):
+        raise _no_entry(name)
+    click.echo(f"removed {name}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -48,6 +48,8 @@ class Settings:
     idempotency_window: float = 86400.0
     max_payload_size: int = 1024 * 1024
     broker_lease: float = 30.0
+    broker_publish_retries: int = 5
+    broker_publish_retry_delay: float = 0.2
     worker_concurrency: int | None = None
     worker_prefetch_multiplier: int = 4
     worker_max_tasks_per_child: int | None = None
@@ -125,6 +127,7 @@ _SECONDS = {
     "result_expires",
     "task_default_retry_delay",
     "broker_lease",
+    "broker_publish_retry_delay",
     "task_time_limit",
     "task_soft_time_limit",
     "task_revoke_expires",

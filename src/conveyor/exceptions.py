@@ -15,6 +15,7 @@
     ├── MaxRetriesExceededError     retry() past max_retries with no exception to re-raise
     ├── TimeLimitExceeded           the hard time limit killed the task
     ├── RemoteTaskError             a task failed with an exception that cannot be rebuilt here
+    ├── ChordError                  a chord member failed, so its callback did not run
     └── BrokerError                 the broker or result store is unreachable or refused
 
     Interrupt (BaseException: ``except Exception`` in user code cannot swallow these)
@@ -33,6 +34,7 @@ from typing import Any
 
 __all__ = [
     "BrokerError",
+    "ChordError",
     "ContentDisallowed",
     "ConveyorError",
     "DecodeError",
@@ -108,6 +110,13 @@ class TimeLimitExceeded(ConveyorError):
 
 class BrokerError(ConveyorError):
     """The broker or result store could not be reached or refused the operation."""
+
+
+class ChordError(ConveyorError):
+    """A chord's header member failed (or was revoked): the callback did not run.
+
+    The message names the member's task id and task, and the error it raised.
+    """
 
 
 class RemoteTaskError(ConveyorError):

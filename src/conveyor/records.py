@@ -104,25 +104,6 @@ class ResultStore:
             record.date_done = self.clock()
         return self.backend.set(self.key(task_id), _encoder.encode(record), self.expires, fence)
 
-    def mark_pending(self, items: Sequence[tuple[str, str]]) -> None:
-        """Record sent tasks as PENDING, so a sent id is told apart from one never sent."""
-        if len(items) == 1:
-            task_id, name = items[0]
-            self.backend.set(
-                self.key(task_id),
-                _encoder.encode(TaskRecord(status=states.PENDING, task=name)),
-                self.expires,
-                0,
-            )
-            return
-        self.backend.set_many(
-            [
-                (self.key(task_id), _encoder.encode(TaskRecord(status=states.PENDING, task=name)))
-                for task_id, name in items
-            ],
-            self.expires,
-        )
-
     def read(self, task_id: str) -> TaskRecord | None:
         return self._decode(self.backend.get(self.key(task_id)))
 

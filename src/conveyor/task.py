@@ -277,6 +277,9 @@ class Task:
         app = self.app
         if app.conf.task_always_eager:
             return self.apply(args, kwargs, **options)
+        if options.get("link") or options.get("link_error"):  # workflow: callbacks ride along
+            result: AsyncResult = self.signature(args, kwargs, **options).apply_async()
+            return result
         return app.send(self, args, kwargs, options)
 
     def apply(
@@ -305,6 +308,36 @@ class Task:
 
     def si(self, *args: Any, **kwargs: Any) -> Any:
         return self.signature(args, kwargs, immutable=True)
+
+    # -- workflows (conveyor.canvas / conveyor.workflow) ---------------------------------
+
+    def map(self, it: Any) -> Any:
+        """One task that calls this task with each item in turn."""
+        from .canvas import xmap
+
+        return xmap(self.s(), it, app=self._app)
+
+    def starmap(self, it: Any) -> Any:
+        """One task that calls this task with each item's elements as arguments."""
+        from .canvas import xstarmap
+
+        return xstarmap(self.s(), it, app=self._app)
+
+    def chunks(self, it: Any, n: int) -> Any:
+        """The items split in parts of ``n``, each part one starmap task (a group)."""
+        from .canvas import chunks
+
+        return chunks(self.s(), it, n, app=self._app)
+
+    def replace(self, sig: Any) -> Any:
+        """Hand the rest of this task's work to ``sig`` and end this task (Celery's replace).
+
+        The chain continuation, chord membership and callbacks move to ``sig``; this task's
+        id gets ``sig``'s final result. Raises Ignore to end the task.
+        """
+        from .workflow import replace
+
+        return replace(self, sig)
 
     def AsyncResult(self, task_id: str) -> AsyncResult:
         from .result import AsyncResult

@@ -63,6 +63,12 @@ class _NoTracker:
     def finished(self, delivery: Delivery) -> None:
         pass
 
+    def released(self, deliveries: list[Delivery]) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
 
 def run_until_empty(
     app: Conveyor, queues: Sequence[str] | None = None, max_tasks: int | None = None
@@ -76,6 +82,7 @@ def run_until_empty(
         if not batch:
             break
         executor.handle(batch[0])
+        executor.flush_acks()
         done += 1
     return done
 

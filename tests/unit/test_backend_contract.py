@@ -1,6 +1,9 @@
 """One contract for every ResultBackend: add an implementation to BACKENDS and it must pass.
 
 TTLs run on a fake clock injected into the backend; only the ``wait`` tests use real time.
+Redis expires keys by its own clock; the Redis backend given ``clock=`` also notes each
+key's expiry by that clock and deletes what it says has expired before every operation.
+Redis runs as a private redis-server (tests/conftest.py); each test gets its own prefix.
 """
 
 from __future__ import annotations
@@ -30,9 +33,17 @@ class FakeClock:
         self._now += seconds
 
 
-BACKENDS: dict[str, Callable[[FakeClock, Path], ResultBackend]] = {
-    "memory": lambda clock, tmp: MemoryBackend(clock=clock.now),
-    "sqlite": lambda clock, tmp: SQLiteBackend(tmp / "results.db", clock=clock.now),
+def redis_backend(clock: FakeClock, request: pytest.FixtureRequest) -> ResultBackend:
+    from conveyor.backends.redis import RedisBackend
+
+    url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
+    return RedisBackend(url, prefix=prefix, clock=clock.now)
+
+
+BACKENDS: dict[str, Callable[[FakeClock, Path, pytest.FixtureRequest], ResultBackend]] = {
+    "memory": lambda clock, tmp, request: MemoryBackend(clock=clock.now),
+    "sqlite": lambda clock, tmp, request: SQLiteBackend(tmp / "results.db", clock=clock.now),
+    "redis": lambda clock, tmp, request: redis_backend(clock, request),
 }
 
 
@@ -45,7 +56,7 @@ def clock() -> FakeClock:
 def backend(
     request: pytest.FixtureRequest, clock: FakeClock, tmp_path: Path
 ) -> Iterator[ResultBackend]:
-    instance = BACKENDS[request.param](clock, tmp_path)
+    instance = BACKENDS[request.param](clock, tmp_path, request)
     yield instance
     instance.close()
 

@@ -1,7 +1,10 @@
 """One contract for every Broker: add an implementation to BROKERS and it must pass all of it.
 
 Time is a fake clock injected into the broker, so etas, leases and recoveries are tested
-without sleeping. Only the ``wait`` tests use real (short) time.
+without sleeping. Only the ``wait`` tests use real (short) time. The Redis broker judges
+time by Redis's own clock (TIME) in production; given ``clock=``, its scripts take that
+clock's value instead. Redis runs as a private redis-server (tests/conftest.py); each
+test gets a key prefix of its own.
 """
 
 from __future__ import annotations
@@ -41,9 +44,17 @@ class FakeClock:
         self._now += seconds
 
 
-BROKERS: dict[str, Callable[[FakeClock, Path], Broker]] = {
-    "memory": lambda clock, tmp: MemoryBroker(clock=clock.now),
-    "sqlite": lambda clock, tmp: SQLiteBroker(tmp / "broker.db", clock=clock.now),
+def redis_broker(clock: FakeClock, request: pytest.FixtureRequest) -> Broker:
+    from conveyor.brokers.redis import RedisBroker
+
+    url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
+    return RedisBroker(url, prefix=prefix, clock=clock.now)
+
+
+BROKERS: dict[str, Callable[[FakeClock, Path, pytest.FixtureRequest], Broker]] = {
+    "memory": lambda clock, tmp, request: MemoryBroker(clock=clock.now),
+    "sqlite": lambda clock, tmp, request: SQLiteBroker(tmp / "broker.db", clock=clock.now),
+    "redis": lambda clock, tmp, request: redis_broker(clock, request),
 }
 
 
@@ -54,7 +65,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture(params=sorted(BROKERS))
 def broker(request: pytest.FixtureRequest, clock: FakeClock, tmp_path: Path) -> Iterator[Broker]:
-    instance = BROKERS[request.param](clock, tmp_path)
+    instance = BROKERS[request.param](clock, tmp_path, request)
     yield instance
     instance.close()
 

@@ -16,16 +16,22 @@ def clock() -> FakeClock:
     return FakeClock(1_000_000.0)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 def coordinator(
     request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
 ) -> Iterator[Coordinator]:
+    coord: Coordinator
     if request.param == "memory":
-        yield MemoryCoordinator(clock=clock)
-    else:
+        coord = MemoryCoordinator(clock=clock)
+    elif request.param == "sqlite":
         coord = SQLiteCoordinator(tmp_path / "coord.db", clock=clock)
-        yield coord
-        coord.close()
+    else:
+        from conveyor.coordination.redis import RedisCoordinator
+
+        url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
+        coord = RedisCoordinator(url, prefix=prefix, clock=clock)
+    yield coord
+    coord.close()
 
 
 def test_values_expire(coordinator: Coordinator, clock: FakeClock) -> None:

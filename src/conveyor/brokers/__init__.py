@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 from typing import cast
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 from conveyor.brokers.base import Broker, DeadLetter, Delivery, Envelope, QueueStats
 from conveyor.brokers.memory import MemoryBroker
@@ -20,6 +20,7 @@ __all__ = [
     "QueueStats",
     "SQLiteBroker",
     "broker_from_url",
+    "redact_url",
 ]
 
 KNOWN_SCHEMES = ("memory://", "sqlite://", "redis://", "rediss://")
@@ -65,6 +66,20 @@ def import_redis_support(module: str, url: str) -> object:
         raise ImproperlyConfigured(
             f"cannot use {url!r}: redis support: pip install 'conveyor-tasks[redis]'"
         ) from exc
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password replaced by ``***``, fit for logs and error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = quote(parts.username or "", safe="")
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if parts.port is not None:
+        host += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def broker_from_url(url: str) -> Broker:

@@ -104,6 +104,18 @@ class Broker(ABC):
         """Remove a finished message. False (and nothing removed) where the token is stale."""
 
     @abstractmethod
+    def contains(self, ids: Sequence[str]) -> set[str]:
+        """The ids among ``ids`` whose messages are live: ready, delayed or reserved.
+
+        This is how a sent task that waits (PENDING) is told apart from an id never sent,
+        without a write per send.
+        """
+
+    def ack_many(self, deliveries: Sequence[Delivery]) -> list[bool]:
+        """Ack several deliveries, in one round trip where the broker can."""
+        return [self.ack(delivery) for delivery in deliveries]
+
+    @abstractmethod
     def nack(self, delivery: Delivery, delay: float | None = None) -> bool:
         """Give a message back: to its queue now, or to the delayed store for ``delay`` s.
 

@@ -128,6 +128,10 @@ class MemoryBroker(Broker):
             del self._reserved[delivery.id], self._messages[delivery.id]
             return True
 
+    def contains(self, ids: Sequence[str]) -> set[str]:
+        with self._cond:
+            return {i for i in ids if i in self._messages}
+
     def nack(self, delivery: Delivery, delay: float | None = None) -> bool:
         with self._cond:
             msg = self._owned(delivery)

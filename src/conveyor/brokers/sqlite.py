@@ -292,6 +292,26 @@ class SQLiteBroker(Broker):
         sql = "DELETE FROM conveyor_messages WHERE id = ? AND token = ?"
         return self._db.changes(sql, (delivery.id, delivery.token)) == 1
 
+    def ack_many(self, deliveries: Sequence[Delivery]) -> list[bool]:
+        if len(deliveries) < 2:
+            return [self.ack(d) for d in deliveries]
+        sql = "DELETE FROM conveyor_messages WHERE id = ? AND token = ?"
+        with self._db.transaction() as conn:
+            return [conn.execute(sql, (d.id, d.token)).rowcount == 1 for d in deliveries]
+
+    def contains(self, ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(ids), 400):
+            chunk = list(ids[start : start + 400])
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT id FROM conveyor_messages WHERE id IN ({marks}) "
+                f"UNION ALL SELECT id FROM conveyor_delayed WHERE id IN ({marks})",
+                chunk + chunk,
+            )
+            found.update(row[0] for row in rows)
+        return found
+
     def nack(self, delivery: Delivery, delay: float | None = None) -> bool:
         if delay is None or delay <= 0:
             sql = """UPDATE conveyor_messages SET token = NULL, lease_until = NULL,

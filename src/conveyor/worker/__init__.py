@@ -7,6 +7,7 @@ import os
 from collections.abc import Sequence
 
 from ..app import Conveyor
+from ..brokers import redact_url
 from ..exceptions import ImproperlyConfigured
 from .local import LocalPool
 from .prefork import PreforkPool
@@ -53,8 +54,8 @@ class Worker:
         lines = [
             f"conveyor worker {self.hostname}",
             f"  app:         {self.app.main or '__main__'}",
-            f"  broker:      {self.app.broker_url}",
-            f"  results:     {self.app.backend.url or type(self.app.backend).__name__}",
+            f"  broker:      {redact_url(self.app.broker_url)}",
+            f"  results:     {redact_url(self.app.backend.url or type(self.app.backend).__name__)}",
             f"  queues:      {', '.join(self.queues)}",
             f"  pool:        {self.pool} x {1 if self.pool == 'solo' else self.concurrency}",
             f"  tasks ({len(tasks)}):",
@@ -69,6 +70,9 @@ class Worker:
         process.name = "Supervisor" if self.pool == "prefork" else "Worker"
         self.app.import_includes()
         logger.info("%s", self.banner())
+        check_config = getattr(self.app.broker, "check_config", None)
+        for warning in check_config() if check_config is not None else []:
+            logger.warning("%s", warning)
         if self.pool == "prefork":
             return PreforkPool(
                 self.app,

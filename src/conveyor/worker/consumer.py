@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections import deque
@@ -10,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 from ..app import Conveyor
 from ..brokers.base import Delivery
+from ..exceptions import BrokerError
 from .executor import Executor, Tracker
 
 __all__ = ["Consumer"]
@@ -46,15 +48,30 @@ class Consumer:
 
     def run(self) -> None:
         idle_wait = 0.001
+        outage = 0.0
         while not self.stop.is_set() and self.alive():
             if not self.buffer:
-                batch = self.broker.reserve(self.queues, self.prefetch, self.lease)
+                try:
+                    self.executor.flush_acks()
+                    batch = self.broker.reserve(self.queues, self.prefetch, self.lease)
+                    if not batch:
+                        self.tracker.flush()
+                        self.broker.wait(idle_wait)
+                except BrokerError as exc:
+                    if not outage:
+                        logger.error("%s; retrying with backoff", exc)
+                    outage = min(max(outage * 2, 0.1), 5.0)
+                    self.stop.wait(random.uniform(outage / 2, outage))
+                    continue
+                if outage:
+                    logger.warning("the broker answers again; consuming")
+                    outage = 0.0
                 if not batch:
-                    self.broker.wait(idle_wait)
                     idle_wait = min(idle_wait * 2, 0.05)
                     continue
                 idle_wait = 0.001
                 self.tracker.reserved(batch)
+                self.executor.guards.prefetch(batch)
                 self.buffer.extend(batch)
             delivery = self.buffer.popleft()
             try:
@@ -69,10 +86,12 @@ class Consumer:
         self.release()
 
     def release(self) -> None:
-        """Hand reserved, unstarted messages back to their queues at once."""
+        """Ack what finished; hand reserved, unstarted messages back to their queues at once."""
+        self.executor.flush_acks()
         if self.buffer:
             self._give_back(list(self.buffer))
             self.buffer.clear()
+        self.tracker.flush()
 
     def _give_back(self, deliveries: list[Delivery]) -> None:
         for delivery in deliveries:
@@ -80,4 +99,4 @@ class Consumer:
                 self.broker.nack(delivery)
             except Exception:
                 logger.exception("could not hand back %s; its lease will expire", delivery.id)
-            self.tracker.finished(delivery)
+            self.tracker.released([delivery])

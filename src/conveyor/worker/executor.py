@@ -13,7 +13,7 @@ import time
 from datetime import datetime
 from typing import Any, Protocol
 
-from .. import states
+from .. import states, workflow
 from ..app import Conveyor
 from ..brokers.base import Delivery
 from ..exceptions import (
@@ -44,7 +44,14 @@ class Tracker(Protocol):
     def started(
         self, delivery: Delivery, task_id: str, hard_deadline: float | None, fence: int
     ) -> None: ...
-    def finished(self, delivery: Delivery) -> None: ...
+    def finished(self, delivery: Delivery) -> None:
+        """The task's code ended; its message is still held until it is acknowledged."""
+
+    def released(self, deliveries: list[Delivery]) -> None:
+        """Acked, handed back or dead-lettered: no longer held."""
+
+    def flush(self) -> None:
+        """Deliver buffered notices now (the consumer is about to sleep or exit)."""
 
 
 class Executor:
@@ -57,6 +64,7 @@ class Executor:
         self.clock = app.clock
         self._soft_limits = threading.current_thread() is threading.main_thread()
         self.guards = Guards(app)
+        self.acks: list[tuple[Delivery, Message]] = []
         self.running = False
         """True while a task's own code runs: only then may a terminate signal interrupt."""
 
@@ -69,6 +77,15 @@ class Executor:
         except DecodeError as exc:
             return self._refuse(delivery, None, None, exc, str(exc))
         attempt = fence(message.retries, delivery.delivery_count)
+        if delivery.redelivered and self._already_done(message):
+            logger.info(
+                "%s[%s] redelivered after it had finished; acked without running",
+                message.task,
+                message.id,
+            )
+            workflow.resume(self.app, message)  # workflow hook: finish what the crash cut short
+            self._ack(delivery, message)
+            return states.SUCCESS
         try:
             task = self.app.tasks[message.task]
         except NotRegistered as exc:
@@ -153,7 +170,7 @@ class Executor:
                 verdict.delay,
                 verdict.reason,
             )
-            self.broker.nack(delivery, verdict.delay)
+            self._nack(delivery, verdict.delay)
             return states.PENDING
         status = states.REVOKED if verdict.action == REVOKE else states.IGNORED
         logger.info("%s[%s] %s: %s", message.task, message.id, status.lower(), verdict.reason)
@@ -161,6 +178,15 @@ class Executor:
             status=status, result=verdict.reason, task=message.task, retries=message.retries
         )
         return self._finish(delivery, message, attempt, record)
+
+    def _already_done(self, message: Message) -> bool:
+        """Whether this attempt already stored its outcome (the worker died before the ack)."""
+        record = self.results.read(message.id)
+        return (
+            record is not None
+            and record.retries == message.retries
+            and (record.status in states.READY_STATES or record.status == states.RETRY)
+        )
 
     def _track_started(self, task: Task) -> bool:
         if task.track_started is not None:
@@ -267,13 +293,13 @@ class Executor:
             assert outcome.reject is not None
             if outcome.reject.requeue:
                 logger.info("%s[%s] rejected, requeued: %s", name, task_id, outcome.reject.reason)
-                self.broker.nack(delivery)
+                self._nack(delivery)
                 return states.REJECTED
             reason = f"rejected by the task: {outcome.reject.reason}"
             self._write(
                 message, attempt, TaskRecord(status=states.REJECTED, result=reason, task=name)
             )
-            self.broker.dead_letter(delivery, reason)
+            self._dead_letter(delivery, reason)
             return states.REJECTED
         assert outcome.exc is not None
         logger.error(
@@ -287,9 +313,7 @@ class Executor:
         record = _failure(name, message, outcome.exc)
         if task.dead_letter:
             self._write(message, attempt, record)
-            self.broker.dead_letter(
-                delivery, f"failed: {type(outcome.exc).__name__}: {outcome.exc}"
-            )
+            self._dead_letter(delivery, f"failed: {type(outcome.exc).__name__}: {outcome.exc}")
             return states.FAILURE
         return self._finish(delivery, message, attempt, record)
 
@@ -343,9 +367,12 @@ class Executor:
         return states.RETRY
 
     def _write(self, message: Message, attempt: int | None, record: TaskRecord) -> bool:
-        if message.ignore_result:
+        if workflow.handed_on(message, record):  # workflow hook: Task.replace() took over
             return True
-        return self.results.write(message.id, record, attempt)
+        stored = message.ignore_result or self.results.write(message.id, record, attempt)
+        if stored:  # workflow hook: continue the chain, count the chord member, run links
+            workflow.after_outcome(self.app, message, record)
+        return stored
 
     def _finish(
         self, delivery: Delivery, message: Message, attempt: int, record: TaskRecord
@@ -358,12 +385,39 @@ class Executor:
         return record.status
 
     def _ack(self, delivery: Delivery, message: Message) -> None:
-        if not self.broker.ack(delivery):
-            logger.warning(
-                "%s[%s]: ack refused: the lease passed and another worker took it",
-                message.task,
-                message.id,
-            )
+        """Acks wait for ``flush_acks``: one write for a batch, not one per task.
+
+        The result is already stored, and the supervisor keeps the lease alive until the
+        ack lands; if the worker dies first, the redelivery finds the stored outcome and
+        is acked without running again.
+        """
+        self.acks.append((delivery, message))
+
+    def flush_acks(self) -> None:
+        if not self.acks:
+            return
+        acks, self.acks = self.acks, []
+        try:
+            done = self.broker.ack_many([delivery for delivery, _ in acks])
+        except BaseException:
+            self.acks = acks + self.acks
+            raise
+        for (_, message), ok in zip(acks, done, strict=True):
+            if not ok:
+                logger.warning(
+                    "%s[%s]: ack refused: the lease passed and another worker took it",
+                    message.task,
+                    message.id,
+                )
+        self.tracker.released([delivery for delivery, _ in acks])
+
+    def _nack(self, delivery: Delivery, delay: float | None = None) -> None:
+        self.broker.nack(delivery, delay)
+        self.tracker.released([delivery])
+
+    def _dead_letter(self, delivery: Delivery, reason: str) -> None:
+        self.broker.dead_letter(delivery, reason)
+        self.tracker.released([delivery])
 
     def _refuse(
         self,
@@ -377,7 +431,7 @@ class Executor:
         logger.error("dead-lettered message %s: %s", delivery.id, reason)
         if message is not None:
             self._write(message, attempt, _failure(message.task, message, exc))
-        self.broker.dead_letter(delivery, reason)
+        self._dead_letter(delivery, reason)
         return states.FAILURE
 
 

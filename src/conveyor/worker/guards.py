@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..app import Conveyor
+from ..app import Conveyor, task_id_of
 from ..brokers.base import Delivery
 from ..control import parse_rate, rate_override_key, revoked_key
 from ..message import Message
@@ -27,6 +27,13 @@ __all__ = ["Guards", "Verdict"]
 logger = logging.getLogger("conveyor.worker")
 
 REVOKE, SKIP, POSTPONE = "revoke", "skip", "postpone"
+
+RATE_RECHECK = 2.0
+"""Longest a rate-limited message waits before it asks again, so a rate raised at run time
+reaches messages that were postponed under the old one."""
+
+FRESH = 0.1
+"""Seconds a batch's revocation check stands in for a check just before each task."""
 
 
 @dataclass(slots=True)
@@ -51,6 +58,20 @@ class Guards:
         self.lease = float(app.conf.broker_lease)
         self.clock = clock
         self._rates: dict[str, tuple[float, float | None]] = {}
+        self._revoked: dict[str, str | None] = {}
+        self._revoked_at = float("-inf")
+
+    def prefetch(self, deliveries: list[Delivery]) -> None:
+        """Read the revocations of a whole reserved batch in one call."""
+        ids = [task_id_of(d.id) for d in deliveries]
+        values = self.coordinator.get_many([revoked_key(i) for i in ids])
+        self._revoked = dict(zip(ids, values, strict=True))
+        self._revoked_at = self.clock()
+
+    def _revocation(self, task_id: str) -> str | None:
+        if task_id in self._revoked and self.clock() - self._revoked_at < FRESH:
+            return self._revoked[task_id]
+        return self.coordinator.get(revoked_key(task_id))
 
     def admit(
         self,
@@ -61,7 +82,7 @@ class Guards:
         kwargs: dict[str, Any],
     ) -> Admission:
         admission = Admission()
-        revoked = self.coordinator.get(revoked_key(message.id))
+        revoked = self._revocation(message.id)
         if revoked is not None:
             reason = json.loads(revoked).get("reason", "revoked")
             admission.verdict = Verdict(REVOKE, reason)
@@ -92,6 +113,7 @@ class Guards:
             wait = self.coordinator.take_token(f"rate:{task.name}", rate, 1.0)
             if wait > 0:
                 self.release(admission)
+                wait = min(wait, _jitter(RATE_RECHECK))
                 admission.verdict = Verdict(POSTPONE, f"rate limit of {task.name}", wait)
                 return admission
         return admission

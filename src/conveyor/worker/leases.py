@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from ..brokers.base import Broker, Delivery
 from ..coordination.base import Coordinator
+from ..exceptions import BrokerError
 
 __all__ = ["Held", "LeaseKeeper"]
 
@@ -20,6 +21,8 @@ class Held:
     delivery: Delivery
     owner: Hashable
     started: bool = False
+    ran: bool = False
+    """Its task started at some point: giving it back must count as a delivery."""
     task_id: str = ""
     deadline: float | None = None
     fence: int = 0
@@ -46,20 +49,24 @@ class LeaseKeeper:
         with self._lock:
             held = self.held.get(delivery_id)
             if held is not None:
-                held.started, held.task_id, held.deadline, held.fence = (
-                    True,
-                    task_id,
-                    deadline,
-                    fence,
-                )
+                held.started = held.ran = True
+                held.task_id, held.deadline, held.fence = task_id, deadline, fence
 
     def running(self) -> list[Held]:
         with self._lock:
             return [h for h in self.held.values() if h.started]
 
-    def finished(self, delivery_id: str) -> None:
+    def done(self, delivery_id: str) -> None:
+        """The task's code ended; the message stays held (and leased) until released."""
         with self._lock:
-            self.held.pop(delivery_id, None)
+            held = self.held.get(delivery_id)
+            if held is not None:
+                held.started, held.deadline = False, None
+
+    def released(self, delivery_ids: list[str]) -> None:
+        with self._lock:
+            for delivery_id in delivery_ids:
+                self.held.pop(delivery_id, None)
 
     def owned_by(self, owner: Hashable) -> list[Held]:
         with self._lock:
@@ -76,6 +83,14 @@ class LeaseKeeper:
         with self._lock:
             return [h for h in self.held.values() if h.deadline is not None and now >= h.deadline]
 
+    def give_back(self, held: Held) -> None:
+        """Return a held message to its queue. One whose task ran lets its lease pass now
+        instead, so the redelivery counts and finds any outcome already stored."""
+        if held.ran:
+            self.broker.extend([held.delivery], 0.0)
+        else:
+            self.broker.nack(held.delivery)
+
     def extend_all(self) -> None:
         """Push every held lease forward; forget the ones whose token went stale."""
         with self._lock:
@@ -84,6 +99,9 @@ class LeaseKeeper:
             return
         try:
             alive = self.broker.extend([h.delivery for h in items], self.lease)
+        except BrokerError as exc:
+            logger.warning("lease heartbeat failed, retrying at the next beat: %s", exc)
+            return
         except Exception:
             logger.exception("lease heartbeat failed; retrying at the next beat")
             return

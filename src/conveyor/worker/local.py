@@ -35,7 +35,13 @@ class ThreadTracker:
         self.keeper.started(delivery.id, task_id, hard_deadline, fence)
 
     def finished(self, delivery: Delivery) -> None:
-        self.keeper.finished(delivery.id)
+        self.keeper.done(delivery.id)
+
+    def released(self, deliveries: list[Delivery]) -> None:
+        self.keeper.released([d.id for d in deliveries])
+
+    def flush(self) -> None:
+        pass
 
 
 class LocalPool:
@@ -106,10 +112,10 @@ class LocalPool:
     def _release_all(self) -> None:
         for held in list(self.keeper.held.values()):
             try:
-                self.app.broker.nack(held.delivery)
+                self.keeper.give_back(held)
             except Exception:
                 logger.exception("could not hand back %s", held.delivery.id)
-            self.keeper.finished(held.delivery.id)
+            self.keeper.released([held.delivery.id])
 
     def run(self) -> int:
         if self.install_signals:

@@ -26,7 +26,7 @@ from .. import states
 from ..app import Conveyor
 from ..brokers.base import Delivery
 from ..control import revoked_key
-from ..exceptions import Terminated, TimeLimitExceeded
+from ..exceptions import BrokerError, Terminated, TimeLimitExceeded
 from ..records import ErrorRecord, TaskRecord
 from .consumer import Consumer
 from .leases import Held, LeaseKeeper
@@ -45,13 +45,19 @@ KILL_GRACE = 5.0
 
 
 class PipeTracker:
-    """The child's side: one short line per event, written straight to the pipe."""
+    """The child's side: short lines on the pipe, buffered so a task costs one write.
+
+    "started" goes out at once (the hard time limit counts from it), carrying whatever
+    was buffered before it; "finished" and "released" wait for the next write or a flush.
+    """
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
+        self.pending = ""
 
     def _send(self, text: str) -> None:
-        data = text.encode()
+        data = (self.pending + text).encode()
+        self.pending = ""
         while data:
             written = os.write(self.fd, data)
             data = data[written:]
@@ -67,7 +73,14 @@ class PipeTracker:
         self._send(f"S\t{delivery.id}\t{task_id}\t{hard_deadline or ''}\t{fence}\n")
 
     def finished(self, delivery: Delivery) -> None:
-        self._send(f"F\t{delivery.id}\n")
+        self.pending += f"D\t{delivery.id}\n"
+
+    def released(self, deliveries: list[Delivery]) -> None:
+        self.pending += "".join(f"F\t{d.id}\n" for d in deliveries)
+
+    def flush(self) -> None:
+        if self.pending:
+            self._send("")
 
 
 @dataclass
@@ -227,8 +240,10 @@ class PreforkPool:
         elif kind == "S":
             _, msg_id, task_id, deadline, fence = parts
             self.keeper.started(msg_id, task_id, float(deadline) if deadline else None, int(fence))
+        elif kind == "D":
+            self.keeper.done(parts[1])
         elif kind == "F":
-            self.keeper.finished(parts[1])
+            self.keeper.released([parts[1]])
 
     def _reap(self) -> None:
         while self.children:
@@ -255,19 +270,17 @@ class PreforkPool:
             if held.delivery.id in child.killed_for:
                 continue
             try:
-                if held.started:
-                    # Let the lease pass now: the redelivery counts, so a task that kills its
-                    # process every time ends in the dead letters instead of looping forever.
-                    crashed = crashed or not self.cold
-                    if not self.cold:
+                if held.ran:
+                    # The redelivery counts, so a task that kills its process every time ends
+                    # in the dead letters instead of looping forever.
+                    crashed = True
+                    if held.started and not self.cold:
                         logger.error(
                             "child pid %d died while running %s; it goes back to the queue",
                             child.pid,
                             held.task_id,
                         )
-                    self.app.broker.extend([held.delivery], 0.0)
-                else:
-                    self.app.broker.nack(held.delivery)
+                self.keeper.give_back(held)
             except Exception:
                 logger.exception("could not hand back %s; its lease will expire", held.delivery.id)
         if crashed:
@@ -359,6 +372,9 @@ class PreforkPool:
     def _recover(self) -> None:
         try:
             count = self.app.broker.recover_expired()
+        except BrokerError as exc:
+            logger.warning("recovering expired leases failed: %s", exc)
+            return
         except Exception:
             logger.exception("recovering expired leases failed")
             return

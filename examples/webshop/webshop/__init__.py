@@ -1,0 +1,1 @@
+"""A tiny shop: a web handler, services, and the tasks that connect them."""

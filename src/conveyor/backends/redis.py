@@ -1,0 +1,224 @@
+"""The Redis result backend: every key has a TTL, waits block instead of polling.
+
+Values live in strings ``<prefix>v:<key>`` holding ``<fence>:<value>``: the fence of the
+last fenced write (empty when there was none), a colon, the value. Keeping the fence in
+the same string means a fenced write is one small Lua script (read the fence with
+GETRANGE, compare, SET ... PX) and a read is a plain GET or MGET. Sets live in
+``<prefix>s:<key>``. Every write sets a TTL (PX / PEXPIRE), so Redis itself expires them
+and ``cleanup`` has nothing to do. The scripts are ``conveyor/redis_scripts/backend_*.lua``.
+
+``wait`` registers the calling thread's own list under the key and reads the key in one
+script, then blocks on the list with BLPOP; every write of the key pushes the new value to
+the registered lists. Registering and reading in one atomic step leaves no window in which
+a write could be missed, and nothing polls.
+
+A backend made with ``clock=`` (the contract tests' fake clock) cannot use Redis's TTLs,
+which follow the real clock: it notes each key's expiry by the fake clock in
+``<prefix>expiry`` and deletes what has expired before every operation.
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from ..redis_connection import UNREACHABLE, RedisLink, Script
+from .base import ResultBackend
+
+__all__ = ["RedisBackend"]
+
+_PRELUDE = "backend_prelude.lua"
+_CHUNK = 5000
+
+
+def _value(stored: bytes | None) -> bytes | None:
+    """The value part of a stored ``<fence>:<value>`` string."""
+    if stored is None:
+        return None
+    return stored[stored.find(b":") + 1 :]
+
+
+def _ms(ttl: float) -> int:
+    """A TTL in whole milliseconds; a positive TTL never rounds down to "no time at all"."""
+    return max(1, math.ceil(ttl * 1000)) if ttl > 0 else 0
+
+
+class RedisBackend(ResultBackend):
+    """``RedisBackend("redis://localhost:6379/0")``; see ``conveyor.redis_connection``."""
+
+    def __init__(
+        self,
+        url: str = "redis://localhost:6379/0",
+        *,
+        prefix: str | None = None,
+        clock: Callable[[], float] | None = None,
+        **redis_options: Any,
+    ) -> None:
+        self._link = RedisLink(url, prefix=prefix, **redis_options)
+        self.url = url
+        self.prefix = self._link.prefix
+        self._values = f"{self.prefix}v:"
+        self._sets = f"{self.prefix}s:"
+        self._clock = clock
+        script = self._script
+        self._set = script("backend_set.lua")
+        self._set_many = script("backend_set_many.lua")
+        self._incr = script("backend_incr.lua")
+        self._add_to_set = script("backend_add_to_set.lua")
+        self._expire = script("backend_expire.lua")
+        self._delete = script("backend_delete.lua")
+        self._watch = script("backend_watch.lua")
+        self._sweep = script("backend_sweep.lua")
+        self._local = threading.local()
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisBackend:
+        return cls(url)
+
+    def _script(self, name: str) -> Script:
+        return self._link.script(_PRELUDE, name)
+
+    def _head(self) -> tuple[str, str]:
+        """The prefix and the fake clock's time in ms ("" without one); in fake-clock mode
+        first deletes what that clock says has expired, as Redis would by its own."""
+        if self._clock is None:
+            return self.prefix, ""
+        head = (self.prefix, repr(float(self._clock()) * 1000))
+        self._link.call("expiring keys", lambda: self._sweep(head), retries=1)
+        return head
+
+    def get(self, key: str) -> bytes | None:
+        self._head()
+        name = self._values + key
+        return _value(self._link.call("reading a result", lambda: self._get(name), retries=1))
+
+    def _get(self, name: str) -> bytes | None:
+        value: bytes | None = self._link.command("GET", name)
+        return value
+
+    def mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        self._head()
+        names = [self._values + key for key in keys]
+        link = self._link
+        stored = link.call("reading results", lambda: link.command("MGET", *names), retries=1)
+        return [_value(v) for v in stored]
+
+    def set(self, key: str, value: bytes, ttl: float, fence: int | None = None) -> bool:
+        args = (*self._head(), key, value, _ms(ttl), "" if fence is None else int(fence))
+        return bool(self._link.call("storing a result", lambda: self._set(args), retries=1))
+
+    def set_many(self, items: Sequence[tuple[str, bytes]], ttl: float) -> None:
+        if not items:
+            return
+        head = (*self._head(), _ms(ttl))
+        chunks = []
+        for i in range(0, len(items), _CHUNK):
+            args: list[Any] = [*head]
+            for key, value in items[i : i + _CHUNK]:
+                args += (key, value)
+            chunks.append(args)
+        if len(chunks) == 1:
+            self._link.call("storing results", lambda: self._set_many(chunks[0]), retries=1)
+            return
+
+        def run() -> None:
+            self._set_many.load()
+            pipe = self._link.pipeline(transaction=False)
+            for chunk in chunks:
+                self._set_many.queue(pipe, chunk)
+            pipe.execute()
+
+        self._link.call("storing results", run, retries=1)
+
+    def delete(self, keys: Sequence[str]) -> int:
+        if not keys:
+            return 0
+        args = (*self._head(), *keys)
+        return int(self._link.call("deleting results", lambda: self._delete(args), retries=1))
+
+    def incr(self, key: str, amount: int, ttl: float) -> int:
+        args = (*self._head(), key, int(amount), _ms(ttl))
+        return int(self._link.call("incrementing a counter", lambda: self._incr(args)))
+
+    def add_to_set(self, key: str, member: str, ttl: float) -> int:
+        args = (*self._head(), key, member, _ms(ttl))
+        return int(self._link.call("adding to a set", lambda: self._add_to_set(args), retries=1))
+
+    def set_members(self, key: str) -> builtins.set[str]:
+        self._head()
+        name = self._sets + key
+        link = self._link
+        members = link.call("reading a set", lambda: link.command("SMEMBERS", name), retries=1)
+        return {m.decode() for m in members}
+
+    def expire(self, key: str, ttl: float) -> bool:
+        args = (*self._head(), key, _ms(ttl))
+        return bool(self._link.call("setting a TTL", lambda: self._expire(args), retries=1))
+
+    def cleanup(self) -> int:
+        """Redis expires keys itself; only a fake clock's expiries are swept here."""
+        if self._clock is None:
+            return 0
+        head = (self.prefix, repr(float(self._clock()) * 1000))
+        return int(self._link.call("expiring keys", lambda: self._sweep(head), retries=1))
+
+    def _waiter_list(self) -> str:
+        """This thread's own list that writes push to (a fresh one in a forked child)."""
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():
+            local.pid = os.getpid()
+            local.list = f"{self.prefix}wl:{uuid.uuid4().hex}"
+        name: str = local.list
+        return name
+
+    def wait(
+        self, key: str, ready: Callable[[bytes | None], bool], timeout: float | None
+    ) -> bytes | None:
+        """Register for the key and read it in one script, then block on this thread's
+        list until a write pushes a value (re-registering after each wake)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        waiter = self._waiter_list()
+        encoded = key.encode()
+        tag = b"%d:%s" % (len(encoded), encoded)
+        command = self._link.command
+        block_limit = self._link.block_limit
+        while True:
+            left = block_limit if deadline is None else deadline - time.monotonic()
+            block = max(0.001, min(left, block_limit))
+            args = (*self._head(), key, waiter, math.ceil((block + 5) * 1000))
+            value = _value(self._link.call("waiting for a result", partial(self._watch, args), 1))
+            if ready(value):
+                return value
+            while True:
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return value
+                    block = max(0.001, min(left, block_limit))
+                try:
+                    woken = command("BLPOP", waiter, f"{block:.3f}")
+                except (RedisError, *UNREACHABLE) as exc:
+                    raise self._link.error("waiting for a result", exc) from exc
+                if woken is None:
+                    break  # read again (and renew the registration before it expires)
+                message: bytes = woken[1]
+                if message.startswith(tag):
+                    value = message[len(tag) :]
+                    if ready(value):
+                        return value
+                    break  # the write used up the registration: register again
+                # else: a late push for a key this thread waited on before; ignore it
+
+    def close(self) -> None:
+        self._link.close()

@@ -1,0 +1,390 @@
+"""The Redis broker: many workers on many machines sharing queues in one Redis database.
+
+Every state change is one Lua script, so it is atomic on the server; the key layout and
+each script's keys and arguments are documented in ``conveyor/redis_scripts/broker_*.lua``.
+In short: a live message is a hash ``<prefix>m:<id>`` (body, priority, queue, delivery
+count, and the lease token while reserved); a queue is three sorted sets, ``q:`` (ready,
+by priority then sequence), ``d:`` (delayed, by eta) and ``l:`` (reserved, by lease
+deadline). Reserving pops ids from ``q:`` and writes the token and the lease deadline in
+the same script, so a taken message is never only in a worker's memory; ack, nack, extend
+and dead_letter compare the caller's token with the stored one first (fencing).
+
+Time is Redis's own (``TIME`` inside the scripts): etas and leases are judged on one clock
+whatever the clocks of producers and workers say. A broker made with ``clock=`` (the
+contract tests' fake clock) passes that clock's time to the scripts instead.
+
+Sleeping workers block on a per-queue "wake" list (``BLPOP``) that publishing, nacking and
+recovering push one token to, so ``wait`` returns the moment there is work and costs
+nothing while idle. Redis checks blocking timeouts at its ``hz`` (10 per second by
+default), so a ``wait`` that times out, or that wakes for a delayed message coming due,
+may end up to 100 ms late; ``hz 100`` makes that 10 ms.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import threading
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from ..redis_connection import UNREACHABLE, RedisLink, Script, number_option
+from .base import Broker, DeadLetter, Delivery, Envelope, QueueStats
+
+__all__ = ["RedisBroker"]
+
+_PRELUDE = "broker_prelude.lua"
+_PUBLISH_CHUNK = 5000
+"""Messages per script call; a larger batch is several calls in one MULTI round trip."""
+_RECOVER_LIMIT = 1000
+
+
+class RedisBroker(Broker):
+    """``RedisBroker("redis://localhost:6379/0")``; see ``conveyor.redis_connection`` for URLs.
+
+    ``publish_retries`` and ``publish_retry_delay`` set how long a send keeps trying while
+    Redis is unreachable (the delay doubles, at most 5 s apart) before BrokerError.
+    Worker-side calls (reserve, ack, ...) raise BrokerError at once (after one quick retry
+    where repeating is harmless), so the worker loop can back off and reconnect.
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://localhost:6379/0",
+        *,
+        prefix: str | None = None,
+        clock: Callable[[], float] | None = None,
+        publish_retries: int | None = None,
+        publish_retry_delay: float | None = None,
+        **redis_options: Any,
+    ) -> None:
+        self._link = RedisLink(url, prefix=prefix, **redis_options)
+        self.url = url
+        self.prefix = self._link.prefix
+        self._clock = clock
+        options = self._link.options
+        self.publish_retries = (
+            int(number_option(options, "publish_retries", 5, url))
+            if publish_retries is None
+            else publish_retries
+        )
+        self.publish_retry_delay = (
+            number_option(options, "publish_retry_delay", 0.2, url)
+            if publish_retry_delay is None
+            else publish_retry_delay
+        )
+        script = self._script
+        self._publish = script("broker_publish.lua")
+        self._reserve = script("broker_reserve.lua")
+        self._ack = script("broker_ack.lua")
+        self._ack_many = script("broker_ack_many.lua")
+        self._nack = script("broker_nack.lua")
+        self._extend = script("broker_extend.lua")
+        self._dead_letter = script("broker_dead_letter.lua")
+        self._recover = script("broker_recover.lua")
+        self._purge = script("broker_purge.lua")
+        self._stats = script("broker_stats.lua")
+        self._next_due = script("broker_next_due.lua")
+        self._dead_letters = script("broker_dead_letters.lua")
+        self._requeue_dead = script("broker_requeue_dead.lua")
+        self._purge_dead = script("broker_purge_dead.lua")
+        self._rotation = itertools.count()
+        self._local = threading.local()
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisBroker:
+        return cls(url)
+
+    def configure_publish_retries(self, retries: int, delay: float) -> None:
+        """Apply the app's settings, unless the URL's query set these options itself."""
+        if "publish_retries" not in self._link.options:
+            self.publish_retries = int(retries)
+        if "publish_retry_delay" not in self._link.options:
+            self.publish_retry_delay = float(delay)
+
+    def _script(self, name: str) -> Script:
+        return self._link.script(_PRELUDE, name)
+
+    def _now(self) -> str:
+        """The time the scripts use: "" (Redis's TIME) unless a clock was injected."""
+        return "" if self._clock is None else repr(float(self._clock()))
+
+    # -- producing ----------------------------------------------------------------------
+
+    def publish(self, envelopes: Sequence[Envelope]) -> None:
+        if not envelopes:
+            return
+        head = (self.prefix, self._now())
+        args: list[Any] = []
+        for e in envelopes:
+            eta = "" if e.eta is None else repr(float(e.eta))
+            args += (e.id, e.queue, int(e.priority), eta, e.body)
+        count = len(envelopes)
+        what = f"publishing {count} message(s), tried {self.publish_retries + 1} times"
+        if count <= _PUBLISH_CHUNK:
+            self._link.call(
+                what,
+                lambda: self._publish((*head, *args)),
+                retries=self.publish_retries,
+                delay=self.publish_retry_delay,
+            )
+            return
+        step = _PUBLISH_CHUNK * 5
+        chunks = [(*head, *args[i : i + step]) for i in range(0, len(args), step)]
+        self._link.call(
+            what,
+            lambda: self._publish_chunks(chunks),
+            retries=self.publish_retries,
+            delay=self.publish_retry_delay,
+        )
+
+    def _publish_chunks(self, chunks: list[tuple[Any, ...]]) -> None:
+        """All chunks in one MULTI/EXEC: one round trip, and all or none are stored."""
+        self._publish.load()
+        pipe = self._link.pipeline(transaction=True)
+        for chunk in chunks:
+            self._publish.queue(pipe, chunk)
+        pipe.execute()
+
+    # -- consuming ----------------------------------------------------------------------
+
+    def reserve(self, queues: Sequence[str], count: int, lease: float) -> list[Delivery]:
+        if count <= 0 or not queues:
+            return []
+        start = next(self._rotation) % len(queues)
+        ordered = [*queues[start:], *queues[:start]]
+        token = secrets.token_hex(8)
+        args = (self.prefix, self._now(), count, repr(float(lease)), token, *ordered)
+        reply = self._link.call("reserving messages", lambda: self._reserve(args))
+        self._remember(ordered, reply[0], reply[1])
+        return [
+            Delivery(
+                reply[i + 1].decode(),
+                ordered[reply[i] - 1],
+                reply[i + 2],
+                int(reply[i + 3]),
+                token,
+                reply[i + 4],
+            )
+            for i in range(2, len(reply), 5)
+        ]
+
+    def _remember(self, queues: list[str], eta: bytes, now: bytes) -> None:
+        """What this thread's next ``wait`` needs: its queues and when the next eta is due."""
+        local = self._local
+        local.queues = queues
+        local.eta = float(eta) if eta else None
+        local.server_now = float(now)
+        local.stamp = time.monotonic()
+
+    def _due_in(self) -> float | None:
+        """Seconds until the earliest delayed message of this thread's queues is due."""
+        local = self._local
+        if local.eta is None:
+            return None
+        if self._clock is not None:
+            return float(local.eta - self._clock())
+        return float(local.eta - local.server_now - (time.monotonic() - local.stamp))
+
+    def wait(self, timeout: float) -> None:
+        """Block on the wake lists of the queues this thread last reserved from (BLPOP).
+
+        Returns when a token arrives (something was published or given back since that
+        reserve), when the earliest delayed message comes due, or after ``timeout``.
+        """
+        deadline = time.monotonic() + timeout
+        if getattr(self._local, "queues", None) is None:
+            reply = self._link.call(
+                "reading delayed messages", lambda: self._next_due((self.prefix, self._now()))
+            )
+            self._remember([q.decode() for q in reply[2:]], reply[0], reply[1])
+        queues: list[str] = self._local.queues
+        keys = [f"{self.prefix}w:{queue}" for queue in queues]
+        command = self._link.command
+        while True:
+            left = deadline - time.monotonic()
+            due = self._due_in()
+            if due is not None:
+                left = min(left, due)
+            if left <= 0:
+                return
+            block = min(left, self._link.block_limit)
+            if not keys:
+                time.sleep(block)
+                continue
+            try:
+                woken = command("BLPOP", *keys, f"{max(block, 0.001):.3f}")
+            except (RedisError, *UNREACHABLE) as exc:
+                raise self._link.error("waiting for messages", exc) from exc
+            if woken:
+                return
+
+    def extend(self, deliveries: Sequence[Delivery], lease: float) -> list[bool]:
+        if not deliveries:
+            return []
+        args: list[Any] = [self.prefix, self._now(), repr(float(lease))]
+        for d in deliveries:
+            args += (d.id, d.token)
+        reply = self._link.call("extending leases", lambda: self._extend(args), retries=1)
+        return [bool(flag) for flag in reply]
+
+    def ack(self, delivery: Delivery) -> bool:
+        args = (self.prefix, "", delivery.id, delivery.token)
+        return bool(self._link.call("acknowledging a message", lambda: self._ack(args), retries=1))
+
+    def ack_many(self, deliveries: Sequence[Delivery]) -> list[bool]:
+        if not deliveries:
+            return []
+        args: list[Any] = [self.prefix, ""]
+        for d in deliveries:
+            args += (d.id, d.token)
+        reply = self._link.call("acknowledging messages", lambda: self._ack_many(args), retries=1)
+        return [bool(flag) for flag in reply]
+
+    def contains(self, ids: Sequence[str]) -> set[str]:
+        if not ids:
+            return set()
+        names = [f"{self.prefix}m:{i}" for i in ids]
+        link = self._link
+        if len(names) == 1:
+            found = link.call("looking up messages", lambda: link.command("EXISTS", names[0]), 1)
+            return set(ids) if found else set()
+
+        def lookup() -> list[Any]:
+            pipe = link.pipeline(transaction=False)
+            for name in names:
+                pipe.execute_command("EXISTS", name)
+            result: list[Any] = pipe.execute()
+            return result
+
+        flags = self._link.call("looking up messages", lookup, retries=1)
+        return {i for i, flag in zip(ids, flags, strict=True) if flag}
+
+    def nack(self, delivery: Delivery, delay: float | None = None) -> bool:
+        wait = "" if delay is None or delay <= 0 else repr(float(delay))
+        args = (self.prefix, self._now(), delivery.id, delivery.token, wait)
+        return bool(self._link.call("giving a message back", lambda: self._nack(args), retries=1))
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> bool:
+        args = (self.prefix, self._now(), delivery.id, delivery.token, reason)
+        return bool(
+            self._link.call("dead-lettering a message", lambda: self._dead_letter(args), retries=1)
+        )
+
+    def recover_expired(self) -> int:
+        total = 0
+        while True:
+            args = (self.prefix, self._now(), _RECOVER_LIMIT)
+            count, more = self._link.call(
+                "recovering expired leases", partial(self._recover, args), retries=1
+            )
+            total += int(count)
+            if not more:
+                return total
+
+    # -- administration -----------------------------------------------------------------
+
+    def purge(self, queue: str | None = None) -> int:
+        args = (self.prefix, "", queue or "")
+        purged: int = self._link.call("purging queues", lambda: self._purge(args))
+        return purged
+
+    def stats(self) -> dict[str, QueueStats]:
+        reply = self._link.call(
+            "reading queue stats", lambda: self._stats((self.prefix, "")), retries=1
+        )
+        counts = {
+            reply[i].decode(): QueueStats(reply[i + 1], reply[i + 2], reply[i + 3])
+            for i in range(0, len(reply), 4)
+        }
+        return dict(sorted(counts.items()))
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        if limit <= 0:
+            return []
+        args = (self.prefix, "", limit)
+        reply = self._link.call("reading dead letters", lambda: self._dead_letters(args), retries=1)
+        return [
+            DeadLetter(
+                reply[i].decode(),
+                reply[i + 1].decode(),
+                reply[i + 2],
+                int(reply[i + 3]),
+                reply[i + 4].decode(),
+                float(reply[i + 5]),
+            )
+            for i in range(0, len(reply), 6)
+        ]
+
+    def requeue_dead_letters(self, ids: Sequence[str] | None = None) -> int:
+        """A dead letter whose id is live again is dropped, not counted: the live copy wins."""
+        if ids is not None and not ids:
+            return 0
+        args = (self.prefix, "", "all") if ids is None else (self.prefix, "", "ids", *ids)
+        return int(self._link.call("requeueing dead letters", lambda: self._requeue_dead(args)))
+
+    def purge_dead_letters(self, ids: Sequence[str] | None = None) -> int:
+        if ids is not None and not ids:
+            return 0
+        args = (self.prefix, "", "all") if ids is None else (self.prefix, "", "ids", *ids)
+        return int(self._link.call("purging dead letters", lambda: self._purge_dead(args)))
+
+    # -- operations ---------------------------------------------------------------------
+
+    def check_config(self) -> list[str]:
+        """Warnings about the server's settings, for the worker to print at start.
+
+        Any ``maxmemory-policy`` but ``noeviction`` lets Redis delete queue keys when it
+        runs out of memory; no AOF and no RDB snapshots lose every queued task on restart.
+        Never raises: an unreachable server or a refused CONFIG is a warning too.
+        """
+        url = self._link.safe_url
+        client = self._link.client
+        warnings: list[str] = []
+        try:
+            policy = _config_value(client.config_get("maxmemory-policy"), "maxmemory-policy")
+        except UNREACHABLE as exc:
+            return [f"could not reach Redis at {url} to check its configuration: {exc}"]
+        except RedisError as exc:
+            return [
+                f"could not read maxmemory-policy of Redis at {url} ({exc}); unless it is "
+                "noeviction, Redis may delete queued tasks when it runs out of memory"
+            ]
+        if policy is None:
+            warnings.append(
+                f"Redis at {url} did not report its maxmemory-policy; unless it is "
+                "noeviction, Redis may delete queued tasks when it runs out of memory"
+            )
+        elif policy != "noeviction":
+            warnings.append(
+                f"Redis at {url} has maxmemory-policy {policy}: when it runs out of memory "
+                "it may delete queued tasks and results; set maxmemory-policy noeviction"
+            )
+        try:
+            config = client.config_get("appendonly")
+            config.update(client.config_get("save"))
+        except (RedisError, *UNREACHABLE):
+            return warnings
+        appendonly = _config_value(config, "appendonly")
+        save = _config_value(config, "save")
+        if appendonly == "no" and not (save or "").strip():
+            warnings.append(
+                f"Redis at {url} persists nothing (appendonly no, no save points): every "
+                "queued task is lost if it restarts; enable appendonly"
+            )
+        return warnings
+
+    def close(self) -> None:
+        self._link.close()
+
+
+def _config_value(config: dict[Any, Any], name: str) -> str | None:
+    for key, value in config.items():
+        text = key.decode() if isinstance(key, bytes) else str(key)
+        if text == name:
+            return value.decode() if isinstance(value, bytes) else str(value)
+    return None

@@ -1,0 +1,98 @@
+"""The Redis Coordinator: revocations, rate-limit buckets, slots, locks and idempotency keys
+in the same Redis as the broker, so every worker on every machine sees them alike.
+
+Each call is one Lua script (``conveyor/redis_scripts/coord_*.lua``, which documents the
+keys). Expiry is judged by the scripts on Redis's clock (TIME); a coordinator made with
+``clock=`` passes that clock's time instead (tests). Every key also carries a Redis TTL,
+so nothing outlives its use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..redis_connection import RedisLink, Script
+from .base import Coordinator
+
+__all__ = ["RedisCoordinator"]
+
+_PRELUDE = "coord_prelude.lua"
+
+
+class RedisCoordinator(Coordinator):
+    def __init__(
+        self,
+        url: str = "redis://localhost:6379/0",
+        *,
+        prefix: str | None = None,
+        clock: Callable[[], float] | None = None,
+        **redis_options: Any,
+    ) -> None:
+        self._link = RedisLink(url, prefix=prefix, **redis_options)
+        self.url = url
+        self.prefix = self._link.prefix
+        self.clock = clock
+        self._get_many = self._script("coord_get_many.lua")
+        self._put_many = self._script("coord_put_many.lua")
+        self._put_if_absent = self._script("coord_put_if_absent.lua")
+        self._delete = self._script("coord_delete.lua")
+        self._acquire = self._script("coord_acquire.lua")
+        self._release = self._script("coord_release.lua")
+        self._extend = self._script("coord_extend.lua")
+        self._take_token = self._script("coord_take_token.lua")
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisCoordinator:
+        return cls(url)
+
+    def _script(self, name: str) -> Script:
+        return self._link.script(_PRELUDE, name)
+
+    def _head(self) -> tuple[str, str]:
+        return self.prefix, "" if self.clock is None else repr(float(self.clock()))
+
+    def get_many(self, keys: Sequence[str]) -> list[str | None]:
+        if not keys:
+            return []
+        args = (*self._head(), *keys)
+        values = self._link.call("reading coordination keys", lambda: self._get_many(args), 1)
+        return [None if v is None else v.decode() for v in values]
+
+    def put_many(self, items: Sequence[tuple[str, str]], ttl: float) -> None:
+        if not items:
+            return
+        args: list[Any] = [*self._head(), repr(float(ttl))]
+        for key, value in items:
+            args += (key, value)
+        self._link.call("storing coordination keys", lambda: self._put_many(args), retries=1)
+
+    def put_if_absent(self, key: str, value: str, ttl: float) -> str | None:
+        args = (*self._head(), key, value, repr(float(ttl)))
+        found = self._link.call("storing a coordination key", lambda: self._put_if_absent(args))
+        return None if found is None else str(found.decode())
+
+    def delete(self, key: str, value: str | None = None) -> bool:
+        args = (*self._head(), key, "0" if value is None else "1", value or "")
+        return bool(self._link.call("deleting a coordination key", lambda: self._delete(args)))
+
+    def acquire(self, key: str, holder: str, limit: int, ttl: float) -> bool:
+        args = (*self._head(), key, holder, int(limit), repr(float(ttl)))
+        return bool(self._link.call("taking a slot", lambda: self._acquire(args), retries=1))
+
+    def release(self, key: str, holder: str) -> bool:
+        args = (*self._head(), key, holder)
+        return bool(self._link.call("releasing a slot", lambda: self._release(args)))
+
+    def extend(self, holders: Sequence[str], ttl: float) -> None:
+        if not holders:
+            return
+        args = (*self._head(), repr(float(ttl)), *holders)
+        self._link.call("extending slots", lambda: self._extend(args), retries=1)
+
+    def take_token(self, key: str, rate: float, capacity: float) -> float:
+        args = (*self._head(), key, repr(float(rate)), repr(float(capacity)))
+        return float(self._link.call("taking a rate-limit token", lambda: self._take_token(args)))
+
+    def close(self) -> None:
+        self._link.close()

@@ -1,0 +1,191 @@
+"""What the Redis broker and result backend share: URL options, connections, scripts, errors.
+
+A URL is handed to redis-py, which understands ``redis://`` and ``rediss://`` (TLS), a
+username and password, the database number in the path and its own query options
+(``socket_timeout``, ``ssl_cert_reqs``, ...). Conveyor's own options ride in the same query
+string and are taken out first:
+
+=====================  ========================================================  =========
+option                 meaning                                                   default
+=====================  ========================================================  =========
+prefix                 start of every key Conveyor writes                        conveyor:
+publish_retries        broker: retries of a send that cannot reach Redis         5
+publish_retry_delay    broker: seconds before the first retry (then doubling)    0.2
+=====================  ========================================================  =========
+
+Connections come from a redis-py ``ConnectionPool``, which notices a fork (it compares
+pids) and opens fresh sockets in the child, so a forked worker never shares its parent's.
+redis-py's own retrying is turned off: a command that cannot reach Redis fails at once,
+and the broker and backend decide what to retry (see ``RedisLink.call``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from importlib import resources
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from .brokers import redact_url
+from .exceptions import BrokerError, ImproperlyConfigured
+
+__all__ = ["DEFAULT_PREFIX", "RedisLink", "Script", "redact_url", "split_url"]
+
+
+T = TypeVar("T")
+
+DEFAULT_PREFIX = "conveyor:"
+CONVEYOR_OPTIONS = ("prefix", "publish_retries", "publish_retry_delay")
+
+UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+"""Errors that mean Redis could not be reached (BusyLoadingError is a ConnectionError)."""
+
+_DEFAULTS: dict[str, Any] = {
+    "socket_connect_timeout": 5.0,
+    "socket_timeout": 30.0,
+    "socket_keepalive": True,
+}
+"""Connection settings unless the URL's query says otherwise: a dead host (no RST) is
+noticed within the socket timeout instead of hanging a worker for ever."""
+
+
+def split_url(url: str) -> tuple[str, dict[str, str]]:
+    """Conveyor's options out of a Redis URL: (the URL for redis-py, the options)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss"):
+        raise ImproperlyConfigured(f"not a Redis URL: {redact_url(url)!r}")
+    ours: dict[str, str] = {}
+    theirs: list[tuple[str, str]] = []
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name in CONVEYOR_OPTIONS:
+            ours[name] = value
+        else:
+            theirs.append((name, value))
+    return urlunsplit(parts._replace(query=urlencode(theirs))), ours
+
+
+def number_option(options: dict[str, str], name: str, default: float, url: str) -> float:
+    raw = options.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"bad {name} in {redact_url(url)!r}: {raw!r} is not a number"
+        ) from None
+    if value < 0:
+        raise ImproperlyConfigured(f"bad {name} in {redact_url(url)!r}: negative")
+    return value
+
+
+class RedisLink:
+    """A connection pool to one Redis database, and the URL to name in errors."""
+
+    def __init__(self, url: str, *, prefix: str | None = None, **redis_options: Any) -> None:
+        redis_url, self.options = split_url(url)
+        self.url = url
+        self.safe_url = redact_url(url)
+        self.prefix = prefix if prefix is not None else self.options.get("prefix", DEFAULT_PREFIX)
+        settings = {**_DEFAULTS, "retry": Retry(NoBackoff(), 0), **redis_options}
+        try:
+            self.pool: redis.ConnectionPool = redis.ConnectionPool.from_url(redis_url, **settings)
+        except (ValueError, TypeError) as exc:
+            raise ImproperlyConfigured(f"bad Redis URL {self.safe_url!r}: {exc}") from None
+        self.client = redis.Redis(connection_pool=self.pool)
+        timeout = self.pool.connection_kwargs.get("socket_timeout")
+        self.block_limit = 5.0 if timeout is None else max(0.1, min(5.0, float(timeout) / 2))
+        """Longest single blocking call, kept well under the socket timeout."""
+
+    @property
+    def db(self) -> int:
+        return int(self.pool.connection_kwargs.get("db") or 0)
+
+    def error(self, what: str, exc: BaseException) -> BrokerError:
+        if isinstance(exc, UNREACHABLE):
+            return BrokerError(f"Redis at {self.safe_url} is unreachable ({what}): {exc}")
+        return BrokerError(f"Redis at {self.safe_url} refused {what}: {exc}")
+
+    def call(
+        self,
+        what: str,
+        fn: Callable[[], T],
+        retries: int = 0,
+        delay: float = 0.05,
+        max_delay: float = 5.0,
+    ) -> T:
+        """Run ``fn``; retry it ``retries`` times while Redis is unreachable (the delay
+        doubling from ``delay``), then raise BrokerError naming the URL.
+
+        Only idempotent operations may be retried: after a lost reply the first attempt
+        may have been applied already.
+        """
+        attempt = 0
+        while True:
+            try:
+                return fn()
+            except UNREACHABLE as exc:
+                if attempt >= retries:
+                    raise self.error(what, exc) from exc
+            except RedisError as exc:
+                raise self.error(what, exc) from exc
+            time.sleep(min(delay * 2**attempt, max_delay))
+            attempt += 1
+
+    def command(self, *args: Any) -> Any:
+        """One command on a pooled connection (redis-py's execute_command, typed)."""
+        return self.client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+    def pipeline(self, transaction: bool) -> Any:
+        return self.client.pipeline(transaction=transaction)
+
+    def script(self, prelude: str, name: str) -> Script:
+        return Script(self, prelude, name)
+
+    def close(self) -> None:
+        self.pool.disconnect()
+
+
+_SOURCES: dict[str, str] = {}
+
+
+def script_source(name: str) -> str:
+    text = _SOURCES.get(name)
+    if text is None:
+        text = resources.files("conveyor").joinpath("redis_scripts", name).read_text("utf-8")
+        _SOURCES[name] = text
+    return text
+
+
+class Script:
+    """One Lua script (a shared prelude and a body), run by SHA and loaded when missing."""
+
+    def __init__(self, link: RedisLink, prelude: str, name: str) -> None:
+        self.link = link
+        self.name = name
+        self.text = script_source(prelude) + "\n" + script_source(name)
+        self.sha = hashlib.sha1(self.text.encode("utf-8")).hexdigest()
+
+    def __call__(self, args: Sequence[Any]) -> Any:
+        command = self.link.command
+        try:
+            return command("EVALSHA", self.sha, 0, *args)
+        except NoScriptError:
+            command("SCRIPT", "LOAD", self.text)
+            return command("EVALSHA", self.sha, 0, *args)
+
+    def queue(self, pipe: Any, args: Sequence[Any]) -> None:
+        """Add a call to a pipeline (``load`` the script first: a pipeline cannot retry)."""
+        pipe.execute_command("EVALSHA", self.sha, 0, *args)
+
+    def load(self) -> None:
+        self.link.command("SCRIPT", "LOAD", self.text)

@@ -1,0 +1,18 @@
+-- dead_letters: the oldest dead letters first.
+--
+-- ARGV[3]  limit [integer > 0]
+-- Keys touched (read only):
+--   P.."dead"      [zset]  ZRANGE 0 limit-1 (oldest failed_at first)
+--   P.."dl:"..id   [hash]  HMGET q b p r f
+-- Returns a flat list: id, queue, body, priority, reason, failed_at, id, ...
+local out = {}
+for _, id in ipairs(redis.call('ZRANGE', P .. 'dead', 0, tonumber(ARGV[3]) - 1)) do
+  local fields = redis.call('HMGET', P .. 'dl:' .. id, 'q', 'b', 'p', 'r', 'f')
+  if fields[1] then
+    out[#out + 1] = id
+    for j = 1, 5 do
+      out[#out + 1] = fields[j]
+    end
+  end
+end
+return out

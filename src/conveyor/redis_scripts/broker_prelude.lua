@@ -1,0 +1,54 @@
+-- Prepended to every broker_*.lua script by conveyor.redis_connection (Redis has no include).
+--
+-- Common ARGV of every broker script:
+--   ARGV[1]  string  key prefix, "conveyor:" by default; every key below starts with it
+--   ARGV[2]  string  the time as unix seconds ("1700000000.25"), or "" to read Redis's own
+--                    clock with TIME. Production always passes "": etas and leases are
+--                    judged on one clock, the server's, never on a client's (skewed) one.
+--                    Only the contract tests pass a fake clock's value.
+--
+-- Key layout of the broker (P = the prefix; types in brackets):
+--   P.."m:"..id     [hash]  a live message: b body, p priority, q queue, n delivery count,
+--                           s ready score (set when it first became ready), t lease token
+--                           (present only while reserved). Its existence means "live".
+--   P.."q:"..queue  [zset]  ready ids, score (9 - priority) * 2^49 + sequence: higher
+--                           priority first, then oldest first (ZPOPMIN order)
+--   P.."d:"..queue  [zset]  delayed ids, score eta (unix seconds)
+--   P.."l:"..queue  [zset]  reserved ids, score lease deadline (unix seconds)
+--   P.."w:"..queue  [list]  at most one wake token; workers BLPOP it to sleep without polling
+--   P.."queues"     [set]   every queue name ever published to
+--   P.."seq"        [string] counter that orders messages of equal priority
+--   P.."dl:"..id    [hash]  a dead letter: q queue, p priority, b body, r reason,
+--                           f failed_at (unix seconds, as a decimal string)
+--   P.."dead"       [zset]  dead-letter ids, score failed_at
+--
+-- Keys are built from the prefix inside the scripts (ids and queue names come from Redis
+-- itself when reserving and recovering), so the scripts need a standalone Redis (or one
+-- primary), not Redis Cluster.
+local P = ARGV[1]
+local NOWS = ARGV[2]
+if NOWS == '' then
+  local t = redis.call('TIME')
+  NOWS = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+end
+local NOW = tonumber(NOWS)
+local SHIFT = 562949953421312 -- 2^49: scores stay exact doubles up to 2^53
+
+local function ready_score(priority, seq)
+  local p = tonumber(priority) or 0
+  if p < 0 then p = 0 elseif p > 9 then p = 9 end
+  return (9 - p) * SHIFT + seq
+end
+
+-- Leave one wake token for the workers of a queue, unless one is already waiting there.
+local function wake(queue)
+  local w = P .. 'w:' .. queue
+  if redis.call('LLEN', w) == 0 then
+    redis.call('RPUSH', w, '1')
+  end
+end
+
+-- Format a number as a string that round-trips exactly (Lua's tostring keeps 14 digits).
+local function exact(x)
+  return string.format('%.17g', x)
+end

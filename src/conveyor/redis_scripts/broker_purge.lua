@@ -1,0 +1,28 @@
+-- purge: delete the ready and delayed messages of one queue, or of every queue. Reserved
+-- messages are left to their holders.
+--
+-- ARGV[3]  queue [string]   "" for every queue
+-- Keys touched:
+--   P.."queues"   [set]   SMEMBERS (every queue)
+--   P.."q:"..Q    [zset]  ZRANGE 0 -1, DEL
+--   P.."d:"..Q    [zset]  ZRANGE 0 -1, DEL
+--   P.."w:"..Q    [list]  DEL
+--   P.."m:"..id   [hash]  DEL for every id in those sets
+-- Returns the count of messages deleted.
+local queues
+if ARGV[3] == '' then
+  queues = redis.call('SMEMBERS', P .. 'queues')
+else
+  queues = {ARGV[3]}
+end
+local deleted = 0
+for _, queue in ipairs(queues) do
+  for _, set in ipairs({P .. 'q:' .. queue, P .. 'd:' .. queue}) do
+    for _, id in ipairs(redis.call('ZRANGE', set, 0, -1)) do
+      deleted = deleted + redis.call('DEL', P .. 'm:' .. id)
+    end
+    redis.call('DEL', set)
+  end
+  redis.call('DEL', P .. 'w:' .. queue)
+end
+return deleted

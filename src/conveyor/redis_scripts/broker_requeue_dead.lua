@@ -1,0 +1,55 @@
+-- requeue_dead_letters: send dead letters (the ids given, or all) back to their queues as
+-- new messages (delivery count 0), oldest failure first. A dead letter whose id is live
+-- again is dropped and not counted: the live copy wins.
+--
+-- ARGV[3]    mode [string]   "all", or "ids" followed by the ids
+-- ARGV[4..]  ids (mode "ids")
+-- Keys touched:
+--   P.."dead"      [zset]  ZRANGE (all) or ZSCORE (ids); ZREM; DEL when emptied
+--   P.."dl:"..id   [hash]  HMGET q p b; DEL
+--   P.."m:"..id    [hash]  EXISTS; HSET b p q n s
+--   P.."seq"       [string] INCR
+--   P.."q:"..Q     [zset]  ZADD
+--   P.."queues"    [set]   SADD
+--   P.."w:"..Q     [list]  a wake token
+-- Returns the count sent back.
+local dead = P .. 'dead'
+local chosen = {}
+if ARGV[3] == 'all' then
+  chosen = redis.call('ZRANGE', dead, 0, -1)
+else
+  local scored = {}
+  for i = 4, #ARGV do
+    local score = redis.call('ZSCORE', dead, ARGV[i])
+    if score then
+      scored[#scored + 1] = {tonumber(score), i, ARGV[i]}
+    end
+  end
+  table.sort(scored, function(a, b)
+    if a[1] ~= b[1] then
+      return a[1] < b[1]
+    end
+    return a[2] < b[2]
+  end)
+  for _, entry in ipairs(scored) do
+    chosen[#chosen + 1] = entry[3]
+  end
+end
+local sent = 0
+for _, id in ipairs(chosen) do
+  local dkey = P .. 'dl:' .. id
+  local fields = redis.call('HMGET', dkey, 'q', 'p', 'b')
+  redis.call('DEL', dkey)
+  redis.call('ZREM', dead, id)
+  local key = P .. 'm:' .. id
+  if fields[1] and redis.call('EXISTS', key) == 0 then
+    local queue = fields[1]
+    local score = ready_score(fields[2], redis.call('INCR', P .. 'seq'))
+    redis.call('HSET', key, 'b', fields[3], 'p', fields[2], 'q', queue, 'n', 0, 's', score)
+    redis.call('ZADD', P .. 'q:' .. queue, score, id)
+    redis.call('SADD', P .. 'queues', queue)
+    wake(queue)
+    sent = sent + 1
+  end
+end
+return sent

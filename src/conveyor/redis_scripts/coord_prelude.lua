@@ -1,0 +1,67 @@
+-- Prepended to every coord_*.lua script (the Redis Coordinator) by conveyor.redis_connection.
+--
+-- Common ARGV of every coordinator script:
+--   ARGV[1]  string  key prefix, "conveyor:" by default
+--   ARGV[2]  string  the time as unix seconds, or "" to read Redis's own clock (TIME);
+--                    only tests pass a (fake) time.
+--
+-- Key layout (P = the prefix; types in brackets). Expiry is judged by the scripts against
+-- the time above; Redis TTLs (an hour longer when a fake time is passed) only collect
+-- garbage.
+--   P.."c:k:"..key       [string] "<expires_at>|<value>": a value with its expiry
+--   P.."c:slot:"..key    [zset]   holders of the slots under key, score = expiry
+--   P.."c:held:"..holder [set]    the slot keys a holder has (for extend)
+--   P.."c:bucket:"..key  [hash]   a token bucket: t tokens, u last update (unix seconds)
+local P = ARGV[1]
+local NOWS = ARGV[2]
+local FAKE = NOWS ~= ''
+if not FAKE then
+  local t = redis.call('TIME')
+  NOWS = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+end
+local NOW = tonumber(NOWS)
+
+local function exact(x)
+  return string.format('%.17g', x)
+end
+
+-- Redis TTL (ms) for something that logically lives `seconds`.
+local function ttl_ms(seconds)
+  local ms = math.ceil(seconds * 1000)
+  if ms < 1 then
+    ms = 1
+  end
+  if FAKE then
+    ms = ms + 3600000
+  end
+  return ms
+end
+
+-- The live value of a "<expires_at>|<value>" key, or nil.
+local function live(key)
+  local stored = redis.call('GET', key)
+  if not stored then
+    return nil
+  end
+  local bar = string.find(stored, '|', 1, true)
+  if not bar or tonumber(string.sub(stored, 1, bar - 1)) <= NOW then
+    return nil
+  end
+  return string.sub(stored, bar + 1)
+end
+
+local function put(key, value, seconds)
+  if seconds <= 0 then
+    redis.call('DEL', key)
+    return
+  end
+  redis.call('SET', key, exact(NOW + seconds) .. '|' .. value, 'PX', ttl_ms(seconds))
+end
+
+-- Keep a slot set alive as long as its longest-lived holder.
+local function keep_slots(key)
+  local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+  if #last > 0 then
+    redis.call('PEXPIRE', key, ttl_ms(tonumber(last[2]) - NOW))
+  end
+end

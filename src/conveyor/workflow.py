@@ -1,0 +1,514 @@
+"""What happens after a task ends: continue its chain, count it toward its chord, run its
+link and link_error callbacks.
+
+The executor calls ``after_outcome`` once a task's outcome is stored and before its
+message is acked, and ``resume`` when a redelivered message turns out to have stored its
+outcome already (the worker died before the ack). Everything here is idempotent, so the
+second call finishes what the first one may have left half done. There is no
+coordinator: every continuation travels in the message of the task before it (see
+``conveyor.canvas``), and the little shared state lives in the result backend under the
+chord's id.
+
+Exactly-once chord callbacks
+============================
+
+A chord of N members has a group id G and a callback whose task id C was fixed when the
+chord was sent. A member M that succeeds goes through:
+
+1. its result is stored (by the executor, fenced by attempt);
+2. M's id is added to G's member set (``add_to_set``, atomic; a set, so a member that
+   runs twice counts once). Large chords use two levels: members go into buckets of
+   about sqrt(N) by their index, and a full bucket adds its number to the top set, so
+   no single set grows past sqrt(N). The chord is complete when the top set is full;
+3. the member that finds it complete *fires*: it checks that G's "fired" marker and C's
+   result record are both absent, reads the header's ids (saved at send time) and their
+   records with one ``mget``, and publishes the callback with id C and the values in
+   header order;
+4. it sets the "fired" marker;
+5. its message is acked.
+
+Crash windows, and why none loses or doubles the callback:
+
+* after 1, before 2: M is redelivered. Its outcome is stored, so the executor does not
+  run it again but calls ``resume``, which counts it (2) and goes on.
+* after 2, before 3: the set is already full. The redelivered M (via ``resume``) finds
+  it full again and fires. No other member can have fired in its place, or if one did
+  (a duplicate run of another member also sees the full set), the checks below make the
+  second firing a no-op.
+* during 3, between the checks and the publish: a second firer (a duplicate member)
+  passes the same checks. Both publish id C; the broker ignores a publish whose id is
+  live (ready, delayed or reserved), so C is queued once.
+* after 3, before 4 or 5: a redelivered M finds C live (the publish is ignored), or C's
+  record present (C started or finished: not fired again), or the marker set.
+* a duplicate member run *after* C finished and was acked: C's record (or the marker,
+  for a callback that keeps no result) says it ran; nothing is published.
+
+The one window left open: a duplicate firer that passed the checks just before the first
+firing's callback was published, and publishes only after that callback ran to the end
+and was acked. That needs the whole callback to run inside the microseconds between a
+check and a publish in another process; it is not worth a lock.
+
+No callback fires early: a member counts only after its result is stored, and the firer
+reads every header record before publishing; if any is missing or unfinished (a re-run
+under way) it does not fire, and the re-run fires when it completes.
+
+A failed member (FAILURE, REVOKED, REJECTED, or IGNORED) fails the chord instead, once:
+unless the callback already fired or has a record, the first failed member (a failure
+set, for the same crash reasons) stores ChordError naming itself as C's result, marks
+the callback's chain continuation failed, runs the callback's errbacks, and passes the
+failure on to any chord the callback belongs to.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import threading
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from . import states
+from .canvas import (
+    ACCUMULATE,
+    FORWARD,
+    Context,
+    Plan,
+    Signature,
+    _as_list,
+    _coerce,
+    _freeze,
+    chain,
+    chord,
+    entry_id,
+    group,
+    leaves,
+    walk,
+)
+from .exceptions import BrokerError, ChordError, Ignore, TaskRevokedError
+from .records import ErrorRecord, ResultStore, TaskRecord
+from .request import Context as Request
+
+if TYPE_CHECKING:
+    from .app import Conveyor
+    from .message import Message
+    from .task import Task
+
+__all__ = ["after_outcome", "handed_on", "replace", "resume"]
+
+logger = logging.getLogger("conveyor.workflow")
+
+CHORD_PREFIX = "conveyor-chord-"
+_FAILED_STATES = frozenset({states.FAILURE, states.REVOKED, states.REJECTED})
+_SMALL_CHORD = 64
+"""Chords up to this size count in one set; larger ones in buckets of about sqrt(size)."""
+
+_replaced: set[str] = set()
+_replaced_lock = threading.Lock()
+
+
+# -- executor hooks -----------------------------------------------------------------------
+
+
+def handed_on(message: Message, record: TaskRecord) -> bool:
+    """True (once) for the IGNORED outcome of a task that called ``replace()``: it stores
+    nothing and continues nothing; its replacement does both."""
+    if record.status != states.IGNORED:
+        return False
+    with _replaced_lock:
+        if message.id in _replaced:
+            _replaced.discard(message.id)
+            return True
+    return False
+
+
+def after_outcome(app: Conveyor, message: Message, record: TaskRecord) -> None:
+    """A task's outcome is stored: do what its message says comes next."""
+    if not (message.chain or message.callbacks or message.errbacks or message.chord):
+        return
+    try:
+        if record.status == states.SUCCESS:
+            _after_success(app, message, record)
+        elif record.status in _FAILED_STATES:
+            _after_failure(app, message, record)
+        elif record.status == states.IGNORED:
+            _after_failure(app, message, record, ignored=True)
+    except (BrokerError, OSError):
+        raise  # the store is unreachable: let the message be redelivered and try again
+    except Exception:
+        logger.exception("%s[%s]: workflow continuation failed", message.task, message.id)
+
+
+def resume(app: Conveyor, message: Message) -> None:
+    """A redelivered message whose outcome is stored: finish its continuation."""
+    if not (message.chain or message.callbacks or message.errbacks or message.chord):
+        return
+    record = app.results.read(message.id)
+    if record is not None and record.status in states.READY_STATES:
+        after_outcome(app, message, record)
+
+
+# -- success ------------------------------------------------------------------------------
+
+
+def _after_success(app: Conveyor, message: Message, record: TaskRecord) -> None:
+    ctx = Context(
+        prev=(record.result,),
+        parent_id=message.id,
+        root_id=message.root_id or message.id,
+        headers=dict(message.headers),
+    )
+    plan = Plan(app, fresh=False)
+    for callback in _sigs(message.callbacks, app):
+        if callback.task == FORWARD:
+            _forward(app, callback, record)
+        else:
+            plan.apply(callback, ctx)
+    if message.chain:
+        rest = _sigs(message.chain, app)
+        plan.apply(rest.pop(), ctx.but(rest=rest))
+    fired: str | None = None
+    info = message.chord
+    if (
+        info is not None
+        and _count(app, info, _member(message))
+        and _prepare_callback(app, plan, info, message)
+    ):
+        fired = str(info["id"])
+    plan.flush()
+    if fired is not None:
+        app.backend.set(_key(fired, "fired"), b"1", app.conf.result_expires)
+    _fail_unsendable(app, plan)
+
+
+def _member(message: Message) -> str:
+    chord_info = message.chord or {}
+    return str(chord_info.get("member") or message.id)
+
+
+def _key(chord_id: str, *parts: object) -> str:
+    return ".".join([CHORD_PREFIX + chord_id, *(str(p) for p in parts)])
+
+
+def _bucket_size(size: int) -> int:
+    return size if size <= _SMALL_CHORD else math.isqrt(size - 1) + 1
+
+
+def _count(app: Conveyor, info: dict[str, Any], member: str) -> bool:
+    """Count a member once; True when that makes (or finds) the chord complete."""
+    backend, ttl = app.backend, app.conf.result_expires
+    chord_id, size = str(info["id"]), int(info["size"])
+    per = _bucket_size(size)
+    if per >= size:
+        return backend.add_to_set(_key(chord_id), member, ttl) >= size
+    bucket = int(info.get("index") or 0) // per
+    target = min(per, size - bucket * per)
+    if backend.add_to_set(_key(chord_id, bucket), member, ttl) < target:
+        return False
+    return backend.add_to_set(_key(chord_id), str(bucket), ttl) >= -(-size // per)
+
+
+def _callback_done(app: Conveyor, info: dict[str, Any]) -> bool:
+    """Whether the callback fired already, or has a record (it ran, runs, or failed)."""
+    keys = [_key(str(info["id"]), "fired")]
+    callback_id = info.get("callback_id")
+    if callback_id:
+        keys.append(app.results.key(str(callback_id)))
+    found = app.backend.mget(keys)
+    if found[0] is not None:
+        return True
+    record = ResultStore._decode(found[1]) if len(found) > 1 else None
+    return record is not None and record.status != states.PENDING
+
+
+def _header_ids(app: Conveyor, chord_id: str) -> list[str] | None:
+    from .result import GroupResult
+
+    raw = app.backend.get(GroupResult.prefix + chord_id)
+    if raw is None:
+        return None
+    _, members = msgspec.json.decode(raw)
+    return [str(member[0][0]) for member in members]
+
+
+def _prepare_callback(app: Conveyor, plan: Plan, info: dict[str, Any], message: Message) -> bool:
+    """Add the chord's callback to ``plan`` if it is due and not fired yet."""
+    chord_id = str(info["id"])
+    if _callback_done(app, info):
+        return False
+    ids = _header_ids(app, chord_id)
+    if ids is None:
+        logger.error("chord %s: its header record is gone (expired?); cannot fire", chord_id)
+        return False
+    records = app.results.read_many(ids)
+    for task_id, member in zip(ids, records, strict=True):
+        if member is None or member.status not in states.READY_STATES:
+            return False  # a member is running again; it fires the chord when it ends
+        if member.status != states.SUCCESS:
+            _chord_failed(app, info, task_id, member.task, member)
+            return False
+    body = _coerce(copy.deepcopy(info["callback"]), app)
+    rest = _sigs(_as_list(body.options.pop("chain", None)), app)
+    ctx = Context(
+        prev=([member.result for member in records if member is not None],),
+        parent_id=message.id,
+        root_id=message.root_id or message.id,
+        headers=dict(message.headers),
+        rest=rest,
+    )
+    plan.apply(body, ctx)
+    return True
+
+
+# -- failure ------------------------------------------------------------------------------
+
+
+def _after_failure(
+    app: Conveyor, message: Message, record: TaskRecord, ignored: bool = False
+) -> None:
+    errbacks = []
+    for errback in _sigs(message.errbacks, app):
+        if errback.task == FORWARD:
+            _forward(app, errback, record)
+        else:
+            errbacks.append(errback)
+    origin = (message.id, message.task)
+    _fail_nodes(app, _sigs(message.chain, app), record, origin)
+    if not ignored:
+        _run_errbacks(app, errbacks, _request(message), _exception(record), record.traceback)
+    if message.chord is not None:
+        _chord_failed(app, message.chord, message.id, message.task, record, _member(message))
+
+
+def _chord_failed(
+    app: Conveyor,
+    info: dict[str, Any],
+    failed_id: str,
+    failed_task: str | None,
+    record: TaskRecord,
+    member: str | None = None,
+) -> None:
+    """A member failed: fail the chord's callback, once."""
+    chord_id = str(info["id"])
+    member = member or failed_id
+    if _callback_done(app, info):
+        return
+    failed_key = _key(chord_id, "failed")
+    ttl = app.conf.result_expires
+    again = member in app.backend.set_members(failed_key)  # this failure, redelivered
+    if not again and app.backend.add_to_set(failed_key, member, ttl) != 1:
+        return  # another member failed first and fails the chord
+    what = f"{failed_task}[{failed_id}]" if failed_task else failed_id
+    if record.status == states.IGNORED:
+        reason = "was ignored"
+    elif record.status == states.SUCCESS:
+        reason = "succeeded but its result could not be read"
+    else:
+        exc = _exception(record)
+        reason = f"raised {type(exc).__name__}: {exc}"
+    error = ChordError(f"chord {chord_id}: member {what} {reason}")
+    body = _coerce(copy.deepcopy(info["callback"]), app)
+    rest = _sigs(_as_list(body.options.pop("chain", None)), app)
+    failure = _failure_record(error, body.task)
+    _fail_nodes(app, [body, *rest], failure, (str(info.get("callback_id")), body.task))
+    request = Request(
+        id=entry_id(body),
+        task=body.task,
+        root_id=None,
+        group_id=chord_id,
+        called_directly=False,
+    )
+    _run_errbacks(app, _errbacks_of(body), request, error, None)
+
+
+def _fail_nodes(
+    app: Conveyor,
+    nodes: Sequence[Signature],
+    record: TaskRecord,
+    origin: tuple[str, str | None],
+) -> None:
+    """Nodes that will never run now: give each task in them a copy of the failing
+    record (unless it has one), and pass the failure on to chords they belong to."""
+    tasks = [task for node in nodes for task in walk(node)]
+    for task in tasks:
+        copied = _copy(record, task=task.task)
+        app.results.write(str(task.options["task_id"]), copied, 0)
+        for errback in _sigs(_as_list(task.options.get("link_error")), app):
+            if errback.task == FORWARD:
+                _forward(app, errback, record)
+    for task in tasks:
+        info = task.options.get("chord")
+        if info is not None:
+            member = str(info.get("member") or task.options["task_id"])
+            _chord_failed(app, info, origin[0], origin[1], record, member)
+
+
+def _errbacks_of(sig: Signature) -> list[Signature]:
+    """The errbacks that run when a node fails as a whole (its first task's)."""
+    if isinstance(sig, chain | group):
+        return _errbacks_of(sig.tasks[0]) if sig.tasks else []
+    if isinstance(sig, chord):
+        return _errbacks_of(sig.body)
+    errbacks = [_coerce(e, sig._app) for e in _as_list(sig.options.get("link_error"))]
+    return [e for e in errbacks if e.task != FORWARD]
+
+
+def _run_errbacks(
+    app: Conveyor,
+    errbacks: Sequence[Signature],
+    request: Request,
+    exc: BaseException,
+    traceback: str | None,
+) -> None:
+    """Celery's two kinds: a task taking ``(request, exc, traceback)`` is called here and
+    now; any other is sent as a task with the failed task's id as its first argument."""
+    if not errbacks:
+        return
+    plan = Plan(app, fresh=False)
+    failed_id = str(request.id)
+    ctx = Context(
+        prev=(failed_id,),
+        parent_id=failed_id,
+        root_id=request.root_id or failed_id,
+        headers=dict(request.headers or {}),
+    )
+    for errback in errbacks:
+        task = app.tasks.get(errback.task)
+        if task is not None and _takes_request(task):
+            args = errback.args if errback.immutable else (request, exc, traceback, *errback.args)
+            try:
+                task(*args, **errback.kwargs)
+            except Exception:
+                logger.exception("errback %s for %s raised", errback.task, failed_id)
+        else:
+            plan.apply(errback, ctx)
+    plan.flush()
+    for sig, _, error in plan.errors:
+        logger.error("errback %s for %s could not be sent: %s", sig.task, failed_id, error)
+
+
+def _takes_request(task: Task) -> bool:
+    spec = task.spec
+    return len(spec.positional) > 1 or spec.var_positional is not None
+
+
+def _fail_unsendable(app: Conveyor, plan: Plan) -> None:
+    """Continuations that could not even be built (bad arguments, unencodable values)."""
+    for sig, ctx, exc in plan.errors:
+        logger.error("%s could not be sent: %s", sig.task, exc)
+        failed = entry_id(sig) or ""
+        record = _failure_record(exc, sig.task)
+        _fail_nodes(app, [sig, *ctx.rest], record, (failed, sig.task))
+        request = Request(id=failed, task=sig.task, root_id=ctx.root_id, parent_id=ctx.parent_id)
+        _run_errbacks(app, _errbacks_of(sig), request, exc, record.traceback)
+
+
+# -- Task.replace -------------------------------------------------------------------------
+
+
+def replace(task: Task, sig: Any) -> Any:
+    """Swap the rest of the running task's work for ``sig`` and end the task.
+
+    The replacement inherits the task's chain continuation, chord membership, group
+    membership and link callbacks; whatever it finally returns (or raises) is stored under
+    the replaced task's id too, so results already handed out keep working. A group
+    becomes a chord that collects its results into one list, as in Celery.
+    """
+    app = task.app
+    request = task.request
+    new = copy.deepcopy(_coerce(sig, app))
+    new._app = app
+    message: Message | None = request.message
+    if request.called_directly or message is None:
+        if request.is_eager:
+            return new.apply().get()
+        raise RuntimeError("replace() works only inside a task run by a worker (or eagerly)")
+    collect = Signature(ACCUMULATE, kwargs={"index": 0}, app=app)
+    if isinstance(new, group):
+        new = chord(new, collect, app=app)
+    _freeze(new)
+    if len(leaves(new)) != 1:
+        new = chain(new, collect, app=app)
+    forward = Signature(FORWARD, kwargs={"task_id": message.id}, app=app)
+    new.options["link"] = [
+        *_as_list(new.options.get("link")),
+        forward,
+        *_sigs(message.callbacks, app),
+    ]
+    new.options["link_error"] = [
+        *_as_list(new.options.get("link_error")),
+        copy.deepcopy(forward),
+        *_sigs(message.errbacks, app),
+    ]
+    _freeze(new)
+    leaf = leaves(new)[0]
+    if message.chord is not None:
+        leaf.options["chord"] = {**message.chord, "member": _member(message)}
+    if message.group_id is not None:
+        leaf.options["group_id"] = message.group_id
+        leaf.options["group_index"] = message.group_index
+    ctx = Context(
+        parent_id=message.id,
+        root_id=message.root_id or message.id,
+        headers=dict(message.headers),
+        rest=_sigs(message.chain, app),
+    )
+    plan = Plan(app, fresh=True)
+    plan.apply(new, ctx)
+    plan.flush()
+    with _replaced_lock:
+        _replaced.add(message.id)
+    raise Ignore(f"replaced by {task.name} -> {new!r}")
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _sigs(items: Iterable[Any], app: Conveyor) -> list[Signature]:
+    return [_coerce(item, app) for item in items]
+
+
+def _forward(app: Conveyor, marker: Signature, record: TaskRecord) -> None:
+    """Store a replacement's outcome under the id of the task it replaced."""
+    target = str(marker.kwargs["task_id"])
+    app.results.write(target, _copy(record), None)
+
+
+def _copy(record: TaskRecord, **changes: Any) -> TaskRecord:
+    copied: TaskRecord = msgspec.structs.replace(record, **changes)
+    return copied
+
+
+def _exception(record: TaskRecord) -> BaseException:
+    if record.exception is not None:
+        return record.exception.rebuild(record.traceback)
+    if record.status in (states.REVOKED, states.REJECTED):
+        return TaskRevokedError(f"task {record.task} was {record.status.lower()}: {record.result}")
+    return ChordError(f"task {record.task} ended {record.status}")
+
+
+def _failure_record(exc: BaseException, task: str | None) -> TaskRecord:
+    return TaskRecord(
+        status=states.FAILURE,
+        result=f"{type(exc).__name__}: {exc}",
+        exception=ErrorRecord.from_exception(exc),
+        task=task,
+    )
+
+
+def _request(message: Message) -> Request:
+    return Request(
+        id=message.id,
+        task=message.task,
+        args=tuple(message.args),
+        kwargs=dict(message.kwargs),
+        retries=message.retries,
+        root_id=message.root_id,
+        parent_id=message.parent_id,
+        group_id=message.group_id,
+        group_index=message.group_index,
+        headers=dict(message.headers),
+        called_directly=False,
+    )

@@ -1,0 +1,1 @@
+"""Integration tests: real worker processes on a private SQLite file per test."""
