@@ -14,11 +14,18 @@ from conveyor.exceptions import ImproperlyConfigured
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 def store(request, tmp_path):
-    made: ScheduleStore = (
-        MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "c.db")
-    )
+    made: ScheduleStore
+    if request.param == "memory":
+        made = MemoryStore()
+    elif request.param == "sqlite":
+        made = SQLiteStore(tmp_path / "c.db")
+    else:
+        from conveyor.beat.redis import RedisStore
+
+        url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
+        made = RedisStore(url, prefix=prefix)
     yield made
     made.close()
 
@@ -203,12 +210,15 @@ def test_sqlite_store_is_shared_through_the_file(tmp_path):
     two.close()
 
 
-def test_store_from_url(tmp_path):
+def test_store_from_url(tmp_path, redis_url):
+    from conveyor.beat.redis import RedisStore
+
     assert isinstance(store_from_url("memory://"), MemoryStore)
     sqlite = store_from_url(f"sqlite:///{tmp_path / 'c.db'}")
     assert isinstance(sqlite, SQLiteStore)
     sqlite.close()
-    with pytest.raises(ImproperlyConfigured, match="Redis schedule store"):
-        store_from_url("redis://localhost:6379/0")
+    redis_store = store_from_url(redis_url)
+    assert isinstance(redis_store, RedisStore)
+    redis_store.close()
     with pytest.raises(ImproperlyConfigured):
         store_from_url("ftp://nope")

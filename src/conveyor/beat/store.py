@@ -17,11 +17,11 @@ from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 
-from ..brokers import parse_sqlite_url, url_scheme
+from ..brokers import import_redis_support, parse_sqlite_url, url_scheme
 from ..exceptions import ImproperlyConfigured
 from .entries import Entry
 from .schedules import ScheduleData, schedule_from_data
@@ -311,10 +311,8 @@ def store_from_url(url: str) -> ScheduleStore:
         path, timeout = parse_sqlite_url(url)
         store = SQLiteStore(path, timeout=timeout)
     elif scheme in ("redis", "rediss"):
-        raise ImproperlyConfigured(
-            f"there is no Redis schedule store yet for {url!r}: pass store= to the Scheduler "
-            "(or --store to `conveyor beat`) with a SQLite URL or a store of your own"
-        )
+        module = import_redis_support("conveyor.beat.redis", url)
+        store = cast(ScheduleStore, getattr(module, "RedisStore")(url))  # noqa: B009
     else:
         raise ImproperlyConfigured(f"no schedule store for URL {url!r}")
     store.url = url
