@@ -83,7 +83,8 @@ class Processes:
     def stop_all(self) -> None:
         """Stop everything still running, newest first; a second Ctrl-C cannot interrupt it."""
         previous = {sig: signal.signal(sig, signal.SIG_IGN)
-                    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}  # fmt: skip
+                    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP,
+                                signal.SIGALRM)}  # fmt: skip
         try:
             for proc in reversed(self.running):
                 self.stop(proc, grace=1.0)
@@ -97,32 +98,66 @@ def _signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
-def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
-
-
 class StepTimeout(Exception):
     """A measurement ran past its time limit."""
 
 
-@contextmanager
-def time_limit(seconds: float, what: str) -> Iterator[None]:
-    """Raise StepTimeout in the main thread after ``seconds``, even inside a blocking call.
+RERAISE_EVERY = 0.25
+"""Seconds between repeats of a signal's exception until it gets through."""
 
-    SIGALRM interrupts a blocked socket read; the handler raises, so a peer that hangs in
-    its own client code cannot hang the run.
+
+class Signals:
+    """Ctrl-C, SIGTERM, SIGHUP and step time limits, made reliable.
+
+    An exception raised by a signal handler can land inside a ``__del__`` (Celery's
+    AsyncResult has one, and its enqueue loop drops thousands of them), where Python
+    prints it and carries on. So the handlers arm a repeating SIGALRM that raises the same
+    exception again every 0.25 s until one gets through. SIGALRM also interrupts a
+    blocked socket read, so a peer that hangs in its own client code cannot hang the run.
     """
 
-    def expire(signum: int, frame: FrameType | None) -> None:
-        raise StepTimeout(f"{what} took over {seconds:.0f}s")
+    def __init__(self) -> None:
+        self.stopping: BaseException | None = None
+        self.deadline: float | None = None
+        self.what = ""
+        self.limit = 0.0
 
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
+    def install(self) -> None:
+        signal.signal(signal.SIGALRM, self._on_alarm)
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, self._on_stop)
+        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # kept ignored under nohup
+            signal.signal(signal.SIGINT, self._on_stop)
+
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stopping = KeyboardInterrupt() if signum == signal.SIGINT else SystemExit(128 + signum)
+        signal.setitimer(signal.ITIMER_REAL, RERAISE_EVERY, RERAISE_EVERY)
+        raise self.stopping
+
+    def _on_alarm(self, signum: int, frame: FrameType | None) -> None:
+        if self.stopping is not None:
+            raise self.stopping
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise StepTimeout(f"{self.what} took over {self.limit:g}s")
+
+    @contextmanager
+    def time_limit(self, seconds: float, what: str) -> Iterator[None]:
+        """Raise StepTimeout in the main thread after ``seconds`` (again until it lands)."""
+        self.deadline, self.what, self.limit = time.monotonic() + seconds, what, seconds
+        signal.setitimer(signal.ITIMER_REAL, seconds, RERAISE_EVERY)
+        try:
+            yield
+        finally:
+            self.deadline = None
+            if self.stopping is None:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+
+    def quiet(self) -> None:
+        """Stop the repeats before the final clean-up runs."""
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+
+
+SIGNALS = Signals()
 
 
 def tree_rss_kib(pid: int) -> tuple[int, int]:
@@ -270,7 +305,7 @@ class Peer(ABC):
                 self.raw.close()
             self.raw = None
 
-    def check(self) -> None:
+    def check(self) -> None:  # noqa: B027 - optional hook
         """Raise ImportError (or another error) when the library cannot be used here."""
 
     @abstractmethod
@@ -289,7 +324,7 @@ class Peer(ABC):
         """Send ``count`` tasks in batches of ``size``; None where the library has no batch API."""
         return None
 
-    def purge(self) -> None:
+    def purge(self) -> None:  # noqa: B027 - optional hook
         """Drop every queued message (after the warm-up send, before a timed enqueue)."""
 
     @abstractmethod
@@ -479,7 +514,8 @@ class HueyPeer(Peer):
         if self.redis is not None:
             return [
                 f"huey: RedisHuey, huey_consumer {' '.join(self.CONSUMER_FLAGS)} (consumer, "
-                "1 worker process blocking in BRPOP), store_none=True, notify_result=True "
+                "1 worker process blocking in BRPOP, 1 scheduler process), store_none=True, "
+                "notify_result=True "
                 "(a blocking get waits with BLPOP instead of polling)",
             ]
         return [
@@ -504,7 +540,7 @@ class CeleryPeer(Peer):
 
     def check(self) -> None:
         import tasks_celery  # noqa: F401
-        from kombu import Producer
+        from kombu.messaging import Producer
 
         self.batching = hasattr(Producer, "batch")
 
@@ -541,9 +577,11 @@ class CeleryPeer(Peer):
         first = last = None
         for start in range(0, count, size):
             tasks = group(noop.s() for _ in range(min(size, count - start)))
-            with self.app.producer_or_acquire() as producer:
-                with producer.batch(max_size=size) if self.batching else nullcontext():
-                    result = tasks.apply_async(producer=producer)
+            with (
+                self.app.producer_or_acquire() as producer,
+                producer.batch(max_size=size) if self.batching else nullcontext(),
+            ):
+                result = tasks.apply_async(producer=producer)
             if first is None:
                 first = result.results[0].id
             last = result.results[-1].id
@@ -1026,9 +1064,7 @@ PeerFactory = Callable[[Path, Processes, argparse.Namespace, "PrivateRedis | Non
 PEERS: dict[str, dict[str, PeerFactory]] = {
     "sqlite": {
         "conveyor": lambda workdir, procs, args, redis: ConveyorPeer(workdir, procs),
-        "huey": lambda workdir, procs, args, redis: HueyPeer(
-            workdir, procs, args.huey_synchronous
-        ),
+        "huey": lambda workdir, procs, args, redis: HueyPeer(workdir, procs, args.huey_synchronous),
     },
     "redis": {
         "conveyor": lambda workdir, procs, args, redis: ConveyorPeer(workdir, procs, redis),
@@ -1053,24 +1089,42 @@ def _need(redis: PrivateRedis | None) -> PrivateRedis:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0] if __doc__ else "")
-    parser.add_argument("--broker", choices=list(PEERS), default="sqlite",
-                        help="sqlite: Conveyor and Huey on SQLite files; redis: Conveyor, "
-                             "Celery, Dramatiq and Huey on a private redis-server [sqlite]")
+    parser.add_argument(
+        "--broker",
+        choices=list(PEERS),
+        default="sqlite",
+        help="sqlite: Conveyor and Huey on SQLite files; redis: Conveyor, "
+        "Celery, Dramatiq and Huey on a private redis-server [sqlite]",
+    )
     parser.add_argument("--tasks", type=int, default=20000, help="tasks to enqueue and drain")
     parser.add_argument("--roundtrips", type=int, default=500, help="sequential round trips")
-    parser.add_argument("--only", help="run one library only (conveyor, huey; with "
-                                       "--broker redis also celery, dramatiq)")
-    parser.add_argument("--huey-synchronous", choices=["normal", "full"], default="normal",
-                        help="SQLite synchronous for Huey: normal matches Conveyor; full is "
-                             "Huey's own default [normal]")
-    parser.add_argument("--dramatiq-threads", type=int, default=1,
-                        help="worker threads in Dramatiq's one worker process: 1 runs one "
-                             "task at a time like the others; Dramatiq's default is 8 [1]")
-    parser.add_argument("--timeout", type=float, default=120.0,
-                        help="seconds one step (enqueue, batch, drain, round trips) of one "
-                             "library may take before it is reported as timed out [120]")
+    parser.add_argument(
+        "--only",
+        help="run one library only (conveyor, huey; with --broker redis also celery, dramatiq)",
+    )
+    parser.add_argument(
+        "--huey-synchronous",
+        choices=["normal", "full"],
+        default="normal",
+        help="SQLite synchronous for Huey: normal matches Conveyor; full is "
+        "Huey's own default [normal]",
+    )
+    parser.add_argument(
+        "--dramatiq-threads",
+        type=int,
+        default=1,
+        help="worker threads in Dramatiq's one worker process: 1 runs one "
+        "task at a time like the others; Dramatiq's default is 8 [1]",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        help="seconds one step (enqueue, batch, drain, round trips) of one "
+        "library may take before it is reported as timed out [120]",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (DBs, logs)")
-    args = parser.parse_args(argv)  # fmt: skip
+    args = parser.parse_args(argv)
     if args.tasks < 2 or args.roundtrips < 2:
         parser.error("--tasks and --roundtrips must be at least 2")
     if args.only and args.only not in PEERS[args.broker]:
@@ -1093,8 +1147,7 @@ def workspace(keep: bool) -> Iterator[Path]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _exit_on_signal)
+    SIGNALS.install()
     sys.path.insert(0, str(BENCH_DIR))
     factories = PEERS[args.broker]
     names = [args.only] if args.only else list(factories)
@@ -1105,7 +1158,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             redis = None
             if args.broker == "redis":
                 redis = PrivateRedis(workdir, procs)
-                redis.start()
+                try:
+                    redis.start()
+                except (RuntimeError, ImportError) as exc:
+                    print(f"cannot run --broker redis: {exc}", file=sys.stderr)
+                    return 2
             peers = [factories[name](workdir, procs, args, redis) for name in names]
             print(machine(peers, redis))
             print(f"tasks: {args.tasks:,}, round trips: {args.roundtrips:,}, "
@@ -1127,6 +1184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     if redis is not None:
                         redis.flushall()
         finally:
+            SIGNALS.quiet()
             procs.stop_all()
     print()
     print(render({name: results[name] for name in names}, build_rows(args.broker),
@@ -1175,7 +1233,7 @@ def run_peer(peer: Peer, args: argparse.Namespace, workdir: Path) -> Results:
             print(f"{peer.name}: {what} ...", end=" ", file=sys.stderr, flush=True)
             start = time.perf_counter()
             try:
-                with time_limit(args.timeout, f"{peer.name} {what}"):
+                with SIGNALS.time_limit(args.timeout, f"{peer.name} {what}"):
                     measure(log)
             except Exception as exc:
                 reason = "timed out" if isinstance(exc, StepTimeout) else "failed"

@@ -25,7 +25,7 @@ def make_app(url: str) -> tuple[Celery, Any]:
     # Only silences the 5.x deprecation warning; retrying at start-up is the default.
     app.conf.broker_connection_retry_on_startup = True
 
-    @app.task(name=TASK_NAME)
+    @app.task(name=TASK_NAME)  # type: ignore[untyped-decorator]
     def noop() -> None:
         return None
 

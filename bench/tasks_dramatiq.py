@@ -24,9 +24,9 @@ ACTOR_NAME = "bench_noop"
 
 def make_broker(url: str) -> tuple[RedisBroker, RedisBackend, Any]:
     """A Redis broker with a Redis result backend on ``url``, and its no-op actor."""
-    broker = RedisBroker(url=url)
-    backend = RedisBackend(url=url)
-    broker.add_middleware(Results(backend=backend))
+    broker = RedisBroker(url=url)  # type: ignore[no-untyped-call]
+    backend = RedisBackend(url=url)  # type: ignore[no-untyped-call]
+    broker.add_middleware(Results(backend=backend))  # type: ignore[no-untyped-call]
     dramatiq.set_broker(broker)
 
     @dramatiq.actor(actor_name=ACTOR_NAME, broker=broker, store_results=True)
