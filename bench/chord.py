@@ -115,7 +115,13 @@ def flush_redis(url: str) -> None:
     redis.Redis.from_url(url).flushdb()
 
 
+def _exit_on_signal(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)  # so ``finally`` stops the worker
+
+
 def main() -> int:
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _exit_on_signal)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--members", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=3, help="runs per broker; the median")
@@ -152,7 +158,7 @@ def main() -> int:
     print(f"median of {args.runs} runs; send = apply_async() alone; total = send to result")
     print()
     header = f"{'broker':<8}{'send (s)':>10}{'total (s)':>11}{'best (s)':>10}"
-    header += f"{'members/s':>11}{'target':>10}"
+    header += f"{'members/s':>11}  {'target':<14}"
     print(header)
     print("-" * len(header))
     for name, row in rows:
@@ -160,7 +166,7 @@ def main() -> int:
         verdict = "ok" if row["total"] < target else "MISSED"
         print(
             f"{name:<8}{row['send']:>10.2f}{row['total']:>11.2f}{row['best']:>10.2f}"
-            f"{args.members / row['total']:>11,.0f}{f'< {target:g} s {verdict}':>10}"
+            f"{args.members / row['total']:>11,.0f}  {f'< {target:g} s {verdict}':<14}"
         )
     return 0
 

@@ -4,17 +4,7 @@ from __future__ import annotations
 
 from . import states
 from .app import Conveyor, current_app, shared_task
-from .canvas import (
-    Signature,
-    chain,
-    chord,
-    chunks,
-    group,
-    maybe_signature,
-    signature,
-    xmap,
-    xstarmap,
-)
+from .canvas import chain, chord, chunks, group, maybe_signature, signature, xmap, xstarmap
 from .exceptions import (
     ChordError,
     ConveyorError,
@@ -26,8 +16,10 @@ from .exceptions import (
     TaskRevokedError,
     TimeLimitExceeded,
 )
+from .groupresult import GroupResult, ResultSet
 from .log import get_task_logger
-from .result import AsyncResult, EagerResult, GroupResult, ResultSet
+from .result import AsyncResult, EagerResult
+from .signatures import Signature
 from .task import Task
 
 __all__ = [

@@ -20,7 +20,7 @@ from .exceptions import DuplicateTaskName, EncodeError, ImproperlyConfigured, No
 from .locks import Lock
 from .message import Message
 from .records import ResultStore
-from .request import current_request
+from .request import Context, current_request
 from .result import AsyncResult
 from .serialization import encode_message, pickle_arguments
 from .task import (
@@ -143,6 +143,17 @@ class Conveyor:
         self._lock = threading.RLock()
         self._batch = threading.local()
         self.Task: type[Task] = type("Task", (Task,), {"_app": self, "abstract": True})
+        # Hooks for integrations (conveyor.contrib.django adds to them); each list is run in order.
+        self.on_worker_child_start: list[Callable[[], None]] = []
+        """Run in each forked worker child before it consumes: drop what must not be shared
+        across a fork, such as inherited database connections."""
+        self.on_task_start: list[Callable[[Task, Context], None]] = []
+        """Run by a worker just before a task's code (never for eager runs)."""
+        self.on_task_end: list[Callable[[Task, Context], None]] = []
+        """Run by a worker just after a task's code, whatever its outcome."""
+        self.defer_publish: Callable[[Callable[[], None]], bool] | None = None
+        """Offered every publish of sent tasks as a callable; returning True means it will
+        call it later (the Django integration: when the open transaction commits)."""
         if set_as_current:
             self.set_current()
 
@@ -269,6 +280,11 @@ class Conveyor:
         **options: Any,
     ) -> AsyncResult:
         """Send a task by name, without importing it."""
+        if options.get("link") or options.get("link_error"):  # callbacks ride in the message
+            from .canvas import signature
+
+            result: AsyncResult = signature(name, args, kwargs, app=self, **options).apply_async()
+            return result
         task = self.tasks.own.get(name) or _shared.get(name)
         return self.send(task, tuple(args or ()), dict(kwargs or {}), options, name=name)
 
@@ -387,6 +403,12 @@ class Conveyor:
         if batch:
             batch[-1].extend(envelopes)
             return
+        self._publish_now(envelopes)
+
+    def _publish_now(self, envelopes: list[Envelope]) -> None:
+        gate = self.defer_publish
+        if gate is not None and gate(lambda: self.broker.publish(envelopes)):
+            return
         self.broker.publish(envelopes)
 
     @contextmanager
@@ -403,7 +425,7 @@ class Conveyor:
             raise
         envelopes = stack.pop()
         if envelopes:
-            self.broker.publish(envelopes)
+            self._publish_now(envelopes)
 
     def AsyncResult(self, task_id: str, task: Task | None = None) -> AsyncResult:
         return AsyncResult(task_id, app=self, task=task)

@@ -25,12 +25,16 @@ __all__ = ["load_app", "main"]
 
 
 def load_app(spec: str | None) -> Conveyor:
-    """Import ``module:attribute`` (or ``module``, finding its Conveyor app)."""
+    """Import ``module:attribute`` (or ``module``, finding its Conveyor app); in a Django
+    project, the app ``conveyor.contrib.django`` configured (see ``django_project_app``)."""
     spec = spec or os.environ.get("CONVEYOR_APP")
-    if not spec:
-        raise click.UsageError("which app? pass -A module:app (or set CONVEYOR_APP)")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    if not spec:
+        found = django_project_app(None)
+        if found is None:
+            raise click.UsageError("which app? pass -A module:app (or set CONVEYOR_APP)")
+        return found
     module_name, _, attr = spec.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -42,18 +46,37 @@ def load_app(spec: str | None) -> Conveyor:
             obj = getattr(obj, part, None)
         if not isinstance(obj, Conveyor):
             raise click.UsageError(f"{spec} is not a Conveyor app")
-        obj.set_current()
-        return obj
+        return _loaded(obj)
     for name in ("app", "conveyor"):
         candidate = getattr(module, name, None)
         if isinstance(candidate, Conveyor):
-            candidate.set_current()
-            return candidate
+            return _loaded(candidate)
     apps = [v for v in vars(module).values() if isinstance(v, Conveyor)]
     if len(apps) == 1:
-        apps[0].set_current()
-        return apps[0]
+        return _loaded(apps[0])
+    found = django_project_app(module_name)
+    if found is not None:
+        return found
     raise click.UsageError(f"no Conveyor app found in {module_name!r}: pass -A {module_name}:NAME")
+
+
+def _loaded(app: Conveyor) -> Conveyor:
+    django_project_app(None, app)  # an app defined in a Django project needs Django set up
+    app.set_current()
+    return app
+
+
+def django_project_app(module_name: str | None, found: Conveyor | None = None) -> Conveyor | None:
+    """Set Django up when DJANGO_SETTINGS_MODULE is set (or ``module_name`` is a Django
+    project package) and return the app its integration configured; None otherwise."""
+    try:
+        from .contrib.django.project import project_app
+    except ImportError:  # pragma: no cover - the contrib package ships with conveyor
+        return None
+    try:
+        return project_app(module_name, found)
+    except ConveyorError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def _app(ctx: click.Context, local: str | None) -> Conveyor:

@@ -56,6 +56,12 @@ class Settings:
     worker_pool: str = "prefork"
     timezone: str = "UTC"
     beat_schedule: dict[str, Any] = field(default_factory=dict)
+    beat_store: str | None = None
+    """Where periodic tasks are kept: a URL or ``module:attr`` (as ``conveyor beat --store``);
+    by default beside the broker."""
+    send_on_commit: bool = False
+    """Django integration: a task sent inside ``transaction.atomic`` waits for the commit
+    (and is never sent if the transaction rolls back)."""
     include: list[str] = field(default_factory=list)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -112,6 +118,8 @@ class Settings:
             name = attr[len(prefix) :]
             if namespace:
                 name = name.lower()
+                if name == "app":  # NAMESPACE_APP names the app (as CONVEYOR_APP does for the CLI)
+                    continue
             elif name.lower() != name:
                 continue
             if name not in _FIELDS:

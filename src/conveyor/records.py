@@ -18,9 +18,13 @@ from . import states
 from .backends.base import ResultBackend
 from .exceptions import RemoteTaskError
 
-__all__ = ["ErrorRecord", "ResultStore", "TaskRecord", "fence"]
+__all__ = ["ErrorRecord", "ResultStore", "TaskRecord", "fence", "retries_of"]
 
 _ATTEMPTS = 1_000_000
+
+
+def retries_of(fence: int) -> int:
+    return fence // _ATTEMPTS
 
 
 def fence(retries: int, delivery_count: int) -> int:
@@ -99,10 +103,19 @@ class ResultStore:
     def key(self, task_id: str) -> str:
         return self.prefix + task_id
 
-    def write(self, task_id: str, record: TaskRecord, fence: int | None = None) -> bool:
+    def encode(self, record: TaskRecord) -> bytes:
+        """The stored form; raises TypeError for a value that cannot be stored."""
         if record.status in states.READY_STATES and record.date_done is None:
             record.date_done = self.clock()
-        return self.backend.set(self.key(task_id), _encoder.encode(record), self.expires, fence)
+        return _encoder.encode(record)
+
+    def write(self, task_id: str, record: TaskRecord, fence: int | None = None) -> bool:
+        return self.backend.set(self.key(task_id), self.encode(record), self.expires, fence)
+
+    def write_encoded(self, items: Sequence[tuple[str, bytes, int | None]]) -> list[bool]:
+        """Store already-encoded records ``(task_id, data, fence)`` in one round trip."""
+        keyed = [(self.key(task_id), data, fence) for task_id, data, fence in items]
+        return self.backend.set_fenced_many(keyed, self.expires)
 
     def read(self, task_id: str) -> TaskRecord | None:
         return self._decode(self.backend.get(self.key(task_id)))

@@ -187,5 +187,21 @@ class Script:
         """Add a call to a pipeline (``load`` the script first: a pipeline cannot retry)."""
         pipe.execute_command("EVALSHA", self.sha, 0, *args)
 
+    def pipelined(self, calls: Sequence[Sequence[Any]], transaction: bool) -> list[Any]:
+        """Many calls in one round trip, loading the script only when Redis lacks it (after a
+        restart): then the whole batch runs again, which every caller's script tolerates
+        (publish ignores live ids, fenced writes repeat to the same value)."""
+        for attempt in (1, 2):
+            pipe = self.link.pipeline(transaction)
+            for args in calls:
+                pipe.execute_command("EVALSHA", self.sha, 0, *args)
+            try:
+                return list(pipe.execute())
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                self.load()
+        raise AssertionError("unreachable")
+
     def load(self) -> None:
         self.link.command("SCRIPT", "LOAD", self.text)

@@ -282,6 +282,23 @@ class Task:
             return result
         return app.send(self, args, kwargs, options)
 
+    def delay_on_commit(self, *args: Any, **kwargs: Any) -> AsyncResult:
+        """``delay`` once the current Django transaction commits; nothing if it rolls back."""
+        return self.apply_async_on_commit(args, kwargs)
+
+    def apply_async_on_commit(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        using: str | None = None,
+        **options: Any,
+    ) -> AsyncResult:
+        """``apply_async`` once the transaction on database ``using`` commits (needs Django:
+        see conveyor.contrib.django). The message is built now, so bad arguments fail here."""
+        from .contrib.django.transaction import apply_async_on_commit
+
+        return apply_async_on_commit(self, args, kwargs, using, options)
+
     def apply(
         self,
         args: Sequence[Any] | None = None,

@@ -3,27 +3,35 @@ link and link_error callbacks.
 
 The executor calls ``after_outcome`` once a task's outcome is stored and before its
 message is acked, and ``resume`` when a redelivered message turns out to have stored its
-outcome already (the worker died before the ack). Everything here is idempotent, so the
-second call finishes what the first one may have left half done. There is no
-coordinator: every continuation travels in the message of the task before it (see
-``conveyor.canvas``), and the little shared state lives in the result backend under the
-chord's id.
+outcome already (the worker died before the ack; the executor then acks it without
+running it again). Everything here is idempotent, so the second call finishes what the
+first may have left half done. There is no coordinator: every continuation travels in
+the message of the task before it (see ``conveyor.canvas``), and the little shared state
+lives in the result backend under the chord's id. Only the Broker and ResultBackend
+interfaces are used, so this works the same on every broker.
+
+Continuations (the next step of a chain, link callbacks) have ids fixed when the workflow
+was sent. Before publishing them again, ``Plan.flush`` leaves out any that already has a
+record (it ran, or runs), and the broker ignores a publish whose id is live, so a task
+that finishes twice does not start its successor twice.
 
 Exactly-once chord callbacks
 ============================
 
-A chord of N members has a group id G and a callback whose task id C was fixed when the
-chord was sent. A member M that succeeds goes through:
+A chord of N members has a group id G, and a callback whose task id C was fixed when the
+chord was sent. The header's ids, in order, are saved under G before any member is
+published. A member M that succeeds goes through:
 
 1. its result is stored (by the executor, fenced by attempt);
-2. M's id is added to G's member set (``add_to_set``, atomic; a set, so a member that
-   runs twice counts once). Large chords use two levels: members go into buckets of
-   about sqrt(N) by their index, and a full bucket adds its number to the top set, so
-   no single set grows past sqrt(N). The chord is complete when the top set is full;
+2. M's id is added to G's member set (``add_to_set``: atomic, and a set, so a member
+   that runs twice counts once). Chords over 64 members count in two levels: members go
+   into buckets of about sqrt(N) by their header index, and a full bucket adds its
+   number to the top set, so no set grows past sqrt(N) (SQLite's ``add_to_set`` costs
+   the size of the set). The chord is complete when the top set is full;
 3. the member that finds it complete *fires*: it checks that G's "fired" marker and C's
-   result record are both absent, reads the header's ids (saved at send time) and their
-   records with one ``mget``, and publishes the callback with id C and the values in
-   header order;
+   record are both absent (one ``mget``), reads the header ids (one ``get``) and then
+   every header record with one ``mget``, in header order, and publishes the callback
+   with id C and the values;
 4. it sets the "fired" marker;
 5. its message is acked.
 
@@ -31,32 +39,31 @@ Crash windows, and why none loses or doubles the callback:
 
 * after 1, before 2: M is redelivered. Its outcome is stored, so the executor does not
   run it again but calls ``resume``, which counts it (2) and goes on.
-* after 2, before 3: the set is already full. The redelivered M (via ``resume``) finds
-  it full again and fires. No other member can have fired in its place, or if one did
-  (a duplicate run of another member also sees the full set), the checks below make the
-  second firing a no-op.
+* after 2, before 3: the set is already full. The redelivered M finds it full again and
+  fires. If another member fired meanwhile (a duplicate run of any member also finds the
+  set full), the checks below make this firing a no-op.
 * during 3, between the checks and the publish: a second firer (a duplicate member)
   passes the same checks. Both publish id C; the broker ignores a publish whose id is
   live (ready, delayed or reserved), so C is queued once.
-* after 3, before 4 or 5: a redelivered M finds C live (the publish is ignored), or C's
+* after 3, before 4 or 5: the redelivered M finds C live (the publish is ignored), or C's
   record present (C started or finished: not fired again), or the marker set.
 * a duplicate member run *after* C finished and was acked: C's record (or the marker,
   for a callback that keeps no result) says it ran; nothing is published.
 
 The one window left open: a duplicate firer that passed the checks just before the first
-firing's callback was published, and publishes only after that callback ran to the end
-and was acked. That needs the whole callback to run inside the microseconds between a
-check and a publish in another process; it is not worth a lock.
+firing published C, and publishes only after C ran to the end and was acked. That needs
+the whole callback to run within the microseconds between a check and a publish in
+another process, before the first firer sets the marker; it is not worth a lock.
 
 No callback fires early: a member counts only after its result is stored, and the firer
-reads every header record before publishing; if any is missing or unfinished (a re-run
-under way) it does not fire, and the re-run fires when it completes.
+reads every header record before publishing; if one is missing or unfinished (a re-run
+under way, e.g. after a retry) it does not fire, and that run fires when it completes.
 
-A failed member (FAILURE, REVOKED, REJECTED, or IGNORED) fails the chord instead, once:
-unless the callback already fired or has a record, the first failed member (a failure
-set, for the same crash reasons) stores ChordError naming itself as C's result, marks
-the callback's chain continuation failed, runs the callback's errbacks, and passes the
-failure on to any chord the callback belongs to.
+A member that fails (FAILURE, or REVOKED, REJECTED, IGNORED) fails the chord instead,
+once: unless the callback fired or has a record, the first failed member (a second set,
+for the same crash reasons) stores ChordError naming itself as C's result, stores the
+same failure for what follows the callback in a chain, runs the callback's errbacks, and
+passes the failure on to any chord the callback is itself a member of.
 """
 
 from __future__ import annotations
@@ -71,25 +78,13 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from . import states
-from .canvas import (
-    ACCUMULATE,
-    FORWARD,
-    Context,
-    Plan,
-    Signature,
-    _as_list,
-    _coerce,
-    _freeze,
-    chain,
-    chord,
-    entry_id,
-    group,
-    leaves,
-    walk,
-)
+from .canvas import ACCUMULATE, FORWARD, chain, chord, group
 from .exceptions import BrokerError, ChordError, Ignore, TaskRevokedError
+from .freeze import _freeze, entry_id, leaves, walk
+from .plan import Context, Plan
 from .records import ErrorRecord, ResultStore, TaskRecord
 from .request import Context as Request
+from .signatures import Signature, _as_list, _coerce
 
 if TYPE_CHECKING:
     from .app import Conveyor
@@ -224,7 +219,7 @@ def _callback_done(app: Conveyor, info: dict[str, Any]) -> bool:
 
 
 def _header_ids(app: Conveyor, chord_id: str) -> list[str] | None:
-    from .result import GroupResult
+    from .groupresult import GroupResult
 
     raw = app.backend.get(GroupResult.prefix + chord_id)
     if raw is None:
@@ -376,7 +371,7 @@ def _run_errbacks(
     )
     for errback in errbacks:
         task = app.tasks.get(errback.task)
-        if task is not None and _takes_request(task):
+        if task is not None and _takes_request(task, errback):
             args = errback.args if errback.immutable else (request, exc, traceback, *errback.args)
             try:
                 task(*args, **errback.kwargs)
@@ -389,9 +384,20 @@ def _run_errbacks(
         logger.error("errback %s for %s could not be sent: %s", sig.task, failed_id, error)
 
 
-def _takes_request(task: Task) -> bool:
+def _takes_request(task: Task, errback: Signature) -> bool:
+    """New style when, after the errback's own arguments, it still needs two or more
+    positional arguments (``request, exc, traceback``), or takes ``*args``."""
     spec = task.spec
-    return len(spec.positional) > 1 or spec.var_positional is not None
+    if spec.var_positional is not None:
+        return True
+    required = [
+        p.name
+        for p in spec.signature.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        and p.default is p.empty
+        and p.name not in errback.kwargs
+    ]
+    return len(required) - len(errback.args) > 1
 
 
 def _fail_unsendable(app: Conveyor, plan: Plan) -> None:

@@ -95,3 +95,18 @@ def test_worker_default_limits_apply_to_tasks_without_their_own(control, workers
         hard.get(timeout=RESULT_TIMEOUT)
     assert control.child_pid.delay().get(timeout=RESULT_TIMEOUT) > 0
     assert worker.running()
+
+
+def test_a_chord_member_killed_by_its_hard_limit_fails_the_chord(control, workers):
+    """The supervisor stores TimeLimitExceeded; the chord still learns of it and does not hang."""
+    from conveyor import chord
+    from conveyor.exceptions import ChordError
+
+    start_worker(workers, "-c", "2")
+
+    result = chord(
+        [control.overstay.s(30.0), control.nap.s(0.1)], control.mark_ran.si("-", "cb")
+    ).delay()
+
+    with pytest.raises(ChordError, match="overstay"):
+        result.get(timeout=RESULT_TIMEOUT)

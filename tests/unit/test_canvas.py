@@ -430,8 +430,8 @@ def test_crash_between_storing_and_counting(
         raise BrokerError("the worker died after storing the result")
 
     backend.add_to_set = dies_once  # type: ignore[method-assign]
-    with pytest.raises(BrokerError):
-        run_until_empty(app, max_tasks=1)
+    # The worker survives: the member's ack is withheld and its message comes round again.
+    run_until_empty(app, max_tasks=1)
     last = result.parent.results[2]  # type: ignore[union-attr]
     assert last.state == states.SUCCESS and t.calls.get("tsum") is None
     clock.advance(app.conf.broker_lease + 1)
@@ -456,8 +456,8 @@ def test_crash_after_publishing_the_callback(
         return original(key, value, ttl, fence)
 
     backend.set = dies_on_marker  # type: ignore[method-assign]
-    with pytest.raises(BrokerError):
-        run_until_empty(app, max_tasks=1)
+    # The worker survives: the member's ack is withheld and its message comes round again.
+    run_until_empty(app, max_tasks=1)
     run_until_empty(app)  # the callback was published: it runs
     clock.advance(app.conf.broker_lease + 1)
     app.broker.recover_expired()
@@ -743,3 +743,120 @@ def test_eager_workflows(clock: FakeClock) -> None:
 def test_public_names() -> None:
     for name in ("chain", "chord", "group", "signature", "chunks", "GroupResult", "ChordError"):
         assert name in conveyor.__all__
+
+
+def test_workflow_goes_to_its_tasks_app_not_the_current_one(clock: FakeClock) -> None:
+    mine = memory_app("mine", clock=clock)
+    memory_app("someone-else", clock=clock)  # becomes the current app
+
+    @mine.task(name="m.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @mine.task(name="m.tsum")
+    def tsum(values: list[int]) -> int:
+        return sum(values)
+
+    result = chord([add.s(1, 1), add.s(2, 2)], tsum.s()).apply_async()
+    flow = chain(add.s(1, 1), add.s(1)).apply_async()
+    run_until_empty(mine)
+    assert result.get(timeout=1) == 6 and flow.get(timeout=1) == 3
+
+
+# -- other ways a member can end ----------------------------------------------------------
+
+
+def test_ignored_member_fails_the_chord(app: Conveyor, t: SimpleNamespace) -> None:
+    @app.task(name="t.skip")
+    def skip() -> None:
+        raise conveyor.Ignore()
+
+    result = chord([t.add.s(1, 1), skip.s()], t.tsum.s()).apply_async()
+    drain(app)
+    with pytest.raises(ChordError, match="was ignored"):
+        result.get(timeout=1)
+    assert t.calls.get("tsum") is None
+
+
+def test_expired_member_fails_the_chord(
+    app: Conveyor, t: SimpleNamespace, clock: FakeClock
+) -> None:
+    header = [t.add.s(1, 1), t.add.s(2, 2).set(expires=5)]
+    result = chord(header, t.tsum.s()).apply_async(link_error=t.on_error.s())
+    clock.advance(10)
+    drain(app)
+    with pytest.raises(ChordError, match="TaskRevokedError"):
+        result.get(timeout=1)
+    assert {"task": "on_error", "failed": result.id} in t.seen
+
+
+def test_revoked_chain_step_stops_the_chain(app: Conveyor, t: SimpleNamespace) -> None:
+    result = chain(t.add.s(1, 1), t.add.s(1), t.add.s(1)).apply_async()
+    app.control.revoke(result.parent.id)  # type: ignore[union-attr]
+    drain(app)
+    assert t.calls["add"] == 1
+    assert result.parent.state == states.REVOKED  # type: ignore[union-attr]
+    with pytest.raises(conveyor.TaskRevokedError):
+        result.get(timeout=1)
+
+
+def test_continuation_that_cannot_be_sent_fails_in_place(app: Conveyor, t: SimpleNamespace) -> None:
+    result = chain(t.add.s(1, 1), t.add.s(1, 2), t.add.s(3)).apply_async(link_error=t.on_error.s())
+    drain(app)  # add(2, 1, 2) does not fit add(x, y): it fails where it would be sent
+    with pytest.raises(TypeError, match="t.add"):
+        result.get(timeout=1)
+    with pytest.raises(TypeError):
+        result.parent.get(timeout=1)  # type: ignore[union-attr]
+    assert {"task": "on_error", "failed": result.parent.id} in t.seen  # type: ignore[union-attr]
+
+
+def test_ignore_result_steps_still_chain(app: Conveyor, t: SimpleNamespace) -> None:
+    result = chain(t.add.s(1, 1).set(ignore_result=True), t.add.s(1)).apply_async()
+    drain(app)
+    assert result.get(timeout=1) == 3
+    assert result.parent.state == states.UNKNOWN  # type: ignore[union-attr]
+
+
+def test_retrying_member_counts_once_it_succeeds(
+    app: Conveyor, t: SimpleNamespace, clock: FakeClock
+) -> None:
+    @app.task(name="t.flaky", bind=True, default_retry_delay=1)
+    def flaky(self: Task, x: int) -> int:
+        if self.request.retries < 2:
+            raise self.retry(exc=Boom("not yet"))
+        return x
+
+    result = chord([flaky.s(5), t.add.s(1, 1)], t.tsum.s()).apply_async()
+    for _ in range(3):
+        drain(app)
+        clock.advance(2)
+    drain(app)
+    assert result.get(timeout=1) == 7 and t.calls["tsum"] == 1
+
+
+def test_group_states_while_waiting(app: Conveyor, t: SimpleNamespace) -> None:
+    result = group(t.add.s(1, 1), t.add.s(2, 2)).apply_async()
+    assert result.state == states.PENDING
+    assert result._states() == [states.PENDING, states.PENDING]
+    drain(app)
+    assert result.state == states.SUCCESS
+
+
+def test_send_task_by_name_keeps_its_link() -> None:
+    from conveyor.testing import memory_app, run_until_empty
+
+    app = memory_app("send-task-link")
+    doubled: list[int] = []
+
+    @app.task(name="link.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @app.task(name="link.double")
+    def double(x: int) -> None:
+        doubled.append(x * 2)
+
+    result = app.send_task("link.add", [2, 3], link=double.s())
+    run_until_empty(app)
+    assert result.get(timeout=1) == 5
+    assert doubled == [10]

@@ -40,6 +40,15 @@ class ResultBackend(ABC):
         higher; otherwise store it with the value. Without one, always write.
         """
 
+    def set_fenced_many(
+        self, items: Sequence[tuple[str, bytes, int | None]], ttl: float
+    ) -> list[bool]:
+        """Several ``set`` calls with their fences, in one round trip where the store can.
+
+        A worker stores a finished task's state together with the next task's STARTED.
+        """
+        return [self.set(key, value, ttl, fence) for key, value, fence in items]
+
     @abstractmethod
     def set_many(self, items: Sequence[tuple[str, bytes]], ttl: float) -> None:
         """Store many unfenced values in one round trip."""

@@ -72,6 +72,7 @@ class RedisBackend(ResultBackend):
         script = self._script
         self._set = script("backend_set.lua")
         self._set_many = script("backend_set_many.lua")
+        self._set_fenced_many = script("backend_set_fenced_many.lua")
         self._incr = script("backend_incr.lua")
         self._add_to_set = script("backend_add_to_set.lua")
         self._expire = script("backend_expire.lua")
@@ -118,6 +119,17 @@ class RedisBackend(ResultBackend):
         args = (*self._head(), key, value, _ms(ttl), "" if fence is None else int(fence))
         return bool(self._link.call("storing a result", lambda: self._set(args), retries=1))
 
+    def set_fenced_many(
+        self, items: Sequence[tuple[str, bytes, int | None]], ttl: float
+    ) -> list[bool]:
+        if len(items) < 2:
+            return [self.set(key, value, ttl, fence) for key, value, fence in items]
+        args: list[Any] = [*self._head(), _ms(ttl)]
+        for key, value, fence in items:
+            args += (key, value, "" if fence is None else int(fence))
+        replies = self._link.call("storing results", lambda: self._set_fenced_many(args), 1)
+        return [bool(r) for r in replies]
+
     def set_many(self, items: Sequence[tuple[str, bytes]], ttl: float) -> None:
         if not items:
             return
@@ -132,14 +144,11 @@ class RedisBackend(ResultBackend):
             self._link.call("storing results", lambda: self._set_many(chunks[0]), retries=1)
             return
 
-        def run() -> None:
-            self._set_many.load()
-            pipe = self._link.pipeline(transaction=False)
-            for chunk in chunks:
-                self._set_many.queue(pipe, chunk)
-            pipe.execute()
-
-        self._link.call("storing results", run, retries=1)
+        self._link.call(
+            "storing results",
+            lambda: self._set_many.pipelined(chunks, transaction=False),
+            retries=1,
+        )
 
     def delete(self, keys: Sequence[str]) -> int:
         if not keys:

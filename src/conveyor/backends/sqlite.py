@@ -90,6 +90,18 @@ class SQLiteBackend(ResultBackend):
         now = self._clock()
         return self._db.changes(_SET, (key, value, fence, now + ttl, now)) == 1
 
+    def set_fenced_many(
+        self, items: Sequence[tuple[str, bytes, int | None]], ttl: float
+    ) -> list[bool]:
+        if len(items) < 2:
+            return [self.set(key, value, ttl, fence) for key, value, fence in items]
+        now = self._clock()
+        with self._db.transaction() as conn:
+            return [
+                conn.execute(_SET, (key, value, fence, now + ttl, now)).rowcount == 1
+                for key, value, fence in items
+            ]
+
     def set_many(self, items: Sequence[tuple[str, bytes]], ttl: float) -> None:
         now = self._clock()
         with self._db.transaction() as conn:

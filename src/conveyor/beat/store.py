@@ -324,12 +324,18 @@ _defaults_lock = threading.Lock()
 
 
 def default_store(app: Conveyor) -> ScheduleStore:
-    """The app's store, beside its broker; one per app, so its schedulers share it."""
+    """The app's store: the ``beat_store`` setting's, else beside its broker; one per app,
+    so its schedulers share it."""
     with _defaults_lock:
         store = _defaults.get(app)
         if store is None:
             url = app.broker_url
-            store = _defaults[app] = store_from_url(url if "://" in url else "memory://")
+            spec = app.conf.beat_store
+            store = _defaults[app] = (
+                resolve_store(app, spec)
+                if spec
+                else store_from_url(url if "://" in url else "memory://")
+            )
         return store
 
 

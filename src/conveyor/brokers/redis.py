@@ -144,11 +144,7 @@ class RedisBroker(Broker):
 
     def _publish_chunks(self, chunks: list[tuple[Any, ...]]) -> None:
         """All chunks in one MULTI/EXEC: one round trip, and all or none are stored."""
-        self._publish.load()
-        pipe = self._link.pipeline(transaction=True)
-        for chunk in chunks:
-            self._publish.queue(pipe, chunk)
-        pipe.execute()
+        self._publish.pipelined(chunks, transaction=True)
 
     # -- consuming ----------------------------------------------------------------------
 

@@ -16,6 +16,11 @@ from .executor import Executor, Tracker
 
 __all__ = ["Consumer"]
 
+FAST_TASK = 0.002
+"""Seconds per task under which a batch counts as quick."""
+GROWTH = 4
+"""How many times the prefetch a batch of quick tasks may grow to."""
+
 logger = logging.getLogger("conveyor.worker")
 
 
@@ -44,6 +49,9 @@ class Consumer:
         self.broker = app.broker
         self.lease = float(app.conf.broker_lease)
         self.buffer: deque[Delivery] = deque()
+        self.batch_size = self.prefetch
+        self._batch_started = 0.0
+        self._batch_len = 0
         self.done = 0
 
     def run(self) -> None:
@@ -53,7 +61,8 @@ class Consumer:
             if not self.buffer:
                 try:
                     self.executor.flush_acks()
-                    batch = self.broker.reserve(self.queues, self.prefetch, self.lease)
+                    self._adapt()
+                    batch = self.broker.reserve(self.queues, self.batch_size, self.lease)
                     if not batch:
                         self.tracker.flush()
                         self.broker.wait(idle_wait)
@@ -70,6 +79,7 @@ class Consumer:
                     idle_wait = min(idle_wait * 2, 0.05)
                     continue
                 idle_wait = 0.001
+                self._batch_started, self._batch_len = time.monotonic(), len(batch)
                 self.tracker.reserved(batch)
                 self.executor.guards.prefetch(batch)
                 self.buffer.extend(batch)
@@ -84,6 +94,23 @@ class Consumer:
             if self.max_tasks is not None and self.done >= self.max_tasks:
                 break
         self.release()
+
+    def _adapt(self) -> None:
+        """Reserve bigger batches while tasks are quick, back to the base when they are not.
+
+        A full batch whose tasks took under FAST_TASK each doubles the next one, up to
+        GROWTH times the prefetch: a queue of tiny tasks then costs a few round trips per
+        dozen tasks, while slow tasks keep the configured prefetch (and its fairness).
+        """
+        if not self._batch_len:
+            return
+        per_task = (time.monotonic() - self._batch_started) / self._batch_len
+        full = self._batch_len >= self.batch_size
+        if full and per_task < FAST_TASK:
+            self.batch_size = min(self.batch_size * 2, self.prefetch * GROWTH)
+        elif per_task >= FAST_TASK:
+            self.batch_size = self.prefetch
+        self._batch_len = 0
 
     def release(self) -> None:
         """Ack what finished; hand reserved, unstarted messages back to their queues at once."""

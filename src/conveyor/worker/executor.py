@@ -65,6 +65,7 @@ class Executor:
         self._soft_limits = threading.current_thread() is threading.main_thread()
         self.guards = Guards(app)
         self.acks: list[tuple[Delivery, Message]] = []
+        self.writes: list[tuple[Delivery, Message, TaskRecord, bytes, int]] = []
         self.running = False
         """True while a task's own code runs: only then may a terminate signal interrupt."""
 
@@ -134,13 +135,15 @@ class Executor:
                 retries=message.retries,
                 worker=self.hostname,
             )
-            if not self.results.write(message.id, started, attempt):
+            if not self.flush_writes((message.id, self.results.encode(started), attempt)):
                 logger.warning(
                     "%s[%s]: a newer attempt owns this task; not running it",
                     message.task,
                     message.id,
                 )
                 return states.REVOKED
+        else:
+            self.flush_writes()
         time_limit = message.time_limit or task.time_limit or self.app.conf.task_time_limit
         soft_limit = (
             message.soft_time_limit or task.soft_time_limit or self.app.conf.task_soft_time_limit
@@ -148,6 +151,8 @@ class Executor:
         started_at = time.monotonic()
         deadline = time.time() + time_limit if time_limit else None
         self.tracker.started(delivery, message.id, deadline, attempt)
+        for hook in self.app.on_task_start:
+            hook(task, context)
         self.running = True
         try:
             with _soft_limit(soft_limit if self._soft_limits else None):
@@ -155,6 +160,8 @@ class Executor:
         finally:
             self.running = False
             self.tracker.finished(delivery)
+            for hook in self.app.on_task_end:
+                hook(task, context)
         runtime = time.monotonic() - started_at
         return self._conclude(delivery, message, task, attempt, outcome, runtime)
 
@@ -377,12 +384,60 @@ class Executor:
     def _finish(
         self, delivery: Delivery, message: Message, attempt: int, record: TaskRecord
     ) -> str:
-        if not self._write(message, attempt, record):
-            logger.warning(
-                "%s[%s]: result refused, a newer attempt owns this task", message.task, message.id
-            )
+        """Store the outcome with the next write (see ``flush_writes``), then ack."""
+        if workflow.handed_on(message, record):  # workflow hook: Task.replace() took over
+            pass
+        elif message.ignore_result:
+            workflow.after_outcome(self.app, message, record)
+        else:
+            self.writes.append((delivery, message, record, self.results.encode(record), attempt))
         self._ack(delivery, message)
         return record.status
+
+    def flush_writes(self, started: tuple[str, bytes, int] | None = None) -> bool:
+        """Store the outcomes waiting since the last task ended, with ``started`` (the next
+        task's STARTED) in the same round trip; whether ``started`` was accepted.
+
+        Outcomes wait only until the next task starts or the consumer pauses, and always
+        reach the store before their acks do (``flush_acks`` flushes them first).
+        """
+        writes, self.writes = self.writes, []
+        items = [(message.id, data, attempt) for _, message, _, data, attempt in writes]
+        if started is not None:
+            items.append(started)
+        if not items:
+            return True
+        try:
+            stored = self.results.write_encoded(items)
+        except BaseException:
+            self.writes = writes + self.writes
+            raise
+        for (delivery, message, record, _, _), ok in zip(writes, stored, strict=False):
+            if not ok:
+                logger.warning(
+                    "%s[%s]: result refused, a newer attempt owns this task",
+                    message.task,
+                    message.id,
+                )
+                continue
+            try:  # workflow hook: continue the chain, count the chord member, run links
+                workflow.after_outcome(self.app, message, record)
+            except Exception:
+                logger.exception(
+                    "%s[%s]: its workflow did not continue; it is delivered again to finish it",
+                    message.task,
+                    message.id,
+                )
+                self._redeliver(delivery)
+        return stored[-1] if started is not None else True
+
+    def _redeliver(self, delivery: Delivery) -> None:
+        """Take back a pending ack and let the lease pass now, so the message comes round
+        again (counted) and the stored outcome's continuation is resumed."""
+        self.acks = [(d, m) for d, m in self.acks if d is not delivery]
+        self.broker.extend([delivery], 0.0)
+        self.broker.recover_expired()
+        self.tracker.released([delivery])
 
     def _ack(self, delivery: Delivery, message: Message) -> None:
         """Acks wait for ``flush_acks``: one write for a batch, not one per task.
@@ -394,6 +449,7 @@ class Executor:
         self.acks.append((delivery, message))
 
     def flush_acks(self) -> None:
+        self.flush_writes()
         if not self.acks:
             return
         acks, self.acks = self.acks, []

@@ -27,7 +27,7 @@ from ..app import Conveyor
 from ..brokers.base import Delivery
 from ..control import revoked_key
 from ..exceptions import BrokerError, Terminated, TimeLimitExceeded
-from ..records import ErrorRecord, TaskRecord
+from ..records import ErrorRecord, TaskRecord, retries_of
 from .consumer import Consumer
 from .leases import Held, LeaseKeeper
 
@@ -363,9 +363,14 @@ class PreforkPool:
                 self.terminating[held.delivery.id] = (time.monotonic() + KILL_GRACE, record)
 
     def _conclude_killed(self, held: Held, record: TaskRecord) -> None:
+        """Store the outcome of a task whose child was killed, then let its message go round once
+        more: the consumer that gets it finds the outcome stored, runs the workflow hooks
+        (chain, chord, errbacks) that only the message knows, and acks it without running it."""
+        record.retries = retries_of(held.fence)
         try:
             self.app.results.write(held.task_id, record, held.fence)
-            self.app.broker.ack(held.delivery)
+            self.app.broker.extend([held.delivery], 0.0)
+            self.app.broker.recover_expired()
         except Exception:
             logger.exception("could not record the end of %s", held.task_id)
 
@@ -405,6 +410,8 @@ class PreforkPool:
             for other in self.children.values():
                 os.close(other.fd)
             random.seed()
+            for hook in self.app.on_worker_child_start:
+                hook()
             consumer = Consumer(
                 self.app,
                 self.queues,

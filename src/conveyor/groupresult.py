@@ -1,0 +1,383 @@
+"""Results of several tasks read together: ``ResultSet`` and a group's ``GroupResult``.
+
+A ``ResultSet`` reads and waits for its members in batched reads, not one read per
+member. ``GroupResult`` is a group's members in the order given; ``save()`` stores the
+membership (sending a group or chord does it for you) so ``GroupResult.restore(id)``
+works anywhere, and ``result_from_tuple`` rebuilds any result, parents and members
+included, from its ``as_tuple()`` data. Kept apart from the single-task handles in
+``conveyor.result`` (which re-exports these names) because waiting for many at once is
+its own concern.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from . import states
+from .exceptions import TimeoutError
+from .records import TaskRecord
+from .request import current_request
+from .result import AsyncResult, EagerResult, _error, _value
+
+if TYPE_CHECKING:
+    from .app import Conveyor
+
+__all__ = ["GroupResult", "ResultSet", "result_from_tuple"]
+
+
+class ResultSet:
+    """Several results read and waited for together, in the order given."""
+
+    def __init__(self, results: Iterable[AsyncResult], app: Conveyor | None = None) -> None:
+        self.results: list[AsyncResult] = list(results)
+        self._app = app
+
+    @property
+    def app(self) -> Conveyor:
+        if self._app is None:
+            for result in self.results:
+                if result._app is not None:
+                    self._app = result._app
+                    return result._app
+            from .app import current_app
+
+            self._app = current_app()
+        return self._app
+
+    # -- membership
+
+    def add(self, result: AsyncResult) -> None:
+        if result not in self.results:
+            self.results.append(result)
+
+    def update(self, results: Iterable[AsyncResult]) -> None:
+        for result in results:
+            self.add(result)
+
+    def remove(self, result: AsyncResult | str) -> None:
+        self.results.remove(self._find(result))
+
+    def discard(self, result: AsyncResult | str) -> None:
+        if result in self:
+            self.remove(result)
+
+    def clear(self) -> None:
+        self.results.clear()
+
+    def _find(self, result: AsyncResult | str) -> AsyncResult:
+        for member in self.results:
+            if member == result:
+                return member
+        raise ValueError(f"{result} is not in this result set")
+
+    def __iter__(self) -> Iterator[AsyncResult]:
+        return iter(self.results)
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __getitem__(self, index: int) -> AsyncResult:
+        return self.results[index]
+
+    def __contains__(self, result: object) -> bool:
+        return any(member == result for member in self.results)
+
+    # -- state
+
+    def _states(self) -> list[str]:
+        """The state of each member in order; one batched read for the plain members."""
+        plain = [r for r in self.results if _stored(r)]
+        records = self.app.results.read_many([r.id for r in plain]) if plain else []
+        found = {r.id: rec for r, rec in zip(plain, records, strict=True)}
+        missing = [task_id for task_id, record in found.items() if record is None]
+        queued = self.app.broker.contains(missing) if missing else set()
+        out = []
+        for member in self.results:
+            if isinstance(member, ResultSet):
+                member_states = member._states()
+                if all(s == states.SUCCESS for s in member_states):
+                    out.append(states.SUCCESS)
+                elif any(s in states.PROPAGATE_STATES for s in member_states):
+                    out.append(states.FAILURE)
+                elif all(s in states.READY_STATES for s in member_states):
+                    out.append(states.SUCCESS)
+                else:
+                    out.append(states.PENDING)
+            elif member.id in found:
+                record = found[member.id]
+                if record is not None:
+                    out.append(record.status)
+                else:
+                    out.append(states.PENDING if member.id in queued else states.UNKNOWN)
+            else:
+                out.append(member.state)
+        return out
+
+    def ready(self) -> bool:
+        """Every member has finished (successfully or not)."""
+        return all(s in states.READY_STATES for s in self._states())
+
+    def successful(self) -> bool:
+        """Every member succeeded."""
+        return all(s == states.SUCCESS for s in self._states())
+
+    def failed(self) -> bool:
+        """At least one member failed."""
+        return any(s == states.FAILURE for s in self._states())
+
+    def waiting(self) -> bool:
+        """At least one member has not finished."""
+        return not self.ready()
+
+    def completed_count(self) -> int:
+        """How many members succeeded."""
+        return sum(s == states.SUCCESS for s in self._states())
+
+    # -- values
+
+    def get(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        interval: float = 0.5,
+        disable_sync_subtasks: bool = True,
+        callback: Callable[[str, Any], None] | None = None,
+    ) -> list[Any]:
+        """Wait for every member; their values in the order given (see ``join``)."""
+        return self.join(timeout, propagate, interval, disable_sync_subtasks, callback)
+
+    def join(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        interval: float = 0.5,
+        disable_sync_subtasks: bool = True,
+        callback: Callable[[str, Any], None] | None = None,
+    ) -> list[Any]:
+        """Wait for every member and return their values in order.
+
+        With ``propagate`` the first failed member (in order) raises its exception; without
+        it, a failed member's place holds the exception. ``timeout`` bounds the whole wait.
+        ``callback(task_id, value)`` is called for each member instead of collecting values.
+        """
+        request = current_request()
+        if disable_sync_subtasks and request is not None and not request.is_eager:
+            raise RuntimeError(
+                "never call result.get() inside a task: it can deadlock the worker; "
+                "use a chord, or pass disable_sync_subtasks=False"
+            )
+        deadline = None if timeout is None else time.monotonic() + timeout
+        records = self._wait_all(deadline, timeout)
+        values: list[Any] = []
+        for member in self.results:
+            if isinstance(member, ResultSet):
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                value: Any = member.join(left, propagate, interval, False)
+            elif member.id in records:
+                record = records[member.id]
+                if propagate:
+                    error = _error(record)
+                    if error is not None:
+                        raise error
+                value = _value(record, member._task)
+            else:
+                value = member.get(
+                    timeout=None if deadline is None else max(0.0, deadline - time.monotonic()),
+                    propagate=propagate,
+                    disable_sync_subtasks=False,
+                )
+            if callback is not None:
+                callback(member.id, value)
+            else:
+                values.append(value)
+        return values
+
+    def _wait_all(self, deadline: float | None, timeout: float | None) -> dict[str, TaskRecord]:
+        """Read all plain members at once; wait on the last unfinished one; repeat.
+
+        Members mostly finish in order, so once the last is done one more read usually
+        finds the rest: a couple of batched reads, not one read per member.
+        """
+        plain = [r for r in self.results if _stored(r)]
+        store = self.app.results
+        ids = [r.id for r in plain]
+        done: dict[str, TaskRecord] = {}
+        while ids:
+            records = store.read_many(ids)
+            waiting = []
+            for task_id, record in zip(ids, records, strict=True):
+                if record is not None and record.status in states.READY_STATES:
+                    done[task_id] = record
+                else:
+                    waiting.append(task_id)
+            ids = waiting
+            if not ids:
+                break
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise TimeoutError(
+                    f"{len(ids)} of {len(self.results)} results not ready after {timeout}s "
+                    f"(first: {ids[0]})"
+                )
+            record = store.wait(ids[-1], left)
+            if record is not None and record.status in states.READY_STATES:
+                done[ids[-1]] = record
+                ids = ids[:-1]
+        return done
+
+    join_native = join
+
+    def maybe_throw(self, propagate: bool = True) -> None:
+        """Raise the exception of the first failed member, if any has failed."""
+        plain = [r for r in self.results if _stored(r)]
+        for record in self.app.results.read_many([r.id for r in plain]):
+            if record is not None and propagate:
+                error = _error(record)
+                if error is not None:
+                    raise error
+
+    def forget(self) -> None:
+        ids = [r.id for r in _flatten(self.results)]
+        self.app.results.forget(ids)
+
+    def revoke(self, terminate: bool = False, signal: str | int = "SIGTERM") -> None:
+        """Revoke every member at once (``app.control.revoke`` with all their ids)."""
+        self.app.control.revoke([r.id for r in _flatten(self.results)], terminate, signal)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ResultSet):
+            return other.results == self.results
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(r.id for r in self.results))
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}: [{', '.join(r.id for r in self.results)}]>"
+
+
+class GroupResult(ResultSet, AsyncResult):
+    """The results of a group, in the order its members were given."""
+
+    prefix = "conveyor-group-"
+
+    def __init__(
+        self,
+        id: str | None = None,
+        results: Iterable[AsyncResult] | None = None,
+        parent: AsyncResult | None = None,
+        app: Conveyor | None = None,
+    ) -> None:
+        import uuid
+
+        ResultSet.__init__(self, results or [], app)
+        self.id = id or str(uuid.uuid4())
+        self._task = None
+        self.parent = parent
+
+    @property
+    def children(self) -> list[AsyncResult]:
+        return self.results
+
+    @property
+    def state(self) -> str:
+        """SUCCESS when every member succeeded, FAILURE once one failed, else PENDING."""
+        found = self._states()
+        if any(s in states.PROPAGATE_STATES for s in found):
+            return states.FAILURE
+        if all(s in states.READY_STATES for s in found):
+            return states.SUCCESS
+        return states.PENDING
+
+    status = state
+
+    @property
+    def result(self) -> Any:
+        return [r.result for r in self.results]
+
+    def get(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        interval: float = 0.5,
+        disable_sync_subtasks: bool = True,
+        callback: Callable[[str, Any], None] | None = None,
+    ) -> list[Any]:
+        return self.join(timeout, propagate, interval, disable_sync_subtasks, callback)
+
+    wait = get
+
+    def as_tuple(self) -> list[Any]:
+        """``[[id, parent], [member tuples]]``: plain data that ``result_from_tuple`` rebuilds."""
+        parent = self.parent.as_tuple() if self.parent is not None else None
+        return [[self.id, parent], [r.as_tuple() for r in self.results]]
+
+    def encode(self) -> tuple[str, bytes]:
+        return self.prefix + self.id, msgspec.json.encode(self.as_tuple())
+
+    def save(self, backend: Any = None) -> GroupResult:
+        """Store the membership so ``GroupResult.restore(id)`` works in any process."""
+        key, value = self.encode()
+        (backend or self.app.backend).set(key, value, self.app.conf.result_expires)
+        return self
+
+    def delete(self, backend: Any = None) -> None:
+        (backend or self.app.backend).delete([self.prefix + self.id])
+
+    @classmethod
+    def restore(
+        cls, id: str, backend: Any = None, app: Conveyor | None = None
+    ) -> GroupResult | None:
+        """The saved group of that id, or None when it was never saved (or expired)."""
+        if app is None:
+            from .app import current_app
+
+            app = current_app()
+        raw = (backend or app.backend).get(cls.prefix + id)
+        if raw is None:
+            return None
+        restored = result_from_tuple(msgspec.json.decode(raw), app)
+        return restored if isinstance(restored, GroupResult) else None
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, GroupResult):
+            return other.id == self.id and other.results == self.results
+        if isinstance(other, str):
+            return other == self.id
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __str__(self) -> str:
+        return self.id
+
+    def __repr__(self) -> str:
+        return f"<GroupResult: {self.id} [{', '.join(r.id for r in self.results)}]>"
+
+
+def result_from_tuple(data: Sequence[Any], app: Conveyor | None = None) -> AsyncResult:
+    """Rebuild a result (with its parents and members) from ``as_tuple()`` data."""
+    (task_id, parent), members = data
+    parent_result = result_from_tuple(parent, app) if parent is not None else None
+    if members is not None:
+        return GroupResult(
+            task_id, [result_from_tuple(m, app) for m in members], parent=parent_result, app=app
+        )
+    return AsyncResult(task_id, app=app, parent=parent_result)
+
+
+def _stored(result: AsyncResult) -> bool:
+    return not isinstance(result, ResultSet | EagerResult)
+
+
+def _flatten(results: Iterable[AsyncResult]) -> Iterator[AsyncResult]:
+    for result in results:
+        if isinstance(result, ResultSet):
+            yield from _flatten(result.results)
+        else:
+            yield result

@@ -1,0 +1,234 @@
+"""Sending a frozen workflow: the messages and group records of one send.
+
+``send`` is the client side of every workflow ``apply_async``: it freezes a copy of the
+signature (``conveyor.freeze``) and applies it with a ``Plan``. Applying turns the nodes
+that can run now into messages; what runs later travels in those messages (the rest of a
+chain, link callbacks, a chord member's ``chord`` entry), never in a coordinator. The
+worker continues a workflow (``conveyor.workflow``) with a ``Plan`` of its own, so the
+same code builds the messages in the client and in the worker. Kept apart from freezing
+because it is the one place that writes: messages to the broker, records to the backend.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from . import states
+from .canvas import chain, chord, chunks, group
+from .freeze import _freeze, _result, entry_id, leaves
+from .groupresult import GroupResult
+from .message import Message
+from .request import current_request
+from .signatures import _WORKFLOW_OPTIONS, Signature, _as_list, _coerce, _copy
+
+if TYPE_CHECKING:
+    from .app import Conveyor
+    from .task import Task
+
+__all__ = ["Context", "Plan", "send"]
+
+
+@dataclass
+class Context:
+    """Where a node is applied: its parent's result, ids, headers and what follows it."""
+
+    prev: tuple[Any, ...] | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    parent_id: str | None = None
+    root_id: str | None = None
+    headers: dict[str, Any] = field(default_factory=dict)
+    rest: list[Signature] = field(default_factory=list)
+    """The chain continuation after this node, last step first (as in ``Message.chain``)."""
+
+    def but(self, **changes: Any) -> Context:
+        return dataclasses.replace(self, **changes)
+
+
+class Plan:
+    """The messages and bookkeeping of one send, written in a handful of calls by ``flush``.
+
+    A ``fresh`` plan (sending a workflow) raises on a bad node and publishes through
+    ``app.publish`` (so ``app.batch()`` applies). A plan made in a worker to continue a
+    workflow collects bad nodes in ``errors`` instead, and leaves out any task that
+    already has a stored record: that is a continuation published before a crash, which
+    has run or is running, so publishing it again would run it twice.
+    """
+
+    def __init__(self, app: Conveyor, fresh: bool) -> None:
+        self.app = app
+        self.fresh = fresh
+        self.items: list[tuple[Message, Task | None]] = []
+        self.envelopes: list[Any] = []
+        self.records: list[tuple[str, bytes]] = []
+        self.errors: list[tuple[Signature, Context, BaseException]] = []
+
+    # -- building
+
+    def apply(self, sig: Signature, ctx: Context) -> None:
+        """Add the messages that start the frozen node ``sig`` in ``ctx``."""
+        if isinstance(sig, chunks):
+            sig = sig.group()
+            _freeze(sig)
+        if isinstance(sig, chain):
+            tasks = sig.tasks
+            if not tasks:
+                return
+            rest = [*ctx.rest, *reversed(tasks[1:])]
+            self.apply(tasks[0], ctx.but(rest=rest))
+        elif isinstance(sig, group):
+            self._group(sig, ctx)
+        elif isinstance(sig, chord):
+            self._chord(sig, ctx)
+        else:
+            self._task(sig, ctx)
+
+    def _group(self, sig: group, ctx: Context) -> None:
+        if ctx.rest:
+            # A group with work after it: the work waits for the whole group (a chord).
+            body = ctx.rest[-1]
+            upgraded = chord(sig, body, app=sig._app)
+            self._chord(upgraded, ctx.but(rest=ctx.rest[:-1]))
+            return
+        gid = str(sig.options["task_id"])
+        tasks = sig.tasks
+        for index, task in enumerate(tasks):
+            for leaf in leaves(task):
+                leaf.options["group_id"] = gid
+                leaf.options["group_index"] = index
+        self._save_group(gid, [_result(task, self.app, None) for task in tasks])
+        for task in tasks:
+            self.apply(task, ctx.but(rest=[]))
+
+    def _chord(self, sig: chord, ctx: Context) -> None:
+        header, body = sig.header, sig.body
+        gid = str(header.options["task_id"])
+        if ctx.rest:
+            body.options["chain"] = [*ctx.rest, *_as_list(body.options.get("chain"))]
+        members = leaves(header)
+        callback_id = entry_id(body)
+        for index, leaf in enumerate(members):
+            leaf.options["group_id"] = gid
+            leaf.options["group_index"] = index
+            leaf.options["ignore_result"] = False
+            leaf.options["chord"] = {
+                "id": gid,
+                "size": len(members),
+                "index": index,
+                "callback": body,
+                "callback_id": callback_id,
+            }
+        self._save_tuple(gid, [[[str(leaf.options["task_id"]), None], None] for leaf in members])
+        if not members:
+            rest = [_coerce(s, self.app) for s in _as_list(body.options.pop("chain", None))]
+            self.apply(body, ctx.but(prev=([],), kwargs={}, rest=rest))
+            return
+        for task in header.tasks:
+            self.apply(task, ctx.but(rest=[]))
+
+    def _save_group(self, gid: str, results: list[Any]) -> None:
+        self._save_tuple(gid, [result.as_tuple() for result in results])
+
+    def _save_tuple(self, gid: str, members: list[Any]) -> None:
+        """Store a group's membership as ``GroupResult.save`` would (``as_tuple`` form)."""
+        self.records.append((GroupResult.prefix + gid, msgspec.json.encode([[gid, None], members])))
+
+    def _task(self, sig: Signature, ctx: Context) -> None:
+        app = self.app
+        try:
+            task = app.tasks.get(sig.task)
+            if sig.immutable:
+                args, kwargs = sig.args, dict(sig.kwargs)
+            else:
+                args = (*(ctx.prev or ()), *sig.args)
+                kwargs = {**ctx.kwargs, **sig.kwargs}
+            options = {k: v for k, v in sig.options.items() if k not in _WORKFLOW_OPTIONS}
+            options["task_id"] = sig.options["task_id"]
+            for key in ("group_id", "group_index"):
+                if sig.options.get(key) is not None:
+                    options[key] = sig.options[key]
+            options["headers"] = {**ctx.headers, **(sig.options.get("headers") or {})}
+            if ctx.root_id:
+                options["root_id"] = ctx.root_id
+            if ctx.parent_id:
+                options["parent_id"] = ctx.parent_id
+            message = app.build_message(task, args, kwargs, options, name=sig.task)
+            message = message.replace(
+                chain=list(ctx.rest),
+                callbacks=_as_list(sig.options.get("link")),
+                errbacks=_as_list(sig.options.get("link_error")),
+                chord=sig.options.get("chord"),
+            )
+            envelope = None if self.fresh else app.envelope(message, task)
+        except Exception as exc:
+            if self.fresh:
+                raise
+            self.errors.append((sig, ctx, exc))
+            return
+        self.items.append((message, task))
+        if envelope is not None:
+            self.envelopes.append(envelope)
+
+    # -- writing
+
+    def flush(self) -> None:
+        """Save group records, then publish: records first, so no task can miss them."""
+        app = self.app
+        if self.records:
+            app.backend.set_many(self.records, app.conf.result_expires)
+        if self.fresh:
+            if self.items:
+                app.publish(self.items)
+            return
+        if not self.envelopes:
+            return
+        ids = [message.id for message, _ in self.items]
+        found = app.results.read_many(ids)
+        # A task revoked before it was sent is sent anyway: the worker refuses it, and
+        # its REVOKED outcome then flows on to what follows it, as any failure does.
+        envelopes = [
+            envelope
+            for envelope, record in zip(self.envelopes, found, strict=True)
+            if record is None or record.status == states.REVOKED
+        ]
+        if envelopes:
+            app.broker.publish(envelopes)
+
+
+def send(
+    sig: Signature,
+    app: Conveyor,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    options: Mapping[str, Any],
+) -> Any:
+    """Freeze a copy of ``sig`` and send it: the client side of every ``apply_async``."""
+    node = _copy(sig)
+    node._app = app
+    node.options.update(options)
+    root_id = node.options.pop("root_id", None)
+    parent_id = node.options.pop("parent_id", None)
+    prev: tuple[Any, ...] | None = None
+    if node.subtask_type:
+        prev = args or None
+    elif not node.immutable:
+        node.args = (*args, *node.args)
+        node.kwargs = {**node.kwargs, **kwargs}
+        kwargs = {}
+    _freeze(node)
+    request = current_request()
+    ctx = Context(
+        prev=prev,
+        kwargs=kwargs if node.subtask_type else {},
+        parent_id=parent_id or (request.id if request else None),
+        root_id=root_id or (request.root_id if request else None) or entry_id(node),
+        headers={},
+    )
+    plan = Plan(app, fresh=True)
+    plan.apply(node, ctx)
+    plan.flush()
+    return _result(node, app, None)

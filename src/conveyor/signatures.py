@@ -1,0 +1,426 @@
+"""Signatures: a task call as plain data, the unit every workflow is built from.
+
+A signature *is* a dict (``task``, ``args``, ``kwargs``, ``options``, ``subtask_type``,
+``immutable``), so it encodes to JSON as it is, can be passed as a task argument or
+stored, and comes back with ``signature(data)``.
+
+This module holds the ``Signature`` base class and what every part of the canvas shares:
+copying a tree of signatures, turning dicts back into signatures, and the options that
+are workflow bookkeeping rather than send options. It is kept apart from the kinds built
+on it (chain, group, chord, chunks in ``conveyor.canvas``), from freezing
+(``conveyor.freeze``) and from sending (``conveyor.plan``). Those modules all import this
+one, so the few ``Signature`` methods that reach back into them (``|``, ``freeze``,
+``apply_async``, pickling) import them when called; ``conveyor.canvas`` registers its kinds
+in ``_KINDS`` so that rebuilding a signature from a dict needs no such import.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+if TYPE_CHECKING:
+    from .app import Conveyor
+    from .groupresult import GroupResult
+    from .result import AsyncResult
+    from .task import Task
+
+__all__ = ["Signature", "signature_from_dict"]
+
+# Options that freezing and sending set (ids, links, a chord member's entry), and those
+# taken from the current task: none is handed down from a container to its tasks.
+_WORKFLOW_OPTIONS = frozenset(
+    {"task_id", "link", "link_error", "chain", "chord", "group_id", "group_index"}
+)
+_CONTEXT_OPTIONS = frozenset({"root_id", "parent_id"})
+_NOT_INHERITED = _WORKFLOW_OPTIONS | _CONTEXT_OPTIONS
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _copy(sig: Signature) -> Signature:
+    """A copy to freeze and change: new signatures and option containers all the way
+    down; argument values are shared (nothing here changes them). Much cheaper than
+    ``deepcopy`` for a group of ten thousand."""
+    new = type(sig).__new__(type(sig))
+    kwargs = dict(sig.get("kwargs") or {})
+    if sig.subtask_type:
+        for key, value in kwargs.items():
+            if isinstance(value, Mapping) and "task" in value:
+                kwargs[key] = _copy(_coerce(value, sig._app))
+            elif key == "tasks":
+                kwargs[key] = [_copy(_coerce(item, sig._app)) for item in value]
+    options = dict(sig.get("options") or {})
+    for key in ("link", "link_error", "chain"):
+        if key in options:
+            options[key] = [_copy(_coerce(item, sig._app)) for item in _as_list(options[key])]
+    for key in ("headers", "chord"):
+        if isinstance(options.get(key), Mapping):
+            options[key] = dict(options[key])
+    dict.__init__(new, sig)
+    new["kwargs"] = kwargs
+    new["options"] = options
+    new._app = sig._app
+    return new
+
+
+def _plain(value: Any) -> Any:
+    return msgspec.json.decode(msgspec.json.encode(value))
+
+
+def _find_app(sig: Signature) -> Conveyor | None:
+    if sig._app is not None:
+        return sig._app
+    kwargs = sig.get("kwargs") or {}
+    for key in ("tasks", "header", "body", "task"):
+        value = kwargs.get(key)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, Signature):
+                found = _find_app(item)
+                if found is not None:
+                    return found
+    return None
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, Mapping):
+        return [value]
+    return list(value)
+
+
+class Signature(dict[str, Any]):
+    """``add.s(2, 2)``: a task name with arguments and send options; a dict underneath."""
+
+    def __init__(
+        self,
+        task: Any = None,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+        immutable: bool = False,
+        app: Conveyor | None = None,
+        subtask_type: str | None = None,
+        **extra_options: Any,
+    ) -> None:
+        if isinstance(task, Mapping):
+            data = task
+            task = data.get("task")
+            args = data.get("args") if args is None else args
+            kwargs = data.get("kwargs") if kwargs is None else kwargs
+            options = data.get("options") if options is None else options
+            immutable = bool(data.get("immutable", immutable))
+            subtask_type = data.get("subtask_type", subtask_type)
+        elif task is not None and not isinstance(task, str):
+            app = app or getattr(task, "_app", None)
+            task = task.name
+        opts = {**dict(options or {}), **extra_options}
+        immutable = bool(opts.pop("immutable", immutable))
+        super().__init__(
+            task=task or "",
+            args=tuple(args or ()),
+            kwargs=dict(kwargs or {}),
+            options=opts,
+            subtask_type=subtask_type,
+            immutable=immutable,
+        )
+        self._app = app
+
+    # -- fields -------------------------------------------------------------------------
+
+    @property
+    def task(self) -> str:
+        return str(self["task"])
+
+    @task.setter
+    def task(self, value: str) -> None:
+        self["task"] = value
+
+    @property
+    def name(self) -> str:
+        return self.task
+
+    @property
+    def args(self) -> tuple[Any, ...]:
+        return tuple(self["args"])
+
+    @args.setter
+    def args(self, value: Sequence[Any]) -> None:
+        self["args"] = tuple(value)
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = self["kwargs"]
+        return kwargs
+
+    @kwargs.setter
+    def kwargs(self, value: Mapping[str, Any]) -> None:
+        self["kwargs"] = dict(value)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        options: dict[str, Any] = self["options"]
+        return options
+
+    @options.setter
+    def options(self, value: Mapping[str, Any]) -> None:
+        self["options"] = dict(value)
+
+    @property
+    def immutable(self) -> bool:
+        return bool(self.get("immutable"))
+
+    @immutable.setter
+    def immutable(self, value: bool) -> None:
+        self["immutable"] = bool(value)
+
+    @property
+    def subtask_type(self) -> str | None:
+        value = self.get("subtask_type")
+        return None if value is None else str(value)
+
+    @property
+    def id(self) -> str | None:
+        """The id of the result this signature gives (known once frozen or set)."""
+        value = self.options.get("task_id")
+        return None if value is None else str(value)
+
+    @property
+    def app(self) -> Conveyor:
+        """Its own app; for a chain, group or chord without one, its first task's app."""
+        if self._app is not None:
+            return self._app
+        found = _find_app(self)
+        if found is not None:
+            self._app = found
+            return found
+        from .app import current_app
+
+        return current_app()
+
+    @property
+    def type(self) -> Task:
+        """The registered task this signature calls."""
+        return self.app.tasks[self.task]
+
+    # -- building -----------------------------------------------------------------------
+
+    def set(self, immutable: bool | None = None, **options: Any) -> Signature:
+        """Update the send options in place; returns the signature for chaining."""
+        if immutable is not None:
+            self.immutable = immutable
+        self.options.update(options)
+        return self
+
+    def set_immutable(self, immutable: bool) -> None:
+        self.immutable = immutable
+
+    def clone(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Signature:
+        """A copy to change freely; unless immutable, ``args`` are prepended and ``kwargs``
+        merged (the partial arguments a parent result completes)."""
+        sig = _copy(self)
+        if not self.immutable and not self.subtask_type:
+            sig.args = (*(args or ()), *self.args)
+            sig.kwargs = {**self.kwargs, **(kwargs or {})}
+        sig.options.update(options)
+        return sig
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Signature:
+        new = type(self).__new__(type(self))
+        dict.__init__(new, {key: copy.deepcopy(value, memo) for key, value in self.items()})
+        new._app = self._app
+        return new
+
+    def __reduce__(self) -> Any:
+        # Deferred: conveyor.canvas (where pickles find ``signature``) imports this module.
+        from .canvas import signature
+
+        return (signature, (dict(self),))
+
+    def replace(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> Signature:
+        """A copy with the arguments or options swapped (not merged)."""
+        sig = copy.deepcopy(self)
+        if args is not None:
+            sig.args = tuple(args)
+        if kwargs is not None:
+            sig.kwargs = dict(kwargs)
+        if options is not None:
+            sig.options = dict(options)
+        return sig
+
+    def link(self, callback: Mapping[str, Any]) -> Signature:
+        """Apply ``callback`` to this task's result when it succeeds; returns the callback."""
+        sig = _coerce(callback, self._app)
+        self.options["link"] = [*_as_list(self.options.get("link")), sig]
+        return sig
+
+    def link_error(self, errback: Mapping[str, Any]) -> Signature:
+        """Run ``errback`` when this fails; returns the errback.
+
+        As in Celery, an errback that still needs two or more positional arguments after
+        its own (``def handler(request, exc, traceback)``) is called in the worker right
+        after the failure; any other (``def on_error(task_id)``) is sent as a task with the
+        failed task's id as its first argument.
+        """
+        sig = _coerce(errback, self._app)
+        self.options["link_error"] = [*_as_list(self.options.get("link_error")), sig]
+        return sig
+
+    def on_error(self, errback: Mapping[str, Any]) -> Signature:
+        """``link_error`` that returns this signature, to go on building a chain."""
+        self.link_error(errback)
+        return self
+
+    def __or__(self, other: Any) -> Signature:  # type: ignore[override]
+        # Deferred: chain, group and chord subclass Signature, so canvas imports us first.
+        from .canvas import chain, chord, group
+
+        other = _coerce(other, self._app)
+        if isinstance(self, group):
+            return chord(self, other, app=self._app)
+        if isinstance(self, chain):
+            extra = other.tasks if isinstance(other, chain) else [other]
+            joined = chain(*self.tasks, *extra, app=self._app)
+            joined.options.update(copy.deepcopy(self.options))
+            return joined
+        if isinstance(other, chain):
+            joined = chain(self, *other.tasks, app=self._app)
+            joined.options.update(copy.deepcopy(other.options))
+            return joined
+        return chain(self, other, app=self._app)
+
+    def __invert__(self) -> Any:
+        return self.apply_async().get()
+
+    # -- sending ------------------------------------------------------------------------
+
+    def freeze(self, _id: str | None = None) -> AsyncResult | GroupResult:
+        """Give every node its id now (in place) and return the result it will have."""
+        # Deferred: conveyor.freeze walks the canvas classes, which build on this module.
+        from .freeze import _freeze, _result, _set_result_id
+
+        if _id is not None:
+            _set_result_id(self, _id)
+        _freeze(self)
+        result: AsyncResult | GroupResult = _result(self, self.app, None)
+        return result
+
+    def apply_async(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Any:
+        """Send it; returns the result handle (AsyncResult, or GroupResult for a group)."""
+        app = self.app
+        if app.conf.task_always_eager:
+            return self.apply(args, kwargs, **options)
+        merged = {**self.options, **options}
+        if not self.subtask_type and not merged.get("link") and not merged.get("link_error"):
+            sig = self.clone(args, kwargs, **options)  # a lone task: the task's own send path
+            task = app.tasks.get(sig.task)
+            if task is not None:
+                return task.apply_async(sig.args, sig.kwargs, **sig.options)
+            return app.send_task(sig.task, sig.args, sig.kwargs, **sig.options)
+        # Deferred: conveyor.plan builds on the canvas classes, which build on this module.
+        from .plan import send
+
+        return send(self, app, tuple(args or ()), dict(kwargs or {}), options)
+
+    def delay(self, *args: Any, **kwargs: Any) -> Any:
+        return self.apply_async(args, kwargs)
+
+    def apply(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Any:
+        """Run it here and now (``Task.apply`` for each task); returns an EagerResult."""
+        sig = self.clone(args, kwargs)
+        opts = {k: v for k, v in {**sig.options, **options}.items() if k not in _NOT_INHERITED}
+        if "task_id" in sig.options:
+            opts["task_id"] = sig.options["task_id"]
+        return sig.type.apply(sig.args, sig.kwargs, **opts)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the task function here, with the partial arguments completed."""
+        sig = self.clone(args, kwargs)
+        return sig.type(*sig.args, **sig.kwargs)
+
+    # -- data ---------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data: what the JSON encoding holds."""
+        from .serialization import decode_value, encode_value
+
+        data: dict[str, Any] = decode_value(encode_value(self))
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], app: Conveyor | None = None) -> Signature:
+        return signature_from_dict(data, app)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when their data is: tuples and lists, signatures and dicts compare alike."""
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        try:
+            return bool(_plain(self) == _plain(other))
+        except (TypeError, ValueError):
+            return dict.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        parts = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
+        return f"{self.task}{'!' if self.immutable else ''}({', '.join(parts)})"
+
+
+# -- conversion ---------------------------------------------------------------------------
+
+_KINDS: dict[str, type[Signature]] = {}
+"""The ``Signature`` subclass for each ``subtask_type``. ``conveyor.canvas`` adds its
+kinds (chain, group, chord, chunks) when it is imported, which the package does first."""
+
+
+def signature_from_dict(data: Mapping[str, Any], app: Conveyor | None = None) -> Signature:
+    """Rebuild a signature (of the right kind) from its dict form."""
+    kind = _KINDS.get(str(data.get("subtask_type") or ""))
+    sig = (kind or Signature).__new__(kind or Signature)
+    Signature.__init__(sig, data, app=app)
+    return sig
+
+
+def _coerce(value: Any, app: Conveyor | None) -> Signature:
+    if isinstance(value, Signature):
+        if app is not None and value._app is None:
+            value._app = app
+        return value
+    if isinstance(value, Mapping):
+        return signature_from_dict(value, app)
+    if hasattr(value, "s") and hasattr(value, "name"):
+        sig: Signature = value.s()
+        return sig
+    raise TypeError(f"not a signature: {value!r} (use task.s(...) or signature('name'))")
