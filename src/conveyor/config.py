@@ -37,6 +37,7 @@ class Settings:
     task_default_queue: str = "default"
     task_default_priority: int = 0
     task_track_started: bool = True
+    task_track_received: bool = False
     task_acks_late: bool = True
     task_ignore_result: bool = False
     task_default_max_retries: int | None = 3

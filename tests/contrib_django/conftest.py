@@ -274,5 +274,16 @@ def worker(database: Database) -> Iterator[Worker]:
         shutil.rmtree(mail_dir, ignore_errors=True)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed test that used the worker gets the end of the worker's log in its report."""
+    report = yield
+    running = getattr(item, "funcargs", {}).get("worker")
+    if isinstance(running, Worker) and report.failed:
+        tail = "\n".join(running.log().splitlines()[-80:])
+        report.sections.append(("worker log (last lines)", tail or "(empty)"))
+    return report
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(WORK, ignore_errors=True)

@@ -535,3 +535,24 @@ def test_public_api_is_sorted_and_importable() -> None:
     assert conveyor.__all__ == sorted(conveyor.__all__)
     for name in conveyor.__all__:
         assert getattr(conveyor, name) is not None
+
+
+def test_received_is_recorded_for_prefetched_tasks_when_asked(clock: FakeClock) -> None:
+    from conveyor.testing import _NoTracker
+    from conveyor.worker.consumer import Consumer
+
+    app = memory_app("received", clock=clock, task_track_received=True)
+    seen: list[str] = []
+
+    @app.task
+    def first(other_id: str) -> None:
+        seen.append(app.AsyncResult(other_id).state)
+
+    @app.task
+    def second() -> None: ...
+
+    later = second.apply_async(priority=0)
+    now = first.apply_async((later.id,), priority=9)
+    Consumer(app, ["default"], "testing@localhost", _NoTracker(), prefetch=2, max_tasks=2).run()
+    assert seen == [states.RECEIVED]  # reserved with the first, waiting its turn
+    assert now.state == later.state == states.SUCCESS

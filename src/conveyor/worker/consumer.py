@@ -50,6 +50,7 @@ class Consumer:
         self.lease = float(app.conf.broker_lease)
         self.buffer: deque[Delivery] = deque()
         self.batch_size = self.prefetch
+        self.track_received = bool(app.conf.task_track_received)
         self._batch_started = 0.0
         self._batch_len = 0
         self.done = 0
@@ -82,6 +83,8 @@ class Consumer:
                 self._batch_started, self._batch_len = time.monotonic(), len(batch)
                 self.tracker.reserved(batch)
                 self.executor.guards.prefetch(batch)
+                if self.track_received:
+                    self.executor.received(batch)
                 self.buffer.extend(batch)
             delivery = self.buffer.popleft()
             try:
@@ -122,6 +125,7 @@ class Consumer:
 
     def _give_back(self, deliveries: list[Delivery]) -> None:
         for delivery in deliveries:
+            self.executor.forget(delivery)
             try:
                 self.broker.nack(delivery)
             except Exception:

@@ -66,15 +66,45 @@ class Executor:
         self.guards = Guards(app)
         self.acks: list[tuple[Delivery, Message]] = []
         self.writes: list[tuple[Delivery, Message, TaskRecord, bytes, int]] = []
+        self._decoded: dict[str, Message] = {}
         self.running = False
         """True while a task's own code runs: only then may a terminate signal interrupt."""
 
     # -- the pipeline -------------------------------------------------------------------
 
+    def received(self, deliveries: list[Delivery]) -> None:
+        """Record RECEIVED for a reserved batch, in one write (``task_track_received``).
+
+        Written with each message's attempt fence, so it never hides a newer state; the
+        decoded messages are kept for ``handle``.
+        """
+        items = []
+        for delivery in deliveries:
+            try:
+                message = self._decoded[delivery.id] = decode_message(delivery.body)
+            except DecodeError:
+                continue
+            if message.ignore_result:
+                continue
+            record = TaskRecord(
+                status=states.RECEIVED,
+                task=message.task,
+                retries=message.retries,
+                worker=self.hostname,
+            )
+            attempt = fence(message.retries, delivery.delivery_count)
+            items.append((message.id, self.results.encode(record), attempt))
+        if items:
+            self.results.write_encoded(items)
+
+    def forget(self, delivery: Delivery) -> None:
+        """Drop what ``received`` kept for a delivery handed back unrun."""
+        self._decoded.pop(delivery.id, None)
+
     def handle(self, delivery: Delivery) -> str:
         """Process one delivery; returns the final state."""
         try:
-            message = decode_message(delivery.body)
+            message = self._decoded.pop(delivery.id, None) or decode_message(delivery.body)
         except DecodeError as exc:
             return self._refuse(delivery, None, None, exc, str(exc))
         attempt = fence(message.retries, delivery.delivery_count)
