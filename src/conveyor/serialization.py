@@ -44,6 +44,8 @@ def _enc_hook(obj: Any) -> Any:
 
 
 def _dec_hook(tp: type, obj: Any) -> Any:
+    if tp is object:  # ``dict[str, object]``: any JSON value, as it is
+        return obj
     validate = getattr(tp, "model_validate", None)
     if validate is not None:
         return validate(obj)

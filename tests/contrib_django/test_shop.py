@@ -107,7 +107,7 @@ def test_the_report_view_starts_a_long_task_whose_progress_is_reported(worker: W
     wait_until(finished, interval=0.02, what="the report")
     progress = [body["progress"] for body in seen if body["state"] == "PROGRESS"]
     assert progress, seen
-    assert all(p["total"] == 8 and 0 < p["current"] <= 8 for p in progress)
+    assert all(p["total"] == 8 and 0 < p["current"] <= 8 for p in progress), seen
     assert seen[-1]["result"] == {
         "total": 8,
         "by_status": {"READY": 8},

@@ -556,3 +556,13 @@ def test_received_is_recorded_for_prefetched_tasks_when_asked(clock: FakeClock) 
     Consumer(app, ["default"], "testing@localhost", _NoTracker(), prefetch=2, max_tasks=2).run()
     assert seen == [states.RECEIVED]  # reserved with the first, waiting its turn
     assert now.state == later.state == states.SUCCESS
+
+
+def test_annotations_that_nest_object_take_any_value(app: Conveyor) -> None:
+    @app.task
+    def report(meta: dict[str, object]) -> dict[str, object]:
+        return {"seen": meta, "count": len(meta)}
+
+    result = report.delay({"a": 1, "b": [1, 2]})
+    run_until_empty(app)
+    assert result.get(timeout=1) == {"seen": {"a": 1, "b": [1, 2]}, "count": 2}

@@ -6,7 +6,7 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from conveyor import AsyncResult
+from conveyor import current_app
 
 from .tasks import emails_report as emails_report_task
 
@@ -20,8 +20,9 @@ def report_start(request: HttpRequest) -> JsonResponse:
 
 @require_GET
 def task_status(request: HttpRequest, task_id: str) -> JsonResponse:
-    result = AsyncResult(task_id)
-    state, info = result.state, result.info  # each read goes to the result store
+    record = current_app().results.read(task_id)  # state and meta in one read, consistent
+    state = record.status if record is not None else "PENDING"
+    info = record.result if record is not None else None
     body: dict[str, object] = {"task_id": task_id, "state": state}
     if state == "PROGRESS" and isinstance(info, dict):
         current, total = info.get("current", 0), info.get("total") or 1

@@ -63,6 +63,7 @@ _STATUS = {
     states.REJECTED: TaskResultStatus.FAILED,
     states.IGNORED: TaskResultStatus.FAILED,
     states.PENDING: TaskResultStatus.READY,
+    states.RECEIVED: TaskResultStatus.READY,
     states.RETRY: TaskResultStatus.READY,
 }
 
