@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .groupresult import GroupResult
 from .signatures import _KINDS, Signature, _coerce, _new_id
@@ -64,27 +64,29 @@ FORWARD = "conveyor.forward"
 too". ``Task.replace`` puts it on the replacement so the replaced id gets the result."""
 
 
-class chain(Signature):
-    """``chain(a.s(), b.s(), c.si())`` or ``a.s() | b.s()``: each result feeds the next."""
+class _Composite(Signature):
+    """A signature over a list of signatures (a chain's steps, a group's members)."""
+
+    name_: ClassVar[str]
+    kind_: ClassVar[str]
 
     def __init__(self, *tasks: Any, app: Conveyor | None = None, **options: Any) -> None:
         if len(tasks) == 1 and not isinstance(tasks[0], Mapping):
             tasks = tuple(tasks[0])
         sigs = [_coerce(t, app) for t in tasks]
-        super().__init__(
-            CHAIN,
-            (),
-            {"tasks": sigs},
-            options,
-            app=app,
-            subtask_type="chain",
-        )
+        super().__init__(self.name_, (), {"tasks": sigs}, options, app=app, subtask_type=self.kind_)
 
     @property
     def tasks(self) -> list[Signature]:
         tasks = [_coerce(t, self._app) for t in self.kwargs.get("tasks", [])]
         self.kwargs["tasks"] = tasks
         return tasks
+
+
+class chain(_Composite):
+    """``chain(a.s(), b.s(), c.si())`` or ``a.s() | b.s()``: each result feeds the next."""
+
+    name_, kind_ = CHAIN, "chain"
 
     def apply(
         self,
@@ -104,27 +106,10 @@ class chain(Signature):
         return " | ".join(repr(t) for t in self.tasks) if self.tasks else "chain()"
 
 
-class group(Signature):
+class group(_Composite):
     """``group(process.s(i) for i in ids)``: run in parallel; a GroupResult in that order."""
 
-    def __init__(self, *tasks: Any, app: Conveyor | None = None, **options: Any) -> None:
-        if len(tasks) == 1 and not isinstance(tasks[0], Mapping):
-            tasks = tuple(tasks[0])
-        sigs = [_coerce(t, app) for t in tasks]
-        super().__init__(
-            GROUP,
-            (),
-            {"tasks": sigs},
-            options,
-            app=app,
-            subtask_type="group",
-        )
-
-    @property
-    def tasks(self) -> list[Signature]:
-        tasks = [_coerce(t, self._app) for t in self.kwargs.get("tasks", [])]
-        self.kwargs["tasks"] = tasks
-        return tasks
+    name_, kind_ = GROUP, "group"
 
     def apply(
         self,

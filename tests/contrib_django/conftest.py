@@ -74,7 +74,7 @@ from django.conf import settings  # noqa: E402
 from django.contrib.contenttypes.models import ContentType  # noqa: E402
 from django.core import mail  # noqa: E402
 from django.core.management.color import no_style  # noqa: E402
-from django.db import connection, connections  # noqa: E402
+from django.db import OperationalError, connection, connections  # noqa: E402
 
 from conveyor import Conveyor  # noqa: E402
 from conveyor.app import current_app  # noqa: E402
@@ -171,7 +171,16 @@ def flush() -> None:
         if model._meta.app_label in _FLUSHED_APPS or model._meta.db_table in _FLUSHED_TABLES
     ]
     statements = connection.ops.sql_flush(no_style(), tables, allow_cascade=True)
-    connection.ops.execute_sql_flush(statements)
+    for attempt in range(5):
+        try:
+            connection.ops.execute_sql_flush(statements)
+            return
+        except OperationalError as exc:
+            # PostgreSQL breaks a deadlock with a worker process that is still closing its
+            # connection by aborting one side; this side tries again.
+            if "deadlock" not in str(exc) or attempt == 4:
+                raise
+            time.sleep(0.2)
 
 
 @pytest.fixture(autouse=True)
