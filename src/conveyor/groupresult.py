@@ -299,17 +299,8 @@ class GroupResult(ResultSet, AsyncResult):
     def result(self) -> Any:
         return [r.result for r in self.results]
 
-    def get(
-        self,
-        timeout: float | None = None,
-        propagate: bool = True,
-        interval: float = 0.5,
-        disable_sync_subtasks: bool = True,
-        callback: Callable[[str, Any], None] | None = None,
-    ) -> list[Any]:
-        return self.join(timeout, propagate, interval, disable_sync_subtasks, callback)
-
-    wait = get
+    get = ResultSet.get  # not AsyncResult's: a group's value is its members' values
+    wait = ResultSet.get
 
     def as_tuple(self) -> list[Any]:
         """``[[id, parent], [member tuples]]``: plain data that ``result_from_tuple`` rebuilds."""

@@ -8,41 +8,27 @@ The tasks live in apps/control_tasks.py, registered on the sample app. Workers s
 
 from __future__ import annotations
 
-import importlib
-import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+import contextlib
+from collections.abc import Iterable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
-from .support import WorkerProcess, Workers
+from .support import WorkerProcess, Workers, extra_tasks, start_worker_with
 
 MODULE = "control_tasks"
 INCLUDE = {"CONVEYOR_INCLUDE": MODULE}
 
 
-@contextmanager
-def control_tasks_module(sample_tasks: ModuleType) -> Iterator[ModuleType]:
+def control_tasks_module(sample_tasks: ModuleType) -> contextlib.AbstractContextManager[ModuleType]:
     """control_tasks imported afresh, so its tasks are bound to this test's sample app."""
-    sys.modules.pop(MODULE, None)
-    module = importlib.import_module(MODULE)
-    try:
-        if module.app is not sample_tasks.app:
-            raise AssertionError("control_tasks did not bind to this test's sample app")
-        yield module
-    finally:
-        sys.modules.pop(MODULE, None)
+    return extra_tasks(MODULE, sample_tasks)
 
 
 def start_worker(
     workers: Workers, *args: str, env: Mapping[str, str] | None = None
 ) -> WorkerProcess:
     """A ``conveyor worker`` that also loads the control tasks; waits until it is ready."""
-    worker = workers.start(*args, env={**INCLUDE, **(env or {})})
-    banner = worker.log()
-    if f"{MODULE}.mark_ran" not in banner:
-        raise AssertionError(f"worker {worker.name} did not load {MODULE}:\n{banner}")
-    return worker
+    return start_worker_with(workers, MODULE, f"{MODULE}.mark_ran", *args, env=env)
 
 
 def scheduled(app: Any) -> int:

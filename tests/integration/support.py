@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -309,3 +309,29 @@ def run_cli(
         timeout=timeout,
         check=False,
     )
+
+
+@contextlib.contextmanager
+def extra_tasks(name: str, sample_tasks: Any) -> Iterator[Any]:
+    """Another tasks module (registered on the sample app) imported afresh for one test."""
+    sys.modules.pop(name, None)
+    import importlib
+
+    module = importlib.import_module(name)
+    try:
+        if module.app is not sample_tasks.app:
+            raise AssertionError(f"{name} did not bind to this test's sample app")
+        yield module
+    finally:
+        sys.modules.pop(name, None)
+
+
+def start_worker_with(
+    workers: Workers, module: str, marker: str, *args: str, env: Mapping[str, str] | None = None
+) -> WorkerProcess:
+    """A ``conveyor worker`` that also imports ``module`` (include setting); ready when its
+    banner lists ``marker``."""
+    worker = workers.start(*args, env={"CONVEYOR_INCLUDE": module, **(env or {})})
+    if marker not in worker.log():
+        raise AssertionError(f"worker {worker.name} did not load {module}:\n{worker.log()}")
+    return worker
