@@ -417,7 +417,7 @@ def test_claims_outlive_the_schedules_period(app, store, clock):
 
     clock.advance(10 * 86400)  # past the app's one-day idempotency window
 
-    assert app.coordinator.get(f"beat:{due_key('weekly', at(-3 * 3600))}") == scheduler.id
+    assert app.coordinator.get(f"beat:{due_key('weekly', at(-3 * 3600))}") == f"sent:{scheduler.id}"
 
 
 def test_a_one_off_fires_once_and_is_then_disabled(app, store, clock, outbox):
@@ -520,3 +520,29 @@ def test_a_fork_waits_for_the_beat_threads_pass_and_leaves_no_lock_held(app, sto
     finally:
         beat.stop()
     assert beat.scheduler.stopped
+
+
+def test_a_scheduler_that_dies_mid_send_does_not_lose_the_run(app, store, clock, outbox):
+    app.conf.beat_schedule = {"tick": {"task": "tasks.tick", "schedule": 60}}
+    survivor = Scheduler(app, store, retry_delay=1.0)
+    survivor.setup()
+    drive(clock, [survivor], 59)
+    # Another scheduler claimed the run due at 60 s, then died before sending it.
+    app.coordinator.put_if_absent(f"beat:{due_key('tick', at(60))}", "sending:ghost", 30.0)
+    drive(clock, [survivor], 75)
+    assert outbox.dues("tick") == []  # it might still be sending: wait for the claim
+    drive(clock, [survivor], 100)
+    assert outbox.dues("tick") == [iso(60)]  # the claim expired: the survivor sent the run
+    drive(clock, [survivor], 250)
+    assert outbox.dues("tick") == [iso(60 * n) for n in range(1, 5)]
+
+
+def test_a_run_sent_by_another_scheduler_is_not_sent_again(app, store, clock, outbox):
+    app.conf.beat_schedule = {"tick": {"task": "tasks.tick", "schedule": 60}}
+    one, two = Scheduler(app, store), Scheduler(app, store)
+    one.setup()
+    two.setup()
+    drive(clock, [one, two], 600)
+    dues = outbox.dues("tick")
+    assert dues == [iso(60 * n) for n in range(1, 11)]
+    assert max(Counter(dues).values()) == 1

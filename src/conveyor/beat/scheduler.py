@@ -34,6 +34,9 @@ __all__ = ["Scheduler", "due_key", "run_now"]
 
 logger = logging.getLogger("conveyor.beat")
 
+SENDING_CLAIM = 30.0
+"""Seconds a claim lasts while its run is being sent; then it is made as long as the run's
+own claim. A scheduler that dies mid-send blocks the run for at most this long."""
 _LOOKBACK = (timedelta(minutes=1), timedelta(hours=1), timedelta(days=1), timedelta(days=32))
 """Windows searched, narrowest first, for the newest missed run (so a long outage does not
 mean walking every missed minute)."""
@@ -247,7 +250,8 @@ class Scheduler:
                     self.store.skip_to(entry.name, missed)
                     self._fired[entry.name] = (entry.schedule, missed)
         for due in fire[: self.max_batch]:
-            self._fire(entry, due, now)
+            if not self._fire(entry, due, now):
+                return self.retry_delay
         if len(fire) > self.max_batch:
             return 0.0
         after = max(self._since(entry) or start, now)
@@ -258,15 +262,26 @@ class Scheduler:
             return math.inf
         return (upcoming - now).total_seconds()
 
-    def _fire(self, entry: Entry, due: datetime, now: datetime) -> None:
+    def _fire(self, entry: Entry, due: datetime, now: datetime) -> bool:
+        """Claim and send one run; False while another scheduler is still sending it.
+
+        The claim is taken for SENDING_CLAIM seconds and made long only once the run is
+        sent, so a scheduler that dies in between leaves a claim that soon expires and
+        another scheduler sends the run (the idempotency key it is sent with keeps a run
+        the dead one did send from being enqueued twice).
+        """
         key = due_key(entry.name, due)
         claim = f"beat:{key}"
         ttl = self._claim_ttl(entry.schedule, due)
-        holder = self.app.coordinator.put_if_absent(claim, self.id, ttl)
+        mine = f"sending:{self.id}"
+        holder = self.app.coordinator.put_if_absent(claim, mine, min(ttl, SENDING_CLAIM))
         if holder is not None:
-            logger.debug("beat: %s was sent by %s", key, holder)
+            if holder.startswith("sending:"):
+                logger.debug("beat: %s is being sent by %s", key, holder.partition(":")[2])
+                return False
+            logger.debug("beat: %s was sent by %s", key, holder.partition(":")[2])
             self._fired[entry.name] = (entry.schedule, due)
-            return
+            return True
         try:
             result = send_entry(self.app, entry, key, due)
         except (TypeError, ValueError, ImproperlyConfigured) as exc:
@@ -274,10 +289,11 @@ class Scheduler:
             logger.error("beat: cannot send %s, run skipped: %s", key, exc)
             self.store.skip_to(entry.name, due)
             self._fired[entry.name] = (entry.schedule, due)
-            return
+            return True
         except BaseException:
-            self.app.coordinator.delete(claim, self.id)
+            self.app.coordinator.delete(claim, mine)
             raise
+        self.app.coordinator.put_many([(claim, f"sent:{self.id}")], ttl)
         self._fired[entry.name] = (entry.schedule, due)
         self.store.record_run(entry.name, due, now)
         logger.info(
@@ -287,6 +303,7 @@ class Scheduler:
             due.astimezone(self.timezone).isoformat(),
             result.id,
         )
+        return True
 
     def _claim_ttl(self, schedule: Schedule, due: datetime) -> float:
         """Longer than the schedule's period and the app's idempotency window."""
