@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from .app import Conveyor
     from .result import AsyncResult, EagerResult
 
-__all__ = ["TASK_OPTIONS", "Task"]
+__all__ = ["TASK_OPTIONS", "Task", "task"]
 
 _UNSET: Any = object()
 
@@ -461,3 +461,13 @@ def now() -> float:
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+def task(*args: Any, **options: Any) -> Any:
+    """Celery's old ``from celery.task import task`` decorator: ``@task`` or ``@task(...)``.
+
+    The same as ``shared_task``; kept so code written that way ports by its imports alone.
+    """
+    from .app import shared_task
+
+    return shared_task(*args, **options)

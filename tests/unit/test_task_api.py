@@ -566,3 +566,19 @@ def test_annotations_that_nest_object_take_any_value(app: Conveyor) -> None:
     result = report.delay({"a": 1, "b": [1, 2]})
     run_until_empty(app)
     assert result.get(timeout=1) == {"seen": {"a": 1, "b": [1, 2]}, "count": 2}
+
+
+def test_the_old_task_decorator_still_works(app: Conveyor) -> None:
+    from conveyor.task import task  # was: from celery.task import task
+
+    @task
+    def process_image(image_url: str) -> str:
+        return f"resized {image_url}"
+
+    @task()
+    def some_task(model_name: str, model_id: int) -> str:
+        return f"{model_name}:{model_id}"
+
+    first, second = process_image.delay("cat.png"), some_task.delay("alarm", 3)
+    run_until_empty(app)
+    assert (first.get(timeout=1), second.get(timeout=1)) == ("resized cat.png", "alarm:3")
