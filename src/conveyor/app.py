@@ -7,7 +7,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar, overload
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, overload
 
 from .backends import backend_from_url
 from .backends.base import ResultBackend
@@ -21,12 +21,13 @@ from .locks import Lock
 from .message import Message
 from .records import ResultStore
 from .request import Context, current_request
-from .result import AsyncResult
+from .result import AnyResult, AsyncResult
 from .serialization import encode_message, pickle_arguments
 from .task import (
     CELERY_TRANSPORT_OPTIONS,
     SEND_OPTIONS,
     TASK_OPTIONS,
+    AnyTask,
     Task,
     check_options,
     format_key,
@@ -35,16 +36,18 @@ from .task import (
 
 __all__ = ["Conveyor", "current_app", "shared_task"]
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T", bound=AnyTask)
 
 DEFAULT_URL = "sqlite:///conveyor.db"
 
-_shared: dict[str, Task] = {}
+_shared: dict[str, AnyTask] = {}
 _shared_lock = threading.Lock()
 _current: Conveyor | None = None
 
 
-def _same_definition(a: Task, b: Task) -> bool:
+def _same_definition(a: AnyTask, b: AnyTask) -> bool:
     fa = getattr(type(a), "__wrapped__", None)
     fb = getattr(type(b), "__wrapped__", None)
     if fa is not None and fb is not None:
@@ -56,7 +59,7 @@ def _same_definition(a: Task, b: Task) -> bool:
     return type(a).__module__ == type(b).__module__ and type(a).__qualname__ == type(b).__qualname__
 
 
-def _register(registry: dict[str, Task], task: Task) -> Task:
+def _register(registry: dict[str, AnyTask], task: AnyTask) -> AnyTask:
     if not task.name:
         task.name = type(task).default_name()
     existing = registry.get(task.name)
@@ -69,7 +72,7 @@ def _register(registry: dict[str, Task], task: Task) -> Task:
     return task
 
 
-def register_shared(task: Task) -> Task:
+def register_shared(task: AnyTask) -> AnyTask:
     """Register a task every app can see (``@shared_task`` and class-based tasks)."""
     with _shared_lock:
         return _register(_shared, task)
@@ -83,13 +86,13 @@ def current_app() -> Conveyor:
     return _current
 
 
-class TaskRegistry(Mapping[str, Task]):
+class TaskRegistry(Mapping[str, AnyTask]):
     """The app's own tasks, then the shared ones."""
 
     def __init__(self) -> None:
-        self.own: dict[str, Task] = {}
+        self.own: dict[str, AnyTask] = {}
 
-    def __getitem__(self, name: str) -> Task:
+    def __getitem__(self, name: str) -> AnyTask:
         task = self.own.get(name) or _shared.get(name)
         if task is None:
             raise NotRegistered(
@@ -142,14 +145,14 @@ class Conveyor:
         self._coordinator: Coordinator | None = coordinator
         self._lock = threading.RLock()
         self._batch = threading.local()
-        self.Task: type[Task] = type("Task", (Task,), {"_app": self, "abstract": True})
+        self.Task: type[AnyTask] = type("Task", (Task,), {"_app": self, "abstract": True})
         # Hooks for integrations (conveyor.contrib.django adds to them); each list is run in order.
         self.on_worker_child_start: list[Callable[[], None]] = []
         """Run in each forked worker child before it consumes: drop what must not be shared
         across a fork, such as inherited database connections."""
-        self.on_task_start: list[Callable[[Task, Context], None]] = []
+        self.on_task_start: list[Callable[[AnyTask, Context], None]] = []
         """Run by a worker just before a task's code (never for eager runs)."""
-        self.on_task_end: list[Callable[[Task, Context], None]] = []
+        self.on_task_end: list[Callable[[AnyTask, Context], None]] = []
         """Run by a worker just after a task's code, whatever its outcome."""
         self.defer_publish: Callable[[Callable[[], None]], bool] | None = None
         """Offered every publish of sent tasks as a callable; returning True means it will
@@ -241,29 +244,40 @@ class Conveyor:
     # -- defining tasks -----------------------------------------------------------------
 
     @overload
-    def task(self, fun: F, /) -> Any: ...
+    def task(self, fun: Callable[P, R], /) -> Task[P, R]: ...
     @overload
-    def task(self, fun: None = None, /, **options: Any) -> Callable[[F], Any]: ...
+    def task(
+        self, fun: None = None, /, *, bind: Literal[True], **options: Any
+    ) -> Callable[[Callable[Concatenate[Any, P], R]], Task[P, R]]: ...
+    @overload
+    def task(
+        self, fun: None = None, /, *, bind: Literal[False] = False, **options: Any
+    ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+    @overload
+    def task(
+        self, fun: None = None, /, *, bind: bool, **options: Any
+    ) -> Callable[[Callable[..., Any]], AnyTask]: ...
 
     def task(self, fun: Callable[..., Any] | None = None, /, **options: Any) -> Any:
         """``@app.task`` or ``@app.task(bind=True, ...)``: register a function as a task."""
         check_options(options, TASK_OPTIONS, "task option")
 
-        def decorate(f: Callable[..., Any]) -> Task:
+        def decorate(f: Callable[..., Any]) -> AnyTask:
             if options.get("shared"):
                 return make_task(f, None, options)
             return self.register_task(make_task(f, self, options))
 
         return decorate(fun) if fun is not None else decorate
 
-    def register_task(self, task: Task) -> Task:
-        """Register a task instance (class-based tasks) on this app."""
+    def register_task(self, task: T) -> T:
+        """Register a task instance (class-based tasks) on this app; returns it."""
         if not isinstance(task, Task):
             raise ImproperlyConfigured(f"register_task() takes a Task instance, not {task!r}")
         task.bind(self)
-        return _register(self.tasks.own, task)
+        _register(self.tasks.own, task)
+        return task
 
-    def periodic_task(self, schedule: Any, **entry: Any) -> Callable[[Any], Task]:
+    def periodic_task(self, schedule: Any, **entry: Any) -> Callable[[Any], AnyTask]:
         """``@app.periodic_task(crontab(minute=0), name=...)``: a task that beat sends on a
         schedule (also name=, args=, kwargs=, options=, catch_up=, and task options)."""
         from .beat.entries import periodic_task
@@ -278,19 +292,19 @@ class Conveyor:
         args: Sequence[Any] | None = None,
         kwargs: Mapping[str, Any] | None = None,
         **options: Any,
-    ) -> AsyncResult:
+    ) -> AnyResult:
         """Send a task by name, without importing it."""
         if options.get("link") or options.get("link_error"):  # callbacks ride in the message
             from .canvas import signature
 
-            result: AsyncResult = signature(name, args, kwargs, app=self, **options).apply_async()
+            result: AnyResult = signature(name, args, kwargs, app=self, **options).apply_async()
             return result
         task = self.tasks.own.get(name) or _shared.get(name)
         return self.send(task, tuple(args or ()), dict(kwargs or {}), options, name=name)
 
     def build_message(
         self,
-        task: Task | None,
+        task: AnyTask | None,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         options: Mapping[str, Any],
@@ -364,19 +378,19 @@ class Conveyor:
             sent_at=now,
         )
 
-    def envelope(self, message: Message, task: Task | None = None) -> Envelope:
+    def envelope(self, message: Message, task: AnyTask | None = None) -> Envelope:
         names = task.spec.param_names if task is not None and task.typing else ()
         body = encode_message(message, self.conf.max_payload_size, names)
         return Envelope(broker_key(message), message.queue, body, message.priority, message.eta)
 
     def send(
         self,
-        task: Task | None,
+        task: AnyTask | None,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         options: Mapping[str, Any],
         name: str | None = None,
-    ) -> AsyncResult:
+    ) -> AnyResult:
         message = self.build_message(task, args, kwargs, options, name)
         key = message.idempotency_key
         if key is None and task is not None and task.idempotency_key:
@@ -396,7 +410,7 @@ class Conveyor:
         self.publish([(message, task)])
         return AsyncResult(message.id, app=self, task=task)
 
-    def publish(self, items: Sequence[tuple[Message, Task | None]]) -> None:
+    def publish(self, items: Sequence[tuple[Message, AnyTask | None]]) -> None:
         """Encode and publish messages: at once, or when the enclosing ``batch()`` ends."""
         envelopes = [self.envelope(message, task) for message, task in items]
         batch: list[list[Envelope]] | None = getattr(self._batch, "stack", None)
@@ -427,7 +441,7 @@ class Conveyor:
         if envelopes:
             self._publish_now(envelopes)
 
-    def AsyncResult(self, task_id: str, task: Task | None = None) -> AsyncResult:
+    def AsyncResult(self, task_id: str, task: AnyTask | None = None) -> AnyResult:
         return AsyncResult(task_id, app=self, task=task)
 
     # -- worker-side helpers ------------------------------------------------------------
@@ -458,7 +472,7 @@ def task_id_of(key: str) -> str:
     return key.partition("~")[0]
 
 
-def make_task(fun: Callable[..., Any], app: Conveyor | None, options: dict[str, Any]) -> Task:
+def make_task(fun: Callable[..., Any], app: Conveyor | None, options: dict[str, Any]) -> AnyTask:
     """Build a Task subclass whose run() is ``fun`` and return its instance."""
     options = dict(options)
     options.pop("shared", None)
@@ -484,17 +498,33 @@ def make_task(fun: Callable[..., Any], app: Conveyor | None, options: dict[str, 
         **options,
     }
     cls = type(fun.__name__, (base,), attrs)
-    task: Task = cls()
+    task: AnyTask = cls()
     if app is None:
         register_shared(task)
     return task
+
+
+@overload
+def shared_task(fun: Callable[P, R], /) -> Task[P, R]: ...
+@overload
+def shared_task(
+    fun: None = None, /, *, bind: Literal[True], **options: Any
+) -> Callable[[Callable[Concatenate[Any, P], R]], Task[P, R]]: ...
+@overload
+def shared_task(
+    fun: None = None, /, *, bind: Literal[False] = False, **options: Any
+) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+@overload
+def shared_task(
+    fun: None = None, /, *, bind: bool, **options: Any
+) -> Callable[[Callable[..., Any]], AnyTask]: ...
 
 
 def shared_task(fun: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     """Define a task that belongs to whichever app is current when it is used."""
     check_options(options, TASK_OPTIONS, "task option")
 
-    def decorate(f: Callable[..., Any]) -> Task:
+    def decorate(f: Callable[..., Any]) -> AnyTask:
         return make_task(f, None, options)
 
     return decorate(fun) if fun is not None else decorate

@@ -18,8 +18,8 @@ from . import states
 from .app import Conveyor
 from .exceptions import ConveyorError
 from .log import get_task_logger
-from .result import AsyncResult
-from .task import Task
+from .result import AnyResult
+from .task import AnyTask
 
 __all__ = ["app", "run_demo"]
 
@@ -47,7 +47,7 @@ def make_thumbnail(job: Thumbnail) -> str:
 
 
 @app.task(bind=True, max_retries=3)
-def call_flaky_api(self: Task, endpoint: str) -> str:
+def call_flaky_api(self: AnyTask, endpoint: str) -> str:
     """Fails twice with a connection error, then succeeds on the third attempt."""
     request = self.request
     if request.retries < 2:
@@ -57,7 +57,7 @@ def call_flaky_api(self: Task, endpoint: str) -> str:
 
 
 @app.task(bind=True)
-def import_contacts(self: Task, count: int) -> dict[str, int]:
+def import_contacts(self: AnyTask, count: int) -> dict[str, int]:
     """Reports PROGRESS with current/total while it works."""
     for i in range(count):
         time.sleep(0.08)
@@ -138,7 +138,7 @@ def run_demo(concurrency: int = 2) -> int:
 
 
 def _tour(start: float) -> int:
-    sent: dict[str, AsyncResult] = {}
+    sent: dict[str, AnyResult] = {}
     sent["thumbnail"] = make_thumbnail.delay(Thumbnail("https://example.com/cat.png", 320, 240))
     _say(start, "sent make_thumbnail(Thumbnail(...)): a dataclass argument")
     sent["flaky api"] = call_flaky_api.delay("https://api.example.com/orders")

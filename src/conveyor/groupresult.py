@@ -21,7 +21,7 @@ from . import states
 from .exceptions import TimeoutError
 from .records import TaskRecord
 from .request import current_request
-from .result import AsyncResult, EagerResult, _error, _value
+from .result import AnyResult, AsyncResult, EagerResult, _error, _value
 
 if TYPE_CHECKING:
     from .app import Conveyor
@@ -32,8 +32,8 @@ __all__ = ["GroupResult", "ResultSet", "result_from_tuple"]
 class ResultSet:
     """Several results read and waited for together, in the order given."""
 
-    def __init__(self, results: Iterable[AsyncResult], app: Conveyor | None = None) -> None:
-        self.results: list[AsyncResult] = list(results)
+    def __init__(self, results: Iterable[AnyResult], app: Conveyor | None = None) -> None:
+        self.results: list[AnyResult] = list(results)
         self._app = app
 
     @property
@@ -50,37 +50,37 @@ class ResultSet:
 
     # -- membership
 
-    def add(self, result: AsyncResult) -> None:
+    def add(self, result: AnyResult) -> None:
         if result not in self.results:
             self.results.append(result)
 
-    def update(self, results: Iterable[AsyncResult]) -> None:
+    def update(self, results: Iterable[AnyResult]) -> None:
         for result in results:
             self.add(result)
 
-    def remove(self, result: AsyncResult | str) -> None:
+    def remove(self, result: AnyResult | str) -> None:
         self.results.remove(self._find(result))
 
-    def discard(self, result: AsyncResult | str) -> None:
+    def discard(self, result: AnyResult | str) -> None:
         if result in self:
             self.remove(result)
 
     def clear(self) -> None:
         self.results.clear()
 
-    def _find(self, result: AsyncResult | str) -> AsyncResult:
+    def _find(self, result: AnyResult | str) -> AnyResult:
         for member in self.results:
             if member == result:
                 return member
         raise ValueError(f"{result} is not in this result set")
 
-    def __iter__(self) -> Iterator[AsyncResult]:
+    def __iter__(self) -> Iterator[AnyResult]:
         return iter(self.results)
 
     def __len__(self) -> int:
         return len(self.results)
 
-    def __getitem__(self, index: int) -> AsyncResult:
+    def __getitem__(self, index: int) -> AnyResult:
         return self.results[index]
 
     def __contains__(self, result: object) -> bool:
@@ -260,7 +260,7 @@ class ResultSet:
         return f"<{type(self).__name__}: [{', '.join(r.id for r in self.results)}]>"
 
 
-class GroupResult(ResultSet, AsyncResult):
+class GroupResult(ResultSet, AsyncResult[list[Any]]):
     """The results of a group, in the order its members were given."""
 
     prefix = "conveyor-group-"
@@ -268,8 +268,8 @@ class GroupResult(ResultSet, AsyncResult):
     def __init__(
         self,
         id: str | None = None,
-        results: Iterable[AsyncResult] | None = None,
-        parent: AsyncResult | None = None,
+        results: Iterable[AnyResult] | None = None,
+        parent: AnyResult | None = None,
         app: Conveyor | None = None,
     ) -> None:
         import uuid
@@ -280,7 +280,7 @@ class GroupResult(ResultSet, AsyncResult):
         self.parent = parent
 
     @property
-    def children(self) -> list[AsyncResult]:
+    def children(self) -> list[AnyResult]:
         return self.results
 
     @property
@@ -351,7 +351,7 @@ class GroupResult(ResultSet, AsyncResult):
         return f"<GroupResult: {self.id} [{', '.join(r.id for r in self.results)}]>"
 
 
-def result_from_tuple(data: Sequence[Any], app: Conveyor | None = None) -> AsyncResult:
+def result_from_tuple(data: Sequence[Any], app: Conveyor | None = None) -> AnyResult:
     """Rebuild a result (with its parents and members) from ``as_tuple()`` data."""
     (task_id, parent), members = data
     parent_result = result_from_tuple(parent, app) if parent is not None else None
@@ -362,11 +362,11 @@ def result_from_tuple(data: Sequence[Any], app: Conveyor | None = None) -> Async
     return AsyncResult(task_id, app=app, parent=parent_result)
 
 
-def _stored(result: AsyncResult) -> bool:
+def _stored(result: AnyResult) -> bool:
     return not isinstance(result, ResultSet | EagerResult)
 
 
-def _flatten(results: Iterable[AsyncResult]) -> Iterator[AsyncResult]:
+def _flatten(results: Iterable[AnyResult]) -> Iterator[AnyResult]:
     for result in results:
         if isinstance(result, ResultSet):
             yield from _flatten(result.results)

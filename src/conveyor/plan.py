@@ -28,7 +28,7 @@ from .signatures import _WORKFLOW_OPTIONS, Signature, _as_list, _coerce, _copy
 
 if TYPE_CHECKING:
     from .app import Conveyor
-    from .task import Task
+    from .task import AnyTask
 
 __all__ = ["Context", "Plan", "send"]
 
@@ -62,7 +62,7 @@ class Plan:
     def __init__(self, app: Conveyor, fresh: bool) -> None:
         self.app = app
         self.fresh = fresh
-        self.items: list[tuple[Message, Task | None]] = []
+        self.items: list[tuple[Message, AnyTask | None]] = []
         self.envelopes: list[Any] = []
         self.records: list[tuple[str, bytes]] = []
         self.errors: list[tuple[Signature, Context, BaseException]] = []

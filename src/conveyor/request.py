@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .message import Message
-    from .task import Task
+    from .task import AnyTask
 
 __all__ = ["Context", "ExceptionInfo", "current_request"]
 
@@ -81,15 +81,15 @@ class ExceptionInfo:
 _local = threading.local()
 
 
-def _stack() -> list[tuple[Task, Context]]:
-    stack: list[tuple[Task, Context]] | None = getattr(_local, "stack", None)
+def _stack() -> list[tuple[AnyTask, Context]]:
+    stack: list[tuple[AnyTask, Context]] | None = getattr(_local, "stack", None)
     if stack is None:
         stack = _local.stack = []
     return stack
 
 
 @contextmanager
-def push_request(task: Task, context: Context) -> Iterator[Context]:
+def push_request(task: AnyTask, context: Context) -> Iterator[Context]:
     stack = _stack()
     stack.append((task, context))
     try:
@@ -98,7 +98,7 @@ def push_request(task: Task, context: Context) -> Iterator[Context]:
         stack.pop()
 
 
-def request_for(task: Task) -> Context | None:
+def request_for(task: AnyTask) -> Context | None:
     for owner, context in reversed(_stack()):
         if owner is task:
             return context
@@ -113,7 +113,7 @@ def current_request() -> Context | None:
     return None
 
 
-def enter(task: Task) -> bool:
+def enter(task: AnyTask) -> bool:
     """Claim the context the worker pushed for this call; False when the call is direct."""
     stack = _stack()
     if stack:

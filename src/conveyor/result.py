@@ -10,7 +10,7 @@ those names at the bottom, so ``conveyor.result`` still offers every result clas
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
 from . import states
 from .exceptions import TaskRevokedError, TimeoutError
@@ -20,20 +20,32 @@ from .serialization import convert
 
 if TYPE_CHECKING:
     from .app import Conveyor
-    from .task import Task
+    from .task import AnyTask
 
-__all__ = ["AsyncResult", "EagerResult", "GroupResult", "ResultSet", "result_from_tuple"]
+__all__ = [
+    "AnyResult",
+    "AsyncResult",
+    "EagerResult",
+    "GroupResult",
+    "ResultSet",
+    "result_from_tuple",
+]
+
+R = TypeVar("R", covariant=True)
 
 
-class AsyncResult:
-    """State and result of a task by id. Every property reads the result store afresh."""
+class AsyncResult(Generic[R]):
+    """State and result of a task by id. Every property reads the result store afresh.
+
+    For type checkers, ``AsyncResult[R]``: ``get()`` returns the task's return type ``R``.
+    """
 
     def __init__(
         self,
         id: str,
         app: Conveyor | None = None,
-        task: Task | None = None,
-        parent: AsyncResult | None = None,
+        task: AnyTask | None = None,
+        parent: AnyResult | None = None,
     ):
         self.id = id
         self._app = app
@@ -110,7 +122,7 @@ class AsyncResult:
         propagate: bool = True,
         interval: float = 0.5,
         disable_sync_subtasks: bool = True,
-    ) -> Any:
+    ) -> R:
         """Wait for the task to finish and return its value (or raise its exception).
 
         ``interval`` is accepted for Celery compatibility: the wait wakes as soon as the
@@ -130,7 +142,8 @@ class AsyncResult:
             error = _error(record)
             if error is not None:
                 raise error
-        return _value(record, self._task)
+        value: R = _value(record, self._task)
+        return value
 
     wait = get
 
@@ -167,6 +180,10 @@ class AsyncResult:
         return f"<AsyncResult: {self.id}>"
 
 
+AnyResult: TypeAlias = AsyncResult[Any]
+"""A result of any task: what code that handles results in general annotates with."""
+
+
 def _error(record: TaskRecord) -> BaseException | None:
     if record.status == states.FAILURE and record.exception is not None:
         return record.exception.rebuild(record.traceback)
@@ -177,7 +194,7 @@ def _error(record: TaskRecord) -> BaseException | None:
     return None
 
 
-def _value(record: TaskRecord | None, task: Task | None) -> Any:
+def _value(record: TaskRecord | None, task: AnyTask | None) -> Any:
     if record is None:
         return None
     error = _error(record)
@@ -188,7 +205,7 @@ def _value(record: TaskRecord | None, task: Task | None) -> Any:
     return record.result
 
 
-class EagerResult(AsyncResult):
+class EagerResult(AsyncResult[R]):
     """The outcome of ``Task.apply()``: known at once, stored nowhere."""
 
     def __init__(
@@ -197,7 +214,7 @@ class EagerResult(AsyncResult):
         retval: Any,
         state: str,
         traceback: str | None = None,
-        task: Task | None = None,
+        task: AnyTask | None = None,
         retries: int = 0,
     ):
         super().__init__(id, task=task)
@@ -240,10 +257,11 @@ class EagerResult(AsyncResult):
         propagate: bool = True,
         interval: float = 0.5,
         disable_sync_subtasks: bool = True,
-    ) -> Any:
+    ) -> R:
         if propagate and isinstance(self._retval, BaseException):
             raise self._retval
-        return self._retval
+        value: R = self._retval
+        return value
 
     wait = get
 

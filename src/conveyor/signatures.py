@@ -26,8 +26,8 @@ import msgspec
 if TYPE_CHECKING:
     from .app import Conveyor
     from .groupresult import GroupResult
-    from .result import AsyncResult
-    from .task import Task
+    from .result import AnyResult
+    from .task import AnyTask
 
 __all__ = ["Signature", "signature_from_dict"]
 
@@ -206,7 +206,7 @@ class Signature(dict[str, Any]):
         return current_app()
 
     @property
-    def type(self) -> Task:
+    def type(self) -> AnyTask:
         """The registered task this signature calls."""
         return self.app.tasks[self.task]
 
@@ -311,7 +311,7 @@ class Signature(dict[str, Any]):
 
     # -- sending ------------------------------------------------------------------------
 
-    def freeze(self, _id: str | None = None) -> AsyncResult | GroupResult:
+    def freeze(self, _id: str | None = None) -> AnyResult | GroupResult:
         """Give every node its id now (in place) and return the result it will have."""
         # Deferred: conveyor.freeze walks the canvas classes, which build on this module.
         from .freeze import _freeze, _result, _set_result_id
@@ -319,7 +319,7 @@ class Signature(dict[str, Any]):
         if _id is not None:
             _set_result_id(self, _id)
         _freeze(self)
-        result: AsyncResult | GroupResult = _result(self, self.app, None)
+        result: AnyResult | GroupResult = _result(self, self.app, None)
         return result
 
     def apply_async(

@@ -5,9 +5,20 @@ from __future__ import annotations
 import difflib
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Concatenate,
+    Generic,
+    Literal,
+    ParamSpec,
+    TypeAlias,
+    TypeVar,
+    overload,
+)
 
 from .exceptions import ImproperlyConfigured, MaxRetriesExceededError, Retry
 from .request import Context, enter, push_request, request_for
@@ -17,7 +28,10 @@ if TYPE_CHECKING:
     from .app import Conveyor
     from .result import AsyncResult, EagerResult
 
-__all__ = ["TASK_OPTIONS", "Task", "task"]
+__all__ = ["TASK_OPTIONS", "AnyTask", "Task", "task"]
+
+P = ParamSpec("P")
+R = TypeVar("R", covariant=True)
 
 _UNSET: Any = object()
 
@@ -128,15 +142,20 @@ def to_timestamp(value: float | datetime | timedelta | None, now: float) -> floa
     return now + float(value)
 
 
-def format_key(template: str, task: Task, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
+def format_key(template: str, task: AnyTask, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
     """``"process-{resource_id}"`` filled from a call's arguments, by parameter name."""
     bound = task.spec.signature.bind_partial(*args, **kwargs)
     bound.apply_defaults()
     return template.format(**bound.arguments)
 
 
-class Task:
-    """Subclass and implement ``run``, or let ``@app.task`` build one from a function."""
+class Task(Generic[P, R]):
+    """Subclass and implement ``run``, or let ``@app.task`` build one from a function.
+
+    For type checkers a task is ``Task[P, R]``: called with the parameters ``P`` of the
+    function it wraps, returning ``R``; ``delay`` takes the same parameters and gives an
+    ``AsyncResult[R]``. Class-based tasks subclass plain ``Task`` (``Task[..., Any]``).
+    """
 
     name: str | None = None
     typing: bool = True
@@ -214,12 +233,15 @@ class Task:
     def run(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must implement run()")
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        result: R
         if enter(self):
-            return self.run(*args, **kwargs)
+            result = self.run(*args, **kwargs)
+            return result
         context = Context(task=self.name, args=args, kwargs=kwargs, called_directly=True)
         with push_request(self, context):
-            return self.run(*args, **kwargs)
+            result = self.run(*args, **kwargs)
+            return result
 
     def before_start(self, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Runs in the worker just before the task."""
@@ -262,7 +284,7 @@ class Task:
 
     # -- sending ------------------------------------------------------------------------
 
-    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
         return self.apply_async(args, kwargs)
 
     def apply_async(
@@ -270,7 +292,7 @@ class Task:
         args: Sequence[Any] | None = None,
         kwargs: Mapping[str, Any] | None = None,
         **options: Any,
-    ) -> AsyncResult:
+    ) -> AsyncResult[R]:
         """Send the task. Options: countdown, eta, expires, queue, priority, task_id, headers ..."""
         args = tuple(args or ())
         kwargs = dict(kwargs or {})
@@ -278,11 +300,11 @@ class Task:
         if app.conf.task_always_eager:
             return self.apply(args, kwargs, **options)
         if options.get("link") or options.get("link_error"):  # workflow: callbacks ride along
-            result: AsyncResult = self.signature(args, kwargs, **options).apply_async()
+            result: AsyncResult[R] = self.signature(args, kwargs, **options).apply_async()
             return result
         return app.send(self, args, kwargs, options)
 
-    def delay_on_commit(self, *args: Any, **kwargs: Any) -> AsyncResult:
+    def delay_on_commit(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
         """``delay`` once the current Django transaction commits; nothing if it rolls back."""
         return self.apply_async_on_commit(args, kwargs)
 
@@ -292,7 +314,7 @@ class Task:
         kwargs: Mapping[str, Any] | None = None,
         using: str | None = None,
         **options: Any,
-    ) -> AsyncResult:
+    ) -> AsyncResult[R]:
         """``apply_async`` once the transaction on database ``using`` commits (needs Django:
         see conveyor.contrib.django). The message is built now, so bad arguments fail here."""
         from .contrib.django.transaction import apply_async_on_commit
@@ -304,7 +326,7 @@ class Task:
         args: Sequence[Any] | None = None,
         kwargs: Mapping[str, Any] | None = None,
         **options: Any,
-    ) -> EagerResult:
+    ) -> EagerResult[R]:
         """Run the task here and now, through the same hooks a worker uses."""
         from .worker.eager import run_eagerly
 
@@ -356,7 +378,7 @@ class Task:
 
         return replace(self, sig)
 
-    def AsyncResult(self, task_id: str) -> AsyncResult:
+    def AsyncResult(self, task_id: str) -> AsyncResult[R]:
         from .result import AsyncResult
 
         return AsyncResult(task_id, app=self.app, task=self)
@@ -455,12 +477,36 @@ class Task:
         return f"<@task: {self.name}>"
 
 
+AnyTask: TypeAlias = Task[..., Any]
+"""A task of any signature: what code that handles tasks in general annotates with."""
+
+
 def now() -> float:
     return time.time()
 
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+@overload
+def task(fun: Callable[_P, _R], /) -> Task[_P, _R]: ...
+@overload
+def task(
+    fun: None = None, /, *, bind: Literal[True], **options: Any
+) -> Callable[[Callable[Concatenate[Any, _P], _R]], Task[_P, _R]]: ...
+@overload
+def task(
+    fun: None = None, /, *, bind: Literal[False] = False, **options: Any
+) -> Callable[[Callable[_P, _R]], Task[_P, _R]]: ...
+@overload
+def task(
+    fun: None = None, /, *, bind: bool, **options: Any
+) -> Callable[[Callable[..., Any]], AnyTask]: ...
 
 
 def task(*args: Any, **options: Any) -> Any:

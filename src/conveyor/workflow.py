@@ -89,7 +89,7 @@ from .signatures import Signature, _as_list, _coerce
 if TYPE_CHECKING:
     from .app import Conveyor
     from .message import Message
-    from .task import Task
+    from .task import AnyTask
 
 __all__ = ["after_outcome", "handed_on", "replace", "resume"]
 
@@ -384,7 +384,7 @@ def _run_errbacks(
         logger.error("errback %s for %s could not be sent: %s", sig.task, failed_id, error)
 
 
-def _takes_request(task: Task, errback: Signature) -> bool:
+def _takes_request(task: AnyTask, errback: Signature) -> bool:
     """New style when, after the errback's own arguments, it still needs two or more
     positional arguments (``request, exc, traceback``), or takes ``*args``."""
     spec = task.spec
@@ -414,7 +414,7 @@ def _fail_unsendable(app: Conveyor, plan: Plan) -> None:
 # -- Task.replace -------------------------------------------------------------------------
 
 
-def replace(task: Task, sig: Any) -> Any:
+def replace(task: AnyTask, sig: Any) -> Any:
     """Swap the rest of the running task's work for ``sig`` and end the task.
 
     The replacement inherits the task's chain continuation, chord membership, group

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import ImproperlyConfigured
-from ..task import CELERY_TRANSPORT_OPTIONS, SEND_OPTIONS, Task, check_options
+from ..task import CELERY_TRANSPORT_OPTIONS, SEND_OPTIONS, AnyTask, Task, check_options
 from .schedules import Schedule, to_schedule
 
 if TYPE_CHECKING:
@@ -165,7 +165,7 @@ def periodic_task(
     options: Mapping[str, Any] | None = None,
     catch_up: str = "latest",
     **task_options: Any,
-) -> Callable[[Any], Task]:
+) -> Callable[[Any], AnyTask]:
     """The decorator behind ``@app.periodic_task``: a task plus a beat entry that sends it.
 
     A plain function becomes a task (``task_options`` go to ``@app.task``); a task is used
@@ -173,13 +173,17 @@ def periodic_task(
     """
     parsed = to_schedule(schedule)
 
-    def decorate(target: Any) -> Task:
+    def decorate(target: Any) -> AnyTask:
         if isinstance(target, Task) and task_options:
             raise ImproperlyConfigured(
                 f"task options {sorted(task_options)} cannot change the existing task "
                 f"{target.name!r}: pass them to @app.task"
             )
-        task: Task = target if isinstance(target, Task) else app.task(**task_options)(target)
+        if isinstance(target, Task):
+            task: AnyTask = target
+        else:
+            make: Callable[[Callable[..., Any]], AnyTask] = app.task(**task_options)
+            task = make(target)
         task_name = task.name or type(task).default_name()
         entry = Entry(
             name=name or task_name,

@@ -28,7 +28,7 @@ from .store import ScheduleStore, SyncReport, default_store
 
 if TYPE_CHECKING:
     from ..app import Conveyor
-    from ..result import AsyncResult
+    from ..result import AnyResult
 
 __all__ = ["Scheduler", "due_key", "run_now"]
 
@@ -312,7 +312,7 @@ class Scheduler:
         return max(window, 2 * period) if period is not None else max(window, 86400.0)
 
 
-def send_entry(app: Conveyor, entry: Entry, key: str, due: datetime) -> AsyncResult:
+def send_entry(app: Conveyor, entry: Entry, key: str, due: datetime) -> AnyResult:
     """Send one run of ``entry`` with ``key`` as its idempotency key."""
     options = dict(entry.options)
     headers = {
@@ -325,7 +325,7 @@ def send_entry(app: Conveyor, entry: Entry, key: str, due: datetime) -> AsyncRes
     )
 
 
-def run_now(app: Conveyor, name: str, store: ScheduleStore | None = None) -> AsyncResult:
+def run_now(app: Conveyor, name: str, store: ScheduleStore | None = None) -> AnyResult:
     """Send one run of entry ``name`` now, outside its schedule; KeyError when there is none.
 
     It is counted and shown as the last run, but leaves the schedule's own runs alone.

@@ -15,15 +15,15 @@ from .. import states
 from ..request import Context, current_request
 from ..result import EagerResult
 from ..serialization import decode_value, encode_value
-from ..task import CELERY_TRANSPORT_OPTIONS, SEND_OPTIONS, Task, check_options
+from ..task import CELERY_TRANSPORT_OPTIONS, SEND_OPTIONS, AnyTask, check_options
 from .trace import trace
 
 __all__ = ["run_eagerly"]
 
 
 def run_eagerly(
-    task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any]
-) -> EagerResult:
+    task: AnyTask, args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any]
+) -> EagerResult[Any]:
     check_options(options, SEND_OPTIONS | CELERY_TRANSPORT_OPTIONS | {"throw"}, "option")
     app = task.app
     name = task.name or type(task).default_name()

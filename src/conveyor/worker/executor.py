@@ -28,7 +28,7 @@ from ..message import Message
 from ..records import ErrorRecord, TaskRecord, fence, format_traceback
 from ..request import Context
 from ..serialization import decode_message, explain_unencodable, unpickle_arguments
-from ..task import Task, to_timestamp
+from ..task import AnyTask, to_timestamp
 from .guards import POSTPONE, REVOKE, Guards, Verdict
 from .trace import Outcome, trace
 
@@ -152,7 +152,7 @@ class Executor:
         self,
         delivery: Delivery,
         message: Message,
-        task: Task,
+        task: AnyTask,
         attempt: int,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
@@ -225,12 +225,12 @@ class Executor:
             and (record.status in states.READY_STATES or record.status == states.RETRY)
         )
 
-    def _track_started(self, task: Task) -> bool:
+    def _track_started(self, task: AnyTask) -> bool:
         if task.track_started is not None:
             return task.track_started
         return bool(self.app.conf.task_track_started)
 
-    def _arguments(self, task: Task, message: Message) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    def _arguments(self, task: AnyTask, message: Message) -> tuple[tuple[Any, ...], dict[str, Any]]:
         if message.content_type == "pickle":
             if "pickle" not in self.app.conf.accept_content or message.payload is None:
                 raise ContentDisallowed(
@@ -250,7 +250,7 @@ class Executor:
 
     def _context(
         self,
-        task: Task,
+        task: AnyTask,
         message: Message,
         delivery: Delivery,
         args: tuple[Any, ...],
@@ -291,7 +291,7 @@ class Executor:
         self,
         delivery: Delivery,
         message: Message,
-        task: Task,
+        task: AnyTask,
         attempt: int,
         outcome: Outcome,
         runtime: float,
@@ -355,7 +355,7 @@ class Executor:
         return self._finish(delivery, message, attempt, record)
 
     def _retry(
-        self, delivery: Delivery, message: Message, task: Task, attempt: int, outcome: Outcome
+        self, delivery: Delivery, message: Message, task: AnyTask, attempt: int, outcome: Outcome
     ) -> str:
         retry = outcome.retry
         assert retry is not None

@@ -20,7 +20,7 @@ from ..app import Conveyor, task_id_of
 from ..brokers.base import Delivery
 from ..control import parse_rate, rate_override_key, revoked_key
 from ..message import Message
-from ..task import Task, format_key
+from ..task import AnyTask, format_key
 
 __all__ = ["Guards", "Verdict"]
 
@@ -75,7 +75,7 @@ class Guards:
 
     def admit(
         self,
-        task: Task,
+        task: AnyTask,
         message: Message,
         delivery: Delivery,
         args: tuple[Any, ...],
@@ -126,7 +126,7 @@ class Guards:
                 logger.exception("could not release %s; it expires by itself", key)
         admission.slots.clear()
 
-    def _rate(self, task: Task) -> float | None:
+    def _rate(self, task: AnyTask) -> float | None:
         """The task's rate (per second), with run-time overrides read at most once a second."""
         name = task.name or ""
         now = self.clock()

@@ -14,7 +14,7 @@ from typing import Any
 from .. import states
 from ..exceptions import Ignore, Reject, Retry, Terminated
 from ..request import Context, ExceptionInfo, push_request
-from ..task import Task
+from ..task import AnyTask
 
 __all__ = ["Outcome", "backoff_delay", "trace"]
 
@@ -31,7 +31,7 @@ class Outcome:
     reject: Reject | None = None
 
 
-def backoff_delay(task: Task, retries: int) -> float | None:
+def backoff_delay(task: AnyTask, retries: int) -> float | None:
     """Exponential backoff for autoretry: base * 2**retries, capped, with full jitter."""
     if not task.retry_backoff:
         return None
@@ -42,7 +42,7 @@ def backoff_delay(task: Task, retries: int) -> float | None:
     return delay
 
 
-def _autoretry(task: Task, exc: Exception, context: Context) -> Retry | BaseException:
+def _autoretry(task: AnyTask, exc: Exception, context: Context) -> Retry | BaseException:
     """The Retry to schedule for an exception listed in autoretry_for, or the final error."""
     options = dict(task.retry_kwargs)
     countdown = backoff_delay(task, context.retries)
@@ -57,14 +57,16 @@ def _autoretry(task: Task, exc: Exception, context: Context) -> Retry | BaseExce
     raise AssertionError("retry() always raises")  # pragma: no cover
 
 
-def _hook(name: str, task: Task, task_id: str, *args: Any) -> None:
+def _hook(name: str, task: AnyTask, task_id: str, *args: Any) -> None:
     try:
         getattr(task, name)(*args)
     except Exception:
         logger.exception("%s[%s]: %s() raised", task.name, task_id, name)
 
 
-def trace(task: Task, context: Context, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Outcome:
+def trace(
+    task: AnyTask, context: Context, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Outcome:
     task_id = context.id or ""
     with push_request(task, context):
         try:

@@ -24,7 +24,7 @@ from ...app import Conveyor
 from ...exceptions import ImproperlyConfigured
 from ...request import Context
 from ...serialization import decode_value, encode_value
-from ...task import Task
+from ...task import AnyTask
 from . import db
 from .transaction import make_gate
 
@@ -96,7 +96,7 @@ def _unset(name: str) -> bool:
     return not hasattr(settings, name) and not os.environ.get(name)
 
 
-def _task_start(task: Task, context: Context) -> None:
+def _task_start(task: AnyTask, context: Context) -> None:
     db.close_old_connections()
     backend = task.app.backend
     remember = getattr(backend, "remember_call", None)

@@ -74,7 +74,7 @@ def conveyor_priority(priority: int) -> int:
     return 0 if priority <= 0 else min(9, math.ceil(priority * 9 / 100))
 
 
-class DjangoTaskRunner(Task):
+class DjangoTaskRunner(Task[..., Any]):
     """The Conveyor task behind one Django task: imports it by path and calls it."""
 
     abstract = True  # instances are registered by ConveyorTaskBackend, one per Django task

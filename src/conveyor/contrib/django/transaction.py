@@ -23,8 +23,8 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 if TYPE_CHECKING:
     from ...app import Conveyor
-    from ...result import AsyncResult
-    from ...task import Task
+    from ...result import AnyResult
+    from ...task import AnyTask
 
 __all__ = ["apply_async_on_commit", "make_gate"]
 
@@ -65,12 +65,12 @@ def make_gate(app: Conveyor) -> Callable[[Callable[[], None]], bool]:
 
 
 def apply_async_on_commit(
-    task: Task,
+    task: AnyTask,
     args: Sequence[Any] | None,
     kwargs: Mapping[str, Any] | None,
     using: str | None,
     options: Mapping[str, Any],
-) -> AsyncResult:
+) -> AnyResult:
     """Send ``task`` when the transaction on ``using`` commits (at once outside one)."""
     alias = using or DEFAULT_DB_ALIAS
     app = task.app
@@ -80,7 +80,7 @@ def apply_async_on_commit(
         app.defer_publish = make_gate(app)
     if app.conf.task_always_eager or app not in _gated:
         # Nothing to publish (eager), or another gate: the whole send waits for the commit.
-        sent: list[AsyncResult] = []
+        sent: list[AnyResult] = []
         transaction.on_commit(
             lambda: sent.append(task.apply_async(args, kwargs, **options)), using=alias
         )
