@@ -1,0 +1,100 @@
+"""What mypy infers for the task API. Checked by tests/test_quality.py (mypy --strict), not run.
+
+Each ``assert_type`` fails type checking if the inferred type drifts; the lines that must
+be rejected are checked separately (test_quality.MUST_FAIL).
+"""
+
+from __future__ import annotations
+
+from typing import Any, assert_type
+
+from conveyor import Conveyor, Task, shared_task
+from conveyor.result import AnyResult, AsyncResult, EagerResult
+from conveyor.task import AnyTask, task
+
+app = Conveyor("typing", broker="memory://", backend="memory://")
+
+
+@app.task
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@app.task(bind=True, max_retries=3)
+def charge(self: AnyTask, order_id: int) -> str:
+    return f"{self.name}:{order_id}"
+
+
+@app.task(queue="mail")
+def send_mail(to: str, *, subject: str = "") -> None:
+    pass
+
+
+@shared_task
+def shout(text: str) -> str:
+    return text.upper()
+
+
+@shared_task(bind=True)
+def shared_bound(self: Task[..., Any], n: int) -> list[int]:
+    return [n]
+
+
+@task
+def legacy(n: int) -> float:
+    return n / 2
+
+
+@task(bind=True)
+def legacy_bound(self: AnyTask, n: int) -> float:
+    return n / 2
+
+
+class Notifier(Task):  # type: ignore[type-arg]  # unparameterized, as user code writes it
+    def notify(self) -> str:
+        return "sent"
+
+
+@app.task(base=Notifier)
+def with_base(user_id: int) -> bool:
+    return True
+
+
+class ProcessImage(Task[..., Any]):
+    def run(self, url: str) -> str:
+        return url
+
+
+process_image = app.register_task(ProcessImage())
+
+
+def check() -> None:
+    as_task: Task[[int, int], int] = add
+    assert_type(as_task.delay(1, 2), AsyncResult[int])
+    assert_type(add(1, 2), int)
+    assert_type(add.delay(1, 2), AsyncResult[int])
+    assert_type(add.delay(1, y=2).get(), int)
+    assert_type(add.delay(1, 2).get(timeout=5), int)
+    assert_type(add.apply_async((1, 2), countdown=5), AsyncResult[int])
+    assert_type(add.apply((1, 2)), EagerResult[int])
+    assert_type(add.apply((1, 2)).get(), int)
+    assert_type(add.AsyncResult("id").get(), int)
+
+    bound_as_task: Task[[int], str] = charge  # ``self`` is not part of the call
+    assert_type(bound_as_task(5), str)
+    assert_type(charge.delay(5), AsyncResult[str])
+    assert_type(charge(5), str)
+
+    assert_type(send_mail.delay("a@b.c", subject="hi"), AsyncResult[None])
+    assert_type(shout.delay("hi").get(), str)
+    assert_type(shared_bound.delay(3).get(), list[int])
+    assert_type(with_base.delay(7).get(), bool)
+    assert_type(legacy.delay(4).get(), float)
+    assert_type(legacy_bound.delay(4).get(), float)
+
+    assert_type(process_image, ProcessImage)
+    assert_type(process_image.delay("http://x").get(), Any)
+    annotated: AnyTask = add
+    result: AnyResult = annotated.delay("anything", goes=True)
+    assert_type(result.get(), Any)
+    assert_type(Notifier().notify(), str)
