@@ -373,6 +373,15 @@ def _no_entry(name: str) -> click.ClickException:
     return click.ClickException(f"no periodic task named {name!r} (see `conveyor beat list`)")
 
 
+@contextmanager
+def _entry(name: str) -> Iterator[None]:
+    """Turn the store's KeyError for a missing entry into a message that names it."""
+    try:
+        yield
+    except KeyError:
+        raise _no_entry(name) from None
+
+
 @main.group("beat", invoke_without_command=True)
 @app_option
 @click.option("-l", "--loglevel", default="INFO", show_default=True, help="Log level.")
@@ -422,10 +431,8 @@ def beat_list(ctx: click.Context, app_spec: str | None, count: int) -> None:
 def beat_enable(ctx: click.Context, app_spec: str | None, name: str) -> None:
     """Enable entry NAME (runs missed while it was disabled do not fire)."""
     app, store = _beat_open(ctx, app_spec)
-    try:
+    with _entry(name):
         store.enable(name, datetime.fromtimestamp(app.clock(), UTC))
-    except KeyError:
-        raise _no_entry(name) from None
     click.echo(f"enabled {name}")
 
 
@@ -436,10 +443,8 @@ def beat_enable(ctx: click.Context, app_spec: str | None, name: str) -> None:
 def beat_disable(ctx: click.Context, app_spec: str | None, name: str) -> None:
     """Disable entry NAME; running schedulers stop sending it within a second or so."""
     _, store = _beat_open(ctx, app_spec)
-    try:
+    with _entry(name):
         store.disable(name)
-    except KeyError:
-        raise _no_entry(name) from None
     click.echo(f"disabled {name}")
 
 
@@ -453,9 +458,8 @@ def beat_run_now(ctx: click.Context, app_spec: str | None, name: str) -> None:
 
     app, store = _beat_open(ctx, app_spec)
     try:
-        result = run_now(app, name, store)
-    except KeyError:
-        raise _no_entry(name) from None
+        with _entry(name):
+            result = run_now(app, name, store)
     except (ConveyorError, TypeError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(result.id)

@@ -341,11 +341,8 @@ class GroupResult(ResultSet, AsyncResult[list[Any]]):
             return other == self.id
         return NotImplemented
 
-    def __hash__(self) -> int:
+    def __hash__(self) -> int:  # defining __eq__ would otherwise drop the inherited one
         return hash(self.id)
-
-    def __str__(self) -> str:
-        return self.id
 
     def __repr__(self) -> str:
         return f"<GroupResult: {self.id} [{', '.join(r.id for r in self.results)}]>"
