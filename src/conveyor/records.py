@@ -18,18 +18,39 @@ from . import states
 from .backends.base import ResultBackend
 from .exceptions import RemoteTaskError
 
-__all__ = ["ErrorRecord", "ResultStore", "TaskRecord", "fence", "retries_of"]
+__all__ = [
+    "LEVEL_FINAL",
+    "LEVEL_PROGRESS",
+    "LEVEL_RECEIVED",
+    "LEVEL_STARTED",
+    "ErrorRecord",
+    "ResultStore",
+    "TaskRecord",
+    "at_level",
+    "fence",
+    "retries_of",
+]
 
 _ATTEMPTS = 1_000_000
+_LEVELS = 4
+LEVEL_RECEIVED, LEVEL_STARTED, LEVEL_PROGRESS, LEVEL_FINAL = range(_LEVELS)
+"""Levels within one attempt: a later kind of state outranks an earlier one, so a STARTED
+written late (by the worker's background writer) never hides the task's progress or end."""
 
 
 def retries_of(fence: int) -> int:
-    return fence // _ATTEMPTS
+    return fence // (_ATTEMPTS * _LEVELS)
 
 
-def fence(retries: int, delivery_count: int) -> int:
-    """Order attempts: a retry outranks every delivery of the try before it."""
-    return retries * _ATTEMPTS + delivery_count
+def fence(retries: int, delivery_count: int, level: int = LEVEL_FINAL) -> int:
+    """Order states: a retry outranks every delivery of the try before it, a delivery every
+    state of the delivery before it, and within one delivery the level decides."""
+    return (retries * _ATTEMPTS + delivery_count) * _LEVELS + level
+
+
+def at_level(fence: int, level: int) -> int:
+    """The same attempt's fence at another level."""
+    return fence - fence % _LEVELS + level
 
 
 class ErrorRecord(msgspec.Struct, frozen=True, omit_defaults=True):

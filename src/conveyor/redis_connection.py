@@ -110,6 +110,15 @@ class RedisLink:
     def db(self) -> int:
         return int(self.pool.connection_kwargs.get("db") or 0)
 
+    def same_database(self, other: RedisLink) -> bool:
+        """Whether both links reach the same database of the same server (so one script
+        may touch the keys of both)."""
+        mine, theirs = self.pool.connection_kwargs, other.pool.connection_kwargs
+        fields = ("host", "port", "path", "db", "username")
+        return self.pool.connection_class is other.pool.connection_class and all(
+            mine.get(f) == theirs.get(f) for f in fields
+        )
+
     def error(self, what: str, exc: BaseException) -> BrokerError:
         if isinstance(exc, UNREACHABLE):
             return BrokerError(f"Redis at {self.safe_url} is unreachable ({what}): {exc}")
@@ -148,7 +157,7 @@ class RedisLink:
     def pipeline(self, transaction: bool) -> Any:
         return self.client.pipeline(transaction=transaction)
 
-    def script(self, prelude: str, name: str) -> Script:
+    def script(self, prelude: str | tuple[str, ...], name: str) -> Script:
         return Script(self, prelude, name)
 
     def close(self) -> None:
@@ -169,10 +178,11 @@ def script_source(name: str) -> str:
 class Script:
     """One Lua script (a shared prelude and a body), run by SHA and loaded when missing."""
 
-    def __init__(self, link: RedisLink, prelude: str, name: str) -> None:
+    def __init__(self, link: RedisLink, prelude: str | tuple[str, ...], name: str) -> None:
         self.link = link
         self.name = name
-        self.text = script_source(prelude) + "\n" + script_source(name)
+        preludes = (prelude,) if isinstance(prelude, str) else prelude
+        self.text = "\n".join(script_source(part) for part in (*preludes, name))
         self.sha = hashlib.sha1(self.text.encode("utf-8")).hexdigest()
 
     def __call__(self, args: Sequence[Any]) -> Any:

@@ -449,7 +449,7 @@ class Task(Generic[P, R]):
         **kwargs: Any,
     ) -> None:
         """Record a state (e.g. PROGRESS with current/total), readable from any process."""
-        from .records import TaskRecord
+        from .records import LEVEL_PROGRESS, TaskRecord, at_level
 
         request = self.request
         task_id = task_id or request.id
@@ -462,7 +462,9 @@ class Task(Generic[P, R]):
             retries=request.retries,
             worker=request.hostname,
         )
-        fence = request.fence if task_id == request.id else None
+        fence = None
+        if task_id == request.id and request.fence is not None:
+            fence = at_level(request.fence, LEVEL_PROGRESS)  # never below a late STARTED
         self.app.results.write(task_id, record, fence)
 
     def is_aborted(self) -> bool:

@@ -77,13 +77,16 @@ def run_until_empty(
     queues = list(queues or [app.conf.task_default_queue])
     executor = Executor(app, "testing@localhost", _NoTracker())
     done = 0
-    while max_tasks is None or done < max_tasks:
-        batch = app.broker.reserve(queues, 1, float(app.conf.broker_lease))
-        if not batch:
-            break
-        executor.handle(batch[0])
-        executor.flush_acks()
-        done += 1
+    try:
+        while max_tasks is None or done < max_tasks:
+            batch = app.broker.reserve(queues, 1, float(app.conf.broker_lease))
+            if not batch:
+                break
+            executor.handle(batch[0])
+            executor.flush_acks()
+            done += 1
+    finally:
+        executor.close()
     return done
 
 

@@ -91,7 +91,7 @@ if TYPE_CHECKING:
     from .message import Message
     from .task import AnyTask
 
-__all__ = ["after_outcome", "handed_on", "replace", "resume"]
+__all__ = ["after_outcome", "continues", "handed_on", "replace", "resume"]
 
 logger = logging.getLogger("conveyor.workflow")
 
@@ -119,9 +119,14 @@ def handed_on(message: Message, record: TaskRecord) -> bool:
     return False
 
 
+def continues(message: Message) -> bool:
+    """Whether something comes after this message's task (chain, links, chord)."""
+    return bool(message.chain or message.callbacks or message.errbacks or message.chord)
+
+
 def after_outcome(app: Conveyor, message: Message, record: TaskRecord) -> None:
     """A task's outcome is stored: do what its message says comes next."""
-    if not (message.chain or message.callbacks or message.errbacks or message.chord):
+    if not continues(message):
         return
     try:
         if record.status == states.SUCCESS:
@@ -138,7 +143,7 @@ def after_outcome(app: Conveyor, message: Message, record: TaskRecord) -> None:
 
 def resume(app: Conveyor, message: Message) -> None:
     """A redelivered message whose outcome is stored: finish its continuation."""
-    if not (message.chain or message.callbacks or message.errbacks or message.chord):
+    if not continues(message):
         return
     record = app.results.read(message.id)
     if record is not None and record.status in states.READY_STATES:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 from conveyor import states
 
@@ -18,6 +19,8 @@ def test_progress_meta_is_readable_while_the_task_runs(tasks, workers, workdir):
     result = tasks.crunch.delay(3, str(gate))
 
     wait_until(lambda: result.state == "PROGRESS", what="state PROGRESS")
+    time.sleep(0.1)  # past the worker's late STARTED write, which must not hide PROGRESS
+    assert result.state == "PROGRESS"
     assert result.info == {"current": 1, "total": 3}
     assert not result.ready()
     gate.touch()

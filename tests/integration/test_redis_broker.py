@@ -19,6 +19,7 @@ redis = pytest.importorskip("redis")
 from conveyor.backends import backend_from_url  # noqa: E402
 from conveyor.backends.redis import RedisBackend  # noqa: E402
 from conveyor.brokers import Envelope, QueueStats, broker_from_url  # noqa: E402
+from conveyor.brokers.base import UNREAD  # noqa: E402
 from conveyor.brokers.redis import RedisBroker  # noqa: E402
 from conveyor.coordination import coordinator_from_url  # noqa: E402
 from conveyor.coordination.redis import RedisCoordinator  # noqa: E402
@@ -294,6 +295,32 @@ def test_stale_fence_refused_after_a_newer_attempt(backend: RedisBackend, raw: A
 
 
 # -- the coordinator ------------------------------------------------------------------------
+
+
+def test_reserve_reads_revocations_when_the_coordinator_shares_the_database(
+    broker: RedisBroker, redis_url: str, redis_prefix: str, raw: Any
+) -> None:
+    coordinator = RedisCoordinator(redis_url, prefix=redis_prefix)
+    elsewhere = RedisCoordinator(redis_url.rsplit("/", 1)[0] + "/9", prefix=redis_prefix)
+    assert not broker.read_revocations_from(elsewhere)
+    assert not broker.read_revocations_from(object())
+    broker.publish([env("plain"), env("gone"), env("gone~2")])
+    [unread] = broker.reserve(["q"], 1, lease=30)
+    assert unread.revocation is UNREAD
+    assert broker.read_revocations_from(coordinator)
+    coordinator.put_many([("revoked:gone", "revoked by a test")], 60)
+    scripts = raw.info("commandstats")["cmdstat_evalsha"]["calls"]
+    got = {d.id: d.revocation for d in broker.reserve(["q"], 10, lease=30)}
+    assert raw.info("commandstats")["cmdstat_evalsha"]["calls"] == scripts + 1
+    assert got == {"gone": "revoked by a test", "gone~2": "revoked by a test"}
+    assert unread.id == "plain"
+    broker.publish([env("later")])
+    coordinator.put_many([("revoked:later", "expires")], 0.05)
+    time.sleep(0.1)
+    [later] = broker.reserve(["q"], 10, lease=30)
+    assert later.revocation is None
+    coordinator.close()
+    elsewhere.close()
 
 
 def test_coordinator_instances_share_state(redis_url: str, redis_prefix: str) -> None:

@@ -90,6 +90,22 @@ def test_publish_reserve_ack(broker: Broker) -> None:
     assert broker.stats() == {}
 
 
+def test_ack_and_reserve_acks_first_then_reserves(broker: Broker, clock: FakeClock) -> None:
+    broker.publish([env("a"), env("b"), env("c")])
+    first = broker.reserve(["q"], 2, lease=30)
+    done, second = broker.ack_and_reserve(first, ["q"], 10, lease=30)
+    assert done == [True, True]
+    assert ids(second) == ["c"]
+    assert broker.stats() == {"q": QueueStats(reserved=1)}
+    clock.advance(31)
+    broker.recover_expired()
+    [again] = broker.reserve(["q"], 10, lease=30)
+    stale, nothing = broker.ack_and_reserve([second[0]], ["q"], 10, lease=30)
+    assert stale == [False] and nothing == []
+    assert broker.ack_and_reserve([again], ["q"], 0, lease=30) == ([True], [])
+    assert broker.stats() == {}
+
+
 def test_batch_publish_of_ten_thousand(broker: Broker) -> None:
     broker.publish([env(f"m{i}") for i in range(10_000)])
     assert broker.stats() == {"q": QueueStats(ready=10_000)}

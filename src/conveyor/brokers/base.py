@@ -17,12 +17,22 @@ Delivery is at-least-once:
 
 from __future__ import annotations
 
+import enum
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Broker", "DeadLetter", "Delivery", "Envelope", "QueueStats"]
+__all__ = ["UNREAD", "Broker", "DeadLetter", "Delivery", "Envelope", "QueueStats", "Unread"]
+
+
+class Unread(enum.Enum):
+    """A value the broker did not read."""
+
+    UNREAD = "unread"
+
+
+UNREAD = Unread.UNREAD
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +59,9 @@ class Delivery:
     """Lease token; every reservation of a message gets a new one."""
     delivery_count: int
     """1 on the first delivery, 2 on the first redelivery, and so on."""
+    revocation: str | Unread | None = UNREAD
+    """The task's revocation, read in the same call as the reservation where the broker
+    can (see ``read_revocations_from``); ``UNREAD`` otherwise."""
 
     @property
     def redelivered(self) -> bool:
@@ -114,6 +127,19 @@ class Broker(ABC):
     def ack_many(self, deliveries: Sequence[Delivery]) -> list[bool]:
         """Ack several deliveries, in one round trip where the broker can."""
         return [self.ack(delivery) for delivery in deliveries]
+
+    def ack_and_reserve(
+        self, acks: Sequence[Delivery], queues: Sequence[str], count: int, lease: float
+    ) -> tuple[list[bool], list[Delivery]]:
+        """``ack_many(acks)`` then ``reserve(...)``, in one round trip where the broker can:
+        a worker going from one batch to the next pays for one call, not two."""
+        return self.ack_many(acks), self.reserve(queues, count, lease)
+
+    def read_revocations_from(self, coordinator: object) -> bool:
+        """Whether ``reserve`` can read this coordinator's revocations in the same call
+        (filling ``Delivery.revocation``), saving a round trip per batch; it can when
+        both live in one database. Off by default."""
+        return False
 
     @abstractmethod
     def nack(self, delivery: Delivery, delay: float | None = None) -> bool:

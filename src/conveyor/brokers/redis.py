@@ -32,8 +32,9 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from ..control import revoked_key
 from ..redis_connection import UNREACHABLE, RedisLink, Script, number_option
-from .base import Broker, DeadLetter, Delivery, Envelope, QueueStats
+from .base import UNREAD, Broker, DeadLetter, Delivery, Envelope, QueueStats
 
 __all__ = ["RedisBroker"]
 
@@ -79,7 +80,7 @@ class RedisBroker(Broker):
         )
         script = self._script
         self._publish = script("broker_publish.lua")
-        self._reserve = script("broker_reserve.lua")
+        self._reserve = self._link.script((_PRELUDE, "expiring.lua"), "broker_reserve.lua")
         self._ack = script("broker_ack.lua")
         self._ack_many = script("broker_ack_many.lua")
         self._nack = script("broker_nack.lua")
@@ -94,6 +95,8 @@ class RedisBroker(Broker):
         self._purge_dead = script("broker_purge_dead.lua")
         self._rotation = itertools.count()
         self._local = threading.local()
+        self._revocations = ""
+        """The Redis key prefix of the coordinator's revocations, once reserve reads them."""
 
     @classmethod
     def from_url(cls, url: str) -> RedisBroker:
@@ -151,13 +154,25 @@ class RedisBroker(Broker):
     def reserve(self, queues: Sequence[str], count: int, lease: float) -> list[Delivery]:
         if count <= 0 or not queues:
             return []
+        return self.ack_and_reserve((), queues, count, lease)[1]
+
+    def ack_and_reserve(
+        self, acks: Sequence[Delivery], queues: Sequence[str], count: int, lease: float
+    ) -> tuple[list[bool], list[Delivery]]:
+        if not queues or count <= 0:
+            return self.ack_many(acks), []
         start = next(self._rotation) % len(queues)
         ordered = [*queues[start:], *queues[:start]]
         token = secrets.token_hex(8)
-        args = (self.prefix, self._now(), count, repr(float(lease)), token, *ordered)
-        reply = self._link.call("reserving messages", lambda: self._reserve(args))
+        args: list[Any] = [self.prefix, self._now(), count, repr(float(lease)), token]
+        args += (self._revocations, len(ordered), *ordered)
+        for d in acks:
+            args += (d.id, d.token)
+        what = "acknowledging and reserving messages" if acks else "reserving messages"
+        reply = self._link.call(what, lambda: self._reserve(args), retries=0 if acks else 1)
         self._remember(ordered, reply[0], reply[1])
-        return [
+        checked = bool(self._revocations)
+        return [flag == 49 for flag in reply[2]], [  # 49: b"1"
             Delivery(
                 reply[i + 1].decode(),
                 ordered[reply[i] - 1],
@@ -165,9 +180,23 @@ class RedisBroker(Broker):
                 int(reply[i + 3]),
                 token,
                 reply[i + 4],
+                (None if reply[i + 5] is None else reply[i + 5].decode()) if checked else UNREAD,
             )
-            for i in range(2, len(reply), 5)
+            for i in range(3, len(reply), 6)
         ]
+
+    def read_revocations_from(self, coordinator: object) -> bool:
+        from ..coordination.redis import RedisCoordinator
+
+        if (
+            isinstance(coordinator, RedisCoordinator)
+            and coordinator.clock is None
+            and self._clock is None
+            and coordinator.link.same_database(self._link)
+        ):
+            self._revocations = coordinator.redis_key(revoked_key(""))
+            return True
+        return False
 
     def _remember(self, queues: list[str], eta: bytes, now: bytes) -> None:
         """What this thread's next ``wait`` needs: its queues and when the next eta is due."""

@@ -17,7 +17,7 @@ from .base import Coordinator
 
 __all__ = ["RedisCoordinator"]
 
-_PRELUDE = "coord_prelude.lua"
+_PRELUDE = ("expiring.lua", "coord_prelude.lua")
 
 
 class RedisCoordinator(Coordinator):
@@ -51,6 +51,14 @@ class RedisCoordinator(Coordinator):
 
     def _head(self) -> tuple[str, str]:
         return self.prefix, "" if self.clock is None else repr(float(self.clock()))
+
+    @property
+    def link(self) -> RedisLink:
+        return self._link
+
+    def redis_key(self, key: str) -> str:
+        """The Redis key behind a coordinator key (for scripts that read it with others)."""
+        return f"{self.prefix}c:k:{key}"
 
     def get_many(self, keys: Sequence[str]) -> list[str | None]:
         if not keys:

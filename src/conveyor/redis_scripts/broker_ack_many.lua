@@ -5,15 +5,6 @@
 -- Returns a list of 1 (deleted) or 0 (stale token), in the order given.
 local out = {}
 for i = 3, #ARGV, 2 do
-  local id = ARGV[i]
-  local key = P .. 'm:' .. id
-  local fields = redis.call('HMGET', key, 't', 'q')
-  if fields[1] == ARGV[i + 1] then
-    redis.call('DEL', key)
-    redis.call('ZREM', P .. 'l:' .. fields[2], id)
-    out[#out + 1] = 1
-  else
-    out[#out + 1] = 0
-  end
+  out[#out + 1] = ack(ARGV[i], ARGV[i + 1])
 end
 return out

@@ -52,3 +52,17 @@ end
 local function exact(x)
   return string.format('%.17g', x)
 end
+
+-- Delete a finished message, only while `token` is its current lease token: 1 when
+-- deleted, 0 (nothing changed) when the token is stale or the id unknown.
+-- Keys: P.."m:"..id [hash] HMGET t q, DEL; P.."l:"..Q [zset] ZREM id (Q: the message's queue).
+local function ack(id, token)
+  local key = P .. 'm:' .. id
+  local fields = redis.call('HMGET', key, 't', 'q')
+  if fields[1] ~= token then
+    return 0
+  end
+  redis.call('DEL', key)
+  redis.call('ZREM', P .. 'l:' .. fields[2], id)
+  return 1
+end

@@ -1,4 +1,5 @@
--- Prepended to every coord_*.lua script (the Redis Coordinator) by conveyor.redis_connection.
+-- Prepended to every coord_*.lua script (the Redis Coordinator) by conveyor.redis_connection,
+-- after expiring.lua.
 --
 -- Common ARGV of every coordinator script:
 --   ARGV[1]  string  key prefix, "conveyor:" by default
@@ -37,17 +38,9 @@ local function ttl_ms(seconds)
   return ms
 end
 
--- The live value of a "<expires_at>|<value>" key, or nil.
+-- The live value of a "<expires_at>|<value>" key, or nil (live_value: expiring.lua).
 local function live(key)
-  local stored = redis.call('GET', key)
-  if not stored then
-    return nil
-  end
-  local bar = string.find(stored, '|', 1, true)
-  if not bar or tonumber(string.sub(stored, 1, bar - 1)) <= NOW then
-    return nil
-  end
-  return string.sub(stored, bar + 1)
+  return live_value(redis.call('GET', key), NOW)
 end
 
 local function put(key, value, seconds)

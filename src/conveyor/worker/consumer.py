@@ -18,7 +18,7 @@ __all__ = ["Consumer"]
 
 FAST_TASK = 0.002
 """Seconds per task under which a batch counts as quick."""
-GROWTH = 4
+GROWTH = 32
 """How many times the prefetch a batch of quick tasks may grow to."""
 
 logger = logging.getLogger("conveyor.worker")
@@ -61,9 +61,7 @@ class Consumer:
         while not self.stop.is_set() and self.alive():
             if not self.buffer:
                 try:
-                    self.executor.flush_acks()
-                    self._adapt()
-                    batch = self.broker.reserve(self.queues, self.batch_size, self.lease)
+                    batch = self._next_batch()
                     if not batch:
                         self.tracker.flush()
                         self.broker.wait(idle_wait)
@@ -98,6 +96,20 @@ class Consumer:
                 break
         self.release()
 
+    def _next_batch(self) -> list[Delivery]:
+        """Ack the last batch and reserve the next one, in one call where the broker can."""
+        acks = self.executor.take_acks()
+        self._adapt()
+        try:
+            done, batch = self.broker.ack_and_reserve(
+                [delivery for delivery, _ in acks], self.queues, self.batch_size, self.lease
+            )
+        except BaseException:
+            self.executor.untake_acks(acks)
+            raise
+        self.executor.acked(acks, done)
+        return batch
+
     def _adapt(self) -> None:
         """Reserve bigger batches while tasks are quick, back to the base when they are not.
 
@@ -117,7 +129,10 @@ class Consumer:
 
     def release(self) -> None:
         """Ack what finished; hand reserved, unstarted messages back to their queues at once."""
-        self.executor.flush_acks()
+        try:
+            self.executor.flush_acks()
+        finally:
+            self.executor.close()
         if self.buffer:
             self._give_back(list(self.buffer))
             self.buffer.clear()

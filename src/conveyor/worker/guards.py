@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..app import Conveyor, task_id_of
-from ..brokers.base import Delivery
+from ..brokers.base import UNREAD, Delivery
 from ..control import parse_rate, rate_override_key, revoked_key
 from ..message import Message
 from ..task import AnyTask, format_key
@@ -60,11 +60,17 @@ class Guards:
         self._rates: dict[str, tuple[float, float | None]] = {}
         self._revoked: dict[str, str | None] = {}
         self._revoked_at = float("-inf")
+        app.broker.read_revocations_from(self.coordinator)
 
     def prefetch(self, deliveries: list[Delivery]) -> None:
-        """Read the revocations of a whole reserved batch in one call."""
+        """Read the revocations of a whole reserved batch in one call (none when the broker
+        read them with the reservation)."""
         ids = [task_id_of(d.id) for d in deliveries]
-        values = self.coordinator.get_many([revoked_key(i) for i in ids])
+        read = [d.revocation for d in deliveries]
+        if any(value is UNREAD for value in read):
+            values = self.coordinator.get_many([revoked_key(i) for i in ids])
+        else:
+            values = [value for value in read if value is not UNREAD]
         self._revoked = dict(zip(ids, values, strict=True))
         self._revoked_at = self.clock()
 

@@ -42,6 +42,9 @@ TERMINATE = signal.SIGUSR1
 """Supervisor to child: interrupt the running task (revoked with terminate=True)."""
 KILL_GRACE = 5.0
 """Seconds a child has to exit after a terminate signal other than SIGKILL."""
+NOTICE_PAUSE = 0.005
+"""Seconds the supervisor rests after reading children's notices: a busy child then wakes
+it a few hundred times a second, not once per task, and keeps the CPU for its tasks."""
 
 
 class PipeTracker:
@@ -152,12 +155,14 @@ class PreforkPool:
         next_revoke_check = time.monotonic()
         while True:
             timeout = max(0.0, min(next_beat - time.monotonic(), 0.25))
+            notices = False
             for key, _ in self.selector.select(timeout):
                 if key.data is None:
                     with contextlib.suppress(BlockingIOError):
                         os.read(wake_fd, 4096)
                 else:
                     self._read_child(key.data)
+                    notices = True
             self._handle_signals()
             self._reap()
             if self.stopping and not self.children:
@@ -176,6 +181,8 @@ class PreforkPool:
             if not self.stopping and now >= next_cleanup:
                 self._cleanup()
                 next_cleanup = now + 60
+            if notices and not self.stopping:
+                time.sleep(NOTICE_PAUSE)  # let the children's notices gather in their pipes
 
     def _handle_signals(self) -> None:
         while self._signals:
