@@ -8,7 +8,9 @@ an unannotated parameter gets plain JSON values. Pickle is used only when the ap
 
 from __future__ import annotations
 
+import functools
 import inspect
+import math
 import pickle
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -181,7 +183,7 @@ def unpickle_arguments(payload: bytes) -> tuple[tuple[Any, ...], dict[str, Any]]
     return tuple(args), dict(kwargs)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ArgumentSpec:
     """A task's parameters and annotations: checks calls and converts received arguments."""
 
@@ -218,16 +220,34 @@ class ArgumentSpec:
         returns = hints.get("return", Any)
         return cls(signature, tuple(positional), var_positional, by_name, var_keyword, returns)
 
-    @property
+    @functools.cached_property
     def param_names(self) -> list[str]:
         return [name for name, _ in self.positional]
 
     def check(self, task_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         """Raise TypeError, naming the task, when the call does not fit the signature."""
+        if not kwargs and self._positional_range[0] <= len(args) <= self._positional_range[1]:
+            return  # positional arguments only, as many as the signature takes
         try:
             self.signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise TypeError(f"{task_name}{self.signature}: {exc}") from None
+
+    @functools.cached_property
+    def _positional_range(self) -> tuple[float, float]:
+        """How many positional arguments alone make a valid call: (-1, -1) when none do
+        without keywords (a keyword-only parameter has no default)."""
+        low, high = 0, 0.0
+        for param in self.signature.parameters.values():
+            if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
+                high += 1
+                if param.default is param.empty:
+                    low += 1
+            elif param.kind is param.VAR_POSITIONAL:
+                high = math.inf
+            elif param.kind is param.KEYWORD_ONLY and param.default is param.empty:
+                return (-1, -1)
+        return (low, high)
 
     def convert(
         self, args: Sequence[Any], kwargs: Mapping[str, Any]

@@ -23,6 +23,8 @@ def test_task_of_a_sigkilled_worker_runs_again_on_the_next_worker(tasks, workers
     assert started["redelivered"] is False
     assert started["hostname"] == first.hostname
 
+    wait_until(lambda: result.state == states.STARTED, what="STARTED (written 2 ms in)")
+
     first.kill_group()  # supervisor and children at once, as the OOM killer would
 
     assert result.state == states.STARTED

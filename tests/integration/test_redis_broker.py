@@ -171,7 +171,8 @@ def test_a_million_delayed_tasks_live_in_redis_not_in_the_worker(broker: RedisBr
 def test_ten_thousand_are_published_in_a_handful_of_round_trips(
     broker: RedisBroker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    broker.stats()  # connect first: only count the publishing
+    broker.stats()  # connect first (this thread's connection, and a pooled one for
+    broker._link.client.ping()  # pipelines): only count the publishing
     sent: list[tuple[Any, ...]] = []
     connection_class = broker._link.pool.connection_class
     original = connection_class.send_packed_command
@@ -323,6 +324,64 @@ def test_reserve_reads_revocations_when_the_coordinator_shares_the_database(
     elsewhere.close()
 
 
+def evalsha_calls(raw: Any) -> int:
+    return int(raw.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+def sleep_registered(broker: RedisBroker) -> None:
+    """What a worker does before sleeping: wait once, then an empty reserve registers it."""
+    broker.wait(0.01)
+    assert broker.reserve(["q"], 4, lease=30) == []
+
+
+def test_a_publish_hands_the_message_to_a_sleeping_worker(
+    broker: RedisBroker, redis_url: str, redis_prefix: str, raw: Any
+) -> None:
+    producer = RedisBroker(redis_url, prefix=redis_prefix)
+    sleep_registered(broker)
+    producer.publish([env("first"), env("second")])
+    started = time.monotonic()
+    broker.wait(5)
+    assert time.monotonic() - started < 1
+    scripts = evalsha_calls(raw)
+    [handed] = broker.reserve(["q"], 4, lease=30)
+    assert evalsha_calls(raw) == scripts  # it came with the wake-up: no round trip
+    assert (handed.id, handed.body, handed.delivery_count) == ("first", b"body-first", 1)
+    assert broker.stats() == {"q": QueueStats(ready=1, reserved=1)}
+    assert [d.id for d in broker.reserve(["q"], 4, lease=30)] == ["second"]
+    assert broker.ack(handed)
+    producer.close()
+
+
+def test_a_registration_is_used_once_and_not_for_delayed_messages(
+    broker: RedisBroker, redis_url: str, redis_prefix: str
+) -> None:
+    producer = RedisBroker(redis_url, prefix=redis_prefix)
+    sleep_registered(broker)
+    producer.publish([env("later", eta=time.time() + 3600)])
+    producer.publish([env("now")])
+    producer.publish([env("after")])
+    assert broker.stats() == {"q": QueueStats(ready=1, delayed=1, reserved=1)}
+    assert [d.id for d in broker.stop_waiting()] == ["now"]
+    assert broker.stop_waiting() == []
+    producer.close()
+
+
+def test_a_handed_message_comes_back_when_its_worker_dies_asleep(
+    broker: RedisBroker, redis_url: str, redis_prefix: str
+) -> None:
+    producer = RedisBroker(redis_url, prefix=redis_prefix)
+    broker.wait(0.01)
+    assert broker.reserve(["q"], 4, lease=0.2) == []  # registered, with a 0.2 s lease
+    producer.publish([env("orphan")])
+    broker.close()  # it never wakes up
+    time.sleep(0.3)
+    assert producer.recover_expired() == 1
+    [again] = producer.reserve(["q"], 4, lease=30)
+    assert (again.id, again.delivery_count) == ("orphan", 2)
+    producer.close()
+
+
 def test_coordinator_instances_share_state(redis_url: str, redis_prefix: str) -> None:
     one = RedisCoordinator(redis_url, prefix=redis_prefix)
     two = RedisCoordinator(redis_url, prefix=redis_prefix)
@@ -372,8 +431,8 @@ def test_two_connections_never_reserve_the_same_message(redis_url: str, redis_pr
 def test_a_forked_child_opens_its_own_connections(broker: RedisBroker) -> None:
     broker.publish([env(f"p{i}") for i in range(200)])
     assert broker.stats()["q"].ready == 200
-    parent_connections = set(map(id, broker._link.pool._available_connections))
-    assert parent_connections
+    parent_connection = broker._link._connection()
+    assert parent_connection.pid == os.getpid()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
         code = 1
@@ -381,9 +440,9 @@ def test_a_forked_child_opens_its_own_connections(broker: RedisBroker) -> None:
             done = 0
             while batch := broker.reserve(["q"], 5, lease=30):
                 done += sum(broker.ack(d) for d in batch)
-            pool = broker._link.pool
-            fresh = not parent_connections & set(map(id, pool._available_connections))
-            code = 0 if done and fresh and pool.pid == os.getpid() else 2
+            mine = broker._link._connection()
+            fresh = mine is not parent_connection and mine.pid == os.getpid()
+            code = 0 if done and fresh else 2
         finally:
             os._exit(code)
     parent_done = 0
@@ -392,7 +451,7 @@ def test_a_forked_child_opens_its_own_connections(broker: RedisBroker) -> None:
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert broker.stats() == {}
-    assert broker._link.pool.pid == os.getpid()
+    assert broker._link._connection() is parent_connection
 
 
 # -- outages ----------------------------------------------------------------------------

@@ -175,6 +175,7 @@ def test_sigkilled_worker_task_runs_again_on_another_worker(
     result = app.send_task(f"{APP_MODULE}.hold", args=[str(log), str(gate)])
     (started,) = wait_until(lambda: events(log, "start"), what="the task to start")
     assert started["hostname"] == first.hostname
+    wait_until(lambda: result.state == states.STARTED, what="STARTED (written 2 ms in)")
 
     first.kill_group()
     assert result.state == states.STARTED

@@ -135,6 +135,12 @@ class Broker(ABC):
         a worker going from one batch to the next pays for one call, not two."""
         return self.ack_many(acks), self.reserve(queues, count, lease)
 
+    def stop_waiting(self) -> list[Delivery]:
+        """This thread will not ``wait`` or ``reserve`` again: return what was handed to it
+        while it slept (to run or hand back), so nothing waits for a lease to pass. Only
+        brokers that hand messages to sleeping workers return any."""
+        return []
+
     def read_revocations_from(self, coordinator: object) -> bool:
         """Whether ``reserve`` can read this coordinator's revocations in the same call
         (filling ``Delivery.revocation``), saving a round trip per batch; it can when

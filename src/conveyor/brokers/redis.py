@@ -23,6 +23,7 @@ may end up to 100 ms late; ``hz 100`` makes that 10 ms.
 from __future__ import annotations
 
 import itertools
+import os
 import secrets
 import threading
 import time
@@ -34,14 +35,16 @@ from redis.exceptions import RedisError
 
 from ..control import revoked_key
 from ..redis_connection import UNREACHABLE, RedisLink, Script, number_option
-from .base import UNREAD, Broker, DeadLetter, Delivery, Envelope, QueueStats
+from .base import UNREAD, Broker, DeadLetter, Delivery, Envelope, QueueStats, Unread
 
 __all__ = ["RedisBroker"]
 
-_PRELUDE = "broker_prelude.lua"
+_PRELUDE = ("expiring.lua", "broker_prelude.lua")
 _PUBLISH_CHUNK = 5000
 """Messages per script call; a larger batch is several calls in one MULTI round trip."""
 _RECOVER_LIMIT = 1000
+_REGISTRATION = 10.0
+"""Seconds a sleeping worker's registration lasts (it renews it each time it reserves)."""
 
 
 class RedisBroker(Broker):
@@ -80,7 +83,7 @@ class RedisBroker(Broker):
         )
         script = self._script
         self._publish = script("broker_publish.lua")
-        self._reserve = self._link.script((_PRELUDE, "expiring.lua"), "broker_reserve.lua")
+        self._reserve = script("broker_reserve.lua")
         self._ack = script("broker_ack.lua")
         self._ack_many = script("broker_ack_many.lua")
         self._nack = script("broker_nack.lua")
@@ -161,18 +164,49 @@ class RedisBroker(Broker):
     ) -> tuple[list[bool], list[Delivery]]:
         if not queues or count <= 0:
             return self.ack_many(acks), []
+        local = self._local
+        handed: list[Delivery] = []
+        if self._sleeper():
+            handed, local.handed = local.handed, []
+            if handed and not acks:
+                return [], handed  # a publisher leased them to this thread while it slept
         start = next(self._rotation) % len(queues)
         ordered = [*queues[start:], *queues[:start]]
+        acked, taken = self._reserve_call(acks, ordered, count, lease, sleeper=self._sleeper())
+        return acked, handed + taken
+
+    def _sleeper(self) -> bool:
+        """Whether this thread waits for work (calls ``wait``), so may be handed messages."""
+        return self._local.__dict__.get("pid") == os.getpid()
+
+    def _reserve_call(
+        self,
+        acks: Sequence[Delivery],
+        ordered: list[str],
+        count: int,
+        lease: float,
+        sleeper: bool,
+    ) -> tuple[list[bool], list[Delivery]]:
+        local = self._local
         token = secrets.token_hex(8)
+        mine = self._sleeper()  # the thread's inbox and registration (not a forked parent's)
+        drop: str = (local.registration or "") if mine else ""
+        inbox = local.inbox if mine else ""
+        register = secrets.token_hex(8) if mine and sleeper and count > 0 else ""
         args: list[Any] = [self.prefix, self._now(), count, repr(float(lease)), token]
-        args += (self._revocations, len(ordered), *ordered)
+        args += (self._revocations, drop, inbox, register, repr(_REGISTRATION), len(ordered))
+        args += ordered
         for d in acks:
             args += (d.id, d.token)
         what = "acknowledging and reserving messages" if acks else "reserving messages"
         reply = self._link.call(what, lambda: self._reserve(args), retries=0 if acks else 1)
+        if mine:
+            local.registration = register if reply[3] else None
         self._remember(ordered, reply[0], reply[1])
+        handed = int(reply[4])
+        deliveries = [_handed(item) for item in reply[5 : 5 + handed]]
         checked = bool(self._revocations)
-        return [flag == 49 for flag in reply[2]], [  # 49: b"1"
+        deliveries += [
             Delivery(
                 reply[i + 1].decode(),
                 ordered[reply[i] - 1],
@@ -182,8 +216,20 @@ class RedisBroker(Broker):
                 reply[i + 4],
                 (None if reply[i + 5] is None else reply[i + 5].decode()) if checked else UNREAD,
             )
-            for i in range(3, len(reply), 6)
+            for i in range(5 + handed, len(reply), 6)
         ]
+        return [flag == 49 for flag in reply[2]], deliveries  # 49: b"1"
+
+    def stop_waiting(self) -> list[Delivery]:
+        if not self._sleeper():
+            return []
+        local = self._local
+        handed: list[Delivery] = local.handed
+        local.handed = []
+        if local.registration and local.queues:
+            handed += self._reserve_call((), local.queues, 0, 0.0, sleeper=False)[1]
+        local.pid = None
+        return handed
 
     def read_revocations_from(self, coordinator: object) -> bool:
         from ..coordination.redis import RedisCoordinator
@@ -216,19 +262,31 @@ class RedisBroker(Broker):
         return float(local.eta - local.server_now - (time.monotonic() - local.stamp))
 
     def wait(self, timeout: float) -> None:
-        """Block on the wake lists of the queues this thread last reserved from (BLPOP).
+        """Block on the wake lists of the queues this thread last reserved from (BLPOP),
+        and on its inbox when that reserve registered it as sleeping (see
+        ``broker_publish.lua``: a publisher may then hand it a message directly, which the
+        next ``reserve`` returns without another round trip).
 
-        Returns when a token arrives (something was published or given back since that
-        reserve), when the earliest delayed message comes due, or after ``timeout``.
+        Returns when a token or a handed message arrives, when the earliest delayed message
+        comes due, or after ``timeout``.
         """
         deadline = time.monotonic() + timeout
-        if getattr(self._local, "queues", None) is None:
+        local = self._local
+        if local.__dict__.get("pid") != os.getpid():
+            local.pid = os.getpid()
+            local.inbox = secrets.token_hex(12)
+            local.registration = None
+            local.handed = []
+        if getattr(local, "queues", None) is None:
             reply = self._link.call(
                 "reading delayed messages", lambda: self._next_due((self.prefix, self._now()))
             )
             self._remember([q.decode() for q in reply[2:]], reply[0], reply[1])
-        queues: list[str] = self._local.queues
+        queues: list[str] = local.queues
+        inbox = f"{self.prefix}in:{local.inbox}"
         keys = [f"{self.prefix}w:{queue}" for queue in queues]
+        if local.registration:
+            keys.insert(0, inbox)
         command = self._link.command
         while True:
             left = deadline - time.monotonic()
@@ -246,6 +304,8 @@ class RedisBroker(Broker):
             except (RedisError, *UNREACHABLE) as exc:
                 raise self._link.error("waiting for messages", exc) from exc
             if woken:
+                if woken[0].decode() == inbox:
+                    local.handed.append(_handed(woken[1]))
                 return
 
     def extend(self, deliveries: Sequence[Delivery], lease: float) -> list[bool]:
@@ -405,6 +465,24 @@ class RedisBroker(Broker):
 
     def close(self) -> None:
         self._link.close()
+
+
+def _handed(item: bytes) -> Delivery:
+    """A message a publisher handed over (``hand`` in broker_prelude.lua)."""
+    fields: list[bytes] = []
+    at = 0
+    for _ in range(6):
+        colon = item.index(b":", at)
+        size = int(item[at:colon])
+        fields.append(item[colon + 1 : colon + 1 + size])
+        at = colon + 1 + size
+    id_, queue, body, priority, token, reason = fields
+    revocation: str | Unread | None = UNREAD
+    if item[at:] == b"1":
+        revocation = reason.decode() if reason else None
+    return Delivery(
+        id_.decode(), queue.decode(), body, int(priority), token.decode(), 1, revocation
+    )
 
 
 def _config_value(config: dict[Any, Any], name: str) -> str | None:

@@ -1,4 +1,5 @@
--- Prepended to every broker_*.lua script by conveyor.redis_connection (Redis has no include).
+-- Prepended to every broker_*.lua script by conveyor.redis_connection, after expiring.lua
+-- (Redis has no include).
 --
 -- Common ARGV of every broker script:
 --   ARGV[1]  string  key prefix, "conveyor:" by default; every key below starts with it
@@ -21,6 +22,9 @@
 --   P.."dl:"..id    [hash]  a dead letter: q queue, p priority, b body, r reason,
 --                           f failed_at (unix seconds, as a decimal string)
 --   P.."dead"       [zset]  dead-letter ids, score failed_at
+--   P.."idle:"..queue [zset] registrations of workers sleeping on the queue, score expiry
+--   P.."reg:"..reg  [string] one registration (see claim() below), with a TTL
+--   P.."in:"..inbox [list]  messages handed to one sleeping worker thread (see hand())
 --
 -- Keys are built from the prefix inside the scripts (ids and queue names come from Redis
 -- itself when reserving and recovering), so the scripts need a standalone Redis (or one
@@ -65,4 +69,51 @@ local function ack(id, token)
   redis.call('DEL', key)
   redis.call('ZREM', P .. 'l:' .. fields[2], id)
   return 1
+end
+
+-- Sleeping workers (handoff). A worker about to sleep registers (broker_reserve.lua): a
+-- string P.."reg:"..reg holding "<inbox>\t<token>\t<lease seconds>\t<revocation prefix>",
+-- with a TTL, and reg in the zset P.."idle:"..Q of each of its queues (score: expiry).
+-- A publisher claims one registration (deleting it: it is used once) and hands the message
+-- over; stale members (their string gone) are dropped on the way.
+local function claim(queue)
+  local zkey = P .. 'idle:' .. queue
+  while true do
+    local first = redis.call('ZRANGE', zkey, 0, 0)
+    if #first == 0 then
+      return nil
+    end
+    redis.call('ZREM', zkey, first[1])
+    local rkey = P .. 'reg:' .. first[1]
+    local reg = redis.call('GET', rkey)
+    if reg then
+      redis.call('DEL', rkey)
+      return reg
+    end
+  end
+end
+
+-- One length-prefixed field ("<bytes>:<value>") of an inbox item.
+local function field(value)
+  return #value .. ':' .. value
+end
+
+-- Lease a new message to the worker of a claimed registration and push it to its inbox.
+-- An item is the fields id, queue, body, priority, token, revocation ("" for none) and
+-- "1" when the revocation was read ("0" otherwise), each as field() writes it.
+local function hand(reg, id, queue, priority, body, score)
+  local inbox, token, lease, revoked = string.match(reg, '^(.-)\t(.-)\t(.-)\t(.*)$')
+  local key = P .. 'm:' .. id
+  redis.call('HSET', key, 'b', body, 'p', priority, 'q', queue, 'n', 1, 's', score, 't', token)
+  redis.call('ZADD', P .. 'l:' .. queue, NOW + tonumber(lease), id)
+  local reason, read = '', '0'
+  if revoked ~= '' then
+    read = '1'
+    local task = string.match(id, '^(.-)~%d+$') or id
+    reason = live_value(redis.call('GET', revoked .. task), NOW) or ''
+  end
+  local ikey = P .. 'in:' .. inbox
+  redis.call('RPUSH', ikey, field(id) .. field(queue) .. field(body) .. field(priority)
+    .. field(token) .. field(reason) .. read)
+  redis.call('PEXPIRE', ikey, math.ceil(tonumber(lease) * 1000))
 end

@@ -1,40 +1,63 @@
 -- publish: store messages; an id that is live already (ready, delayed or reserved) is ignored.
+-- A message that is ready now goes straight to a sleeping worker when one is registered
+-- for its queue (see broker_reserve.lua): it is leased to that worker here, in the same
+-- atomic step, and pushed to the worker's inbox, which the worker blocks on. The worker
+-- then runs it without another round trip.
 --
 -- ARGV[3..]  groups of five, one per message:
 --              id [string], queue [string], priority [0-9], eta [unix seconds or ""], body
 -- Keys touched (see the prelude for the layout):
 --   P.."seq"        [string] INCRBY: sequence numbers for the ready scores
---   P.."m:"..id     [hash]   EXISTS (duplicate check), HSET b p q n (and s when ready now)
+--   P.."m:"..id     [hash]   EXISTS (duplicate check), HSET b p q n s (and t when handed)
 --   P.."q:"..queue  [zset]   ZADD when the eta is absent or not after now
 --   P.."d:"..queue  [zset]   ZADD score eta when the eta is after now
 --   P.."queues"     [set]    SADD the queue name
 --   P.."w:"..queue  [list]   one wake token, so a sleeping worker re-reads (also for
 --                            delayed messages: its sleep may have to end sooner)
+--   P.."idle:"..queue [zset] ZRANGE 0 0, ZREM: registrations of sleeping workers
+--   P.."reg:"..reg  [string] GET, DEL: a registration, used once (see broker_reserve.lua)
+--   P.."l:"..queue  [zset]   ZADD id, score now + lease (a handed message)
+--   P.."in:"..inbox [list]   RPUSH, PEXPIRE: a handed message, for the worker (inbox_item)
+--   revoked..task   [string] GET (read only): the revocation a registration asks for
 -- Returns the count of messages stored.
 local count = (#ARGV - 2) / 5
 if count < 1 then
   return 0
 end
 local seq = redis.call('INCRBY', P .. 'seq', count) - count
-local touched = {}
+local listed, woken, sleeping = {}, {}, {}
 local stored = 0
 for i = 3, #ARGV, 5 do
   local id, queue, priority, eta = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local key = P .. 'm:' .. id
   if redis.call('EXISTS', key) == 0 then
     stored = stored + 1
+    local handed = false
     if eta ~= '' and tonumber(eta) > NOW then
       redis.call('HSET', key, 'b', ARGV[i + 4], 'p', priority, 'q', queue, 'n', 0)
       redis.call('ZADD', P .. 'd:' .. queue, eta, id)
     else
       seq = seq + 1
       local score = ready_score(priority, seq)
-      redis.call('HSET', key, 'b', ARGV[i + 4], 'p', priority, 'q', queue, 'n', 0, 's', score)
-      redis.call('ZADD', P .. 'q:' .. queue, score, id)
+      if sleeping[queue] ~= false then
+        local reg = claim(queue)
+        sleeping[queue] = reg ~= nil
+        if reg then
+          hand(reg, id, queue, priority, ARGV[i + 4], score)
+          handed = true
+        end
+      end
+      if not handed then
+        redis.call('HSET', key, 'b', ARGV[i + 4], 'p', priority, 'q', queue, 'n', 0, 's', score)
+        redis.call('ZADD', P .. 'q:' .. queue, score, id)
+      end
     end
-    if not touched[queue] then
-      touched[queue] = true
+    if not listed[queue] then
+      listed[queue] = true
       redis.call('SADD', P .. 'queues', queue)
+    end
+    if not handed and not woken[queue] then
+      woken[queue] = true
       wake(queue)
     end
   end

@@ -1,15 +1,22 @@
--- reserve: ack what the caller finished, make due delayed messages ready, then take up to
--- COUNT ready messages under a lease, in the order the queues are given (the caller rotates
--- it), highest priority and then oldest first within a queue. Taking and leasing happen in
--- this one atomic script: a taken message is never only in a worker's memory.
+-- reserve: ack what the caller finished, collect what publishers handed it while it slept,
+-- make due delayed messages ready, then take up to COUNT ready messages under a lease, in
+-- the order the queues are given (the caller rotates it), highest priority and then oldest
+-- first within a queue. Taking and leasing happen in this one atomic script: a taken
+-- message is never only in a worker's memory. When nothing was taken and the caller is
+-- about to sleep, it registers, so a publisher can hand it the next message directly
+-- (broker_publish.lua; the prelude describes registrations).
 --
--- ARGV[3]    count [integer]   how many messages at most (0: only ack)
+-- ARGV[3]    count [integer]   how many messages at most (0: only ack and collect)
 -- ARGV[4]    lease [seconds]   lease length; deadline = now + lease
--- ARGV[5]    token [string]    the lease token of this reservation
+-- ARGV[5]    token [string]    the lease token of this reservation (and registration)
 -- ARGV[6]    revoked [string]  "" or the key prefix of the coordinator's revocations; each
 --                              taken message's task id is appended and the key read
--- ARGV[7]    nq [integer]      how many queue names follow
--- ARGV[8 .. 7+nq]              queue names
+-- ARGV[7]    drop [string]     "" or the caller's previous registration, to cancel
+-- ARGV[8]    inbox [string]    "" or the caller's inbox: collect it (and register into it)
+-- ARGV[9]    register [string] "" or a new registration id, used when nothing was taken
+-- ARGV[10]   ttl [seconds]     how long that registration lasts
+-- ARGV[11]   nq [integer]      how many queue names follow
+-- ARGV[12 .. 11+nq]            queue names
 -- then pairs: id [string], token [string] of deliveries to ack first (as broker_ack.lua)
 -- Keys touched, for each queue Q given:
 --   P.."d:"..Q      [zset]   ZRANGEBYSCORE -inf now (at most 1000 per call), ZREM; ZRANGE 0 0
@@ -20,18 +27,23 @@
 --   P.."l:"..Q      [zset]   ZADD id with score now + lease
 --   P.."w:"..Q      [list]   a wake token is left while Q still has ready messages (so
 --                            another sleeping worker comes for them), deleted when Q is empty
+--   P.."idle:"..Q   [zset]   ZREM drop; ZREMRANGEBYSCORE (expired), ZADD register
 --   revoked..task   [string] GET (read only; "<expires_at>|<reason>", see coord_prelude.lua)
--- and for each ack, as ack() in broker_prelude.lua: P.."m:"..id [hash] HMGET t q, DEL;
--- P.."l:"..Q [zset] ZREM id.
+-- and P.."reg:"..drop [string] DEL; P.."reg:"..register [string] SET PX;
+-- P.."in:"..inbox [list] LRANGE, DEL; for each ack, as ack() in broker_prelude.lua:
+-- P.."m:"..id [hash] HMGET t q, DEL; P.."l:"..Q [zset] ZREM id.
 -- Returns {earliest eta of the queues' delayed messages or "", now, acks ("1"/"0" per ack,
---          in order), then per message: queue position (1-based), id, body, priority,
---          delivery count, revocation reason or false (nil when not read or not revoked)}.
+--          in order), "1" if registered else "", the number of handed items, the items
+--          (see hand() in broker_prelude.lua), then per message taken: queue position
+--          (1-based), id, body, priority, delivery count, revocation reason or false}.
 local count = tonumber(ARGV[3])
-local deadline = NOW + tonumber(ARGV[4])
+local lease = tonumber(ARGV[4])
+local deadline = NOW + lease
 local token = ARGV[5]
 local revoked = ARGV[6]
-local nq = tonumber(ARGV[7])
-local last = 7 + nq
+local drop, inbox, register, ttl = ARGV[7], ARGV[8], ARGV[9], tonumber(ARGV[10])
+local nq = tonumber(ARGV[11])
+local first_queue, last = 12, 11 + nq
 local MOVE = 1000
 local earliest = nil
 
@@ -49,7 +61,7 @@ local function revocation(id)
 end
 
 if count > 0 then
-  for i = 8, last do
+  for i = first_queue, last do
     local queue = ARGV[i]
     local dkey = P .. 'd:' .. queue
     local due = redis.call('ZRANGEBYSCORE', dkey, '-inf', NOWS, 'LIMIT', 0, MOVE)
@@ -78,9 +90,27 @@ if count > 0 then
   end
 end
 
-local out = {earliest and exact(earliest) or '', NOWS, table.concat(acked)}
-local taken = 0
-for i = 8, last do
+local handed = {}
+if drop ~= '' then
+  redis.call('DEL', P .. 'reg:' .. drop)
+  for i = first_queue, last do
+    redis.call('ZREM', P .. 'idle:' .. ARGV[i], drop)
+  end
+end
+if inbox ~= '' then
+  local ikey = P .. 'in:' .. inbox
+  handed = redis.call('LRANGE', ikey, 0, -1)
+  if #handed > 0 then
+    redis.call('DEL', ikey)
+  end
+end
+
+local taken = #handed
+local out = {earliest and exact(earliest) or '', NOWS, table.concat(acked), '', #handed}
+for _, item in ipairs(handed) do
+  out[#out + 1] = item
+end
+for i = first_queue, last do
   if taken >= count then
     break
   end
@@ -97,7 +127,7 @@ for i = 8, last do
         local delivered = (tonumber(fields[3]) or 0) + 1
         redis.call('HSET', key, 't', token, 'n', delivered)
         redis.call('ZADD', lkey, deadline, id)
-        out[#out + 1] = i - 7
+        out[#out + 1] = i - first_queue + 1
         out[#out + 1] = id
         out[#out + 1] = fields[1]
         out[#out + 1] = fields[2]
@@ -113,5 +143,15 @@ for i = 8, last do
   else
     redis.call('DEL', w)
   end
+end
+if taken == 0 and register ~= '' then
+  local reg = inbox .. '\t' .. token .. '\t' .. ARGV[4] .. '\t' .. revoked
+  redis.call('SET', P .. 'reg:' .. register, reg, 'PX', math.ceil(ttl * 1000))
+  for i = first_queue, last do
+    local zkey = P .. 'idle:' .. ARGV[i]
+    redis.call('ZREMRANGEBYSCORE', zkey, '-inf', NOWS)
+    redis.call('ZADD', zkey, NOW + ttl, register)
+  end
+  out[4] = '1'
 end
 return out

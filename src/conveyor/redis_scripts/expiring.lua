@@ -1,5 +1,5 @@
--- Prepended to the scripts that read the coordinator's expiring values: its own scripts and
--- broker_reserve.lua (which reads revocations). Touches no keys.
+-- Prepended to the coordinator's scripts and the broker's (which read revocations, kept as
+-- the coordinator's expiring values). Touches no keys.
 --
 -- The value of a stored "<expires_at>|<value>" string while it is live at `now` (unix
 -- seconds), else nil.

@@ -133,6 +133,12 @@ class Consumer:
             self.executor.flush_acks()
         finally:
             self.executor.close()
+        try:
+            self.buffer.extend(self.broker.stop_waiting())
+        except BrokerError as exc:
+            logger.warning(
+                "%s; a message handed to this worker comes back when its lease passes", exc
+            )
         if self.buffer:
             self._give_back(list(self.buffer))
             self.buffer.clear()
