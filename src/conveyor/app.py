@@ -397,18 +397,45 @@ class Conveyor:
             key = format_key(task.idempotency_key, task, args, kwargs)
             message = message.replace(idempotency_key=key)
         if key is not None:
-            window = float(self.conf.idempotency_window)
-            first = self.coordinator.put_if_absent(f"idempotency:{key}", message.id, window)
-            if first is not None:
-                return AsyncResult(first, app=self, task=task)
-            try:
-                self.publish([(message, task)])
-            except BaseException:
-                self.coordinator.delete(f"idempotency:{key}", message.id)
-                raise
-            return AsyncResult(message.id, app=self, task=task)
+            return AsyncResult(self._send_once(f"idempotency:{key}", message, task), self, task)
         self.publish([(message, task)])
         return AsyncResult(message.id, app=self, task=task)
+
+    def _send_once(self, claim: str, message: Message, task: AnyTask | None) -> str:
+        """Publish a message unless another id holds its idempotency key; the id that runs.
+
+        The key is claimed when the message is published, so a send that never happens (a
+        rolled-back transaction, a ``batch()`` whose block raised) leaves it free.
+        """
+        window = float(self.conf.idempotency_window)
+        coordinator = self.coordinator
+        claims: list[list[tuple[str, str]]] | None = getattr(self._batch, "claims", None)
+        if claims:
+            first = coordinator.put_if_absent(claim, message.id, window)
+            if first is not None:
+                return first
+            claims[-1].append((claim, message.id))
+            self.publish([(message, task)])
+            return message.id
+        envelope = self.envelope(message, task)
+        holder: list[str] = []
+
+        def publish() -> None:
+            first = coordinator.put_if_absent(claim, message.id, window)
+            if first is not None:
+                holder.append(first)
+                return
+            try:
+                self.broker.publish([envelope])
+            except BaseException:
+                coordinator.delete(claim, message.id)
+                raise
+
+        gate = self.defer_publish
+        if gate is not None and gate(publish):
+            return coordinator.get(claim) or message.id  # the commit publishes unless taken
+        publish()
+        return holder[0] if holder else message.id
 
     def publish(self, items: Sequence[tuple[Message, AnyTask | None]]) -> None:
         """Encode and publish messages: at once, or when the enclosing ``batch()`` ends."""
@@ -431,15 +458,28 @@ class Conveyor:
         stack: list[list[Envelope]] | None = getattr(self._batch, "stack", None)
         if stack is None:
             stack = self._batch.stack = []
+            self._batch.claims = []
+        claims: list[list[tuple[str, str]]] = self._batch.claims
         stack.append([])
+        claims.append([])
         try:
             yield
         except BaseException:
             stack.pop()
+            self._release(claims.pop())
             raise
-        envelopes = stack.pop()
-        if envelopes:
-            self._publish_now(envelopes)
+        envelopes, mine = stack.pop(), claims.pop()
+        try:
+            if envelopes:
+                self._publish_now(envelopes)
+        except BaseException:
+            self._release(mine)
+            raise
+
+    def _release(self, claims: list[tuple[str, str]]) -> None:
+        """Free the idempotency keys of messages that were never published."""
+        for claim, message_id in claims:
+            self.coordinator.delete(claim, message_id)
 
     def AsyncResult(self, task_id: str, task: AnyTask | None = None) -> AnyResult:
         return AsyncResult(task_id, app=self, task=task)

@@ -49,6 +49,19 @@ def test_nothing_is_sent_when_the_transaction_rolls_back(held: Conveyor) -> None
     assert held.broker.stats().get(HELD) is None or held.broker.stats()[HELD].ready == 0
 
 
+def test_a_rolled_back_send_leaves_its_idempotency_key_free(held: Conveyor) -> None:
+    key = f"tick-{time.monotonic_ns()}"
+    with pytest.raises(Rollback), transaction.atomic():
+        dropped = tick.apply_async_on_commit(["x"], queue=HELD, idempotency_key=key)
+        raise Rollback
+    with transaction.atomic():
+        kept = tick.apply_async_on_commit(["x"], queue=HELD, idempotency_key=key)
+    assert kept.id != dropped.id
+    assert sent(held, kept.id) and not sent(held, dropped.id)
+    again = tick.apply_async_on_commit(["x"], queue=HELD, idempotency_key=key)
+    assert again.id == kept.id  # within the window, the committed send holds the key
+
+
 def test_outside_a_transaction_on_commit_sends_at_once(held: Conveyor) -> None:
     result = tick.apply_async_on_commit(["x"], queue=HELD)
     assert sent(held, result.id)

@@ -293,6 +293,22 @@ def test_idempotency_key_enqueues_once(app: Conveyor) -> None:
     assert confirm.apply_async((42,), idempotency_key="order-42:confirm").id == first.id
 
 
+def test_idempotency_key_of_a_batch_that_raised_is_free_again(app: Conveyor) -> None:
+    @app.task
+    def confirm(order_id: int) -> None: ...
+
+    with pytest.raises(RuntimeError), app.batch():
+        dropped = confirm.apply_async((7,), idempotency_key="order-7")
+        raise RuntimeError("the request failed before the batch was sent")
+    assert not app.broker.contains([dropped.id])
+    with app.batch():
+        again = confirm.apply_async((7,), idempotency_key="order-7")
+        assert confirm.apply_async((7,), idempotency_key="order-7").id == again.id
+    assert again.id != dropped.id
+    assert app.broker.contains([again.id]) == {again.id}
+    assert app.broker.stats()["default"].ready == 1
+
+
 def test_idempotency_key_from_arguments(app: Conveyor, clock: FakeClock) -> None:
     @app.task(idempotency_key="charge-{order_id}")
     def charge(order_id: int, amount: int) -> None: ...
