@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -150,6 +151,9 @@ class Conveyor:
         self.on_worker_child_start: list[Callable[[], None]] = []
         """Run in each forked worker child before it consumes: drop what must not be shared
         across a fork, such as inherited database connections."""
+        self.on_worker_stopping: list[Callable[[], None]] = []
+        """Run when a worker's shutdown begins (warm or cold): the scheduler beside it
+        (``worker --beat``) stops sending while the running tasks finish."""
         self.on_task_start: list[Callable[[AnyTask, Context], None]] = []
         """Run by a worker just before a task's code (never for eager runs)."""
         self.on_task_end: list[Callable[[AnyTask, Context], None]] = []
@@ -159,6 +163,14 @@ class Conveyor:
         call it later (the Django integration: when the open transaction commits)."""
         if set_as_current:
             self.set_current()
+
+    def worker_stopping(self) -> None:
+        """Run the ``on_worker_stopping`` hooks (the worker's shutdown began)."""
+        for hook in list(self.on_worker_stopping):
+            try:
+                hook()
+            except Exception:
+                logging.getLogger("conveyor.worker").exception("a worker-stopping hook failed")
 
     def set_current(self) -> None:
         global _current

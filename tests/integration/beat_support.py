@@ -22,6 +22,7 @@ from .support import DEFAULT_TIMEOUT, base_env, wait_until
 BEAT_APP = '''"""Entries come from BEAT_ENTRIES (JSON); the one task logs each run to BEAT_RUNS."""
 import json
 import os
+import time
 
 from conveyor import Conveyor
 
@@ -47,6 +48,8 @@ def tick(self, entry):
     with open(os.environ["BEAT_RUNS"], "a", encoding="utf-8") as handle:
         line = {"entry": entry, "due": self.request.headers.get("beat_due"), "pid": os.getpid()}
         handle.write(json.dumps(line) + "\\n")
+    if entry == "slow":
+        time.sleep(float(os.environ.get("BEAT_SLOW", "3")))
 '''
 APP_SPEC = "beat_app:app"
 

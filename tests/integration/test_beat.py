@@ -4,6 +4,7 @@ through the CLI, `conveyor beat list`, a killed and restarted beat, `conveyor wo
 from __future__ import annotations
 
 import itertools
+import signal
 import time
 from collections import Counter
 from datetime import datetime, timedelta
@@ -11,7 +12,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from .beat_support import Processes, beat_env, dues, sent_messages, write_app
-from .support import read_jsonl, wait_until
+from .support import DEFAULT_TIMEOUT, read_jsonl, wait_until
 
 EVERY_SECOND = {"tick": {"every": 1, "catch_up": "all"}}
 
@@ -195,3 +196,18 @@ def test_worker_with_beat_runs_scheduled_tasks(processes, tmp_path, pool):
     assert "beat: sent tick" in worker.log()
     started = datetime.fromisoformat(runs[0]["due"])
     assert started > datetime.now(started.tzinfo) - timedelta(seconds=30)
+
+
+def test_worker_with_beat_stops_sending_when_its_warm_shutdown_begins(processes, tmp_path):
+    env = beat_env(tmp_path, {"tick": {"every": 1}, "slow": {"every": 1}}, BEAT_SLOW="3")
+    worker = processes.worker(env, "--beat")
+    wait_until(
+        lambda: any(run["entry"] == "slow" for run in read_jsonl(tmp_path / "runs.jsonl")),
+        what="the slow task to start",
+    )
+    worker.proc.send_signal(signal.SIGTERM)
+    worker.wait_for_log("warm shutdown")
+    assert worker.proc.wait(DEFAULT_TIMEOUT) == 0  # after the slow task ended (up to 3 s)
+    log = worker.log()
+    after = log[log.index("warm shutdown") :]
+    assert "beat: sent" not in after, after

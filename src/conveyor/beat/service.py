@@ -9,6 +9,7 @@ fork waits for the current pass to end and never copies one in progress.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -73,6 +74,7 @@ class BeatThread:
         self.scheduler.setup()
         with _guarded_lock:
             _guarded.append(self.scheduler)
+        app.on_worker_stopping.append(self.scheduler.stop)
         self._thread = threading.Thread(target=self._run, name="conveyor-beat", daemon=True)
         self._thread.start()
 
@@ -84,6 +86,8 @@ class BeatThread:
 
     def stop(self, timeout: float = 10.0) -> None:
         self.scheduler.stop()
+        with contextlib.suppress(ValueError):
+            self.scheduler.app.on_worker_stopping.remove(self.scheduler.stop)
         if self._thread is not None:
             self._thread.join(timeout)
         with _guarded_lock:

@@ -99,6 +99,8 @@ class LocalPool:
 
     def _on_signal(self, signum: int, frame: object) -> None:
         self._signals += 1
+        if self._signals == 1:
+            self.app.worker_stopping()
         if self._signals == 1 and signum != signal.SIGQUIT:
             logger.warning(
                 "warm shutdown: finishing running tasks (signal again for cold shutdown)"

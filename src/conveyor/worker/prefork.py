@@ -200,6 +200,7 @@ class PreforkPool:
             "(signal again for cold shutdown)"
         )
         self.stopping = True
+        self.app.worker_stopping()
         for child in list(self.children.values()):
             _kill(child.pid, WARM_STOP)
 
@@ -208,6 +209,7 @@ class PreforkPool:
             return
         logger.warning("cold shutdown: stopping running tasks; they go back to their queues")
         self.stopping = self.cold = True
+        self.app.worker_stopping()
         for child in list(self.children.values()):
             _kill(child.pid, signal.SIGKILL)
 
