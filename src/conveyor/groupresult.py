@@ -183,7 +183,7 @@ class ResultSet:
                     error = _error(record)
                     if error is not None:
                         raise error
-                value = _value(record, member._task)
+                value = _value(record, member._typed_by(record))
             else:
                 value = member.get(
                     timeout=None if deadline is None else max(0.0, deadline - time.monotonic()),

@@ -86,7 +86,8 @@ class AsyncResult(Generic[R]):
     @property
     def result(self) -> Any:
         """The return value; the exception for FAILURE; the meta of a custom state."""
-        return _value(self._record(), self._task)
+        record = self._record()
+        return _value(record, self._typed_by(record))
 
     info = result
 
@@ -142,8 +143,16 @@ class AsyncResult(Generic[R]):
             error = _error(record)
             if error is not None:
                 raise error
-        value: R = _value(record, self._task)
+        value: R = _value(record, self._typed_by(record))
         return value
+
+    def _typed_by(self, record: TaskRecord | None) -> AnyTask | None:
+        """The task whose return annotation types the value: the one this result was made
+        with, else the task of that name registered here (a result rebuilt from its id,
+        such as a restored group's member, comes back typed too)."""
+        if self._task is not None or record is None or not record.task:
+            return self._task
+        return self.app.tasks.get(record.task)
 
     wait = get
 

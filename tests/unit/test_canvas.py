@@ -6,6 +6,7 @@ executor (and so the same workflow hooks) a worker uses.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from types import SimpleNamespace
@@ -330,6 +331,26 @@ def test_group_result_save_restore_from_another_app(app: Conveyor, t: SimpleName
     assert GroupResult.restore("my-group", app=app) == custom
     custom.delete()
     assert GroupResult.restore("my-group", app=app) is None
+
+
+@dataclasses.dataclass
+class Total:
+    amount: int
+    currency: str
+
+
+def test_results_rebuilt_from_ids_come_back_as_the_annotated_type(app: Conveyor) -> None:
+    @app.task
+    def total(amount: int) -> Total:
+        return Total(amount, "EUR")
+
+    result = group(total.s(i) for i in range(3)).apply_async()
+    drain(app)
+    restored = GroupResult.restore(result.id, app=app)
+    assert restored is not None
+    assert restored.get(timeout=1) == [Total(0, "EUR"), Total(1, "EUR"), Total(2, "EUR")]
+    by_id = app.AsyncResult(result.results[1].id)
+    assert by_id.get(timeout=1) == Total(1, "EUR") and by_id.result == Total(1, "EUR")
 
 
 def test_group_revoke_revokes_every_member(app: Conveyor, t: SimpleNamespace) -> None:
