@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import os
 
+from django.core.cache import caches
 from django.db import connection, transaction
 
 from conveyor.contrib.django import get_app
-from conveyor.contrib.django.db import close_inherited_connections, close_old_connections
+from conveyor.contrib.django.db import (
+    close_inherited_connections,
+    close_old_connections,
+    forget_inherited_caches,
+)
 
 from .conftest import Database, Worker
 
@@ -39,6 +44,23 @@ def test_a_forked_child_leaves_the_parents_connection_alone(database: Database) 
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert _session_id(database) == before  # the parent's session is still alive
+
+
+def test_a_forked_child_builds_its_own_cache_clients() -> None:
+    inherited = caches["default"]
+    inherited.set("seen-by", "parent")
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            forget_inherited_caches()
+            mine = caches["default"]
+            code = 0 if mine is not inherited and caches["default"] is mine else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert caches["default"] is inherited and inherited.get("seen-by") == "parent"
 
 
 def test_stale_connections_are_closed_but_never_inside_a_transaction() -> None:

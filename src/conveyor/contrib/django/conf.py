@@ -83,6 +83,7 @@ def configure(app: Conveyor) -> Conveyor:
             # Conveyor builds backends from URLs it knows; this one is handed over built.
             app._backend = DjangoResultBackend()
         app.on_worker_child_start.append(db.close_inherited_connections)
+        app.on_worker_child_start.append(db.forget_inherited_caches)
         app.on_task_start.append(_task_start)
         app.on_task_end.append(db.close_old_connections)
         if app.defer_publish is None:

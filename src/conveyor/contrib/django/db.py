@@ -20,7 +20,12 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
-__all__ = ["close_inherited_connections", "close_old_connections", "heal"]
+__all__ = [
+    "close_inherited_connections",
+    "close_old_connections",
+    "forget_inherited_caches",
+    "heal",
+]
 
 
 def close_inherited_connections() -> None:
@@ -36,6 +41,19 @@ def close_inherited_connections() -> None:
         conn.connection = None
         conn.in_atomic_block = False
         conn.run_on_commit = []
+
+
+def forget_inherited_caches() -> None:
+    """Run first thing in a forked child: build its own cache clients on first use.
+
+    A cache client made in the parent (memcached, a Redis client without fork checks) holds
+    sockets the child must not talk over. The parent's objects are dropped without I/O;
+    closing them here could end the parent's sessions.
+    """
+    from asgiref.local import Local
+    from django.core.cache import caches
+
+    caches._connections = Local(caches.thread_critical)  # type: ignore[attr-defined]
 
 
 def close_old_connections(*_: Any) -> None:
