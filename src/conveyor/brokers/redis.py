@@ -43,8 +43,10 @@ _PRELUDE = ("expiring.lua", "broker_prelude.lua")
 _PUBLISH_CHUNK = 5000
 """Messages per script call; a larger batch is several calls in one MULTI round trip."""
 _RECOVER_LIMIT = 1000
-_REGISTRATION = 10.0
-"""Seconds a sleeping worker's registration lasts (it renews it each time it reserves)."""
+_REGISTRATION = 1.0
+"""Seconds a sleeping worker's registration lasts. A consumer renews it at every reserve,
+at least every 50 ms while idle; a short life bounds how long publishers may keep handing
+messages to a worker that was killed asleep (each such message waits for its lease)."""
 
 
 class RedisBroker(Broker):
