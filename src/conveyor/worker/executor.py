@@ -199,17 +199,16 @@ class Executor:
         context = self._context(task, message, delivery, args, kwargs, attempt)
         if self._continuing:
             self.flush_writes()  # a workflow goes on before the next task starts
+        started: _Started | None = None
         if not message.ignore_result and self._track_started(task):
-            started = TaskRecord(
+            record = TaskRecord(
                 status=states.STARTED,
                 task=message.task,
                 retries=message.retries,
                 worker=self.hostname,
             )
-            item = (message.id, self.results.encode(started), at_level(attempt, LEVEL_STARTED))
-            with self._state:
-                self._started = _Started(item, time.monotonic())
-            self._late.poke()
+            item = (message.id, self.results.encode(record), at_level(attempt, LEVEL_STARTED))
+            started = _Started(item, time.monotonic())
         time_limit = message.time_limit or task.time_limit or self.app.conf.task_time_limit
         soft_limit = (
             message.soft_time_limit or task.soft_time_limit or self.app.conf.task_soft_time_limit
@@ -219,8 +218,12 @@ class Executor:
         self.tracker.started(delivery, message.id, deadline, attempt)
         for hook in self.app.on_task_start:
             hook(task, context)
-        self.running = True
         try:
+            if started is not None:
+                with self._state:
+                    self._started = started
+                self._late.poke()
+            self.running = True
             with _soft_limit(soft_limit if self._soft_limits else None):
                 outcome = trace(task, context, args, kwargs)
         finally:
