@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, overload
@@ -18,6 +17,7 @@ from .config import Settings
 from .control import Control, parse_rate
 from .coordination import Coordinator, coordinator_from_url
 from .exceptions import DuplicateTaskName, EncodeError, ImproperlyConfigured, NotRegistered
+from .ids import new_id
 from .locks import Lock
 from .message import Message
 from .records import ResultStore
@@ -353,7 +353,7 @@ class Conveyor:
                 else conf.task_ignore_result
             )
         parent = current_request()
-        task_id = options.get("task_id") or str(uuid.uuid4())
+        task_id = options.get("task_id") or new_id()
         serializer = (
             options.get("serializer") or (task.serializer if task else None) or conf.task_serializer
         )

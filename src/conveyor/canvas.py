@@ -34,7 +34,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .groupresult import GroupResult
-from .signatures import _KINDS, Signature, _coerce, _new_id
+from .ids import new_id
+from .signatures import _KINDS, Signature, _coerce
 from .signatures import signature_from_dict as signature_from_dict
 
 if TYPE_CHECKING:
@@ -118,7 +119,7 @@ class group(_Composite):
         **options: Any,
     ) -> Any:
         results = [task.apply(args, kwargs, **options) for task in self.tasks]
-        return GroupResult(self.id or _new_id(), results, app=self._app)
+        return GroupResult(self.id or new_id(), results, app=self._app)
 
     def __repr__(self) -> str:
         return f"group([{', '.join(repr(t) for t in self.tasks)}])"

@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from .canvas import chain, chord, chunks, group
 from .groupresult import GroupResult
+from .ids import new_id
 from .result import AsyncResult
-from .signatures import _NOT_INHERITED, Signature, _as_list, _coerce, _new_id
+from .signatures import _NOT_INHERITED, Signature, _as_list, _coerce
 
 if TYPE_CHECKING:
     from .app import Conveyor
@@ -160,7 +161,7 @@ def _freeze(sig: Signature) -> None:
             _freeze(task)
     elif isinstance(sig, group):
         _push_down(sig)
-        sig.options["task_id"] = sig.options.get("task_id") or _new_id()
+        sig.options["task_id"] = sig.options.get("task_id") or new_id()
         sig.kwargs["tasks"] = _flatten_group(sig.tasks)
         for task in sig.tasks:
             _freeze(task)
@@ -169,7 +170,7 @@ def _freeze(sig: Signature) -> None:
         _freeze(sig.header)
         _freeze(sig.body)
     else:
-        sig.options["task_id"] = sig.options.get("task_id") or _new_id()
+        sig.options["task_id"] = sig.options.get("task_id") or new_id()
         for key in ("link", "link_error"):
             if key in sig.options:
                 linked = [_coerce(s, sig._app) for s in _as_list(sig.options[key])]

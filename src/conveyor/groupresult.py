@@ -19,6 +19,7 @@ import msgspec
 
 from . import states
 from .exceptions import TimeoutError
+from .ids import new_id
 from .records import TaskRecord
 from .request import current_request
 from .result import AnyResult, AsyncResult, EagerResult, _error, _value
@@ -272,10 +273,9 @@ class GroupResult(ResultSet, AsyncResult[list[Any]]):
         parent: AnyResult | None = None,
         app: Conveyor | None = None,
     ) -> None:
-        import uuid
 
         ResultSet.__init__(self, results or [], app)
-        self.id = id or str(uuid.uuid4())
+        self.id = id or new_id()
         self._task = None
         self.parent = parent
 

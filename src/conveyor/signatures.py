@@ -17,7 +17,6 @@ in ``_KINDS`` so that rebuilding a signature from a dict needs no such import.
 from __future__ import annotations
 
 import copy
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -38,10 +37,6 @@ _WORKFLOW_OPTIONS = frozenset(
 )
 _CONTEXT_OPTIONS = frozenset({"root_id", "parent_id"})
 _NOT_INHERITED = _WORKFLOW_OPTIONS | _CONTEXT_OPTIONS
-
-
-def _new_id() -> str:
-    return str(uuid.uuid4())
 
 
 def _copy(sig: Signature) -> Signature:

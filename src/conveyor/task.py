@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import (
@@ -485,10 +484,6 @@ AnyTask: TypeAlias = Task[..., Any]
 
 def now() -> float:
     return time.time()
-
-
-def new_id() -> str:
-    return str(uuid.uuid4())
 
 
 _P = ParamSpec("_P")

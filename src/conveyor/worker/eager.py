@@ -6,12 +6,12 @@ sent fails here too, and typed arguments arrive converted exactly as on a worker
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import msgspec
 
 from .. import states
+from ..ids import new_id
 from ..request import Context, current_request
 from ..result import EagerResult
 from ..serialization import decode_value, encode_value
@@ -32,7 +32,7 @@ def run_eagerly(
     args, kwargs = tuple(wire[0]), dict(wire[1])
     if task.typing:
         args, kwargs = task.spec.convert(args, kwargs)
-    task_id = options.get("task_id") or str(uuid.uuid4())
+    task_id = options.get("task_id") or new_id()
     parent = current_request()
     throw = options.get("throw")
     if throw is None:

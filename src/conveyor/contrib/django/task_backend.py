@@ -16,7 +16,6 @@ keeps a small record (arguments, enqueue time, attempts) beside Conveyor's own r
 from __future__ import annotations
 
 import math
-import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +24,7 @@ from django.utils.module_loading import import_string
 
 from ... import states
 from ...app import Conveyor
+from ...ids import new_id
 from ...records import TaskRecord
 from ...serialization import decode_value, encode_value
 from ...task import Task
@@ -171,7 +171,7 @@ class ConveyorTaskBackend(BaseTaskBackend):
         now = timezone.now()
         result: TaskResult[Any] = TaskResult(
             task=task,
-            id=str(uuid.uuid4()),
+            id=new_id(),
             status=TaskResultStatus.READY,
             enqueued_at=now,
             started_at=None,

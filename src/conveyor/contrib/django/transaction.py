@@ -13,13 +13,14 @@ and ``CONVEYOR_SEND_ON_COMMIT = True`` for every send inside an atomic block.
 from __future__ import annotations
 
 import threading
-import uuid
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
+
+from ...ids import new_id
 
 if TYPE_CHECKING:
     from ...app import Conveyor
@@ -75,7 +76,7 @@ def apply_async_on_commit(
     alias = using or DEFAULT_DB_ALIAS
     app = task.app
     options = dict(options)
-    task_id = options.setdefault("task_id", str(uuid.uuid4()))
+    task_id = options.setdefault("task_id", new_id())
     if app.defer_publish is None:
         app.defer_publish = make_gate(app)
     if app.conf.task_always_eager or app not in _gated:
