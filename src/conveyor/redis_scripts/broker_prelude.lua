@@ -9,7 +9,7 @@
 --                    Only the contract tests pass a fake clock's value.
 --
 -- Key layout of the broker (P = the prefix; types in brackets):
---   P.."m:"..id     [hash]  a live message: b body, p priority, q queue, n delivery count,
+--   P.."m:"..id     [hash]  a live message: b body, p priority, q queue, n delivery count (absent: 0),
 --                           s ready score (set when it first became ready), t lease token
 --                           (present only while reserved). Its existence means "live".
 --   P.."q:"..queue  [zset]  ready ids, score (9 - priority) * 2^49 + sequence: higher

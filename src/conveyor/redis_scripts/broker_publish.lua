@@ -8,7 +8,8 @@
 --              id [string], queue [string], priority [0-9], eta [unix seconds or ""], body
 -- Keys touched (see the prelude for the layout):
 --   P.."seq"        [string] INCRBY: sequence numbers for the ready scores
---   P.."m:"..id     [hash]   EXISTS (duplicate check), HSET b p q n s (and t when handed)
+--   P.."m:"..id     [hash]   EXISTS (duplicate check), HSET b p q s (n and t too when handed;
+--                            n, the delivery count, is absent until the first delivery)
 --   P.."q:"..queue  [zset]   ZADD when the eta is absent or not after now
 --   P.."d:"..queue  [zset]   ZADD score eta when the eta is after now
 --   P.."queues"     [set]    SADD the queue name
@@ -26,6 +27,16 @@ if count < 1 then
 end
 local seq = redis.call('INCRBY', P .. 'seq', count) - count
 local listed, woken, sleeping = {}, {}, {}
+local adds = {} -- zset key -> {score, id, score, id, ...}: one ZADD per key (and 500 pairs)
+local function add(zkey, score, id)
+  local pairs_ = adds[zkey]
+  if not pairs_ then
+    pairs_ = {}
+    adds[zkey] = pairs_
+  end
+  pairs_[#pairs_ + 1] = score
+  pairs_[#pairs_ + 1] = id
+end
 local stored = 0
 for i = 3, #ARGV, 5 do
   local id, queue, priority, eta = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
@@ -34,8 +45,8 @@ for i = 3, #ARGV, 5 do
     stored = stored + 1
     local handed = false
     if eta ~= '' and tonumber(eta) > NOW then
-      redis.call('HSET', key, 'b', ARGV[i + 4], 'p', priority, 'q', queue, 'n', 0)
-      redis.call('ZADD', P .. 'd:' .. queue, eta, id)
+      redis.call('HSET', key, 'b', ARGV[i + 4], 'p', priority, 'q', queue)
+      add(P .. 'd:' .. queue, eta, id)
     else
       seq = seq + 1
       local score = ready_score(priority, seq)
@@ -48,8 +59,8 @@ for i = 3, #ARGV, 5 do
         end
       end
       if not handed then
-        redis.call('HSET', key, 'b', ARGV[i + 4], 'p', priority, 'q', queue, 'n', 0, 's', score)
-        redis.call('ZADD', P .. 'q:' .. queue, score, id)
+        redis.call('HSET', key, 'b', ARGV[i + 4], 'p', priority, 'q', queue, 's', score)
+        add(P .. 'q:' .. queue, score, id)
       end
     end
     if not listed[queue] then
@@ -60,6 +71,11 @@ for i = 3, #ARGV, 5 do
       woken[queue] = true
       wake(queue)
     end
+  end
+end
+for zkey, pairs_ in pairs(adds) do
+  for from = 1, #pairs_, 1000 do
+    redis.call('ZADD', zkey, unpack(pairs_, from, math.min(from + 999, #pairs_)))
   end
 end
 return stored
