@@ -83,10 +83,10 @@ def run_until_empty(
             if not batch:
                 break
             executor.handle(batch[0])
-            executor.flush_acks()
+            executor.outbox.flush_acks()
             done += 1
     finally:
-        executor.close()
+        executor.outbox.close()
     return done
 
 

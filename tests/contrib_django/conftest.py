@@ -201,8 +201,7 @@ def project_app(database: Database, request: pytest.FixtureRequest) -> Iterator[
 
 
 def _idle(app: Conveyor) -> bool:
-    queue = app.broker.stats().get(app.conf.task_default_queue)
-    return queue is None or queue.ready + queue.delayed + queue.reserved == 0
+    return all(q.ready + q.delayed + q.reserved == 0 for q in app.broker.stats().values())
 
 
 def wait_until(

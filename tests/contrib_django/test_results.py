@@ -7,12 +7,14 @@ from __future__ import annotations
 import builtins
 import importlib.util
 import inspect
+import threading
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 from shop.emails.models import Email
@@ -103,6 +105,23 @@ def test_task_keys_and_other_keys_live_in_their_own_tables(clock: Any) -> None:
     assert (row.task_id, row.task_name, row.state) == ("abc", "t", "STARTED")
     assert row.date_started is not None
     assert ResultValue.objects.get().key == "conveyor-group-g"
+
+
+def test_the_arguments_reach_an_outcome_written_from_another_thread(clock: Any) -> None:
+    backend = DjangoResultBackend(clock=clock.now)
+    backend.remember_call("t1", [7, "x"], {"fast": True})  # the worker thread, at task start
+
+    def write() -> None:  # the worker's background writer stores the outcome
+        try:
+            backend.set(ResultStore.prefix + "t1", b'{"status":"SUCCESS","task":"t"}', 60)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    thread.join()
+    row = TaskResult.objects.get(task_id="t1")
+    assert (row.state, row.args, row.kwargs) == ("SUCCESS", [7, "x"], {"fast": True})
 
 
 def test_a_task_run_is_recorded_with_its_details(worker: Worker) -> None:

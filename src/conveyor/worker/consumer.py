@@ -98,16 +98,16 @@ class Consumer:
 
     def _next_batch(self) -> list[Delivery]:
         """Ack the last batch and reserve the next one, in one call where the broker can."""
-        acks = self.executor.take_acks()
+        acks = self.executor.outbox.take_acks()
         self._adapt()
         try:
             done, batch = self.broker.ack_and_reserve(
                 [delivery for delivery, _ in acks], self.queues, self.batch_size, self.lease
             )
         except BaseException:
-            self.executor.untake_acks(acks)
+            self.executor.outbox.untake_acks(acks)
             raise
-        self.executor.acked(acks, done)
+        self.executor.outbox.acked(acks, done)
         return batch
 
     def _adapt(self) -> None:
@@ -130,9 +130,9 @@ class Consumer:
     def release(self) -> None:
         """Ack what finished; hand reserved, unstarted messages back to their queues at once."""
         try:
-            self.executor.flush_acks()
+            self.executor.outbox.flush_acks()
         finally:
-            self.executor.close()
+            self.executor.outbox.close()
         try:
             self.buffer.extend(self.broker.stop_waiting())
         except BrokerError as exc:

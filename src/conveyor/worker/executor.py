@@ -10,9 +10,8 @@ import logging
 import signal
 import threading
 import time
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from .. import states, workflow
 from ..app import Conveyor
@@ -28,10 +27,8 @@ from ..exceptions import (
 from ..message import Message
 from ..records import (
     LEVEL_RECEIVED,
-    LEVEL_STARTED,
     ErrorRecord,
     TaskRecord,
-    at_level,
     fence,
     format_traceback,
 )
@@ -39,50 +36,12 @@ from ..request import Context
 from ..serialization import decode_message, explain_unencodable, unpickle_arguments
 from ..task import AnyTask, to_timestamp
 from .guards import POSTPONE, REVOKE, Guards, Verdict
-from .late import DELAY, RESULT_DELAY, late_writer
+from .outbox import Outbox, Tracker
 from .trace import Outcome, trace
 
 __all__ = ["Executor", "Tracker"]
 
 logger = logging.getLogger("conveyor.worker")
-
-
-@dataclass(slots=True)
-class _Write:
-    """An outcome waiting to be stored; ``continues``: its message has workflow hooks."""
-
-    delivery: Delivery
-    message: Message
-    record: TaskRecord
-    data: bytes
-    fence: int
-    continues: bool
-    at: float
-
-
-@dataclass(slots=True)
-class _Started:
-    """The running task's STARTED, written only if it is still running ``DELAY`` later."""
-
-    item: tuple[str, bytes, int] | None
-    since: float
-
-
-class Tracker(Protocol):
-    """Told what a consumer holds, so leases are kept alive and hard limits enforced."""
-
-    def reserved(self, deliveries: list[Delivery]) -> None: ...
-    def started(
-        self, delivery: Delivery, task_id: str, hard_deadline: float | None, fence: int
-    ) -> None: ...
-    def finished(self, delivery: Delivery) -> None:
-        """The task's code ended; its message is still held until it is acknowledged."""
-
-    def released(self, deliveries: list[Delivery]) -> None:
-        """Acked, handed back or dead-lettered: no longer held."""
-
-    def flush(self) -> None:
-        """Deliver buffered notices now (the consumer is about to sleep or exit)."""
 
 
 class Executor:
@@ -95,16 +54,7 @@ class Executor:
         self.clock = app.clock
         self._soft_limits = threading.current_thread() is threading.main_thread()
         self.guards = Guards(app)
-        self.acks: list[tuple[Delivery, Message]] = []
-        self.writes: list[_Write] = []
-        self._continuing = False
-        self._started: _Started | None = None
-        self._state = threading.Lock()
-        """Guards ``writes`` and ``_started``, shared with the late writer's thread."""
-        self._io = threading.Lock()
-        """One state write at a time, so outcomes land in order and before their acks."""
-        self._late = late_writer()
-        self._late.register(self)
+        self.outbox = Outbox(app, tracker)
         self._decoded: dict[str, Message] = {}
         self.running = False
         """True while a task's own code runs: only then may a terminate signal interrupt."""
@@ -154,7 +104,7 @@ class Executor:
                 message.id,
             )
             workflow.resume(self.app, message)  # workflow hook: finish what the crash cut short
-            self._ack(delivery, message)
+            self.outbox.ack(delivery, message)
             return states.SUCCESS
         try:
             task = self.app.tasks[message.task]
@@ -197,9 +147,9 @@ class Executor:
         kwargs: dict[str, Any],
     ) -> str:
         context = self._context(task, message, delivery, args, kwargs, attempt)
-        if self._continuing:
-            self.flush_writes()  # a workflow goes on before the next task starts
-        started: _Started | None = None
+        if self.outbox.continuing:
+            self.outbox.flush_writes()  # a workflow goes on before the next task starts
+        started = None
         if not message.ignore_result and self._track_started(task):
             record = TaskRecord(
                 status=states.STARTED,
@@ -207,8 +157,7 @@ class Executor:
                 retries=message.retries,
                 worker=self.hostname,
             )
-            item = (message.id, self.results.encode(record), at_level(attempt, LEVEL_STARTED))
-            started = _Started(item, time.monotonic())
+            started = self.results.encode(record)
         time_limit = message.time_limit or task.time_limit or self.app.conf.task_time_limit
         soft_limit = (
             message.soft_time_limit or task.soft_time_limit or self.app.conf.task_soft_time_limit
@@ -220,17 +169,13 @@ class Executor:
             hook(task, context)
         try:
             if started is not None:
-                with self._state:
-                    self._started = started
-                self._late.poke()
+                self.outbox.running(message.id, started, attempt)
             self.running = True
             with _soft_limit(soft_limit if self._soft_limits else None):
                 outcome = trace(task, context, args, kwargs)
         finally:
             self.running = False
-            if self._started is not None:
-                with self._state:
-                    self._started = None
+            self.outbox.stopped()
             self.tracker.finished(delivery)
             for hook in self.app.on_task_end:
                 hook(task, context)
@@ -442,7 +387,7 @@ class Executor:
             worker=self.hostname,
         )
         self._write(message, attempt, record)
-        self._ack(delivery, message)
+        self.outbox.ack(delivery, message)
         return states.RETRY
 
     def _write(self, message: Message, attempt: int | None, record: TaskRecord) -> bool:
@@ -456,144 +401,15 @@ class Executor:
     def _finish(
         self, delivery: Delivery, message: Message, attempt: int, record: TaskRecord
     ) -> str:
-        """Store the outcome soon (see ``flush_writes`` and ``write_late``), then ack."""
+        """Store the outcome soon (see ``Outbox``), then ack."""
         if workflow.handed_on(message, record):  # workflow hook: Task.replace() took over
             pass
         elif message.ignore_result:
             workflow.after_outcome(self.app, message, record)
         else:
-            continues = workflow.continues(message)
-            data = self.results.encode(record)
-            write = _Write(delivery, message, record, data, attempt, continues, time.monotonic())
-            with self._state:
-                self.writes.append(write)
-                self._continuing = self._continuing or continues
-            if not continues:
-                self._late.poke()
-        self._ack(delivery, message)
+            self.outbox.outcome(delivery, message, record, attempt)
+        self.outbox.ack(delivery, message)
         return record.status
-
-    def flush_writes(self) -> None:
-        """Store every outcome still waiting, then run their workflow hooks."""
-        with self._io:
-            with self._state:
-                writes, self.writes = self.writes, []
-                self._continuing = False
-            if not writes:
-                return
-            try:
-                stored = self.results.write_encoded(
-                    [(w.message.id, w.data, w.fence) for w in writes]
-                )
-            except BaseException:
-                with self._state:
-                    self.writes[:0] = writes
-                    self._continuing = any(w.continues for w in self.writes)
-                raise
-        for write, ok in zip(writes, stored, strict=True):
-            if not ok:
-                _refused(write)
-            elif write.continues:
-                try:  # workflow hook: continue the chain, count the chord member, run links
-                    workflow.after_outcome(self.app, write.message, write.record)
-                except Exception:
-                    logger.exception(
-                        "%s[%s]: its workflow did not continue; it is delivered again to finish it",
-                        write.message.task,
-                        write.message.id,
-                    )
-                    self._redeliver(write.delivery)
-
-    def write_late(self) -> bool:
-        """From the late writer's thread: STARTED of a task running for ``DELAY``, and the
-        waiting outcomes that continue no workflow, in one call. The outcomes go with a
-        STARTED, or alone once the oldest has waited ``RESULT_DELAY``. Whether anything
-        is left for a later look."""
-        with self._io:
-            with self._state:
-                now = time.monotonic()
-                started = self._started
-                item = None
-                if started is not None and now - started.since >= DELAY:
-                    item, started.item = started.item, None
-                writes = [w for w in self.writes if not w.continues]
-                if writes and (item is not None or now - writes[0].at >= RESULT_DELAY):
-                    self.writes = [w for w in self.writes if w.continues]
-                else:
-                    writes = []
-                waiting = (started is not None and started.item is not None) or any(
-                    not w.continues for w in self.writes
-                )
-            if not writes and item is None:
-                return waiting
-            items = [(w.message.id, w.data, w.fence) for w in writes]
-            if item is not None:
-                items.append(item)
-            try:
-                stored = self.results.write_encoded(items)
-            except Exception as exc:
-                with self._state:
-                    self.writes[:0] = writes
-                logger.debug("background write failed (%s); the consumer writes it", exc)
-                return False
-        for write, ok in zip(writes, stored, strict=False):
-            if not ok:
-                _refused(write)
-        return waiting
-
-    def close(self) -> None:
-        """Stop taking part in background writes (the consumer has stored everything)."""
-        self._late.unregister(self)
-
-    def _redeliver(self, delivery: Delivery) -> None:
-        """Take back a pending ack and let the lease pass now, so the message comes round
-        again (counted) and the stored outcome's continuation is resumed."""
-        self.acks = [(d, m) for d, m in self.acks if d is not delivery]
-        self.broker.extend([delivery], 0.0)
-        self.broker.recover_expired()
-        self.tracker.released([delivery])
-
-    def _ack(self, delivery: Delivery, message: Message) -> None:
-        """Acks wait for ``flush_acks``: one write for a batch, not one per task.
-
-        The result is already stored, and the supervisor keeps the lease alive until the
-        ack lands; if the worker dies first, the redelivery finds the stored outcome and
-        is acked without running again.
-        """
-        self.acks.append((delivery, message))
-
-    def take_acks(self) -> list[tuple[Delivery, Message]]:
-        """Store the waiting outcomes, then hand over the pending acks to send (results
-        always land before their acks). Give them to ``acked`` once sent."""
-        self.flush_writes()
-        acks, self.acks = self.acks, []
-        return acks
-
-    def untake_acks(self, acks: list[tuple[Delivery, Message]]) -> None:
-        """Sending them failed: keep them for the next try."""
-        self.acks[:0] = acks
-
-    def acked(self, acks: list[tuple[Delivery, Message]], done: list[bool]) -> None:
-        for (_, message), ok in zip(acks, done, strict=True):
-            if not ok:
-                logger.warning(
-                    "%s[%s]: ack refused: the lease passed and another worker took it",
-                    message.task,
-                    message.id,
-                )
-        if acks:
-            self.tracker.released([delivery for delivery, _ in acks])
-
-    def flush_acks(self) -> None:
-        acks = self.take_acks()
-        if not acks:
-            return
-        try:
-            done = self.broker.ack_many([delivery for delivery, _ in acks])
-        except BaseException:
-            self.untake_acks(acks)
-            raise
-        self.acked(acks, done)
 
     def _nack(self, delivery: Delivery, delay: float | None = None) -> None:
         self.broker.nack(delivery, delay)
@@ -617,14 +433,6 @@ class Executor:
             self._write(message, attempt, _failure(message.task, message, exc))
         self._dead_letter(delivery, reason)
         return states.FAILURE
-
-
-def _refused(write: _Write) -> None:
-    logger.warning(
-        "%s[%s]: result refused, a newer attempt owns this task",
-        write.message.task,
-        write.message.id,
-    )
 
 
 def _failure(name: str, message: Message, exc: BaseException) -> TaskRecord:

@@ -1,8 +1,8 @@
 """Writes that can wait a moment, made by one background thread per worker process.
 
 Most tasks take well under a millisecond. Writing STARTED before each of them, and each
-outcome on its own, would cost a round trip per task for states nobody gets to see. So an
-executor only notes them, and this thread, ``DELAY`` later:
+outcome on its own, would cost a round trip per task for states nobody gets to see. So a
+consumer's outbox (``outbox.py``) only notes them, and this thread, ``DELAY`` later:
 
 - writes STARTED for a task that is still running (a quick task never writes it), and
 - stores the outcomes that waited since, all in one call (or alone, ``RESULT_DELAY`` after
@@ -10,7 +10,7 @@ executor only notes them, and this thread, ``DELAY`` later:
 
 Outcomes whose message continues a workflow are not taken here: the consumer's thread
 stores those before its next task, since only it may run the workflow hooks. Every
-outcome still reaches the store before its ack (``Executor.flush_acks``), and the levels
+outcome still reaches the store before its ack (``Outbox.take_acks``), and the levels
 of ``records.fence`` keep a late STARTED from hiding a state written after it.
 """
 
@@ -39,27 +39,27 @@ class Writes(Protocol):
 
 
 class LateWriter:
-    """Runs ``write_late`` of every registered executor, ``DELAY`` after each poke."""
+    """Runs ``write_late`` of every registered outbox, ``DELAY`` after each poke."""
 
     def __init__(self) -> None:
-        self._executors: list[Writes] = []
+        self._outboxes: list[Writes] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def register(self, executor: Writes) -> None:
+    def register(self, outbox: Writes) -> None:
         with self._lock:
-            self._executors.append(executor)
+            self._outboxes.append(outbox)
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="conveyor-late-writes", daemon=True
                 )
                 self._thread.start()
 
-    def unregister(self, executor: Writes) -> None:
+    def unregister(self, outbox: Writes) -> None:
         with self._lock:
-            if executor in self._executors:
-                self._executors.remove(executor)
+            if outbox in self._outboxes:
+                self._outboxes.remove(outbox)
 
     def poke(self) -> None:
         """Something waits: look at it ``DELAY`` from now (cheap when already awake)."""
@@ -72,11 +72,11 @@ class LateWriter:
             time.sleep(DELAY)
             self._wake.clear()
             with self._lock:
-                executors = list(self._executors)
+                outboxes = list(self._outboxes)
             waiting = False
-            for executor in executors:
+            for outbox in outboxes:
                 try:
-                    waiting = executor.write_late() or waiting
+                    waiting = outbox.write_late() or waiting
                 except Exception:
                     logger.exception("background result write failed; the worker retries it")
                     waiting = True

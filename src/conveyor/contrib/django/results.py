@@ -14,6 +14,7 @@ from __future__ import annotations
 import builtins
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -40,6 +41,11 @@ _record_decoder = msgspec.json.Decoder(TaskRecord)
 Row = TaskResult | ResultValue
 
 
+_CALLS_KEPT = 10_000
+"""Calls whose outcome was not written here (the process died mid-task, another worker
+finished it) are forgotten after this many newer ones."""
+
+
 class DjangoResultBackend(ResultBackend):
     """Results in database ``using`` (the default one); ``clock`` is for tests."""
 
@@ -49,20 +55,19 @@ class DjangoResultBackend(ResultBackend):
         self.using = using
         self.url = f"django://{using or 'default'}"
         self._clock = clock
-        self._local = threading.local()
+        self._calls: OrderedDict[str, tuple[Any, Any]] = OrderedDict()
+        self._calls_lock = threading.Lock()
 
     # -- the worker notes each call's arguments (see conf.py) --------------------------
 
     def remember_call(self, task_id: str, args: Any, kwargs: Any) -> None:
-        """Arguments to store with the task's next record written from this thread."""
-        calls: dict[str, tuple[Any, Any]] = self._calls()
-        calls[task_id] = (args, kwargs)
-
-    def _calls(self) -> dict[str, tuple[Any, Any]]:
-        calls: dict[str, tuple[Any, Any]] | None = getattr(self._local, "calls", None)
-        if calls is None:
-            calls = self._local.calls = {}
-        return calls
+        """Arguments to store with the task's records written by this process (from any
+        thread: a worker may write an outcome from its background writer), until its
+        outcome; the oldest are forgotten past ``_CALLS_KEPT``."""
+        with self._calls_lock:
+            self._calls[task_id] = (args, kwargs)
+            while len(self._calls) > _CALLS_KEPT:
+                self._calls.popitem(last=False)
 
     # -- where a key lives --------------------------------------------------------------
 
@@ -275,11 +280,14 @@ class DjangoResultBackend(ResultBackend):
             if started is not None and started[0] is not None:
                 began = started[0] if started[0].tzinfo else started[0].replace(tzinfo=UTC)
                 columns["runtime"] = max(0.0, (record.date_done or now) - began.timestamp())
-        calls = self._calls()
-        if task_id in calls:
-            columns["args"], columns["kwargs"] = map(_json_safe, calls[task_id])
-            if record.status in states.READY_STATES or record.status == states.RETRY:
-                del calls[task_id]
+        with self._calls_lock:
+            call = self._calls.get(task_id)
+            if call is not None and (
+                record.status in states.READY_STATES or record.status == states.RETRY
+            ):
+                del self._calls[task_id]
+        if call is not None:
+            columns["args"], columns["kwargs"] = map(_json_safe, call)
         return columns
 
 
