@@ -140,17 +140,6 @@ class ResultSet:
 
     # -- values
 
-    def get(
-        self,
-        timeout: float | None = None,
-        propagate: bool = True,
-        interval: float = 0.5,
-        disable_sync_subtasks: bool = True,
-        callback: Callable[[str, Any], None] | None = None,
-    ) -> list[Any]:
-        """Wait for every member; their values in the order given (see ``join``)."""
-        return self.join(timeout, propagate, interval, disable_sync_subtasks, callback)
-
     def join(
         self,
         timeout: float | None = None,
@@ -196,6 +185,8 @@ class ResultSet:
             else:
                 values.append(value)
         return values
+
+    get = join  # a set's value is its members' values, in order
 
     def _wait_all(self, deadline: float | None, timeout: float | None) -> dict[str, TaskRecord]:
         """Read all plain members at once; wait on the last unfinished one; repeat.

@@ -16,6 +16,8 @@ one per database, found through DJANGO_SETTINGS_MODULE alone.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import inspect
 import os
 import shutil
 import signal
@@ -27,6 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -79,6 +82,19 @@ from django.db import OperationalError, connection, connections  # noqa: E402
 from conveyor import Conveyor  # noqa: E402
 from conveyor.app import current_app  # noqa: E402
 from conveyor.contrib.django import get_app  # noqa: E402
+
+
+def adopt_contract(filename: str, fixture: str, namespace: dict[str, Any], name: str) -> ModuleType:
+    """Load a contract test module from tests/unit and put its tests that take ``fixture``
+    into ``namespace`` (a test module's globals), so they run there with its fixtures."""
+    spec = importlib.util.spec_from_file_location(name, TESTS / "unit" / filename)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for test_name, test in vars(module).items():
+        if test_name.startswith("test_") and fixture in inspect.signature(test).parameters:
+            namespace[test_name] = test
+    return module
 
 
 def postgres_answers() -> bool:

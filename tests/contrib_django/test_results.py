@@ -5,11 +5,8 @@ test_backend_contract.py) against DjangoResultBackend, for plain keys and for ta
 from __future__ import annotations
 
 import builtins
-import importlib.util
-import inspect
 import threading
 from collections.abc import Sequence
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -26,22 +23,9 @@ from conveyor.contrib.django.models import ResultValue, TaskResult
 from conveyor.contrib.django.results import DjangoResultBackend
 from conveyor.records import ResultStore
 
-from .conftest import TESTS, Worker, wait_until
+from .conftest import Worker, adopt_contract, wait_until
 
-
-def _load_contract() -> ModuleType:
-    path = TESTS / "unit" / "test_backend_contract.py"
-    spec = importlib.util.spec_from_file_location("backend_contract", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_contract = _load_contract()
-for _name, _test in vars(_contract).items():
-    if _name.startswith("test_") and "backend" in inspect.signature(_test).parameters:
-        globals()[_name] = _test  # collected here, with the fixtures below
+_contract = adopt_contract("test_backend_contract.py", "backend", globals(), "backend_contract")
 
 
 class TaskKeys(ResultBackend):

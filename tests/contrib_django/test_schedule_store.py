@@ -4,11 +4,8 @@ ORM and the admin reaching a running scheduler (the worker's ``--beat``) without
 
 from __future__ import annotations
 
-import importlib.util
-import inspect
 import time
 from datetime import UTC, datetime, timedelta
-from types import ModuleType
 
 import pytest
 from django.contrib.auth.models import User
@@ -26,22 +23,9 @@ from conveyor.contrib.django.models import (
 )
 from conveyor.contrib.django.store import DjangoStore
 
-from .conftest import TESTS, Worker, wait_until
+from .conftest import Worker, adopt_contract, wait_until
 
-
-def _load_contract() -> ModuleType:
-    path = TESTS / "unit" / "test_beat_store.py"
-    spec = importlib.util.spec_from_file_location("beat_store_contract", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_contract = _load_contract()
-for _name, _test in vars(_contract).items():
-    if _name.startswith("test_") and "store" in inspect.signature(_test).parameters:
-        globals()[_name] = _test  # collected here, with the `store` fixture below
+_contract = adopt_contract("test_beat_store.py", "store", globals(), "beat_store_contract")
 
 
 @pytest.fixture

@@ -174,7 +174,7 @@ class RedisBroker(Broker):
                 return [], handed  # a publisher leased them to this thread while it slept
         start = next(self._rotation) % len(queues)
         ordered = [*queues[start:], *queues[:start]]
-        acked, taken = self._reserve_call(acks, ordered, count, lease, sleeper=self._sleeper())
+        acked, taken = self._reserve_call(acks, ordered, count, lease, register=True)
         return acked, handed + taken
 
     def _sleeper(self) -> bool:
@@ -187,23 +187,25 @@ class RedisBroker(Broker):
         ordered: list[str],
         count: int,
         lease: float,
-        sleeper: bool,
+        register: bool,
     ) -> tuple[list[bool], list[Delivery]]:
+        """One reserve script; ``register``: a thread that waits may sign up for handoffs
+        when nothing was taken."""
         local = self._local
         token = secrets.token_hex(8)
         mine = self._sleeper()  # the thread's inbox and registration (not a forked parent's)
         drop: str = (local.registration or "") if mine else ""
         inbox = local.inbox if mine else ""
-        register = secrets.token_hex(8) if mine and sleeper and count > 0 else ""
+        registration = secrets.token_hex(8) if mine and register and count > 0 else ""
         args: list[Any] = [self.prefix, self._now(), count, repr(float(lease)), token]
-        args += (self._revocations, drop, inbox, register, repr(_REGISTRATION), len(ordered))
+        args += (self._revocations, drop, inbox, registration, repr(_REGISTRATION), len(ordered))
         args += ordered
         for d in acks:
             args += (d.id, d.token)
         what = "acknowledging and reserving messages" if acks else "reserving messages"
         reply = self._link.call(what, lambda: self._reserve(args), retries=0 if acks else 1)
         if mine:
-            local.registration = register if reply[3] else None
+            local.registration = registration if reply[3] else None
         self._remember(ordered, reply[0], reply[1])
         handed = int(reply[4])
         deliveries = [_handed(item) for item in reply[5 : 5 + handed]]
@@ -229,7 +231,7 @@ class RedisBroker(Broker):
         handed: list[Delivery] = local.handed
         local.handed = []
         if local.registration and local.queues:
-            handed += self._reserve_call((), local.queues, 0, 0.0, sleeper=False)[1]
+            handed += self._reserve_call((), local.queues, 0, 0.0, register=False)[1]
         local.pid = None
         return handed
 
