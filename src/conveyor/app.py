@@ -13,26 +13,23 @@ from .backends import backend_from_url
 from .backends.base import ResultBackend
 from .brokers import broker_from_url, redact_url
 from .brokers.base import Broker, Envelope
+from .compose import compose
 from .config import Settings
 from .control import Control, parse_rate
 from .coordination import Coordinator, coordinator_from_url
-from .exceptions import DuplicateTaskName, EncodeError, ImproperlyConfigured, NotRegistered
-from .ids import new_id
+from .exceptions import DuplicateTaskName, ImproperlyConfigured, NotRegistered
 from .locks import Lock
 from .message import Message
 from .records import ResultStore
-from .request import Context, current_request
+from .request import Context
 from .result import AnyResult, AsyncResult
-from .serialization import encode_message, pickle_arguments
+from .serialization import encode_message
 from .task import (
-    CELERY_TRANSPORT_OPTIONS,
-    SEND_OPTIONS,
     TASK_OPTIONS,
     AnyTask,
     Task,
     check_options,
     format_key,
-    to_timestamp,
 )
 
 __all__ = ["Conveyor", "current_app", "shared_task"]
@@ -314,81 +311,7 @@ class Conveyor:
         task = self.tasks.own.get(name) or _shared.get(name)
         return self.send(task, tuple(args or ()), dict(kwargs or {}), options, name=name)
 
-    def build_message(
-        self,
-        task: AnyTask | None,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        options: Mapping[str, Any],
-        name: str | None = None,
-    ) -> Message:
-        check_options(options, SEND_OPTIONS | CELERY_TRANSPORT_OPTIONS, "option")
-        name = name or (task.name if task else None)
-        if not name:
-            raise ImproperlyConfigured("the task has no name")
-        if task is not None and task.typing:
-            task.spec.check(name, args, kwargs)
-        conf = self.conf
-        now = self.clock()
-        eta: float | None
-        if options.get("countdown") is not None:
-            eta = now + float(options["countdown"])
-        else:
-            eta = to_timestamp(options.get("eta"), now)
-        expires = options.get("expires", task.expires if task else None)
-        priority = options.get("priority")
-        if priority is None:
-            priority = (
-                task.priority if task and task.priority is not None else conf.task_default_priority
-            )
-        if not isinstance(priority, int) or not 0 <= priority <= 9:
-            raise ValueError(
-                f"priority must be an integer from 0 to 9 (higher runs first), not {priority!r}"
-            )
-        ignore_result = options.get("ignore_result")
-        if ignore_result is None:
-            ignore_result = (
-                task.ignore_result
-                if task and task.ignore_result is not None
-                else conf.task_ignore_result
-            )
-        parent = current_request()
-        task_id = options.get("task_id") or new_id()
-        serializer = (
-            options.get("serializer") or (task.serializer if task else None) or conf.task_serializer
-        )
-        payload = None
-        if serializer == "pickle":
-            if "pickle" not in conf.accept_content:
-                raise EncodeError(
-                    "serializer='pickle' needs the app to opt in: accept_content=['json', 'pickle']"
-                )
-            payload, args, kwargs = pickle_arguments(args, kwargs), (), {}
-        elif serializer != "json":
-            raise ImproperlyConfigured(f"unknown serializer {serializer!r}: use 'json' or 'pickle'")
-        return Message(
-            id=task_id,
-            task=name,
-            args=list(args),
-            kwargs=kwargs,
-            payload=payload,
-            content_type=serializer,
-            queue=options.get("queue") or (task.queue if task else None) or conf.task_default_queue,
-            priority=priority,
-            eta=eta if eta is not None and eta > now else None,
-            expires=to_timestamp(expires, now),
-            retries=options.get("retries", 0),
-            root_id=options.get("root_id") or (parent.root_id if parent else None) or task_id,
-            parent_id=options.get("parent_id") or (parent.id if parent else None),
-            group_id=options.get("group_id"),
-            group_index=options.get("group_index"),
-            headers=dict(options.get("headers") or {}),
-            time_limit=options.get("time_limit", task.time_limit if task else None),
-            soft_time_limit=options.get("soft_time_limit", task.soft_time_limit if task else None),
-            ignore_result=bool(ignore_result),
-            idempotency_key=options.get("idempotency_key"),
-            sent_at=now,
-        )
+    build_message = compose
 
     def envelope(self, message: Message, task: AnyTask | None = None) -> Envelope:
         names = task.spec.param_names if task is not None and task.typing else ()

@@ -119,6 +119,8 @@ CELERY_TRANSPORT_OPTIONS = frozenset(
 )
 """Accepted for Celery compatibility; they have no meaning on Conveyor's brokers."""
 
+ALL_SEND_OPTIONS = SEND_OPTIONS | CELERY_TRANSPORT_OPTIONS
+
 
 def check_options(options: Mapping[str, Any], known: frozenset[str], what: str) -> None:
     for name in options:
@@ -424,7 +426,7 @@ class Task(Generic[P, R]):
             raise MaxRetriesExceededError(
                 f"{self.name}[{request.id}]: can't retry: {request.retries} of {limit} retries used"
             )
-        check_options(options, SEND_OPTIONS | CELERY_TRANSPORT_OPTIONS, "retry option")
+        check_options(options, ALL_SEND_OPTIONS, "retry option")
         when: float | datetime
         if eta is not None:
             when = eta

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import ImproperlyConfigured
-from ..task import CELERY_TRANSPORT_OPTIONS, SEND_OPTIONS, AnyTask, Task, check_options
+from ..task import ALL_SEND_OPTIONS, AnyTask, Task, check_options
 from .schedules import Schedule, to_schedule
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ class Entry:
         self.args = tuple(self.args)
         self.kwargs = dict(self.kwargs)
         self.options = dict(self.options)
-        check_options(self.options, SEND_OPTIONS | CELERY_TRANSPORT_OPTIONS, "option")
+        check_options(self.options, ALL_SEND_OPTIONS, "option")
         reserved = _RESERVED_OPTIONS.intersection(self.options)
         if reserved:
             raise ValueError(

@@ -15,7 +15,7 @@ from ..ids import new_id
 from ..request import Context, current_request
 from ..result import EagerResult
 from ..serialization import decode_value, encode_value
-from ..task import CELERY_TRANSPORT_OPTIONS, SEND_OPTIONS, AnyTask, check_options
+from ..task import ALL_SEND_OPTIONS, AnyTask, check_options
 from .trace import trace
 
 __all__ = ["run_eagerly"]
@@ -24,7 +24,7 @@ __all__ = ["run_eagerly"]
 def run_eagerly(
     task: AnyTask, args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any]
 ) -> EagerResult[Any]:
-    check_options(options, SEND_OPTIONS | CELERY_TRANSPORT_OPTIONS | {"throw"}, "option")
+    check_options(options, ALL_SEND_OPTIONS | {"throw"}, "option")
     app = task.app
     name = task.name or type(task).default_name()
     task.spec.check(name, args, kwargs)
