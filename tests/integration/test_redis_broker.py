@@ -6,6 +6,8 @@ on Redis too (tests/unit/test_*_contract.py); these tests cover what they cannot
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -105,6 +107,37 @@ def test_rediss_url_means_tls() -> None:
 def test_bad_options_are_reported() -> None:
     with pytest.raises(ImproperlyConfigured, match="publish_retries"):
         RedisBroker("redis://localhost/0?publish_retries=many")
+    with pytest.raises(ImproperlyConfigured, match="reply_spin"):
+        RedisBroker("redis://localhost/0?reply_spin=-1")
+
+
+def test_replies_are_polled_for_and_reply_spin_sets_the_limit(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """In a fresh process (polling needs a thread alone in its process; pytest's may not be)."""
+    script = f"""
+import threading
+from conveyor.brokers import Envelope
+from conveyor.brokers.redis import RedisBroker
+broker = RedisBroker({redis_url + "?reply_spin=1000000"!r}, prefix={redis_prefix!r})  # 1 s
+quiet = RedisBroker({redis_url + "?reply_spin=0"!r}, prefix={redis_prefix!r})
+assert (broker._link.reply_spin, quiet._link.reply_spin) == (1.0, 0.0)
+assert "reply_spin" not in broker._link.pool.connection_kwargs
+assert threading.active_count() == 1
+for n in range(20):
+    broker.publish_one(Envelope(f"m{{n}}", "q", b"body", 0, None))
+replies = broker._link._own.replies
+assert replies.count >= 20 and replies.poller is not None  # (+ SCRIPT LOAD)
+assert replies.misses == 0.0, replies.misses  # every reply came within the second
+taken = quiet.reserve(["q"], 30, 30.0)
+assert len(taken) == 20 and all(quiet.ack_many(taken))
+assert quiet._link._own.replies.poller is None
+print("ok")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.stdout.strip() == "ok", done.stderr
 
 
 def test_username_and_password(redis_url: str, raw: Any) -> None:
@@ -431,7 +464,7 @@ def test_two_connections_never_reserve_the_same_message(redis_url: str, redis_pr
 def test_a_forked_child_opens_its_own_connections(broker: RedisBroker) -> None:
     broker.publish([env(f"p{i}") for i in range(200)])
     assert broker.stats()["q"].ready == 200
-    parent_connection = broker._link._connection()
+    parent_connection = broker._link._connection()[0]
     assert parent_connection.pid == os.getpid()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
@@ -440,7 +473,7 @@ def test_a_forked_child_opens_its_own_connections(broker: RedisBroker) -> None:
             done = 0
             while batch := broker.reserve(["q"], 5, lease=30):
                 done += sum(broker.ack(d) for d in batch)
-            mine = broker._link._connection()
+            mine = broker._link._connection()[0]
             fresh = mine is not parent_connection and mine.pid == os.getpid()
             code = 0 if done and fresh else 2
         finally:
@@ -451,7 +484,7 @@ def test_a_forked_child_opens_its_own_connections(broker: RedisBroker) -> None:
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert broker.stats() == {}
-    assert broker._link._connection() is parent_connection
+    assert broker._link._connection()[0] is parent_connection
 
 
 # -- outages ----------------------------------------------------------------------------

@@ -216,7 +216,7 @@ class RedisBackend(ResultBackend):
                         return value
                     block = max(0.001, min(left, block_limit))
                 try:
-                    woken = command("BLPOP", waiter, f"{block:.3f}")
+                    woken = command("BLPOP", waiter, f"{block:.3f}", blocking=True)
                 except (RedisError, *UNREACHABLE) as exc:
                     raise self._link.error("waiting for a result", exc) from exc
                 if woken is None:

@@ -304,7 +304,7 @@ class RedisBroker(Broker):
                 time.sleep(block)
                 continue
             try:
-                woken = command("BLPOP", *keys, f"{max(block, 0.001):.3f}")
+                woken = command("BLPOP", *keys, f"{max(block, 0.001):.3f}", blocking=True)
             except (RedisError, *UNREACHABLE) as exc:
                 raise self._link.error("waiting for messages", exc) from exc
             if woken:
