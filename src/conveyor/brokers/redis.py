@@ -2,8 +2,9 @@
 
 Every state change is one Lua script, so it is atomic on the server; the key layout and
 each script's keys and arguments are documented in ``conveyor/redis_scripts/broker_*.lua``.
-In short: a live message is a hash ``<prefix>m:<id>`` (body, priority, queue, delivery
-count, and the lease token while reserved); a queue is three sorted sets, ``q:`` (ready,
+In short: a live message is a field of one hash ``<prefix>b`` (id -> priority and body),
+plus, once delivered, a small hash ``<prefix>m:<id>`` (queue, priority, delivery count,
+and the lease token while reserved); a queue is three sorted sets, ``q:`` (ready,
 by priority then sequence), ``d:`` (delayed, by eta) and ``l:`` (reserved, by lease
 deadline). Reserving pops ids from ``q:`` and writes the token and the lease deadline in
 the same script, so a taken message is never only in a worker's memory; ack, nack, extend
@@ -337,16 +338,18 @@ class RedisBroker(Broker):
     def contains(self, ids: Sequence[str]) -> set[str]:
         if not ids:
             return set()
-        names = [f"{self.prefix}m:{i}" for i in ids]
+        bodies = f"{self.prefix}b"
         link = self._link
-        if len(names) == 1:
-            found = link.call("looking up messages", lambda: link.command("EXISTS", names[0]), 1)
+        if len(ids) == 1:
+            found = link.call(
+                "looking up messages", lambda: link.command("HEXISTS", bodies, ids[0]), 1
+            )
             return set(ids) if found else set()
 
         def lookup() -> list[Any]:
             pipe = link.pipeline(transaction=False)
-            for name in names:
-                pipe.execute_command("EXISTS", name)
+            for i in ids:
+                pipe.execute_command("HEXISTS", bodies, i)
             result: list[Any] = pipe.execute()
             return result
 

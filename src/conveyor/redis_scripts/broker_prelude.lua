@@ -9,9 +9,14 @@
 --                    Only the contract tests pass a fake clock's value.
 --
 -- Key layout of the broker (P = the prefix; types in brackets):
---   P.."m:"..id     [hash]  a live message: b body, p priority, q queue, n delivery count (absent: 0),
---                           s ready score (set when it first became ready), t lease token
---                           (present only while reserved). Its existence means "live".
+--   P.."b"          [hash]  every live message: field id, value its priority digit (0-9) and
+--                           then its body (body_of() below). A field here means "live". One
+--                           hash for all: a small per-message hash stays compact (listpack)
+--                           only while every value is short, and bodies are not.
+--   P.."m:"..id     [hash]  a message's delivery state, from its first delivery until it is
+--                           finished: q queue, p priority, n delivery count, s ready score
+--                           (from its last reservation), t lease token (present only while
+--                           reserved). Absent for a message never delivered.
 --   P.."q:"..queue  [zset]  ready ids, score (9 - priority) * 2^49 + sequence: higher
 --                           priority first, then oldest first (ZPOPMIN order)
 --   P.."d:"..queue  [zset]  delayed ids, score eta (unix seconds)
@@ -38,10 +43,24 @@ end
 local NOW = tonumber(NOWS)
 local SHIFT = 562949953421312 -- 2^49: scores stay exact doubles up to 2^53
 
-local function ready_score(priority, seq)
+-- A priority as the integer 0-9 (out of range values are clamped).
+local function digit(priority)
   local p = tonumber(priority) or 0
   if p < 0 then p = 0 elseif p > 9 then p = 9 end
-  return (9 - p) * SHIFT + seq
+  return math.floor(p)
+end
+
+local function ready_score(priority, seq)
+  return (9 - digit(priority)) * SHIFT + seq
+end
+
+-- A live message's body and priority (the value P.."b" holds for it), or nil.
+local function body_of(id)
+  local value = redis.call('HGET', P .. 'b', id)
+  if not value then
+    return nil
+  end
+  return string.sub(value, 2), tonumber(string.sub(value, 1, 1))
 end
 
 -- Leave one wake token for the workers of a queue, unless one is already waiting there.
@@ -59,7 +78,8 @@ end
 
 -- Delete a finished message, only while `token` is its current lease token: 1 when
 -- deleted, 0 (nothing changed) when the token is stale or the id unknown.
--- Keys: P.."m:"..id [hash] HMGET t q, DEL; P.."l:"..Q [zset] ZREM id (Q: the message's queue).
+-- Keys: P.."m:"..id [hash] HMGET t q, DEL; P.."b" [hash] HDEL id; P.."l:"..Q [zset] ZREM id
+-- (Q: the message's queue).
 local function ack(id, token)
   local key = P .. 'm:' .. id
   local fields = redis.call('HMGET', key, 't', 'q')
@@ -67,6 +87,7 @@ local function ack(id, token)
     return 0
   end
   redis.call('DEL', key)
+  redis.call('HDEL', P .. 'b', id)
   redis.call('ZREM', P .. 'l:' .. fields[2], id)
   return 1
 end
@@ -98,13 +119,14 @@ local function field(value)
   return #value .. ':' .. value
 end
 
--- Lease a new message to the worker of a claimed registration and push it to its inbox.
--- An item is the fields id, queue, body, priority, token, revocation ("" for none) and
--- "1" when the revocation was read ("0" otherwise), each as field() writes it.
+-- Lease a new message (its body already in P.."b") to the worker of a claimed registration
+-- and push it to its inbox. An item is the fields id, queue, body, priority, token,
+-- revocation ("" for none) and "1" when the revocation was read ("0" otherwise), each as
+-- field() writes it.
 local function hand(reg, id, queue, priority, body, score)
   local inbox, token, lease, revoked = string.match(reg, '^(.-)\t(.-)\t(.-)\t(.*)$')
   local key = P .. 'm:' .. id
-  redis.call('HSET', key, 'b', body, 'p', priority, 'q', queue, 'n', 1, 's', score, 't', token)
+  redis.call('HSET', key, 'p', priority, 'q', queue, 'n', 1, 's', score, 't', token)
   redis.call('ZADD', P .. 'l:' .. queue, NOW + tonumber(lease), id)
   local reason, read = '', '0'
   if revoked ~= '' then

@@ -5,11 +5,13 @@
 -- then runs it without another round trip.
 --
 -- ARGV[3..]  groups of five, one per message:
---              id [string], queue [string], priority [0-9], eta [unix seconds or ""], body
+--              id [string], queue [string], priority [0-9, clamped], eta [unix seconds or
+--              ""], body
 -- Keys touched (see the prelude for the layout):
 --   P.."seq"        [string] INCRBY: sequence numbers for the ready scores
---   P.."m:"..id     [hash]   EXISTS (duplicate check), HSET b p q s (n and t too when handed;
---                            n, the delivery count, is absent until the first delivery)
+--   P.."b"          [hash]   HSETNX id (priority digit .. body): stores the message unless
+--                            its id is live (the duplicate check)
+--   P.."m:"..id     [hash]   HSET p q n s t, only for a message handed to a sleeping worker
 --   P.."q:"..queue  [zset]   ZADD when the eta is absent or not after now
 --   P.."d:"..queue  [zset]   ZADD score eta when the eta is after now
 --   P.."queues"     [set]    SADD the queue name
@@ -26,6 +28,7 @@ if count < 1 then
   return 0
 end
 local seq = redis.call('INCRBY', P .. 'seq', count) - count
+local bodies = P .. 'b'
 local listed, woken, sleeping = {}, {}, {}
 local adds = {} -- zset key -> {score, id, score, id, ...}: one ZADD per key (and 500 pairs)
 local function add(zkey, score, id)
@@ -39,13 +42,12 @@ local function add(zkey, score, id)
 end
 local stored = 0
 for i = 3, #ARGV, 5 do
-  local id, queue, priority, eta = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local key = P .. 'm:' .. id
-  if redis.call('EXISTS', key) == 0 then
+  local id, queue, eta = ARGV[i], ARGV[i + 1], ARGV[i + 3]
+  local priority = tostring(digit(ARGV[i + 2]))
+  if redis.call('HSETNX', bodies, id, priority .. ARGV[i + 4]) == 1 then
     stored = stored + 1
     local handed = false
     if eta ~= '' and tonumber(eta) > NOW then
-      redis.call('HSET', key, 'b', ARGV[i + 4], 'p', priority, 'q', queue)
       add(P .. 'd:' .. queue, eta, id)
     else
       seq = seq + 1
@@ -59,7 +61,6 @@ for i = 3, #ARGV, 5 do
         end
       end
       if not handed then
-        redis.call('HSET', key, 'b', ARGV[i + 4], 'p', priority, 'q', queue, 's', score)
         add(P .. 'q:' .. queue, score, id)
       end
     end

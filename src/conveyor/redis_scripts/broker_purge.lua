@@ -7,7 +7,8 @@
 --   P.."q:"..Q    [zset]  ZRANGE 0 -1, DEL
 --   P.."d:"..Q    [zset]  ZRANGE 0 -1, DEL
 --   P.."w:"..Q    [list]  DEL
---   P.."m:"..id   [hash]  DEL for every id in those sets
+--   P.."b"        [hash]  HDEL every id in those sets
+--   P.."m:"..id   [hash]  DEL for every id in those sets (if it was delivered before)
 -- Returns the count of messages deleted.
 local queues
 if ARGV[3] == '' then
@@ -19,7 +20,8 @@ local deleted = 0
 for _, queue in ipairs(queues) do
   for _, set in ipairs({P .. 'q:' .. queue, P .. 'd:' .. queue}) do
     for _, id in ipairs(redis.call('ZRANGE', set, 0, -1)) do
-      deleted = deleted + redis.call('DEL', P .. 'm:' .. id)
+      deleted = deleted + redis.call('HDEL', P .. 'b', id)
+      redis.call('DEL', P .. 'm:' .. id)
     end
     redis.call('DEL', set)
   end

@@ -7,7 +7,7 @@
 -- Keys touched:
 --   P.."dead"      [zset]  ZRANGE (all) or ZSCORE (ids); ZREM; DEL when emptied
 --   P.."dl:"..id   [hash]  HMGET q p b; DEL
---   P.."m:"..id    [hash]  EXISTS; HSET b p q n s
+--   P.."b"         [hash]  HSETNX id (priority digit .. body): unless the id is live
 --   P.."seq"       [string] INCR
 --   P.."q:"..Q     [zset]  ZADD
 --   P.."queues"    [set]   SADD
@@ -41,11 +41,9 @@ for _, id in ipairs(chosen) do
   local fields = redis.call('HMGET', dkey, 'q', 'p', 'b')
   redis.call('DEL', dkey)
   redis.call('ZREM', dead, id)
-  local key = P .. 'm:' .. id
-  if fields[1] and redis.call('EXISTS', key) == 0 then
+  if fields[1] and redis.call('HSETNX', P .. 'b', id, digit(fields[2]) .. fields[3]) == 1 then
     local queue = fields[1]
     local score = ready_score(fields[2], redis.call('INCR', P .. 'seq'))
-    redis.call('HSET', key, 'b', fields[3], 'p', fields[2], 'q', queue, 'n', 0, 's', score)
     redis.call('ZADD', P .. 'q:' .. queue, score, id)
     redis.call('SADD', P .. 'queues', queue)
     wake(queue)

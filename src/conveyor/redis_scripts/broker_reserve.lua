@@ -23,7 +23,8 @@
 --                            for the earliest remaining eta
 --   P.."seq"        [string] INCRBY: fresh sequence numbers for messages that became ready
 --   P.."q:"..Q      [zset]   ZADD (due messages), ZPOPMIN (taken), EXISTS
---   P.."m:"..id     [hash]   HGET p, HSET s (due); HMGET b p n, HSET t n (taken)
+--   P.."b"          [hash]   HGET id: the priority (due) and the body (taken)
+--   P.."m:"..id     [hash]   HINCRBY n 1, HSET t q p s (taken)
 --   P.."l:"..Q      [zset]   ZADD id with score now + lease
 --   P.."w:"..Q      [list]   a wake token is left while Q still has ready messages (so
 --                            another sleeping worker comes for them), deleted when Q is empty
@@ -31,7 +32,7 @@
 --   revoked..task   [string] GET (read only; "<expires_at>|<reason>", see coord_prelude.lua)
 -- and P.."reg:"..drop [string] DEL; P.."reg:"..register [string] SET PX;
 -- P.."in:"..inbox [list] LRANGE, DEL; for each ack, as ack() in broker_prelude.lua:
--- P.."m:"..id [hash] HMGET t q, DEL; P.."l:"..Q [zset] ZREM id.
+-- P.."m:"..id [hash] HMGET t q, DEL; P.."b" [hash] HDEL id; P.."l:"..Q [zset] ZREM id.
 -- Returns {earliest eta of the queues' delayed messages or "", now, acks ("1"/"0" per ack,
 --          in order), "1" if registered else "", the number of handed items, the items
 --          (see hand() in broker_prelude.lua), then per message taken: queue position
@@ -69,13 +70,10 @@ if count > 0 then
       local seq = redis.call('INCRBY', P .. 'seq', #due) - #due
       local qkey = P .. 'q:' .. queue
       for _, id in ipairs(due) do
-        local key = P .. 'm:' .. id
-        local priority = redis.call('HGET', key, 'p')
+        local _, priority = body_of(id)
         if priority then
           seq = seq + 1
-          local score = ready_score(priority, seq)
-          redis.call('HSET', key, 's', score)
-          redis.call('ZADD', qkey, score, id)
+          redis.call('ZADD', qkey, ready_score(priority, seq), id)
         end
         redis.call('ZREM', dkey, id)
       end
@@ -121,16 +119,16 @@ for i = first_queue, last do
     local lkey = P .. 'l:' .. queue
     for j = 1, #popped, 2 do
       local id = popped[j]
-      local key = P .. 'm:' .. id
-      local fields = redis.call('HMGET', key, 'b', 'p', 'n')
-      if fields[1] then
-        local delivered = (tonumber(fields[3]) or 0) + 1
-        redis.call('HSET', key, 't', token, 'n', delivered)
+      local body, priority = body_of(id)
+      if body then
+        local key = P .. 'm:' .. id
+        local delivered = redis.call('HINCRBY', key, 'n', 1)
+        redis.call('HSET', key, 't', token, 'q', queue, 'p', priority, 's', popped[j + 1])
         redis.call('ZADD', lkey, deadline, id)
         out[#out + 1] = i - first_queue + 1
         out[#out + 1] = id
-        out[#out + 1] = fields[1]
-        out[#out + 1] = fields[2]
+        out[#out + 1] = body
+        out[#out + 1] = priority
         out[#out + 1] = delivered
         out[#out + 1] = revocation(id)
         taken = taken + 1
