@@ -19,7 +19,7 @@ from .task import ALL_SEND_OPTIONS, AnyTask, check_options, to_timestamp
 if TYPE_CHECKING:
     from .app import Conveyor
 
-__all__ = ["check_priority", "compose"]
+__all__ = ["compose"]
 
 
 def compose(
@@ -53,7 +53,7 @@ def _plain(
     if (task.serializer or conf.task_serializer) != "json":
         return None
     priority = task.priority if task.priority is not None else conf.task_default_priority
-    check_priority(priority)
+    _check_priority(priority)
     ignore = task.ignore_result
     now = app.clock()
     task_id = new_id()
@@ -75,7 +75,7 @@ def _plain(
     )
 
 
-def check_priority(priority: object) -> None:
+def _check_priority(priority: object) -> None:
     if not isinstance(priority, int) or not 0 <= priority <= 9:
         raise ValueError(
             f"priority must be an integer from 0 to 9 (higher runs first), not {priority!r}"
@@ -103,7 +103,7 @@ def _general(
         priority = (
             task.priority if task and task.priority is not None else conf.task_default_priority
         )
-    check_priority(priority)
+    _check_priority(priority)
     ignore_result = options.get("ignore_result")
     if ignore_result is None:
         ignore_result = (
