@@ -12,6 +12,7 @@ prefix                 start of every key Conveyor writes                       
 publish_retries        broker: retries of a send that cannot reach Redis         5
 publish_retry_delay    broker: seconds before the first retry (then doubling)    0.2
 reply_spin             microseconds to poll for a quick reply before sleeping    500
+result_spin            microseconds a result wait polls before it sleeps         2000
 =====================  ========================================================  =========
 
 Connections come from a redis-py ``ConnectionPool``, which notices a fork (it compares
@@ -19,7 +20,8 @@ pids) and opens fresh sockets in the child, so a forked worker never shares its 
 redis-py's own retrying is turned off: a command that cannot reach Redis fails at once,
 and the broker and backend decide what to retry (see ``RedisLink.call``).
 
-A quick command's reply is first polled for (``reply_spin``), see ``ReplyWait``.
+A quick command's reply is first polled for (``reply_spin``), and so is a result that a
+``get()`` blocks on (``result_spin``): see ``ReplyWait``.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ __all__ = ["DEFAULT_PREFIX", "RedisLink", "ReplyWait", "Script", "redact_url", "
 T = TypeVar("T")
 
 DEFAULT_PREFIX = "conveyor:"
-CONVEYOR_OPTIONS = ("prefix", "publish_retries", "publish_retry_delay", "reply_spin")
+CONVEYOR_OPTIONS = ("prefix", "publish_retries", "publish_retry_delay", "reply_spin", "result_spin")
 
 UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 """Errors that mean Redis could not be reached (BusyLoadingError is a ConnectionError)."""
@@ -117,6 +119,8 @@ class RedisLink:
         """Longest single blocking call, kept well under the socket timeout."""
         self.reply_spin = number_option(self.options, "reply_spin", 500, url) / 1e6
         """Seconds to poll for a quick command's reply before sleeping (``ReplyWait``)."""
+        self.result_spin = number_option(self.options, "result_spin", 2000, url) / 1e6
+        """Seconds a blocking wait for a result polls before sleeping (``command(spin=True)``)."""
 
     @property
     def db(self) -> int:
@@ -162,21 +166,25 @@ class RedisLink:
             time.sleep(min(delay * 2**attempt, max_delay))
             attempt += 1
 
-    def command(self, *args: Any, blocking: bool = False) -> Any:
+    def command(self, *args: Any, blocking: bool = False, spin: bool = False) -> Any:
         """One command on this thread's own connection, and its raw reply.
 
         redis-py's client and pool layers cost about a third more CPU per command than the
         command itself; the worker's hot path and every send go through here. A connection
         whose reply was not read (an error, or an interrupt such as a time limit landing
         mid-command) is dropped, and the next command reconnects. ``blocking``: a command
-        that waits on purpose (BLPOP), whose reply is never polled for.
+        that waits on purpose (BLPOP), whose reply is not polled for unless ``spin``: a
+        caller blocked on a result polls for up to ``result_spin`` first, so a quick task's
+        result does not have to wake it.
         """
-        connection, replies = self._connection()
+        connection, own = self._connection()
         try:
             connection.send_command(*args)
             if blocking:
+                if spin:
+                    own.results.poll(connection._sock)
                 return connection.read_response()
-            replies.poll(connection._sock)
+            own.replies.poll(connection._sock)
             return connection.read_response()
         except RedisError as exc:
             if isinstance(exc, UNREACHABLE):
@@ -186,15 +194,17 @@ class RedisLink:
             connection.disconnect()
             raise
 
-    def _connection(self) -> tuple[Any, ReplyWait]:
+    def _connection(self) -> tuple[Any, Any]:
+        """This thread's connection, and its state (``replies``, ``results``: ReplyWaits)."""
         own = self._own
         if getattr(own, "pid", None) != os.getpid():
             own.pid = os.getpid()
             own.connection = self.pool.connection_class(**self.pool.connection_kwargs)
             own.replies = ReplyWait(self.reply_spin)
+            own.results = ReplyWait(self.result_spin)
             with self._owned_lock:
                 self._owned.append(own.connection)
-        return own.connection, own.replies
+        return own.connection, own
 
     def pipeline(self, transaction: bool) -> Any:
         return self.client.pipeline(transaction=transaction)

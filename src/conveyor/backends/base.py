@@ -13,8 +13,22 @@ import builtins
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-__all__ = ["ResultBackend"]
+__all__ = ["ResultBackend", "Waiter"]
+
+
+@dataclass(frozen=True, slots=True)
+class Waiter:
+    """A registration for a key's next write, made by the broker in the call that publishes
+    the key's task (``Broker.carries_waiters``), so a ``wait`` that follows needs no
+    registration round trip of its own: the write pushes its value to ``inbox`` when it
+    lands within ``ttl`` seconds. Names are the backend's own (``registry`` holds the
+    inboxes to push to)."""
+
+    registry: str
+    inbox: str
+    ttl: float
 
 
 class ResultBackend(ABC):
@@ -94,6 +108,15 @@ class ResultBackend(ABC):
                 interval = min(interval, left)
             time.sleep(interval)
             interval = min(interval * 1.5, 0.05)
+
+    def early_waiter(self, key: str) -> Waiter | None:
+        """A waiter for ``key`` for a broker to register when it publishes the key's task,
+        or None where this backend has no such thing (the default)."""
+        return None
+
+    def expect(self, key: str, waiter: Waiter, since: float) -> None:  # noqa: B027
+        """``waiter`` was registered in a publish that began at ``since`` (monotonic time):
+        the next ``wait`` for ``key`` may block on its inbox instead of registering."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

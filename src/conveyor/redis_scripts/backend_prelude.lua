@@ -15,6 +15,8 @@
 --   P.."n:"..key    [set]    names of waiter lists of clients blocked on this key (short TTL)
 --   P.."wl:"..uuid  [list]   one client thread's waiter list; each element is
 --                            "<#key>:<key><value>", pushed when the key is written
+--   P.."wt:"..id    [list]   the same for one task sent on its own, registered by the
+--                            broker's publish script (broker_publish.lua)
 --   P.."expiry"     [zset]   fake-clock mode only: Redis key -> expiry (ms)
 local P = ARGV[1]
 local CLOCK = tonumber(ARGV[2])
@@ -48,15 +50,18 @@ local function fence_of(key)
   return string.sub(head, 1, colon - 1)
 end
 
--- Hand a new value to every client waiting on the key (see backend_watch.lua).
+-- Hand a new value to every client waiting on the key (see backend_watch.lua). A list
+-- lives as long as the registration had left (at least a second): its client reads it
+-- within that, and a send nobody waits for leaves nothing behind for long.
 local function notify(name, value)
   local waiting = P .. 'n:' .. name
   local lists = redis.call('SMEMBERS', waiting)
   if #lists > 0 then
     local message = #name .. ':' .. name .. value
+    local ttl = math.max(redis.call('PTTL', waiting), 1000)
     for _, list in ipairs(lists) do
       redis.call('RPUSH', list, message)
-      redis.call('PEXPIRE', list, 60000)
+      redis.call('PEXPIRE', list, ttl)
     end
     redis.call('DEL', waiting)
   end
