@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, overload
 
 from .backends import backend_from_url
-from .backends.base import ResultBackend, Waiter
+from .backends.base import ResultBackend
 from .brokers import broker_from_url, redact_url
 from .brokers.base import Broker, Envelope
 from .compose import compose
@@ -140,7 +140,8 @@ class Conveyor:
             self.conf.result_backend = backend
         self.tasks = TaskRegistry()
         self._results: ResultStore | None = None
-        self._early_waits: bool | None = None
+        self._replies: bool | None = None
+        """Whether the backend hands outcomes back to their senders (``ResultBackend.replies``)."""
         self._coordinator: Coordinator | None = coordinator
         self._lock = threading.RLock()
         self._batch = threading.local()
@@ -314,14 +315,10 @@ class Conveyor:
 
     build_message = compose
 
-    def envelope(
-        self, message: Message, task: AnyTask | None = None, waiter: Waiter | None = None
-    ) -> Envelope:
+    def envelope(self, message: Message, task: AnyTask | None = None) -> Envelope:
         names = task.spec.param_names if task is not None and task.typing else ()
         body = encode_message(message, self.conf.max_payload_size, names)
-        return Envelope(
-            broker_key(message), message.queue, body, message.priority, message.eta, waiter
-        )
+        return Envelope(broker_key(message), message.queue, body, message.priority, message.eta)
 
     def send(
         self,
@@ -331,40 +328,35 @@ class Conveyor:
         options: Mapping[str, Any],
         name: str | None = None,
     ) -> AnyResult:
-        message = self.build_message(task, args, kwargs, options, name)
+        replies = self._replies
+        if replies is None:
+            replies = self._replies = self.backend.replies
+        reply = replies and not getattr(self._batch, "stack", None)
+        message = self.build_message(task, args, kwargs, options, name, reply)
         key = message.idempotency_key
         if key is None and task is not None and task.idempotency_key:
             key = format_key(task.idempotency_key, task, args, kwargs)
             message = message.replace(idempotency_key=key)
         if key is not None:
+            if message.reply:
+                message = message.replace(reply=False)
             return AsyncResult(self._send_once(f"idempotency:{key}", message, task), self, task)
-        if message.ignore_result or getattr(self._batch, "stack", None) or not self._waits_early():
-            self.publish([(message, task)])
+        if message.reply:
+            self._publish_replied(message, task)
         else:
-            self._publish_watched(message, task)
+            self.publish([(message, task)])
         return AsyncResult(message.id, app=self, task=task)
 
-    def _waits_early(self) -> bool:
-        """Whether the broker registers a waiter for a sent task's result in the publish
-        itself (``Broker.carries_waiters``)."""
-        early = self._early_waits
-        if early is None:
-            early = self._early_waits = self.broker.carries_waiters(self.backend)
-        return early
-
-    def _publish_watched(self, message: Message, task: AnyTask | None) -> None:
-        """Publish one message together with a registration for its result, so a ``get()``
-        that follows blocks at once instead of registering first (one round trip fewer)."""
-        key = self.results.key(message.id)
-        waiter = self.backend.early_waiter(key)
-        envelope = self.envelope(message, task, waiter)
+    def _publish_replied(self, message: Message, task: AnyTask | None) -> None:
+        """Publish one message whose outcome the worker also hands back, so a ``get()``
+        that follows blocks at once instead of registering first (a round trip fewer)."""
+        envelope = self.envelope(message, task)
         gate = self.defer_publish
         if gate is not None and gate(lambda: self.broker.publish([envelope])):
             return
         since = time.monotonic()
         self.broker.publish([envelope])
-        if waiter is not None:
-            self.backend.expect(key, waiter, since)
+        self.results.expect(message.id, since)
 
     def _send_once(self, claim: str, message: Message, task: AnyTask | None) -> str:
         """Publish a message unless another id holds its idempotency key; the id that runs.

@@ -29,8 +29,11 @@ def compose(
     kwargs: dict[str, Any],
     options: Mapping[str, Any],
     name: str | None = None,
+    reply: bool = False,
 ) -> Message:
-    """The message a send publishes; raises on an unknown option or bad arguments."""
+    """The message a send publishes; raises on an unknown option or bad arguments.
+    ``reply``: ask for the outcome to be handed back (``Message.reply``) unless the
+    result is ignored."""
     if options:
         check_options(options, ALL_SEND_OPTIONS, "option")
     name = name or (task.name if task else None)
@@ -39,14 +42,19 @@ def compose(
     if task is not None and task.typing:
         task.spec.check(name, args, kwargs)
     if not options and task is not None:
-        message = _plain(app, task, name, args, kwargs)
+        message = _plain(app, task, name, args, kwargs, reply)
         if message is not None:
             return message
-    return _general(app, task, args, kwargs, options, name)
+    return _general(app, task, args, kwargs, options, name, reply)
 
 
 def _plain(
-    app: Conveyor, task: AnyTask, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    app: Conveyor,
+    task: AnyTask,
+    name: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    reply: bool,
 ) -> Message | None:
     """A send without options (None unless it is JSON-encoded)."""
     conf = app.conf
@@ -54,7 +62,7 @@ def _plain(
         return None
     priority = task.priority if task.priority is not None else conf.task_default_priority
     _check_priority(priority)
-    ignore = task.ignore_result
+    ignore = bool(conf.task_ignore_result if task.ignore_result is None else task.ignore_result)
     now = app.clock()
     task_id = new_id()
     parent = current_request()
@@ -70,8 +78,9 @@ def _plain(
         parent_id=parent.id if parent else None,
         time_limit=task.time_limit,
         soft_time_limit=task.soft_time_limit,
-        ignore_result=bool(conf.task_ignore_result if ignore is None else ignore),
+        ignore_result=ignore,
         sent_at=now,
+        reply=reply and not ignore,
     )
 
 
@@ -89,6 +98,7 @@ def _general(
     kwargs: dict[str, Any],
     options: Mapping[str, Any],
     name: str,
+    reply: bool,
 ) -> Message:
     conf = app.conf
     now = app.clock()
@@ -147,4 +157,5 @@ def _general(
         ignore_result=bool(ignore_result),
         idempotency_key=options.get("idempotency_key"),
         sent_at=now,
+        reply=reply and not ignore_result,
     )

@@ -32,6 +32,8 @@ soft_time_limit    soft limit in seconds for this run
 ignore_result      do not store state or result
 idempotency_key    sends with the same key inside the dedup window enqueue once
 sent_at            unix time of sending
+reply              its sender may wait for the outcome: the write also hands it over
+                   (a result backend's reply list, where it has them)
 =================  ==========================================================================
 """
 
@@ -73,6 +75,7 @@ class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     ignore_result: bool = False
     idempotency_key: str | None = None
     sent_at: float = 0.0
+    reply: bool = False
 
     def replace(self, **changes: Any) -> Message:
         return msgspec.structs.replace(self, **changes)

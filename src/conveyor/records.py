@@ -130,13 +130,29 @@ class ResultStore:
             record.date_done = self.clock()
         return _encoder.encode(record)
 
-    def write(self, task_id: str, record: TaskRecord, fence: int | None = None) -> bool:
+    def write(
+        self, task_id: str, record: TaskRecord, fence: int | None = None, reply: bool = False
+    ) -> bool:
+        """Store a task's state; ``reply``: also hand it to the sender (``Message.reply``)."""
+        if reply:
+            return self.write_encoded([(task_id, self.encode(record), fence)], [task_id])[0]
         return self.backend.set(self.key(task_id), self.encode(record), self.expires, fence)
 
-    def write_encoded(self, items: Sequence[tuple[str, bytes, int | None]]) -> list[bool]:
-        """Store already-encoded records ``(task_id, data, fence)`` in one round trip."""
+    def write_encoded(
+        self, items: Sequence[tuple[str, bytes, int | None]], replies: Sequence[str] = ()
+    ) -> list[bool]:
+        """Store already-encoded records ``(task_id, data, fence)`` in one round trip;
+        ``replies``: the task ids among them whose sender waits for a reply."""
         keyed = [(self.key(task_id), data, fence) for task_id, data, fence in items]
+        if replies:
+            return self.backend.set_fenced_many(
+                keyed, self.expires, {self.key(task_id) for task_id in replies}
+            )
         return self.backend.set_fenced_many(keyed, self.expires)
+
+    def expect(self, task_id: str, since: float) -> None:
+        """This process sent ``task_id`` at ``since`` with a reply (``ResultBackend.expect``)."""
+        self.backend.expect(self.key(task_id), since)
 
     def read(self, task_id: str) -> TaskRecord | None:
         return self._decode(self.backend.get(self.key(task_id)))

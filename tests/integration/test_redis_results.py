@@ -1,14 +1,18 @@
-"""Waiting for a result on Redis: a task sent on its own registers for its result in the
-publish script, so the get() after it blocks at once (one round trip instead of two), and a
-blocked get() polls its socket for a moment before it sleeps (``result_spin``)."""
+"""Waiting for a result on Redis: a task sent on its own asks for a reply, so the worker's
+write of its outcome also hands the value to the sender's ``get()``, which then blocks at
+once (one round trip instead of two); a blocked ``get()`` polls its socket for a moment
+before it sleeps (``result_spin``). Real worker processes run the tasks."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,20 +21,76 @@ redis = pytest.importorskip("redis")
 
 from conveyor import Conveyor  # noqa: E402
 from conveyor.backends.redis import RedisBackend  # noqa: E402
+from conveyor.exceptions import TimeLimitExceeded  # noqa: E402
 from conveyor.records import TaskRecord  # noqa: E402
+from conveyor.serialization import decode_message  # noqa: E402
+
+TASKS = """
+import os, time
+from conveyor import Conveyor
+
+app = Conveyor("replies", broker=os.environ["REPLIES_URL"], broker_lease=5)
+
+
+@app.task(name="replies.add")
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@app.task(name="replies.nap")
+def nap(seconds: float) -> str:
+    time.sleep(seconds)
+    return "rested"
+
+
+@app.task(name="replies.broken", dead_letter=True)
+def broken() -> None:
+    raise ValueError("bad input")
+
+
+@app.task(name="replies.stuck", time_limit=0.3)
+def stuck() -> None:
+    time.sleep(5)
+"""
 
 
 @pytest.fixture
-def app(redis_url: str, redis_prefix: str) -> Iterator[Conveyor]:
-    app = Conveyor("results", broker=f"{redis_url}?prefix={redis_prefix}", set_as_current=False)
+def url(redis_url: str, redis_prefix: str) -> str:
+    return f"{redis_url}?prefix={redis_prefix}"
 
-    @app.task(name="results.add")
-    def add(x: int, y: int) -> int:
-        return x + y
 
+@pytest.fixture
+def app(url: str) -> Iterator[Conveyor]:
+    app = Conveyor("replies", broker=url, set_as_current=False)
+    for name in ("add", "nap", "broken", "stuck"):
+        app.task(name=f"replies.{name}")(lambda *a, **k: None)
     yield app
     app.broker.close()
     app.backend.close()
+
+
+@pytest.fixture
+def worker(tmp_path: Path, url: str) -> Iterator[subprocess.Popen[bytes]]:
+    (tmp_path / "reply_tasks.py").write_text(textwrap.dedent(TASKS))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
+    env.update(REPLIES_URL=url, PYTHONPATH=str(tmp_path))
+    log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "conveyor", "worker", "-A", "reply_tasks:app", "-c", "1"],
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        proc.wait()
+    log.close()
 
 
 @pytest.fixture
@@ -40,95 +100,89 @@ def raw(redis_url: str) -> Iterator[Any]:
     client.close()
 
 
-def finish(app: Conveyor, task_id: str, status: str = "SUCCESS", result: Any = 5) -> None:
-    """What a worker does at the end of a task: store its record."""
-    app.results.write(task_id, TaskRecord(status=status, result=result, task="results.add"))
-
-
 def commands(raw: Any) -> int:
     return int(raw.info("stats")["total_commands_processed"])
 
 
-def test_a_sent_task_registers_for_its_result_in_the_publish(app: Conveyor, raw: Any) -> None:
-    backend = app.backend
-    assert isinstance(backend, RedisBackend)
-    result = app.tasks["results.add"].delay(2, 3)
-    registry = f"{backend.prefix}n:{app.results.key(result.id)}"
-    (inbox,) = raw.smembers(registry)
-    assert inbox.startswith(f"{backend.prefix}wt:".encode())
-    assert 9000 < raw.pttl(registry) <= 10000
-    finish(app, result.id)
-    assert not raw.exists(registry)  # the write used the registration up
-    assert 1000 <= raw.pttl(inbox) <= 10000  # the pushed value lives as the registration did
-    before = commands(raw)
-    assert result.get(timeout=5) == 5
-    assert commands(raw) - before == 2  # the BLPOP (and INFO itself): no registering call
-    assert not raw.exists(inbox)
+def sent_message(app: Conveyor, raw: Any, task_id: str) -> Any:
+    body = raw.hget(f"{app.broker.prefix}b", task_id)  # type: ignore[attr-defined]
+    return decode_message(body[1:])  # after the priority digit
 
 
-def test_get_blocks_on_the_registration_until_the_write(app: Conveyor) -> None:
-    result = app.tasks["results.add"].delay(2, 3)
-    threading.Timer(0.3, finish, (app, result.id)).start()
-    started = time.monotonic()
-    assert result.get(timeout=5) == 5
-    assert 0.25 <= time.monotonic() - started < 2
-
-
-def test_a_state_before_the_outcome_uses_the_registration_up_and_get_still_waits(
-    app: Conveyor,
-) -> None:
-    result = app.tasks["results.add"].delay(2, 3)
-    finish(app, result.id, status="STARTED", result=None)
-    threading.Timer(0.3, finish, (app, result.id)).start()
-    assert result.get(timeout=5) == 5
-
-
-def test_a_task_sent_another_way_registers_nothing(
-    app: Conveyor, raw: Any, redis_prefix: str
-) -> None:
-    add = app.tasks["results.add"]
+def test_a_task_sent_on_its_own_asks_for_a_reply_and_others_do_not(app: Conveyor, raw: Any) -> None:
+    add = app.tasks["replies.add"]
+    alone = add.delay(2, 3)
     with app.batch():
         batched = add.delay(1, 1)
     ignored = add.apply_async((1, 2), ignore_result=True)
     keyed = add.apply_async((1, 3), idempotency_key="once")
-    for task_id in (batched.id, ignored.id, keyed.id):
-        assert not raw.exists(f"{redis_prefix}n:{app.results.key(task_id)}")
-    finish(app, batched.id, result=2)
-    assert batched.get(timeout=5) == 2  # registers itself, as for a task sent elsewhere
+    assert sent_message(app, raw, alone.id).reply is True
+    for other in (batched, ignored, keyed):
+        assert sent_message(app, raw, other.id).reply is False
+    app.broker.purge()
 
 
-def test_get_after_the_window_registers_itself(app: Conveyor, raw: Any) -> None:
-    backend = app.backend
-    assert isinstance(backend, RedisBackend)
-    backend.early_window = 0.8  # the client trusts it for 0.3 s (a 0.5 s margin)
-    result = app.tasks["results.add"].delay(2, 3)
-    raw.delete(f"{backend.prefix}n:{app.results.key(result.id)}")  # as if it had expired
-    threading.Timer(0.5, finish, (app, result.id)).start()
+def test_the_worker_hands_the_outcome_to_the_get_after_the_send(
+    app: Conveyor, raw: Any, worker: subprocess.Popen[bytes]
+) -> None:
+    add = app.tasks["replies.add"]
+    assert add.delay(0, 0).get(timeout=30) == 0  # the worker is up
+    result = add.delay(2, 3)
+    reply = f"{app.backend.prefix}r:{app.results.key(result.id)}"  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 10
+    while not raw.exists(reply) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert 1000 < raw.pttl(reply) <= 10000  # a send nobody waits for leaves it briefly
+    assert result.get(timeout=10) == 5
+    assert not raw.exists(reply)  # taken by the get
     started = time.monotonic()
+    for x in range(20):
+        assert add.delay(x, 1).get(timeout=10) == x + 1
+    assert time.monotonic() - started < 10
+
+
+def test_outcomes_without_a_quick_reply_still_reach_get(
+    app: Conveyor, worker: subprocess.Popen[bytes]
+) -> None:
+    """A long task (the reply comes after the short reply wait), a failure written by the
+    dead-letter path, and a task its supervisor killed (that write carries no reply)."""
+    assert app.tasks["replies.add"].delay(0, 0).get(timeout=30) == 0
+    assert app.tasks["replies.nap"].delay(0.6).get(timeout=10) == "rested"
+    with pytest.raises(ValueError, match="bad input"):
+        app.tasks["replies.broken"].delay().get(timeout=10)
+    started = time.monotonic()
+    with pytest.raises(TimeLimitExceeded):
+        app.tasks["replies.stuck"].delay().get(timeout=10)
+    assert time.monotonic() - started < 4
+
+
+def test_the_get_after_a_send_takes_the_reply_in_one_command(app: Conveyor, raw: Any) -> None:
+    result = app.tasks["replies.add"].delay(2, 3)
+    record = TaskRecord(status="SUCCESS", result=5, task="replies.add")
+    assert app.results.write(result.id, record, None, reply=True)  # as the worker does
+    before = commands(raw)
     assert result.get(timeout=5) == 5
+    assert commands(raw) - before == 2  # the BLPOP (and INFO itself): no registering call
+    unreplied = app.tasks["replies.add"].delay(2, 3)
+    app.results.write(unreplied.id, record)  # as a worker's supervisor does
+    started = time.monotonic()
+    assert unreplied.get(timeout=5) == 5  # after the short wait for a reply, as any get
     assert time.monotonic() - started < 2
+    app.broker.purge()
 
 
-def test_get_from_another_thread_and_a_second_get(app: Conveyor) -> None:
-    result = app.tasks["results.add"].delay(2, 3)
+def test_a_second_get_and_a_get_from_another_thread(app: Conveyor) -> None:
+    result = app.tasks["replies.add"].delay(2, 3)
     got: list[Any] = []
     waiter = threading.Thread(target=lambda: got.append(result.get(timeout=5)))
     waiter.start()
-    time.sleep(0.1)
-    finish(app, result.id)
+    time.sleep(0.05)
+    record = TaskRecord(status="SUCCESS", result=5, task="replies.add")
+    app.results.write(result.id, record, None, reply=True)  # as the worker does
     waiter.join()
     assert got == [5]
-    assert result.get(timeout=1) == 5  # the registration is gone: read, as any get does
-
-
-def test_another_waiter_never_cuts_a_registration_short(app: Conveyor, raw: Any) -> None:
-    """A get() elsewhere registers for less time; the publish's registration keeps its TTL."""
-    result = app.tasks["results.add"].delay(2, 3)
-    registry = f"{app.backend.prefix}n:{app.results.key(result.id)}"  # type: ignore[attr-defined]
-    other = RedisBackend(app.backend.url, prefix=app.backend.prefix)  # type: ignore[attr-defined]
-    assert other.wait(app.results.key(result.id), bool, timeout=0.01) is None
-    assert raw.scard(registry) == 2 and raw.pttl(registry) > 9000
-    other.close()
+    assert result.get(timeout=1) == 5  # the reply is taken: read, as any get does
+    app.broker.purge()
 
 
 def test_a_result_wait_polls_before_it_sleeps_and_result_spin_sets_the_limit(
@@ -155,7 +209,6 @@ assert spinning.wait("k", bool, timeout=10) == b"done"
 polls = spinning.link._own.results
 assert polls.count == 1 and polls.poller is not None and polls.misses == 0.0
 writer.wait()
-assert quiet.wait("k", bool, timeout=10) == b"done"  # already there: no blocking at all
 quiet.set("j", b"x", 60)
 assert quiet.wait("j", lambda v: v == b"y", timeout=0.2) == b"x"
 assert quiet.link._own.results.poller is None
@@ -165,3 +218,8 @@ print("ok")
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
     )
     assert done.stdout.strip() == "ok", done.stderr
+
+
+def test_only_a_backend_on_redis_time_hands_replies(redis_url: str) -> None:
+    assert RedisBackend(redis_url).replies
+    assert not RedisBackend(redis_url, clock=time.time).replies

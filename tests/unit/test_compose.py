@@ -53,6 +53,11 @@ def test_plain_send_builds_what_the_full_path_builds(
         same_but_ids(plain, full)
         assert plain.root_id == plain.id
         assert plain.sent_at == NOW
+        assert not plain.reply
+        plain = app.build_message(send, args, kwargs, {}, reply=True)
+        full = app.build_message(send, args, kwargs, {"retries": 0}, reply=True)
+        same_but_ids(plain, full)
+        assert plain.reply is not plain.ignore_result  # no reply for an ignored result
 
 
 def test_plain_send_from_inside_a_task_carries_the_parent() -> None:

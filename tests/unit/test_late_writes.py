@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from conveyor import Conveyor, states
 from conveyor.backends.memory import MemoryBackend
@@ -24,10 +24,13 @@ class RecordingBackend(MemoryBackend):
         self.calls: list[list[str]] = []
 
     def set_fenced_many(
-        self, items: Sequence[tuple[str, bytes, int | None]], ttl: float
+        self,
+        items: Sequence[tuple[str, bytes, int | None]],
+        ttl: float,
+        replies: Collection[str] = (),
     ) -> list[bool]:
         self.calls.append([key for key, _, _ in items])
-        return super().set_fenced_many(items, ttl)
+        return super().set_fenced_many(items, ttl, replies)
 
 
 def make_app() -> tuple[Conveyor, RecordingBackend]:

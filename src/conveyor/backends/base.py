@@ -12,23 +12,9 @@ from __future__ import annotations
 import builtins
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
 
-__all__ = ["ResultBackend", "Waiter"]
-
-
-@dataclass(frozen=True, slots=True)
-class Waiter:
-    """A registration for a key's next write, made by the broker in the call that publishes
-    the key's task (``Broker.carries_waiters``), so a ``wait`` that follows needs no
-    registration round trip of its own: the write pushes its value to ``inbox`` when it
-    lands within ``ttl`` seconds. Names are the backend's own (``registry`` holds the
-    inboxes to push to)."""
-
-    registry: str
-    inbox: str
-    ttl: float
+__all__ = ["ResultBackend"]
 
 
 class ResultBackend(ABC):
@@ -37,6 +23,9 @@ class ResultBackend(ABC):
     url: str = ""
     poll_interval: float = 0.002
     """Seconds between reads in the default ``wait``."""
+    replies: bool = False
+    """Whether a write can also hand its value to the sender waiting for it (the
+    ``replies`` of ``set_fenced_many``), so that sender's ``wait`` registers nothing."""
 
     @abstractmethod
     def get(self, key: str) -> bytes | None:
@@ -55,11 +44,16 @@ class ResultBackend(ABC):
         """
 
     def set_fenced_many(
-        self, items: Sequence[tuple[str, bytes, int | None]], ttl: float
+        self,
+        items: Sequence[tuple[str, bytes, int | None]],
+        ttl: float,
+        replies: Collection[str] = (),
     ) -> list[bool]:
         """Several ``set`` calls with their fences, in one round trip where the store can.
 
         A worker stores a finished task's state together with the next task's STARTED.
+        ``replies``: keys whose value, when written, is also handed to the sender that
+        may wait for it (see ``expect``); ignored by backends without ``replies``.
         """
         return [self.set(key, value, ttl, fence) for key, value, fence in items]
 
@@ -109,14 +103,10 @@ class ResultBackend(ABC):
             time.sleep(interval)
             interval = min(interval * 1.5, 0.05)
 
-    def early_waiter(self, key: str) -> Waiter | None:
-        """A waiter for ``key`` for a broker to register when it publishes the key's task,
-        or None where this backend has no such thing (the default)."""
-        return None
-
-    def expect(self, key: str, waiter: Waiter, since: float) -> None:  # noqa: B027
-        """``waiter`` was registered in a publish that began at ``since`` (monotonic time):
-        the next ``wait`` for ``key`` may block on its inbox instead of registering."""
+    def expect(self, key: str, since: float) -> None:  # noqa: B027 - optional hook
+        """This process sent, at ``since`` (monotonic time), a task whose outcome is written
+        to ``key`` with a reply: the first ``wait`` for it may take the reply instead of
+        registering (backends with ``replies``)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

@@ -10,15 +10,13 @@ and ``cleanup`` has nothing to do. The scripts are ``conveyor/redis_scripts/back
 ``wait`` registers the calling thread's own list under the key and reads the key in one
 script, then blocks on the list with BLPOP; every write of the key pushes the new value to
 the registered lists. Registering and reading in one atomic step leaves no window in which
-a write could be missed, and nothing polls. A task sent on its own from this process
-skips that step: the broker registers a list of the task's own in the publish script
-(``early_waiter``), so the first ``get()`` within ``EARLY_WINDOW`` blocks on it at once.
-A blocked ``get()`` polls its socket for a moment first (``result_spin``), so a quick
-task's result does not have to wake a sleeping client.
+a write could be missed, and nothing polls.
 
-A backend made with ``clock=`` (the contract tests' fake clock) cannot use Redis's TTLs,
-which follow the real clock: it notes each key's expiry by the fake clock in
-``<prefix>expiry`` and deletes what has expired before every operation.
+A task sent on its own from this process skips that step: its message asks for a reply
+(``Message.reply``), so the worker's write of its outcome also pushes the value to the
+key's reply list ``<prefix>r:<key>``, and the first ``get()`` within ``REPLY_WINDOW``
+blocks on that list at once. A blocked ``get()`` polls its socket for a moment first
+(``result_spin``), so a quick task's result does not have to wake a sleeping client.
 """
 
 from __future__ import annotations
@@ -30,27 +28,29 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from functools import partial
 from typing import Any
 
 from redis.exceptions import RedisError
 
-from ..ids import new_id
 from ..redis_connection import UNREACHABLE, RedisLink, Script
-from .base import ResultBackend, Waiter
+from .base import ResultBackend
 
-__all__ = ["EARLY_WINDOW", "RedisBackend"]
+__all__ = ["REPLY_WINDOW", "RedisBackend"]
 
 _PRELUDE = "backend_prelude.lua"
 _CHUNK = 5000
-EARLY_WINDOW = 10.0
-"""Seconds a registration made by a publish lasts. A ``get()`` later than that (less a
-margin for the round trip) registers itself, as it would for a task sent elsewhere."""
-_EARLY_MARGIN = 0.5
-_EARLY_KEPT = 10000
-"""Most early registrations remembered per backend: a process that sends without waiting
-forgets the oldest half (a wait for one of those registers itself)."""
+REPLY_WINDOW = 10.0
+"""Seconds a reply list lives after its push. A ``get()`` later than that after the send
+(less a margin) registers itself, as it would for a task sent elsewhere."""
+_REPLY_MARGIN = 0.5
+_REPLY_BLOCK = 0.25
+"""Seconds a ``get()`` waits for a reply before it registers as any wait does: an outcome
+written without a reply (a worker's supervisor storing a killed task's) costs it no more."""
+_EXPECTED_KEPT = 10000
+"""Most sends remembered per backend: a process that sends without waiting forgets the
+oldest half (a wait for one of those registers itself)."""
 
 
 def _value(stored: bytes | None) -> bytes | None:
@@ -93,18 +93,17 @@ class RedisBackend(ResultBackend):
         self._watch = script("backend_watch.lua")
         self._sweep = script("backend_sweep.lua")
         self._local = threading.local()
-        self._early: dict[str, tuple[str, float]] = {}
-        """key -> (inbox, monotonic deadline) of registrations made by this process's sends."""
-        self._early_lock = threading.Lock()
-        self.early_window = EARLY_WINDOW
+        self._expected: dict[str, float] = {}
+        """key -> monotonic time until which a reply may be waited for (``expect``)."""
+        self._expected_lock = threading.Lock()
 
     @property
     def link(self) -> RedisLink:
         return self._link
 
     @property
-    def clock(self) -> Callable[[], float] | None:
-        return self._clock
+    def replies(self) -> bool:  # type: ignore[override]
+        return self._clock is None
 
     @classmethod
     def from_url(cls, url: str) -> RedisBackend:
@@ -145,15 +144,18 @@ class RedisBackend(ResultBackend):
         return bool(self._link.call("storing a result", lambda: self._set(args), retries=1))
 
     def set_fenced_many(
-        self, items: Sequence[tuple[str, bytes, int | None]], ttl: float
+        self,
+        items: Sequence[tuple[str, bytes, int | None]],
+        ttl: float,
+        replies: Collection[str] = (),
     ) -> list[bool]:
-        if len(items) < 2:
+        if len(items) < 2 and not replies:
             return [self.set(key, value, ttl, fence) for key, value, fence in items]
-        args: list[Any] = [*self._head(), _ms(ttl)]
+        args: list[Any] = [*self._head(), _ms(ttl), _ms(REPLY_WINDOW)]
         for key, value, fence in items:
-            args += (key, value, "" if fence is None else int(fence))
-        replies = self._link.call("storing results", lambda: self._set_fenced_many(args), 1)
-        return [bool(r) for r in replies]
+            args += (key, value, "" if fence is None else int(fence), "1" if key in replies else "")
+        written = self._link.call("storing results", lambda: self._set_fenced_many(args), 1)
+        return [bool(r) for r in written]
 
     def set_many(self, items: Sequence[tuple[str, bytes]], ttl: float) -> None:
         if not items:
@@ -216,48 +218,42 @@ class RedisBackend(ResultBackend):
         name: str = local.list
         return name
 
-    def early_waiter(self, key: str) -> Waiter:
-        """A list of the key's own, for the broker to register in the publish script."""
-        return Waiter(f"{self.prefix}n:{key}", f"{self.prefix}wt:{new_id()}", self.early_window)
-
-    def expect(self, key: str, waiter: Waiter, since: float) -> None:
-        deadline = since + waiter.ttl - _EARLY_MARGIN
-        with self._early_lock:
-            early = self._early
-            early.pop(key, None)
-            early[key] = (waiter.inbox, deadline)
-            if len(early) > _EARLY_KEPT:  # the oldest first: a forgotten one just registers
-                for old in list(itertools.islice(early, len(early) - _EARLY_KEPT // 2)):
-                    del early[old]
+    def expect(self, key: str, since: float) -> None:
+        with self._expected_lock:
+            expected = self._expected
+            expected.pop(key, None)
+            expected[key] = since + REPLY_WINDOW - _REPLY_MARGIN
+            if len(expected) > _EXPECTED_KEPT:  # the oldest first: a forgotten one registers
+                for old in list(itertools.islice(expected, len(expected) - _EXPECTED_KEPT // 2)):
+                    del expected[old]
 
     def wait(
         self, key: str, ready: Callable[[bytes | None], bool], timeout: float | None
     ) -> bytes | None:
         """Register for the key and read it in one script, then block on this thread's
         list until a write pushes a value (re-registering after each wake). The first wait
-        for a task this process sent blocks on the list its publish registered instead."""
+        for a task this process sent takes the reply its outcome's write pushes, if that
+        comes within ``_REPLY_BLOCK``; it registers as above only after that."""
         deadline = None if timeout is None else time.monotonic() + timeout
         encoded = key.encode()
         tag = b"%d:%s" % (len(encoded), encoded)
         command = self._link.command
         block_limit = self._link.block_limit
-        with self._early_lock:
-            early = self._early.pop(key, None)
-        if early is not None:
-            inbox, until = early
+        with self._expected_lock:
+            until = self._expected.pop(key, None)
+        if until is not None:
+            until = min(until, time.monotonic() + _REPLY_BLOCK)
             if deadline is not None:
                 until = min(until, deadline)
+            reply = f"{self.prefix}r:{key}"
             while (left := until - time.monotonic()) > 0.001:
-                block = min(left, block_limit)
                 try:
-                    woken = command("BLPOP", inbox, f"{block:.3f}", blocking=True, spin=True)
+                    woken = command("BLPOP", reply, f"{left:.3f}", blocking=True, spin=True)
                 except (RedisError, *UNREACHABLE) as exc:
                     raise self._link.error("waiting for a result", exc) from exc
-                if woken is not None:
-                    pushed: bytes = woken[1]
-                    if pushed.startswith(tag) and ready(pushed[len(tag) :]):
-                        return pushed[len(tag) :]
-                    break  # not final (STARTED, PROGRESS): that write used up the registration
+                if woken is not None and ready(woken[1]):
+                    replied: bytes = woken[1]
+                    return replied
         waiter = self._waiter_list()
         while True:
             left = block_limit if deadline is None else deadline - time.monotonic()

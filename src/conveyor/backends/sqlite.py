@@ -10,7 +10,7 @@ from __future__ import annotations
 import builtins
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from conveyor.backends.base import ResultBackend
 from conveyor.brokers.sqlite import SQLiteFile
@@ -91,7 +91,10 @@ class SQLiteBackend(ResultBackend):
         return self._db.changes(_SET, (key, value, fence, now + ttl, now)) == 1
 
     def set_fenced_many(
-        self, items: Sequence[tuple[str, bytes, int | None]], ttl: float
+        self,
+        items: Sequence[tuple[str, bytes, int | None]],
+        ttl: float,
+        replies: Collection[str] = (),
     ) -> list[bool]:
         if len(items) < 2:
             return [self.set(key, value, ttl, fence) for key, value, fence in items]

@@ -23,8 +23,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..backends.base import ResultBackend, Waiter
-
 __all__ = ["UNREAD", "Broker", "DeadLetter", "Delivery", "Envelope", "QueueStats", "Unread"]
 
 
@@ -47,9 +45,6 @@ class Envelope:
     priority: int = 0
     eta: float | None = None
     """Unix time before which the message must not be delivered; None or past: now."""
-    waiter: Waiter | None = None
-    """A registration for the task's result to make in the same call (only a broker whose
-    ``carries_waiters`` said yes gets one, and only in a call that publishes one message)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,11 +140,6 @@ class Broker(ABC):
         while it slept (to run or hand back), so nothing waits for a lease to pass. Only
         brokers that hand messages to sleeping workers return any."""
         return []
-
-    def carries_waiters(self, backend: ResultBackend) -> bool:
-        """Whether ``publish`` of a single message can register its ``Envelope.waiter`` in
-        the same call; it can when it shares one database with the backend. Off by default."""
-        return False
 
     def read_revocations_from(self, coordinator: object) -> bool:
         """Whether ``reserve`` can read this coordinator's revocations in the same call

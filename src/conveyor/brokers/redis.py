@@ -34,7 +34,6 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from ..backends.base import ResultBackend
 from ..control import revoked_key
 from ..redis_connection import UNREACHABLE, RedisLink, Script, number_option
 from .base import UNREAD, Broker, DeadLetter, Delivery, Envelope, QueueStats, Unread
@@ -128,11 +127,7 @@ class RedisBroker(Broker):
     def publish(self, envelopes: Sequence[Envelope]) -> None:
         if not envelopes:
             return
-        waiter = envelopes[0].waiter if len(envelopes) == 1 else None
-        if waiter is None:
-            head: tuple[Any, ...] = (self.prefix, self._now(), "", "", "")
-        else:
-            head = (self.prefix, self._now(), waiter.registry, waiter.inbox, _ms(waiter.ttl))
+        head = (self.prefix, self._now())
         args: list[Any] = []
         for e in envelopes:
             eta = "" if e.eta is None else repr(float(e.eta))
@@ -241,25 +236,18 @@ class RedisBroker(Broker):
         local.pid = None
         return handed
 
-    def carries_waiters(self, backend: ResultBackend) -> bool:
-        from ..backends.redis import RedisBackend
-
-        return isinstance(backend, RedisBackend) and self._beside(backend.clock, backend.link)
-
     def read_revocations_from(self, coordinator: object) -> bool:
         from ..coordination.redis import RedisCoordinator
 
-        if isinstance(coordinator, RedisCoordinator) and self._beside(
-            coordinator.clock, coordinator.link
+        if (
+            isinstance(coordinator, RedisCoordinator)
+            and coordinator.clock is None
+            and self._clock is None
+            and coordinator.link.same_database(self._link)
         ):
             self._revocations = coordinator.redis_key(revoked_key(""))
             return True
         return False
-
-    def _beside(self, clock: object, link: RedisLink) -> bool:
-        """Whether a store's keys live in this database on Redis's clock, so one script of
-        this broker's may touch them."""
-        return clock is None and self._clock is None and link.same_database(self._link)
 
     def _remember(self, queues: list[str], eta: bytes, now: bytes) -> None:
         """What this thread's next ``wait`` needs: its queues and when the next eta is due."""
@@ -484,10 +472,6 @@ class RedisBroker(Broker):
 
     def close(self) -> None:
         self._link.close()
-
-
-def _ms(seconds: float) -> int:
-    return max(1, round(seconds * 1000))
 
 
 def _handed(item: bytes) -> Delivery:

@@ -15,8 +15,9 @@
 --   P.."n:"..key    [set]    names of waiter lists of clients blocked on this key (short TTL)
 --   P.."wl:"..uuid  [list]   one client thread's waiter list; each element is
 --                            "<#key>:<key><value>", pushed when the key is written
---   P.."wt:"..id    [list]   the same for one task sent on its own, registered by the
---                            broker's publish script (broker_publish.lua)
+--   P.."r:"..key    [list]   the key's reply: its value, pushed by a write that carries
+--                            one (backend_set_fenced_many.lua), for the process that sent
+--                            the task and may be waiting for it; short TTL
 --   P.."expiry"     [zset]   fake-clock mode only: Redis key -> expiry (ms)
 local P = ARGV[1]
 local CLOCK = tonumber(ARGV[2])
@@ -50,18 +51,15 @@ local function fence_of(key)
   return string.sub(head, 1, colon - 1)
 end
 
--- Hand a new value to every client waiting on the key (see backend_watch.lua). A list
--- lives as long as the registration had left (at least a second): its client reads it
--- within that, and a send nobody waits for leaves nothing behind for long.
+-- Hand a new value to every client waiting on the key (see backend_watch.lua).
 local function notify(name, value)
   local waiting = P .. 'n:' .. name
   local lists = redis.call('SMEMBERS', waiting)
   if #lists > 0 then
     local message = #name .. ':' .. name .. value
-    local ttl = math.max(redis.call('PTTL', waiting), 1000)
     for _, list in ipairs(lists) do
       redis.call('RPUSH', list, message)
-      redis.call('PEXPIRE', list, ttl)
+      redis.call('PEXPIRE', list, 60000)
     end
     redis.call('DEL', waiting)
   end

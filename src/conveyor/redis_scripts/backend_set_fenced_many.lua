@@ -2,16 +2,21 @@
 -- task's STARTED), each with the rules of backend_set.lua.
 --
 -- ARGV[3]  ttl [milliseconds], for every item
--- ARGV[4], ARGV[5], ARGV[6] ... in threes: key [string], value [bytes], fence [integer or ""]
+-- ARGV[4]  reply ttl [milliseconds]: how long a reply list lives after its push
+-- ARGV[5], ARGV[6], ARGV[7], ARGV[8] ... in fours: key [string], value [bytes], fence
+--          [integer or ""], reply ["1" or ""]: "1" also hands the value to the sender
+--          that may be waiting for it (its message asked for a reply)
 -- Keys touched, for each key:
 --   P.."v:"..key   [string]  GETRANGE (the fence), SET ... PX
 --   P.."n:"..key   [set]     SMEMBERS, DEL: waiters to notify
 --   P.."wl:"..*    [list]    RPUSH, PEXPIRE: each waiter's list
+--   P.."r:"..key   [list]    RPUSH the value, PEXPIRE reply ttl (a written reply item only)
 --   P.."expiry"    [zset]    ZADD (fake-clock mode only)
 -- Returns a list with 1 for each item written and 0 for each refused.
 local ttl = tonumber(ARGV[3])
+local reply_ttl = tonumber(ARGV[4])
 local written = {}
-for i = 4, #ARGV, 3 do
+for i = 5, #ARGV, 4 do
   local name = ARGV[i]
   local key = P .. 'v:' .. name
   local fence = ARGV[i + 2]
@@ -23,6 +28,11 @@ for i = 4, #ARGV, 3 do
       fence = stored or ''
     end
     store(name, key, ARGV[i + 1], ttl, fence)
+    if ARGV[i + 3] == '1' then
+      local list = P .. 'r:' .. name
+      redis.call('RPUSH', list, ARGV[i + 1])
+      redis.call('PEXPIRE', list, reply_ttl)
+    end
     written[#written + 1] = 1
   end
 end

@@ -6,15 +6,11 @@
 -- ARGV[5]  ttl [milliseconds]       how long the registration lives (the client's wait)
 -- Keys touched:
 --   ARGV[4]        [list]    DEL: nothing stale is left in it
---   P.."n:"..key   [set]     SADD the list name; PTTL, PEXPIRE unless it lasts longer
---                            already (a registration is never cut short by another's)
+--   P.."n:"..key   [set]     SADD the list name, PEXPIRE
 --   P.."v:"..key   [string]  GET
 -- Returns the stored "<fence>:<value>" string, or nil.
 local waiting = P .. 'n:' .. ARGV[3]
-local ttl = tonumber(ARGV[5])
 redis.call('DEL', ARGV[4])
 redis.call('SADD', waiting, ARGV[4])
-if redis.call('PTTL', waiting) < ttl then
-  redis.call('PEXPIRE', waiting, ttl)
-end
+redis.call('PEXPIRE', waiting, tonumber(ARGV[5]))
 return redis.call('GET', P .. 'v:' .. ARGV[3])

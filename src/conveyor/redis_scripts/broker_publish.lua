@@ -4,16 +4,10 @@
 -- atomic step, and pushed to the worker's inbox, which the worker blocks on. The worker
 -- then runs it without another round trip.
 --
--- ARGV[3]    registry [string]  "" or, for a call with one message, the result backend's
---                               waiter set of its result (its P.."n:"..key)
--- ARGV[4]    inbox [string]     a list the result's write is pushed to (P.."wt:"..id)
--- ARGV[5]    ttl [milliseconds] how long that registration lasts
--- ARGV[6..]  groups of five, one per message:
+-- ARGV[3..]  groups of five, one per message:
 --              id [string], queue [string], priority [0-9, clamped], eta [unix seconds or
 --              ""], body
 -- Keys touched (see the prelude for the layout):
---   registry        [set]    SADD inbox; PTTL, PEXPIRE ttl unless it lasts longer already
---                            (see backend_watch.lua: the write pushes to every member)
 --   P.."seq"        [string] INCRBY: sequence numbers for the ready scores
 --   P.."b"          [hash]   HSETNX id (priority digit .. body): stores the message unless
 --                            its id is live (the duplicate check)
@@ -29,16 +23,9 @@
 --   P.."in:"..inbox [list]   RPUSH, PEXPIRE: a handed message, for the worker (inbox_item)
 --   revoked..task   [string] GET (read only): the revocation a registration asks for
 -- Returns the count of messages stored.
-local count = (#ARGV - 5) / 5
+local count = (#ARGV - 2) / 5
 if count < 1 then
   return 0
-end
-if ARGV[3] ~= '' then
-  local registry, ttl = ARGV[3], tonumber(ARGV[5])
-  redis.call('SADD', registry, ARGV[4])
-  if redis.call('PTTL', registry) < ttl then
-    redis.call('PEXPIRE', registry, ttl)
-  end
 end
 local seq = redis.call('INCRBY', P .. 'seq', count) - count
 local bodies = P .. 'b'
@@ -54,7 +41,7 @@ local function add(zkey, score, id)
   pairs_[#pairs_ + 1] = id
 end
 local stored = 0
-for i = 6, #ARGV, 5 do
+for i = 3, #ARGV, 5 do
   local id, queue, eta = ARGV[i], ARGV[i + 1], ARGV[i + 3]
   local priority = tostring(digit(ARGV[i + 2]))
   if redis.call('HSETNX', bodies, id, priority .. ARGV[i + 4]) == 1 then

@@ -393,7 +393,9 @@ class Executor:
     def _write(self, message: Message, attempt: int | None, record: TaskRecord) -> bool:
         if workflow.handed_on(message, record):  # workflow hook: Task.replace() took over
             return True
-        stored = message.ignore_result or self.results.write(message.id, record, attempt)
+        stored = message.ignore_result or self.results.write(
+            message.id, record, attempt, message.reply and record.status in states.READY_STATES
+        )
         if stored:  # workflow hook: continue the chain, count the chord member, run links
             workflow.after_outcome(self.app, message, record)
         return stored

@@ -116,7 +116,7 @@ class Outbox:
                 return
             try:
                 stored = self.results.write_encoded(
-                    [(w.message.id, w.data, w.fence) for w in writes]
+                    [(w.message.id, w.data, w.fence) for w in writes], _replies(writes)
                 )
             except BaseException:
                 with self._state:
@@ -163,7 +163,7 @@ class Outbox:
             if item is not None:
                 items.append(item)
             try:
-                stored = self.results.write_encoded(items)
+                stored = self.results.write_encoded(items, _replies(writes))
             except Exception as exc:
                 with self._state:
                     self.writes[:0] = writes
@@ -227,6 +227,11 @@ class Outbox:
             self.untake_acks(acks)
             raise
         self.acked(acks, done)
+
+
+def _replies(writes: list[_Write]) -> list[str]:
+    """The task ids whose outcome is handed to a sender waiting for it."""
+    return [w.message.id for w in writes if w.message.reply]
 
 
 def _refused(write: _Write) -> None:
