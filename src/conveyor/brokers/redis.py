@@ -128,22 +128,21 @@ class RedisBroker(Broker):
         if not envelopes:
             return
         head = (self.prefix, self._now())
-        args: list[Any] = []
-        for e in envelopes:
-            eta = "" if e.eta is None else repr(float(e.eta))
-            args += (e.id, e.queue, int(e.priority), eta, e.body)
         count = len(envelopes)
         what = f"publishing {count} message(s), tried {self.publish_retries + 1} times"
         if count <= _PUBLISH_CHUNK:
+            args = (*head, *_runs(envelopes))
             self._link.call(
                 what,
-                lambda: self._publish((*head, *args)),
+                lambda: self._publish(args),
                 retries=self.publish_retries,
                 delay=self.publish_retry_delay,
             )
             return
-        step = _PUBLISH_CHUNK * 5
-        chunks = [(*head, *args[i : i + step]) for i in range(0, len(args), step)]
+        chunks = [
+            (*head, *_runs(envelopes[i : i + _PUBLISH_CHUNK]))
+            for i in range(0, count, _PUBLISH_CHUNK)
+        ]
         self._link.call(
             what,
             lambda: self._publish_chunks(chunks),
@@ -472,6 +471,23 @@ class RedisBroker(Broker):
 
     def close(self) -> None:
         self._link.close()
+
+
+def _runs(envelopes: Sequence[Envelope]) -> list[Any]:
+    """The publish script's arguments: runs of messages that share queue, priority and eta
+    (``broker_publish.lua``), so a batch to one queue costs two arguments a message."""
+    args: list[Any] = []
+    shared: tuple[str, int, float | None] | None = None
+    at = 0
+    for e in envelopes:
+        if (e.queue, e.priority, e.eta) != shared:
+            shared = (e.queue, e.priority, e.eta)
+            at = len(args)
+            eta = "" if e.eta is None else repr(float(e.eta))
+            args += (0, e.queue, int(e.priority), eta)
+        args[at] += 1
+        args += (e.id, e.body)
+    return args
 
 
 def _handed(item: bytes) -> Delivery:

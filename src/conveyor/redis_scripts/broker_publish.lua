@@ -4,9 +4,10 @@
 -- atomic step, and pushed to the worker's inbox, which the worker blocks on. The worker
 -- then runs it without another round trip.
 --
--- ARGV[3..]  groups of five, one per message:
---              id [string], queue [string], priority [0-9, clamped], eta [unix seconds or
---              ""], body
+-- ARGV[3..]  runs of messages that share a queue, a priority and an eta, each run:
+--              n [integer], queue [string], priority [0-9, clamped], eta [unix seconds or
+--              ""], then n pairs: id [string], body
+--            (a batch to one queue is one run: two arguments a message, not five)
 -- Keys touched (see the prelude for the layout):
 --   P.."seq"        [string] INCRBY: sequence numbers for the ready scores
 --   P.."b"          [hash]   HSETNX id (priority digit .. body): stores the message unless
@@ -23,11 +24,9 @@
 --   P.."in:"..inbox [list]   RPUSH, PEXPIRE: a handed message, for the worker (inbox_item)
 --   revoked..task   [string] GET (read only): the revocation a registration asks for
 -- Returns the count of messages stored.
-local count = (#ARGV - 2) / 5
-if count < 1 then
+if #ARGV < 3 then
   return 0
 end
-local seq = redis.call('INCRBY', P .. 'seq', count) - count
 local bodies = P .. 'b'
 local listed, woken, sleeping = {}, {}, {}
 local adds = {} -- zset key -> {score, id, score, id, ...}: one ZADD per key (and 500 pairs)
@@ -41,36 +40,44 @@ local function add(zkey, score, id)
   pairs_[#pairs_ + 1] = id
 end
 local stored = 0
-for i = 3, #ARGV, 5 do
-  local id, queue, eta = ARGV[i], ARGV[i + 1], ARGV[i + 3]
-  local priority = tostring(digit(ARGV[i + 2]))
-  if redis.call('HSETNX', bodies, id, priority .. ARGV[i + 4]) == 1 then
-    stored = stored + 1
-    local handed = false
-    if eta ~= '' and tonumber(eta) > NOW then
-      add(P .. 'd:' .. queue, eta, id)
-    else
-      seq = seq + 1
-      local score = ready_score(priority, seq)
-      if sleeping[queue] ~= false then
-        local reg = claim(queue)
-        sleeping[queue] = reg ~= nil
-        if reg then
-          hand(reg, id, queue, priority, ARGV[i + 4], score)
-          handed = true
+local run = 3
+while run < #ARGV do
+  local n, queue, eta = tonumber(ARGV[run]), ARGV[run + 1], ARGV[run + 3]
+  local priority = tostring(digit(ARGV[run + 2]))
+  local delayed = eta ~= '' and tonumber(eta) > NOW
+  local seq = redis.call('INCRBY', P .. 'seq', n) - n
+  local first = run + 4
+  run = first + 2 * n
+  for i = first, run - 1, 2 do
+    local id, body = ARGV[i], ARGV[i + 1]
+    if redis.call('HSETNX', bodies, id, priority .. body) == 1 then
+      stored = stored + 1
+      local handed = false
+      if delayed then
+        add(P .. 'd:' .. queue, eta, id)
+      else
+        seq = seq + 1
+        local score = ready_score(priority, seq)
+        if sleeping[queue] ~= false then
+          local reg = claim(queue)
+          sleeping[queue] = reg ~= nil
+          if reg then
+            hand(reg, id, queue, priority, body, score)
+            handed = true
+          end
+        end
+        if not handed then
+          add(P .. 'q:' .. queue, score, id)
         end
       end
-      if not handed then
-        add(P .. 'q:' .. queue, score, id)
+      if not listed[queue] then
+        listed[queue] = true
+        redis.call('SADD', P .. 'queues', queue)
       end
-    end
-    if not listed[queue] then
-      listed[queue] = true
-      redis.call('SADD', P .. 'queues', queue)
-    end
-    if not handed and not woken[queue] then
-      woken[queue] = true
-      wake(queue)
+      if not handed and not woken[queue] then
+        woken[queue] = true
+        wake(queue)
+      end
     end
   end
 end
