@@ -12,7 +12,7 @@ prefix                 start of every key Conveyor writes                       
 publish_retries        broker: retries of a send that cannot reach Redis         5
 publish_retry_delay    broker: seconds before the first retry (then doubling)    0.2
 reply_spin             microseconds to poll for a quick reply before sleeping    500
-result_spin            microseconds a result wait polls before it sleeps         2000
+result_spin            microseconds a result wait polls before it sleeps         1000
 =====================  ========================================================  =========
 
 Connections come from a redis-py ``ConnectionPool``, which notices a fork (it compares
@@ -119,7 +119,7 @@ class RedisLink:
         """Longest single blocking call, kept well under the socket timeout."""
         self.reply_spin = number_option(self.options, "reply_spin", 500, url) / 1e6
         """Seconds to poll for a quick command's reply before sleeping (``ReplyWait``)."""
-        self.result_spin = number_option(self.options, "result_spin", 2000, url) / 1e6
+        self.result_spin = number_option(self.options, "result_spin", 1000, url) / 1e6
         """Seconds a blocking wait for a result polls before sleeping (``command(spin=True)``)."""
 
     @property
