@@ -17,6 +17,11 @@ A task sent on its own from this process skips that step: its message asks for a
 key's reply list ``<prefix>r:<key>``, and the first ``get()`` within ``REPLY_WINDOW``
 blocks on that list at once. A blocked ``get()`` polls its socket for a moment first
 (``result_spin``), so a quick task's result does not have to wake a sleeping client.
+
+A backend made with ``clock=`` (the contract tests' fake clock) cannot use Redis's TTLs,
+which follow the real clock: it notes each key's expiry by the fake clock in
+``<prefix>expiry`` and deletes what has expired before every operation (and hands no
+replies).
 """
 
 from __future__ import annotations
