@@ -306,6 +306,44 @@ def test_dead_letters(broker: Broker, clock: FakeClock) -> None:
     assert broker.stats() == {}
 
 
+def test_a_resent_dead_letter_is_a_new_attempt(broker: Broker, clock: FakeClock) -> None:
+    broker.publish([env("m")])
+    broker.reserve(["q"], 1, lease=30)
+    clock.advance(31)
+    broker.recover_expired()
+    [second] = broker.reserve(["q"], 1, lease=30)
+    assert (second.delivery_count, second.resends) == (2, 0)
+    broker.dead_letter(second, "gave up")
+    assert [x.resends for x in broker.dead_letters()] == [0]
+
+    # Re-sent: its delivery count starts again, its re-send count goes up.
+    assert broker.requeue_dead_letters(["m"]) == 1
+    [first] = broker.reserve(["q"], 1, lease=30)
+    assert (first.delivery_count, first.resends) == (1, 1)
+    # A re-send is kept through nacks, delays and lease expiry.
+    broker.nack(first, delay=5)
+    clock.advance(6)
+    [again] = broker.reserve(["q"], 1, lease=30)
+    assert (again.delivery_count, again.resends) == (1, 1)
+    clock.advance(31)
+    broker.recover_expired()
+    [later] = broker.reserve(["q"], 1, lease=30)
+    assert (later.delivery_count, later.resends) == (2, 1)
+    # The token still fences: the holder of the first delivery of the re-send is refused.
+    assert broker.ack(again) is False
+    broker.dead_letter(later, "gave up again")
+    assert [x.resends for x in broker.dead_letters()] == [1]
+
+    assert broker.requeue_dead_letters() == 1
+    [third] = broker.reserve(["q"], 1, lease=30)
+    assert (third.delivery_count, third.resends) == (1, 2)
+    assert broker.ack(third) is True
+    # The id sent afresh is a message of its own: no re-sends.
+    broker.publish([env("m")])
+    [fresh] = broker.reserve(["q"], 1, lease=30)
+    assert (fresh.delivery_count, fresh.resends) == (1, 0)
+
+
 def test_purge_one_queue_or_all(broker: Broker, clock: FakeClock) -> None:
     later = clock.now() + 60
     broker.publish([env("a1", "a"), env("a2", "a", eta=later), env("a3", "a")])
@@ -508,6 +546,37 @@ def test_sqlite_refuses_a_newer_schema(tmp_path: Path) -> None:
         conn.execute(f"PRAGMA user_version={version + 1}")
     with pytest.raises(BrokerError, match="newer"):
         SQLiteBroker(path)
+
+
+def test_sqlite_upgrades_a_version_1_file_in_place(tmp_path: Path) -> None:
+    """A file written before re-sends were counted keeps its messages and dead letters."""
+    path = tmp_path / "v1.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(
+            """
+            CREATE TABLE conveyor_messages (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,
+                queue TEXT NOT NULL, priority INTEGER NOT NULL, body BLOB NOT NULL, token TEXT,
+                lease_until REAL, delivery_count INTEGER NOT NULL);
+            CREATE TABLE conveyor_delayed (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,
+                queue TEXT NOT NULL, priority INTEGER NOT NULL, body BLOB NOT NULL,
+                delivery_count INTEGER NOT NULL, eta REAL NOT NULL);
+            CREATE TABLE conveyor_dead_letters (id TEXT PRIMARY KEY, queue TEXT NOT NULL,
+                priority INTEGER NOT NULL, body BLOB NOT NULL, reason TEXT NOT NULL,
+                failed_at REAL NOT NULL);
+            INSERT INTO conveyor_messages (id, queue, priority, body, delivery_count)
+                VALUES ('ready', 'q', 0, x'01', 0);
+            INSERT INTO conveyor_dead_letters VALUES ('dead', 'q', 0, x'02', 'boom', 1.0);
+            PRAGMA user_version = 1;
+            """
+        )
+    conn.close()
+    broker = SQLiteBroker(path)
+    assert broker.dead_letters() == [DeadLetter("dead", "q", b"\x02", 0, "boom", 1.0)]
+    assert broker.requeue_dead_letters() == 1
+    got = broker.reserve(["q"], 2, lease=30)
+    assert [(d.id, d.delivery_count, d.resends) for d in got] == [("ready", 1, 0), ("dead", 1, 1)]
+    broker.close()
+    SQLiteBroker(path).close()  # opened again: at version 2 already, nothing to upgrade
 
 
 def test_sqlite_delayed_rows_do_not_slow_the_ready_path(tmp_path: Path) -> None:

@@ -59,10 +59,14 @@ class Delivery:
     token: str
     """Lease token; every reservation of a message gets a new one."""
     delivery_count: int
-    """1 on the first delivery, 2 on the first redelivery, and so on."""
+    """1 on the first delivery, 2 on the first redelivery, and so on; back to 1 when the
+    message is re-sent from the dead letters."""
     revocation: str | Unread | None = UNREAD
     """The task's revocation, read in the same call as the reservation where the broker
     can (see ``read_revocations_from``); ``UNREAD`` otherwise."""
+    resends: int = 0
+    """How many times the message was re-sent from the dead letters. Each re-send is a new
+    attempt: its deliveries outrank every delivery before it (``records.fence``)."""
 
     @property
     def redelivered(self) -> bool:
@@ -79,6 +83,8 @@ class DeadLetter:
     priority: int
     reason: str
     failed_at: float
+    resends: int = 0
+    """How many times it had been re-sent from the dead letters before this failure."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +186,12 @@ class Broker(ABC):
 
     @abstractmethod
     def requeue_dead_letters(self, ids: Sequence[str] | None = None) -> int:
-        """Send dead letters (these ids, or all) back to their queues; the count sent."""
+        """Send dead letters (these ids, or all) back to their queues; the count sent.
+
+        A re-sent message is a new attempt: its ``Delivery.resends`` is one more than
+        before, and its ``delivery_count`` starts again at 1 (so ``task_max_deliveries``
+        gives it a full set of deliveries).
+        """
 
     @abstractmethod
     def purge_dead_letters(self, ids: Sequence[str] | None = None) -> int:

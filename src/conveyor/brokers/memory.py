@@ -27,6 +27,7 @@ class _Message:
     priority: int
     seq: int
     delivery_count: int = 0
+    resends: int = 0
     eta: float | None = None
     """Set while in the delayed store."""
     token: str | None = None
@@ -105,7 +106,15 @@ class MemoryBroker(Broker):
                     msg.delivery_count += 1
                     self._reserved[msg.id] = msg
                     deliveries.append(
-                        Delivery(msg.id, queue, msg.body, msg.priority, token, msg.delivery_count)
+                        Delivery(
+                            msg.id,
+                            queue,
+                            msg.body,
+                            msg.priority,
+                            token,
+                            msg.delivery_count,
+                            resends=msg.resends,
+                        )
                     )
                 if not heap:
                     self._ready.pop(queue, None)
@@ -154,7 +163,7 @@ class MemoryBroker(Broker):
             del self._reserved[msg.id], self._messages[msg.id]
             self._dead.pop(msg.id, None)
             self._dead[msg.id] = DeadLetter(
-                msg.id, msg.queue, msg.body, msg.priority, reason, self._clock()
+                msg.id, msg.queue, msg.body, msg.priority, reason, self._clock(), msg.resends
             )
             return True
 
@@ -210,7 +219,12 @@ class MemoryBroker(Broker):
                 if letter.id in self._messages:
                     continue
                 msg = _Message(
-                    letter.id, letter.queue, letter.body, letter.priority, next(self._seq)
+                    letter.id,
+                    letter.queue,
+                    letter.body,
+                    letter.priority,
+                    next(self._seq),
+                    resends=letter.resends + 1,
                 )
                 self._messages[msg.id] = msg
                 self._make_ready(msg)

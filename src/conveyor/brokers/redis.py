@@ -44,6 +44,9 @@ _PRELUDE = ("expiring.lua", "broker_prelude.lua")
 _PUBLISH_CHUNK = 5000
 """Messages per script call; a larger batch is several calls in one MULTI round trip."""
 _RECOVER_LIMIT = 1000
+_DELIVERIES = (1 << 32) - 1
+"""A message's stored delivery count carries its re-sends above bit 32 (RESENT in
+broker_prelude.lua); this masks the delivery count out of it."""
 _REGISTRATION = 1.0
 """Seconds a sleeping worker's registration lasts. A consumer renews it at every reserve,
 at least every 50 ms while idle; a short life bounds how long publishers may keep handing
@@ -217,8 +220,9 @@ class RedisBroker(Broker):
                 reply[i + 2],
                 int(reply[i + 3]),
                 token,
-                reply[i + 4],
+                reply[i + 4] & _DELIVERIES,
                 (None if reply[i + 5] is None else reply[i + 5].decode()) if checked else UNREAD,
+                reply[i + 4] >> 32,
             )
             for i in range(5 + handed, len(reply), 6)
         ]
@@ -407,8 +411,9 @@ class RedisBroker(Broker):
                 int(reply[i + 3]),
                 reply[i + 4].decode(),
                 float(reply[i + 5]),
+                int(reply[i + 6]),
             )
-            for i in range(0, len(reply), 6)
+            for i in range(0, len(reply), 7)
         ]
 
     def requeue_dead_letters(self, ids: Sequence[str] | None = None) -> int:

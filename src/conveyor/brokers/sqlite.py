@@ -16,7 +16,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -129,10 +129,18 @@ class SQLiteFile:
         version: int | None = self._local.version
         return self.data_version() if version is None else version
 
-    def ensure_schema(self, ddl: Sequence[str], version: int, shift: int) -> None:
+    def ensure_schema(
+        self,
+        ddl: Sequence[str],
+        version: int,
+        shift: int,
+        upgrades: Mapping[int, Sequence[str]] | None = None,
+    ) -> None:
         """Create tables once per file; the version lives in 16 bits of ``user_version``.
 
         Broker and backend may share a file, so each owns its own bits of the header field.
+        ``ddl`` creates the current schema (``IF NOT EXISTS``); ``upgrades[v]`` are the
+        statements that take an existing file's tables from version ``v`` to ``v + 1``.
         """
         mask = 0xFFFF << shift
         if (self.execute("PRAGMA user_version")[0][0] & mask) >> shift == version:
@@ -147,6 +155,10 @@ class SQLiteFile:
                 )
             for statement in ddl:
                 conn.execute(statement)
+            if found:
+                for step in range(found, version):
+                    for statement in (upgrades or {}).get(step, ()):
+                        conn.execute(statement)
             conn.execute(f"PRAGMA user_version={(current & ~mask) | (version << shift)}")
 
     def close(self) -> None:
@@ -157,7 +169,7 @@ class SQLiteFile:
         self._local = threading.local()
 
 
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
 _DDL = (
     """CREATE TABLE IF NOT EXISTS conveyor_messages (
         seq INTEGER PRIMARY KEY,
@@ -167,7 +179,8 @@ _DDL = (
         body BLOB NOT NULL,
         token TEXT,
         lease_until REAL,
-        delivery_count INTEGER NOT NULL)""",
+        delivery_count INTEGER NOT NULL,
+        resends INTEGER NOT NULL DEFAULT 0)""",
     """CREATE INDEX IF NOT EXISTS conveyor_messages_ready
         ON conveyor_messages (queue, priority DESC, seq) WHERE lease_until IS NULL""",
     """CREATE INDEX IF NOT EXISTS conveyor_messages_leased
@@ -179,7 +192,8 @@ _DDL = (
         priority INTEGER NOT NULL,
         body BLOB NOT NULL,
         delivery_count INTEGER NOT NULL,
-        eta REAL NOT NULL)""",
+        eta REAL NOT NULL,
+        resends INTEGER NOT NULL DEFAULT 0)""",
     "CREATE INDEX IF NOT EXISTS conveyor_delayed_eta ON conveyor_delayed (eta)",
     """CREATE TABLE IF NOT EXISTS conveyor_dead_letters (
         id TEXT PRIMARY KEY,
@@ -187,8 +201,16 @@ _DDL = (
         priority INTEGER NOT NULL,
         body BLOB NOT NULL,
         reason TEXT NOT NULL,
-        failed_at REAL NOT NULL)""",
+        failed_at REAL NOT NULL,
+        resends INTEGER NOT NULL DEFAULT 0)""",
 )
+_UPGRADES = {
+    1: tuple(
+        f"ALTER TABLE {table} ADD COLUMN resends INTEGER NOT NULL DEFAULT 0"
+        for table in ("conveyor_messages", "conveyor_delayed", "conveyor_dead_letters")
+    ),
+}
+"""Version 2: ``resends`` (how many times a message was re-sent from the dead letters)."""
 
 _INSERT_READY = """INSERT OR IGNORE INTO conveyor_messages
     (id, queue, priority, body, delivery_count)
@@ -198,8 +220,8 @@ _INSERT_DELAYED = """INSERT OR IGNORE INTO conveyor_delayed
     SELECT ?1, ?2, ?3, ?4, 0, ?5 WHERE NOT EXISTS (SELECT 1 FROM conveyor_messages WHERE id = ?1)"""
 _ANY_DUE = "SELECT 1 FROM conveyor_delayed WHERE eta <= ? LIMIT 1"
 _MOVE_DUE = """INSERT OR IGNORE INTO conveyor_messages
-    (id, queue, priority, body, delivery_count)
-    SELECT id, queue, priority, body, delivery_count FROM conveyor_delayed
+    (id, queue, priority, body, delivery_count, resends)
+    SELECT id, queue, priority, body, delivery_count, resends FROM conveyor_delayed
     WHERE eta <= ?1 ORDER BY eta, seq LIMIT ?2"""
 _DROP_DUE = """DELETE FROM conveyor_delayed WHERE seq IN
     (SELECT seq FROM conveyor_delayed WHERE eta <= ?1 ORDER BY eta, seq LIMIT ?2)"""
@@ -208,9 +230,9 @@ _RESERVE = """UPDATE conveyor_messages
     SET token = ?1, lease_until = ?2, delivery_count = delivery_count + 1
     WHERE seq IN (SELECT seq FROM conveyor_messages WHERE queue = ?3 AND lease_until IS NULL
                   ORDER BY priority DESC, seq LIMIT ?4)
-    RETURNING seq, id, queue, priority, body, delivery_count"""
+    RETURNING seq, id, queue, priority, body, delivery_count, resends"""
 _TAKE = """DELETE FROM conveyor_messages WHERE id = ? AND token = ?
-    RETURNING id, queue, priority, body, delivery_count"""
+    RETURNING id, queue, priority, body, delivery_count, resends"""
 
 
 def _reserved_order(row: tuple[Any, ...]) -> tuple[int, int]:
@@ -230,7 +252,7 @@ class SQLiteBroker(Broker):
         self.path = os.fspath(path)
         self._clock = clock
         self._db = SQLiteFile(self.path, timeout)
-        self._db.ensure_schema(_DDL, _SCHEMA_VERSION, shift=0)
+        self._db.ensure_schema(_DDL, _SCHEMA_VERSION, shift=0, upgrades=_UPGRADES)
         self._rotation = itertools.count()
 
     def publish(self, envelopes: Sequence[Envelope]) -> None:
@@ -271,8 +293,8 @@ class SQLiteBroker(Broker):
                 rows = conn.execute(_RESERVE, params).fetchall()
                 rows.sort(key=_reserved_order)
                 deliveries += [
-                    Delivery(msg_id, queue, body, priority, token, delivered)
-                    for _, msg_id, _, priority, body, delivered in rows
+                    Delivery(msg_id, queue, body, priority, token, delivered, resends=resends)
+                    for _, msg_id, _, priority, body, delivered, resends in rows
                 ]
                 if len(deliveries) >= count:
                     break
@@ -322,9 +344,10 @@ class SQLiteBroker(Broker):
             if row is None:
                 return False
             conn.execute(
-                """INSERT INTO conveyor_delayed (id, queue, priority, body, delivery_count, eta)
-                VALUES (?, ?, ?, ?, ?, ?)""",
-                (*row[:4], row[4] - 1, self._clock() + delay),
+                """INSERT INTO conveyor_delayed
+                (id, queue, priority, body, delivery_count, eta, resends)
+                VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                (*row[:4], row[4] - 1, self._clock() + delay, row[5]),
             )
             return True
 
@@ -335,8 +358,9 @@ class SQLiteBroker(Broker):
                 return False
             conn.execute(
                 """INSERT OR REPLACE INTO conveyor_dead_letters
-                (id, queue, priority, body, reason, failed_at) VALUES (?, ?, ?, ?, ?, ?)""",
-                (*row[:4], reason, self._clock()),
+                (id, queue, priority, body, reason, failed_at, resends)
+                VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                (*row[:4], reason, self._clock(), row[5]),
             )
             return True
 
@@ -370,7 +394,8 @@ class SQLiteBroker(Broker):
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         rows = self._db.execute(
-            """SELECT id, queue, body, priority, reason, failed_at FROM conveyor_dead_letters
+            """SELECT id, queue, body, priority, reason, failed_at, resends
+            FROM conveyor_dead_letters
             ORDER BY failed_at, rowid LIMIT ?""",
             (limit,),
         )
@@ -379,8 +404,8 @@ class SQLiteBroker(Broker):
     def requeue_dead_letters(self, ids: Sequence[str] | None = None) -> int:
         """A dead letter whose id is live again is dropped, not counted: the live copy wins."""
         insert = """INSERT OR IGNORE INTO conveyor_messages
-            (id, queue, priority, body, delivery_count)
-            SELECT id, queue, priority, body, 0 FROM conveyor_dead_letters AS d
+            (id, queue, priority, body, delivery_count, resends)
+            SELECT id, queue, priority, body, 0, resends + 1 FROM conveyor_dead_letters AS d
             WHERE NOT EXISTS (SELECT 1 FROM conveyor_delayed WHERE id = d.id)"""
         delete = "DELETE FROM conveyor_dead_letters"
         with self._db.transaction() as conn:

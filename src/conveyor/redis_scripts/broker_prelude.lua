@@ -13,10 +13,12 @@
 --                           then its body (body_of() below). A field here means "live". One
 --                           hash for all: a small per-message hash stays compact (listpack)
 --                           only while every value is short, and bodies are not.
---   P.."m:"..id     [hash]  a message's delivery state, from its first delivery until it is
---                           finished: q queue, p priority, n delivery count, s ready score
---                           (from its last reservation), t lease token (present only while
---                           reserved). Absent for a message never delivered.
+--   P.."m:"..id     [hash]  a message's delivery state, from its first delivery (or its
+--                           re-send from the dead letters) until it is finished: q queue,
+--                           p priority, n delivery count plus RESENT times the number of
+--                           re-sends (one HINCRBY reads both), s ready score (from its last
+--                           reservation), t lease token (present only while reserved).
+--                           Absent for a message never delivered nor re-sent.
 --   P.."q:"..queue  [zset]  ready ids, score (9 - priority) * 2^49 + sequence: higher
 --                           priority first, then oldest first (ZPOPMIN order)
 --   P.."d:"..queue  [zset]  delayed ids, score eta (unix seconds)
@@ -25,7 +27,8 @@
 --   P.."queues"     [set]   every queue name ever published to
 --   P.."seq"        [string] counter that orders messages of equal priority
 --   P.."dl:"..id    [hash]  a dead letter: q queue, p priority, b body, r reason,
---                           f failed_at (unix seconds, as a decimal string)
+--                           f failed_at (unix seconds, as a decimal string), e how many
+--                           times it had been re-sent (absent: never)
 --   P.."dead"       [zset]  dead-letter ids, score failed_at
 --   P.."idle:"..queue [zset] registrations of workers sleeping on the queue, score expiry
 --   P.."reg:"..reg  [string] one registration (see claim() below), with a TTL
@@ -42,6 +45,7 @@ if NOWS == '' then
 end
 local NOW = tonumber(NOWS)
 local SHIFT = 562949953421312 -- 2^49: scores stay exact doubles up to 2^53
+local RESENT = 4294967296 -- 2^32: a re-send's step in P.."m:"..id's n (exact up to 2^21 re-sends)
 
 -- A priority as the integer 0-9 (out of range values are clamped).
 local function digit(priority)

@@ -1,13 +1,15 @@
 -- requeue_dead_letters: send dead letters (the ids given, or all) back to their queues as
--- new messages (delivery count 0), oldest failure first. A dead letter whose id is live
+-- new attempts, oldest failure first: the delivery count starts again from 0 and the
+-- re-send count goes up by one (both in P.."m:"..id's n). A dead letter whose id is live
 -- again is dropped and not counted: the live copy wins.
 --
 -- ARGV[3]    mode [string]   "all", or "ids" followed by the ids
 -- ARGV[4..]  ids (mode "ids")
 -- Keys touched:
 --   P.."dead"      [zset]  ZRANGE (all) or ZSCORE (ids); ZREM; DEL when emptied
---   P.."dl:"..id   [hash]  HMGET q p b; DEL
+--   P.."dl:"..id   [hash]  HMGET q p b e; DEL
 --   P.."b"         [hash]  HSETNX id (priority digit .. body): unless the id is live
+--   P.."m:"..id    [hash]  DEL, HSET n (re-sends times RESENT)
 --   P.."seq"       [string] INCR
 --   P.."q:"..Q     [zset]  ZADD
 --   P.."queues"    [set]   SADD
@@ -38,11 +40,14 @@ end
 local sent = 0
 for _, id in ipairs(chosen) do
   local dkey = P .. 'dl:' .. id
-  local fields = redis.call('HMGET', dkey, 'q', 'p', 'b')
+  local fields = redis.call('HMGET', dkey, 'q', 'p', 'b', 'e')
   redis.call('DEL', dkey)
   redis.call('ZREM', dead, id)
   if fields[1] and redis.call('HSETNX', P .. 'b', id, digit(fields[2]) .. fields[3]) == 1 then
     local queue = fields[1]
+    local mkey = P .. 'm:' .. id
+    redis.call('DEL', mkey)
+    redis.call('HSET', mkey, 'n', string.format('%.0f', ((tonumber(fields[4]) or 0) + 1) * RESENT))
     local score = ready_score(fields[2], redis.call('INCR', P .. 'seq'))
     redis.call('ZADD', P .. 'q:' .. queue, score, id)
     redis.call('SADD', P .. 'queues', queue)
