@@ -28,10 +28,12 @@ __all__ = [
     "TaskRecord",
     "at_level",
     "fence",
+    "resends_of",
     "retries_of",
 ]
 
-_ATTEMPTS = 1_000_000
+_DELIVERIES = 100_000
+_RESENDS = 10_000
 _LEVELS = 4
 LEVEL_RECEIVED, LEVEL_STARTED, LEVEL_PROGRESS, LEVEL_FINAL = range(_LEVELS)
 """Levels within one attempt: a later kind of state outranks an earlier one, so a STARTED
@@ -39,13 +41,20 @@ written late (by the worker's background writer) never hides the task's progress
 
 
 def retries_of(fence: int) -> int:
-    return fence // (_ATTEMPTS * _LEVELS)
+    return fence // (_DELIVERIES * _RESENDS * _LEVELS)
 
 
-def fence(retries: int, delivery_count: int, level: int = LEVEL_FINAL) -> int:
-    """Order states: a retry outranks every delivery of the try before it, a delivery every
-    state of the delivery before it, and within one delivery the level decides."""
-    return (retries * _ATTEMPTS + delivery_count) * _LEVELS + level
+def resends_of(fence: int) -> int:
+    return fence // (_DELIVERIES * _LEVELS) % _RESENDS
+
+
+def fence(retries: int, delivery_count: int, level: int = LEVEL_FINAL, *, resends: int = 0) -> int:
+    """Order states: a retry outranks every attempt of the try before it; a re-send from the
+    dead letters (``Delivery.resends``) every delivery before it, though its delivery count
+    starts again at 1; a delivery every state of the delivery before it; and within one
+    delivery the level decides. Exact for 99,999 deliveries a re-send and 9,999 re-sends a
+    try (and, where fences are doubles, as in Redis's Lua, two million retries)."""
+    return ((retries * _RESENDS + resends) * _DELIVERIES + delivery_count) * _LEVELS + level
 
 
 def at_level(fence: int, level: int) -> int:
@@ -96,6 +105,9 @@ class TaskRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     task: str | None = None
     date_done: float | None = None
     retries: int = 0
+    resends: int = 0
+    """How many times the message of this attempt had been re-sent from the dead letters
+    (stamped from the fence it is written with)."""
     worker: str | None = None
     parent_id: str | None = None
     children: list[str] = []
@@ -124,19 +136,23 @@ class ResultStore:
     def key(self, task_id: str) -> str:
         return self.prefix + task_id
 
-    def encode(self, record: TaskRecord) -> bytes:
-        """The stored form; raises TypeError for a value that cannot be stored."""
+    def encode(self, record: TaskRecord, fence: int | None = None) -> bytes:
+        """The stored form; raises TypeError for a value that cannot be stored. ``fence``:
+        the one it will be written with, which says which re-send the record belongs to."""
         if record.status in states.READY_STATES and record.date_done is None:
             record.date_done = self.clock()
+        if fence is not None:
+            record.resends = resends_of(fence)
         return _encoder.encode(record)
 
     def write(
         self, task_id: str, record: TaskRecord, fence: int | None = None, reply: bool = False
     ) -> bool:
         """Store a task's state; ``reply``: also hand it to the sender (``Message.reply``)."""
+        data = self.encode(record, fence)
         if reply:
-            return self.write_encoded([(task_id, self.encode(record), fence)], [task_id])[0]
-        return self.backend.set(self.key(task_id), self.encode(record), self.expires, fence)
+            return self.write_encoded([(task_id, data, fence)], [task_id])[0]
+        return self.backend.set(self.key(task_id), data, self.expires, fence)
 
     def write_encoded(
         self, items: Sequence[tuple[str, bytes, int | None]], replies: Sequence[str] = ()

@@ -20,6 +20,7 @@ import pytest
 from conveyor.backends import MemoryBackend, ResultBackend, SQLiteBackend, backend_from_url
 from conveyor.brokers import Envelope, SQLiteBroker
 from conveyor.exceptions import ImproperlyConfigured
+from conveyor.records import LEVEL_RECEIVED, LEVEL_STARTED, fence
 
 
 class FakeClock:
@@ -102,6 +103,29 @@ def test_fence_refuses_lower_and_accepts_equal_or_higher(backend: ResultBackend)
     assert backend.set("task", b"attempt-3", ttl=60, fence=3) is True
     assert backend.set("task", b"stale", ttl=60, fence=2) is False
     assert backend.get("task") == b"attempt-3"
+
+
+def test_attempt_fences_order_writes(backend: ResultBackend) -> None:
+    """The fences a worker writes with (``records.fence``), oldest attempt first: a
+    redelivery outranks the delivery before it, a re-send from the dead letters every
+    delivery before it (though its count starts again at 1), a retry every re-send."""
+    attempts = [
+        fence(0, 1, LEVEL_RECEIVED),
+        fence(0, 1),
+        fence(0, 3, LEVEL_STARTED),
+        fence(0, 3),
+        fence(0, 1, LEVEL_RECEIVED, resends=1),
+        fence(0, 2, resends=1),
+        fence(0, 1, resends=2),
+        fence(1, 1, LEVEL_STARTED),
+        fence(1, 1, resends=9_999),
+        fence(2_000_000, 99_999, resends=9_999),
+    ]
+    for i, attempt in enumerate(attempts):
+        assert backend.set("task", f"attempt-{i}".encode(), ttl=60, fence=attempt) is True
+        if i:
+            assert backend.set("task", b"stale", ttl=60, fence=attempts[i - 1]) is False
+        assert backend.get("task") == f"attempt-{i}".encode()
 
 
 def test_unfenced_set_always_writes_and_keeps_the_fence(backend: ResultBackend) -> None:

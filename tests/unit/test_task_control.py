@@ -10,6 +10,7 @@ import pytest
 
 from conveyor import Conveyor, Task, states
 from conveyor.exceptions import ImproperlyConfigured, TaskRevokedError
+from conveyor.records import TaskRecord, fence
 from conveyor.testing import FakeClock, memory_app, run_until_empty
 
 
@@ -105,6 +106,46 @@ def test_exhausted_retries_go_to_dead_letters_when_asked(app: Conveyor, clock: F
     assert result.state == states.FAILURE
     [letter] = app.broker.dead_letters()
     assert "RuntimeError" in letter.reason
+
+
+def test_a_resent_dead_letter_stores_its_outcome_and_fences_the_attempt_before(
+    app: Conveyor, clock: FakeClock
+) -> None:
+    fixed = False
+
+    @app.task(dead_letter=True)
+    def charge() -> str:
+        if not fixed:
+            raise ConnectionError("gateway down")
+        return "charged"
+
+    result = charge.delay()
+    # The first delivery's worker freezes past its lease; the second fails for good.
+    [frozen] = app.broker.reserve(["default"], 1, 30)
+    clock.advance(31)
+    app.broker.recover_expired()
+    run_until_empty(app)
+    assert result.state == states.FAILURE
+    assert app.broker.dead_letters()[0].reason == "failed: ConnectionError: gateway down"
+
+    fixed = True
+    assert app.broker.requeue_dead_letters() == 1
+    # The re-send's first worker dies before writing anything: its redelivery must run
+    # the task, not take the failure from before the re-send for its own outcome.
+    app.broker.reserve(["default"], 1, 30)
+    clock.advance(31)
+    app.broker.recover_expired()
+    run_until_empty(app)
+    assert result.state == states.SUCCESS
+    assert result.get() == "charged"
+    record = app.results.read(result.id)
+    assert record is not None and record.resends == 1
+
+    # The frozen worker wakes up: its outcome (and its ack) are refused.
+    stale = fence(0, frozen.delivery_count, resends=frozen.resends)
+    assert not app.results.write(result.id, TaskRecord(status=states.FAILURE), stale)
+    assert not app.broker.ack(frozen)
+    assert result.get() == "charged"
 
 
 def test_rate_limit_postpones_in_the_broker(app: Conveyor, clock: FakeClock) -> None:

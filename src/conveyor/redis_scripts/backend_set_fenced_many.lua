@@ -10,7 +10,10 @@
 --   P.."v:"..key   [string]  GETRANGE (the fence), SET ... PX
 --   P.."n:"..key   [set]     SMEMBERS, DEL: waiters to notify
 --   P.."wl:"..*    [list]    RPUSH, PEXPIRE: each waiter's list
---   P.."r:"..key   [list]    RPUSH the value, PEXPIRE reply ttl (a written reply item only)
+--   P.."r:"..key   [list]    DEL, RPUSH the value, PEXPIRE reply ttl (a written reply item
+--                            only): the list holds the newest outcome alone, so a task
+--                            re-sent from the dead letters replies with its own outcome,
+--                            not with the failure before it that nobody popped
 --   P.."expiry"    [zset]    ZADD (fake-clock mode only)
 -- Returns a list with 1 for each item written and 0 for each refused.
 local ttl = tonumber(ARGV[3])
@@ -30,6 +33,7 @@ for i = 5, #ARGV, 4 do
     store(name, key, ARGV[i + 1], ttl, fence)
     if ARGV[i + 3] == '1' then
       local list = P .. 'r:' .. name
+      redis.call('DEL', list)
       redis.call('RPUSH', list, ARGV[i + 1])
       redis.call('PEXPIRE', list, reply_ttl)
     end

@@ -81,8 +81,10 @@ class Executor:
                 retries=message.retries,
                 worker=self.hostname,
             )
-            attempt = fence(message.retries, delivery.delivery_count, LEVEL_RECEIVED)
-            items.append((message.id, self.results.encode(record), attempt))
+            attempt = fence(
+                message.retries, delivery.delivery_count, LEVEL_RECEIVED, resends=delivery.resends
+            )
+            items.append((message.id, self.results.encode(record, attempt), attempt))
         if items:
             self.results.write_encoded(items)
 
@@ -96,8 +98,8 @@ class Executor:
             message = self._decoded.pop(delivery.id, None) or decode_message(delivery.body)
         except DecodeError as exc:
             return self._refuse(delivery, None, None, exc, str(exc))
-        attempt = fence(message.retries, delivery.delivery_count)
-        if delivery.redelivered and self._already_done(message):
+        attempt = fence(message.retries, delivery.delivery_count, resends=delivery.resends)
+        if delivery.redelivered and self._already_done(message, delivery):
             logger.info(
                 "%s[%s] redelivered after it had finished; acked without running",
                 message.task,
@@ -157,7 +159,7 @@ class Executor:
                 retries=message.retries,
                 worker=self.hostname,
             )
-            started = self.results.encode(record)
+            started = self.results.encode(record, attempt)
         time_limit = message.time_limit or task.time_limit or self.app.conf.task_time_limit
         soft_limit = (
             message.soft_time_limit or task.soft_time_limit or self.app.conf.task_soft_time_limit
@@ -203,12 +205,13 @@ class Executor:
         )
         return self._finish(delivery, message, attempt, record)
 
-    def _already_done(self, message: Message) -> bool:
+    def _already_done(self, message: Message, delivery: Delivery) -> bool:
         """Whether this attempt already stored its outcome (the worker died before the ack)."""
         record = self.results.read(message.id)
         return (
             record is not None
             and record.retries == message.retries
+            and record.resends == delivery.resends
             and (record.status in states.READY_STATES or record.status == states.RETRY)
         )
 

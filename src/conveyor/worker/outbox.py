@@ -85,7 +85,7 @@ class Outbox:
     def outcome(self, delivery: Delivery, message: Message, record: TaskRecord, fence: int) -> None:
         """Write this outcome soon (``flush_writes`` or ``write_late``)."""
         continues = workflow.continues(message)
-        data = self.results.encode(record)
+        data = self.results.encode(record, fence)
         write = _Write(delivery, message, record, data, fence, continues, time.monotonic())
         with self._state:
             self.writes.append(write)

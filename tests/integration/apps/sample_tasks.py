@@ -1,8 +1,9 @@
 """Tasks the integration tests run inside real ``conveyor worker`` processes.
 
 The app takes its SQLite file from CONVEYOR_BROKER_URL, which every test points at a file
-in its own tmp_path. Without it the module refuses to import, so nothing can ever fall
-back to the shared ./conveyor.db.
+in its own tmp_path (or, for tests that run on Redis too, at the private redis-server with
+a key prefix of the test's own). Without it the module refuses to import, so nothing can
+ever fall back to the shared ./conveyor.db.
 
 Tasks that must stay "running" while a test does something to the worker wait for a gate
 file to appear instead of sleeping for a guessed time, so no test depends on timing.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,9 +25,9 @@ from uuid import UUID
 from conveyor import Conveyor, get_task_logger
 
 BROKER_URL = os.environ.get("CONVEYOR_BROKER_URL", "")
-if not BROKER_URL.startswith("sqlite:////"):
+if not BROKER_URL.startswith(("sqlite:////", "redis://")):
     raise RuntimeError(
-        "sample_tasks needs CONVEYOR_BROKER_URL=sqlite:////absolute/path.db "
+        "sample_tasks needs CONVEYOR_BROKER_URL=sqlite:////absolute/path.db or redis://... "
         f"(got {BROKER_URL!r}); the integration tests set it to a file in tmp_path"
     )
 
@@ -233,6 +235,16 @@ def where(self: Any) -> dict[str, Any]:
 @app.task
 def whoami() -> int:
     return os.getpid()
+
+
+@app.task(bind=True)
+def crash_until(self: Any, marker: str, log_path: str) -> str:
+    """Notes each run, then kills its own process (as a segfault or the OOM killer would)
+    until ``marker`` exists."""
+    append_record(log_path, delivery_count=self.request.delivery_count)
+    if not os.path.exists(marker):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return "survived"
 
 
 if os.environ.get("SAMPLE_TASKS_LATE") == "1":
