@@ -3,7 +3,8 @@
 ``RedisServer(directory).start()`` runs ``redis-server --port <free> --save '' --appendonly
 <yes|no> --dir <directory>`` and waits until it answers PING. ``kill()`` is a kill -9;
 ``start()`` again brings it back on the same port and directory, so with appendonly on
-it reloads what it had written.
+it reloads what it had written. ``password`` starts it with ``requirepass`` (the default
+user's password) and ``extra`` passes more options, such as an ACL ``--user``.
 """
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ def free_port() -> int:
 
 
 def _ping(port: int) -> bool:
+    """Whether a server answers on ``port`` (one that wants a password answers NOAUTH)."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
             sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
+            return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
     except OSError:
         return False
 
@@ -47,12 +49,14 @@ class RedisServer:
         appendonly: bool = False,
         port: int | None = None,
         extra: tuple[str, ...] = (),
+        password: str | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.appendonly = appendonly
         self.port = port or free_port()
         self.extra = extra
+        self.password = password
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = self.directory / "redis.log"
 
@@ -76,6 +80,8 @@ class RedisServer:
         ]  # fmt: skip
         if self.appendonly:
             argv += ["--appendfsync", "always"]
+        if self.password is not None:
+            argv += ["--requirepass", self.password]
         return argv + list(self.extra)
 
     def start(self, timeout: float = 10.0) -> RedisServer:
