@@ -86,7 +86,18 @@ def _app(ctx: click.Context, local: str | None) -> Conveyor:
 app_option = click.option("-A", "--app", "app_spec", help="module:app to load.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Commands(click.Group):
+    """The command group: an error of Conveyor's (an unreachable broker, a bad URL) ends
+    any command with a one-line message and exit status 1, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConveyorError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-A", "--app", "app_spec", help="module:app to load (or CONVEYOR_APP).")
 @click.version_option(package_name="conveyor-tasks")
 @click.pass_context

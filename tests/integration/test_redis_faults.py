@@ -20,9 +20,9 @@ import pytest
 pytest.importorskip("redis")
 
 from conveyor import Conveyor, states
-from redis_server import RedisServer
+from redis_server import RedisServer, free_port
 
-from .redis_support import APP_MODULE, Worker, write_app
+from .redis_support import APP_MODULE, Worker, cli, write_app
 from .support import DEFAULT_TIMEOUT, read_jsonl, wait_until
 
 
@@ -116,6 +116,25 @@ def test_workers_reconnect_after_redis_is_killed_and_restarted(
         assert worker.proc.poll() is None, worker.log()
     # the workers kept consuming after the restart: new work still gets done
     assert app.send_task(f"{APP_MODULE}.work", args=[-1]).get(timeout=DEFAULT_TIMEOUT) == -1
+
+
+def test_cli_commands_on_an_unreachable_broker_print_one_line(workdir: Path) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0?publish_retries=1&publish_retry_delay=0.01"
+    commands = [
+        ["queues"],
+        ["call", f"{APP_MODULE}.work", "--args", "[1]"],
+        ["result", "4f1c"],
+        ["dead-letters", "list"],
+        ["purge", "-f"],
+    ]
+    for command in commands:
+        run = cli(url, workdir, *command)
+        output = run.stdout + run.stderr
+        assert run.returncode == 1, output
+        assert "Traceback" not in output
+        (line,) = output.strip().splitlines()
+        assert line.startswith(f"Error: Redis at {url} is unreachable"), line
+        assert "Connection refused" in line
 
 
 def test_a_frozen_worker_late_ack_and_result_are_refused(
