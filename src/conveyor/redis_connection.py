@@ -46,6 +46,7 @@ from redis.retry import Retry
 
 from .brokers import redact_url
 from .exceptions import BrokerError, ImproperlyConfigured
+from .redaction import redact_text
 
 __all__ = ["DEFAULT_PREFIX", "RedisLink", "ReplyWait", "Script", "redact_url", "split_url"]
 
@@ -109,7 +110,8 @@ class RedisLink:
         try:
             self.pool: redis.ConnectionPool = redis.ConnectionPool.from_url(redis_url, **settings)
         except (ValueError, TypeError) as exc:
-            raise ImproperlyConfigured(f"bad Redis URL {self.safe_url!r}: {exc}") from None
+            reason = redact_text(str(exc), url)
+            raise ImproperlyConfigured(f"bad Redis URL {self.safe_url!r}: {reason}") from None
         self.client = redis.Redis(connection_pool=self.pool)
         self._own = threading.local()
         self._owned: list[Any] = []
@@ -136,9 +138,10 @@ class RedisLink:
         )
 
     def error(self, what: str, exc: BaseException) -> BrokerError:
+        reason = redact_text(str(exc), self.url)
         if isinstance(exc, UNREACHABLE):
-            return BrokerError(f"Redis at {self.safe_url} is unreachable ({what}): {exc}")
-        return BrokerError(f"Redis at {self.safe_url} refused {what}: {exc}")
+            return BrokerError(f"Redis at {self.safe_url} is unreachable ({what}): {reason}")
+        return BrokerError(f"Redis at {self.safe_url} refused {what}: {reason}")
 
     def call(
         self,

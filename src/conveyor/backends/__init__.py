@@ -12,6 +12,7 @@ from conveyor.brokers import (
     REDIS_SCHEMES,
     import_redis_support,
     parse_sqlite_url,
+    redact_url,
     url_scheme,
 )
 from conveyor.exceptions import ImproperlyConfigured
@@ -32,8 +33,9 @@ def backend_from_url(url: str) -> ResultBackend:
         module = import_redis_support("conveyor.backends.redis", url)
         backend = cast(ResultBackend, getattr(module, "RedisBackend").from_url(url))  # noqa: B009
     else:
+        known = ", ".join(KNOWN_SCHEMES)
         raise ImproperlyConfigured(
-            f"unknown result backend URL {url!r}; known schemes: {', '.join(KNOWN_SCHEMES)}"
+            f"unknown result backend URL {redact_url(url)!r}; known schemes: {known}"
         )
     backend.url = url
     return backend

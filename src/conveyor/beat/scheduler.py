@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING
 
 from ..exceptions import ImproperlyConfigured
+from ..redaction import redact_url
 from .entries import Entry, code_entries
 from .schedules import BEGINNING, Schedule, get_zone
 from .store import ScheduleStore, SyncReport, default_store
@@ -128,7 +129,7 @@ class Scheduler:
             "beat: %d of %d entries enabled (store %s, timezone %s)",
             sum(e.enabled for e in self._entries),
             len(self._entries),
-            self.store.url or type(self.store).__name__,
+            redact_url(self.store.url) if self.store.url else type(self.store).__name__,
             self.app.conf.timezone,
         )
         while not self._stopped.is_set():

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 
-from ..brokers import import_redis_support, parse_sqlite_url, url_scheme
+from ..brokers import import_redis_support, parse_sqlite_url, redact_url, url_scheme
 from ..exceptions import ImproperlyConfigured
 from .entries import Entry
 from .schedules import ScheduleData, schedule_from_data
@@ -314,7 +314,7 @@ def store_from_url(url: str) -> ScheduleStore:
         module = import_redis_support("conveyor.beat.redis", url)
         store = cast(ScheduleStore, getattr(module, "RedisStore")(url))  # noqa: B009
     else:
-        raise ImproperlyConfigured(f"no schedule store for URL {url!r}")
+        raise ImproperlyConfigured(f"no schedule store for URL {redact_url(url)!r}")
     store.url = url
     return store
 

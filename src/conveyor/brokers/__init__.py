@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import importlib
 from typing import cast
-from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl
 
 from conveyor.brokers.base import Broker, DeadLetter, Delivery, Envelope, QueueStats
 from conveyor.brokers.memory import MemoryBroker
 from conveyor.brokers.sqlite import SQLiteBroker
 from conveyor.exceptions import ImproperlyConfigured
+from conveyor.redaction import redact_url
 
 __all__ = [
     "Broker",
@@ -39,23 +40,25 @@ def parse_sqlite_url(url: str) -> tuple[str, float]:
     rest, _, query = url.partition("://")[2].partition("?")
     if rest and not rest.startswith("/"):
         raise ImproperlyConfigured(
-            f"bad SQLite URL {url!r}: it takes no host; use sqlite:///relative/path.db "
+            f"bad SQLite URL {redact_url(url)!r}: it takes no host; use sqlite:///relative/path.db "
             "or sqlite:////absolute/path.db"
         )
     path = rest[1:] or "conveyor.db"
     if path == ":memory:":
         raise ImproperlyConfigured(
-            f"bad SQLite URL {url!r}: an in-memory SQLite database is private to one "
+            f"bad SQLite URL {redact_url(url)!r}: an in-memory SQLite database is private to one "
             "connection; use memory:// instead"
         )
     options = dict(parse_qsl(query, keep_blank_values=True))
     unknown = sorted(set(options) - {"timeout"})
     if unknown:
-        raise ImproperlyConfigured(f"unknown option(s) {unknown} in {url!r}; known: timeout")
+        raise ImproperlyConfigured(
+            f"unknown option(s) {unknown} in {redact_url(url)!r}; known: timeout"
+        )
     try:
         return path, float(options.get("timeout", 30.0))
     except ValueError:
-        raise ImproperlyConfigured(f"bad timeout in {url!r}: not a number") from None
+        raise ImproperlyConfigured(f"bad timeout in {redact_url(url)!r}: not a number") from None
 
 
 def import_redis_support(module: str, url: str) -> object:
@@ -64,22 +67,8 @@ def import_redis_support(module: str, url: str) -> object:
         return importlib.import_module(module)
     except ImportError as exc:
         raise ImproperlyConfigured(
-            f"cannot use {url!r}: redis support: pip install 'conveyor-tasks[redis]'"
+            f"cannot use {redact_url(url)!r}: redis support: pip install 'conveyor-tasks[redis]'"
         ) from exc
-
-
-def redact_url(url: str) -> str:
-    """The URL with its password replaced by ``***``, fit for logs and error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = quote(parts.username or "", safe="")
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    if parts.port is not None:
-        host += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def broker_from_url(url: str) -> Broker:
@@ -96,7 +85,7 @@ def broker_from_url(url: str) -> Broker:
         broker = cast(Broker, getattr(module, "RedisBroker").from_url(url))  # noqa: B009
     else:
         raise ImproperlyConfigured(
-            f"unknown broker URL {url!r}; known schemes: {', '.join(KNOWN_SCHEMES)}"
+            f"unknown broker URL {redact_url(url)!r}; known schemes: {', '.join(KNOWN_SCHEMES)}"
         )
     broker.url = url
     return broker

@@ -35,6 +35,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from ..control import revoked_key
+from ..redaction import redact_text
 from ..redis_connection import UNREACHABLE, RedisLink, Script, number_option
 from .base import UNREAD, Broker, DeadLetter, Delivery, Envelope, QueueStats, Unread
 
@@ -444,10 +445,12 @@ class RedisBroker(Broker):
         try:
             policy = _config_value(client.config_get("maxmemory-policy"), "maxmemory-policy")
         except UNREACHABLE as exc:
-            return [f"could not reach Redis at {url} to check its configuration: {exc}"]
+            reason = redact_text(str(exc), self._link.url)
+            return [f"could not reach Redis at {url} to check its configuration: {reason}"]
         except RedisError as exc:
+            reason = redact_text(str(exc), self._link.url)
             return [
-                f"could not read maxmemory-policy of Redis at {url} ({exc}); unless it is "
+                f"could not read maxmemory-policy of Redis at {url} ({reason}); unless it is "
                 "noeviction, Redis may delete queued tasks when it runs out of memory"
             ]
         if policy is None:

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import cast
 
-from ..brokers import import_redis_support, parse_sqlite_url, url_scheme
+from ..brokers import import_redis_support, parse_sqlite_url, redact_url, url_scheme
 from ..exceptions import ImproperlyConfigured
 from .base import Coordinator
 from .memory import MemoryCoordinator
@@ -28,6 +28,6 @@ def coordinator_from_url(url: str, clock: Callable[[], float] = time.time) -> Co
         module = import_redis_support("conveyor.coordination.redis", url)
         coordinator = cast(Coordinator, getattr(module, "RedisCoordinator").from_url(url))  # noqa: B009
     else:
-        raise ImproperlyConfigured(f"no coordinator for broker URL {url!r}")
+        raise ImproperlyConfigured(f"no coordinator for broker URL {redact_url(url)!r}")
     coordinator.url = url
     return coordinator
