@@ -6,10 +6,10 @@ never overwrite the state a newer attempt wrote.
 
 from __future__ import annotations
 
-import importlib
+import sys
 import time
 import traceback as tb
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -81,19 +81,42 @@ class ErrorRecord(msgspec.Struct, frozen=True, omit_defaults=True):
         return cls(type(exc).__qualname__, type(exc).__module__, str(exc), args)
 
     def rebuild(self, traceback: str | None = None) -> BaseException:
-        """The original exception where its class imports here, else a RemoteTaskError."""
-        try:
-            obj: Any = importlib.import_module(self.module)
-            for part in self.type.split("."):
-                obj = getattr(obj, part)
-            if isinstance(obj, type) and issubclass(obj, BaseException):
+        """The original exception where its class is already loaded here, else a
+        RemoteTaskError that names it and keeps its message.
+
+        A stored record is data anyone able to write to the result store controls, so
+        reading one imports nothing and runs no import-time code: the class is looked up in
+        a module already in ``sys.modules`` (through the module's and classes' own
+        namespaces, so no module ``__getattr__`` runs either), and only a real exception
+        class is rebuilt. Exceptions that stop a process (SystemExit, KeyboardInterrupt,
+        GeneratorExit) are never re-raised in a reader: a task cannot end with them anyway.
+        """
+        kind = self._loaded_class()
+        if kind is not None:
+            try:
+                return kind(*self.args) if self.args else kind(self.message)
+            except Exception:
                 try:
-                    return obj(*self.args) if self.args else obj(self.message)
+                    return kind(self.message)
                 except Exception:
-                    return obj(self.message)
-        except Exception:
-            pass
+                    pass
         return RemoteTaskError(self.type, self.module, self.message, traceback)
+
+    def _loaded_class(self) -> Callable[..., BaseException] | None:
+        obj: object = sys.modules.get(self.module)
+        for part in self.type.split("."):
+            namespace = getattr(obj, "__dict__", None)
+            if not isinstance(namespace, Mapping):
+                return None
+            obj = namespace.get(part)
+        if not isinstance(obj, type) or not issubclass(obj, BaseException):
+            return None
+        if issubclass(obj, _NEVER_REBUILT):
+            return None
+        return obj
+
+
+_NEVER_REBUILT = (SystemExit, KeyboardInterrupt, GeneratorExit)
 
 
 class TaskRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
