@@ -118,6 +118,39 @@ def test_workers_reconnect_after_redis_is_killed_and_restarted(
     assert app.send_task(f"{APP_MODULE}.work", args=[-1]).get(timeout=DEFAULT_TIMEOUT) == -1
 
 
+def outage_lines(log: str) -> list[str]:
+    """The lines that report a broker outage (a BrokerError names the URL "unreachable")."""
+    marks = ("is unreachable", "still failing", "answers again")
+    return [line for line in log.splitlines() if any(mark in line for mark in marks)]
+
+
+def test_a_redis_outage_is_logged_in_a_few_lines_without_tracebacks(
+    app: Conveyor, start: Any, server: RedisServer, workdir: Path
+) -> None:
+    """While Redis is down a worker running a task keeps trying to extend its lease, recover
+    expired ones and check revocations: each failure used to log a line, some a traceback,
+    several times a second."""
+    log, gate = workdir / "hold.jsonl", workdir / "gate"
+    worker = start()
+    held = app.send_task(f"{APP_MODULE}.hold", args=[str(log), str(gate)])
+    wait_until(lambda: events(log, "start"), what="the task to start")
+
+    server.kill()
+    time.sleep(4)
+    server.start()
+    gate.touch()
+
+    assert held.get(timeout=DEFAULT_TIMEOUT)["hostname"] == worker.hostname
+    after = [app.send_task(f"{APP_MODULE}.work", args=[i]) for i in range(5)]
+    assert [r.get(timeout=DEFAULT_TIMEOUT) for r in after] == list(range(5))
+    wait_until(lambda: "answers again" in worker.log(), what="the end of the outage logged")
+    text = worker.log()
+    assert "Traceback" not in text
+    lines = outage_lines(text)
+    assert 2 <= len(lines) <= 4, "\n".join(lines)
+    assert "127.0.0.1" in lines[0] and "Connection refused" in lines[0]
+
+
 def test_cli_commands_on_an_unreachable_broker_print_one_line(workdir: Path) -> None:
     url = f"redis://127.0.0.1:{free_port()}/0?publish_retries=1&publish_retry_delay=0.01"
     commands = [

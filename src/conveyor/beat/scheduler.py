@@ -21,7 +21,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING
 
-from ..exceptions import ImproperlyConfigured
+from ..exceptions import BrokerError, ImproperlyConfigured
+from ..outage import Outage
 from ..redaction import redact_url
 from .entries import Entry, code_entries
 from .schedules import BEGINNING, Schedule, get_zone
@@ -86,6 +87,8 @@ class Scheduler:
         self._entries: list[Entry] = []
         self._version: int | None = None
         self._fired: dict[str, tuple[Schedule, datetime]] = {}
+        self.outage = Outage(logger)
+        """A broker or store outage is logged once, not at every pass (see ``Outage``)."""
         try:
             self.timezone  # noqa: B018 - fail now, not on every pass
         except ValueError as exc:
@@ -136,9 +139,14 @@ class Scheduler:
             try:
                 with self.lock:
                     delay = self.tick()
+            except BrokerError as exc:
+                self.outage.failed("beat: reading the schedule", exc)
+                delay = self.retry_delay
             except Exception:
                 logger.exception("beat: reading the schedule store failed")
                 delay = self.retry_delay
+            else:
+                self.outage.ended("beat: reading the schedule")
             self._wait(delay)
         logger.info("beat: stopped")
 
@@ -163,8 +171,12 @@ class Scheduler:
                 with self.lock:
                     if self.refresh():
                         return
+            except BrokerError as exc:
+                self.outage.failed("beat: reading the schedule", exc)
             except Exception:
                 logger.exception("beat: polling the schedule store failed")
+            else:
+                self.outage.ended("beat: reading the schedule")
 
     def refresh(self, force: bool = False) -> bool:
         """Reload the entries when the store's version moved; whether it did."""
@@ -182,14 +194,21 @@ class Scheduler:
         now = self.now()
         self.refresh()
         wait = math.inf
+        sent = True
         for entry in self._entries:
             if not entry.enabled:
                 continue
             try:
                 wait = min(wait, self._process(entry, now))
+            except BrokerError as exc:
+                self.outage.failed("beat: sending due runs", exc)
+                wait = min(wait, self.retry_delay)
+                sent = False
             except Exception:
                 logger.exception("beat: entry %r failed; trying again shortly", entry.name)
                 wait = min(wait, self.retry_delay)
+        if sent:
+            self.outage.ended("beat: sending due runs")
         return max(wait, 0.0)
 
     def _since(self, entry: Entry) -> datetime | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections import deque
@@ -12,6 +11,7 @@ from collections.abc import Callable, Sequence
 from ..app import Conveyor
 from ..brokers.base import Delivery
 from ..exceptions import BrokerError
+from ..outage import Outage
 from .executor import Executor, Tracker
 
 __all__ = ["Consumer"]
@@ -57,7 +57,7 @@ class Consumer:
 
     def run(self) -> None:
         idle_wait = 0.001
-        outage = 0.0
+        outage = Outage(logger)
         while not self.stop.is_set() and self.alive():
             if not self.buffer:
                 try:
@@ -66,14 +66,10 @@ class Consumer:
                         self.tracker.flush()
                         self.broker.wait(idle_wait)
                 except BrokerError as exc:
-                    if not outage:
-                        logger.error("%s; retrying with backoff", exc)
-                    outage = min(max(outage * 2, 0.1), 5.0)
-                    self.stop.wait(random.uniform(outage / 2, outage))
+                    outage.failed("consumer", exc)
+                    self.stop.wait(outage.pause())
                     continue
-                if outage:
-                    logger.warning("the broker answers again; consuming")
-                    outage = 0.0
+                outage.ended("consumer")
                 if not batch:
                     idle_wait = min(idle_wait * 2, 0.05)
                     continue
@@ -149,6 +145,8 @@ class Consumer:
             self.executor.forget(delivery)
             try:
                 self.broker.nack(delivery)
+            except BrokerError as exc:
+                logger.warning("%s not handed back, its lease will pass: %s", delivery.id, exc)
             except Exception:
                 logger.exception("could not hand back %s; its lease will expire", delivery.id)
             self.tracker.released([delivery])

@@ -22,6 +22,9 @@ import threading
 import time
 from typing import Protocol
 
+from ..exceptions import BrokerError
+from ..outage import Outage
+
 __all__ = ["DELAY", "RESULT_DELAY", "LateWriter", "late_writer"]
 
 DELAY = 0.002
@@ -67,19 +70,27 @@ class LateWriter:
             self._wake.set()
 
     def _run(self) -> None:
+        outage = Outage(logger)
         while True:
             self._wake.wait()
             time.sleep(DELAY)
             self._wake.clear()
             with self._lock:
                 outboxes = list(self._outboxes)
-            waiting = False
+            waiting = failed = False
             for outbox in outboxes:
                 try:
                     waiting = outbox.write_late() or waiting
+                except BrokerError as exc:
+                    outage.failed("background result write", exc)
+                    waiting = failed = True
                 except Exception:
                     logger.exception("background result write failed; the worker retries it")
                     waiting = True
+            if failed:
+                time.sleep(outage.pause())
+            else:
+                outage.ended("background result write")
             if waiting:
                 self._wake.set()
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from ..brokers.base import Broker, Delivery
 from ..coordination.base import Coordinator
 from ..exceptions import BrokerError
+from ..outage import Outage
 
 __all__ = ["Held", "LeaseKeeper"]
 
@@ -39,6 +40,8 @@ class LeaseKeeper:
         self.lease = lease
         self.held: dict[str, Held] = {}
         self._lock = threading.Lock()
+        self.outage = Outage(logger)
+        """The broker outage this keeper's loops see (the supervisor's, or a local pool's)."""
 
     def reserved(self, owner: Hashable, deliveries: list[Delivery]) -> None:
         with self._lock:
@@ -79,6 +82,36 @@ class LeaseKeeper:
                 del self.held[held.delivery.id]
             return mine
 
+    def _extend_slots(self, items: list[Held]) -> bool:
+        """Extend the concurrency slots and locks the running tasks hold; False when the
+        broker failed."""
+        if self.coordinator is None:
+            return True
+        try:
+            self.coordinator.extend([h.delivery.id for h in items if h.started], self.lease)
+        except BrokerError as exc:
+            self.outage.failed("lease heartbeat", exc)
+            return False
+        except Exception:
+            logger.exception("extending concurrency slots and locks failed")
+        return True
+
+    def recover_expired(self) -> int:
+        """Put messages whose lease passed (any worker's) back in their queues; how many.
+        A broker failure is reported through ``outage`` and counts as none."""
+        try:
+            count = self.broker.recover_expired()
+        except BrokerError as exc:
+            self.outage.failed("lease recovery", exc)
+            return 0
+        except Exception:
+            logger.exception("recovering expired leases failed")
+            return 0
+        self.outage.ended("lease recovery")
+        if count:
+            logger.warning("recovered %d message(s) whose lease passed (a worker died?)", count)
+        return count
+
     def past_deadline(self, now: float) -> list[Held]:
         with self._lock:
             return [h for h in self.held.values() if h.deadline is not None and now >= h.deadline]
@@ -96,20 +129,18 @@ class LeaseKeeper:
         with self._lock:
             items = list(self.held.values())
         if not items:
+            self.outage.ended("lease heartbeat")
             return
         try:
             alive = self.broker.extend([h.delivery for h in items], self.lease)
         except BrokerError as exc:
-            logger.warning("lease heartbeat failed, retrying at the next beat: %s", exc)
+            self.outage.failed("lease heartbeat", exc)
             return
         except Exception:
             logger.exception("lease heartbeat failed; retrying at the next beat")
             return
-        if self.coordinator is not None:
-            try:
-                self.coordinator.extend([h.delivery.id for h in items if h.started], self.lease)
-            except Exception:
-                logger.exception("extending concurrency slots and locks failed")
+        if self._extend_slots(items):
+            self.outage.ended("lease heartbeat")
         lost = [h for h, ok in zip(items, alive, strict=True) if not ok]
         if lost:
             with self._lock:

@@ -92,10 +92,7 @@ class LocalPool:
                 held.deadline = None
             if time.monotonic() - last_recover > min(max(self.lease / 2, 0.1), 5.0):
                 last_recover = time.monotonic()
-                try:
-                    self.app.broker.recover_expired()
-                except Exception:
-                    logger.exception("recovering expired leases failed")
+                self.keeper.recover_expired()
 
     def _on_signal(self, signum: int, frame: object) -> None:
         self._signals += 1

@@ -340,12 +340,17 @@ class PreforkPool:
         """Kill children running tasks revoked with terminate=True, on any worker's request."""
         running = self.keeper.running()
         if not running:
+            self.keeper.outage.ended("revocation check")
             return
         try:
             flags = self.app.coordinator.get_many([revoked_key(h.task_id) for h in running])
+        except BrokerError as exc:
+            self.keeper.outage.failed("revocation check", exc)
+            return
         except Exception:
             logger.exception("reading revocations failed")
             return
+        self.keeper.outage.ended("revocation check")
         for held, flag in zip(running, flags, strict=True):
             if flag is None:
                 continue
@@ -384,20 +389,13 @@ class PreforkPool:
             logger.exception("could not record the end of %s", held.task_id)
 
     def _recover(self) -> None:
-        try:
-            count = self.app.broker.recover_expired()
-        except BrokerError as exc:
-            logger.warning("recovering expired leases failed: %s", exc)
-            return
-        except Exception:
-            logger.exception("recovering expired leases failed")
-            return
-        if count:
-            logger.warning("recovered %d message(s) whose lease passed (a worker died?)", count)
+        self.keeper.recover_expired()
 
     def _cleanup(self) -> None:
         try:
             self.app.backend.cleanup()
+        except BrokerError as exc:
+            logger.warning("result cleanup failed: %s", exc)
         except Exception:
             logger.exception("result cleanup failed")
 
