@@ -232,10 +232,11 @@ class Conveyor:
         self,
         name: str,
         timeout: float = 60.0,
-        blocking: bool = True,
+        blocking: bool | None = None,
         blocking_timeout: float | None = None,
     ) -> Lock:
-        """A distributed lock: ``with app.lock("nightly-report", timeout=600): ...``."""
+        """A distributed lock: ``with app.lock("nightly-report", timeout=600) as acquired:``
+        (False while another holder has it: it does not wait unless ``blocking=True``)."""
         return Lock(self.coordinator, name, timeout, blocking, blocking_timeout)
 
     @property

@@ -16,9 +16,11 @@ __all__ = ["Lock"]
 class Lock:
     """Held by one token at a time; expires after ``timeout`` so a crashed holder never blocks.
 
-    ``with app.lock("report", timeout=600, blocking=False) as acquired:`` gives whether it
-    was taken (the seeds' ``task_lock`` pattern); with ``blocking=True`` it waits (up to
-    ``blocking_timeout``) and the block runs only once the lock is held.
+    ``with app.lock("report", timeout=600) as acquired:`` does not wait: it gives whether
+    the lock was taken (the ``task_lock`` pattern of cache-based locks, ``cache.add``), so
+    a second run can skip its work. Waiting is opt-in: with ``blocking=True`` (or a
+    ``blocking_timeout``) it waits, up to ``blocking_timeout``, and the block runs only
+    once the lock is held.
     """
 
     def __init__(
@@ -26,7 +28,7 @@ class Lock:
         coordinator: Coordinator,
         name: str,
         timeout: float = 60.0,
-        blocking: bool = True,
+        blocking: bool | None = None,
         blocking_timeout: float | None = None,
         poll: float = 0.05,
     ) -> None:
@@ -34,14 +36,15 @@ class Lock:
         self.name = name
         self.key = f"lock:{name}"
         self.timeout = timeout
-        self.blocking = blocking
+        self.blocking = blocking_timeout is not None if blocking is None else blocking
         self.blocking_timeout = blocking_timeout
         self.poll = poll
         self.token = uuid.uuid4().hex
         self.held = False
 
     def acquire(self, blocking: bool | None = None, blocking_timeout: float | None = None) -> bool:
-        blocking = self.blocking if blocking is None else blocking
+        if blocking is None:
+            blocking = self.blocking or blocking_timeout is not None
         limit = self.blocking_timeout if blocking_timeout is None else blocking_timeout
         deadline = None if limit is None else time.monotonic() + limit
         while True:

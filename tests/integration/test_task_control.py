@@ -251,7 +251,7 @@ def test_app_lock_held_by_another_process_is_refused_until_released(control, loc
     app = control.app
     holder, _ = lock_holder(30.0)
 
-    with app.lock("x", blocking=False) as acquired:
+    with app.lock("x", timeout=600) as acquired:  # the task_lock shape: no waiting
         assert acquired is False
     with pytest.raises(ConveyorTimeoutError), app.lock("x", blocking_timeout=0.3):
         pytest.fail("entered a lock another process holds")

@@ -321,6 +321,64 @@ def test_app_lock_context_manager(app: Conveyor, clock: FakeClock) -> None:
     assert held.release() is False  # an expired holder cannot release the new holder's lock
 
 
+def test_app_lock_in_the_task_lock_shape_does_not_wait(
+    app: Conveyor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    processed: list[int] = []
+
+    @app.task
+    def deduplicated_task(resource_id: int) -> str:
+        with app.lock(f"task-lock-{resource_id}", timeout=600) as acquired:
+            if not acquired:
+                return "already running"
+            processed.append(resource_id)
+            return "processed"
+
+    attempts: list[str] = []
+    acquire = app.coordinator.acquire
+
+    def counted(key: str, token: str, limit: int, timeout: float) -> bool:
+        attempts.append(key)
+        if len(attempts) > 1:
+            raise AssertionError("app.lock() asked again: it waited for the lock")
+        return acquire(key, token, limit, timeout)
+
+    other_run = app.lock("task-lock-42", timeout=600)
+    assert other_run.acquire()
+    monkeypatch.setattr(app.coordinator, "acquire", counted)
+
+    assert deduplicated_task.apply((42,)).get() == "already running"
+    assert attempts == ["lock:task-lock-42"]  # asked once, did not wait
+    monkeypatch.undo()
+    assert deduplicated_task.apply((7,)).get() == "processed"
+    other_run.release()
+    assert deduplicated_task.apply((42,)).get() == "processed"
+    assert processed == [7, 42]
+    with app.lock("task-lock-42", timeout=600) as acquired:
+        assert acquired  # each block released its lock
+
+
+def test_app_lock_waits_only_when_asked(app: Conveyor, monkeypatch: pytest.MonkeyPatch) -> None:
+    holder = app.lock("report", timeout=600)
+    assert holder.acquire()
+    acquire = app.coordinator.acquire
+    refused: list[str] = []
+
+    def release_after_first_refusal(key: str, token: str, limit: int, timeout: float) -> bool:
+        if acquire(key, token, limit, timeout):
+            return True
+        refused.append(key)
+        holder.release()  # the other holder finishes while this one waits
+        return False
+
+    monkeypatch.setattr(app.coordinator, "acquire", release_after_first_refusal)
+    waiter = app.lock("report", timeout=600, blocking=True)
+    waiter.poll = 0.001
+    with waiter as acquired:
+        assert acquired is True
+    assert refused == ["lock:report"]
+
+
 def test_idempotency_key_enqueues_once(app: Conveyor) -> None:
     @app.task
     def confirm(order_id: int) -> str:
