@@ -279,9 +279,22 @@ def test_backend_from_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     absolute.close()
 
 
+@pytest.mark.parametrize(("query", "level"), [("", 1), ("?synchronous=full", 2)])
+def test_sqlite_backend_synchronous_from_the_url(tmp_path: Path, query: str, level: int) -> None:
+    backend = backend_from_url(f"sqlite:///{tmp_path}/results.db{query}")
+    connection = backend._db.connection()  # type: ignore[attr-defined]
+    assert connection.execute("PRAGMA synchronous").fetchone()[0] == level
+    backend.close()
+
+
 @pytest.mark.parametrize(
     ("url", "hint"),
-    [("amqp://x", "known schemes"), ("sqlite://host/x.db", "no host"), ("x", "known schemes")],
+    [
+        ("amqp://x", "known schemes"),
+        ("sqlite://host/x.db", "no host"),
+        ("x", "known schemes"),
+        ("sqlite:///x.db?synchronous=sometimes", "valid choices: normal, full"),
+    ],
 )
 def test_bad_backend_urls(url: str, hint: str) -> None:
     with pytest.raises(ImproperlyConfigured, match=re.escape(hint)) as info:

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -440,6 +441,8 @@ def test_broker_from_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         ("sqlite://host/x.db", "no host"),
         ("sqlite:///x.db?bogus=1", "bogus"),
         ("sqlite:///x.db?timeout=soon", "timeout"),
+        ("sqlite:///x.db?synchronous=off", "bad synchronous='off'"),
+        ("sqlite:///x.db?synchronous=off", "valid choices: normal, full"),
         ("sqlite:///:memory:", "memory://"),
     ],
 )
@@ -546,6 +549,48 @@ def test_sqlite_refuses_a_newer_schema(tmp_path: Path) -> None:
         conn.execute(f"PRAGMA user_version={version + 1}")
     with pytest.raises(BrokerError, match="newer"):
         SQLiteBroker(path)
+
+
+def pragma_synchronous(store: Any) -> int:
+    """The ``PRAGMA synchronous`` of a SQLite store's connection: 1 NORMAL, 2 FULL."""
+    level: int = store._db.connection().execute("PRAGMA synchronous").fetchone()[0]
+    return level
+
+
+@pytest.mark.parametrize(
+    ("query", "level"),
+    [
+        ("", 1),
+        ("?synchronous=normal", 1),
+        ("?synchronous=full", 2),
+        ("?timeout=5&synchronous=FULL", 2),
+    ],
+)
+def test_sqlite_synchronous_from_the_url(tmp_path: Path, query: str, level: int) -> None:
+    broker = broker_from_url(f"sqlite:///{tmp_path}/durable.db{query}")
+    assert pragma_synchronous(broker) == level
+    broker.close()
+
+
+def test_sqlite_synchronous_reaches_every_store_of_an_app(tmp_path: Path) -> None:
+    """Results, coordination and schedules default to the broker's URL, option included."""
+    from conveyor import Conveyor
+    from conveyor.beat.store import store_from_url
+
+    url = f"sqlite:///{tmp_path}/durable.db?synchronous=full"
+    app = Conveyor("durable", broker=url, set_as_current=False)
+    schedules = store_from_url(url)
+    assert [pragma_synchronous(s) for s in (app.broker, app.backend, app.coordinator)] == [2] * 3
+    assert pragma_synchronous(schedules) == 2
+    schedules.close()
+    app.close()
+
+
+def test_sqlite_synchronous_refuses_an_unknown_mode(tmp_path: Path) -> None:
+    with pytest.raises(
+        ImproperlyConfigured, match=re.escape("'extra'; valid choices: normal, full")
+    ):
+        SQLiteBroker(tmp_path / "x.db", synchronous="extra")
 
 
 def test_sqlite_upgrades_a_version_1_file_in_place(tmp_path: Path) -> None:

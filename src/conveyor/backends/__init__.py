@@ -27,8 +27,8 @@ def backend_from_url(url: str) -> ResultBackend:
     if scheme == "memory":
         backend = MemoryBackend()
     elif scheme == "sqlite":
-        path, timeout = parse_sqlite_url(url)
-        backend = SQLiteBackend(path, timeout=timeout)
+        path, timeout, synchronous = parse_sqlite_url(url)
+        backend = SQLiteBackend(path, timeout=timeout, synchronous=synchronous)
     elif scheme in REDIS_SCHEMES:
         module = import_redis_support("conveyor.backends.redis", url)
         backend = cast(ResultBackend, getattr(module, "RedisBackend").from_url(url))  # noqa: B009

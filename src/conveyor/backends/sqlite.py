@@ -63,10 +63,11 @@ class SQLiteBackend(ResultBackend):
         *,
         clock: Callable[[], float] = time.time,
         timeout: float = 30.0,
+        synchronous: str = "normal",
     ) -> None:
         self.path = os.fspath(path)
         self._clock = clock
-        self._db = SQLiteFile(self.path, timeout)
+        self._db = SQLiteFile(self.path, timeout, synchronous)
         self._db.ensure_schema(_DDL, _SCHEMA_VERSION, shift=16)
 
     def get(self, key: str) -> bytes | None:

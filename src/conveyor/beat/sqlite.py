@@ -54,9 +54,11 @@ def _time(value: int | None) -> datetime | None:
 class SQLiteStore(ScheduleStore):
     """Entries in the broker's SQLite file, in tables of their own."""
 
-    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, timeout: float = 30.0, synchronous: str = "normal"
+    ) -> None:
         self.path = os.fspath(path)
-        self._db = SQLiteFile(self.path, timeout)
+        self._db = SQLiteFile(self.path, timeout, synchronous)
         self._local = threading.local()
         with self._db.transaction() as conn:
             for statement in _DDL:

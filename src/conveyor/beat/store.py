@@ -308,8 +308,8 @@ def store_from_url(url: str) -> ScheduleStore:
     elif scheme == "sqlite":
         from .sqlite import SQLiteStore
 
-        path, timeout = parse_sqlite_url(url)
-        store = SQLiteStore(path, timeout=timeout)
+        path, timeout, synchronous = parse_sqlite_url(url)
+        store = SQLiteStore(path, timeout=timeout, synchronous=synchronous)
     elif scheme in ("redis", "rediss"):
         module = import_redis_support("conveyor.beat.redis", url)
         store = cast(ScheduleStore, getattr(module, "RedisStore")(url))  # noqa: B009

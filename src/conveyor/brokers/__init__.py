@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl
 
 from conveyor.brokers.base import Broker, DeadLetter, Delivery, Envelope, QueueStats
 from conveyor.brokers.memory import MemoryBroker
-from conveyor.brokers.sqlite import SQLiteBroker
+from conveyor.brokers.sqlite import SYNCHRONOUS, SQLiteBroker
 from conveyor.exceptions import ImproperlyConfigured
 from conveyor.redaction import redact_url
 
@@ -32,10 +32,12 @@ def url_scheme(url: str) -> str:
     return url.partition("://")[0].lower() if "://" in url else ""
 
 
-def parse_sqlite_url(url: str) -> tuple[str, float]:
-    """Path and lock timeout of ``sqlite:///relative.db`` or ``sqlite:////abs.db[?timeout=s]``.
+def parse_sqlite_url(url: str) -> tuple[str, float, str]:
+    """Path, lock timeout and durability of ``sqlite:///relative.db`` or
+    ``sqlite:////abs.db[?timeout=s][&synchronous=normal|full]``.
 
-    ``sqlite://`` alone means ./conveyor.db. Shared with ``backend_from_url``.
+    ``sqlite://`` alone means ./conveyor.db. Shared with ``backend_from_url``, the
+    coordinator and the schedule store.
     """
     rest, _, query = url.partition("://")[2].partition("?")
     if rest and not rest.startswith("/"):
@@ -50,13 +52,19 @@ def parse_sqlite_url(url: str) -> tuple[str, float]:
             "connection; use memory:// instead"
         )
     options = dict(parse_qsl(query, keep_blank_values=True))
-    unknown = sorted(set(options) - {"timeout"})
+    unknown = sorted(set(options) - {"timeout", "synchronous"})
     if unknown:
         raise ImproperlyConfigured(
-            f"unknown option(s) {unknown} in {redact_url(url)!r}; known: timeout"
+            f"unknown option(s) {unknown} in {redact_url(url)!r}; known: timeout, synchronous"
+        )
+    synchronous = options.get("synchronous", "normal").lower()
+    if synchronous not in SYNCHRONOUS:
+        raise ImproperlyConfigured(
+            f"bad synchronous={options['synchronous']!r} in {redact_url(url)!r}; "
+            f"valid choices: {', '.join(SYNCHRONOUS)}"
         )
     try:
-        return path, float(options.get("timeout", 30.0))
+        return path, float(options.get("timeout", 30.0)), synchronous
     except ValueError:
         raise ImproperlyConfigured(f"bad timeout in {redact_url(url)!r}: not a number") from None
 
@@ -78,8 +86,8 @@ def broker_from_url(url: str) -> Broker:
     if scheme == "memory":
         broker = MemoryBroker()
     elif scheme == "sqlite":
-        path, timeout = parse_sqlite_url(url)
-        broker = SQLiteBroker(path, timeout=timeout)
+        path, timeout, synchronous = parse_sqlite_url(url)
+        broker = SQLiteBroker(path, timeout=timeout, synchronous=synchronous)
     elif scheme in REDIS_SCHEMES:
         module = import_redis_support("conveyor.brokers.redis", url)
         broker = cast(Broker, getattr(module, "RedisBroker").from_url(url))  # noqa: B009

@@ -21,9 +21,15 @@ from contextlib import contextmanager
 from typing import Any
 
 from conveyor.brokers.base import Broker, DeadLetter, Delivery, Envelope, QueueStats
-from conveyor.exceptions import BrokerError
+from conveyor.exceptions import BrokerError, ImproperlyConfigured
 
-__all__ = ["SQLiteBroker", "SQLiteFile"]
+__all__ = ["SYNCHRONOUS", "SQLiteBroker", "SQLiteFile"]
+
+SYNCHRONOUS = ("normal", "full")
+"""The durability a SQLite store offers (``?synchronous=`` in its URL; docs/brokers.md).
+``normal`` (the default): a commit survives the crash of any process, but the last
+commits before a power loss or OS crash may be rolled back. ``full``: every commit is on
+disk before it returns, so a confirmed send, ack or result survives power loss too."""
 
 _inherited: list[sqlite3.Connection] = []
 """Connections a forked child inherited. Referenced forever so the child never closes them:
@@ -47,9 +53,16 @@ class SQLiteFile:
     Shared by the SQLite broker and result backend, which may live in the same file.
     """
 
-    def __init__(self, path: str | os.PathLike[str], timeout: float) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], timeout: float, synchronous: str = "normal"
+    ) -> None:
         self.path = os.fspath(path)
         self.timeout = timeout
+        if synchronous.lower() not in SYNCHRONOUS:
+            raise ImproperlyConfigured(
+                f"bad SQLite synchronous {synchronous!r}; valid choices: {', '.join(SYNCHRONOUS)}"
+            )
+        self.synchronous = synchronous.lower()
         self._local = threading.local()
         self._opened: list[sqlite3.Connection] = []
         _files.add(self)
@@ -68,7 +81,9 @@ class SQLiteFile:
         self._opened.append(conn)
         local.pid, local.conn, local.version = pid, conn, None
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
+        if self.synchronous == "full":
+            conn.execute("PRAGMA fullfsync=ON")  # macOS: past the drive's cache too
         conn.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
         return conn
 
@@ -248,10 +263,11 @@ class SQLiteBroker(Broker):
         *,
         clock: Callable[[], float] = time.time,
         timeout: float = 30.0,
+        synchronous: str = "normal",
     ) -> None:
         self.path = os.fspath(path)
         self._clock = clock
-        self._db = SQLiteFile(self.path, timeout)
+        self._db = SQLiteFile(self.path, timeout, synchronous)
         self._db.ensure_schema(_DDL, _SCHEMA_VERSION, shift=0, upgrades=_UPGRADES)
         self._rotation = itertools.count()
 

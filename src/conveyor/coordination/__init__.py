@@ -22,8 +22,8 @@ def coordinator_from_url(url: str, clock: Callable[[], float] = time.time) -> Co
     if scheme == "memory":
         coordinator = MemoryCoordinator(clock=clock)
     elif scheme == "sqlite":
-        path, timeout = parse_sqlite_url(url)
-        coordinator = SQLiteCoordinator(path, timeout=timeout, clock=clock)
+        path, timeout, synchronous = parse_sqlite_url(url)
+        coordinator = SQLiteCoordinator(path, timeout=timeout, synchronous=synchronous, clock=clock)
     elif scheme in ("redis", "rediss"):
         module = import_redis_support("conveyor.coordination.redis", url)
         coordinator = cast(Coordinator, getattr(module, "RedisCoordinator").from_url(url))  # noqa: B009

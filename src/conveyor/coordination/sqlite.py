@@ -37,10 +37,11 @@ class SQLiteCoordinator(Coordinator):
         path: str | os.PathLike[str],
         *,
         timeout: float = 30.0,
+        synchronous: str = "normal",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.clock = clock
-        self._db = SQLiteFile(path, timeout)
+        self._db = SQLiteFile(path, timeout, synchronous)
         with self._db.transaction() as conn:
             for statement in _SCHEMA:
                 conn.execute(statement)
