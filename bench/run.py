@@ -9,7 +9,8 @@ between libraries. A peer is a small class (enqueue, enqueue_batch, worker_argv,
 queue_size, is_done, roundtrip): adding a library means adding a class.
 
     python bench/run.py [--broker sqlite|redis] [--tasks 20000] [--roundtrips 500]
-                        [--only NAME] [--timeout 120] [--keep]
+                        [--only NAME] [--sqlite-synchronous normal|full|both]
+                        [--timeout 120] [--keep]
 """
 
 from __future__ import annotations
@@ -364,11 +365,26 @@ class ConveyorPeer(Peer):
     library = "conveyor-tasks"
 
     def __init__(
-        self, workdir: Path, processes: Processes, redis: PrivateRedis | None = None
+        self,
+        workdir: Path,
+        processes: Processes,
+        redis: PrivateRedis | None = None,
+        synchronous: str = "normal",
+        name: str = "conveyor",
     ) -> None:
         super().__init__(workdir, processes, redis)
+        self.name = name
+        self.synchronous = synchronous
+        """SQLite's ``?synchronous=`` for the bench process and the worker alike."""
         self.app: Any = None
         self.noop: Any = None
+
+    @property
+    def url(self) -> str:
+        """``location`` as the URL both processes open (a SQLite file with its durability)."""
+        if self.redis is not None:
+            return self.location
+        return f"sqlite:///{os.path.abspath(self.location)}?synchronous={self.synchronous}"
 
     def check(self) -> None:
         import tasks_conveyor  # noqa: F401
@@ -379,7 +395,7 @@ class ConveyorPeer(Peer):
     def connect(self) -> None:
         from tasks_conveyor import make_app
 
-        self.app, self.noop = make_app(self.location)
+        self.app, self.noop = make_app(self.url)
         self.app.broker.stats()  # connect (and create the schema) before any timing starts
 
     def disconnect(self) -> None:
@@ -415,7 +431,7 @@ class ConveyorPeer(Peer):
     def worker_env(self) -> dict[str, str]:
         from tasks_conveyor import ENV_DB
 
-        return {ENV_DB: self.location}
+        return {ENV_DB: self.url}
 
     def queue_size(self) -> int:
         return sum(stats.total for stats in self.app.broker.stats().values())
@@ -428,8 +444,8 @@ class ConveyorPeer(Peer):
 
     def notes(self) -> list[str]:
         if self.redis is None:
-            return ["conveyor: worker -c 1 -P prefork (supervisor + 1 child), SQLite WAL, "
-                    "synchronous=NORMAL"]  # fmt: skip
+            return [f"{self.name}: worker -c 1 -P prefork (supervisor + 1 child), SQLite WAL, "
+                    f"synchronous={self.synchronous.upper()}"]  # fmt: skip
         return [
             "conveyor: worker -c 1 -P prefork -l WARNING (supervisor + 1 child); broker, "
             "results and coordination in the same Redis database; batched = "
@@ -1039,7 +1055,7 @@ def machine(peers: Sequence[Peer], redis: PrivateRedis | None) -> str:
                 model = " (" + line.partition(":")[2].strip() + ")"
                 break
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
-    dists = [peer.library for peer in peers]
+    dists = list(dict.fromkeys(peer.library for peer in peers))
     if redis is not None:
         dists += ["kombu", "redis", "hiredis"]
     versions = []
@@ -1063,7 +1079,12 @@ PeerFactory = Callable[[Path, Processes, argparse.Namespace, "PrivateRedis | Non
 
 PEERS: dict[str, dict[str, PeerFactory]] = {
     "sqlite": {
-        "conveyor": lambda workdir, procs, args, redis: ConveyorPeer(workdir, procs),
+        "conveyor": lambda workdir, procs, args, redis: ConveyorPeer(
+            workdir, procs, synchronous=args.sqlite_synchronous.replace("both", "normal")
+        ),
+        "conveyor-full": lambda workdir, procs, args, redis: ConveyorPeer(
+            workdir, procs, synchronous="full", name="conveyor-full"
+        ),
         "huey": lambda workdir, procs, args, redis: HueyPeer(workdir, procs, args.huey_synchronous),
     },
     "redis": {
@@ -1078,7 +1099,8 @@ PEERS: dict[str, dict[str, PeerFactory]] = {
     },
 }
 """Every library the bench knows per broker, in column order; a new peer is a class and a
-line here."""
+line here. ``conveyor-full`` (Conveyor again, with SQLite synchronous=FULL) runs only with
+``--sqlite-synchronous both``, right after ``conveyor``."""
 
 
 def _need(redis: PrivateRedis | None) -> PrivateRedis:
@@ -1110,6 +1132,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "Huey's own default [normal]",
     )
     parser.add_argument(
+        "--sqlite-synchronous",
+        choices=["normal", "full", "both"],
+        default="normal",
+        help="SQLite synchronous for Conveyor (its ?synchronous= URL option): normal is its "
+        "default; both adds a conveyor-full column and the ratio normal/full [normal]",
+    )
+    parser.add_argument(
         "--dramatiq-threads",
         type=int,
         default=1,
@@ -1127,10 +1156,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.tasks < 2 or args.roundtrips < 2:
         parser.error("--tasks and --roundtrips must be at least 2")
-    if args.only and args.only not in PEERS[args.broker]:
-        parser.error(f"--only: choose from {', '.join(PEERS[args.broker])} with --broker "
+    choices = [name for name in PEERS[args.broker] if name != "conveyor-full"]
+    if args.only and args.only not in choices:
+        parser.error(f"--only: choose from {', '.join(choices)} with --broker "
                      f"{args.broker}")  # fmt: skip
+    if args.sqlite_synchronous != "normal" and args.broker != "sqlite":
+        parser.error("--sqlite-synchronous: only with --broker sqlite")
     return args
+
+
+def peer_names(args: argparse.Namespace) -> list[str]:
+    """The columns of this run, in order."""
+    names = [args.only] if args.only else [n for n in PEERS[args.broker] if n != "conveyor-full"]
+    if args.sqlite_synchronous == "both" and "conveyor" in names:
+        names.insert(names.index("conveyor") + 1, "conveyor-full")
+    return names
 
 
 @contextmanager
@@ -1150,7 +1190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     SIGNALS.install()
     sys.path.insert(0, str(BENCH_DIR))
     factories = PEERS[args.broker]
-    names = [args.only] if args.only else list(factories)
+    names = peer_names(args)
     procs = Processes()
     results: dict[str, Results] = {}
     with workspace(args.keep) as workdir:
