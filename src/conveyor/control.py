@@ -18,7 +18,7 @@ from .records import TaskRecord
 if TYPE_CHECKING:
     from .app import Conveyor
 
-__all__ = ["Control", "parse_rate", "revoked_key"]
+__all__ = ["Control", "lost_key", "parse_rate", "revoked_key"]
 
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*([smh]))?\s*$")
 _PER = {"s": 1.0, "m": 60.0, "h": 3600.0}
@@ -42,6 +42,11 @@ def parse_rate(rate: str | float | int | None) -> float | None:
 
 def revoked_key(task_id: str) -> str:
     return f"revoked:{task_id}"
+
+
+def lost_key(message_id: str) -> str:
+    """Where a supervisor notes that a message's process died while running it."""
+    return f"lost:{message_id}"
 
 
 def rate_override_key(task_name: str) -> str:

@@ -14,6 +14,7 @@
     ├── TaskRevokedError            the task was revoked or expired before it ran
     ├── MaxRetriesExceededError     retry() past max_retries with no exception to re-raise
     ├── TimeLimitExceeded           the hard time limit killed the task
+    ├── WorkerLostError             the process running the task died, too often
     ├── RemoteTaskError             a task failed with an exception that cannot be rebuilt here
     ├── ChordError                  a chord member failed, so its callback did not run
     └── BrokerError                 the broker or result store is unreachable or refused
@@ -54,6 +55,7 @@ __all__ = [
     "Terminated",
     "TimeLimitExceeded",
     "TimeoutError",
+    "WorkerLostError",
 ]
 
 
@@ -106,6 +108,10 @@ class MaxRetriesExceededError(ConveyorError):
 
 class TimeLimitExceeded(ConveyorError):
     """The task ran past its hard time limit and its process was killed."""
+
+
+class WorkerLostError(ConveyorError):
+    """The process running the task died (a crash, a kill) on each of its deliveries."""
 
 
 class BrokerError(ConveyorError):

@@ -25,11 +25,14 @@ from .message import Message
 
 __all__ = [
     "ArgumentSpec",
+    "check_return",
     "convert",
     "decode_message",
     "decode_value",
+    "encode_hook",
     "encode_message",
     "encode_value",
+    "explain_result",
     "explain_unencodable",
     "pickle_arguments",
     "unpickle_arguments",
@@ -38,7 +41,8 @@ __all__ = [
 _SKIP_TYPES: frozenset[Any] = frozenset({Any, object, inspect.Parameter.empty})
 
 
-def _enc_hook(obj: Any) -> Any:
+def encode_hook(obj: Any) -> Any:
+    """msgspec's hook for values it does not know: pydantic models; a TypeError otherwise."""
     dump = getattr(obj, "model_dump", None)
     if dump is not None and callable(dump):
         return dump(mode="json")
@@ -54,7 +58,7 @@ def _dec_hook(tp: type, obj: Any) -> Any:
     raise NotImplementedError(f"no decoder for {tp!r}")
 
 
-_encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
+_encoder = msgspec.json.Encoder(enc_hook=encode_hook)
 _message_decoder = msgspec.json.Decoder(Message)
 _value_decoder = msgspec.json.Decoder()
 
@@ -274,6 +278,50 @@ class ArgumentSpec:
             return convert(value, tp)
         except (msgspec.ValidationError, TypeError, ValueError) as exc:
             raise TypeError(f"argument {name!r}: expected {_type_name(tp)}: {exc}") from None
+
+
+_PLAIN_RETURNS: dict[Any, type | tuple[type, ...]] = {
+    type(None): type(None),
+    None: type(None),
+    str: str,
+    int: int,
+    bool: bool,
+    float: (float, int),
+}
+
+
+def check_return(task_name: str, value: Any, tp: Any) -> None:
+    """Raise EncodeError, naming the task and the types, when a return value cannot be
+    stored or would not read back as the task's return annotation."""
+    plain = _PLAIN_RETURNS.get(tp)
+    if tp in _SKIP_TYPES or (
+        plain is not None and type(value) in (plain if isinstance(plain, tuple) else (plain,))
+    ):
+        return  # an unannotated value is checked when its record is encoded
+    try:
+        data = encode_value(value)
+    except EncodeError as exc:
+        raise unstorable_result(task_name, exc) from None
+    try:
+        convert(_value_decoder.decode(data), tp)
+    except (msgspec.ValidationError, TypeError, ValueError) as exc:
+        raise EncodeError(
+            f"{task_name}: returned {type(value).__qualname__}, which does not fit its "
+            f"return annotation {_type_name(tp)}: {exc}"
+        ) from None
+
+
+def unstorable_result(task_name: str, error: BaseException | str) -> EncodeError:
+    return EncodeError(f"{task_name}: its return value cannot be stored: {error}")
+
+
+def explain_result(task_name: str, value: Any) -> EncodeError:
+    """The EncodeError for a return value whose record could not be encoded."""
+    try:
+        encode_value(value)
+    except EncodeError as exc:
+        return unstorable_result(task_name, exc)
+    return unstorable_result(task_name, explain_unencodable(value))
 
 
 def _type_name(tp: Any) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+import inspect
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -145,9 +147,24 @@ def to_timestamp(value: float | datetime | timedelta | None, now: float) -> floa
 
 def format_key(template: str, task: AnyTask, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
     """``"process-{resource_id}"`` filled from a call's arguments, by parameter name."""
-    bound = task.spec.signature.bind_partial(*args, **kwargs)
-    bound.apply_defaults()
-    return template.format(**bound.arguments)
+    try:
+        bound = task.spec.signature.bind_partial(*args, **kwargs)
+        bound.apply_defaults()
+        return template.format(**bound.arguments)
+    except (KeyError, IndexError, AttributeError, ValueError, TypeError) as exc:
+        raise ImproperlyConfigured(
+            f"{task.name}: cannot fill {template!r} from the call's arguments "
+            f"({type(exc).__name__}: {exc}); name parameters of the task in braces"
+        ) from None
+
+
+logger = logging.getLogger("conveyor.task")
+
+
+def _no_run() -> None: ...
+
+
+def _any_call(*args: Any, **kwargs: Any) -> Any: ...
 
 
 class Task(Generic[P, R]):
@@ -219,11 +236,39 @@ class Task(Generic[P, R]):
     def default_name(cls) -> str:
         return f"{cls.__module__}.{cls.__qualname__}"
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if inspect.iscoroutinefunction(inspect.unwrap(cls.__dict__.get("run", _no_run))):
+            name = cls.__dict__.get("name") or f"{cls.__module__}.{cls.__qualname__}"
+            raise ImproperlyConfigured(
+                f"{name}: async def tasks are not supported yet; define it with def and "
+                "run the coroutine inside with asyncio.run(...)"
+            )
+
     @property
     def spec(self) -> ArgumentSpec:
+        """The parameters calls are checked against. A signature that cannot be read
+        (a C function, a decorator that hides the parameters) turns the check off."""
         if self._spec is None:
-            self._spec = ArgumentSpec.from_callable(self.run)
+            spec = None
+            try:
+                if self._hides_parameters():
+                    logger.debug("%s: its decorators hide its parameters: no call check", self.name)
+                else:
+                    spec = ArgumentSpec.from_callable(self.run)
+            except (ValueError, TypeError) as exc:
+                logger.debug("%s: signature unreadable (%s): no call check", self.name, exc)
+            self._spec = spec or ArgumentSpec.from_callable(_any_call)
         return self._spec
+
+    def _hides_parameters(self) -> bool:
+        """``bind=True`` on a function wrapped by a decorator (functools.wraps): the wrapped
+        function's first parameter is only ``self`` if it is called so."""
+        run = type(self).__dict__.get("run")
+        if not inspect.isfunction(run) or inspect.unwrap(run) is run:
+            return False
+        params = list(inspect.signature(inspect.unwrap(run)).parameters.values())
+        return not params or params[0].name != "self"
 
     @property
     def request(self) -> Context:

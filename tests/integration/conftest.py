@@ -99,3 +99,40 @@ def cli(tmp_path: Path, broker_url: str) -> Callable[..., subprocess.CompletedPr
         return run_cli(broker_url, tmp_path, *args, **kwargs)
 
     return run
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A broker URL of this test's own, on SQLite and on the session's private Redis."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'conveyor.db'}"
+    pytest.importorskip("redis")
+    redis_url: str = request.getfixturevalue("redis_url")
+    prefix: str = request.getfixturevalue("redis_prefix")
+    return f"{redis_url}?prefix={prefix}"
+
+
+@pytest.fixture
+def rt(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    """The reliability tasks module (apps/reliability_tasks.py), imported afresh on ``url``."""
+    monkeypatch.setenv("CONVEYOR_BROKER_URL", url)
+    sys.modules.pop("reliability_tasks", None)
+    module = importlib.import_module("reliability_tasks")
+    try:
+        yield module
+    finally:
+        module.app.close()
+        sys.modules.pop("reliability_tasks", None)
+
+
+@pytest.fixture
+def pool(
+    request: pytest.FixtureRequest, tmp_path: Path, url: str, rt: ModuleType
+) -> Iterator[Workers]:
+    """Workers of the reliability tasks app: ``pool.start(..., app="reliability_tasks:app")``."""
+    workers = Workers(tmp_path, url)
+    request.node._conveyor_workers = workers
+    try:
+        yield workers
+    finally:
+        workers.stop_all()

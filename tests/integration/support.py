@@ -124,7 +124,13 @@ class WorkerProcess:
     """One ``conveyor worker`` subprocess in its own session, its output in a log file."""
 
     def __init__(
-        self, name: str, args: Iterable[str], env: dict[str, str], cwd: Path, log_path: Path
+        self,
+        name: str,
+        args: Iterable[str],
+        env: dict[str, str],
+        cwd: Path,
+        log_path: Path,
+        app_spec: str = APP_SPEC,
     ) -> None:
         self.name = name
         self.hostname = f"{name}@integration"
@@ -135,7 +141,7 @@ class WorkerProcess:
             "conveyor",
             "worker",
             "-A",
-            APP_SPEC,
+            app_spec,
             "-l",
             "INFO",
             "-n",
@@ -188,11 +194,15 @@ class WorkerProcess:
     def concurrency(self) -> int:
         return int(self.argv[self.argv.index("-c") + 1]) if "-c" in self.argv else 1
 
+    @property
+    def processes(self) -> int:
+        """Child processes: one per slot under prefork, one for the threads and solo pools."""
+        return self.concurrency if self.prefork else 1
+
     def wait_ready(self, timeout: float = DEFAULT_TIMEOUT) -> None:
         """The banner (logged once the app and its tasks are imported) and settled children."""
         self.wait_for_log(f"conveyor worker {self.hostname}", timeout)
-        if self.prefork:
-            self.wait_children_settled(timeout)
+        self.wait_children_settled(timeout)
 
     def children(self) -> list[int]:
         return children_of(self.pid)
@@ -207,7 +217,7 @@ class WorkerProcess:
 
         def settled() -> list[int]:
             children = self.children()
-            if len(children) < self.concurrency:
+            if len(children) < self.processes:
                 return []
             if all(signal_set(pid, "SigIgn", signal.SIGINT) for pid in children):
                 return children
@@ -258,7 +268,11 @@ class Workers:
         self.started: list[WorkerProcess] = []
 
     def start(
-        self, *args: str, env: Mapping[str, str] | None = None, ready: bool = True
+        self,
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        ready: bool = True,
+        app: str = APP_SPEC,
     ) -> WorkerProcess:
         """``conveyor worker -A sample_tasks:app -n wN@integration ARGS`` (-c 1 unless given)."""
         name = f"w{len(self.started) + 1}"
@@ -271,6 +285,7 @@ class Workers:
             base_env(self.broker_url, env),
             cwd=self.tmp_path,
             log_path=self.tmp_path / f"worker-{name}.log",
+            app_spec=app,
         )
         self.started.append(worker)
         if ready:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from typing import Any
@@ -582,3 +583,66 @@ def test_the_old_task_decorator_still_works(app: Conveyor) -> None:
     first, second = process_image.delay("cat.png"), some_task.delay("alarm", 3)
     run_until_empty(app)
     assert (first.get(timeout=1), second.get(timeout=1)) == ("resized cat.png", "alarm:3")
+
+
+def test_async_def_tasks_are_refused_when_registered(app: Conveyor) -> None:
+    with pytest.raises(ImproperlyConfigured, match=r"fetch: async def tasks are not supported"):
+
+        @app.task
+        async def fetch(url: str) -> str:
+            return url
+
+    with pytest.raises(ImproperlyConfigured, match="async def tasks are not supported"):
+
+        class Poll(Task):
+            async def run(self) -> None: ...
+
+    assert not [name for name in app.tasks if name.endswith(("fetch", "Poll"))]
+
+
+def _passes_through(fun: Any) -> Any:
+    @functools.wraps(fun)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return fun(*args, **kwargs)
+
+    return wrapper
+
+
+def _injects_self(fun: Any) -> Any:
+    """A decorator that takes the bound task first and hides it from the function."""
+
+    @functools.wraps(fun)
+    def wrapper(task: Any, *args: Any, **kwargs: Any) -> Any:
+        return fun(*args, request_id=task.request.id, **kwargs)
+
+    return wrapper
+
+
+def test_bind_on_wrapped_functions_registers_and_runs(app: Conveyor) -> None:
+    @app.task(bind=True)
+    @_passes_through
+    def checked(self: Any, x: int) -> int:
+        return x * 2
+
+    @app.task(bind=True)
+    @_injects_self
+    def unchecked(x: int, request_id: str | None = None) -> list[Any]:
+        return [x, request_id is not None]
+
+    with pytest.raises(TypeError, match="checked"):
+        checked.delay(1, 2)  # the wrapped signature with self is trusted: checked at call
+    one, two = checked.delay(21), unchecked.delay(5)
+    assert run_until_empty(app) == 2
+    assert one.get(timeout=1) == 42
+    assert two.get(timeout=1) == [5, True]
+
+
+def test_a_signature_that_cannot_be_read_turns_the_call_check_off(app: Conveyor) -> None:
+    class Largest(Task):
+        name = "builtin.max"
+        run = max  # a C function whose signature inspect cannot read
+
+    task = app.register_task(Largest())
+    result = task.delay([1, 5, 3])
+    assert run_until_empty(app) == 1
+    assert result.get(timeout=1) == 5

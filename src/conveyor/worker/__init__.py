@@ -67,13 +67,13 @@ class Worker:
         import multiprocessing
 
         process = multiprocessing.current_process()
-        process.name = "Supervisor" if self.pool == "prefork" else "Worker"
+        process.name = "Worker" if self.app.broker_url.startswith("memory://") else "Supervisor"
         self.app.import_includes()
         logger.info("%s", self.banner())
         check_config = getattr(self.app.broker, "check_config", None)
         for warning in check_config() if check_config is not None else []:
             logger.warning("%s", warning)
-        if self.pool == "prefork":
+        if not self.app.broker_url.startswith("memory://"):
             return PreforkPool(
                 self.app,
                 self.queues,
@@ -81,6 +81,7 @@ class Worker:
                 self.hostname,
                 self.prefetch,
                 self.max_tasks_per_child,
+                child_pool=self.pool,
             ).run()
         return LocalPool(
             self.app,

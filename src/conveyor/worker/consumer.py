@@ -14,7 +14,7 @@ from ..exceptions import BrokerError
 from ..outage import Outage
 from .executor import Executor, Tracker
 
-__all__ = ["Consumer"]
+__all__ = ["Consumer", "hand_back_on_stop", "run_consumers"]
 
 FAST_TASK = 0.002
 """Seconds per task under which a batch counts as quick."""
@@ -49,6 +49,8 @@ class Consumer:
         self.broker = app.broker
         self.lease = float(app.conf.broker_lease)
         self.buffer: deque[Delivery] = deque()
+        self._taking = threading.Lock()
+        """Held while the buffer changes: a warm shutdown empties it from another thread."""
         self.batch_size = self.prefetch
         self.track_received = bool(app.conf.task_track_received)
         self._batch_started = 0.0
@@ -79,14 +81,26 @@ class Consumer:
                 self.executor.guards.prefetch(batch)
                 if self.track_received:
                     self.executor.received(batch)
-                self.buffer.extend(batch)
-            delivery = self.buffer.popleft()
+                with self._taking:
+                    self.buffer.extend(batch)
+            with self._taking:
+                if self.stop.is_set() or not self.buffer:
+                    continue
+                delivery = self.buffer.popleft()
             try:
                 self.executor.handle(delivery)
-            except Exception:
-                logger.exception("worker error on message %s; it is handed back", delivery.id)
+            except BrokerError as exc:  # not the message's fault: handed back uncounted
+                outage.failed("consumer", exc)
                 self._give_back([delivery])
-                time.sleep(0.1)
+                self.stop.wait(outage.pause())
+                continue
+            except Exception as exc:
+                logger.exception("worker error on message %s; it counts as a delivery", delivery.id)
+                try:
+                    self.executor.worker_error(delivery, exc)
+                except Exception:
+                    logger.exception("could not hand back %s; its lease will expire", delivery.id)
+                self.stop.wait(0.1)
             self.done += 1
             if self.max_tasks is not None and self.done >= self.max_tasks:
                 break
@@ -123,6 +137,18 @@ class Consumer:
             self.batch_size = self.prefetch
         self._batch_len = 0
 
+    def hand_back_unstarted(self) -> None:
+        """Warm shutdown, from any thread: reserved messages not started yet go back to
+        their queues now, not when the running task ends (``stop`` is set already, so
+        nothing more is taken from the buffer)."""
+        with self._taking:
+            waiting = list(self.buffer)
+            self.buffer.clear()
+        if waiting:
+            logger.info("warm shutdown: %d reserved message(s) handed back", len(waiting))
+            self._give_back(waiting)
+            self.tracker.flush()
+
     def release(self) -> None:
         """Ack what finished; hand reserved, unstarted messages back to their queues at once."""
         try:
@@ -150,3 +176,40 @@ class Consumer:
             except Exception:
                 logger.exception("could not hand back %s; its lease will expire", delivery.id)
             self.tracker.released([delivery])
+
+
+def hand_back_on_stop(stop: threading.Event, consumers: Sequence[Consumer]) -> threading.Thread:
+    """A thread that hands back the consumers' unstarted messages as soon as ``stop`` is set,
+    while their running tasks go on (warm shutdown)."""
+
+    def watch() -> None:
+        stop.wait()
+        for consumer in consumers:
+            try:
+                consumer.hand_back_unstarted()
+            except Exception:
+                logger.exception("handing back reserved messages failed; their leases will pass")
+
+    thread = threading.Thread(target=watch, name="conveyor-handback", daemon=True)
+    thread.start()
+    return thread
+
+
+def run_consumers(
+    consumers: Sequence[Consumer], stop: threading.Event, in_main_thread: bool = False
+) -> None:
+    """Run consumers until they stop: one in this thread, or each in a thread of its own."""
+    hand_back_on_stop(stop, consumers)
+    if in_main_thread:
+        for consumer in consumers:
+            consumer.run()
+        return
+    threads = [
+        threading.Thread(target=consumer.run, name=f"conveyor-{i}", daemon=True)
+        for i, consumer in enumerate(consumers)
+    ]
+    for thread in threads:
+        thread.start()
+    while any(t.is_alive() for t in threads):
+        for thread in threads:
+            thread.join(0.2)

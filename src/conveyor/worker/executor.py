@@ -7,6 +7,7 @@ that do not fit) is dead-lettered with the reason and recorded as FAILURE, never
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -16,13 +17,16 @@ from typing import Any
 from .. import states, workflow
 from ..app import Conveyor
 from ..brokers.base import Delivery
+from ..control import lost_key
 from ..exceptions import (
+    BrokerError,
     ContentDisallowed,
     ConveyorError,
     DecodeError,
     EncodeError,
     NotRegistered,
     SoftTimeLimitExceeded,
+    WorkerLostError,
 )
 from ..message import Message
 from ..records import (
@@ -33,7 +37,11 @@ from ..records import (
     format_traceback,
 )
 from ..request import Context
-from ..serialization import decode_message, explain_unencodable, unpickle_arguments
+from ..serialization import (
+    check_return,
+    decode_message,
+    unpickle_arguments,
+)
 from ..task import AnyTask, to_timestamp
 from .guards import POSTPONE, REVOKE, Guards, Verdict
 from .outbox import Outbox, Tracker
@@ -56,6 +64,8 @@ class Executor:
         self.guards = Guards(app)
         self.outbox = Outbox(app, tracker)
         self._decoded: dict[str, Message] = {}
+        self._started_info = {"pid": os.getpid(), "hostname": hostname}
+        """STARTED's info, as Celery's: which process runs the task."""
         self.running = False
         """True while a task's own code runs: only then may a terminate signal interrupt."""
 
@@ -114,10 +124,7 @@ class Executor:
             return self._refuse(delivery, message, attempt, exc, str(exc))
         limit = self.app.conf.task_max_deliveries
         if delivery.delivery_count > limit:
-            error = ConveyorError(
-                f"delivered {delivery.delivery_count} times without finishing (the worker "
-                f"died each time?); task_max_deliveries is {limit}"
-            )
+            error = self._too_many_deliveries(delivery, limit)
             return self._refuse(delivery, message, attempt, error, str(error))
         if message.expires is not None and self.clock() >= message.expires:
             when = datetime.fromtimestamp(message.expires).isoformat(timespec="seconds")
@@ -129,9 +136,20 @@ class Executor:
             )
         try:
             args, kwargs = self._arguments(task, message)
+        except BrokerError:
+            raise
         except (ContentDisallowed, TypeError) as exc:
             return self._refuse(delivery, message, attempt, exc, f"{message.task}: {exc}")
-        admission = self.guards.admit(task, message, delivery, args, kwargs)
+        except Exception as exc:
+            reason = f"{message.task}: its arguments could not be read: {_named(exc)}"
+            return self._refuse(delivery, message, attempt, exc, reason)
+        try:
+            admission = self.guards.admit(task, message, delivery, args, kwargs)
+        except BrokerError:
+            raise
+        except Exception as exc:
+            reason = f"{message.task}: the checks before it runs failed: {_named(exc)}"
+            return self._refuse(delivery, message, attempt, exc, reason)
         if admission.verdict is not None:
             return self._turn_away(delivery, message, attempt, admission.verdict)
         try:
@@ -155,6 +173,7 @@ class Executor:
         if not message.ignore_result and self._track_started(task):
             record = TaskRecord(
                 status=states.STARTED,
+                result=self._started_info,
                 task=message.task,
                 retries=message.retries,
                 worker=self.hostname,
@@ -288,19 +307,22 @@ class Executor:
     ) -> str:
         name, task_id = message.task, message.id
         if outcome.state == states.SUCCESS:
-            logger.info("%s[%s] succeeded in %.4fs: %.200r", name, task_id, runtime, outcome.retval)
-            record = TaskRecord(
-                status=states.SUCCESS,
-                result=outcome.retval,
-                task=name,
-                retries=message.retries,
-                worker=self.hostname,
-            )
             try:
-                return self._finish(delivery, message, attempt, record)
-            except (TypeError, ValueError, OverflowError):
-                error = EncodeError(f"{name}: return value: {explain_unencodable(outcome.retval)}")
+                if task.typing:
+                    check_return(name, outcome.retval, task.spec.returns)
+                record = TaskRecord(
+                    status=states.SUCCESS,
+                    result=outcome.retval,
+                    task=name,
+                    retries=message.retries,
+                    worker=self.hostname,
+                )
+                state = self._finish(delivery, message, attempt, record)
+            except EncodeError as error:
+                logger.error("%s[%s] ran; its result cannot be stored: %s", name, task_id, error)
                 return self._finish(delivery, message, attempt, _failure(name, message, error))
+            logger.info("%s[%s] succeeded in %.4fs: %.200r", name, task_id, runtime, outcome.retval)
+            return state
         if outcome.state == states.RETRY:
             assert outcome.retry is not None
             return self._retry(delivery, message, task, attempt, outcome)
@@ -368,7 +390,14 @@ class Executor:
         if (countdown := getattr(retry, "options", {}).get("countdown")) is not None:
             changes["eta"] = now + float(countdown)
         again = message.replace(**changes)
-        self.broker.publish([self.app.envelope(again, task)])
+        try:
+            envelope = self.app.envelope(again, task)
+        except Exception as unsent:
+            cause = unsent if isinstance(unsent, EncodeError) else _named(unsent)
+            error = EncodeError(f"{message.task}: its retry could not be sent: {cause}")
+            logger.error("%s[%s] %s", message.task, message.id, error)
+            return self._finish(delivery, message, attempt, _failure(message.task, message, error))
+        self.broker.publish([envelope])
         delay = (again.eta or now) - now
         logger.info(
             "%s[%s] retry %d in %.1fs: %s",
@@ -388,6 +417,7 @@ class Executor:
             retries=message.retries,
             traceback=outcome.einfo.traceback if outcome.einfo else None,
             worker=self.hostname,
+            retry_at=again.eta or now,
         )
         self._write(message, attempt, record)
         self.outbox.ack(delivery, message)
@@ -416,6 +446,41 @@ class Executor:
         self.outbox.ack(delivery, message)
         return record.status
 
+    def worker_error(self, delivery: Delivery, exc: Exception) -> None:
+        """The worker's own code failed on a delivery: hand it back counted as a delivery,
+        so a message that trips the worker every time ends in the dead letters."""
+        self.forget(delivery)
+        limit = self.app.conf.task_max_deliveries
+        if delivery.delivery_count < limit:
+            self.broker.extend([delivery], 0.0)
+            self.broker.recover_expired()
+            self.tracker.released([delivery])
+            return
+        reason = (
+            f"the worker failed on each of its {delivery.delivery_count} deliveries "
+            f"(task_max_deliveries is {limit}), the last time with {_named(exc)}"
+        )
+        try:
+            message: Message | None = decode_message(delivery.body)
+        except DecodeError:
+            message = None
+        attempt = None if message is None else fence(message.retries, delivery.delivery_count)
+        self._refuse(delivery, message, attempt, exc, reason)
+
+    def _too_many_deliveries(self, delivery: Delivery, limit: int) -> ConveyorError:
+        """Why a message came round too often: its process died while running it (the
+        supervisor leaves a note), or its lease passed (the worker froze or was killed)."""
+        died = self.app.coordinator.get(lost_key(delivery.id))
+        if died is not None:
+            return WorkerLostError(
+                f"its worker process died while running it ({died}); delivered "
+                f"{delivery.delivery_count} times, task_max_deliveries is {limit}"
+            )
+        return ConveyorError(
+            f"delivered {delivery.delivery_count} times without finishing (its worker died "
+            f"or froze past its lease each time); task_max_deliveries is {limit}"
+        )
+
     def _nack(self, delivery: Delivery, delay: float | None = None) -> None:
         self.broker.nack(delivery, delay)
         self.tracker.released([delivery])
@@ -438,6 +503,10 @@ class Executor:
             self._write(message, attempt, _failure(message.task, message, exc))
         self._dead_letter(delivery, reason)
         return states.FAILURE
+
+
+def _named(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _failure(name: str, message: Message, exc: BaseException) -> TaskRecord:

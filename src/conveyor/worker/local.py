@@ -1,7 +1,11 @@
-"""The in-process pools: ``threads`` (N consumer threads) and ``solo`` (one, in the main thread).
+"""Consumers in this very process: ``threads`` (N consumer threads) or ``solo`` (one, in
+the main thread), with a heartbeat thread that keeps their leases alive.
 
-A heartbeat thread keeps leases alive. Hard time limits cannot kill a thread: under these
-pools a task past its hard limit is reported, not stopped; soft limits hold only under solo.
+``conveyor worker -P threads|solo`` runs these consumers in a child of the prefork
+supervisor instead (see prefork.py); this class serves the memory:// broker, which lives
+in one process, and the test fixtures that run a worker inside the test's process. Hard
+time limits cannot kill a thread: a task past its hard limit is reported, not stopped;
+soft limits hold only under solo.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from collections.abc import Sequence
 
 from ..app import Conveyor
 from ..brokers.base import Delivery
-from .consumer import Consumer
+from .consumer import Consumer, run_consumers
 from .leases import LeaseKeeper
 
 __all__ = ["LocalPool"]
@@ -123,18 +127,8 @@ class LocalPool:
         beat = threading.Thread(target=self._heartbeat, name="conveyor-heartbeat", daemon=True)
         beat.start()
         try:
-            if self.solo:
-                self._consumer().run()
-            else:
-                threads = [
-                    threading.Thread(target=self._consumer().run, name=f"conveyor-{i}", daemon=True)
-                    for i in range(self.concurrency)
-                ]
-                for thread in threads:
-                    thread.start()
-                while any(t.is_alive() for t in threads):
-                    for thread in threads:
-                        thread.join(0.2)
+            consumers = [self._consumer() for _ in range(self.concurrency)]
+            run_consumers(consumers, self.stop, in_main_thread=self.solo)
         finally:
             self.finished.set()
         return 0

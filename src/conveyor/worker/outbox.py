@@ -19,6 +19,7 @@ from ..app import Conveyor
 from ..brokers.base import Delivery
 from ..message import Message
 from ..records import LEVEL_STARTED, TaskRecord, at_level
+from ..serialization import explain_result
 from .late import DELAY, RESULT_DELAY, late_writer
 
 __all__ = ["Outbox", "Tracker"]
@@ -85,7 +86,10 @@ class Outbox:
     def outcome(self, delivery: Delivery, message: Message, record: TaskRecord, fence: int) -> None:
         """Write this outcome soon (``flush_writes`` or ``write_late``)."""
         continues = workflow.continues(message)
-        data = self.results.encode(record, fence)
+        try:
+            data = self.results.encode(record, fence)
+        except (TypeError, ValueError, OverflowError):
+            raise explain_result(message.task, record.result) from None
         write = _Write(delivery, message, record, data, fence, continues, time.monotonic())
         with self._state:
             self.writes.append(write)

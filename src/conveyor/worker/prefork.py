@@ -4,6 +4,11 @@ Children tell the supervisor over a pipe what they reserved, started and finishe
 supervisor extends those leases (so a child stuck in C code still keeps its lease),
 kills a child whose task passed its hard time limit, replaces children that die, and
 runs warm and cold shutdown.
+
+The threads and solo pools run under the same supervisor, as one child whose consumer
+threads share its pipe: when a task kills that process, the supervisor still knows which
+messages were running (their redelivery counts) and which were only reserved (they go
+back uncounted), so a poison task never charges the innocent ones reserved beside it.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import contextlib
 import ctypes
 import json
 import logging
+import math
 import multiprocessing
 import os
 import random
@@ -19,16 +25,16 @@ import selectors
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from .. import states
 from ..app import Conveyor
 from ..brokers.base import Delivery
-from ..control import revoked_key
+from ..control import lost_key, revoked_key
 from ..exceptions import BrokerError, Terminated, TimeLimitExceeded
 from ..records import ErrorRecord, TaskRecord, retries_of
-from .consumer import Consumer
+from .consumer import Consumer, hand_back_on_stop, run_consumers
 from .leases import Held, LeaseKeeper
 
 __all__ = ["PreforkPool"]
@@ -42,6 +48,8 @@ TERMINATE = signal.SIGUSR1
 """Supervisor to child: interrupt the running task (revoked with terminate=True)."""
 KILL_GRACE = 5.0
 """Seconds a child has to exit after a terminate signal other than SIGKILL."""
+LOST_NOTE_TTL = 7 * 24 * 3600.0
+"""Seconds the note of a child's death while running a message is kept."""
 NOTICE_PAUSE = 0.005
 """Seconds the supervisor rests after reading children's notices: a busy child then wakes
 it a few hundred times a second, not once per task, and keeps the CPU for its tasks."""
@@ -52,18 +60,21 @@ class PipeTracker:
 
     "started" goes out at once (the hard time limit counts from it), carrying whatever
     was buffered before it; "finished" and "released" wait for the next write or a flush.
+    Thread-safe: the consumer threads of a child share one pipe and one lock.
     """
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, lock: threading.Lock | None = None) -> None:
         self.fd = fd
         self.pending = ""
+        self.lock = lock or threading.Lock()
 
     def _send(self, text: str) -> None:
-        data = (self.pending + text).encode()
-        self.pending = ""
-        while data:
-            written = os.write(self.fd, data)
-            data = data[written:]
+        with self.lock:
+            data = (self.pending + text).encode()
+            self.pending = ""
+            while data:
+                written = os.write(self.fd, data)
+                data = data[written:]
 
     def reserved(self, deliveries: list[Delivery]) -> None:
         self._send(
@@ -76,10 +87,12 @@ class PipeTracker:
         self._send(f"S\t{delivery.id}\t{task_id}\t{hard_deadline or ''}\t{fence}\n")
 
     def finished(self, delivery: Delivery) -> None:
-        self.pending += f"D\t{delivery.id}\n"
+        with self.lock:
+            self.pending += f"D\t{delivery.id}\n"
 
     def released(self, deliveries: list[Delivery]) -> None:
-        self.pending += "".join(f"F\t{d.id}\n" for d in deliveries)
+        with self.lock:
+            self.pending += "".join(f"F\t{d.id}\n" for d in deliveries)
 
     def flush(self) -> None:
         if self.pending:
@@ -104,10 +117,16 @@ class PreforkPool:
         hostname: str,
         prefetch: int,
         max_tasks_per_child: int | None,
+        child_pool: str = "prefork",
     ) -> None:
         self.app = app
         self.queues = list(queues)
-        self.concurrency = concurrency
+        self.child_pool = child_pool
+        self.threads = concurrency
+        """Consumer threads in the one child of the threads and solo pools."""
+        self.concurrency = concurrency if child_pool == "prefork" else 1
+        self.stops_tasks = child_pool != "threads"
+        """Whether a task can be stopped by killing its process (not when threads share it)."""
         self.hostname = hostname
         self.prefetch = prefetch
         self.max_tasks_per_child = max_tasks_per_child
@@ -284,11 +303,7 @@ class PreforkPool:
                     # in the dead letters instead of looping forever.
                     crashed = True
                     if held.started and not self.cold:
-                        logger.error(
-                            "child pid %d died while running %s; it goes back to the queue",
-                            child.pid,
-                            held.task_id,
-                        )
+                        self._note_lost(child, held, status)
                 self.keeper.give_back(held)
             except Exception:
                 logger.exception("could not hand back %s; its lease will expire", held.delivery.id)
@@ -300,6 +315,26 @@ class PreforkPool:
         if not self.stopping:
             self._spawn(child.index)
 
+    def _note_lost(self, child: Child, held: Held, status: int) -> None:
+        """Log a child's death while running a task, and leave a note that the executor
+        quotes when the message is dead-lettered for too many deliveries."""
+        code = os.waitstatus_to_exitcode(status)
+        cause = f"killed by {_signal_name(-code)}" if code < 0 else f"exit code {code}"
+        delivery = held.delivery
+        logger.error(
+            "child pid %d died while running %s (%s), delivery %d of at most %d",
+            child.pid,
+            held.task_id,
+            cause,
+            delivery.delivery_count,
+            self.app.conf.task_max_deliveries,
+        )
+        note = f"pid {child.pid}, {cause}"
+        try:
+            self.app.coordinator.put_many([(lost_key(delivery.id), note)], LOST_NOTE_TTL)
+        except Exception as exc:
+            logger.warning("could not note the death of %s: %s", held.task_id, exc)
+
     def _kill_for(self, child: Child, held: Held, record: TaskRecord, signum: int) -> None:
         child.killed_for[held.delivery.id] = (held, record)
         _kill(child.pid, signum)
@@ -308,6 +343,13 @@ class PreforkPool:
         for held in self.keeper.past_deadline(time.time()):
             child = self.children.get(held.owner)  # type: ignore[call-overload]
             if child is None or held.delivery.id in child.killed_for:
+                continue
+            if not self.stops_tasks:
+                logger.error(
+                    "%s is past its hard time limit; the threads pool cannot stop it",
+                    held.task_id,
+                )
+                held.deadline = None
                 continue
             logger.error(
                 "%s passed its hard time limit; killing child pid %d", held.task_id, child.pid
@@ -357,6 +399,14 @@ class PreforkPool:
             request = json.loads(flag)
             child = self.children.get(held.owner)  # type: ignore[call-overload]
             if not request.get("terminate") or child is None:
+                continue
+            if not self.stops_tasks:
+                if held.delivery.id not in self.terminating:
+                    logger.warning("%s revoked: the threads pool cannot stop it", held.task_id)
+                    self.terminating[held.delivery.id] = (
+                        math.inf,
+                        TaskRecord(status=states.REVOKED),
+                    )
                 continue
             if held.delivery.id in child.killed_for:
                 continue
@@ -419,6 +469,10 @@ class PreforkPool:
             random.seed()
             for hook in self.app.on_worker_child_start:
                 hook()
+            alive = lambda: os.getppid() == parent  # noqa: E731
+            if self.child_pool != "prefork":
+                self._run_local(fd, stop, alive)
+                return
             consumer = Consumer(
                 self.app,
                 self.queues,
@@ -427,9 +481,10 @@ class PreforkPool:
                 self.prefetch,
                 self.max_tasks_per_child,
                 stop=stop,
-                alive=lambda: os.getppid() == parent,
+                alive=alive,
             )
             signal.signal(TERMINATE, lambda *_: _interrupt(consumer))
+            hand_back_on_stop(stop, [consumer])
             consumer.run()
         except BaseException:
             logger.exception("child %d crashed", index)
@@ -437,6 +492,37 @@ class PreforkPool:
         finally:
             logging.shutdown()
             os._exit(code)
+
+    def _run_local(
+        self, fd: int, stop: threading.Event, alive: Callable[[], bool]
+    ) -> None:  # pragma: no cover - child process
+        """The child of the threads and solo pools: its consumers share the pipe."""
+        lock = threading.Lock()
+        solo = self.child_pool == "solo"
+        consumers = [
+            Consumer(
+                self.app,
+                self.queues,
+                self.hostname,
+                PipeTracker(fd, lock),
+                self.prefetch,
+                stop=stop,
+                alive=alive,
+            )
+            for _ in range(1 if solo else self.threads)
+        ]
+        if solo:
+            signal.signal(TERMINATE, lambda *_: _interrupt(consumers[0]))
+        else:
+            signal.signal(TERMINATE, signal.SIG_IGN)
+        run_consumers(consumers, stop, in_main_thread=solo)
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 def _interrupt(consumer: Consumer) -> None:
