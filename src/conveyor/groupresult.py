@@ -96,6 +96,9 @@ class ResultSet:
         found = {r.id: rec for r, rec in zip(plain, records, strict=True)}
         missing = [task_id for task_id, record in found.items() if record is None]
         queued = self.app.broker.contains(missing) if missing else set()
+        gone = [task_id for task_id in missing if task_id not in queued]
+        if gone:  # stored before acked: a second read finds what finished in between
+            found.update(zip(gone, self.app.results.read_many(gone), strict=True))
         out = []
         for member in self.results:
             if isinstance(member, ResultSet):
@@ -170,10 +173,10 @@ class ResultSet:
             elif member.id in records:
                 record = records[member.id]
                 if propagate:
-                    error = _error(record)
+                    error = _error(record, member.id)
                     if error is not None:
                         raise error
-                value = _value(record, member._typed_by(record))
+                value = _value(record, member._typed_by(record), member.id)
             else:
                 value = member.get(
                     timeout=None if deadline is None else max(0.0, deadline - time.monotonic()),
@@ -226,9 +229,10 @@ class ResultSet:
     def maybe_throw(self, propagate: bool = True) -> None:
         """Raise the exception of the first failed member, if any has failed."""
         plain = [r for r in self.results if _stored(r)]
-        for record in self.app.results.read_many([r.id for r in plain]):
+        records = self.app.results.read_many([r.id for r in plain])
+        for member, record in zip(plain, records, strict=True):
             if record is not None and propagate:
-                error = _error(record)
+                error = _error(record, member.id)
                 if error is not None:
                     raise error
 

@@ -17,6 +17,7 @@ import msgspec
 from . import states
 from .backends.base import ResultBackend
 from .exceptions import RemoteTaskError
+from .serialization import encode_hook
 
 __all__ = [
     "LEVEL_FINAL",
@@ -134,9 +135,11 @@ class TaskRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     worker: str | None = None
     parent_id: str | None = None
     children: list[str] = []
+    retry_at: float | None = None
+    """RETRY: the Unix time the next attempt is due."""
 
 
-_encoder = msgspec.json.Encoder(enc_hook=lambda o: o.model_dump(mode="json"))
+_encoder = msgspec.json.Encoder(enc_hook=encode_hook)
 _decoder = msgspec.json.Decoder(TaskRecord)
 
 

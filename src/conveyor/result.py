@@ -10,12 +10,13 @@ those names at the bottom, so ``conveyor.result`` still offers every result clas
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
 from . import states
-from .exceptions import TaskRevokedError, TimeoutError
+from .exceptions import Retry, TaskRevokedError, TimeoutError
+from .joins import allow_join_result, check_get_arguments, check_join
 from .records import TaskRecord
-from .request import current_request
 from .serialization import convert
 
 if TYPE_CHECKING:
@@ -28,10 +29,24 @@ __all__ = [
     "EagerResult",
     "GroupResult",
     "ResultSet",
+    "allow_join_result",
     "result_from_tuple",
 ]
 
 R = TypeVar("R", covariant=True)
+
+GET_ORDER = (
+    "timeout",
+    "propagate",
+    "interval",
+    "no_ack",
+    "follow_parents",
+    "callback",
+    "on_message",
+    "on_interval",
+    "disable_sync_subtasks",
+)
+"""``get()``'s parameters in Celery's positional order."""
 
 
 class AsyncResult(Generic[R]):
@@ -71,10 +86,21 @@ class AsyncResult(Generic[R]):
     @property
     def state(self) -> str:
         """The stored state; PENDING while the broker holds the message; else UNKNOWN."""
-        record = self._record()
+        return self._state_of(self._record())
+
+    def _state_of(self, record: TaskRecord | None) -> str:
+        """The state of a record read just now, PENDING or UNKNOWN where there is none.
+
+        A worker stores the outcome before it acks, so a message gone from the broker
+        after the first read has its outcome stored already: a second read finds it, and
+        a reader never sees UNKNOWN between PENDING and the outcome.
+        """
         if record is not None:
             return record.status
-        return states.PENDING if self.app.broker.contains([self.id]) else states.UNKNOWN
+        if self.app.broker.contains([self.id]):
+            return states.PENDING
+        record = self._record()
+        return record.status if record is not None else states.UNKNOWN
 
     status = state
 
@@ -87,7 +113,7 @@ class AsyncResult(Generic[R]):
     def result(self) -> Any:
         """The return value; the exception for FAILURE; the meta of a custom state."""
         record = self._record()
-        return _value(record, self._typed_by(record))
+        return _value(record, self._typed_by(record), self.id)
 
     info = result
 
@@ -122,29 +148,59 @@ class AsyncResult(Generic[R]):
         timeout: float | None = None,
         propagate: bool = True,
         interval: float = 0.5,
+        no_ack: bool = True,
+        follow_parents: bool = True,
+        callback: Callable[[str, Any], None] | None = None,
+        on_message: None = None,
+        on_interval: None = None,
         disable_sync_subtasks: bool = True,
     ) -> R:
         """Wait for the task to finish and return its value (or raise its exception).
 
-        ``interval`` is accepted for Celery compatibility: the wait wakes as soon as the
-        result is stored.
+        Celery's parameters in Celery's order, each checked (see ``conveyor.joins``).
+        ``interval``, ``no_ack`` and ``follow_parents`` are accepted for Celery
+        compatibility: the wait wakes as soon as the result is stored.
+        ``callback(task_id, value)`` is called with the value before it is returned.
         """
-        request = current_request()
-        if disable_sync_subtasks and request is not None and not request.is_eager:
-            raise RuntimeError(
-                "never call result.get() inside a task: it can deadlock the worker; "
-                "use a chain or chord, or pass disable_sync_subtasks=False"
-            )
+        check_get_arguments(
+            GET_ORDER,
+            timeout=timeout,
+            propagate=propagate,
+            interval=interval,
+            no_ack=no_ack,
+            follow_parents=follow_parents,
+            callback=callback,
+            on_message=on_message,
+            on_interval=on_interval,
+            disable_sync_subtasks=disable_sync_subtasks,
+        )
+        check_join(disable_sync_subtasks)
         record = self.app.results.wait(self.id, timeout)
         if record is None or record.status not in states.READY_STATES:
-            state = record.status if record else states.UNKNOWN
+            state = self._state_of(record)
             raise TimeoutError(f"task {self.id} not ready after {timeout}s (state {state})")
         if propagate:
-            error = _error(record)
+            error = _error(record, self.id)
             if error is not None:
                 raise error
-        value: R = _value(record, self._typed_by(record))
+        value: R = _value(record, self._typed_by(record), self.id)
+        if callback is not None:
+            callback(self.id, value)
         return value
+
+    def _get_task_meta(self) -> dict[str, Any]:
+        """Celery's meta dict, read afresh: status, result (the exception for a failure),
+        traceback, children, date_done (ISO 8601, None until ready) and task_id."""
+        record = self._record()
+        done = None if record is None or record.date_done is None else record.date_done
+        return {
+            "status": self._state_of(record),
+            "result": _value(record, self._typed_by(record), self.id),
+            "traceback": record.traceback if record is not None else None,
+            "children": [],
+            "date_done": None if done is None else datetime.fromtimestamp(done, UTC).isoformat(),
+            "task_id": self.id,
+        }
 
     def _typed_by(self, record: TaskRecord | None) -> AnyTask | None:
         """The task whose return annotation types the value: the one this result was made
@@ -193,24 +249,29 @@ AnyResult: TypeAlias = AsyncResult[Any]
 """A result of any task: what code that handles results in general annotates with."""
 
 
-def _error(record: TaskRecord) -> BaseException | None:
+def _error(record: TaskRecord, task_id: str = "") -> BaseException | None:
     if record.status == states.FAILURE and record.exception is not None:
         return record.exception.rebuild(record.traceback)
+    what = f"task {record.task or ''}[{task_id}]" if task_id else f"task {record.task}"
     if record.status == states.REVOKED:
-        return TaskRevokedError(f"task {record.task} was revoked: {record.result or 'revoked'}")
+        return TaskRevokedError(f"{what} was revoked: {record.result or 'revoked'}")
     if record.status == states.REJECTED:
-        return TaskRevokedError(f"task {record.task} was rejected: {record.result}")
+        return TaskRevokedError(f"{what} was rejected: {record.result}")
     return None
 
 
-def _value(record: TaskRecord | None, task: AnyTask | None) -> Any:
+def _value(record: TaskRecord | None, task: AnyTask | None, task_id: str = "") -> Any:
     if record is None:
         return None
-    error = _error(record)
+    error = _error(record, task_id)
     if error is not None:
         return error
     if record.status == states.SUCCESS and task is not None and task.typing:
         return convert(record.result, task.spec.returns)
+    if record.status == states.RETRY and record.exception is not None:
+        when = None if record.retry_at is None else datetime.fromtimestamp(record.retry_at, UTC)
+        cause = record.exception.rebuild(record.traceback)
+        return Retry(str(record.result) if record.result else None, cause, when)
     return record.result
 
 
@@ -265,11 +326,27 @@ class EagerResult(AsyncResult[R]):
         timeout: float | None = None,
         propagate: bool = True,
         interval: float = 0.5,
+        no_ack: bool = True,
+        follow_parents: bool = True,
+        callback: Callable[[str, Any], None] | None = None,
+        on_message: None = None,
+        on_interval: None = None,
         disable_sync_subtasks: bool = True,
     ) -> R:
+        check_get_arguments(
+            GET_ORDER,
+            timeout=timeout,
+            propagate=propagate,
+            interval=interval,
+            callback=callback,
+            on_message=on_message,
+            on_interval=on_interval,
+        )
         if propagate and isinstance(self._retval, BaseException):
             raise self._retval
         value: R = self._retval
+        if callback is not None:
+            callback(self.id, value)
         return value
 
     wait = get
