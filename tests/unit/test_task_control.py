@@ -10,7 +10,7 @@ import pytest
 
 from conveyor import Conveyor, Task, states
 from conveyor.exceptions import ImproperlyConfigured, TaskRevokedError
-from conveyor.records import TaskRecord, fence
+from conveyor.records import LEVEL_STARTED, TaskRecord, fence
 from conveyor.testing import FakeClock, memory_app, run_until_empty
 
 
@@ -146,6 +146,38 @@ def test_a_resent_dead_letter_stores_its_outcome_and_fences_the_attempt_before(
     assert not app.results.write(result.id, TaskRecord(status=states.FAILURE), stale)
     assert not app.broker.ack(frozen)
     assert result.get() == "charged"
+
+
+def test_a_worker_error_on_a_resent_message_is_stored_over_its_last_state(
+    app: Conveyor, clock: FakeClock
+) -> None:
+    from conveyor.testing import _NoTracker
+    from conveyor.worker.executor import Executor
+
+    app.conf.task_max_deliveries = 2
+
+    @app.task
+    def sync() -> None:
+        pass
+
+    result = sync.delay()
+    [first] = app.broker.reserve(["default"], 1, 30)
+    app.broker.dead_letter(first, "gave up")
+    app.results.write(result.id, TaskRecord(status=states.FAILURE), fence(0, 3))
+    app.broker.requeue_dead_letters()
+    # The re-send's first delivery started, then its process died.
+    [resent] = app.broker.reserve(["default"], 1, 30)
+    started = fence(0, 1, LEVEL_STARTED, resends=resent.resends)
+    app.results.write(result.id, TaskRecord(status=states.STARTED), started)
+    clock.advance(31)
+    app.broker.recover_expired()
+    [again] = app.broker.reserve(["default"], 1, 30)
+
+    Executor(app, "testing@localhost", _NoTracker()).worker_error(again, RuntimeError("boom"))
+
+    assert result.state == states.FAILURE
+    assert "boom" in str(result.result)
+    assert [letter.id for letter in app.broker.dead_letters()] == [result.id]
 
 
 def test_rate_limit_postpones_in_the_broker(app: Conveyor, clock: FakeClock) -> None:

@@ -464,7 +464,11 @@ class Executor:
             message: Message | None = decode_message(delivery.body)
         except DecodeError:
             message = None
-        attempt = None if message is None else fence(message.retries, delivery.delivery_count)
+        attempt = (
+            None
+            if message is None
+            else fence(message.retries, delivery.delivery_count, resends=delivery.resends)
+        )
         self._refuse(delivery, message, attempt, exc, reason)
 
     def _too_many_deliveries(self, delivery: Delivery, limit: int) -> ConveyorError:
