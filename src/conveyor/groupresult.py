@@ -20,14 +20,26 @@ import msgspec
 from . import states
 from .exceptions import TimeoutError
 from .ids import new_id
+from .joins import check_get_arguments, check_join
 from .records import TaskRecord
-from .request import current_request
 from .result import AnyResult, AsyncResult, EagerResult, _error, _value
 
 if TYPE_CHECKING:
     from .app import Conveyor
 
 __all__ = ["GroupResult", "ResultSet", "result_from_tuple"]
+
+JOIN_ORDER = (
+    "timeout",
+    "propagate",
+    "interval",
+    "callback",
+    "no_ack",
+    "on_message",
+    "disable_sync_subtasks",
+    "on_interval",
+)
+"""``join()``'s (and a set's ``get()``'s) parameters in Celery's positional order."""
 
 
 class ResultSet:
@@ -148,28 +160,38 @@ class ResultSet:
         timeout: float | None = None,
         propagate: bool = True,
         interval: float = 0.5,
-        disable_sync_subtasks: bool = True,
         callback: Callable[[str, Any], None] | None = None,
+        no_ack: bool = True,
+        on_message: None = None,
+        disable_sync_subtasks: bool = True,
+        on_interval: None = None,
     ) -> list[Any]:
         """Wait for every member and return their values in order.
 
         With ``propagate`` the first failed member (in order) raises its exception; without
         it, a failed member's place holds the exception. ``timeout`` bounds the whole wait.
         ``callback(task_id, value)`` is called for each member instead of collecting values.
+        Celery's parameters in Celery's order, each checked (see ``conveyor.joins``).
         """
-        request = current_request()
-        if disable_sync_subtasks and request is not None and not request.is_eager:
-            raise RuntimeError(
-                "never call result.get() inside a task: it can deadlock the worker; "
-                "use a chord, or pass disable_sync_subtasks=False"
-            )
+        check_get_arguments(
+            JOIN_ORDER,
+            timeout=timeout,
+            propagate=propagate,
+            interval=interval,
+            callback=callback,
+            no_ack=no_ack,
+            on_message=on_message,
+            disable_sync_subtasks=disable_sync_subtasks,
+            on_interval=on_interval,
+        )
+        check_join(disable_sync_subtasks, "a chord")
         deadline = None if timeout is None else time.monotonic() + timeout
         records = self._wait_all(deadline, timeout)
         values: list[Any] = []
         for member in self.results:
             if isinstance(member, ResultSet):
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                value: Any = member.join(left, propagate, interval, False)
+                value: Any = member.join(left, propagate, disable_sync_subtasks=False)
             elif member.id in records:
                 record = records[member.id]
                 if propagate:
@@ -294,8 +316,10 @@ class GroupResult(ResultSet, AsyncResult[list[Any]]):
     def result(self) -> Any:
         return [r.result for r in self.results]
 
-    get = ResultSet.get  # not AsyncResult's: a group's value is its members' values
-    wait = ResultSet.get
+    # Not AsyncResult's: a group's value is its members' values, and Celery's set takes
+    # its parameters in another order (callback 4th) than a single result's get().
+    get = ResultSet.get  # type: ignore[assignment]
+    wait = ResultSet.get  # type: ignore[assignment]
 
     def as_tuple(self) -> list[Any]:
         """``[[id, parent], [member tuples]]``: plain data that ``result_from_tuple`` rebuilds."""

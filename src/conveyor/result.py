@@ -9,8 +9,8 @@ those names at the bottom, so ``conveyor.result`` still offers every result clas
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
 from . import states
@@ -338,9 +338,12 @@ class EagerResult(AsyncResult[R]):
             timeout=timeout,
             propagate=propagate,
             interval=interval,
+            no_ack=no_ack,
+            follow_parents=follow_parents,
             callback=callback,
             on_message=on_message,
             on_interval=on_interval,
+            disable_sync_subtasks=disable_sync_subtasks,
         )
         if propagate and isinstance(self._retval, BaseException):
             raise self._retval

@@ -7,11 +7,11 @@ Outcome; storing it and answering the broker is the caller's job.
 from __future__ import annotations
 
 import logging
-import random
 from dataclasses import dataclass
 from typing import Any
 
 from .. import states
+from ..backoff import get_exponential_backoff_interval
 from ..exceptions import Ignore, Reject, Retry, Terminated
 from ..request import Context, ExceptionInfo, push_request
 from ..task import AnyTask
@@ -36,10 +36,8 @@ def backoff_delay(task: AnyTask, retries: int) -> float | None:
     if not task.retry_backoff:
         return None
     base = 1.0 if task.retry_backoff is True else float(task.retry_backoff)
-    delay: float = min(float(task.retry_backoff_max), base * (2**retries))
-    if task.retry_jitter:
-        delay = random.uniform(0, delay)
-    return delay
+    maximum = float(task.retry_backoff_max)
+    return get_exponential_backoff_interval(base, retries, maximum, bool(task.retry_jitter))
 
 
 def _autoretry(task: AnyTask, exc: Exception, context: Context) -> Retry | BaseException:
