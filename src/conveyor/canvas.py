@@ -24,18 +24,25 @@ Sending a workflow takes two steps:
 Options given to a chain, group or chord apply to every task in it (a task's own options
 win); ``countdown`` and ``eta`` only delay the tasks that are sent first. ``link`` on a
 chain goes to its last task, ``link_error`` to every task; on a chord both go to the
-callback; on a group to each member.
+callback. On a group, ``link_error`` goes to each member and ``link`` (as in Celery 5) to
+its first member only, made immutable: it runs once, and results reach a callback through
+a chord instead.
+
+Calling a chain, group or chord sends it (``chain(a.s(1), b.s())()`` is ``apply_async()``);
+calling a plain signature runs its task here. An empty chain sends nothing and gives None;
+an empty group gives an empty GroupResult.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from . import states
 from .groupresult import GroupResult
 from .ids import new_id
-from .signatures import _KINDS, Signature, _coerce
+from .signatures import _KINDS, Signature, _coerce, _copy
 from .signatures import signature_from_dict as signature_from_dict
 
 if TYPE_CHECKING:
@@ -89,18 +96,33 @@ class chain(_Composite):
 
     name_, kind_ = CHAIN, "chain"
 
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Send it (Celery's ``chain(...)()``); an empty chain sends nothing: None."""
+        return self.apply_async(args, kwargs) if self.tasks else None
+
     def apply(
         self,
         args: Sequence[Any] | None = None,
         kwargs: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> Any:
+        """Run each step here; stop after a step that ended IGNORED or REJECTED."""
+        steps = [t for t in self.tasks if not _empty_group(t)] or self.tasks[:1]
         result: Any = None
-        for i, task in enumerate(self.tasks):
+        for i, task in enumerate(steps):
             if i == 0:
                 result = task.apply(args, kwargs, **options)
             else:
                 result = task.apply((_eager_value(result),), **options)
+            if getattr(result, "state", None) in (states.IGNORED, states.REJECTED):
+                break
+        return result
+
+    def freeze(self, _id: str | None = None) -> Any:
+        """Give every step its id; the chain's id becomes its last task's (``_id`` if given)."""
+        result = super().freeze(_id)
+        if result is not None:
+            self.options["task_id"] = result.id
         return result
 
     def __repr__(self) -> str:
@@ -111,6 +133,20 @@ class group(_Composite):
     """``group(process.s(i) for i in ids)``: run in parallel; a GroupResult in that order."""
 
     name_, kind_ = GROUP, "group"
+
+    def __call__(self, *args: Any, **options: Any) -> Any:
+        """Send it (Celery's ``group(...)()``): the arguments complete every member's."""
+        return self.apply_async(args, **options)
+
+    def link(self, callback: Mapping[str, Any]) -> Signature:
+        """Run ``callback`` once, as Celery 5 does: an immutable copy goes to the first
+        member (to get the members' results, make it a chord's callback)."""
+        tasks = self.tasks
+        if not tasks:
+            raise ValueError("an empty group has no member to link to; use a chord")
+        sig = _coerce(callback, self._app).clone()
+        sig.immutable = True
+        return tasks[0].link(sig)
 
     def apply(
         self,
@@ -136,7 +172,11 @@ class chord(Signature):
         app: Conveyor | None = None,
         **options: Any,
     ) -> None:
-        head = header if isinstance(header, group) else _as_group(header, app)
+        head: Any = header
+        if isinstance(header, Iterator):
+            head = _Unread(header)  # a generator is read when the chord is sent, as in Celery
+        elif not isinstance(header, group):
+            head = _as_group(header, app)
         super().__init__(
             CHORD,
             (),
@@ -149,10 +189,17 @@ class chord(Signature):
     @property
     def header(self) -> group:
         head = self.kwargs["header"]
-        if not isinstance(head, group):
+        if isinstance(head, _Unread):  # copies: each send of this chord freezes its own
+            head = group([_copy(_coerce(s, self._app)) for s in head.read()], app=self._app)
+            self.kwargs["header"] = head
+        elif not isinstance(head, group):
             head = _as_group(head, self._app)
             self.kwargs["header"] = head
         return head
+
+    def to_dict(self) -> dict[str, Any]:
+        self.header  # noqa: B018 - read a generator header first
+        return super().to_dict()
 
     @property
     def body(self) -> Signature:
@@ -251,6 +298,27 @@ def xstarmap(task: Any, it: Iterable[Any], app: Conveyor | None = None) -> Signa
 
 # So that signature_from_dict (conveyor.signatures) rebuilds each kind from its dict form.
 _KINDS.update(chain=chain, group=group, chord=chord, chunks=chunks)
+
+
+class _Unread:
+    """A chord header given as a generator, read once when first needed (Celery's
+    ``regen``): copies of the chord share it, so each sees every signature."""
+
+    def __init__(self, items: Iterator[Any]) -> None:
+        self._items: Iterator[Any] | None = items
+        self._read: list[Any] = []
+
+    def read(self) -> list[Any]:
+        if self._items is not None:
+            self._read, self._items = list(self._items), None
+        return self._read
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Unread:
+        return self
+
+
+def _empty_group(sig: Any) -> bool:
+    return isinstance(sig, group) and not sig.tasks
 
 
 def _as_group(value: Any, app: Conveyor | None) -> group:

@@ -59,6 +59,12 @@ def _attach(child: Signature, key: str, sigs: Sequence[Signature], fresh: bool) 
     child.options[key] = [*_as_list(child.options.get(key)), *extra]
 
 
+def _immutable(sig: Signature) -> Signature:
+    frozen = sig.clone()
+    frozen.immutable = True
+    return frozen
+
+
 def _clear_ids(sig: Signature) -> None:
     sig.options.pop("task_id", None)
     for sub in _children(sig):
@@ -102,10 +108,12 @@ def _push_down(sig: Signature) -> None:
         if tasks:
             _attach(tasks[-1], "link", links, fresh=False)
     elif isinstance(sig, group):
-        for task in sig.tasks:
+        tasks = sig.tasks
+        for task in tasks:
             _inherit(task, inherited, entry=True)
-            _attach(task, "link", links, fresh=True)
             _attach(task, "link_error", errbacks, fresh=True)
+        if tasks:  # as ``group.link`` does: once, on the first member, immutable
+            _attach(tasks[0], "link", [_immutable(link) for link in links], fresh=False)
     elif isinstance(sig, chord):
         if result_id:
             _set_result_id(sig.body, str(result_id))
@@ -117,8 +125,13 @@ def _push_down(sig: Signature) -> None:
 
 
 def _flatten_chain(tasks: list[Signature]) -> list[Signature]:
+    """The steps of nested chains in line; a group of one is its one task (Celery's
+    ``maybe_unroll_group``)."""
     out: list[Signature] = []
     for task in tasks:
+        while isinstance(task, group) and len(task.tasks) == 1:
+            _push_down(task)
+            task = task.tasks[0]
         if isinstance(task, chain):
             _push_down(task)
             out.extend(_flatten_chain(task.tasks))
@@ -135,9 +148,17 @@ def _flatten_group(tasks: list[Signature]) -> list[Signature]:
         if isinstance(task, group):
             _push_down(task)
             out.extend(_flatten_group(task.tasks))
-        else:
+        elif not _empty_chain(task):  # an empty chain gives no result: dropped, as in Celery
             out.append(task)
     return out
+
+
+def _empty_chain(sig: Signature) -> bool:
+    return isinstance(sig, chain) and all(_empty_chain(task) for task in sig.tasks)
+
+
+def _empty_group(sig: Signature) -> bool:
+    return isinstance(sig, group) and not sig.tasks
 
 
 def _freeze(sig: Signature) -> None:
@@ -146,9 +167,9 @@ def _freeze(sig: Signature) -> None:
         raise TypeError("freeze the chunks' group(), not the chunks")
     if isinstance(sig, chain):
         _push_down(sig)
-        tasks = _flatten_chain(sig.tasks)
-        if not tasks:
-            raise ValueError("an empty chain has nothing to run")
+        steps = _flatten_chain(sig.tasks)
+        # Empty groups are skipped, unless there is nothing else (an empty group's result).
+        tasks = [task for task in steps if not _empty_group(task)] or steps[:1]
         i = 0
         while i < len(tasks) - 1:
             if isinstance(tasks[i], group):
@@ -250,6 +271,12 @@ def _result(sig: Signature, app: Conveyor, parent: Any) -> Any:
             app=app,
         )
         return _result(sig.body, app, head)
-    return AsyncResult(
-        str(sig.options["task_id"]), app=app, task=app.tasks.get(sig.task), parent=parent
+    kind = app.tasks.get(sig.task)
+    handle: AsyncResult[Any] = AsyncResult(
+        str(sig.options["task_id"]), app=app, task=kind, parent=parent
     )
+    ignore = sig.options.get("ignore_result")
+    if ignore is None and kind is not None:
+        ignore = kind.ignore_result
+    handle.ignored = bool(app.conf.task_ignore_result if ignore is None else ignore)
+    return handle

@@ -220,6 +220,8 @@ def send(
         node.kwargs = {**node.kwargs, **kwargs}
         kwargs = {}
     _freeze(node)
+    if isinstance(node, chain) and not node.tasks:
+        return None  # an empty chain sends nothing, as in Celery
     request = current_request()
     ctx = Context(
         prev=prev,
@@ -231,4 +233,9 @@ def send(
     plan = Plan(app, fresh=True)
     plan.apply(node, ctx)
     plan.flush()
-    return _result(node, app, None)
+    result = _result(node, app, None)
+    if isinstance(result, GroupResult) and len(result) == 1:
+        only = result.results[0]
+        if isinstance(only, GroupResult):
+            return only  # a group of one chain that ends in a group: that group, as in Celery
+    return result

@@ -55,6 +55,10 @@ class AsyncResult(Generic[R]):
     For type checkers, ``AsyncResult[R]``: ``get()`` returns the task's return type ``R``.
     """
 
+    ignored: bool = False
+    """Set on the handle a send returns when the task keeps no result: ``get()`` then
+    returns None at once instead of waiting for a result that is never stored (Celery's)."""
+
     def __init__(
         self,
         id: str,
@@ -158,9 +162,11 @@ class AsyncResult(Generic[R]):
         """Wait for the task to finish and return its value (or raise its exception).
 
         Celery's parameters in Celery's order, each checked (see ``conveyor.joins``).
-        ``interval``, ``no_ack`` and ``follow_parents`` are accepted for Celery
-        compatibility: the wait wakes as soon as the result is stored.
-        ``callback(task_id, value)`` is called with the value before it is returned.
+        ``interval`` and ``no_ack`` are accepted for Celery compatibility: the wait wakes
+        as soon as the result is stored. ``callback(task_id, value)`` is called with the
+        value before it is returned. As in Celery, a failure raises the error of the first
+        failed result before it in its workflow (``follow_parents``): a chord whose member
+        failed raises that member's exception, not the ChordError stored for its callback.
         """
         check_get_arguments(
             GET_ORDER,
@@ -174,6 +180,8 @@ class AsyncResult(Generic[R]):
             on_interval=on_interval,
             disable_sync_subtasks=disable_sync_subtasks,
         )
+        if self.ignored:
+            return None  # type: ignore[return-value]
         check_join(disable_sync_subtasks)
         record = self.app.results.wait(self.id, timeout)
         if record is None or record.status not in states.READY_STATES:
@@ -182,6 +190,8 @@ class AsyncResult(Generic[R]):
         if propagate:
             error = _error(record, self.id)
             if error is not None:
+                if follow_parents:
+                    self._raise_parent_error()
                 raise error
         value: R = _value(record, self._typed_by(record), self.id)
         if callback is not None:
@@ -211,6 +221,23 @@ class AsyncResult(Generic[R]):
         return self.app.tasks.get(record.task)
 
     wait = get
+
+    def maybe_throw(self, propagate: bool = True) -> None:
+        """Raise the task's exception if it has failed (was revoked, rejected)."""
+        record = self._record()
+        error = _error(record) if record is not None and propagate else None
+        if error is not None:
+            raise error
+
+    def _raise_parent_error(self) -> None:
+        """Raise the error of the earliest failed result this one follows in a workflow."""
+        parents = []
+        node = self.parent
+        while node is not None:
+            parents.append(node)
+            node = node.parent
+        for parent in reversed(parents):
+            parent.maybe_throw()
 
     def forget(self) -> None:
         """Delete the stored result."""

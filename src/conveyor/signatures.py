@@ -288,7 +288,7 @@ class Signature(dict[str, Any]):
         from .canvas import chain, chord, group
 
         other = _coerce(other, self._app)
-        if isinstance(self, group):
+        if isinstance(self, group) and len(self.tasks) != 1:  # a group of one is unrolled
             return chord(self, other, app=self._app)
         if isinstance(self, chain):
             extra = other.tasks if isinstance(other, chain) else [other]

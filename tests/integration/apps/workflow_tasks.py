@@ -108,6 +108,12 @@ def error_handler(request: Any, exc: BaseException, traceback: Any, log: str) ->
     note(log, kind="handler", failed=request.id, error=f"{type(exc).__name__}: {exc}")
 
 
+@app.task(name="wf.announce")
+def announce(log: str, label: str) -> None:
+    """A callback that takes no result (``group.link`` makes it immutable)."""
+    note(log, kind="announce", label=label)
+
+
 @app.task(name="wf.callback_ran")
 def callback_ran(values: Any, log: str) -> Any:
     note(log, kind="callback", values=values)

@@ -1,0 +1,186 @@
+"""Canvas behaviour that ported Celery code relies on: calling a workflow sends it, empty
+workflows, ``group.link``, how nested and single-member groups shape results, lazy chord
+headers, ``chain.freeze(id)``, and the eager chain's stop at Ignore.
+
+Each workflow is written the way a Celery project writes it and drained in this thread
+with ``run_until_empty`` (the worker's own executor).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from conveyor import Conveyor, GroupResult, Ignore, chain, chord, group, states
+from conveyor.testing import memory_app, run_until_empty
+
+
+@pytest.fixture
+def app() -> Conveyor:
+    return memory_app(f"celery-canvas-{uuid.uuid4().hex[:6]}")
+
+
+@pytest.fixture
+def t(app: Conveyor) -> SimpleNamespace:
+    calls: list[tuple[str, tuple[Any, ...]]] = []
+
+    @app.task(name="cc.add")
+    def add(x: int, y: int) -> int:
+        calls.append(("add", (x, y)))
+        return x + y
+
+    @app.task(name="cc.tsum")
+    def tsum(values: list[int]) -> int:
+        return sum(values)
+
+    @app.task(name="cc.notify")
+    def notify(*args: Any) -> None:
+        calls.append(("notify", args))
+
+    @app.task(name="cc.skip")
+    def skip(*args: Any) -> None:
+        raise Ignore()
+
+    return SimpleNamespace(add=add, tsum=tsum, notify=notify, skip=skip, calls=calls)
+
+
+def drain(app: Conveyor) -> None:
+    run_until_empty(app, max_tasks=10_000)
+
+
+def test_calling_a_chain_group_or_chord_sends_it(app: Conveyor, t: SimpleNamespace) -> None:
+    flow = chain(t.add.s(2, 2), t.add.s(4))()
+    parallel = group(t.add.s(i, i) for i in range(3))()
+    partial = group(t.add.s(1), t.add.s(2))(10)  # the arguments complete every member's
+    summed = chord(t.add.s(i, i) for i in range(3))(t.tsum.s())
+    drain(app)
+    assert flow.get(timeout=1) == 8 and flow.parent.get(timeout=1) == 4
+    assert parallel.get(timeout=1) == [0, 2, 4]
+    assert partial.get(timeout=1) == [11, 12]
+    assert summed.get(timeout=1) == 6
+
+
+def test_calling_a_task_signature_still_runs_the_function_here(
+    app: Conveyor, t: SimpleNamespace
+) -> None:
+    assert t.add.s(2)(3) == 5
+    assert app.broker.stats() == {}
+
+
+def test_an_empty_chain_sends_nothing(app: Conveyor, t: SimpleNamespace) -> None:
+    assert chain()() is None
+    assert chain().apply_async() is None
+    assert chain(chain(), chain()).delay() is None
+    assert sum(s.total for s in app.broker.stats().values()) == 0
+    app.conf.task_always_eager = True
+    assert chain().apply_async() is None
+
+
+def test_an_empty_group_gives_an_empty_group_result(app: Conveyor, t: SimpleNamespace) -> None:
+    called = group([])()
+    sent = group([]).apply_async()
+    assert isinstance(called, GroupResult) and isinstance(sent, GroupResult)
+    assert called.results == [] and sent.get(timeout=1) == [] and sent.successful()
+    assert sum(s.total for s in app.broker.stats().values()) == 0
+
+
+def test_empty_groups_and_chains_inside_a_workflow_are_skipped(
+    app: Conveyor, t: SimpleNamespace
+) -> None:
+    flow = chain(t.add.s(1, 1), group([]), t.add.s(3)).delay()
+    members = group(t.add.s(1, 1), chain(), t.add.s(2, 2)).delay()
+    drain(app)
+    assert flow.get(timeout=1) == 5
+    assert members.get(timeout=1) == [2, 4]
+
+
+def test_group_link_calls_the_callback_once_without_the_results(
+    app: Conveyor, t: SimpleNamespace
+) -> None:
+    batch = group(t.add.s(1, 1), t.add.s(2, 2), t.add.s(3, 3))
+    batch.link(t.notify.s("batch done"))
+    result = batch.delay()
+    drain(app)
+    assert result.get(timeout=1) == [2, 4, 6]
+    assert [c for c in t.calls if c[0] == "notify"] == [("notify", ("batch done",))]
+
+
+def test_group_link_error_still_reaches_every_member(app: Conveyor, t: SimpleNamespace) -> None:
+    @app.task(name="cc.fail")
+    def fail(*args: Any) -> None:
+        raise ValueError("no")
+
+    batch = group(fail.s(), t.add.s(1, 1), fail.s())
+    batch.link_error(t.notify.si("failed"))
+    batch.delay()
+    drain(app)
+    assert [c for c in t.calls if c[0] == "notify"] == [("notify", ("failed",))] * 2
+
+
+def test_nested_and_single_member_groups_shape_results_as_in_celery(
+    app: Conveyor, t: SimpleNamespace
+) -> None:
+    add, tsum = t.add, t.tsum
+    flows = {
+        # a group inside a group is unrolled into it
+        "nested": (group(add.si(1, 10), group(add.si(1, 100), group(add.si(1, 1000)))), None),
+        # a group of one in a chain is its one task: the next step gets a value, not a list
+        "one in a chain": (chain(add.s(1, 1), group(add.s(1)), add.s(3)), None),
+        "one piped": (group(add.s(1, 1)) | add.s(2), None),
+        # a group of one chain ending in a group gives that group's results
+        "chain to a group": (group(chain(add.s(1, 1), group(add.s(1), add.s(2)))), None),
+        "beside a task": (group(chain(add.s(1, 1), group(add.s(1), add.s(2))), add.s(5, 5)), None),
+        "chord in a group of one": (group(chord([add.si(40, 2)], tsum.s())), None),
+    }
+    results = {name: flow.delay() for name, (flow, _) in flows.items()}
+    drain(app)
+    values = {name: result.get(timeout=1) for name, result in results.items()}
+    assert values == {
+        "nested": [11, 101, 1001],
+        "one in a chain": 6,
+        "one piped": 4,
+        "chain to a group": [3, 4],
+        "beside a task": [[3, 4], 10],
+        "chord in a group of one": [42],
+    }
+
+
+def test_a_generator_chord_header_is_read_when_the_chord_is_sent(
+    app: Conveyor, t: SimpleNamespace
+) -> None:
+    read: list[int] = []
+
+    def parts() -> Iterator[Any]:
+        for i in range(3):
+            read.append(i)
+            yield t.add.s(i, i)
+
+    workflow = chord(parts(), t.tsum.s())
+    assert read == []  # building the chord reads nothing
+    first = workflow.delay()
+    second = workflow.delay()  # every send sees every member
+    drain(app)
+    assert read == [0, 1, 2]
+    assert first.get(timeout=1) == second.get(timeout=1) == 6
+
+
+def test_chain_freeze_with_an_id_sets_the_chains_id(app: Conveyor, t: SimpleNamespace) -> None:
+    workflow = chain(t.add.s(1, 1), t.add.s(2))
+    frozen = workflow.freeze("order-42-total")
+    assert workflow.id == frozen.id == "order-42-total"
+    result = workflow.delay()
+    drain(app)
+    assert result.id == "order-42-total" and app.AsyncResult("order-42-total").get(timeout=1) == 4
+
+
+def test_an_eager_chain_stops_at_a_task_that_raises_ignore(
+    app: Conveyor, t: SimpleNamespace
+) -> None:
+    app.conf.task_always_eager = True
+    result = chain(t.add.s(1, 1), t.skip.s(), t.add.s(5)).delay()
+    assert result.state == states.IGNORED
+    assert t.calls == [("add", (1, 1))]
