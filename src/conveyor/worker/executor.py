@@ -25,6 +25,7 @@ from ..exceptions import (
     DecodeError,
     EncodeError,
     NotRegistered,
+    Reject,
     SoftTimeLimitExceeded,
     WorkerLostError,
 )
@@ -274,6 +275,8 @@ class Executor:
             retries=message.retries,
             hostname=self.hostname,
             delivery_info={
+                "exchange": "",
+                "routing_key": delivery.queue,
                 "queue": delivery.queue,
                 "priority": delivery.priority,
                 "redelivered": delivery.redelivered,
@@ -340,16 +343,7 @@ class Executor:
             )
         if outcome.state == states.REJECTED:
             assert outcome.reject is not None
-            if outcome.reject.requeue:
-                logger.info("%s[%s] rejected, requeued: %s", name, task_id, outcome.reject.reason)
-                self._nack(delivery)
-                return states.REJECTED
-            reason = f"rejected by the task: {outcome.reject.reason}"
-            self._write(
-                message, attempt, TaskRecord(status=states.REJECTED, result=reason, task=name)
-            )
-            self._dead_letter(delivery, reason)
-            return states.REJECTED
+            return self._rejected(delivery, message, attempt, outcome.reject)
         assert outcome.exc is not None
         logger.error(
             "%s[%s] raised %s: %s",
@@ -446,15 +440,48 @@ class Executor:
         self.outbox.ack(delivery, message)
         return record.status
 
+    def _rejected(self, delivery: Delivery, message: Message, attempt: int, reject: Reject) -> str:
+        """``Reject``: dead-letter the message with the reason, or with ``requeue=True``
+        hand it back as a new delivery (``request.delivery_info["redelivered"]``). Each
+        requeue counts as a delivery, so ``task_max_deliveries`` ends a task that rejects
+        every time in the dead letters."""
+        name, limit = message.task, self.app.conf.task_max_deliveries
+        if reject.requeue and delivery.delivery_count < limit:
+            logger.info(
+                "%s[%s] rejected, requeued (delivery %d of at most %d): %s",
+                name,
+                message.id,
+                delivery.delivery_count,
+                limit,
+                reject.reason,
+            )
+            self._hand_back(delivery)
+            return states.REJECTED
+        if reject.requeue:
+            reason = (
+                f"rejected by the task on each of its {delivery.delivery_count} deliveries "
+                f"(task_max_deliveries is {limit}): {reject.reason}"
+            )
+        else:
+            reason = f"rejected by the task: {reject.reason}"
+        logger.warning("%s[%s] %s; dead-lettered", name, message.id, reason)
+        self._write(message, attempt, TaskRecord(status=states.REJECTED, result=reason, task=name))
+        self._dead_letter(delivery, reason)
+        return states.REJECTED
+
+    def _hand_back(self, delivery: Delivery) -> None:
+        """Back to its queue as a new delivery: its lease passes now, which counts."""
+        self.broker.extend([delivery], 0.0)
+        self.broker.recover_expired()
+        self.tracker.released([delivery])
+
     def worker_error(self, delivery: Delivery, exc: Exception) -> None:
         """The worker's own code failed on a delivery: hand it back counted as a delivery,
         so a message that trips the worker every time ends in the dead letters."""
         self.forget(delivery)
         limit = self.app.conf.task_max_deliveries
         if delivery.delivery_count < limit:
-            self.broker.extend([delivery], 0.0)
-            self.broker.recover_expired()
-            self.tracker.released([delivery])
+            self._hand_back(delivery)
             return
         reason = (
             f"the worker failed on each of its {delivery.delivery_count} deliveries "

@@ -1,0 +1,71 @@
+"""Messages as Celery handles them, through real workers: ``Reject`` with and without
+requeue, unannotated values that keep their types, and revocation by stamped header."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from types import ModuleType
+
+import pytest
+
+from conveyor import states
+
+from .support import (
+    APP_SPEC,
+    WorkerProcess,
+    Workers,
+    extra_tasks,
+    read_jsonl,
+    start_worker_with,
+)
+
+TIMEOUT = 30.0
+MODULE = "compat_tasks"
+
+
+@pytest.fixture
+def compat(tasks: ModuleType) -> Iterator[ModuleType]:
+    with extra_tasks(MODULE, tasks) as module:
+        yield module
+
+
+def start(workers: Workers, *args: str) -> WorkerProcess:
+    return start_worker_with(workers, MODULE, "compat.import_feed", *args)
+
+
+def test_reject_with_requeue_is_redelivered(compat, workers, workdir):
+    log = str(workdir / "feed.jsonl")
+    start(workers)
+    result = compat.import_feed.delay("prices", log, 3)
+
+    assert result.get(timeout=TIMEOUT) == "prices imported"
+    assert read_jsonl(log) == [
+        {"delivery": 1, "redelivered": False},
+        {"delivery": 2, "redelivered": True},
+        {"delivery": 3, "redelivered": True},
+    ]
+
+
+def test_reject_requeued_forever_ends_in_the_dead_letters(compat, workers, workdir, cli):
+    log = str(workdir / "feed.jsonl")
+    start(workers)
+    result = compat.import_feed.delay("rates", log, 1000)
+
+    with pytest.raises(Exception, match="rejected by the task on each of its 3 deliveries"):
+        result.get(timeout=TIMEOUT)
+    assert result.state == states.REJECTED
+    assert [line["delivery"] for line in read_jsonl(log)] == [1, 2, 3]
+    listed = cli("dead-letters", "list", "-A", APP_SPEC)
+    assert result.id in listed.stdout and "rates: the upstream is not ready" in listed.stdout
+
+
+def test_reject_without_requeue_ends_rejected(compat, workers, cli):
+    worker = start(workers)
+    result = compat.parse_invoice.delay("<invoice")
+
+    with pytest.raises(Exception, match="malformed invoice"):
+        result.get(timeout=TIMEOUT)
+    assert result.state == states.REJECTED
+    listed = cli("dead-letters", "list", "-A", APP_SPEC)
+    assert "rejected by the task: malformed invoice '<invoice'" in listed.stdout
+    assert "dead-lettered" in worker.log()
