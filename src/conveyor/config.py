@@ -60,6 +60,9 @@ class Settings:
     beat_store: str | None = None
     """Where periodic tasks are kept: a URL or ``module:attr`` (as ``conveyor beat --store``);
     by default beside the broker."""
+    beat_cron_starting_deadline: float | None = None
+    """Celery's setting: a crontab run missed by more than this many seconds is skipped,
+    not sent late; None sends it (by the entry's ``catch_up``)."""
     send_on_commit: bool = False
     """Django integration: a task sent inside ``transaction.atomic`` waits for the commit
     (and is never sent if the transaction rolls back)."""
@@ -141,6 +144,7 @@ _SECONDS = {
     "task_soft_time_limit",
     "task_revoke_expires",
     "idempotency_window",
+    "beat_cron_starting_deadline",
 }
 
 

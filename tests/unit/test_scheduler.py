@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import random
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -265,6 +265,61 @@ def test_latest_with_an_on_time_run_fires_just_that_one(app, store, clock, outbo
     drive(clock, [scheduler], 601)
 
     assert outbox.dues("e") == [iso(600)]
+
+
+# -- beat_cron_starting_deadline (Celery's setting) ---------------------------------------------
+
+
+def cron_entry_down_until(app, store, clock, down_for: float, catch_up: str = "latest"):
+    """A quarter-hourly crontab whose scheduler was down from 12:00 for ``down_for`` s."""
+    app.conf.beat_schedule = {
+        "quarterly": {
+            "task": "tasks.quarterly",
+            "schedule": crontab(minute="*/15"),
+            "catch_up": catch_up,
+        }
+    }
+    Scheduler(app, store).setup()  # synced at 12:00, then no scheduler ran
+    clock.now = T0 + down_for
+    return Scheduler(app, store)
+
+
+def test_a_cron_run_missed_by_more_than_the_deadline_is_skipped(app, store, clock, outbox):
+    app.conf.beat_cron_starting_deadline = 120
+    scheduler = cron_entry_down_until(app, store, clock, down_for=20 * 60)  # 12:15 is 5 min old
+
+    drive(clock, [scheduler], 31 * 60)
+
+    assert outbox.dues("quarterly") == [iso(30 * 60)]
+    assert store.get("quarterly").total_run_count == 1
+
+
+def test_a_cron_run_missed_by_less_than_the_deadline_is_sent_late(app, store, clock, outbox):
+    app.conf.beat_cron_starting_deadline = 600
+    scheduler = cron_entry_down_until(app, store, clock, down_for=20 * 60)
+
+    drive(clock, [scheduler], 31 * 60)
+
+    assert outbox.dues("quarterly") == [iso(15 * 60), iso(30 * 60)]
+
+
+def test_the_deadline_bounds_how_far_back_catch_up_all_reaches(app, store, clock, outbox):
+    app.conf.beat_cron_starting_deadline = timedelta(minutes=16)
+    scheduler = cron_entry_down_until(app, store, clock, down_for=50 * 60, catch_up="all")
+
+    drive(clock, [scheduler], 61 * 60)
+
+    # 12:15 and 12:30 are older than 16 minutes at 12:50; 12:45 is not.
+    assert outbox.dues("quarterly") == [iso(45 * 60), iso(60 * 60)]
+
+
+def test_the_deadline_leaves_intervals_alone_as_in_celery(app, store, clock, outbox):
+    app.conf.beat_cron_starting_deadline = 30
+    scheduler = down_for_ten_minutes(app, store, clock, "latest")
+
+    drive(clock, [scheduler], 700)
+
+    assert outbox.dues("e") == [iso(600), iso(660)]
 
 
 # -- several schedulers, restarts -------------------------------------------------------------

@@ -5,14 +5,24 @@ from __future__ import annotations
 
 import itertools
 import math
+import pickle
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import msgspec
 import pytest
 
-from conveyor.beat import clocked, crontab, schedule
+from conveyor.beat import (
+    ParseException,
+    clocked,
+    crontab,
+    crontab_parser,
+    maybe_schedule,
+    schedstate,
+    schedule,
+)
 from conveyor.beat.schedules import ScheduleData, schedule_from_data, to_schedule
+from conveyor.testing import FakeClock, memory_app
 
 PARIS = ZoneInfo("Europe/Paris")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -47,8 +57,8 @@ def runs_between(cron: crontab, start: datetime, end: datetime) -> list[datetime
         ({"day_of_week": "mon-fri"}, "day_of_week", {1, 2, 3, 4, 5}),
         ({"day_of_week": "fri-mon"}, "day_of_week", {5, 6, 0, 1}),
         ({"day_of_week": "sunday,Saturday"}, "day_of_week", {0, 6}),
-        ({"day_of_week": "7"}, "day_of_week", {0}),
-        ({"day_of_week": "0-7"}, "day_of_week", set(range(7))),
+        ({"day_of_week": "sat-sun"}, "day_of_week", {6, 0}),
+        ({"day_of_week": "*/2"}, "day_of_week", {0, 2, 4, 6}),
         ({"month_of_year": "jan-mar,Dec"}, "month_of_year", {1, 2, 3, 12}),
         ({"month_of_year": "*/3"}, "month_of_year", {1, 4, 7, 10}),
         ({"day_of_month": "1-7,15"}, "day_of_month", {1, 2, 3, 4, 5, 6, 7, 15}),
@@ -56,6 +66,7 @@ def runs_between(cron: crontab, start: datetime, end: datetime) -> list[datetime
 )
 def test_fields_take_celerys_syntax(kwargs, field, expected):
     assert getattr(crontab(**kwargs), field).values == expected
+    assert getattr(crontab(**kwargs), field) == expected  # read back as a set, as in Celery
 
 
 def test_from_string_reads_fields_in_cron_order():
@@ -83,6 +94,9 @@ def test_from_string_reads_fields_in_cron_order():
         ({"month_of_year": "jun-smarch"}, "month_of_year"),
         ({"day_of_week": "funday"}, "day_of_week"),
         ({"day_of_week": 8}, "day_of_week"),
+        ({"day_of_week": 7}, "day_of_week"),
+        ({"day_of_week": "7"}, "day_of_week"),
+        ({"day_of_week": "0-7"}, "day_of_week"),
         ({"minute": "*/0"}, "minute"),
         ({"minute": "*/x"}, "minute"),
         ({"minute": "1-"}, "minute"),
@@ -103,6 +117,25 @@ def test_invalid_fields_raise_value_error_naming_the_field(kwargs, field):
 def test_a_cron_line_needs_five_fields():
     with pytest.raises(ValueError, match="needs 5"):
         crontab.from_string("15 * * *")
+
+
+def test_day_of_week_7_is_refused_as_in_celery_with_the_fix():
+    with pytest.raises(ValueError, match=r"Sunday is 0 \(or 'sun'\)"):
+        crontab(hour=7, minute=30, day_of_week=7)
+    assert crontab(hour=7, minute=30, day_of_week="sun") == crontab(
+        hour=7, minute=30, day_of_week=0
+    )
+
+
+def test_a_date_that_never_occurs_fails_when_the_crontab_is_made():
+    # Celery raises RuntimeError("unable to rollover") when it first looks for the next
+    # run; here it fails at once, as a ValueError that is also that RuntimeError.
+    with pytest.raises(RuntimeError, match="never occurs"):
+        crontab(minute=0, hour=0, day_of_month=31, month_of_year=2)
+    with pytest.raises(
+        ValueError, match=r"^day_of_month: '30,31' never occurs in month_of_year 'feb' \(February\)"
+    ):
+        crontab(minute=0, hour=0, day_of_month="30,31", month_of_year="feb")
 
 
 def test_a_day_that_exists_in_one_listed_month_is_accepted():
@@ -309,6 +342,134 @@ def test_is_due_answers_like_celery():
     once = clocked(utc(2024, 5, 1, 12))
     assert once.is_due(None, utc(2024, 5, 1, 11)) == (False, 3600.0)
     assert once.is_due(None, utc(2024, 5, 1, 13)) == (True, math.inf)
+
+
+# -- Celery's schedule API ------------------------------------------------------------------
+
+
+@pytest.fixture
+def app():
+    made = memory_app(clock=FakeClock(utc(2010, 5, 10, 10, 30).timestamp()))
+    yield made
+    made.close()
+
+
+def test_crontab_parser_expands_one_field_as_celery_does():
+    assert crontab_parser(60).parse("*/15") == {0, 15, 30, 45}
+    assert crontab_parser(24).parse("*/4") == {0, 4, 8, 12, 16, 20}
+    assert crontab_parser(7).parse("*") == set(range(7))
+    assert crontab_parser(7).parse("mon-fri") == {1, 2, 3, 4, 5}
+    assert crontab_parser(31, 1).parse("*/3") == {1, 4, 7, 10, 13, 16, 19, 22, 25, 28, 31}
+    assert crontab_parser(12, 1).parse("2-12/2") == {2, 4, 6, 8, 10, 12}
+    assert crontab_parser(12).parse("11-1") == {11, 0, 1}
+    assert crontab_parser(min_=1).parse("55-5/3") == {55, 58, 1, 4}
+
+
+@pytest.mark.parametrize("pattern", ["", "1,,2", "*/", "-20"])
+def test_crontab_parser_raises_parse_exception_for_malformed_patterns(pattern):
+    with pytest.raises(ParseException):
+        crontab_parser(60).parse(pattern)
+    with pytest.raises(crontab_parser.ParseException):  # where Celery also offers it
+        crontab_parser(60).parse(pattern)
+
+
+def test_crontab_parser_out_of_range_is_a_value_error_naming_the_range():
+    with pytest.raises(ValueError, match=r"out of range \(1-12\)"):
+        crontab_parser(12, 1).parse("0")
+    with pytest.raises(ValueError, match=r"out of range \(0-59\)"):
+        crontab_parser(60).parse("61-0")
+
+
+def test_crontabs_are_equal_when_their_fields_expand_alike():
+    assert crontab(minute="*/15") == crontab(minute="0,15,30,45")
+    assert hash(crontab(minute="*/15")) == hash(crontab(minute="0,15,30,45"))
+    assert len({crontab(minute="*/15"), crontab(minute=[0, 15, 30, 45])}) == 1
+    assert crontab(day_of_week="1, 2") == crontab(day_of_week="mon-tue")
+    assert crontab(day_of_month="1, 16, 31") == crontab(day_of_month="*/15")
+    assert crontab(minute=1) != crontab(minute=2)
+    assert crontab(0, 9, timezone="Asia/Tokyo") != crontab(0, 9)
+    assert crontab(month_of_year=1) != schedule(10)
+
+
+def test_is_due_with_one_argument_reads_nowfun_as_celery_does(app):
+    # Celery's tests pin the time with nowfun and pass naive datetimes, read as UTC.
+    hourly = crontab(minute=30, nowfun=lambda: datetime(2010, 5, 10, 10, 30), app=app)
+    daily = crontab(hour=7, minute=30, nowfun=lambda: datetime(2010, 5, 10, 10, 30), app=app)
+
+    assert hourly.is_due(datetime(2010, 5, 10, 6, 30)) == schedstate(is_due=True, next=3600.0)
+    due, next_check = daily.is_due(datetime(2010, 5, 10, 7, 30))
+    assert (due, next_check) == (False, 21 * 3600.0)
+    assert daily.is_due(datetime(2010, 5, 9, 7, 30)).is_due
+
+
+def test_is_due_without_nowfun_reads_the_apps_clock(app):
+    quarterly = crontab(minute="*/15", app=app)  # the app's clock says 10:30 UTC
+
+    assert quarterly.is_due(utc(2010, 5, 10, 10, 15)) == (True, 900.0)
+    assert quarterly.is_due(utc(2010, 5, 10, 10, 30)) == (False, 900.0)
+    assert schedule(timedelta(minutes=10), app=app).is_due(utc(2010, 5, 10, 10, 25)).is_due
+
+
+def test_is_due_reads_times_in_the_apps_timezone(app):
+    app.conf.timezone = "Europe/Paris"
+    breakfast = crontab(hour=7, minute=30, app=app)  # 07:30 in Paris is 05:30 UTC in May
+
+    assert breakfast.is_due(utc(2010, 5, 9, 5, 30)) == (True, 19 * 3600.0)
+    assert breakfast.remaining_estimate(utc(2010, 5, 10, 5, 30)) == timedelta(hours=19)
+
+
+def test_remaining_estimate_is_a_timedelta_to_the_next_run(app):
+    def next_occurrence(schedule, now):  # naive times, read as UTC, as Celery's tests use
+        schedule.nowfun = lambda: now
+        return now + schedule.remaining_estimate(now)
+
+    every_minute = crontab(app=app)
+    saturdays = crontab(minute=30, hour=14, day_of_week="sat", app=app)
+    assert next_occurrence(every_minute, datetime(2010, 9, 11, 14, 30, 15)) == datetime(
+        2010, 9, 11, 14, 31
+    )
+    assert next_occurrence(saturdays, datetime(2010, 9, 11, 14, 30, 15)) == datetime(
+        2010, 9, 18, 14, 30
+    )
+    overdue = crontab(minute=0, app=app).remaining_estimate(utc(2010, 5, 10, 9, 30))
+    assert overdue == timedelta(minutes=-30)
+    assert clocked(utc(2010, 1, 1), app=app).remaining_estimate(utc(2010, 1, 1)) == timedelta.max
+
+
+def test_cron_starting_deadline_makes_an_old_missed_run_not_due(app):
+    # Could have run at 07:30 on 12/5 but did not; 10:30 is three hours later.
+    daily = crontab(hour=7, minute=30, nowfun=lambda: datetime(2022, 12, 5, 10, 30), app=app)
+    last_run = datetime(2022, 12, 4, 10, 30)
+
+    assert daily.is_due(last_run) == (True, 21 * 3600.0)
+    app.conf.beat_cron_starting_deadline = 3600
+    assert daily.is_due(last_run) == (False, 21 * 3600.0)
+    app.conf.beat_cron_starting_deadline = 4 * 3600
+    assert daily.is_due(last_run).is_due
+
+
+def test_schedules_keep_nowfun_and_find_an_app_after_pickling(app):
+    quarterly = crontab(minute="*/15", app=app)
+    every_ten = schedule(10, app=app)
+
+    assert pickle.loads(pickle.dumps(quarterly)) == quarterly
+    assert pickle.loads(pickle.dumps(every_ten)) == every_ten
+    assert pickle.loads(pickle.dumps(quarterly)).is_due(utc(2010, 5, 10, 10, 15)).is_due
+
+
+def test_maybe_schedule_makes_schedules_from_numbers_and_timedeltas(app):
+    quarterly = crontab(minute="*/15")
+
+    assert maybe_schedule(None) is None
+    assert maybe_schedule(30) == schedule(30)
+    assert maybe_schedule(timedelta(minutes=5), relative=True, app=app).app is app
+    assert maybe_schedule(quarterly, app=app) is quarterly
+    assert quarterly.app is app
+
+
+def test_nowfun_must_be_callable():
+    with pytest.raises(ValueError, match="^nowfun:"):
+        crontab(minute=0, nowfun=datetime(2010, 1, 1))
 
 
 # -- descriptions ---------------------------------------------------------------------------

@@ -11,14 +11,25 @@
     @app.periodic_task(crontab(minute="*/15"), name="refresh-cache")
     def refresh_cache() -> None: ...
 
-``conveyor beat -A shop.tasks:app`` (or ``conveyor worker --beat``) runs them.
+``conveyor beat -A shop.tasks:app`` (or ``conveyor worker --beat``) runs them. What
+``celery.schedules`` offers is here too: ``crontab``, ``schedule``, ``crontab_parser``,
+``maybe_schedule``, ``ParseException`` and ``schedstate``.
 """
 
 from __future__ import annotations
 
 from .entries import CATCH_UP, Entry, code_entries
+from .fields import ParseException, crontab_parser
 from .scheduler import Scheduler, due_key, run_now
-from .schedules import Schedule, clocked, crontab, schedule
+from .schedules import (
+    ImpossibleSchedule,
+    Schedule,
+    clocked,
+    crontab,
+    maybe_schedule,
+    schedstate,
+    schedule,
+)
 from .service import BeatThread, serve
 from .sqlite import SQLiteStore
 from .store import (
@@ -34,7 +45,9 @@ __all__ = [
     "CATCH_UP",
     "BeatThread",
     "Entry",
+    "ImpossibleSchedule",
     "MemoryStore",
+    "ParseException",
     "SQLiteStore",
     "Schedule",
     "ScheduleStore",
@@ -43,10 +56,13 @@ __all__ = [
     "clocked",
     "code_entries",
     "crontab",
+    "crontab_parser",
     "default_store",
     "due_key",
+    "maybe_schedule",
     "resolve_store",
     "run_now",
+    "schedstate",
     "schedule",
     "serve",
     "store_from_url",

@@ -1,15 +1,26 @@
 """Cron fields: Celery's syntax (``*/15``, ``8-14``, ``mon-fri``, lists) parsed into sets.
 
 Every error is a ValueError that starts with the field's name, so a bad schedule in a
-settings file points at the exact argument to fix.
+settings file points at the exact argument to fix; a malformed pattern (an empty item, a
+missing step) is Celery's ``ParseException``, itself a ValueError.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["DAY_NAMES", "FIELDS", "MONTH_NAMES", "CronField", "FieldSpec", "parse_field"]
+__all__ = [
+    "DAY_NAMES",
+    "FIELDS",
+    "MONTH_NAMES",
+    "CronField",
+    "FieldSpec",
+    "ParseException",
+    "crontab_parser",
+    "parse_field",
+]
 
 DAY_NAMES = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
 MONTH_NAMES = (
@@ -54,13 +65,31 @@ MONTH_OF_YEAR = FieldSpec("month_of_year", 1, 12, MONTH_NAMES)
 FIELDS = {f.name: f for f in (MINUTE, HOUR, DAY_OF_WEEK, DAY_OF_MONTH, MONTH_OF_YEAR)}
 
 
-@dataclass(frozen=True)
-class CronField:
-    """One parsed field: the original text (kept for display and storage) and its values."""
+class ParseException(ValueError):
+    """A pattern that cannot be read (Celery's name for it; a ValueError here)."""
+
+
+class CronField(frozenset[int]):
+    """One parsed field: its values as a set (``crontab(minute="*/15").minute == {0, 15, 30,
+    45}``, as in Celery) plus the original text, kept for display and storage."""
 
     spec: FieldSpec
     text: str
-    values: frozenset[int]
+
+    def __new__(cls, spec: FieldSpec, text: str, values: Iterable[int]) -> CronField:
+        field = super().__new__(cls, values)
+        field.spec, field.text = spec, text
+        return field
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (CronField, (self.spec, self.text, frozenset(self)))
+
+    def __repr__(self) -> str:
+        return f"CronField({self.spec.name}={self.text!r})"
+
+    @property
+    def values(self) -> frozenset[int]:
+        return frozenset(self)
 
     @property
     def every(self) -> bool:
@@ -79,7 +108,7 @@ def normalize(value: object, field: str) -> str:
     if isinstance(value, str):
         text = value.strip()
         if not text:
-            raise ValueError(f"{field}: empty pattern (use '*' for every value)")
+            raise ParseException(f"{field}: empty pattern (use '*' for every value)")
         return text
     if isinstance(value, Iterable):
         items = list(value)
@@ -100,12 +129,14 @@ def parse_field(spec: FieldSpec, value: object) -> CronField:
 
 def _parse_part(spec: FieldSpec, part: str, whole: str) -> list[int]:
     if not part:
-        raise ValueError(f"{spec.name}: empty item in {whole!r}")
+        raise ParseException(f"{spec.name}: empty item in {whole!r}")
     base, slash, step_text = part.partition("/")
     step = 1
     if slash:
         if not step_text.isdigit() or int(step_text) == 0:
-            raise ValueError(f"{spec.name}: the step in {part!r} must be a whole number above 0")
+            raise ParseException(
+                f"{spec.name}: the step in {part!r} must be a whole number above 0"
+            )
         step = int(step_text)
     if base == "*":
         return list(range(spec.low, spec.high + 1, step))
@@ -120,17 +151,15 @@ def _parse_part(spec: FieldSpec, part: str, whole: str) -> list[int]:
         span = list(range(start, end + 1))
     else:  # a range that wraps, such as fri-mon or 22-2
         span = list(range(start, spec.high + 1)) + list(range(spec.low, end + 1))
-    if spec is DAY_OF_WEEK:  # cron also spells Sunday 7
-        return [day % 7 for day in span[::step]]
     return span[::step]
 
 
 def _value(spec: FieldSpec, word: str, whole: str) -> int:
     word = word.strip()
+    if not word:
+        raise ParseException(f"{spec.name}: a range in {whole!r} lacks a number (no negatives)")
     if word.isdigit():
         number = int(word)
-        if spec is DAY_OF_WEEK and number == 7:
-            return 7
     else:
         found = spec.lookup(word)
         if found is None:
@@ -143,8 +172,31 @@ def _value(spec: FieldSpec, word: str, whole: str) -> int:
     if not spec.low <= number <= spec.high:
         raise ValueError(
             f"{spec.name}: {number} in {whole!r} is out of range ({spec.low}-{spec.high})"
+            + ("; Sunday is 0 (or 'sun'), as in Celery" if spec is DAY_OF_WEEK else "")
         )
     return number
+
+
+class crontab_parser:
+    """Celery's parser for one cron field: ``crontab_parser(60).parse("*/15")`` is
+    ``{0, 15, 30, 45}``; ``crontab_parser(31, 1)`` reads days of the month.
+
+    ``max_`` counts the values and ``min_`` is the lowest, as in Celery. The five crontab
+    fields' ranges also accept their names (``crontab_parser(7).parse("mon-fri")``).
+    """
+
+    ParseException = ParseException
+
+    def __init__(self, max_: int = 60, min_: int = 0) -> None:
+        if max_ < 1:
+            raise ValueError(f"max_: the number of values must be at least 1, not {max_!r}")
+        high = min_ + max_ - 1
+        known = [f for f in FIELDS.values() if (f.low, f.high) == (min_, high)]
+        self.max_, self.min_ = max_, min_
+        self.spec = known[0] if known else FieldSpec("value", min_, high)
+
+    def parse(self, spec: str) -> set[int]:
+        return set(parse_field(self.spec, spec).values)
 
 
 # -- plain English ----------------------------------------------------------------------

@@ -25,7 +25,7 @@ from ..exceptions import BrokerError, ImproperlyConfigured
 from ..outage import Outage
 from ..redaction import redact_url
 from .entries import Entry, code_entries
-from .schedules import BEGINNING, Schedule, get_zone
+from .schedules import BEGINNING, Schedule, crontab, get_zone
 from .store import ScheduleStore, SyncReport, default_store
 
 if TYPE_CHECKING:
@@ -245,13 +245,34 @@ class Scheduler:
                 return latest
         return None  # pragma: no cover - the last window always returns
 
+    def _skip_past_deadline(self, entry: Entry, start: datetime, now: datetime) -> datetime:
+        """Drop a crontab's runs missed by more than ``beat_cron_starting_deadline`` seconds
+        (Celery's setting; runs late by less than ``grace`` always go); where runs now start."""
+        deadline = self.app.conf.beat_cron_starting_deadline
+        if deadline is None or not isinstance(entry.schedule, crontab):
+            return start
+        oldest = now - max(timedelta(seconds=deadline), self.grace)
+        first = self._next(entry.schedule, start)
+        if first is None or first >= oldest:
+            return start
+        until = oldest - timedelta(microseconds=1)
+        logger.info(
+            "beat: %s skipped runs due before %s (beat_cron_starting_deadline is %gs)",
+            entry.name,
+            oldest.astimezone(self.timezone).isoformat(),
+            deadline,
+        )
+        self.store.skip_to(entry.name, until)
+        self._fired[entry.name] = (entry.schedule, until)
+        return until
+
     def _process(self, entry: Entry, now: datetime) -> float:
         since = self._since(entry)
         if since is None and entry.schedule.origin(now) is not None:
             # A store that left `since` empty: count this entry's runs from now on.
             self.store.skip_to(entry.name, now)
             self._fired[entry.name] = (entry.schedule, now)
-        start = self._since(entry) or BEGINNING
+        start = self._skip_past_deadline(entry, self._since(entry) or BEGINNING, now)
         cutoff = now - self.grace
         on_time = self._pending(entry.schedule, max(start, cutoff), now)
         fire = on_time

@@ -5,6 +5,9 @@ answers ``next_run(after)`` in the zone of ``after`` (the scheduler passes the a
 timezone), so a 02:30 job means 02:30 on the wall clock across DST changes: it runs once
 at the end of the spring-forward gap (03:00 in Europe/Paris) and once, at the first 02:30,
 on the fall-back day. Schedules convert to plain data (``to_data``) for stores.
+
+Celery's own questions work too, for code that asks them: ``is_due(last_run_at)`` and
+``remaining_estimate(last_run_at)``, reading the time from ``nowfun`` or the app's clock.
 """
 
 from __future__ import annotations
@@ -12,9 +15,9 @@ from __future__ import annotations
 import calendar
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta, tzinfo
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
@@ -31,16 +34,22 @@ from .fields import (
     parse_field,
 )
 
+if TYPE_CHECKING:
+    from ..app import Conveyor
+
 __all__ = [
     "BEGINNING",
     "ClockedData",
     "CrontabData",
+    "ImpossibleSchedule",
     "IntervalData",
     "Schedule",
     "ScheduleData",
     "clocked",
     "crontab",
     "get_zone",
+    "maybe_schedule",
+    "schedstate",
     "schedule",
     "schedule_from_data",
     "to_schedule",
@@ -78,8 +87,52 @@ def _aware(value: datetime, what: str = "after") -> datetime:
     return value
 
 
+class schedstate(NamedTuple):
+    """Celery's answer to ``is_due``: whether a run is due, and seconds until the next check."""
+
+    is_due: bool
+    next: float
+
+
+class ImpossibleSchedule(ValueError, RuntimeError):
+    """A crontab whose days never occur. A ValueError, raised when it is made; also the
+    RuntimeError that Celery raises later, when it first looks for the next run."""
+
+
 class Schedule(ABC):
-    """When runs are due. Subclasses give ``next_run``, ``describe`` and ``to_data``."""
+    """When runs are due. Subclasses give ``next_run``, ``describe`` and ``to_data``.
+
+    ``nowfun`` and ``app`` (Celery's keyword arguments) serve ``is_due`` and
+    ``remaining_estimate`` called directly; the scheduler keeps its own clock.
+    """
+
+    nowfun: Callable[[], datetime] | None = None
+    _app: Conveyor | None = None
+
+    def _bind(self, nowfun: Callable[[], datetime] | None, app: Conveyor | None) -> None:
+        if nowfun is not None and not callable(nowfun):
+            raise ValueError(f"nowfun: a function returning a datetime, not {nowfun!r}")
+        self.nowfun, self._app = nowfun, app
+
+    @property
+    def app(self) -> Conveyor:
+        """The app given as ``app=``, else the current app (as in Celery)."""
+        if self._app is None:
+            from ..app import current_app
+
+            return current_app()
+        return self._app
+
+    @app.setter
+    def app(self, app: Conveyor | None) -> None:
+        self._app = app
+
+    def now(self) -> datetime:
+        """``nowfun()`` or the app's clock, in the app's timezone (a naive time is UTC)."""
+        zone = get_zone(self.app.conf.timezone, "timezone setting")
+        if self.nowfun is None:
+            return datetime.fromtimestamp(self.app.clock(), zone)
+        return _as_utc(self.nowfun()).astimezone(zone)
 
     @abstractmethod
     def next_run(self, after: datetime) -> datetime | None:
@@ -97,16 +150,36 @@ class Schedule(ABC):
         """Where a new entry starts counting runs: only runs after its creation are its own."""
         return created
 
-    def is_due(self, last_run_at: datetime | None, now: datetime) -> tuple[bool, float]:
-        """Celery's answer: (is a run due now, seconds until the next check)."""
-        since = last_run_at if last_run_at is not None else self.origin(now)
-        due = self.next_run((since or BEGINNING).astimezone(_aware(now, "now").tzinfo))
+    def _since(self, last_run_at: datetime | None, now: datetime) -> datetime:
+        """Where runs are counted from, in the zone of ``now``: ``last_run_at`` (naive: UTC,
+        as in Celery), or where a new entry would start."""
+        since = self.origin(now) if last_run_at is None else _as_utc(last_run_at)
+        return (since or BEGINNING).astimezone(now.tzinfo)
+
+    def remaining_estimate(self, last_run_at: datetime | None) -> timedelta:
+        """Celery's estimate: the time from now to the first run after ``last_run_at``
+        (negative when overdue); ``timedelta.max`` when no run is left."""
+        now = self.now()
+        due = self.next_run(self._since(last_run_at, now))
+        return timedelta.max if due is None else due - now
+
+    def is_due(self, last_run_at: datetime | None, now: datetime | None = None) -> schedstate:
+        """Celery's answer: ``schedstate(is_due, next)``, ``next`` being the seconds until
+        the next check. ``now`` defaults to ``self.now()``; times are read in its zone."""
+        now = self.now() if now is None else _aware(now, "now")
+        since = self._since(last_run_at, now)
+        due = self.next_run(since)
         if due is None:
-            return False, math.inf
-        if due.astimezone(UTC) <= now.astimezone(UTC):
-            following = self.next_run(now)
-            return True, math.inf if following is None else (following - now).total_seconds()
-        return False, (due - now).total_seconds()
+            return schedstate(False, math.inf)
+        if due > now:
+            return schedstate(False, (due - now).total_seconds())
+        following = self.next_run(now)
+        wait = math.inf if following is None else (following - now).total_seconds()
+        return schedstate(not self._stale(since, now), wait)
+
+    def _stale(self, since: datetime, now: datetime) -> bool:
+        """Whether every run missed since ``since`` is too old to send (crontab only)."""
+        return False
 
     def next_runs(self, after: datetime, count: int) -> list[datetime]:
         found: list[datetime] = []
@@ -128,16 +201,27 @@ class Schedule(ABC):
     def __hash__(self) -> int:
         return hash(msgspec.json.encode(self.to_data()))
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_app": None}  # an app does not pickle; the copy finds one
+
     def __str__(self) -> str:
         return self.describe()
+
+
+def _as_utc(value: datetime) -> datetime:
+    """An aware datetime as given; a naive one read as UTC (Celery's rule)."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        return value.replace(tzinfo=UTC)
+    return value
 
 
 class crontab(Schedule):
     """``crontab(minute="*/15", hour="8-17", day_of_week="mon-fri")``.
 
     Fields take numbers, lists of numbers or cron patterns (``*``, ``*/n``, ``a-b``,
-    ``a-b/n``, names, comma lists). As in Celery, a day must match both day_of_month and
-    day_of_week. ``timezone`` overrides the app's zone for this schedule only.
+    ``a-b/n``, names, comma lists), and read back as sets of numbers. As in Celery, a day
+    must match both day_of_month and day_of_week, and two crontabs are equal when their
+    fields expand to the same sets. ``timezone`` overrides the app's zone for this schedule.
     """
 
     def __init__(
@@ -149,6 +233,8 @@ class crontab(Schedule):
         month_of_year: object = "*",
         *,
         timezone: str | None = None,
+        nowfun: Callable[[], datetime] | None = None,
+        app: Conveyor | None = None,
     ) -> None:
         self.minute = parse_field(MINUTE, minute)
         self.hour = parse_field(HOUR, hour)
@@ -158,6 +244,7 @@ class crontab(Schedule):
         self._check_days_exist()
         self.timezone = timezone
         self._zone = None if timezone is None else get_zone(timezone, "timezone")
+        self._bind(nowfun, app)
 
     @classmethod
     def from_string(cls, line: str, *, timezone: str | None = None) -> crontab:
@@ -179,10 +266,32 @@ class crontab(Schedule):
         ):
             return
         months = ", ".join(MONTH_NAMES[m - 1] for m in self.month_of_year.sorted())
-        raise ValueError(
+        raise ImpossibleSchedule(
             f"day_of_month: {self.day_of_month.text!r} never occurs in month_of_year "
-            f"{self.month_of_year.text!r} ({months})"
+            f"{self.month_of_year.text!r} ({months}), so it would never run: pick days "
+            "those months have"
         )
+
+    def _key(self) -> tuple[frozenset[int], ...]:
+        fields = (self.minute, self.hour, self.day_of_week, self.day_of_month, self.month_of_year)
+        return tuple(f.values for f in fields)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, crontab):
+            return self._key() == other._key() and self.timezone == other.timezone
+        return super().__eq__(other)
+
+    def __hash__(self) -> int:
+        return hash((self._key(), self.timezone))
+
+    def _stale(self, since: datetime, now: datetime) -> bool:
+        """Celery's ``beat_cron_starting_deadline``: no missed run is recent enough."""
+        deadline = self.app.conf.beat_cron_starting_deadline
+        if deadline is None:
+            return False
+        oldest = now - timedelta(seconds=deadline, microseconds=1)
+        recent = self.next_run(max(since, oldest))
+        return recent is None or recent > now
 
     def to_cron(self) -> str:
         """The five fields in cron order."""
@@ -297,7 +406,14 @@ class schedule(Schedule):
     every scheduler process, which is what lets several run side by side.
     """
 
-    def __init__(self, run_every: timedelta | float, anchor: datetime | None = None) -> None:
+    def __init__(
+        self,
+        run_every: timedelta | float,
+        anchor: datetime | None = None,
+        *,
+        nowfun: Callable[[], datetime] | None = None,
+        app: Conveyor | None = None,
+    ) -> None:
         if isinstance(run_every, bool) or not isinstance(run_every, timedelta | int | float):
             raise ValueError(f"run_every: expected a timedelta or seconds, not {run_every!r}")
         every = run_every if isinstance(run_every, timedelta) else timedelta(seconds=run_every)
@@ -307,6 +423,7 @@ class schedule(Schedule):
             _aware(anchor, "anchor")
         self.run_every = every
         self.anchor = anchor
+        self._bind(nowfun, app)
 
     @property
     def seconds(self) -> float:
@@ -332,10 +449,17 @@ class schedule(Schedule):
 class clocked(Schedule):
     """Once, at ``clocked_time``; a naive time is read in the app's timezone."""
 
-    def __init__(self, clocked_time: datetime) -> None:
+    def __init__(
+        self,
+        clocked_time: datetime,
+        *,
+        nowfun: Callable[[], datetime] | None = None,
+        app: Conveyor | None = None,
+    ) -> None:
         if not isinstance(clocked_time, datetime):
             raise ValueError(f"clocked_time: expected a datetime, not {clocked_time!r}")
         self.clocked_time = clocked_time
+        self._bind(nowfun, app)
 
     def at(self, zone: tzinfo | None) -> datetime:
         if self.clocked_time.tzinfo is None:
@@ -397,3 +521,16 @@ def to_schedule(value: Any) -> Schedule:
         f"schedule: expected crontab(...), schedule(...), clocked(...), a timedelta, "
         f"seconds or a cron line, not {value!r}"
     )
+
+
+def maybe_schedule(
+    value: Any, relative: bool = False, app: Conveyor | None = None
+) -> Schedule | None:
+    """Celery's helper: ``to_schedule`` that keeps None and binds ``app``. ``relative`` is
+    accepted for Celery's callers and changes nothing: intervals run on a fixed grid."""
+    if value is None:
+        return None
+    found = to_schedule(value)
+    if app is not None:
+        found.app = app
+    return found
