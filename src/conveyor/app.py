@@ -19,7 +19,7 @@ from .control import Control, parse_rate
 from .coordination import Coordinator, coordinator_from_url
 from .exceptions import DuplicateTaskName, ImproperlyConfigured, NotRegistered
 from .locks import Lock
-from .message import Message
+from .message import Message, broker_key
 from .records import ResultStore
 from .request import Context
 from .result import AnyResult, AsyncResult
@@ -455,19 +455,6 @@ class Conveyor:
         import socket
 
         return f"conveyor@{socket.gethostname()}"
-
-
-def broker_key(message: Message) -> str:
-    """The broker's id for one attempt: a retry is a new message while the old one is held.
-
-    Deterministic, so a retry re-sent after a crash is dropped as a duplicate.
-    """
-    return message.id if message.retries == 0 else f"{message.id}~{message.retries}"
-
-
-def task_id_of(key: str) -> str:
-    """The task id behind a broker key made by ``broker_key``."""
-    return key.partition("~")[0]
 
 
 def make_task(fun: Callable[..., Any], app: Conveyor | None, options: dict[str, Any]) -> AnyTask:

@@ -324,7 +324,7 @@ def dead_letters_retry(
     if not ids and not all_:
         raise click.UsageError("name the ids to re-send, or pass --all")
     app = _app(ctx.find_root(), app_spec)
-    count = app.broker.requeue_dead_letters(None if all_ else list(ids))
+    count = app.control.retry_dead_letters(None if all_ else list(ids))
     click.echo(f"re-sent {count} message(s)")
 
 

@@ -13,7 +13,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from . import states
-from .records import TaskRecord
+from .exceptions import DecodeError
+from .records import LEVEL_RECEIVED, TaskRecord, fence
+from .serialization import decode_message
 
 if TYPE_CHECKING:
     from .app import Conveyor
@@ -79,6 +81,37 @@ class Control:
             if record is None or record.status in (states.PENDING, states.RECEIVED, states.RETRY):
                 name = record.task if record else None
                 results.write(tid, TaskRecord(status=states.REVOKED, result=reason, task=name))
+
+    def retry_dead_letters(self, ids: Sequence[str] | None = None) -> int:
+        """Send dead letters (these ids, or all) back to their queues; the count sent.
+
+        Each re-sent task's state reads PENDING again until its new attempt stores its
+        own: its failure is forgotten, and a PENDING written with a fence below the new
+        attempt's first delivery, so it can never hide the new outcome. A live message of
+        the same id wins over its dead letter and keeps its state.
+        """
+        broker = self.app.broker
+        letters = broker.dead_letters(1_000_000)
+        if ids is not None:
+            wanted = set(ids)
+            letters = [letter for letter in letters if letter.id in wanted]
+        live = broker.contains([letter.id for letter in letters]) if letters else set()
+        resent = []
+        for letter in letters:
+            try:
+                message = decode_message(letter.body)
+            except DecodeError:
+                continue
+            if letter.id not in live:
+                resent.append((letter, message))
+        # The failure goes first, and a reply holding it that its sender never read.
+        self.app.results.forget([message.id for _, message in resent])
+        count = broker.requeue_dead_letters(None if ids is None else list(ids))
+        for letter, message in resent:
+            attempt = fence(message.retries, 0, LEVEL_RECEIVED, resends=letter.resends + 1)
+            record = TaskRecord(status=states.PENDING, task=message.task, retries=message.retries)
+            self.app.results.write(message.id, record, attempt)
+        return count
 
     def is_revoked(self, task_id: str) -> bool:
         return self.app.coordinator.get(revoked_key(task_id)) is not None

@@ -43,7 +43,7 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["SCHEMA_VERSION", "Message"]
+__all__ = ["SCHEMA_VERSION", "Message", "broker_key", "task_id_of"]
 
 SCHEMA_VERSION = 1
 
@@ -79,3 +79,16 @@ class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
     def replace(self, **changes: Any) -> Message:
         return msgspec.structs.replace(self, **changes)
+
+
+def broker_key(message: Message) -> str:
+    """The broker's id for one attempt: a retry is a new message while the old one is held.
+
+    Deterministic, so a retry re-sent after a crash is dropped as a duplicate.
+    """
+    return message.id if message.retries == 0 else f"{message.id}~{message.retries}"
+
+
+def task_id_of(key: str) -> str:
+    """The task id behind a broker key made by ``broker_key``."""
+    return key.partition("~")[0]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from conveyor import states
+from conveyor.exceptions import TimeoutError
 
 from .support import APP_SPEC, read_jsonl, wait_until
 
@@ -67,3 +68,21 @@ def test_a_resent_message_gets_a_full_set_of_deliveries(tasks, workers, workdir,
     wait_until(lambda: result.state == states.SUCCESS, what="the second re-send to succeed")
     assert result.get(timeout=1) == "survived"
     assert [run["delivery_count"] for run in read_jsonl(log)] == [1, 2, 1, 2, 1]
+
+
+def test_a_resent_task_reads_pending_until_its_new_attempt_ends(tasks, workers, workdir, cli):
+    worker = workers.start(env={"CONVEYOR_TASK_MAX_DELIVERIES": "2"})
+    fixed, log = workdir / "fixed", workdir / "runs.jsonl"
+    result = tasks.crash_until.delay(str(fixed), str(log))
+    wait_until(lambda: dead_letter_ids(tasks.app) == [result.id], what="the dead letter")
+    assert worker.stop() == 0
+    fixed.touch()
+
+    assert cli("-A", APP_SPEC, "dead-letters", "retry", result.id).returncode == 0
+
+    # No worker runs: the old failure is forgotten, the task waits as a sent task does.
+    assert result.state == states.PENDING
+    with pytest.raises(TimeoutError, match="state PENDING"):
+        result.get(timeout=0.2)
+    workers.start(env={"CONVEYOR_TASK_MAX_DELIVERIES": "2"})
+    assert result.get(timeout=15) == "survived"

@@ -12,8 +12,8 @@
     def refresh_cache() -> None: ...
 
 ``conveyor beat -A shop.tasks:app`` (or ``conveyor worker --beat``) runs them. What
-``celery.schedules`` offers is here too: ``crontab``, ``schedule``, ``crontab_parser``,
-``maybe_schedule``, ``ParseException`` and ``schedstate``.
+``celery.schedules`` offers is here too: ``crontab``, ``schedule``, ``solar``,
+``crontab_parser``, ``maybe_schedule``, ``ParseException`` and ``schedstate``.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from .schedules import (
     schedule,
 )
 from .service import BeatThread, serve
+from .solar import solar
 from .sqlite import SQLiteStore
 from .store import (
     MemoryStore,
@@ -65,5 +66,6 @@ __all__ = [
     "schedstate",
     "schedule",
     "serve",
+    "solar",
     "store_from_url",
 ]

@@ -1,7 +1,8 @@
 """Schedules as plain data: what stores keep, as tagged msgspec structs (JSON-ready).
 
 A store on another database can map these fields to columns of its own (a crontab's five
-fields, an interval's seconds); ``schedule_from_data`` turns them back into schedules.
+fields, an interval's seconds, a solar event and place); ``schedule_from_data`` turns them
+back into schedules.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from datetime import datetime
 
 import msgspec
 
-__all__ = ["ClockedData", "CrontabData", "IntervalData", "ScheduleData"]
+__all__ = ["ClockedData", "CrontabData", "IntervalData", "ScheduleData", "SolarData"]
 
 
 class CrontabData(msgspec.Struct, tag="crontab", kw_only=True, omit_defaults=True):
@@ -31,4 +32,10 @@ class ClockedData(msgspec.Struct, tag="clocked", kw_only=True):
     at: datetime
 
 
-ScheduleData = CrontabData | IntervalData | ClockedData
+class SolarData(msgspec.Struct, tag="solar", kw_only=True):
+    event: str
+    lat: float
+    lon: float
+
+
+ScheduleData = CrontabData | IntervalData | ClockedData | SolarData

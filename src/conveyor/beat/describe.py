@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from .fields import CronField, join_words, list_words, runs, step_of
 
-__all__ = ["describe_crontab", "describe_interval", "ordinal"]
+__all__ = ["describe_crontab", "describe_interval", "describe_solar", "ordinal"]
 
 _LISTED_TIMES = 4
 """Up to this many clock times are spelled out ("At 08:00 and 17:30")."""
@@ -27,6 +27,15 @@ def describe_interval(every: timedelta) -> str:
             count = int(seconds // size)
             return f"Every {unit}" if count == 1 else f"Every {count} {unit}s"
     return f"Every {seconds:g} seconds"
+
+
+def describe_solar(event: str, lat: float, lon: float) -> str:
+    """``At sunset at 48.8566°N 2.3522°E``; ``dusk_civil`` reads "civil dusk"."""
+    kind, _, which = event.partition("_")
+    name = f"{which} {kind}" if kind in ("dawn", "dusk") else event.replace("_", " ")
+    north = f"{abs(lat):.10g}°{'N' if lat >= 0 else 'S'}"
+    east = f"{abs(lon):.10g}°{'E' if lon >= 0 else 'W'}"
+    return f"At {name} at {north} {east}"
 
 
 def describe_crontab(

@@ -1,10 +1,11 @@
 """Schedules: when a periodic task is due.
 
-``crontab`` (Celery's fields), ``schedule`` (a fixed interval) and ``clocked`` (once). Each
-answers ``next_run(after)`` in the zone of ``after`` (the scheduler passes the app's
-timezone), so a 02:30 job means 02:30 on the wall clock across DST changes: it runs once
-at the end of the spring-forward gap (03:00 in Europe/Paris) and once, at the first 02:30,
-on the fall-back day. Schedules convert to plain data (``to_data``) for stores.
+``crontab`` (Celery's fields), ``schedule`` (a fixed interval) and ``clocked`` (once);
+``solar`` lives in its own module. Each answers ``next_run(after)`` in the zone of
+``after`` (the scheduler passes the app's timezone), so a 02:30 job means 02:30 on the wall
+clock across DST changes: it runs once at the end of the spring-forward gap (03:00 in
+Europe/Paris) and once, at the first 02:30, on the fall-back day. Schedules convert to
+plain data (``to_data``) for stores.
 
 Celery's own questions work too, for code that asks them: ``is_due(last_run_at)`` and
 ``remaining_estimate(last_run_at)``, reading the time from ``nowfun`` or the app's clock.
@@ -22,7 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
-from .data import ClockedData, CrontabData, IntervalData, ScheduleData
+from .data import ClockedData, CrontabData, IntervalData, ScheduleData, SolarData
 from .describe import describe_crontab, describe_interval
 from .fields import (
     DAY_OF_MONTH,
@@ -504,6 +505,10 @@ def schedule_from_data(data: ScheduleData) -> Schedule:
         )
     if isinstance(data, IntervalData):
         return schedule(data.seconds, data.anchor)
+    if isinstance(data, SolarData):
+        from .solar import solar
+
+        return solar(data.event, data.lat, data.lon)
     return clocked(data.at)
 
 
@@ -518,8 +523,8 @@ def to_schedule(value: Any) -> Schedule:
     if isinstance(value, timedelta | int | float) and not isinstance(value, bool):
         return schedule(value)
     raise ValueError(
-        f"schedule: expected crontab(...), schedule(...), clocked(...), a timedelta, "
-        f"seconds or a cron line, not {value!r}"
+        f"schedule: expected crontab(...), schedule(...), clocked(...), solar(...), a "
+        f"timedelta, seconds or a cron line, not {value!r}"
     )
 
 

@@ -16,10 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..app import Conveyor, task_id_of
+from ..app import Conveyor
 from ..brokers.base import UNREAD, Delivery
 from ..control import parse_rate, rate_override_key, revoked_key
-from ..message import Message
+from ..message import Message, task_id_of
 from ..task import AnyTask, format_key
 
 __all__ = ["Guards", "Verdict"]
