@@ -494,6 +494,7 @@ def beat_run_now(ctx: click.Context, app_spec: str | None, name: str) -> None:
     help="Runs missed while no scheduler ran: fire the newest, all, or none.",
 )
 @click.option("--disabled", is_flag=True, help="Add it disabled.")
+@click.option("--force", is_flag=True, help="Add it even if no module registers the task.")
 @click.pass_context
 def beat_add(
     ctx: click.Context,
@@ -508,9 +509,10 @@ def beat_add(
     queue: str | None,
     catch_up: str,
     disabled: bool,
+    force: bool,
 ) -> None:
     """Add entry NAME (or change it, keeping its history); running schedulers pick it up."""
-    from .beat.admin import cli_entry
+    from .beat.admin import check_task_registered, cli_entry
 
     args = _json_arg(args_json, "--args", list)
     kwargs = _json_arg(kwargs_json, "--kwargs", dict)
@@ -530,6 +532,11 @@ def beat_add(
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    if not force:
+        try:
+            check_task_registered(app, task)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
     existed = store.get(name) is not None
     saved = store.upsert(entry, datetime.fromtimestamp(app.clock(), UTC))
     click.echo(f"{'changed' if existed else 'added'} {name}: {saved.describe()}")

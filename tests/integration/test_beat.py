@@ -150,6 +150,27 @@ def test_beat_list_shows_entries_in_plain_english(cli, tmp_path, broker_url):
     assert bad.returncode != 0 and "minute" in bad.stderr
 
 
+def test_beat_add_refuses_a_task_no_module_registers_unless_forced(cli, tmp_path):
+    write_app(tmp_path)
+    env = beat_env(tmp_path, {})
+    add = ("beat", "-A", "beat_app:app", "add", "nightly", "--task", "beat_app.tik")
+
+    typo = cli(*add, "--cron", "0 3 * * *", env=env)
+    before = cli("beat", "-A", "beat_app:app", "list", env=env)
+    forced = cli(*add, "--cron", "0 3 * * *", "--force", env=env)
+    after = cli("beat", "-A", "beat_app:app", "list", env=env)
+
+    assert typo.returncode == 1
+    assert typo.stderr.splitlines() == [
+        "Error: no task named 'beat_app.tik' is registered by the app's modules (did you mean "
+        "'beat_app.tick'?): check the name, or pass --force to add it anyway"
+    ]
+    assert before.stdout.strip() == "no periodic tasks"
+    assert forced.returncode == 0, forced.stderr
+    assert forced.stdout.strip() == "added nightly: At 03:00"
+    assert "task:       beat_app.tik" in after.stdout
+
+
 def test_a_killed_beat_restarted_neither_double_fires_nor_over_catches_up(
     processes, broker_url, tmp_path
 ):

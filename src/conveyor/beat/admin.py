@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -13,7 +14,7 @@ from .store import ScheduleStore
 if TYPE_CHECKING:
     from ..app import Conveyor
 
-__all__ = ["cli_entry", "format_entries"]
+__all__ = ["check_task_registered", "cli_entry", "format_entries"]
 
 
 def _when(value: datetime, zone: Any) -> str:
@@ -104,4 +105,18 @@ def cli_entry(
         options={"queue": queue} if queue else {},
         enabled=enabled,
         catch_up=catch_up,
+    )
+
+
+def check_task_registered(app: Conveyor, task: str) -> None:
+    """ValueError when no module the app loads registers ``task``: a typo would otherwise
+    show only when the first run reaches the dead-letter store."""
+    app.import_includes()
+    if task in app.tasks:
+        return
+    close = difflib.get_close_matches(task, list(app.tasks), n=1, cutoff=0.8)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ValueError(
+        f"no task named {task!r} is registered by the app's modules{hint}: check the name, "
+        "or pass --force to add it anyway"
     )
