@@ -317,8 +317,9 @@ class Conveyor:
     build_message = compose
 
     def envelope(self, message: Message, task: AnyTask | None = None) -> Envelope:
-        names = task.spec.param_names if task is not None and task.typing else ()
-        body = encode_message(message, self.conf.max_payload_size, names)
+        spec = task.spec if task is not None and task.typing else None
+        names = spec.param_names if spec is not None else ()
+        body = encode_message(message, self.conf.max_payload_size, names, spec)
         return Envelope(broker_key(message), message.queue, body, message.priority, message.eta)
 
     def send(

@@ -17,7 +17,7 @@ import msgspec
 from . import states
 from .backends.base import ResultBackend
 from .exceptions import RemoteTaskError
-from .serialization import encode_hook
+from .serialization import encode_hook, untag_if_marked
 
 __all__ = [
     "LEVEL_FINAL",
@@ -217,6 +217,8 @@ class ResultStore:
         if value is None:
             return None
         try:
-            return _decoder.decode(value)
+            record: TaskRecord = _decoder.decode(value)
         except msgspec.DecodeError:
             return None
+        record.result = untag_if_marked(value, record.result)  # Celery's tagged JSON types
+        return record

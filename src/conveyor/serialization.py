@@ -2,12 +2,19 @@
 
 JSON (msgspec) carries dataclasses, attrs classes, pydantic models, datetimes, UUIDs,
 Decimals, Enums, bytes, tuples and sets. On the worker, each argument is converted to the
-type its parameter is annotated with, so a dataclass sent arrives as that dataclass;
-an unannotated parameter gets plain JSON values. Pickle is used only when the app opts in.
+type its parameter is annotated with, so a dataclass sent arrives as that dataclass.
+
+A value no annotation types (an unannotated parameter or return, ``Any``, ``dict[str,
+Any]``, custom-state meta) keeps the types Celery's JSON serializer keeps: bytes,
+datetime, date, time, UUID and Decimal travel tagged as kombu tags them
+(``{"__type__": "datetime", "__value__": "..."}``) and arrive as themselves. Plain JSON
+values are looked at once by type and never copied. Pickle is used only when the app opts
+in.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
 import inspect
 import math
@@ -15,8 +22,11 @@ import pickle
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date, datetime, time
+from decimal import Decimal
 from types import FunctionType, LambdaType, MethodType
 from typing import Any
+from uuid import UUID
 
 import msgspec
 
@@ -25,6 +35,7 @@ from .message import Message
 
 __all__ = [
     "ArgumentSpec",
+    "Untyped",
     "check_return",
     "convert",
     "decode_message",
@@ -35,7 +46,11 @@ __all__ = [
     "explain_result",
     "explain_unencodable",
     "pickle_arguments",
+    "tag_result",
+    "tag_values",
     "unpickle_arguments",
+    "untag_if_marked",
+    "untag_values",
 ]
 
 _SKIP_TYPES: frozenset[Any] = frozenset({Any, object, inspect.Parameter.empty})
@@ -61,6 +76,102 @@ def _dec_hook(tp: type, obj: Any) -> Any:
 _encoder = msgspec.json.Encoder(enc_hook=encode_hook)
 _message_decoder = msgspec.json.Decoder(Message)
 _value_decoder = msgspec.json.Decoder()
+
+
+# -- Celery's tagged JSON types ----------------------------------------------------------
+
+_PLAIN: frozenset[type] = frozenset({int, str, float, bool, type(None)})
+_TAG_KEYS = frozenset({"__type__", "__value__"})
+_MARKER = b'"__type__"'
+
+
+def _tag_bytes(value: bytes) -> dict[str, Any]:
+    try:
+        return {"__type__": "bytes", "__value__": value.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"__type__": "base64", "__value__": base64.b64encode(value).decode("ascii")}
+
+
+_TAGGERS: tuple[tuple[type, Callable[[Any], dict[str, Any]]], ...] = (
+    # datetime before date: a datetime is a date too
+    (datetime, lambda v: {"__type__": "datetime", "__value__": v.isoformat()}),
+    (date, lambda v: {"__type__": "date", "__value__": v.isoformat()}),
+    (time, lambda v: {"__type__": "time", "__value__": v.isoformat()}),
+    (Decimal, lambda v: {"__type__": "decimal", "__value__": str(v)}),
+    (UUID, lambda v: {"__type__": "uuid", "__value__": {"hex": v.hex, "version": v.version}}),
+    (bytes, _tag_bytes),
+)
+_TAGGED_TYPES = tuple(kind for kind, _ in _TAGGERS)
+
+_UNTAGGERS: dict[str, Callable[[Any], Any]] = {
+    "datetime": datetime.fromisoformat,
+    "date": lambda v: datetime.fromisoformat(v).date(),
+    "time": time.fromisoformat,
+    "decimal": Decimal,
+    "uuid": lambda v: UUID(**v),
+    "bytes": lambda v: v.encode("utf-8"),
+    "base64": lambda v: base64.b64decode(v.encode("ascii")),
+}
+
+
+def _needs_tags(value: Any) -> bool:
+    kind = type(value)
+    if kind in _PLAIN:
+        return False
+    if isinstance(value, _TAGGED_TYPES):
+        return True
+    if isinstance(value, dict):
+        value = value.values()
+    elif not isinstance(value, list | tuple | set | frozenset):
+        return False  # dataclasses, models, Enums: msgspec encodes them as they are
+    if set(map(type, value)) <= _PLAIN:  # a C-speed look at a list of plain values
+        return False
+    return any(_needs_tags(item) for item in value)
+
+
+def _tag(value: Any) -> Any:
+    if type(value) in _PLAIN:
+        return value
+    for kind, tagger in _TAGGERS:
+        if isinstance(value, kind):
+            return tagger(value)
+    if isinstance(value, dict):
+        return {key: _tag(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_tag(item) for item in value]
+    return value
+
+
+def tag_values(value: Any) -> Any:
+    """``value`` with bytes, datetimes, dates, times, UUIDs and Decimals tagged as
+    Celery's JSON tags them; the value itself when it holds none (no copy)."""
+    return _tag(value) if _needs_tags(value) else value
+
+
+def untag_values(value: Any) -> Any:
+    """The values ``tag_values`` tagged, back as themselves (other dicts stay dicts)."""
+    if isinstance(value, dict):
+        if value.keys() == _TAG_KEYS:
+            untag = _UNTAGGERS.get(value["__type__"])
+            if untag is not None:
+                try:
+                    return untag(value["__value__"])
+                except (TypeError, ValueError, AttributeError):
+                    return value
+        return {key: untag_values(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [untag_values(item) for item in value]
+    return value
+
+
+def tag_result(value: Any, spec: ArgumentSpec | None) -> Any:
+    """A return value as stored: tagged unless ``spec``'s return annotation types it."""
+    return value if spec is not None and not spec.untyped_return else tag_values(value)
+
+
+def untag_if_marked(data: bytes, value: Any) -> Any:
+    """``untag_values(value)`` where the encoded ``data`` holds a tag: plain data is not walked."""
+    return untag_values(value) if _MARKER in data else value
 
 
 def explain_unencodable(value: Any) -> str:
@@ -105,9 +216,18 @@ def _find_unencodable(value: Any, path: str) -> tuple[str, Any] | None:
 
 
 def encode_message(
-    message: Message, limit: int | None = None, param_names: Sequence[str] = ()
+    message: Message,
+    limit: int | None = None,
+    param_names: Sequence[str] = (),
+    spec: ArgumentSpec | None = None,
 ) -> bytes:
-    """Encode a message, naming the argument that cannot be encoded, and enforce the size limit."""
+    """Encode a message, naming the argument that cannot be encoded, and enforce the size limit.
+
+    Arguments that no annotation of ``spec`` types (all of them without a spec) and the
+    signatures of what follows it are tagged (``tag_values``).
+    """
+    if not _plain_message(message):
+        message = _tag_message(message, spec)
     try:
         body = _encoder.encode(message)
     except (TypeError, ValueError, OverflowError) as exc:
@@ -146,12 +266,57 @@ def _argument_error(message: Message, names: Sequence[str], exc: Exception) -> E
     return EncodeError(f"task {message.task!r}: cannot encode the message: {exc}")
 
 
+def _plain_message(message: Message) -> bool:
+    """Plain arguments and nothing after it: the common send, which needs no tags."""
+    plain = _PLAIN
+    for arg in message.args:
+        if type(arg) not in plain:
+            return False
+    if message.kwargs:
+        for arg in message.kwargs.values():
+            if type(arg) not in plain:
+                return False
+    return not (message.chain or message.callbacks or message.errbacks or message.chord)
+
+
+def _tag_message(message: Message, spec: ArgumentSpec | None) -> Message:
+    args, kwargs = message.args, message.kwargs
+    changes: dict[str, Any] = {}
+    if args or kwargs:
+        untyped = spec.untyped if spec is not None else None
+        new_args = [
+            tag_values(arg) if untyped is None or untyped.position(i) else arg
+            for i, arg in enumerate(args)
+        ]
+        if any(new is not old for new, old in zip(new_args, args, strict=True)):
+            changes["args"] = new_args
+        new_kwargs = {
+            key: tag_values(value) if untyped is None or untyped.name(key) else value
+            for key, value in kwargs.items()
+        }
+        if any(new_kwargs[key] is not value for key, value in kwargs.items()):
+            changes["kwargs"] = new_kwargs
+    for field in ("chain", "callbacks", "errbacks", "chord"):
+        value = getattr(message, field)
+        if value:
+            tagged = tag_values(value)
+            if tagged is not value:
+                changes[field] = tagged
+    return message.replace(**changes) if changes else message
+
+
 def decode_message(body: bytes) -> Message:
+    """Decode a message; tagged arguments come back as the values they were."""
     try:
-        return _message_decoder.decode(body)
+        message = _message_decoder.decode(body)
     except msgspec.DecodeError as exc:
         preview = bytes(body[:80])
         raise DecodeError(f"malformed message ({exc}); body starts {preview!r}") from None
+    if _MARKER in body and (message.args or message.kwargs):
+        message = message.replace(
+            args=untag_values(message.args), kwargs=untag_values(message.kwargs)
+        )
+    return message
 
 
 def encode_value(value: Any) -> bytes:
@@ -228,6 +393,21 @@ class ArgumentSpec:
     def param_names(self) -> list[str]:
         return [name for name, _ in self.positional]
 
+    @functools.cached_property
+    def untyped(self) -> Untyped:
+        """The parameters whose values travel tagged (see ``tag_values``)."""
+        return Untyped(
+            tuple(_loose(tp) for _, tp in self.positional),
+            _loose(self.var_positional),
+            {name: _loose(tp) for name, tp in self.by_name.items()},
+            _loose(self.var_keyword),
+        )
+
+    @functools.cached_property
+    def untyped_return(self) -> bool:
+        """Whether the return value travels tagged: no annotation types it."""
+        return _loose(self.returns)
+
     def check(self, task_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         """Raise TypeError, naming the task, when the call does not fit the signature."""
         if not kwargs and self._positional_range[0] <= len(args) <= self._positional_range[1]:
@@ -277,7 +457,36 @@ class ArgumentSpec:
         try:
             return convert(value, tp)
         except (msgspec.ValidationError, TypeError, ValueError) as exc:
+            try:  # tagged by a sender that did not know the annotation: its plain JSON form
+                return convert(msgspec.to_builtins(value, enc_hook=encode_hook), tp)
+            except (msgspec.ValidationError, TypeError, ValueError):
+                pass
             raise TypeError(f"argument {name!r}: expected {_type_name(tp)}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Untyped:
+    """Which parameters no annotation types (unannotated, ``Any``, ``dict[str, Any]``...):
+    by position, then ``*args``; by name, then ``**kwargs``."""
+
+    positions: tuple[bool, ...]
+    rest: bool
+    names: Mapping[str, bool]
+    more: bool
+
+    def position(self, index: int) -> bool:
+        return self.positions[index] if index < len(self.positions) else self.rest
+
+    def name(self, key: str) -> bool:
+        return self.names.get(key, self.more)
+
+
+def _loose(tp: Any) -> bool:
+    """Whether ``tp`` leaves some value untyped: it is missing, ``Any`` or ``object``, or
+    holds one of them (``list[Any]``, ``dict[str, Any]``, ``Optional[Any]``)."""
+    if tp is None or tp is Any or tp is object or tp is inspect.Parameter.empty:
+        return True
+    return any(_loose(arg) for arg in typing.get_args(tp))
 
 
 _PLAIN_RETURNS: dict[Any, type | tuple[type, ...]] = {

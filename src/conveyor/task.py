@@ -501,9 +501,11 @@ class Task(Generic[P, R]):
         task_id = task_id or request.id
         if task_id is None:
             return
+        from .serialization import tag_values
+
         record = TaskRecord(
             status=state or "PROGRESS",
-            result=meta,
+            result=tag_values(meta),  # custom-state meta keeps Celery's JSON types
             task=self.name,
             retries=request.retries,
             worker=request.hostname,

@@ -3,7 +3,10 @@ requeue, unannotated values that keep their types, and revocation by stamped hea
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
 from types import ModuleType
 
 import pytest
@@ -69,3 +72,15 @@ def test_reject_without_requeue_ends_rejected(compat, workers, cli):
     listed = cli("dead-letters", "list", "-A", APP_SPEC)
     assert "rejected by the task: malformed invoice '<invoice'" in listed.stdout
     assert "dead-lettered" in worker.log()
+
+
+def test_unannotated_values_keep_their_types_through_a_worker(compat, workers):
+    start(workers)
+    when = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+    receipt = uuid.UUID("8d3c9f0e-2a6b-4c1d-9e8f-0a1b2c3d4e5f")
+    sent = [b"\x89PNG", when, when.date(), when.time(), receipt, Decimal("19.99")]
+    result = compat.describe.delay(sent[0], *sent[1:4], receipt=receipt, price=Decimal("19.99"))
+
+    outcome = result.get(timeout=TIMEOUT)
+    assert outcome["types"] == ["bytes", "datetime", "date", "time", "UUID", "Decimal"]
+    assert outcome["values"] == sent

@@ -8,13 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
-
 from .. import states
 from ..ids import new_id
+from ..message import Message
 from ..request import Context, current_request
 from ..result import EagerResult
-from ..serialization import decode_value, encode_value
+from ..serialization import (
+    decode_message,
+    decode_value,
+    encode_message,
+    encode_value,
+    tag_result,
+    untag_values,
+)
 from ..task import ALL_SEND_OPTIONS, AnyTask, check_options
 from .trace import trace
 
@@ -28,8 +34,11 @@ def run_eagerly(
     app = task.app
     name = task.name or type(task).default_name()
     task.spec.check(name, args, kwargs)
-    wire = decode_value(encode_value([list(args), kwargs]))
-    args, kwargs = tuple(wire[0]), dict(wire[1])
+    spec = task.spec if task.typing else None
+    wire = Message(id="eager", task=name, args=list(args), kwargs=kwargs)
+    names = spec.param_names if spec is not None else ()
+    wire = decode_message(encode_message(wire, None, names, spec))  # as a worker gets them
+    args, kwargs = tuple(wire.args), dict(wire.kwargs)
     if task.typing:
         args, kwargs = task.spec.convert(args, kwargs)
     task_id = options.get("task_id") or new_id()
@@ -74,7 +83,7 @@ def run_eagerly(
     if outcome.state == states.SUCCESS:
         retval = outcome.retval
         try:
-            retval = msgspec.json.decode(encode_value(retval))
+            retval = untag_values(decode_value(encode_value(tag_result(retval, spec))))
             if task.typing:
                 from ..serialization import convert
 

@@ -41,6 +41,7 @@ from ..request import Context
 from ..serialization import (
     check_return,
     decode_message,
+    tag_result,
     unpickle_arguments,
 )
 from ..task import AnyTask, to_timestamp
@@ -315,7 +316,7 @@ class Executor:
                     check_return(name, outcome.retval, task.spec.returns)
                 record = TaskRecord(
                     status=states.SUCCESS,
-                    result=outcome.retval,
+                    result=tag_result(outcome.retval, task.spec if task.typing else None),
                     task=name,
                     retries=message.retries,
                     worker=self.hostname,
