@@ -1,0 +1,174 @@
+"""The Signal class, as Celery projects connect to it."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from conveyor import Conveyor
+from conveyor.signals import Signal
+from conveyor.testing import memory_app
+
+
+@pytest.fixture
+def order_placed() -> Signal:
+    return Signal(name="order_placed")
+
+
+@pytest.fixture
+def app() -> Iterator[Conveyor]:
+    app = memory_app(f"signals-{uuid.uuid4().hex[:6]}")
+    yield app
+    app.close()
+
+
+def test_connect_as_a_call_and_as_both_decorator_forms(order_placed: Signal) -> None:
+    seen: list[tuple[str, Any, dict[str, Any]]] = []
+
+    def audit(sender: Any = None, **kwargs: Any) -> str:
+        seen.append(("audit", sender, kwargs))
+        return "audited"
+
+    assert order_placed.connect(audit) is audit
+
+    @order_placed.connect
+    def notify(sender: Any = None, **kwargs: Any) -> None:
+        seen.append(("notify", sender, kwargs))
+
+    @order_placed.connect(sender="shop.orders")
+    def only_orders(sender: Any = None, **kwargs: Any) -> None:
+        seen.append(("only_orders", sender, kwargs))
+
+    responses = order_placed.send(sender="shop.orders", order_id=7)
+    assert [name for name, _, _ in seen] == ["audit", "notify", "only_orders"]
+    assert seen[0][2] == {"signal": order_placed, "order_id": 7}
+    assert responses == [(audit, "audited"), (notify, None), (only_orders, None)]
+
+    seen.clear()
+    order_placed.send(sender="shop.refunds", order_id=8)
+    assert [name for name, _, _ in seen] == ["audit", "notify"]
+
+
+def test_sender_filter_matches_a_task_by_object_or_by_name(app: Conveyor) -> None:
+    signal = Signal(name="task_done")
+
+    @app.task(name="shop.tasks.charge")
+    def charge() -> None: ...
+
+    @app.task(name="shop.tasks.refund")
+    def refund() -> None: ...
+
+    calls: list[str] = []
+
+    @signal.connect(sender=charge)
+    def by_object(sender: Any = None, **kwargs: Any) -> None:
+        calls.append("by_object")
+
+    @signal.connect(sender="shop.tasks.charge")
+    def by_name(sender: Any = None, **kwargs: Any) -> None:
+        calls.append("by_name")
+
+    signal.send(sender=refund)
+    assert calls == []
+    signal.send(sender=charge)
+    assert calls == ["by_object", "by_name"]
+    calls.clear()
+    signal.send(sender="shop.tasks.charge")  # publish signals send the task's name
+    assert calls == ["by_object", "by_name"]
+
+
+def test_dispatch_uid_connects_once(order_placed: Signal) -> None:
+    calls: list[str] = []
+
+    def first(**kwargs: Any) -> None:
+        calls.append("first")
+
+    def second(**kwargs: Any) -> None:
+        calls.append("second")
+
+    order_placed.connect(first, dispatch_uid="audit-orders")
+    order_placed.connect(second, dispatch_uid="audit-orders")  # a module imported twice
+    order_placed.connect(first)
+    order_placed.connect(first)
+    order_placed.send(sender=None)
+    assert calls == ["first", "first"]  # once by its uid, once by itself
+
+    assert order_placed.disconnect(dispatch_uid="audit-orders") is True
+    assert order_placed.disconnect(dispatch_uid="audit-orders") is False
+    assert order_placed.disconnect(first) is True
+    assert order_placed.receivers == []
+
+
+def test_receivers_are_weak_unless_asked(order_placed: Signal) -> None:
+    calls: list[str] = []
+
+    def make_receiver(name: str) -> Any:
+        def receiver(**kwargs: Any) -> None:
+            calls.append(name)
+
+        return receiver
+
+    order_placed.connect(make_receiver("weak"))
+    order_placed.connect(make_receiver("strong"), weak=False)
+    gc.collect()
+    order_placed.send(sender=None)
+    assert calls == ["strong"]
+    assert len(order_placed.receivers) == 1  # the collected one is gone, not just skipped
+
+
+def test_bound_methods_live_as_long_as_their_object(order_placed: Signal) -> None:
+    calls: list[int] = []
+
+    class Counter:
+        def __init__(self, label: int) -> None:
+            self.label = label
+
+        def on_order(self, **kwargs: Any) -> None:
+            calls.append(self.label)
+
+    one, two = Counter(1), Counter(2)
+    order_placed.connect(one.on_order)  # a fresh bound method object: held weakly by parts
+    order_placed.connect(two.on_order)
+    order_placed.send(sender=None)
+    assert calls == [1, 2]
+    del one
+    gc.collect()
+    calls.clear()
+    order_placed.send(sender=None)
+    assert calls == [2]
+    assert order_placed.disconnect(two.on_order) is True
+
+
+def test_a_raising_receiver_is_logged_and_the_others_still_run(
+    order_placed: Signal, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls: list[str] = []
+
+    @order_placed.connect
+    def broken(**kwargs: Any) -> None:
+        raise RuntimeError("mail server down")
+
+    @order_placed.connect
+    def working(**kwargs: Any) -> None:
+        calls.append("working")
+
+    with caplog.at_level(logging.ERROR, logger="conveyor.signals"):
+        responses = order_placed.send(sender=None)
+    assert calls == ["working"]
+    assert isinstance(responses[0][1], RuntimeError)
+    assert "order_placed receiver" in caplog.text
+    assert "broken raised RuntimeError: mail server down" in caplog.text
+
+
+def test_a_receiver_without_keyword_arguments_is_refused(order_placed: Signal) -> None:
+    def handler(sender: Any) -> None: ...
+
+    with pytest.raises(ValueError, match=r"must accept keyword arguments.*\*\*kwargs"):
+        order_placed.connect(handler)
+    with pytest.raises(TypeError, match="receiver or its dispatch_uid"):
+        order_placed.disconnect()
