@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, overload
 
+from . import signals
 from .backends import backend_from_url
 from .backends.base import ResultBackend
 from .brokers import broker_from_url, redact_url
@@ -20,6 +21,7 @@ from .coordination import Coordinator, coordinator_from_url
 from .exceptions import DuplicateTaskName, ImproperlyConfigured, NotRegistered
 from .locks import Lock
 from .message import Message, broker_key
+from .publish_signals import after_publish, before_publish
 from .records import ResultStore
 from .request import Context
 from .result import AnyResult, AsyncResult
@@ -317,6 +319,8 @@ class Conveyor:
     build_message = compose
 
     def envelope(self, message: Message, task: AnyTask | None = None) -> Envelope:
+        if signals.before_task_publish.receivers:
+            message = before_publish(message)
         spec = task.spec if task is not None and task.typing else None
         names = spec.param_names if spec is not None else ()
         body = encode_message(message, self.conf.max_payload_size, names, spec)
@@ -354,10 +358,10 @@ class Conveyor:
         that follows blocks at once instead of registering first (a round trip fewer)."""
         envelope = self.envelope(message, task)
         gate = self.defer_publish
-        if gate is not None and gate(lambda: self.broker.publish([envelope])):
+        if gate is not None and gate(lambda: self.publish_envelopes([envelope])):
             return
         since = time.monotonic()
-        self.broker.publish([envelope])
+        self.publish_envelopes([envelope])
         self.results.expect(message.id, since)
 
     def _send_once(self, claim: str, message: Message, task: AnyTask | None) -> str:
@@ -385,7 +389,7 @@ class Conveyor:
                 holder.append(first)
                 return
             try:
-                self.broker.publish([envelope])
+                self.publish_envelopes([envelope])
             except BaseException:
                 coordinator.delete(claim, message.id)
                 raise
@@ -407,9 +411,15 @@ class Conveyor:
 
     def _publish_now(self, envelopes: list[Envelope]) -> None:
         gate = self.defer_publish
-        if gate is not None and gate(lambda: self.broker.publish(envelopes)):
+        if gate is not None and gate(lambda: self.publish_envelopes(envelopes)):
             return
+        self.publish_envelopes(envelopes)
+
+    def publish_envelopes(self, envelopes: list[Envelope]) -> None:
+        """Hand encoded messages to the broker, then to after_task_publish receivers."""
         self.broker.publish(envelopes)
+        if signals.after_task_publish.receivers:
+            after_publish(envelopes)
 
     @contextmanager
     def batch(self) -> Iterator[None]:

@@ -196,7 +196,7 @@ class Plan:
             if record is None or record.status == states.REVOKED
         ]
         if envelopes:
-            app.broker.publish(envelopes)
+            app.publish_envelopes(envelopes)
 
 
 def send(

@@ -1,4 +1,4 @@
-"""The Signal class, as Celery projects connect to it."""
+"""The Signal class, as Celery projects connect to it, and the publish signals it carries."""
 
 from __future__ import annotations
 
@@ -10,9 +10,17 @@ from typing import Any
 
 import pytest
 
-from conveyor import Conveyor
-from conveyor.signals import Signal
-from conveyor.testing import memory_app
+from conveyor import Conveyor, states
+from conveyor.signals import (
+    Signal,
+    after_task_publish,
+    before_task_publish,
+    task_failure,
+    task_postrun,
+    task_prerun,
+    task_success,
+)
+from conveyor.testing import memory_app, run_until_empty
 
 
 @pytest.fixture
@@ -172,3 +180,123 @@ def test_a_receiver_without_keyword_arguments_is_refused(order_placed: Signal) -
         order_placed.connect(handler)
     with pytest.raises(TypeError, match="receiver or its dispatch_uid"):
         order_placed.disconnect()
+
+
+def test_a_raising_receiver_never_breaks_the_task(app: Conveyor) -> None:
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    def explode(**kwargs: Any) -> None:
+        raise RuntimeError("metrics backend down")
+
+    task_prerun.connect(explode)
+    task_success.connect(explode)
+    task_postrun.connect(explode)
+    try:
+        result = add.delay(2, 3)
+        run_until_empty(app)
+    finally:
+        for signal in (task_prerun, task_success, task_postrun):
+            signal.disconnect(explode)
+    assert result.get(timeout=1) == 5
+
+
+def test_task_success_receiver_reads_the_stored_state(app: Conveyor) -> None:
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    seen: list[tuple[str, Any]] = []
+
+    @task_success.connect(sender=add)
+    def check(sender: Any = None, result: Any = None, **kwargs: Any) -> None:
+        task_id = sender.request.id
+        seen.append((app.AsyncResult(task_id).state, result))
+
+    try:
+        add.delay(20, 22)
+        run_until_empty(app)
+    finally:
+        task_success.disconnect(check, sender=add)
+    assert seen == [(states.SUCCESS, 42)]
+
+
+def test_publish_signals_see_celerys_headers_and_added_headers_travel(app: Conveyor) -> None:
+    @app.task(bind=True)
+    def report(self: Any) -> Any:
+        return self.request.headers.get("trace_id")
+
+    before: list[dict[str, Any]] = []
+    after: list[tuple[Any, dict[str, Any], Any]] = []
+
+    @before_task_publish.connect(sender=report.name)
+    def stamp(sender: Any = None, headers: Any = None, **kwargs: Any) -> None:
+        before.append(dict(headers))
+        headers["trace_id"] = "trace-77"
+
+    @after_task_publish.connect
+    def sent(sender: Any = None, headers: Any = None, body: Any = None, **kwargs: Any) -> None:
+        after.append((sender, headers, body))
+
+    try:
+        result = report.apply_async(queue="default", countdown=0)
+        run_until_empty(app)
+    finally:
+        before_task_publish.disconnect(stamp, sender=report.name)
+        after_task_publish.disconnect(sent)
+    info = before[0]
+    assert (info["task"], info["id"], info["retries"]) == (report.name, result.id, 0)
+    assert after[0][0] == report.name
+    assert after[0][1]["trace_id"] == "trace-77"
+    assert after[0][2][:2] == ([], {})
+    assert result.get(timeout=1) == "trace-77"
+
+
+def test_eager_runs_send_the_task_signals(app: Conveyor) -> None:
+    app.conf.task_always_eager = True
+
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @app.task
+    def broken() -> None:
+        raise KeyError("sku-9")
+
+    seen: list[tuple[str, Any]] = []
+
+    def on_prerun(sender: Any = None, args: Any = None, **kwargs: Any) -> None:
+        seen.append(("prerun", args))
+
+    def on_success(sender: Any = None, result: Any = None, **kwargs: Any) -> None:
+        seen.append(("success", result))
+
+    def on_failure(sender: Any = None, exception: Any = None, **kwargs: Any) -> None:
+        seen.append(("failure", repr(exception)))
+
+    def on_postrun(sender: Any = None, state: Any = None, **kwargs: Any) -> None:
+        seen.append(("postrun", state))
+
+    pairs = [
+        (task_prerun, on_prerun),
+        (task_success, on_success),
+        (task_failure, on_failure),
+        (task_postrun, on_postrun),
+    ]
+    for signal, receiver in pairs:
+        signal.connect(receiver)
+    try:
+        assert add.delay(1, 2).get() == 3
+        assert broken.apply().state == states.FAILURE
+    finally:
+        for signal, receiver in pairs:
+            signal.disconnect(receiver)
+    assert seen == [
+        ("prerun", (1, 2)),
+        ("success", 3),
+        ("postrun", "SUCCESS"),
+        ("prerun", ()),
+        ("failure", "KeyError('sku-9')"),
+        ("postrun", "FAILURE"),
+    ]

@@ -8,10 +8,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
+from .. import signals
 from ..app import Conveyor
 from ..brokers.base import Delivery
 from ..exceptions import BrokerError
 from ..outage import Outage
+from . import notify
 from .executor import Executor, Tracker
 
 __all__ = ["Consumer", "hand_back_on_stop", "run_consumers"]
@@ -81,6 +83,8 @@ class Consumer:
                 self.executor.guards.prefetch(batch)
                 if self.track_received:
                     self.executor.received(batch)
+                if signals.task_received.receivers:
+                    notify.received(self.executor, batch)
                 with self._taking:
                     self.buffer.extend(batch)
             with self._taking:

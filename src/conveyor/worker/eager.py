@@ -6,9 +6,10 @@ sent fails here too, and typed arguments arrive converted exactly as on a worker
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from .. import states
+from .. import signals, states
 from ..ids import new_id
 from ..message import Message
 from ..request import Context, current_request
@@ -22,6 +23,7 @@ from ..serialization import (
     untag_values,
 )
 from ..task import ALL_SEND_OPTIONS, AnyTask, check_options
+from . import notify
 from .trace import trace
 
 __all__ = ["run_eagerly"]
@@ -68,7 +70,13 @@ def run_eagerly(
             headers=dict(options.get("headers") or {}),
             delivery_count=1,
         )
+        if signals.task_prerun.receivers:
+            notify.prerun(task, context)
+        started = time.monotonic()
         outcome = trace(task, context, args, kwargs)
+        if notify.listening_after_run():
+            runtime = time.monotonic() - started
+            notify.outcome_signals(task, context, outcome, outcome.state, runtime)
         if outcome.state == states.RETRY and outcome.retry is not None:
             retries += 1
             override = getattr(outcome.retry, "args_override", None)

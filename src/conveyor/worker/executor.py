@@ -6,6 +6,7 @@ that do not fit) is dead-lettered with the reason and recorded as FAILURE, never
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -14,7 +15,7 @@ import time
 from datetime import datetime
 from typing import Any
 
-from .. import states, workflow
+from .. import signals, states, workflow
 from ..app import Conveyor
 from ..brokers.base import Delivery
 from ..control import lost_key
@@ -45,6 +46,7 @@ from ..serialization import (
     unpickle_arguments,
 )
 from ..task import AnyTask, to_timestamp
+from . import notify
 from .guards import POSTPONE, REVOKE, Guards, Verdict
 from .outbox import Outbox, Tracker
 from .trace import Outcome, trace
@@ -104,12 +106,31 @@ class Executor:
         """Drop what ``received`` kept for a delivery handed back unrun."""
         self._decoded.pop(delivery.id, None)
 
+    def peek(self, delivery: Delivery) -> Message | None:
+        """A reserved delivery's message, decoded once and kept for ``handle``."""
+        message = self._decoded.get(delivery.id)
+        if message is None:
+            try:
+                message = self._decoded[delivery.id] = decode_message(delivery.body)
+            except DecodeError:
+                return None
+        return message
+
+    def request(self, task: AnyTask, message: Message, delivery: Delivery) -> Context:
+        """The request of a message not running yet (signals), its arguments as sent."""
+        attempt = fence(message.retries, delivery.delivery_count, resends=delivery.resends)
+        args, kwargs = tuple(message.args), dict(message.kwargs)
+        return self._context(task, message, delivery, args, kwargs, attempt)
+
     def handle(self, delivery: Delivery) -> str:
         """Process one delivery; returns the final state."""
         try:
             message = self._decoded.pop(delivery.id, None) or decode_message(delivery.body)
         except DecodeError as exc:
-            return self._refuse(delivery, None, None, exc, str(exc))
+            state = self._refuse(delivery, None, None, exc, str(exc))
+            if signals.task_rejected.receivers:
+                notify.rejected(self, delivery, exc)
+            return state
         attempt = fence(message.retries, delivery.delivery_count, resends=delivery.resends)
         if delivery.redelivered and self._already_done(message, delivery):
             logger.info(
@@ -123,19 +144,25 @@ class Executor:
         try:
             task = self.app.tasks[message.task]
         except NotRegistered as exc:
-            return self._refuse(delivery, message, attempt, exc, str(exc))
+            state = self._refuse(delivery, message, attempt, exc, str(exc))
+            if signals.task_unknown.receivers:
+                notify.unknown(self, delivery, message, exc)
+            return state
         limit = self.app.conf.task_max_deliveries
         if delivery.delivery_count > limit:
             error = self._too_many_deliveries(delivery, limit)
             return self._refuse(delivery, message, attempt, error, str(error))
         if message.expires is not None and self.clock() >= message.expires:
             when = datetime.fromtimestamp(message.expires).isoformat(timespec="seconds")
-            return self._finish(
+            state = self._finish(
                 delivery,
                 message,
                 attempt,
                 TaskRecord(status=states.REVOKED, result=f"expired at {when}", task=message.task),
             )
+            if signals.task_revoked.receivers:
+                notify.revoked(self, task, self.request(task, message, delivery), expired=True)
+            return state
         try:
             args, kwargs = self._arguments(task, message)
         except BrokerError:
@@ -151,9 +178,15 @@ class Executor:
             raise
         except Exception as exc:
             reason = f"{message.task}: the checks before it runs failed: {_named(exc)}"
+            if signals.task_internal_error.receivers:
+                notify.internal_error(self, delivery, message, exc)
             return self._refuse(delivery, message, attempt, exc, reason)
         if admission.verdict is not None:
-            return self._turn_away(delivery, message, attempt, admission.verdict)
+            state = self._turn_away(delivery, message, attempt, admission.verdict)
+            if state == states.REVOKED and signals.task_revoked.receivers:
+                context = self._context(task, message, delivery, args, kwargs, attempt)
+                notify.revoked(self, task, context)
+            return state
         try:
             return self._run(delivery, message, task, attempt, args, kwargs)
         finally:
@@ -190,6 +223,8 @@ class Executor:
         self.tracker.started(delivery, message.id, deadline, attempt)
         for hook in self.app.on_task_start:
             hook(task, context)
+        if signals.task_prerun.receivers:
+            notify.prerun(task, context)
         try:
             if started is not None:
                 self.outbox.running(message.id, started, attempt)
@@ -203,7 +238,10 @@ class Executor:
             for hook in self.app.on_task_end:
                 hook(task, context)
         runtime = time.monotonic() - started_at
-        return self._conclude(delivery, message, task, attempt, outcome, runtime)
+        state = self._conclude(delivery, message, task, attempt, outcome, runtime)
+        if notify.listening_after_run():
+            notify.after_run(self, task, context, outcome, state, runtime)
+        return state
 
     def _turn_away(
         self, delivery: Delivery, message: Message, attempt: int, verdict: Verdict
@@ -324,6 +362,7 @@ class Executor:
                 state = self._finish(delivery, message, attempt, record)
             except EncodeError as error:
                 logger.error("%s[%s] ran; its result cannot be stored: %s", name, task_id, error)
+                outcome.exc = error  # the task failed after all (task_failure, not task_success)
                 return self._finish(delivery, message, attempt, _failure(name, message, error))
             logger.info("%s[%s] succeeded in %.4fs: %.200r", name, task_id, runtime, outcome.retval)
             return state
@@ -392,7 +431,7 @@ class Executor:
             error = EncodeError(f"{message.task}: its retry could not be sent: {cause}")
             logger.error("%s[%s] %s", message.task, message.id, error)
             return self._finish(delivery, message, attempt, _failure(message.task, message, error))
-        self.broker.publish([envelope])
+        self.app.publish_envelopes([envelope])
         delay = (again.eta or now) - now
         logger.info(
             "%s[%s] retry %d in %.1fs: %s",
@@ -480,6 +519,9 @@ class Executor:
         """The worker's own code failed on a delivery: hand it back counted as a delivery,
         so a message that trips the worker every time ends in the dead letters."""
         self.forget(delivery)
+        if signals.task_internal_error.receivers:
+            with contextlib.suppress(DecodeError):
+                notify.internal_error(self, delivery, decode_message(delivery.body), exc)
         limit = self.app.conf.task_max_deliveries
         if delivery.delivery_count < limit:
             self._hand_back(delivery)
