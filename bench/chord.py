@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
-ENV_URL = "CONVEYOR_CHORD_BENCH_URL"
+ENV_URL = "BENCH_CHORD_URL"
 TARGETS = {"sqlite": 10.0, "redis": 2.0}
 
 

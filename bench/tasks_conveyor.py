@@ -3,7 +3,7 @@
 The bench process builds one app per measurement with ``make_app`` so every measurement
 gets a fresh database (a new SQLite file, or a new Redis database number); the worker it
 starts loads ``tasks_conveyor:app``, which is built on first access from
-``$CONVEYOR_BENCH_DB`` (importing this module opens nothing).
+``$BENCH_CONVEYOR_DB`` (importing this module opens nothing).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from conveyor import Conveyor
 
-ENV_DB = "CONVEYOR_BENCH_DB"
+ENV_DB = "BENCH_CONVEYOR_DB"
 TASK_NAME = "bench.noop"
 
 

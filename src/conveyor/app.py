@@ -39,6 +39,7 @@ __all__ = ["Conveyor", "current_app", "shared_task"]
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T", bound=AnyTask)
+U = TypeVar("U")
 
 DEFAULT_URL = "sqlite:///conveyor.db"
 
@@ -145,6 +146,9 @@ class Conveyor:
         self._replies: bool | None = None
         """Whether the backend hands outcomes back to their senders (``ResultBackend.replies``)."""
         self._coordinator: Coordinator | None = coordinator
+        given = (("broker", broker), ("backend", backend), ("coordinator", coordinator))
+        self._given = {part for part, value in given if not isinstance(value, str | None)}
+        self.conf.on_change(self._settings_changed)
         self._lock = threading.RLock()
         self._batch = threading.local()
         self.Task: type[AnyTask] = type("Task", (Task,), {"_app": self, "abstract": True})
@@ -183,7 +187,18 @@ class Conveyor:
     # -- configuration ------------------------------------------------------------------
 
     def config_from_object(self, obj: object | str, namespace: str | None = None) -> None:
+        """Read settings from an object or dotted path when first needed (see ``Settings``)."""
         self.conf.load_object(obj, namespace)
+
+    def _settings_changed(self, names: set[str]) -> None:
+        """Settings stay live: a new broker or backend URL (Django's override_settings in a
+        test, say) is used from the next send."""
+        with self._lock:
+            if "broker_url" in names:
+                self._broker = None if "broker" not in self._given else self._broker
+                self._coordinator = None if "coordinator" not in self._given else self._coordinator
+            if names & {"broker_url", "result_backend"} and "backend" not in self._given:
+                self._backend, self._results, self._replies = None, None, None
 
     @property
     def broker_url(self) -> str:
@@ -196,7 +211,7 @@ class Conveyor:
         if self._broker is None:
             with self._lock:
                 if self._broker is None:
-                    broker = broker_from_url(self.broker_url)
+                    broker = _built("broker_url", broker_from_url, self.broker_url)
                     configure = getattr(broker, "configure_publish_retries", None)
                     if configure is not None:
                         configure(
@@ -211,9 +226,10 @@ class Conveyor:
             with self._lock:
                 if self._backend is None:
                     url = self.conf.result_backend
+                    setting = "broker_url" if url is None else "result_backend"
                     if url is None:
                         url = self.broker_url if "://" in self.broker_url else "memory://"
-                    self._backend = backend_from_url(url)
+                    self._backend = _built(setting, backend_from_url, url)
         return self._backend
 
     @property
@@ -223,7 +239,9 @@ class Conveyor:
             with self._lock:
                 if self._coordinator is None:
                     url = self.broker_url if "://" in self.broker_url else "memory://"
-                    self._coordinator = coordinator_from_url(url, self.clock)
+                    self._coordinator = _built(
+                        "broker_url", lambda url: coordinator_from_url(url, self.clock), url
+                    )
         return self._coordinator
 
     @property
@@ -466,6 +484,14 @@ class Conveyor:
         import socket
 
         return f"conveyor@{socket.gethostname()}"
+
+
+def _built(setting: str, build: Callable[[str], U], url: str) -> U:
+    """``build(url)``; a bad URL's error says which setting held it."""
+    try:
+        return build(url)
+    except ImproperlyConfigured as exc:
+        raise ImproperlyConfigured(f"the {setting} setting: {exc}") from None
 
 
 def make_task(fun: Callable[..., Any], app: Conveyor | None, options: dict[str, Any]) -> AnyTask:

@@ -13,6 +13,7 @@ from conveyor.brokers import (
     import_redis_support,
     parse_sqlite_url,
     redact_url,
+    unsupported,
     url_scheme,
 )
 from conveyor.exceptions import ImproperlyConfigured
@@ -35,7 +36,8 @@ def backend_from_url(url: str) -> ResultBackend:
     else:
         known = ", ".join(KNOWN_SCHEMES)
         raise ImproperlyConfigured(
-            f"unknown result backend URL {redact_url(url)!r}; known schemes: {known}"
+            unsupported(url, "results kept beside the broker")
+            or f"unknown result backend URL {redact_url(url)!r}; known schemes: {known}"
         )
     backend.url = url
     return backend

@@ -28,6 +28,22 @@ KNOWN_SCHEMES = ("memory://", "sqlite://", "redis://", "rediss://")
 REDIS_SCHEMES = ("redis", "rediss")
 
 
+RABBITMQ_SCHEMES = ("amqp", "amqps", "pyamqp", "librabbitmq", "rpc")
+"""Celery's URL schemes for RabbitMQ (``rpc://`` sends results over it)."""
+
+
+def unsupported(url: str, unset: str) -> str | None:
+    """Why a RabbitMQ URL cannot be used, and what to use instead (``unset``: what leaving
+    the setting unset gives); None for other URLs."""
+    if url_scheme(url) not in RABBITMQ_SCHEMES:
+        return None
+    return (
+        f"{redact_url(url)!r}: RabbitMQ is not supported; use Redis (redis://host:6379/0) for "
+        f"several machines, or leave the setting unset for {unset} "
+        f"(known schemes: {', '.join(KNOWN_SCHEMES)})"
+    )
+
+
 def url_scheme(url: str) -> str:
     return url.partition("://")[0].lower() if "://" in url else ""
 
@@ -93,7 +109,8 @@ def broker_from_url(url: str) -> Broker:
         broker = cast(Broker, getattr(module, "RedisBroker").from_url(url))  # noqa: B009
     else:
         raise ImproperlyConfigured(
-            f"unknown broker URL {redact_url(url)!r}; known schemes: {', '.join(KNOWN_SCHEMES)}"
+            unsupported(url, "the embedded SQLite broker (./conveyor.db)")
+            or f"unknown broker URL {redact_url(url)!r}; known schemes: {', '.join(KNOWN_SCHEMES)}"
         )
     broker.url = url
     return broker

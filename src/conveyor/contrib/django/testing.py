@@ -31,12 +31,9 @@ __all__ = ["eager", "in_memory_worker", "run_until_empty"]
 def eager(propagate: bool = True, app: Conveyor | None = None) -> Iterator[Conveyor]:
     """Run every task sent in the block inline (and raise its exceptions, by default)."""
     app = app or get_app()
-    saved = (app.conf.task_always_eager, app.conf.task_eager_propagates)
-    app.conf.task_always_eager, app.conf.task_eager_propagates = True, propagate
-    try:
+    # An override, not an assignment: Django's settings keep reaching the app afterwards.
+    with app.conf.override(task_always_eager=True, task_eager_propagates=propagate):
         yield app
-    finally:
-        app.conf.task_always_eager, app.conf.task_eager_propagates = saved
 
 
 @contextmanager
@@ -49,16 +46,17 @@ def in_memory_worker(
     """Point the project's app at an in-memory broker (and result backend, unless
     ``keep_results``) and run a threads-pool worker on it for the block."""
     app = app or get_app()
-    saved = (app._broker, app._backend, app._coordinator, app._results, app.conf.task_always_eager)
+    saved = (app._broker, app._backend, app._coordinator, app._results)
     # The app's parts are swapped in place: tasks bound to it send to the memory broker too.
     app._broker = MemoryBroker(clock=app.clock)
     app._coordinator = MemoryCoordinator(clock=app.clock)
     if not keep_results:
         app._backend, app._results = MemoryBackend(clock=app.clock), None
-    app.conf.task_always_eager = False
     try:
-        with worker_thread(app, queues, concurrency) as pool:
+        with (
+            app.conf.override(task_always_eager=False),
+            worker_thread(app, queues, concurrency) as pool,
+        ):
             yield pool
     finally:
-        app._broker, app._backend, app._coordinator, app._results = saved[:4]
-        app.conf.task_always_eager = saved[4]
+        app._broker, app._backend, app._coordinator, app._results = saved

@@ -1,0 +1,124 @@
+"""Django settings reach the app when they change, and are read only once complete.
+
+pytest-django's ``settings`` fixture changes a setting with ``override_settings(...)``'s
+``enable()`` and undoes it with ``disable()`` when the test ends; ``SettingsChanges``
+below does the same, so these tests hold for that fixture as for ``override_settings``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.test import override_settings
+
+from conveyor import Conveyor, shared_task
+from conveyor.brokers import MemoryBroker
+from conveyor.exceptions import ImproperlyConfigured
+
+
+@shared_task(name="live_settings.explode")
+def explode() -> None:
+    raise LookupError("no such order")
+
+
+@shared_task(name="live_settings.double")
+def double(x: int) -> int:
+    return 2 * x
+
+
+class SettingsChanges:
+    """pytest-django's ``settings`` fixture: ``change(NAME=value)`` for ``settings.NAME =
+    value`` enables an override at once; ``undo()`` (the fixture's teardown) disables them,
+    last first."""
+
+    def __init__(self) -> None:
+        self.enabled: list[Any] = []
+
+    def change(self, **values: Any) -> None:
+        for name, value in values.items():
+            override = override_settings(**{name: value})
+            override.enable()
+            self.enabled.append(override)
+
+    def undo(self) -> None:
+        while self.enabled:
+            self.enabled.pop().disable()
+
+
+@pytest.fixture
+def settings_fixture() -> Iterator[SettingsChanges]:
+    changes = SettingsChanges()
+    yield changes
+    changes.undo()
+
+
+@pytest.fixture
+def celery_layout_app() -> Iterator[Conveyor]:
+    """An app made the way Celery's Django guide makes it (``proj/celery.py``)."""
+    app = Conveyor("proj", set_as_current=False)
+    app.config_from_object("django.conf:settings", namespace="CELERY")
+    yield app
+    app.close()
+
+
+def test_override_settings_makes_the_project_app_eager_at_once(project_app: Conveyor) -> None:
+    sent = double.delay(4)
+    assert sent.state == "PENDING"  # the broker holds it: not eager
+
+    with override_settings(CONVEYOR_TASK_ALWAYS_EAGER=True, CONVEYOR_TASK_EAGER_PROPAGATES=True):
+        assert double.delay(21).get() == 42
+        with pytest.raises(LookupError, match="no such order"):
+            explode.delay()
+
+    assert project_app.conf.task_always_eager is False
+    assert double.delay(1).state == "PENDING"
+    project_app.broker.purge()
+
+
+def test_the_settings_fixture_changes_reach_the_app_and_are_undone(
+    project_app: Conveyor, settings_fixture: SettingsChanges
+) -> None:
+    settings_fixture.change(CONVEYOR_TASK_ALWAYS_EAGER=True)
+    assert double.delay(5).get() == 10
+    failed = explode.delay()  # eager, not propagating: the failure is in the result
+    assert failed.state == "FAILURE"
+
+    settings_fixture.change(CONVEYOR_TASK_EAGER_PROPAGATES=True)
+    with pytest.raises(LookupError):
+        explode.delay()
+
+    settings_fixture.undo()  # the fixture's teardown
+    assert project_app.conf.task_always_eager is False
+    assert project_app.conf.task_eager_propagates is False
+    assert double.delay(1).state == "PENDING"
+    project_app.broker.purge()
+
+
+def test_a_celery_layout_app_follows_its_namespace(celery_layout_app: Conveyor) -> None:
+    app = celery_layout_app
+    assert app.broker_url == "sqlite:///conveyor.db"  # the shop sets CONVEYOR_*, not CELERY_*
+
+    with override_settings(
+        CELERY_BROKER_URL="memory://",
+        CELERY_TASK_ALWAYS_EAGER=True,
+        CELERY_TASK_EAGER_PROPAGATES=True,
+    ):
+        assert isinstance(app.broker, MemoryBroker)
+        assert app.conf.task_always_eager is True
+        assert app.conf.task_eager_propagates is True
+
+    assert app.broker_url == "sqlite:///conveyor.db"
+    assert app.conf.task_always_eager is False
+
+
+def test_a_misspelt_override_is_an_error_where_the_settings_are_read(
+    celery_layout_app: Conveyor,
+) -> None:
+    with (
+        override_settings(CELERY_TASK_ALWAYS_EGAER=True),
+        pytest.raises(ImproperlyConfigured, match="did you mean 'task_always_eager'"),
+    ):
+        _ = celery_layout_app.conf.task_always_eager
+    assert celery_layout_app.conf.task_always_eager is False
