@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, overload
+from zoneinfo import ZoneInfo
 
 from . import signals
 from .backends import backend_from_url
@@ -22,9 +25,10 @@ from .exceptions import DuplicateTaskName, ImproperlyConfigured, NotRegistered
 from .locks import Lock
 from .message import Message, broker_key
 from .publish_signals import after_publish, before_publish
+from .pydantic_tasks import with_pydantic
 from .records import ResultStore
 from .request import Context
-from .result import AnyResult, AsyncResult
+from .result import AnyResult, AsyncResult, GroupResult, ResultSet
 from .serialization import encode_message
 from .task import (
     TASK_OPTIONS,
@@ -369,7 +373,9 @@ class Conveyor:
             self._publish_replied(message, task)
         else:
             self.publish([(message, task)])
-        return AsyncResult(message.id, app=self, task=task)
+        result: AnyResult = AsyncResult(message.id, app=self, task=task)
+        result.ignored = message.ignore_result  # get() returns None at once, as in Celery
+        return result
 
     def _publish_replied(self, message: Message, task: AnyTask | None) -> None:
         """Publish one message whose outcome the worker also hands back, so a ``get()``
@@ -471,6 +477,20 @@ class Conveyor:
     def AsyncResult(self, task_id: str, task: AnyTask | None = None) -> AnyResult:
         return AsyncResult(task_id, app=self, task=task)
 
+    def ResultSet(self, results: Iterable[AnyResult]) -> ResultSet:
+        return ResultSet(results, app=self)
+
+    @functools.cached_property
+    def GroupResult(self) -> type[GroupResult]:
+        """``app.GroupResult(id, results)``; ``app.GroupResult.restore(id)`` reads this app."""
+        from .groupresult import bound_group_result
+
+        return bound_group_result(self)
+
+    def now(self) -> datetime:
+        """Now on the app's clock, in its ``timezone`` setting (Celery's ``app.now()``)."""
+        return datetime.fromtimestamp(self.clock(), ZoneInfo(self.conf.timezone))
+
     # -- worker-side helpers ------------------------------------------------------------
 
     def import_includes(self) -> None:
@@ -509,9 +529,10 @@ def make_task(fun: Callable[..., Any], app: Conveyor | None, options: dict[str, 
     for key in ("autoretry_for", "dont_autoretry_for"):
         if key in options:
             options[key] = tuple(options[key])
+    run = with_pydantic(fun, app, name, options)  # pydantic=True: Celery 5.5's validation
     attrs: dict[str, Any] = {
         "name": name,
-        "run": fun if bind else staticmethod(fun),
+        "run": run if bind else staticmethod(run),
         "__doc__": fun.__doc__,
         "__module__": fun.__module__,
         "__qualname__": fun.__qualname__,

@@ -14,7 +14,7 @@ from .ids import new_id
 from .message import Message
 from .request import current_request
 from .serialization import pickle_arguments
-from .task import ALL_SEND_OPTIONS, AnyTask, check_options, to_timestamp
+from .task import ALL_SEND_OPTIONS, AnyTask, check_options, check_time_limits, to_timestamp
 
 if TYPE_CHECKING:
     from .app import Conveyor
@@ -41,6 +41,12 @@ def compose(
         raise ImproperlyConfigured("the task has no name")
     if task is not None and task.typing:
         task.spec.check(name, args, kwargs)
+    if task is not None or options:
+        check_time_limits(
+            name,
+            options.get("soft_time_limit", task.soft_time_limit if task else None),
+            options.get("time_limit", task.time_limit if task else None),
+        )
     if not options and task is not None:
         message = _plain(app, task, name, args, kwargs, reply)
         if message is not None:
@@ -156,6 +162,8 @@ def _general(
         soft_time_limit=options.get("soft_time_limit", task.soft_time_limit if task else None),
         ignore_result=bool(ignore_result),
         idempotency_key=options.get("idempotency_key"),
+        argsrepr=options.get("argsrepr"),
+        kwargsrepr=options.get("kwargsrepr"),
         sent_at=now,
         reply=reply and not ignore_result,
     )

@@ -156,14 +156,16 @@ class Retry(Interrupt):
         self.when = when
         super().__init__(message, exc, when)
 
+    def humanize(self) -> str:
+        """When the next attempt is due, as Celery words it: ``in 30s``, ``at 2026-...``."""
+        if isinstance(self.when, int | float):
+            return f"in {self.when}s"
+        return f"at {self.when}"
+
     def __str__(self) -> str:
         if self.message:
             return self.message
-        when = (
-            f" in {self.when}s"
-            if isinstance(self.when, int | float)
-            else (f" at {self.when.isoformat()}" if isinstance(self.when, datetime) else "")
-        )
+        when = f" {self.humanize()}" if self.when is not None else ""
         return f"Retry{when}: {self.exc!r}" if self.exc else f"Retry{when}"
 
 

@@ -27,7 +27,7 @@ from .result import AnyResult, AsyncResult, EagerResult, _error, _value
 if TYPE_CHECKING:
     from .app import Conveyor
 
-__all__ = ["GroupResult", "ResultSet", "result_from_tuple"]
+__all__ = ["GroupResult", "ResultSet", "bound_group_result", "result_from_tuple"]
 
 JOIN_ORDER = (
     "timeout",
@@ -365,6 +365,31 @@ class GroupResult(ResultSet, AsyncResult[list[Any]]):
 
     def __repr__(self) -> str:
         return f"<GroupResult: {self.id} [{', '.join(r.id for r in self.results)}]>"
+
+
+def bound_group_result(app: Conveyor) -> type[GroupResult]:
+    """``app.GroupResult``: a GroupResult class on ``app``, so ``app.GroupResult(id, results)``
+    and ``app.GroupResult.restore(id)`` use that app's store, as Celery's do."""
+    bound = app
+
+    class AppGroupResult(GroupResult):
+        def __init__(
+            self,
+            id: str | None = None,
+            results: Iterable[AnyResult] | None = None,
+            parent: AnyResult | None = None,
+            app: Conveyor | None = None,
+        ) -> None:
+            super().__init__(id, results, parent, app or bound)
+
+        @classmethod
+        def restore(
+            cls, id: str, backend: Any = None, app: Conveyor | None = None
+        ) -> GroupResult | None:
+            return GroupResult.restore(id, backend, app or bound)
+
+    AppGroupResult.__name__ = AppGroupResult.__qualname__ = "GroupResult"
+    return AppGroupResult
 
 
 def result_from_tuple(data: Sequence[Any], app: Conveyor | None = None) -> AnyResult:

@@ -34,11 +34,14 @@ idempotency_key    sends with the same key inside the dedup window enqueue once
 sent_at            unix time of sending
 reply              its sender may wait for the outcome: the write also hands it over
                    (a result backend's reply list, where it has them)
+argsrepr           how logs and results show ``args`` (the sender's ``argsrepr``), if given
+kwargsrepr         how logs and results show ``kwargs`` (the sender's ``kwargsrepr``)
 =================  ==========================================================================
 """
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any
 
 import msgspec
@@ -76,9 +79,30 @@ class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     idempotency_key: str | None = None
     sent_at: float = 0.0
     reply: bool = False
+    argsrepr: str | None = None
+    kwargsrepr: str | None = None
 
     def replace(self, **changes: Any) -> Message:
         return msgspec.structs.replace(self, **changes)
+
+    def shown_args(self) -> str:
+        """The positional arguments as logs and results show them: the sender's
+        ``argsrepr`` (so secrets stay out), else a shortened repr."""
+        return self.argsrepr if self.argsrepr is not None else _SHORT.repr(tuple(self.args))
+
+    def shown_kwargs(self) -> str:
+        """The keyword arguments as logs and results show them (``kwargsrepr``)."""
+        return self.kwargsrepr if self.kwargsrepr is not None else _SHORT.repr(self.kwargs)
+
+
+def _short_repr() -> reprlib.Repr:
+    short = reprlib.Repr()
+    short.maxstring = short.maxother = 200
+    short.maxlist = short.maxtuple = short.maxdict = 20
+    return short
+
+
+_SHORT = _short_repr()
 
 
 def broker_key(message: Message) -> str:

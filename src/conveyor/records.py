@@ -137,6 +137,10 @@ class TaskRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     children: list[str] = []
     retry_at: float | None = None
     """RETRY: the Unix time the next attempt is due."""
+    argsrepr: str | None = None
+    kwargsrepr: str | None = None
+    """How the task's arguments are shown: kept on a failure, and wherever the sender gave
+    ``argsrepr``/``kwargsrepr`` (``Message.shown_args``)."""
 
 
 _encoder = msgspec.json.Encoder(enc_hook=encode_hook)

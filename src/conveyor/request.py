@@ -61,6 +61,16 @@ class Context:
     def correlation_id(self) -> str | None:
         return self.id
 
+    @property
+    def argsrepr(self) -> str:
+        """The positional arguments as logs show them (the sender's ``argsrepr``)."""
+        return self.message.shown_args() if self.message is not None else repr(self.args)
+
+    @property
+    def kwargsrepr(self) -> str:
+        """The keyword arguments as logs show them (the sender's ``kwargsrepr``)."""
+        return self.message.shown_kwargs() if self.message is not None else repr(self.kwargs)
+
     def __repr__(self) -> str:
         return f"<Context {self.task}[{self.id}] retries={self.retries}>"
 

@@ -13,7 +13,9 @@ IGNORED   the task raised Ignore (ready)
 REJECTED  the task raised Reject; the message was dead-lettered (ready)
 ========  ==================================================================
 
-Custom states (``update_state(state="PROGRESS")``) rank with STARTED.
+``precedence`` and ``state`` order states as Celery's do: SUCCESS ranks highest, then
+FAILURE, then any custom state (``update_state(state="PROGRESS")``, IGNORED), then REVOKED,
+STARTED, RECEIVED, REJECTED, RETRY, PENDING and UNKNOWN.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ __all__ = [
     "FAILURE",
     "IGNORED",
     "PENDING",
+    "PRECEDENCE",
     "PROPAGATE_STATES",
     "READY_STATES",
     "RECEIVED",
@@ -35,6 +38,7 @@ __all__ = [
     "UNKNOWN",
     "UNREADY_STATES",
     "precedence",
+    "state",
 ]
 
 UNKNOWN = "UNKNOWN"
@@ -54,11 +58,32 @@ EXCEPTION_STATES = frozenset({RETRY, FAILURE, REVOKED, REJECTED})
 PROPAGATE_STATES = frozenset({FAILURE, REVOKED, REJECTED})
 ALL_STATES = READY_STATES | UNREADY_STATES
 
-_ORDER = {UNKNOWN: 0, PENDING: 1, RECEIVED: 2, RETRY: 3, STARTED: 4}
+PRECEDENCE = [SUCCESS, FAILURE, None, REVOKED, STARTED, RECEIVED, REJECTED, RETRY, PENDING, UNKNOWN]
+"""Celery's order, highest first; None stands for any state not listed (custom states)."""
+_RANK = {name: index for index, name in enumerate(PRECEDENCE)}
 
 
-def precedence(state: str) -> int:
-    """Rank a state: higher means further along; ready states rank highest."""
-    if state in READY_STATES:
-        return 10
-    return _ORDER.get(state, _ORDER[STARTED])
+def precedence(name: str | None) -> int:
+    """Celery's precedence index of a state: lower means higher precedence."""
+    return _RANK.get(name, _RANK[None])
+
+
+class state(str):
+    """A state name that compares by precedence, as Celery's does:
+    ``state(PENDING) < state(SUCCESS)``, ``state("PROGRESS") > state(STARTED)``."""
+
+    def __gt__(self, other: object) -> bool:
+        return precedence(self) < precedence(_name(other))
+
+    def __ge__(self, other: object) -> bool:
+        return precedence(self) <= precedence(_name(other))
+
+    def __lt__(self, other: object) -> bool:
+        return precedence(self) > precedence(_name(other))
+
+    def __le__(self, other: object) -> bool:
+        return precedence(self) >= precedence(_name(other))
+
+
+def _name(value: object) -> str | None:
+    return value if isinstance(value, str) or value is None else str(value)

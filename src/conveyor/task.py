@@ -73,6 +73,10 @@ TASK_OPTIONS = frozenset(
         "on_locked",
         "lock_timeout",
         "idempotency_key",
+        "pydantic",
+        "pydantic_strict",
+        "pydantic_context",
+        "pydantic_dump_kwargs",
     }
 )
 
@@ -99,6 +103,8 @@ SEND_OPTIONS = frozenset(
         "chain",
         "retries",
         "idempotency_key",
+        "argsrepr",
+        "kwargsrepr",
     }
 )
 
@@ -130,6 +136,16 @@ def check_options(options: Mapping[str, Any], known: frozenset[str], what: str) 
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ImproperlyConfigured(f"unknown {what} {name!r}{hint}")
+
+
+def check_time_limits(name: str | None, soft: float | None, hard: float | None) -> None:
+    """Refuse a soft time limit above the hard one, as Celery does at send: the soft limit
+    is the warning the task gets before the hard one ends it."""
+    if soft and hard and soft > hard:
+        raise ValueError(
+            f"{name}: soft_time_limit must be less than or equal to time_limit (got "
+            f"soft_time_limit={soft}, time_limit={hard}); lower the soft one or raise the hard one"
+        )
 
 
 def to_timestamp(value: float | datetime | timedelta | None, now: float) -> float | None:
@@ -217,6 +233,15 @@ class Task(Generic[P, R]):
             from .app import register_shared
 
             register_shared(self)
+        soft, hard = self.soft_time_limit, self.time_limit
+        if soft and hard and soft > hard:  # Celery refuses it at send; say so at definition
+            logger.warning(
+                "%s: soft_time_limit %s is above time_limit %s: every send of it will be "
+                "refused; lower the soft one or raise the hard one",
+                self.name or cls.default_name(),
+                soft,
+                hard,
+            )
 
     # -- identity -----------------------------------------------------------------------
 

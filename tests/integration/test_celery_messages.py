@@ -84,3 +84,15 @@ def test_unannotated_values_keep_their_types_through_a_worker(compat, workers):
     outcome = result.get(timeout=TIMEOUT)
     assert outcome["types"] == ["bytes", "datetime", "date", "time", "UUID", "Decimal"]
     assert outcome["values"] == sent
+
+
+def test_argsrepr_is_what_logs_and_results_show(compat, workers, cli):
+    worker = start(workers)
+    result = compat.sign_in.apply_async(("ada", "hunter2"), argsrepr="('ada', '<hidden>')")
+
+    with pytest.raises(PermissionError, match="ada may not sign in"):
+        result.get(timeout=TIMEOUT)
+    shown = cli("result", result.id, "-A", APP_SPEC).stdout
+    assert "args: ('ada', '<hidden>')" in shown
+    log = worker.wait_for_log("PermissionError: ada may not sign in (args ('ada', '<hidden>')")
+    assert "hunter2" not in shown + log

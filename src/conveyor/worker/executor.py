@@ -355,6 +355,8 @@ class Executor:
                 record = TaskRecord(
                     status=states.SUCCESS,
                     result=tag_result(outcome.retval, task.spec if task.typing else None),
+                    argsrepr=message.argsrepr,
+                    kwargsrepr=message.kwargsrepr,
                     task=name,
                     retries=message.retries,
                     worker=self.hostname,
@@ -386,11 +388,13 @@ class Executor:
             return self._rejected(delivery, message, attempt, outcome.reject)
         assert outcome.exc is not None
         logger.error(
-            "%s[%s] raised %s: %s",
+            "%s[%s] raised %s: %s (args %s, kwargs %s)",
             name,
             task_id,
             type(outcome.exc).__name__,
             outcome.exc,
+            message.shown_args(),
+            message.shown_kwargs(),
             exc_info=outcome.exc,
         )
         record = _failure(name, message, outcome.exc)
@@ -591,6 +595,8 @@ def _failure(name: str, message: Message, exc: BaseException) -> TaskRecord:
         traceback=format_traceback(exc),
         task=name,
         retries=message.retries,
+        argsrepr=message.shown_args(),
+        kwargsrepr=message.shown_kwargs(),
     )
 
 
