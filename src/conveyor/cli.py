@@ -135,8 +135,9 @@ def worker(
     from .log import setup_logging
     from .worker import Worker
 
-    setup_logging(loglevel)
     app = _app(ctx, app_spec)
+    app.import_includes()  # before logging: a setup_logging receiver may be connected there
+    setup_logging(loglevel)
     queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
     try:
         pool_runner = Worker(
@@ -263,8 +264,6 @@ def result(
         click.echo(f"{states.UNKNOWN}: no task {task_id} was sent, or its result expired")
         sys.exit(1)
     click.echo(f"{record.status}: {_show(record.result)}")
-    if record.argsrepr is not None or record.kwargsrepr is not None:
-        click.echo(f"args: {record.argsrepr}  kwargs: {record.kwargsrepr}")
     if show_tb and record.traceback:
         click.echo(record.traceback)
 
@@ -414,10 +413,10 @@ def beat(ctx: click.Context, app_spec: str | None, loglevel: str, store_spec: st
     from .beat import Scheduler, serve
     from .log import setup_logging
 
-    setup_logging(loglevel)
     app, store = _beat_open(ctx, None)
     try:
         app.import_includes()
+        setup_logging(loglevel)  # after the imports: a setup_logging receiver takes over
         serve(Scheduler(app, store))
     except ConveyorError as exc:
         raise click.ClickException(str(exc)) from None

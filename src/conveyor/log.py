@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import sys
 
+from . import signals
 from .request import current_request
 
-__all__ = ["get_logger", "get_task_logger", "setup_logging"]
+__all__ = ["FORMAT", "get_logger", "get_task_logger", "setup_logging"]
 
 TASK_LOGGER = "conveyor.task"
 
@@ -40,12 +41,25 @@ def get_logger(name: str) -> logging.Logger:
     return logging.getLogger(name)
 
 
+FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s %(process)d] %(message)s"
+"""The worker's format: time, level, process, message."""
+
+
 def setup_logging(level: str | int = "INFO") -> None:
-    """The worker's format: time, level, process, message."""
+    """Log to stderr in ``FORMAT``; unless a ``setup_logging`` receiver is connected: then
+    logging is the application's, and no handler of ours is added (as in Celery)."""
+    if isinstance(level, str):
+        level = logging.getLevelName(level.upper())
+    if not isinstance(level, int):
+        raise ValueError(f"unknown log level {level!r}: use DEBUG, INFO, WARNING or ERROR")
+    options = {"loglevel": level, "logfile": None, "format": FORMAT, "colorize": False}
+    if signals.setup_logging.send(sender=None, **options):
+        return
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        logging.Formatter("[%(asctime)s: %(levelname)s/%(processName)s %(process)d] %(message)s")
-    )
+    handler.setFormatter(logging.Formatter(FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper() if isinstance(level, str) else level)
+    root.setLevel(level)
+    signals.after_setup_logger.send(sender=None, logger=root, **options)
+    task_logger = logging.getLogger(TASK_LOGGER)
+    signals.after_setup_task_logger.send(sender=None, logger=task_logger, **options)

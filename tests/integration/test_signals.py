@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -200,3 +201,60 @@ def test_an_unknown_task_name(sig: ModuleType, workers: Workers, log: Path) -> N
     with pytest.raises(NotRegistered):
         result.get(timeout=15)
     assert "task_received" not in names(lines(log, result.id))
+
+
+@pytest.mark.parametrize("pool", ["prefork", "threads"])
+def test_worker_signals_around_a_start_and_a_warm_stop(
+    sig: ModuleType, workers: Workers, log: Path, pool: str
+) -> None:
+    worker = workers.start("-P", pool, "-c", "2", "--beat", app=APP)
+    wait_for_signal(log, "heartbeat_sent")
+    wait_until(
+        lambda: names(lines(log)).count("worker_process_init") == worker.processes,
+        what="every child's worker_process_init",
+    )
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0
+    found = lines(log)
+    supervisor = [x["signal"] for x in found if x["pid"] == worker.pid]
+    assert {"heartbeat_sent", "beat_init"} <= set(supervisor)  # the beat runs beside: any time
+    supervisor = [x for x in supervisor if x not in ("heartbeat_sent", "beat_init")]
+    assert supervisor[:3] == ["after_setup_logger", "after_setup_task_logger", "worker_init"]
+    assert supervisor[-2:] == ["worker_shutting_down", "worker_shutdown"]
+    assert supervisor[3:-2] == ["worker_ready"]
+
+    by_name = {x["signal"]: x for x in found}
+    assert (by_name["after_setup_logger"]["logger"], by_name["after_setup_logger"]["loglevel"]) == (
+        "root",
+        20,
+    )
+    assert by_name["after_setup_task_logger"]["logger"] == "conveyor.task"
+    assert by_name["worker_init"]["hostname"] == worker.hostname
+    assert by_name["worker_ready"]["app"] == "signals"
+    assert by_name["beat_init"]["sender"] == "Scheduler"
+    assert {k: by_name["worker_shutting_down"][k] for k in ("hostname", "sig", "how")} == {
+        "hostname": worker.hostname,
+        "sig": "SIGTERM",
+        "how": "Warm",
+    }
+
+    children = [x for x in found if x["pid"] != worker.pid]
+    starts = {x["pid"] for x in children if x["signal"] == "worker_process_init"}
+    ends = [x for x in children if x["signal"] == "worker_process_shutdown"]
+    assert len(starts) == worker.processes
+    assert {x["child"] for x in ends} == starts and all(x["exitcode"] == 0 for x in ends)
+    shutting_down = names(found).index("worker_shutting_down")
+    assert all(found.index(x) > shutting_down for x in ends)
+
+
+def test_a_setup_logging_receiver_leaves_logging_to_the_application(
+    tasks: ModuleType, workers: Workers
+) -> None:
+    """The application's handler prints each line once: the worker adds none of its own."""
+    with app_module("own_logging_tasks") as shop:
+        worker = workers.start(app="own_logging_tasks:app", ready=False)
+        assert shop.restock.delay("sku-1").get(timeout=15) == "sku-1"
+        assert worker.stop() == 0
+    printed = [line for line in worker.log().splitlines() if "restocking sku-1" in line]
+    assert printed == ["SHOP WARNING shop.tasks: restocking sku-1"]
+    assert "conveyor worker" not in worker.log()  # no handler of the worker's: no banner

@@ -17,6 +17,7 @@ import threading
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any
 
+from .. import signals
 from .scheduler import Scheduler
 from .store import ScheduleStore
 
@@ -79,6 +80,7 @@ class BeatThread:
         self._thread.start()
 
     def _run(self) -> None:
+        signals.beat_init.send(sender=self.scheduler)
         try:
             self.scheduler.run(setup=False)
         except Exception:
@@ -115,6 +117,7 @@ def serve(scheduler: Scheduler) -> None:
         scheduler.stop()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    signals.beat_init.send(sender=scheduler)
     try:
         scheduler.run()
     finally:

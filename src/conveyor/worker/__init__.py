@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import Sequence
 
+from .. import signals
 from ..app import Conveyor
 from ..brokers import redact_url
 from ..exceptions import ImproperlyConfigured
@@ -73,6 +74,13 @@ class Worker:
         check_config = getattr(self.app.broker, "check_config", None)
         for warning in check_config() if check_config is not None else []:
             logger.warning("%s", warning)
+        signals.worker_init.send(sender=self)
+        try:
+            return self._run_pool()
+        finally:
+            signals.worker_shutdown.send(sender=self)
+
+    def _run_pool(self) -> int:
         if not self.app.broker_url.startswith("memory://"):
             return PreforkPool(
                 self.app,

@@ -11,11 +11,13 @@ soft limits hold only under solo.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
 from collections.abc import Sequence
 
+from .. import signals
 from ..app import Conveyor
 from ..brokers.base import Delivery
 from .consumer import Consumer, run_consumers
@@ -87,6 +89,7 @@ class LocalPool:
         last_recover = 0.0
         while not self.finished.wait(beat_every):
             self.keeper.extend_all()
+            signals.heartbeat_sent.send(sender=self)
             for held in self.keeper.past_deadline(time.time()):
                 logger.error(
                     "task %s is past its hard time limit; the %s pool cannot stop it",
@@ -100,9 +103,16 @@ class LocalPool:
 
     def _on_signal(self, signum: int, frame: object) -> None:
         self._signals += 1
+        warm = self._signals == 1 and signum != signal.SIGQUIT
+        signals.worker_shutting_down.send(
+            sender=self.hostname,
+            sig=signal.Signals(signum).name,
+            how="Warm" if warm else "Cold",
+            exitcode=0 if warm else 1,
+        )
         if self._signals == 1:
             self.app.worker_stopping()
-        if self._signals == 1 and signum != signal.SIGQUIT:
+        if warm:
             logger.warning(
                 "warm shutdown: finishing running tasks (signal again for cold shutdown)"
             )
@@ -126,9 +136,14 @@ class LocalPool:
                 signal.signal(sig, self._on_signal)
         beat = threading.Thread(target=self._heartbeat, name="conveyor-heartbeat", daemon=True)
         beat.start()
+        signals.worker_process_init.send(sender=None)
+        code = 1
         try:
             consumers = [self._consumer() for _ in range(self.concurrency)]
+            signals.worker_ready.send(sender=self)
             run_consumers(consumers, self.stop, in_main_thread=self.solo)
+            code = 0
         finally:
             self.finished.set()
+            signals.worker_process_shutdown.send(sender=None, pid=os.getpid(), exitcode=code)
         return 0

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from .. import states
+from .. import signals, states
 from ..app import Conveyor
 from ..brokers.base import Delivery
 from ..control import lost_key, revoked_key
@@ -154,6 +154,7 @@ class PreforkPool:
         try:
             for index in range(self.concurrency):
                 self._spawn(index)
+            signals.worker_ready.send(sender=self)
             self._loop(wake_r)
         finally:
             signal.set_wakeup_fd(old_wakeup)
@@ -189,6 +190,7 @@ class PreforkPool:
             now = time.monotonic()
             if now >= next_beat:
                 self.keeper.extend_all()
+                signals.heartbeat_sent.send(sender=self)
                 next_beat = now + beat_every
             self._enforce_time_limits()
             if now >= next_revoke_check:
@@ -209,11 +211,14 @@ class PreforkPool:
             if signum == signal.SIGCHLD:
                 continue
             if signum == signal.SIGQUIT or self.stopping:
-                self._cold_shutdown()
+                self._cold_shutdown(signum)
             else:
-                self._warm_shutdown()
+                self._warm_shutdown(signum)
 
-    def _warm_shutdown(self) -> None:
+    def _warm_shutdown(self, signum: int) -> None:
+        signals.worker_shutting_down.send(
+            sender=self.hostname, sig=_signal_name(signum), how="Warm", exitcode=0
+        )
         logger.warning(
             "warm shutdown: finishing running tasks, handing back reserved ones "
             "(signal again for cold shutdown)"
@@ -223,9 +228,12 @@ class PreforkPool:
         for child in list(self.children.values()):
             _kill(child.pid, WARM_STOP)
 
-    def _cold_shutdown(self) -> None:
+    def _cold_shutdown(self, signum: int) -> None:
         if self.cold:
             return
+        signals.worker_shutting_down.send(
+            sender=self.hostname, sig=_signal_name(signum), how="Cold", exitcode=0
+        )
         logger.warning("cold shutdown: stopping running tasks; they go back to their queues")
         self.stopping = self.cold = True
         self.app.worker_stopping()
@@ -469,6 +477,7 @@ class PreforkPool:
             random.seed()
             for hook in self.app.on_worker_child_start:
                 hook()
+            signals.worker_process_init.send(sender=None)
             alive = lambda: os.getppid() == parent  # noqa: E731
             if self.child_pool != "prefork":
                 self._run_local(fd, stop, alive)
@@ -490,6 +499,7 @@ class PreforkPool:
             logger.exception("child %d crashed", index)
             code = 1
         finally:
+            signals.worker_process_shutdown.send(sender=None, pid=os.getpid(), exitcode=code)
             logging.shutdown()
             os._exit(code)
 
