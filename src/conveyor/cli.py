@@ -264,6 +264,8 @@ def result(
         click.echo(f"{states.UNKNOWN}: no task {task_id} was sent, or its result expired")
         sys.exit(1)
     click.echo(f"{record.status}: {_show(record.result)}")
+    if record.argsrepr is not None or record.kwargsrepr is not None:
+        click.echo(f"args: {record.argsrepr}  kwargs: {record.kwargsrepr}")
     if show_tb and record.traceback:
         click.echo(record.traceback)
 
