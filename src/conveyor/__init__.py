@@ -19,6 +19,7 @@ from .exceptions import (
 from .groupresult import GroupResult, ResultSet
 from .log import get_task_logger
 from .result import AsyncResult, EagerResult
+from .routing import Queue
 from .signatures import Signature
 from .task import Task
 
@@ -31,6 +32,7 @@ __all__ = [
     "GroupResult",
     "Ignore",
     "MaxRetriesExceededError",
+    "Queue",
     "Reject",
     "ResultSet",
     "Retry",

@@ -29,6 +29,7 @@ from .pydantic_tasks import with_pydantic
 from .records import ResultStore
 from .request import Context
 from .result import AnyResult, AsyncResult, GroupResult, ResultSet
+from .routing import ROUTING_SETTINGS, Router
 from .serialization import encode_message
 from .task import (
     TASK_OPTIONS,
@@ -146,6 +147,7 @@ class Conveyor:
         elif backend is not None:
             self.conf.result_backend = backend
         self.tasks = TaskRegistry()
+        self._router: Router | None = None
         self._results: ResultStore | None = None
         self._replies: bool | None = None
         """Whether the backend hands outcomes back to their senders (``ResultBackend.replies``)."""
@@ -196,13 +198,23 @@ class Conveyor:
 
     def _settings_changed(self, names: set[str]) -> None:
         """Settings stay live: a new broker or backend URL (Django's override_settings in a
-        test, say) is used from the next send."""
+        test, say) is used from the next send; new routes from the next route."""
         with self._lock:
             if "broker_url" in names:
                 self._broker = None if "broker" not in self._given else self._broker
                 self._coordinator = None if "coordinator" not in self._given else self._coordinator
             if names & {"broker_url", "result_backend"} and "backend" not in self._given:
                 self._backend, self._results, self._replies = None, None, None
+            if names & ROUTING_SETTINGS:
+                self._router = None
+
+    @property
+    def router(self) -> Router:
+        """Where sends go and what a worker consumes (``task_routes``, ``task_queues``)."""
+        router = self._router
+        if router is None:
+            router = self._router = Router(self.conf)
+        return router
 
     @property
     def broker_url(self) -> str:

@@ -1,7 +1,8 @@
 """A send's message: its arguments, options, and the task's and the app's defaults.
 
 A send without options, the common ``delay(...)``, takes a shorter path that reads only
-the defaults; ``compose`` gives the same message either way (a test compares them).
+the defaults and the queue its routes give the task's name (``Router.plain_queue``);
+``compose`` gives the same message either way (a test compares them).
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ def _plain(
     conf = app.conf
     if (task.serializer or conf.task_serializer) != "json":
         return None
+    queue = app.router.plain_queue(name, task.queue)
+    if queue is None:
+        return None
     priority = task.priority if task.priority is not None else conf.task_default_priority
     _check_priority(priority)
     ignore = bool(conf.task_ignore_result if task.ignore_result is None else task.ignore_result)
@@ -77,7 +81,7 @@ def _plain(
         task=name,
         args=list(args),
         kwargs=kwargs,
-        queue=task.queue or conf.task_default_queue,
+        queue=queue,
         priority=priority,
         expires=to_timestamp(task.expires, now),
         root_id=(parent.root_id if parent else None) or task_id,
@@ -114,11 +118,12 @@ def _general(
     else:
         eta = to_timestamp(options.get("eta"), now)
     expires = options.get("expires", task.expires if task else None)
+    route = app.router.route(name, args, kwargs, options, task)
     priority = options.get("priority")
     if priority is None:
-        priority = (
-            task.priority if task and task.priority is not None else conf.task_default_priority
-        )
+        priority = task.priority if task and task.priority is not None else route.get("priority")
+    if priority is None:
+        priority = conf.task_default_priority
     _check_priority(priority)
     ignore_result = options.get("ignore_result")
     if ignore_result is None:
@@ -148,7 +153,7 @@ def _general(
         kwargs=kwargs,
         payload=payload,
         content_type=serializer,
-        queue=options.get("queue") or (task.queue if task else None) or conf.task_default_queue,
+        queue=route["queue"],
         priority=priority,
         eta=eta if eta is not None and eta > now else None,
         expires=to_timestamp(expires, now),

@@ -74,7 +74,7 @@ def run_until_empty(
     app: Conveyor, queues: Sequence[str] | None = None, max_tasks: int | None = None
 ) -> int:
     """Run ready tasks here until none is ready (delayed ones wait for the clock); the count run."""
-    queues = list(queues or [app.conf.task_default_queue])
+    queues = app.router.worker_queues(queues)
     executor = Executor(app, "testing@localhost", _NoTracker())
     done = 0
     try:
@@ -97,7 +97,7 @@ def worker_thread(
     """A threads-pool worker running beside the test; stopped (warm) when the block ends."""
     pool = LocalPool(
         app,
-        list(queues or [app.conf.task_default_queue]),
+        app.router.worker_queues(queues),
         concurrency,
         "testing@localhost",
         app.conf.worker_prefetch_multiplier,

@@ -36,6 +36,11 @@ def make_app(**settings: Any) -> Conveyor:
         ({"task_default_queue": "low", "task_default_priority": 2}, {}),
         ({"task_ignore_result": True}, {}),
         ({"task_ignore_result": True}, {"ignore_result": False}),
+        ({"task_routes": {"t.*": "routed"}}, {}),
+        ({"task_routes": {"t.send": {"queue": "mail", "priority": 3}}}, {}),
+        ({"task_routes": {"t.send": "routed"}}, {"queue": "own", "priority": 5}),
+        ({"task_routes": [lambda name, *a, **k: {"queue": name}]}, {}),
+        ({"task_queues": ["default", "mail"], "task_create_missing_queues": False}, {}),
     ],
 )
 def test_plain_send_builds_what_the_full_path_builds(

@@ -35,7 +35,7 @@ class Worker:
     ) -> None:
         conf = app.conf
         self.app = app
-        self.queues = list(queues or [conf.task_default_queue])
+        self.queues = app.router.worker_queues(queues)  # -Q, else task_queues (Celery's)
         self.concurrency = concurrency or conf.worker_concurrency or os.cpu_count() or 1
         self.pool = pool or conf.worker_pool
         if self.pool not in POOLS:
