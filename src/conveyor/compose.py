@@ -15,6 +15,7 @@ from .ids import new_id
 from .message import Message
 from .request import current_request
 from .serialization import pickle_arguments
+from .stamps import stamps_into_headers
 from .task import ALL_SEND_OPTIONS, AnyTask, check_options, check_time_limits, to_timestamp
 
 if TYPE_CHECKING:
@@ -35,6 +36,8 @@ def compose(
     """The message a send publishes; raises on an unknown option or bad arguments.
     ``reply``: ask for the outcome to be handed back (``Message.reply``) unless the
     result is ignored."""
+    if options and "stamped_headers" in options:
+        options = stamps_into_headers(options)  # a stamped signature's stamps ride as headers
     if options:
         check_options(options, ALL_SEND_OPTIONS, "option")
     name = name or (task.name if task else None)

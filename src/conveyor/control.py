@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import re
 import signal as signals
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from . import states
 from .exceptions import DecodeError
 from .records import LEVEL_RECEIVED, TaskRecord, fence
 from .serialization import decode_message
+from .stamps import revoked_stamp_key, stamp_keys
 
 if TYPE_CHECKING:
     from .app import Conveyor
@@ -112,6 +113,39 @@ class Control:
             record = TaskRecord(status=states.PENDING, task=message.task, retries=message.retries)
             self.app.results.write(message.id, record, attempt)
         return count
+
+    def revoke_by_stamped_headers(
+        self,
+        headers: Mapping[str, Any] | Sequence[str],
+        destination: Sequence[str] | None = None,
+        terminate: bool = False,
+        signal: str | int = "SIGTERM",
+        **kwargs: Any,
+    ) -> None:
+        """Revoke every task carrying one of these stamps (``{"batch": "b-7"}``, a list of
+        values, or Celery's ``["batch=b-7"]``): it will not start, on any worker.
+
+        As with ``revoke``, this holds across restarts and for workers started later
+        (``destination`` is accepted and changes nothing: revocations reach every worker).
+        A stamped task already running sees ``self.is_aborted()`` become True; it is not
+        killed, even with ``terminate``.
+        """
+        if not isinstance(headers, Mapping):
+            headers = dict(item.split("=", 1) for item in headers)
+        signum = _signal_number(signal)
+        items = []
+        for name, values in headers.items():
+            for value in values if isinstance(values, list | tuple | set) else [values]:
+                reason = f"revoked by stamped header {name}={value!r}"
+                flag = {"terminate": terminate, "signal": signum, "reason": reason}
+                items.append((revoked_stamp_key(name, value), json.dumps(flag)))
+        self.app.coordinator.put_many(items, float(self.app.conf.task_revoke_expires))
+
+    def stamp_revocation(self, headers: Mapping[str, Any]) -> str | None:
+        """The revocation of the first revoked stamp among a message's ``headers``, if any."""
+        keys = stamp_keys(headers)
+        found = self.app.coordinator.get_many(keys) if keys else []
+        return next((flag for flag in found if flag is not None), None)
 
     def is_revoked(self, task_id: str) -> bool:
         return self.app.coordinator.get(revoked_key(task_id)) is not None

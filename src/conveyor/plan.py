@@ -25,6 +25,7 @@ from .groupresult import GroupResult
 from .message import Message
 from .request import current_request
 from .signatures import _WORKFLOW_OPTIONS, Signature, _as_list, _coerce, _copy
+from .stamps import without_stamps
 
 if TYPE_CHECKING:
     from .app import Conveyor
@@ -151,7 +152,8 @@ class Plan:
             for key in ("group_id", "group_index"):
                 if sig.options.get(key) is not None:
                     options[key] = sig.options[key]
-            options["headers"] = {**ctx.headers, **(sig.options.get("headers") or {})}
+            inherited = without_stamps(ctx.headers)  # a task's stamps are its own
+            options["headers"] = {**inherited, **(sig.options.get("headers") or {})}
             if ctx.root_id:
                 options["root_id"] = ctx.root_id
             if ctx.parent_id:

@@ -71,6 +71,16 @@ class Context:
         """The keyword arguments as logs show them (the sender's ``kwargsrepr``)."""
         return self.message.shown_kwargs() if self.message is not None else repr(self.kwargs)
 
+    @property
+    def stamped_headers(self) -> list[str]:
+        """The names of the stamps the message carries (``Signature.stamp``)."""
+        return list(self.headers.get("stamped_headers") or ())
+
+    @property
+    def stamps(self) -> dict[str, Any]:
+        """The message's stamps by name."""
+        return {name: self.headers[name] for name in self.stamped_headers if name in self.headers}
+
     def __repr__(self) -> str:
         return f"<Context {self.task}[{self.id}] retries={self.retries}>"
 

@@ -283,6 +283,13 @@ class Signature(dict[str, Any]):
         self.link_error(errback)
         return self
 
+    def stamp(self, visitor: Any = None, append_stamps: bool = False, **headers: Any) -> Any:
+        """Stamp this signature, and every task a chain, group or chord holds, with custom
+        headers (``conveyor.stamps``): ``sig.stamp(batch="b-7")``."""
+        from .stamps import stamp
+
+        return stamp(self, visitor, append_stamps, **headers)
+
     def __or__(self, other: Any) -> Signature:  # type: ignore[override]
         # Deferred: chain, group and chord subclass Signature, so canvas imports us first.
         from .canvas import chain, chord, group

@@ -542,8 +542,13 @@ class Task(Generic[P, R]):
 
     def is_aborted(self) -> bool:
         """True once the running task was revoked or aborted: long loops should stop cleanly."""
-        task_id = self.request.id
-        return task_id is not None and self.app.control.is_revoked(task_id)
+        request = self.request
+        if request.id is None:
+            return False
+        control = self.app.control
+        if control.is_revoked(request.id):
+            return True
+        return bool(request.stamps) and control.stamp_revocation(request.headers) is not None
 
     def send_event(self, *args: Any, **kwargs: Any) -> None:
         """Accepted for Celery compatibility; Conveyor has no event stream yet."""

@@ -11,7 +11,7 @@ from types import ModuleType
 
 import pytest
 
-from conveyor import states
+from conveyor import TaskRevokedError, states
 
 from .support import (
     APP_SPEC,
@@ -84,6 +84,19 @@ def test_unannotated_values_keep_their_types_through_a_worker(compat, workers):
     outcome = result.get(timeout=TIMEOUT)
     assert outcome["types"] == ["bytes", "datetime", "date", "time", "UUID", "Decimal"]
     assert outcome["values"] == sent
+
+
+def test_revoke_by_stamped_headers_holds_for_workers_started_later(compat, workers):
+    batch = [compat.describe.s(i).stamp(import_batch="2026-03-01").delay() for i in range(3)]
+    other = compat.describe.s(9).stamp(import_batch="2026-03-02").delay()
+    compat.app.control.revoke_by_stamped_headers({"import_batch": "2026-03-01"})
+    start(workers)
+
+    assert other.get(timeout=TIMEOUT) == {"types": ["int"], "values": [9]}
+    for result in batch:
+        with pytest.raises(TaskRevokedError, match="import_batch='2026-03-01'"):
+            result.get(timeout=TIMEOUT)
+        assert result.state == states.REVOKED
 
 
 def test_argsrepr_is_what_logs_and_results_show(compat, workers, cli):

@@ -89,6 +89,8 @@ class Guards:
     ) -> Admission:
         admission = Admission()
         revoked = self._revocation(message.id)
+        if revoked is None and message.headers.get("stamped_headers"):
+            revoked = self.app.control.stamp_revocation(message.headers)
         if revoked is not None:
             reason = json.loads(revoked).get("reason", "revoked")
             admission.verdict = Verdict(REVOKE, reason)
