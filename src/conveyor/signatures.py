@@ -335,7 +335,8 @@ class Signature(dict[str, Any]):
         if app.conf.task_always_eager:
             return self.apply(args, kwargs, **options)
         merged = {**self.options, **options}
-        if not self.subtask_type and not merged.get("link") and not merged.get("link_error"):
+        lone = not (merged.get("link") or merged.get("link_error") or merged.get("chord"))
+        if not self.subtask_type and lone:
             sig = self.clone(args, kwargs, **options)  # a lone task: the task's own send path
             task = app.tasks.get(sig.task)
             if task is not None:

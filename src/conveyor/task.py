@@ -449,6 +449,14 @@ class Task(Generic[P, R]):
 
         return replace(self, sig)
 
+    def add_to_chord(self, sig: Any, lazy: bool = False) -> Any:
+        """Add ``sig`` to the chord this task is a member of (Celery's ``add_to_chord``):
+        the callback waits for it and gets its result after the header's. Returns its
+        result, or with ``lazy`` the signature, to send yourself."""
+        from .workflow import add_to_chord
+
+        return add_to_chord(self, sig, lazy)
+
     def AsyncResult(self, task_id: str) -> AsyncResult[R]:
         from .result import AsyncResult
 

@@ -59,6 +59,11 @@ No callback fires early: a member counts only after its result is stored, and th
 reads every header record before publishing; if one is missing or unfinished (a re-run
 under way, e.g. after a retry) it does not fire, and that run fires when it completes.
 
+The counting itself (keys, buckets, members added by ``Task.add_to_chord``) lives in
+``conveyor.chordcount``. A member added while the chord runs is counted before it is
+sent, by a member still running, so the chord cannot complete without it; the callback
+gets its result after the header's.
+
 A member that fails (FAILURE, or REVOKED, REJECTED, IGNORED) fails the chord instead,
 once: unless the callback fired or has a record, the first failed member (a second set,
 for the same crash reasons) stores ChordError naming itself as C's result, stores the
@@ -70,7 +75,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import threading
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -79,26 +83,25 @@ import msgspec
 
 from . import states
 from .canvas import ACCUMULATE, FORWARD, chain, chord, group
+from .chordcount import add_member, callback_done, chord_key, count_member, member_ids
 from .exceptions import BrokerError, ChordError, Ignore, TaskRevokedError
-from .freeze import _freeze, entry_id, leaves, walk
+from .freeze import _freeze, _result, entry_id, leaves, walk
 from .plan import Context, Plan
-from .records import ErrorRecord, ResultStore, TaskRecord
+from .records import ErrorRecord, TaskRecord
 from .request import Context as Request
 from .signatures import Signature, _as_list, _coerce
+from .stamps import without_stamps
 
 if TYPE_CHECKING:
     from .app import Conveyor
     from .message import Message
     from .task import AnyTask
 
-__all__ = ["after_outcome", "continues", "handed_on", "replace", "resume"]
+__all__ = ["add_to_chord", "after_outcome", "continues", "handed_on", "replace", "resume"]
 
 logger = logging.getLogger("conveyor.workflow")
 
-CHORD_PREFIX = "conveyor-chord-"
 _FAILED_STATES = frozenset({states.FAILURE, states.REVOKED, states.REJECTED})
-_SMALL_CHORD = 64
-"""Chords up to this size count in one set; larger ones in buckets of about sqrt(size)."""
 
 _replaced: set[str] = set()
 _replaced_lock = threading.Lock()
@@ -173,13 +176,13 @@ def _after_success(app: Conveyor, message: Message, record: TaskRecord) -> None:
     info = message.chord
     if (
         info is not None
-        and _count(app, info, _member(message))
+        and count_member(app, info, _member(message))
         and _prepare_callback(app, plan, info, message)
     ):
         fired = str(info["id"])
     plan.flush()
     if fired is not None:
-        app.backend.set(_key(fired, "fired"), b"1", app.conf.result_expires)
+        app.backend.set(chord_key(fired, "fired"), b"1", app.conf.result_expires)
     _fail_unsendable(app, plan)
 
 
@@ -188,57 +191,12 @@ def _member(message: Message) -> str:
     return str(chord_info.get("member") or message.id)
 
 
-def _key(chord_id: str, *parts: object) -> str:
-    return ".".join([CHORD_PREFIX + chord_id, *(str(p) for p in parts)])
-
-
-def _bucket_size(size: int) -> int:
-    return size if size <= _SMALL_CHORD else math.isqrt(size - 1) + 1
-
-
-def _count(app: Conveyor, info: dict[str, Any], member: str) -> bool:
-    """Count a member once; True when that makes (or finds) the chord complete."""
-    backend, ttl = app.backend, app.conf.result_expires
-    chord_id, size = str(info["id"]), int(info["size"])
-    per = _bucket_size(size)
-    if per >= size:
-        return backend.add_to_set(_key(chord_id), member, ttl) >= size
-    bucket = int(info.get("index") or 0) // per
-    target = min(per, size - bucket * per)
-    if backend.add_to_set(_key(chord_id, bucket), member, ttl) < target:
-        return False
-    return backend.add_to_set(_key(chord_id), str(bucket), ttl) >= -(-size // per)
-
-
-def _callback_done(app: Conveyor, info: dict[str, Any]) -> bool:
-    """Whether the callback fired already, or has a record (it ran, runs, or failed)."""
-    keys = [_key(str(info["id"]), "fired")]
-    callback_id = info.get("callback_id")
-    if callback_id:
-        keys.append(app.results.key(str(callback_id)))
-    found = app.backend.mget(keys)
-    if found[0] is not None:
-        return True
-    record = ResultStore._decode(found[1]) if len(found) > 1 else None
-    return record is not None and record.status != states.PENDING
-
-
-def _header_ids(app: Conveyor, chord_id: str) -> list[str] | None:
-    from .groupresult import GroupResult
-
-    raw = app.backend.get(GroupResult.prefix + chord_id)
-    if raw is None:
-        return None
-    _, members = msgspec.json.decode(raw)
-    return [str(member[0][0]) for member in members]
-
-
 def _prepare_callback(app: Conveyor, plan: Plan, info: dict[str, Any], message: Message) -> bool:
     """Add the chord's callback to ``plan`` if it is due and not fired yet."""
     chord_id = str(info["id"])
-    if _callback_done(app, info):
+    if callback_done(app, info):
         return False
-    ids = _header_ids(app, chord_id)
+    ids = member_ids(app, chord_id)
     if ids is None:
         logger.error("chord %s: its header record is gone (expired?); cannot fire", chord_id)
         return False
@@ -293,9 +251,9 @@ def _chord_failed(
     """A member failed: fail the chord's callback, once."""
     chord_id = str(info["id"])
     member = member or failed_id
-    if _callback_done(app, info):
+    if callback_done(app, info):
         return
-    failed_key = _key(chord_id, "failed")
+    failed_key = chord_key(chord_id, "failed")
     ttl = app.conf.result_expires
     again = member in app.backend.set_members(failed_key)  # this failure, redelivered
     if not again and app.backend.add_to_set(failed_key, member, ttl) != 1:
@@ -472,6 +430,43 @@ def replace(task: AnyTask, sig: Any) -> Any:
     with _replaced_lock:
         _replaced.add(message.id)
     raise Ignore(f"replaced by {task.name} -> {new!r}")
+
+
+# -- Task.add_to_chord --------------------------------------------------------------------
+
+
+def add_to_chord(task: AnyTask, sig: Any, lazy: bool = False) -> Any:
+    """Make ``sig`` one more member of the chord the running task belongs to: the callback
+    waits for it too and gets its result after the header's, in the order added. Sends it
+    (its result) unless ``lazy``, which returns the prepared signature to send later."""
+    message: Message | None = task.request.message
+    info = message.chord if message is not None else None
+    if message is None or info is None:
+        raise ValueError(
+            f"{task.name}: the current task is not a member of any chord; add_to_chord "
+            "works in a chord's header task run by a worker"
+        )
+    app = task.app
+    node = _coerce(copy.deepcopy(sig) if lazy else sig, app)
+    node._app = node._app or app
+    _freeze(node)
+    members = leaves(node)
+    if len(members) != 1:
+        raise ValueError("add_to_chord takes a signature with one result (a task or a chain)")
+    leaf = members[0]
+    entry = add_member(app, info, str(leaf.options["task_id"]))
+    leaf.options.update(group_id=entry["id"], group_index=entry["index"], chord=entry)
+    if lazy:
+        return node
+    ctx = Context(
+        parent_id=message.id,
+        root_id=message.root_id or message.id,
+        headers=without_stamps(message.headers),
+    )
+    plan = Plan(app, fresh=True)
+    plan.apply(node, ctx)
+    plan.flush()
+    return _result(node, app, None)
 
 
 # -- helpers ------------------------------------------------------------------------------

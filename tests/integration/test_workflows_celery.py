@@ -56,3 +56,11 @@ def test_chord_member_failure_raises_the_members_error(wf, workers, workdir):
         result.get(timeout=TIMEOUT, follow_parents=False)
     errbacks = wait_until(lambda: [e for e in read_jsonl(log) if e["kind"] == "errback"])
     assert errbacks == [{"kind": "errback", "failed": result.id}]
+
+
+def test_add_to_chord_from_a_member(wf, workers):
+    start_worker(workers, "-c", "2")
+    result = chord([wf.split_batch.s([1, 2, 3, 4, 5]), wf.add.s(10, 10)], wf.identity.s())()
+
+    # the member added the rest of its batch, two rows at a time, before it finished
+    assert result.get(timeout=TIMEOUT) == [3, 20, 7, 5]

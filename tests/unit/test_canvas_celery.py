@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from conveyor import Conveyor, GroupResult, Ignore, chain, chord, group, states
+from conveyor import ChordError, Conveyor, GroupResult, Ignore, Task, chain, chord, group, states
 from conveyor.testing import memory_app, run_until_empty
 
 
@@ -45,7 +45,13 @@ def t(app: Conveyor) -> SimpleNamespace:
     def skip(*args: Any) -> None:
         raise Ignore()
 
-    return SimpleNamespace(add=add, tsum=tsum, notify=notify, skip=skip, calls=calls)
+    @app.task(name="cc.identity")
+    def identity(value: Any) -> Any:
+        return value
+
+    return SimpleNamespace(
+        add=add, tsum=tsum, notify=notify, skip=skip, identity=identity, calls=calls
+    )
 
 
 def drain(app: Conveyor) -> None:
@@ -184,3 +190,36 @@ def test_an_eager_chain_stops_at_a_task_that_raises_ignore(
     result = chain(t.add.s(1, 1), t.skip.s(), t.add.s(5)).delay()
     assert result.state == states.IGNORED
     assert t.calls == [("add", (1, 1))]
+
+
+def test_add_to_chord_from_a_member(app: Conveyor, t: SimpleNamespace) -> None:
+    @app.task(bind=True, name="cc.crawl")
+    def crawl(self: Task, page: int, last: int) -> int:  # type: ignore[type-arg]
+        if page < last:
+            self.add_to_chord(crawl.s(page + 1, last))  # sent at once
+        if page == 1:
+            later = self.add_to_chord(t.add.s(1000, 0), lazy=True)
+            later.delay()  # prepared, sent by the task itself
+        return page
+
+    small = chord([crawl.s(1, 3), t.add.s(5, 5)], t.identity.s()).delay()
+    large = chord([t.add.s(i, 0) for i in range(100)] + [crawl.s(1, 2)], t.tsum.s()).delay()
+    drain(app)
+    assert small.get(timeout=1) == [1, 10, 2, 1000, 3]  # header results, then in added order
+    assert large.get(timeout=1) == sum(range(100)) + 1 + 1000 + 2
+
+
+def test_add_to_chord_outside_a_chord_or_with_a_failing_member(
+    app: Conveyor, t: SimpleNamespace
+) -> None:
+    @app.task(bind=True, name="cc.grow_badly")
+    def grow_badly(self: Task) -> None:  # type: ignore[type-arg]
+        self.add_to_chord(t.skip.s())
+
+    alone = grow_badly.delay()
+    workflow = chord([grow_badly.s(), t.add.s(1, 1)], t.tsum.s()).delay()
+    drain(app)
+    with pytest.raises(ValueError, match="not a member of any chord"):
+        alone.get(timeout=1)
+    with pytest.raises(ChordError, match="was ignored"):
+        workflow.get(timeout=1)
