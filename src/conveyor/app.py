@@ -21,6 +21,7 @@ from .compose import compose
 from .config import Settings
 from .control import Control, parse_rate
 from .coordination import Coordinator, coordinator_from_url
+from .discovery import Discovery, Packages
 from .exceptions import DuplicateTaskName, ImproperlyConfigured, NotRegistered
 from .locks import Lock
 from .message import Message, broker_key
@@ -93,13 +94,17 @@ def current_app() -> Conveyor:
 
 
 class TaskRegistry(Mapping[str, AnyTask]):
-    """The app's own tasks, then the shared ones."""
+    """The app's own tasks, then the shared ones. ``finalize`` runs pending discovery
+    (``autodiscover_tasks``) before a name is found missing or the tasks are listed."""
 
-    def __init__(self) -> None:
+    def __init__(self, finalize: Callable[[], object] | None = None) -> None:
         self.own: dict[str, AnyTask] = {}
+        self.finalize = finalize
 
     def __getitem__(self, name: str) -> AnyTask:
         task = self.own.get(name) or _shared.get(name)
+        if task is None and self.finalize is not None and self.finalize():
+            task = self.own.get(name) or _shared.get(name)
         if task is None:
             raise NotRegistered(
                 f"no task named {name!r} is registered: import the module that defines it in "
@@ -108,10 +113,12 @@ class TaskRegistry(Mapping[str, AnyTask]):
         return task
 
     def __iter__(self) -> Iterator[str]:
+        if self.finalize is not None:
+            self.finalize()
         return iter({**_shared, **self.own})
 
     def __len__(self) -> int:
-        return len({**_shared, **self.own})
+        return len(list(iter(self)))
 
 
 class Conveyor:
@@ -146,7 +153,8 @@ class Conveyor:
             self._backend = backend
         elif backend is not None:
             self.conf.result_backend = backend
-        self.tasks = TaskRegistry()
+        self._discovery = Discovery()
+        self.tasks = TaskRegistry(self._discovery.run)
         self._router: Router | None = None
         self._results: ResultStore | None = None
         self._replies: bool | None = None
@@ -215,6 +223,16 @@ class Conveyor:
         if router is None:
             router = self._router = Router(self.conf)
         return router
+
+    def autodiscover_tasks(
+        self, packages: Packages = None, related_name: str = "tasks", force: bool = False
+    ) -> None:
+        """Import ``<package>.tasks`` of each package (Django's installed apps without
+        packages) when a worker or scheduler starts, or a task name is not found; at once
+        with ``force``. ``packages`` may be a callable (``lambda: settings.INSTALLED_APPS``)."""
+        self._discovery.add(packages, related_name)
+        if force:
+            self._discovery.run()
 
     @property
     def broker_url(self) -> str:
@@ -506,10 +524,12 @@ class Conveyor:
     # -- worker-side helpers ------------------------------------------------------------
 
     def import_includes(self) -> None:
+        """Import the ``include`` and ``imports`` modules, then run pending discovery."""
         import importlib
 
-        for module in self.conf.include:
+        for module in [*self.conf.include, *self.conf.imports]:
             importlib.import_module(module)
+        self._discovery.run()
 
     @property
     def hostname(self) -> str:

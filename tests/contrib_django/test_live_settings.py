@@ -7,7 +7,12 @@ below does the same, so these tests hold for that fixture as for ``override_sett
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -122,3 +127,95 @@ def test_a_misspelt_override_is_an_error_where_the_settings_are_read(
     ):
         _ = celery_layout_app.conf.task_always_eager
     assert celery_layout_app.conf.task_always_eager is False
+
+
+PROJECT = {
+    "proj/__init__.py": """
+        from .celery import app as celery_app
+
+        __all__ = ("celery_app",)
+    """,
+    "proj/celery.py": """
+        import os
+
+        from conveyor import Conveyor
+
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "proj.settings")
+
+        app = Conveyor("proj")
+        app.config_from_object("django.conf:settings", namespace="CELERY")
+        app.autodiscover_tasks()
+    """,
+    "proj/settings.py": """
+        import os
+
+        SECRET_KEY = "test"
+        INSTALLED_APPS = ["django.contrib.contenttypes", "proj.orders"]
+        DATABASES = {}
+        CELERY_BROKER_URL = os.environ["PROJ_BROKER_URL"]
+        CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+    """,
+    "proj/test_settings.py": """
+        from proj.settings import *  # noqa: F403
+
+        CELERY_TASK_ALWAYS_EAGER = True
+        CELERY_TASK_EAGER_PROPAGATES = True
+    """,
+    "proj/orders/__init__.py": "",
+    "proj/orders/tasks.py": """
+        from conveyor import shared_task
+
+
+        @shared_task
+        def order_total(prices):
+            return sum(prices)
+    """,
+}
+
+CHECK = """
+import django
+
+django.setup()
+
+from proj.celery import app
+from proj.orders.tasks import order_total
+
+print(app.broker_url)
+print(order_total.delay([2, 3]).get())
+print(sorted(name for name in app.tasks if name.startswith("proj.")))
+"""
+
+
+def write_project(root: Path) -> None:
+    for path, text in PROJECT.items():
+        target = root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(textwrap.dedent(text))
+
+
+def test_settings_read_while_a_test_settings_module_imports_are_not_lost(
+    tmp_path: Path,
+) -> None:
+    write_project(tmp_path)
+    broker_url = f"sqlite:///{tmp_path / 'broker.db'}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
+    env.update(
+        DJANGO_SETTINGS_MODULE="proj.test_settings",
+        PROJ_BROKER_URL=broker_url,
+        PYTHONPATH=str(tmp_path),
+    )
+    run = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", CHECK],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == [
+        broker_url,  # not ./conveyor.db
+        "5",  # eager, from the test settings' own lines
+        "['proj.orders.tasks.order_total']",  # discovered from INSTALLED_APPS
+    ]
+    assert not (tmp_path / "conveyor.db").exists()
