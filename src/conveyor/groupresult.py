@@ -282,6 +282,8 @@ class GroupResult(ResultSet, AsyncResult[list[Any]]):
     """The results of a group, in the order its members were given."""
 
     prefix = "conveyor-group-"
+    bound_app: Conveyor | None = None
+    """The app of ``app.GroupResult`` (see ``bound_group_result``); None: the current one."""
 
     def __init__(
         self,
@@ -291,7 +293,7 @@ class GroupResult(ResultSet, AsyncResult[list[Any]]):
         app: Conveyor | None = None,
     ) -> None:
 
-        ResultSet.__init__(self, results or [], app)
+        ResultSet.__init__(self, results or [], app or self.bound_app)
         self.id = id or new_id()
         self._task = None
         self.parent = parent
@@ -343,6 +345,7 @@ class GroupResult(ResultSet, AsyncResult[list[Any]]):
         cls, id: str, backend: Any = None, app: Conveyor | None = None
     ) -> GroupResult | None:
         """The saved group of that id, or None when it was never saved (or expired)."""
+        app = app or cls.bound_app
         if app is None:
             from .app import current_app
 
@@ -370,26 +373,8 @@ class GroupResult(ResultSet, AsyncResult[list[Any]]):
 def bound_group_result(app: Conveyor) -> type[GroupResult]:
     """``app.GroupResult``: a GroupResult class on ``app``, so ``app.GroupResult(id, results)``
     and ``app.GroupResult.restore(id)`` use that app's store, as Celery's do."""
-    bound = app
-
-    class AppGroupResult(GroupResult):
-        def __init__(
-            self,
-            id: str | None = None,
-            results: Iterable[AnyResult] | None = None,
-            parent: AnyResult | None = None,
-            app: Conveyor | None = None,
-        ) -> None:
-            super().__init__(id, results, parent, app or bound)
-
-        @classmethod
-        def restore(
-            cls, id: str, backend: Any = None, app: Conveyor | None = None
-        ) -> GroupResult | None:
-            return GroupResult.restore(id, backend, app or bound)
-
-    AppGroupResult.__name__ = AppGroupResult.__qualname__ = "GroupResult"
-    return AppGroupResult
+    bound: type[GroupResult] = type("GroupResult", (GroupResult,), {"bound_app": app})
+    return bound
 
 
 def result_from_tuple(data: Sequence[Any], app: Conveyor | None = None) -> AnyResult:
