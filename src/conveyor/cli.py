@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import importlib
 import json
+import logging
 import os
 import sys
 import time
@@ -16,7 +16,9 @@ import click
 
 from . import states
 from .app import Conveyor
+from .celery_settings import store_for_scheduler
 from .exceptions import ConveyorError
+from .locate import locate_app
 
 if TYPE_CHECKING:
     from .beat.store import ScheduleStore
@@ -25,8 +27,9 @@ __all__ = ["load_app", "main"]
 
 
 def load_app(spec: str | None) -> Conveyor:
-    """Import ``module:attribute`` (or ``module``, finding its Conveyor app); in a Django
-    project, the app ``conveyor.contrib.django`` configured (see ``django_project_app``)."""
+    """Import what ``-A`` names (``proj``, ``proj.celery:app``, ``proj.celery.app``: see
+    ``conveyor.locate``); in a Django project, the app ``conveyor.contrib.django``
+    configured (see ``django_project_app``)."""
     spec = spec or os.environ.get("CONVEYOR_APP")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
@@ -35,25 +38,9 @@ def load_app(spec: str | None) -> Conveyor:
         if found is None:
             raise click.UsageError("which app? pass -A module:app (or set CONVEYOR_APP)")
         return found
-    module_name, _, attr = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise click.UsageError(f"cannot import {module_name!r} for -A {spec}: {exc}") from None
-    if attr:
-        obj: Any = module
-        for part in attr.split("."):
-            obj = getattr(obj, part, None)
-        if not isinstance(obj, Conveyor):
-            raise click.UsageError(f"{spec} is not a Conveyor app")
-        return _loaded(obj)
-    for name in ("app", "conveyor"):
-        candidate = getattr(module, name, None)
-        if isinstance(candidate, Conveyor):
-            return _loaded(candidate)
-    apps = [v for v in vars(module).values() if isinstance(v, Conveyor)]
-    if len(apps) == 1:
-        return _loaded(apps[0])
+    app, module_name = locate_app(spec)
+    if app is not None:
+        return _loaded(app)
     found = django_project_app(module_name)
     if found is not None:
         return found
@@ -85,6 +72,24 @@ def _app(ctx: click.Context, local: str | None) -> Conveyor:
 
 app_option = click.option("-A", "--app", "app_spec", help="module:app to load.")
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "FATAL")
+loglevel_option = click.option(
+    "-l",
+    "--loglevel",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    default="INFO",
+    show_default=True,
+    callback=lambda ctx, param, value: value.upper(),
+    help="Log level.",
+)
+
+CELERY_WORKER_FLAGS = {
+    "without_gossip": "--without-gossip",
+    "without_mingle": "--without-mingle",
+    "without_heartbeat": "--without-heartbeat",
+}
+"""Celery worker flags for AMQP features Conveyor's workers do not have: accepted, noted."""
+
 
 class Commands(click.Group):
     """The command group: an error of Conveyor's (an unreachable broker, a bad URL) ends
@@ -114,10 +119,19 @@ def main(ctx: click.Context, app_spec: str | None) -> None:
 @click.option(
     "-P", "--pool", type=click.Choice(["prefork", "threads", "solo"]), help="Pool [prefork]."
 )
-@click.option("-l", "--loglevel", default="INFO", show_default=True, help="Log level.")
+@loglevel_option
 @click.option("--prefetch-multiplier", type=int, help="Messages each consumer reserves at once.")
 @click.option("--max-tasks-per-child", type=int, help="Replace a child after this many tasks.")
 @click.option("-B", "--beat", is_flag=True, help="Also run the periodic task scheduler.")
+@click.option("--without-gossip", is_flag=True, help="Celery's; no effect here.")
+@click.option("--without-mingle", is_flag=True, help="Celery's; no effect here.")
+@click.option("--without-heartbeat", is_flag=True, help="Celery's; no effect here.")
+@click.option(
+    "-O",
+    "--optimization",
+    type=click.Choice(["default", "fair"]),
+    help="Celery's; workers here always reserve fairly.",
+)
 @click.pass_context
 def worker(
     ctx: click.Context,
@@ -130,6 +144,10 @@ def worker(
     prefetch_multiplier: int | None,
     max_tasks_per_child: int | None,
     beat: bool,
+    without_gossip: bool,
+    without_mingle: bool,
+    without_heartbeat: bool,
+    optimization: str | None,
 ) -> None:
     """Start a worker."""
     from .log import setup_logging
@@ -138,6 +156,12 @@ def worker(
     app = _app(ctx, app_spec)
     app.import_includes()  # before logging: a setup_logging receiver may be connected there
     setup_logging(loglevel)
+    _note_celery_flags(
+        without_gossip=without_gossip,
+        without_mingle=without_mingle,
+        without_heartbeat=without_heartbeat,
+        optimization=optimization,
+    )
     queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
     try:
         pool_runner = Worker(
@@ -148,6 +172,18 @@ def worker(
     except ConveyorError as exc:
         raise click.ClickException(str(exc)) from None
     sys.exit(code)
+
+
+def _note_celery_flags(**flags: Any) -> None:
+    given = [CELERY_WORKER_FLAGS[name] for name in CELERY_WORKER_FLAGS if flags.get(name)]
+    if flags.get("optimization"):
+        given.append(f"-O {flags['optimization']}")
+    if given:
+        logging.getLogger("conveyor.worker").info(
+            "%s: Celery's, no effect here (workers share no gossip, mingle or AMQP "
+            "heartbeats, and each reserves only what it can start)",
+            " ".join(given),
+        )
 
 
 def _json_arg(value: str | None, what: str, kind: type) -> Any:
@@ -398,10 +434,22 @@ def _entry(name: str) -> Iterator[None]:
 
 @main.group("beat", invoke_without_command=True)
 @app_option
-@click.option("-l", "--loglevel", default="INFO", show_default=True, help="Log level.")
+@loglevel_option
 @click.option("--store", "store_spec", help="Schedule store: URL or module:attr [the broker's].")
+@click.option(
+    "-S",
+    "--scheduler",
+    help="Celery's scheduler class: django_celery_beat's DatabaseScheduler (or 'django') "
+    "selects the Django store, as --store conveyor.contrib.django.store:DjangoStore does.",
+)
 @click.pass_context
-def beat(ctx: click.Context, app_spec: str | None, loglevel: str, store_spec: str | None) -> None:
+def beat(
+    ctx: click.Context,
+    app_spec: str | None,
+    loglevel: str,
+    store_spec: str | None,
+    scheduler: str | None,
+) -> None:
     """Run the periodic task scheduler; its subcommands list and edit the entries.
 
     Any number of schedulers may run against one broker: each due run is sent once.
@@ -409,6 +457,8 @@ def beat(ctx: click.Context, app_spec: str | None, loglevel: str, store_spec: st
     ctx.ensure_object(dict)
     if app_spec:
         ctx.obj["app"] = app_spec
+    if scheduler and not store_spec:
+        store_spec = store_for_scheduler(scheduler)
     ctx.obj["beat_store"] = store_spec
     if ctx.invoked_subcommand is not None:
         return
