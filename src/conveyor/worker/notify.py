@@ -33,7 +33,7 @@ __all__ = [
     "unknown",
 ]
 
-_AFTER_RUN = (
+_success, _failure, _retry, _revoked, _postrun = (
     signals.task_success,
     signals.task_failure,
     signals.task_retry,
@@ -43,8 +43,15 @@ _AFTER_RUN = (
 
 
 def listening_after_run() -> bool:
-    """Whether any signal sent after a task's code ran has a receiver."""
-    return any(signal.receivers for signal in _AFTER_RUN)
+    """Whether any signal sent after a task's code ran has a receiver (once per task: no
+    generator, no loop)."""
+    return bool(
+        _success.receivers
+        or _failure.receivers
+        or _retry.receivers
+        or _revoked.receivers
+        or _postrun.receivers
+    )
 
 
 def prerun(task: AnyTask, context: Context) -> None:
