@@ -114,7 +114,9 @@ def main(ctx: click.Context, app_spec: str | None) -> None:
 @main.command()
 @app_option
 @click.option("-c", "--concurrency", type=int, help="Child processes or threads [CPU count].")
-@click.option("-Q", "--queues", help="Comma-separated queues to consume [default].")
+@click.option(
+    "-Q", "--queues", help="Comma-separated queues to consume [task_queues, else default]."
+)
 @click.option("-n", "--hostname", help="Worker name [conveyor@HOST].")
 @click.option(
     "-P", "--pool", type=click.Choice(["prefork", "threads", "solo"]), help="Pool [prefork]."
