@@ -11,16 +11,20 @@ from typing import Any
 import pytest
 
 from conveyor import Conveyor, states
+from conveyor.brokers.base import Envelope
 from conveyor.signals import (
     Signal,
     after_task_publish,
     before_task_publish,
     task_failure,
+    task_internal_error,
     task_postrun,
     task_prerun,
+    task_rejected,
+    task_revoked,
     task_success,
 )
-from conveyor.testing import memory_app, run_until_empty
+from conveyor.testing import FakeClock, memory_app, run_until_empty
 
 
 @pytest.fixture
@@ -299,4 +303,57 @@ def test_eager_runs_send_the_task_signals(app: Conveyor) -> None:
         ("prerun", ()),
         ("failure", "KeyError('sku-9')"),
         ("postrun", "FAILURE"),
+    ]
+
+
+def test_messages_that_cannot_run_send_their_signals() -> None:
+    """A body that is not a task message, a task whose checks fail before it runs, and
+    one past its ``expires``, each with its signal once its outcome is stored."""
+    clock = FakeClock(1_700_000_000.0)
+    app = memory_app(f"signals-{uuid.uuid4().hex[:6]}", clock=clock)
+
+    @app.task(lock="report-{region}")  # the call has no ``region``: the lock check fails
+    def build_report(day: str) -> str:
+        return day
+
+    @app.task
+    def send_digest() -> None: ...
+
+    seen: list[tuple[str, Any]] = []
+
+    def on_rejected(message: Any = None, exc: Any = None, **kwargs: Any) -> None:
+        seen.append(("rejected", (message.id, type(exc).__name__)))
+
+    def on_internal_error(sender: Any = None, task_id: Any = None, **kwargs: Any) -> None:
+        exception = kwargs["exception"]
+        seen.append(("internal_error", (sender, task_id, type(exception).__name__)))
+
+    def on_revoked(
+        sender: Any = None, request: Any = None, expired: Any = None, **kwargs: Any
+    ) -> None:
+        stored = app.AsyncResult(request.id).state
+        seen.append(("revoked", (sender, request.id, expired, stored)))
+
+    pairs = [
+        (task_rejected, on_rejected),
+        (task_internal_error, on_internal_error),
+        (task_revoked, on_revoked),
+    ]
+    for signal, receiver in pairs:
+        signal.connect(receiver)
+    try:
+        app.broker.publish([Envelope("not-a-task", "default", b"\x00 garbage")])
+        run_until_empty(app)
+        report = build_report.delay("mon")
+        run_until_empty(app)
+        digest = send_digest.apply_async(expires=60)
+        clock.advance(120)
+        run_until_empty(app)
+    finally:
+        for signal, receiver in pairs:
+            signal.disconnect(receiver)
+    assert seen == [
+        ("rejected", ("not-a-task", "DecodeError")),
+        ("internal_error", (build_report, report.id, "ImproperlyConfigured")),
+        ("revoked", (send_digest, digest.id, True, states.REVOKED)),
     ]
