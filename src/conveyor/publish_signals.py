@@ -23,7 +23,7 @@ from .exceptions import DecodeError
 from .message import Message
 from .serialization import decode_message
 
-__all__ = ["after_publish", "before_publish"]
+__all__ = ["after_publish", "before_publish", "body_of", "headers_of"]
 
 _PROTOCOL = frozenset(
     {
