@@ -341,6 +341,21 @@ def extra_tasks(name: str, sample_tasks: Any) -> Iterator[Any]:
         sys.modules.pop(name, None)
 
 
+@contextlib.contextmanager
+def project_afresh(name: str) -> Iterator[Any]:
+    """A test project's module (apps/NAME.py, with its own app) imported anew on the broker
+    CONVEYOR_BROKER_URL names; its app is closed and the module forgotten afterwards."""
+    import importlib
+
+    sys.modules.pop(name, None)
+    module = importlib.import_module(name)
+    try:
+        yield module
+    finally:
+        module.app.close()
+        sys.modules.pop(name, None)
+
+
 def start_worker_with(
     workers: Workers, module: str, marker: str, *args: str, env: Mapping[str, str] | None = None
 ) -> WorkerProcess:

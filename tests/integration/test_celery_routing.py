@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
 from collections.abc import Iterator
 from types import ModuleType
 
@@ -12,7 +10,7 @@ import pytest
 
 from conveyor import states
 
-from .support import DEFAULT_TIMEOUT
+from .support import DEFAULT_TIMEOUT, project_afresh
 
 APP = "routed_tasks:app"
 
@@ -21,13 +19,8 @@ APP = "routed_tasks:app"
 def routed(broker_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     """The routed project (apps/routed_tasks.py), imported afresh on this test's file."""
     monkeypatch.setenv("CONVEYOR_BROKER_URL", broker_url)
-    sys.modules.pop("routed_tasks", None)
-    module = importlib.import_module("routed_tasks")
-    try:
+    with project_afresh("routed_tasks") as module:
         yield module
-    finally:
-        module.app.close()
-        sys.modules.pop("routed_tasks", None)
 
 
 def test_a_worker_without_queues_consumes_every_queue_task_queues_names(routed, workers):
