@@ -79,7 +79,7 @@ class Settings:
     task_default_retry_delay: float = 180.0
     task_time_limit: float | None = None
     task_soft_time_limit: float | None = None
-    task_max_deliveries: int = 10
+    task_max_deliveries: int = 3
     task_revoke_expires: float = 7 * 86400.0
     idempotency_window: float = 86400.0
     max_payload_size: int = 1024 * 1024
