@@ -489,12 +489,12 @@ def _loose(tp: Any) -> bool:
     return any(_loose(arg) for arg in typing.get_args(tp))
 
 
-_PLAIN_RETURNS: dict[Any, type | tuple[type, ...]] = {
-    type(None): type(None),
-    None: type(None),
-    str: str,
-    int: int,
-    bool: bool,
+_PLAIN_RETURNS: dict[Any, tuple[type, ...]] = {
+    type(None): (type(None),),
+    None: (type(None),),
+    str: (str,),
+    int: (int,),
+    bool: (bool,),
     float: (float, int),
 }
 
@@ -503,9 +503,7 @@ def check_return(task_name: str, value: Any, tp: Any) -> None:
     """Raise EncodeError, naming the task and the types, when a return value cannot be
     stored or would not read back as the task's return annotation."""
     plain = _PLAIN_RETURNS.get(tp)
-    if tp in _SKIP_TYPES or (
-        plain is not None and type(value) in (plain if isinstance(plain, tuple) else (plain,))
-    ):
+    if (plain is not None and type(value) in plain) or tp in _SKIP_TYPES:
         return  # an unannotated value is checked when its record is encoded
     try:
         data = encode_value(value)

@@ -206,14 +206,13 @@ class Executor:
             self.outbox.flush_writes()  # a workflow goes on before the next task starts
         started = None
         if not message.ignore_result and self._track_started(task):
-            record = TaskRecord(
+            started = TaskRecord(
                 status=states.STARTED,
                 result=self._started_info,
                 task=message.task,
                 retries=message.retries,
                 worker=self.hostname,
             )
-            started = self.results.encode(record, attempt)
         time_limit = message.time_limit or task.time_limit or self.app.conf.task_time_limit
         soft_limit = (
             message.soft_time_limit or task.soft_time_limit or self.app.conf.task_soft_time_limit
@@ -349,12 +348,13 @@ class Executor:
     ) -> str:
         name, task_id = message.task, message.id
         if outcome.state == states.SUCCESS:
+            spec = task.spec if task.typing else None
             try:
-                if task.typing:
-                    check_return(name, outcome.retval, task.spec.returns)
+                if spec is not None:
+                    check_return(name, outcome.retval, spec.returns)
                 record = TaskRecord(
                     status=states.SUCCESS,
-                    result=tag_result(outcome.retval, task.spec if task.typing else None),
+                    result=tag_result(outcome.retval, spec),
                     argsrepr=message.argsrepr,
                     kwargsrepr=message.kwargsrepr,
                     task=name,

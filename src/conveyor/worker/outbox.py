@@ -44,7 +44,8 @@ class _Write:
 class _Started:
     """The running task's STARTED, written only if it is still running ``DELAY`` later."""
 
-    item: tuple[str, bytes, int] | None
+    item: tuple[str, TaskRecord, int] | None
+    """Its task id, record and fence; encoded only if it is written (most tasks end first)."""
     since: float
 
 
@@ -97,8 +98,8 @@ class Outbox:
         if not continues:
             self._late.poke()
 
-    def running(self, task_id: str, started: bytes, fence: int) -> None:
-        """A task began: its encoded STARTED is written if it still runs ``DELAY`` later."""
+    def running(self, task_id: str, started: TaskRecord, fence: int) -> None:
+        """A task began: its STARTED is written if it still runs ``DELAY`` later."""
         item = (task_id, started, at_level(fence, LEVEL_STARTED))
         with self._state:
             self._started = _Started(item, time.monotonic())
@@ -165,7 +166,8 @@ class Outbox:
                 return waiting
             items = [(w.message.id, w.data, w.fence) for w in writes]
             if item is not None:
-                items.append(item)
+                task_id, record, fence = item
+                items.append((task_id, self.results.encode(record, fence), fence))
             try:
                 stored = self.results.write_encoded(items, _replies(writes))
             except Exception as exc:
