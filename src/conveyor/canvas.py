@@ -1,36 +1,11 @@
 """The canvas: chain, group, chord, chunks, map and starmap, the workflow primitives.
 
 Each is a ``Signature`` (``conveyor.signatures``) whose kwargs hold the signatures it is
-made of, so a whole workflow is plain data too. This module also turns data back into
+made of, so a whole workflow is plain data. This module also turns data back into
 signatures (``signature()``, ``maybe_signature()``) and registers the built-in tasks that
-``xmap``, ``xstarmap`` and ``Task.replace`` send. It is the public face of workflows:
-users and the rest of the package import these names from here. The ``Signature`` base
-class, freezing and sending have modules of their own (named below); the names those
-used to have here are re-exported at the bottom, so this module offers all it did.
-
-Sending a workflow takes two steps:
-
-* **freeze** (``conveyor.freeze``) gives every node its id up front (a task id for each
-  task, a group id for each group), flattens nested chains and groups, turns a group
-  followed by more work in a chain into a chord, and hands a container's options down to
-  the tasks in it. The result handles (``AsyncResult`` with ``.parent``, ``GroupResult``)
-  therefore exist before anything runs, and any process can read them by id.
-* **apply** (``conveyor.plan``) turns the nodes that can run now into messages. What runs
-  later travels in those messages, never in a coordinator: the rest of a chain in
-  ``Message.chain`` (last step first), link callbacks in ``callbacks`` / ``errbacks``, and
-  for a chord, each header member carries ``chord`` = {id, size, index, callback,
-  callback_id}. ``conveyor.workflow`` picks the work up from there when a task ends.
-
-Options given to a chain, group or chord apply to every task in it (a task's own options
-win); ``countdown`` and ``eta`` only delay the tasks that are sent first. ``link`` on a
-chain goes to its last task, ``link_error`` to every task; on a chord both go to the
-callback. On a group, ``link_error`` goes to each member and ``link`` (as in Celery 5) to
-its first member only, made immutable: it runs once, and results reach a callback through
-a chord instead.
-
-Calling a chain, group or chord sends it (``chain(a.s(1), b.s())()`` is ``apply_async()``);
-calling a plain signature runs its task here. An empty chain sends nothing and gives None;
-an empty group gives an empty GroupResult.
+``xmap``, ``xstarmap`` and ``Task.replace`` send. How a workflow is frozen
+(``conveyor.freeze``) and sent (``conveyor.plan``), and how a container's options reach its
+tasks: docs/internals.md, "Sending a canvas".
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Members are counted by id in a set (``add_to_set``: atomic, and a member that runs twice
 counts once); chords over 64 members count in buckets of about sqrt(size), so no set grows
 past sqrt(size). Members that ``Task.add_to_chord`` added while the chord ran count in a
-set of their own, against a counter of how many were added. ``conveyor.workflow`` explains
+set of their own, against a counter of how many were added. docs/internals.md explains
 how the callback then fires exactly once; this module holds only the keys and the counting.
 """
 

@@ -3,72 +3,11 @@ link and link_error callbacks.
 
 The executor calls ``after_outcome`` once a task's outcome is stored and before its
 message is acked, and ``resume`` when a redelivered message turns out to have stored its
-outcome already (the worker died before the ack; the executor then acks it without
-running it again). Everything here is idempotent, so the second call finishes what the
-first may have left half done. There is no coordinator: every continuation travels in
-the message of the task before it (see ``conveyor.canvas``), and the little shared state
-lives in the result backend under the chord's id. Only the Broker and ResultBackend
-interfaces are used, so this works the same on every broker.
-
-Continuations (the next step of a chain, link callbacks) have ids fixed when the workflow
-was sent. Before publishing them again, ``Plan.flush`` leaves out any that already has a
-record (it ran, or runs), and the broker ignores a publish whose id is live, so a task
-that finishes twice does not start its successor twice.
-
-Exactly-once chord callbacks
-============================
-
-A chord of N members has a group id G, and a callback whose task id C was fixed when the
-chord was sent. The header's ids, in order, are saved under G before any member is
-published. A member M that succeeds goes through:
-
-1. its result is stored (by the executor, fenced by attempt);
-2. M's id is added to G's member set (``add_to_set``: atomic, and a set, so a member
-   that runs twice counts once). Chords over 64 members count in two levels: members go
-   into buckets of about sqrt(N) by their header index, and a full bucket adds its
-   number to the top set, so no set grows past sqrt(N) (SQLite's ``add_to_set`` costs
-   the size of the set). The chord is complete when the top set is full;
-3. the member that finds it complete *fires*: it checks that G's "fired" marker and C's
-   record are both absent (one ``mget``), reads the header ids (one ``get``) and then
-   every header record with one ``mget``, in header order, and publishes the callback
-   with id C and the values;
-4. it sets the "fired" marker;
-5. its message is acked.
-
-Crash windows, and why none loses or doubles the callback:
-
-* after 1, before 2: M is redelivered. Its outcome is stored, so the executor does not
-  run it again but calls ``resume``, which counts it (2) and goes on.
-* after 2, before 3: the set is already full. The redelivered M finds it full again and
-  fires. If another member fired meanwhile (a duplicate run of any member also finds the
-  set full), the checks below make this firing a no-op.
-* during 3, between the checks and the publish: a second firer (a duplicate member)
-  passes the same checks. Both publish id C; the broker ignores a publish whose id is
-  live (ready, delayed or reserved), so C is queued once.
-* after 3, before 4 or 5: the redelivered M finds C live (the publish is ignored), or C's
-  record present (C started or finished: not fired again), or the marker set.
-* a duplicate member run *after* C finished and was acked: C's record (or the marker,
-  for a callback that keeps no result) says it ran; nothing is published.
-
-The one window left open: a duplicate firer that passed the checks just before the first
-firing published C, and publishes only after C ran to the end and was acked. That needs
-the whole callback to run within the microseconds between a check and a publish in
-another process, before the first firer sets the marker; it is not worth a lock.
-
-No callback fires early: a member counts only after its result is stored, and the firer
-reads every header record before publishing; if one is missing or unfinished (a re-run
-under way, e.g. after a retry) it does not fire, and that run fires when it completes.
-
-The counting itself (keys, buckets, members added by ``Task.add_to_chord``) lives in
-``conveyor.chordcount``. A member added while the chord runs is counted before it is
-sent, by a member still running, so the chord cannot complete without it; the callback
-gets its result after the header's.
-
-A member that fails (FAILURE, or REVOKED, REJECTED, IGNORED) fails the chord instead,
-once: unless the callback fired or has a record, the first failed member (a second set,
-for the same crash reasons) stores ChordError naming itself as C's result, stores the
-same failure for what follows the callback in a chain, runs the callback's errbacks, and
-passes the failure on to any chord the callback is itself a member of.
+outcome already. Both are idempotent, so the second call finishes what the first left
+half done. Every continuation travels in the message of the task before it; a chord's
+shared state lives in the result backend (``conveyor.chordcount``). Why a chord's callback
+fires exactly once, crash window by crash window: docs/internals.md, "Continuing a
+workflow".
 """
 
 from __future__ import annotations
