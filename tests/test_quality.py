@@ -1,8 +1,10 @@
-"""The package stays typed (mypy --strict) and linted (ruff), as part of the test command."""
+"""The package stays typed (mypy --strict), linted (ruff), and layered (imports point down)."""
 
 from __future__ import annotations
 
+import ast
 import importlib.util
+import itertools
 import os
 import subprocess
 import sys
@@ -109,3 +111,239 @@ def test_mypy_rejects_wrong_task_calls(tmp_path: Path) -> None:
     failing = {int(line.split(":")[1]) for line in output.splitlines() if ": error:" in line}
     assert failing == {23, 24, 25, 26, 27, 28, 29}, output
     assert 'Argument 1 to "delay" of "Task" has incompatible type "str"; expected "int"' in output
+
+
+# -- layers ---------------------------------------------------------------------------------
+# docs/internals.md draws these. A module imports only from its own layer or those below,
+# and no import closes a cycle, counting imports inside functions (only those under
+# ``if TYPE_CHECKING:`` are left out: they never run). A package's name places its
+# submodules unless they are named themselves.
+
+SRC = ROOT / "src" / "conveyor"
+
+LAYERS = {
+    1: """exceptions states ids utils backoff message serialization request signatures canvas
+        stamps routing dispatch signals log redaction celery_settings beat.data beat.fields
+        beat.describe beat.schedules beat.solar""",
+    2: """brokers backends coordination redis_connection outage records beat.store beat.sqlite
+        beat.redis""",
+    3: """config config_django app task pydantic_tasks discovery compose publish_signals
+        freeze plan result groupresult joins chordcount control locks beat.entries""",
+    4: "workflow worker beat beat.scheduler beat.service beat.admin",
+    5: "__init__ __main__ cli locate demo testing contrib",
+}
+LAYER_NAMES = {1: "data", 2: "storage", 3: "client", 4: "runtime", 5: "front ends"}
+
+KNOWN_VIOLATIONS = {
+    ("app", "beat"),
+    ("app", "beat.entries"),
+    ("app", "groupresult"),
+    ("beat.redis", "beat.entries"),
+    ("beat.schedules", "app"),
+    ("beat.schedules", "beat.solar"),
+    ("beat.sqlite", "beat.entries"),
+    ("beat.store", "beat.entries"),
+    ("beat.store", "beat.sqlite"),
+    ("brokers.redis", "control"),
+    ("canvas", "app"),
+    ("canvas", "freeze"),
+    ("canvas", "groupresult"),
+    ("canvas", "plan"),
+    ("contrib.django.models", "contrib.django.store"),
+    ("groupresult", "app"),
+    ("pydantic_tasks", "app"),
+    ("result", "app"),
+    ("result", "groupresult"),
+    ("signatures", "app"),
+    ("signatures", "canvas"),
+    ("signatures", "freeze"),
+    ("signatures", "plan"),
+    ("signatures", "stamps"),
+    ("task", "app"),
+    ("task", "contrib"),
+    ("task", "contrib.django"),
+    ("task", "contrib.django.transaction"),
+    ("task", "result"),
+    ("task", "worker"),
+    ("task", "worker.eager"),
+    ("task", "workflow"),
+}
+"""(importer, imported) pairs that still point up or close a cycle. Only ever remove one."""
+
+
+def _layer_table() -> dict[str, int]:
+    return {name: layer for layer, names in LAYERS.items() for name in names.split()}
+
+
+def layer_of(module: str, table: dict[str, int]) -> int | None:
+    """The layer of ``module`` (a name relative to the package), or of its closest package."""
+    name = module
+    while name not in table and "." in name:
+        name = name.rpartition(".")[0]
+    return table.get(name)
+
+
+def _module_name(path: Path, src: Path) -> str:
+    parts = path.relative_to(src).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" and len(parts) > 1 else parts)
+
+
+def _under_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _imported(node: ast.ImportFrom | ast.Import, module: str, is_package: bool) -> list[str]:
+    """Names (relative to the package) that an import statement may load."""
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    base = module.split(".") if is_package else module.split(".")[:-1]
+    if node.level:
+        base = base[: len(base) - node.level + 1] if node.level > 1 else base
+        target = [*base, *(node.module.split(".") if node.module else [])]
+    else:
+        target = (node.module or "").split(".")
+    return [".".join([*target, alias.name]) for alias in node.names] + [".".join(target)]
+
+
+def import_graph(src: Path) -> dict[str, dict[str, int]]:
+    """module -> {module it imports: line}, for the package rooted at ``src``.
+
+    Names are relative to the package (``app``, ``brokers.redis``; ``__init__`` for the
+    package itself). Importing ``a.b.c`` also runs ``a`` and ``a.b``, so those count too,
+    except from inside them.
+    """
+    package = src.name
+    paths = {_module_name(path, src): path for path in sorted(src.rglob("*.py"))}
+    graph: dict[str, dict[str, int]] = {}
+    for module, path in paths.items():
+        edges: dict[str, int] = {}
+        stack: list[ast.AST] = [ast.parse(path.read_text(), str(path))]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, ast.If) and _under_type_checking(node):
+                stack.extend(node.orelse)
+                continue
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                full = f"{package}.{module}" if module != "__init__" else package
+                for name in _imported(node, full, path.name == "__init__.py"):
+                    if not name.startswith(package + "."):
+                        continue
+                    parts = name.removeprefix(package + ".").split(".")
+                    for end in range(1, len(parts) + 1):
+                        target = ".".join(parts[:end])
+                        inside = module == target or module.startswith(target + ".")
+                        if target in paths and not inside:
+                            edges.setdefault(target, node.lineno)
+            stack.extend(ast.iter_child_nodes(node))
+        graph[module] = edges
+    return graph
+
+
+def find_cycle(graph: dict[str, dict[str, int]]) -> list[str]:
+    """One import cycle as [a, b, ..., a], or [] when there is none."""
+    done: set[str] = set()
+    for start in sorted(graph):
+        path: list[str] = []
+        on_path: set[str] = set()
+        todo: list[tuple[str, bool]] = [(start, True)]
+        while todo:
+            node, entering = todo.pop()
+            if not entering:
+                path.pop()
+                on_path.discard(node)
+                done.add(node)
+                continue
+            if node in on_path:
+                return [*path[path.index(node) :], node]
+            if node in done:
+                continue
+            path.append(node)
+            on_path.add(node)
+            todo.append((node, False))
+            todo.extend((nxt, True) for nxt in sorted(graph.get(node, {}), reverse=True))
+    return []
+
+
+def _without_known(graph: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    return {
+        module: {t: line for t, line in edges.items() if (module, t) not in KNOWN_VIOLATIONS}
+        for module, edges in graph.items()
+    }
+
+
+def test_every_module_has_a_layer() -> None:
+    table = _layer_table()
+    unplaced = sorted(m for m in import_graph(SRC) if layer_of(m, table) is None)
+    assert not unplaced, f"add these modules to LAYERS in tests/test_quality.py: {unplaced}"
+
+
+def test_imports_point_down_the_layers() -> None:
+    table = _layer_table()
+    upward = [
+        f"{module} ({LAYER_NAMES[here]}) imports {target} ({LAYER_NAMES[there]}) at line {line}"
+        for module, edges in _without_known(import_graph(SRC)).items()
+        for target, line in edges.items()
+        if (here := layer_of(module, table)) is not None
+        and (there := layer_of(target, table)) is not None
+        and there > here
+    ]
+    assert not upward, "imports that point up a layer:\n" + "\n".join(upward)
+
+
+def test_no_import_cycles() -> None:
+    graph = _without_known(import_graph(SRC))
+    cycle = find_cycle(graph)
+    steps = [f"{a} imports {b} at line {graph[a][b]}" for a, b in itertools.pairwise(cycle)]
+    assert not cycle, "an import cycle:\n" + "\n".join(steps)
+
+
+def test_known_violations_are_still_there() -> None:
+    """A fixed violation leaves the list, so it cannot come back unnoticed."""
+    table, graph = _layer_table(), import_graph(SRC)
+    fixed = sorted(pair for pair in KNOWN_VIOLATIONS if not _still_a_violation(graph, table, *pair))
+    assert not fixed, f"fixed: remove from KNOWN_VIOLATIONS in tests/test_quality.py: {fixed}"
+
+
+def _still_a_violation(
+    graph: dict[str, dict[str, int]], table: dict[str, int], module: str, target: str
+) -> bool:
+    if target not in graph.get(module, {}):
+        return False
+    upward = (layer_of(target, table) or 0) > (layer_of(module, table) or 0)
+    return upward or _reaches(graph, target, module)
+
+
+def _reaches(graph: dict[str, dict[str, int]], start: str, goal: str) -> bool:
+    seen, todo = {start}, [start]
+    while todo:
+        node = todo.pop()
+        if node == goal:
+            return True
+        fresh = set(graph.get(node, {})) - seen
+        seen |= fresh
+        todo.extend(fresh)
+    return False
+
+
+def test_the_import_graph_counts_imports_inside_functions(tmp_path: Path) -> None:
+    """The checks above can fail: a cycle through a function-level import is found, and an
+    import under ``if TYPE_CHECKING:`` is not counted."""
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("from . import leaf\n")
+    (pkg / "sub" / "leaf.py").write_text("")
+    (pkg / "a.py").write_text("def f():\n    from .sub.leaf import x\n")
+    (pkg / "b.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from . import a\n"
+    )
+    (pkg / "sub" / "c.py").write_text("def g():\n    from ..a import f\n")
+    graph = import_graph(pkg)
+    assert graph["a"] == {"sub": 2, "sub.leaf": 2}
+    assert graph["b"] == {}
+    assert find_cycle(graph) == []
+    (pkg / "sub" / "leaf.py").write_text("from .c import g\n")
+    assert find_cycle(import_graph(pkg)) == ["a", "sub", "sub.leaf", "sub.c", "a"]
