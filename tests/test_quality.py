@@ -117,14 +117,15 @@ def test_mypy_rejects_wrong_task_calls(tmp_path: Path) -> None:
 # docs/internals.md draws these. A module imports only from its own layer or those below,
 # and no import closes a cycle, counting imports inside functions (only those under
 # ``if TYPE_CHECKING:`` are left out: they never run). A package's name places its
-# submodules unless they are named themselves.
+# submodules unless they are named themselves. ``current`` (the current app) sits with the
+# data: signatures and schedules ask it for their app, and it imports only exceptions.
 
 SRC = ROOT / "src" / "conveyor"
 
 LAYERS = {
     1: """exceptions states ids utils backoff message serialization request signatures canvas
         stamps routing dispatch signals log redaction celery_settings beat.data beat.fields
-        beat.describe beat.schedules beat.solar""",
+        beat.describe beat.schedules beat.solar current""",
     2: """brokers backends coordination redis_connection outage records beat.store beat.sqlite
         beat.redis""",
     3: """config config_django app task pydantic_tasks discovery compose publish_signals
@@ -137,9 +138,7 @@ LAYER_NAMES = {1: "data", 2: "storage", 3: "client", 4: "runtime", 5: "front end
 KNOWN_VIOLATIONS = {
     ("app", "beat"),
     ("app", "beat.entries"),
-    ("app", "groupresult"),
     ("beat.redis", "beat.entries"),
-    ("beat.schedules", "app"),
     ("beat.schedules", "beat.solar"),
     ("beat.sqlite", "beat.entries"),
     ("beat.store", "beat.entries"),
@@ -150,11 +149,7 @@ KNOWN_VIOLATIONS = {
     ("canvas", "groupresult"),
     ("canvas", "plan"),
     ("contrib.django.models", "contrib.django.store"),
-    ("groupresult", "app"),
-    ("pydantic_tasks", "app"),
-    ("result", "app"),
     ("result", "groupresult"),
-    ("signatures", "app"),
     ("signatures", "canvas"),
     ("signatures", "freeze"),
     ("signatures", "plan"),
@@ -163,7 +158,6 @@ KNOWN_VIOLATIONS = {
     ("task", "contrib"),
     ("task", "contrib.django"),
     ("task", "contrib.django.transaction"),
-    ("task", "result"),
     ("task", "worker"),
     ("task", "worker.eager"),
     ("task", "workflow"),

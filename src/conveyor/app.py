@@ -21,8 +21,16 @@ from .compose import compose
 from .config import Settings
 from .control import Control, parse_rate
 from .coordination import Coordinator, coordinator_from_url
+from .current import (
+    current_app,
+    register,
+    register_shared,
+    set_current,
+    set_default_app,
+    shared_tasks,
+)
 from .discovery import Discovery, Packages
-from .exceptions import DuplicateTaskName, ImproperlyConfigured, NotRegistered
+from .exceptions import ImproperlyConfigured, NotRegistered
 from .locks import Lock
 from .message import Message, broker_key
 from .publish_signals import after_publish, before_publish
@@ -49,49 +57,6 @@ U = TypeVar("U")
 
 DEFAULT_URL = "sqlite:///conveyor.db"
 
-_shared: dict[str, AnyTask] = {}
-_shared_lock = threading.Lock()
-_current: Conveyor | None = None
-
-
-def _same_definition(a: AnyTask, b: AnyTask) -> bool:
-    fa = getattr(type(a), "__wrapped__", None)
-    fb = getattr(type(b), "__wrapped__", None)
-    if fa is not None and fb is not None:
-        return bool(
-            fa.__module__ == fb.__module__
-            and fa.__qualname__ == fb.__qualname__
-            and fa.__code__.co_filename == fb.__code__.co_filename
-        )
-    return type(a).__module__ == type(b).__module__ and type(a).__qualname__ == type(b).__qualname__
-
-
-def _register(registry: dict[str, AnyTask], task: AnyTask) -> AnyTask:
-    if not task.name:
-        task.name = type(task).default_name()
-    existing = registry.get(task.name)
-    if existing is not None and existing is not task and not _same_definition(existing, task):
-        raise DuplicateTaskName(
-            f"two tasks are named {task.name!r}: {type(existing).__module__} and "
-            f"{type(task).__module__}; give one of them name='...'"
-        )
-    registry[task.name] = task
-    return task
-
-
-def register_shared(task: AnyTask) -> AnyTask:
-    """Register a task every app can see (``@shared_task`` and class-based tasks)."""
-    with _shared_lock:
-        return _register(_shared, task)
-
-
-def current_app() -> Conveyor:
-    """The most recently created app (or one made current); a default app when there is none."""
-    global _current
-    if _current is None:
-        _current = Conveyor("default")
-    return _current
-
 
 class TaskRegistry(Mapping[str, AnyTask]):
     """The app's own tasks, then the shared ones. ``finalize`` runs pending discovery
@@ -102,9 +67,9 @@ class TaskRegistry(Mapping[str, AnyTask]):
         self.finalize = finalize
 
     def __getitem__(self, name: str) -> AnyTask:
-        task = self.own.get(name) or _shared.get(name)
+        task = self.own.get(name) or shared_tasks.get(name)
         if task is None and self.finalize is not None and self.finalize():
-            task = self.own.get(name) or _shared.get(name)
+            task = self.own.get(name) or shared_tasks.get(name)
         if task is None:
             raise NotRegistered(
                 f"no task named {name!r} is registered: import the module that defines it in "
@@ -115,7 +80,7 @@ class TaskRegistry(Mapping[str, AnyTask]):
     def __iter__(self) -> Iterator[str]:
         if self.finalize is not None:
             self.finalize()
-        return iter({**_shared, **self.own})
+        return iter({**shared_tasks, **self.own})
 
     def __len__(self) -> int:
         return len(list(iter(self)))
@@ -192,8 +157,7 @@ class Conveyor:
                 logging.getLogger("conveyor.worker").exception("a worker-stopping hook failed")
 
     def set_current(self) -> None:
-        global _current
-        _current = self
+        set_current(self)
 
     def __repr__(self) -> str:
         return f"<Conveyor {self.main or '__main__'} broker={redact_url(self.broker_url)}>"
@@ -340,7 +304,7 @@ class Conveyor:
         if not isinstance(task, Task):
             raise ImproperlyConfigured(f"register_task() takes a Task instance, not {task!r}")
         task.bind(self)
-        _register(self.tasks.own, task)
+        register(self.tasks.own, task)
         return task
 
     def periodic_task(self, schedule: Any, **entry: Any) -> Callable[[Any], AnyTask]:
@@ -365,7 +329,7 @@ class Conveyor:
 
             result: AnyResult = signature(name, args, kwargs, app=self, **options).apply_async()
             return result
-        task = self.tasks.own.get(name) or _shared.get(name)
+        task = self.tasks.own.get(name) or shared_tasks.get(name)
         return self.send(task, tuple(args or ()), dict(kwargs or {}), options, name=name)
 
     build_message = compose
@@ -603,3 +567,6 @@ def shared_task(fun: Callable[..., Any] | None = None, /, **options: Any) -> Any
         return make_task(f, None, options)
 
     return decorate(fun) if fun is not None else decorate
+
+
+set_default_app(lambda: Conveyor("default"))

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from . import states
+from .current import current_app
 from .groupresult import GroupResult
 from .ids import new_id
 from .signatures import _KINDS, Signature, _coerce, _copy
@@ -348,8 +349,6 @@ def _register_builtins() -> None:
     from .app import make_task
 
     def run_each(task: Any, items: Iterable[Any], call: Callable[[Any, Any], Any]) -> list[Any]:
-        from .app import current_app
-
         fun = _coerce(task, None).clone()
         fun._app = fun._app or current_app()
         return [call(fun.type, item) for item in items]

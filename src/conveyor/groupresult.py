@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from . import states
+from .current import current_app
 from .exceptions import TimeoutError
 from .ids import new_id
 from .joins import check_get_arguments, check_join
@@ -56,8 +57,6 @@ class ResultSet:
                 if result._app is not None:
                     self._app = result._app
                     return result._app
-            from .app import current_app
-
             self._app = current_app()
         return self._app
 
@@ -347,8 +346,6 @@ class GroupResult(ResultSet, AsyncResult[list[Any]]):
         """The saved group of that id, or None when it was never saved (or expired)."""
         app = app or cls.bound_app
         if app is None:
-            from .app import current_app
-
             app = current_app()
         raw = (backend or app.backend).get(cls.prefix + id)
         if raw is None:

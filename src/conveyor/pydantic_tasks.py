@@ -18,6 +18,7 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from .current import current_app
 from .exceptions import ImproperlyConfigured
 
 if TYPE_CHECKING:
@@ -70,8 +71,6 @@ def with_pydantic(
     def validated(*args: Any, **kwargs: Any) -> Any:
         bound = signature.bind(*args, **kwargs)
         if models:
-            from .app import current_app
-
             extra = {**context, "celery_app": app or current_app(), "celery_task_name": name}
             for param, model in models.items():
                 value = bound.arguments.get(param)

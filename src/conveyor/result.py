@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
 from . import states
+from .current import current_app
 from .exceptions import Retry, TaskRevokedError, TimeoutError
 from .joins import allow_join_result, check_get_arguments, check_join
 from .records import TaskRecord
@@ -79,8 +80,6 @@ class AsyncResult(Generic[R]):
     @property
     def app(self) -> Conveyor:
         if self._app is None:
-            from .app import current_app
-
             self._app = current_app()
         return self._app
 

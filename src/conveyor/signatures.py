@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from .current import current_app
+
 if TYPE_CHECKING:
     from .app import Conveyor
     from .groupresult import GroupResult
@@ -196,8 +198,6 @@ class Signature(dict[str, Any]):
         if found is not None:
             self._app = found
             return found
-        from .app import current_app
-
         return current_app()
 
     @property

@@ -21,6 +21,7 @@ from typing import (
     overload,
 )
 
+from .current import current_app, register_shared
 from .exceptions import ImproperlyConfigured, MaxRetriesExceededError, Retry
 from .request import Context, enter, push_request, request_for
 from .serialization import ArgumentSpec
@@ -230,8 +231,6 @@ class Task(Generic[P, R]):
             and not cls.__dict__.get("abstract")
             and "__wrapped__" not in cls.__dict__
         ):
-            from .app import register_shared
-
             register_shared(self)
         soft, hard = self.soft_time_limit, self.time_limit
         if soft and hard and soft > hard:  # Celery refuses it at send; say so at definition
@@ -250,8 +249,6 @@ class Task(Generic[P, R]):
         """The app this task was defined on; for shared tasks, the current app."""
         if self._app is not None:
             return self._app
-        from .app import current_app
-
         return current_app()
 
     def bind(self, app: Conveyor) -> None:

@@ -55,9 +55,9 @@ _SETUP_ENV = {
 def _setup_django() -> None:
     import django
 
-    import conveyor.app
+    import conveyor.current
 
-    conveyor.app._current = None  # the project's app must be its own, not another test's
+    conveyor.current.set_current(None)  # the project's app must be its own, not another test's
     saved = {name: os.environ.get(name) for name in _SETUP_ENV}
     os.environ.update(_SETUP_ENV)
     try:

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
+from ..current import current_app
 from .data import ClockedData, CrontabData, IntervalData, ScheduleData, SolarData
 from .describe import describe_crontab, describe_interval
 from .fields import (
@@ -119,8 +120,6 @@ class Schedule(ABC):
     def app(self) -> Conveyor:
         """The app given as ``app=``, else the current app (as in Celery)."""
         if self._app is None:
-            from ..app import current_app
-
             return current_app()
         return self._app
 

@@ -19,8 +19,8 @@ from typing import Any
 
 from django.conf import settings
 
-from ... import app as app_module
 from ...app import Conveyor
+from ...current import existing_app
 from ...exceptions import ImproperlyConfigured
 from ...request import Context
 from ...serialization import decode_value, encode_value
@@ -60,7 +60,7 @@ def _find_app() -> Conveyor:
         if not isinstance(found, Conveyor):
             raise ImproperlyConfigured(f"CONVEYOR_APP = {spec!r} is not a Conveyor app")
         return found
-    existing = app_module._current  # an app the project made itself (Celery's layout)
+    existing = existing_app()  # an app the project made itself (Celery's layout)
     if existing is not None and existing.main != "default":
         return existing
     module = getattr(settings, "SETTINGS_MODULE", None) or "django"
