@@ -17,6 +17,7 @@ from .backends import backend_from_url
 from .backends.base import ResultBackend
 from .brokers import broker_from_url, redact_url
 from .brokers.base import Broker, Envelope
+from .builtin_tasks import BUILTIN_TASKS
 from .compose import compose
 from .config import Settings
 from .control import Control, parse_rate
@@ -31,8 +32,10 @@ from .current import (
 )
 from .discovery import Discovery, Packages
 from .exceptions import ImproperlyConfigured, NotRegistered
+from .freeze import freeze_result
 from .locks import Lock
 from .message import Message, broker_key
+from .plan import send as send_workflow
 from .publish_signals import after_publish, before_publish
 from .pydantic_tasks import with_pydantic
 from .records import ResultStore
@@ -40,6 +43,7 @@ from .request import Context
 from .result import AnyResult, AsyncResult, GroupResult, ResultSet
 from .routing import ROUTING_SETTINGS, Router
 from .serialization import encode_message
+from .signatures import Signature
 from .task import (
     TASK_OPTIONS,
     AnyTask,
@@ -131,6 +135,8 @@ class Conveyor:
         self._lock = threading.RLock()
         self._batch = threading.local()
         self.Task: type[AnyTask] = type("Task", (Task,), {"_app": self, "abstract": True})
+        for fun, name in BUILTIN_TASKS:
+            register(self.tasks.own, make_task(fun, self, {"name": name, "typing": False}))
         # Hooks for integrations (conveyor.contrib.django adds to them); each list is run in order.
         self.on_worker_child_start: list[Callable[[], None]] = []
         """Run in each forked worker child before it consumes: drop what must not be shared
@@ -331,6 +337,19 @@ class Conveyor:
             return result
         task = self.tasks.own.get(name) or shared_tasks.get(name)
         return self.send(task, tuple(args or ()), dict(kwargs or {}), options, name=name)
+
+    def send_canvas(
+        self, sig: Signature, args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any]
+    ) -> Any:
+        """Send a workflow (``Signature.apply_async``): the app knows the planner, the
+        signature does not."""
+        return send_workflow(sig, self, args, kwargs, options)
+
+    def freeze_canvas(self, sig: Signature, task_id: str | None = None) -> AnyResult | GroupResult:
+        """Give every node of ``sig`` its id now, in place; the result it will have
+        (``Signature.freeze``)."""
+        result: AnyResult | GroupResult = freeze_result(sig, self, task_id)
+        return result
 
     build_message = compose
 

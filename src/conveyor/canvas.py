@@ -2,8 +2,7 @@
 
 Each is a ``Signature`` (``conveyor.signatures``) whose kwargs hold the signatures it is
 made of, so a whole workflow is plain data. This module also turns data back into
-signatures (``signature()``, ``maybe_signature()``) and registers the built-in tasks that
-``xmap``, ``xstarmap`` and ``Task.replace`` send. How a workflow is frozen
+signatures (``signature()``, ``maybe_signature()``). How a workflow is frozen
 (``conveyor.freeze``) and sent (``conveyor.plan``), and how a container's options reach its
 tasks: docs/internals.md, "Sending a canvas".
 """
@@ -11,12 +10,10 @@ tasks: docs/internals.md, "Sending a canvas".
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from . import states
-from .current import current_app
-from .groupresult import GroupResult
 from .ids import new_id
 from .signatures import _KINDS, Signature, _coerce, _copy
 from .signatures import signature_from_dict as signature_from_dict
@@ -130,6 +127,9 @@ class group(_Composite):
         kwargs: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> Any:
+        # Deferred: conveyor.groupresult imports conveyor.result, which imports it back.
+        from .groupresult import GroupResult
+
         results = [task.apply(args, kwargs, **options) for task in self.tasks]
         return GroupResult(self.id or new_id(), results, app=self._app)
 
@@ -339,45 +339,3 @@ def signature(
 
 def _eager_value(result: Any) -> Any:
     return result.get() if hasattr(result, "get") else result
-
-
-# -- built-in tasks -----------------------------------------------------------------------
-
-
-def _register_builtins() -> None:
-    """``conveyor.map``, ``conveyor.starmap`` and ``conveyor.accumulate``, in every app."""
-    from .app import make_task
-
-    def run_each(task: Any, items: Iterable[Any], call: Callable[[Any, Any], Any]) -> list[Any]:
-        fun = _coerce(task, None).clone()
-        fun._app = fun._app or current_app()
-        return [call(fun.type, item) for item in items]
-
-    def xmap_task(task: Any, it: list[Any]) -> list[Any]:
-        return run_each(task, it, lambda fun, item: fun(item))
-
-    def xstarmap_task(task: Any, it: list[Any]) -> list[Any]:
-        return run_each(task, it, lambda fun, item: fun(*item))
-
-    def accumulate(*args: Any, index: int | None = None) -> Any:
-        return args[index] if index is not None else list(args)
-
-    for fun, name in ((xmap_task, MAP), (xstarmap_task, STARMAP), (accumulate, ACCUMULATE)):
-        make_task(fun, None, {"name": name, "typing": False})
-
-
-_register_builtins()
-
-
-# -- moved out, still offered here ---------------------------------------------------------
-# Freezing and sending were part of this module and these names are still imported from
-# it. At the bottom because conveyor.freeze and conveyor.plan import the classes above.
-
-from .freeze import entry_id as entry_id  # noqa: E402
-from .freeze import leaves as leaves  # noqa: E402
-from .freeze import result_id as result_id  # noqa: E402
-from .freeze import task_ids as task_ids  # noqa: E402
-from .freeze import walk as walk  # noqa: E402
-from .plan import Context as Context  # noqa: E402
-from .plan import Plan as Plan  # noqa: E402
-from .plan import send as send  # noqa: E402

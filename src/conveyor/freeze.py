@@ -28,7 +28,7 @@ from .signatures import _NOT_INHERITED, Signature, _as_list, _coerce
 if TYPE_CHECKING:
     from .app import Conveyor
 
-__all__ = ["entry_id", "leaves", "result_id", "task_ids", "walk"]
+__all__ = ["entry_id", "freeze_result", "leaves", "result_id", "task_ids", "walk"]
 
 _ENTRY_ONLY = frozenset({"countdown", "eta"})
 
@@ -251,6 +251,14 @@ def task_ids(sig: Signature) -> list[tuple[str, str]]:
     return [
         (str(t.options["task_id"]), t.task) for t in walk(sig) if not t.options.get("ignore_result")
     ]
+
+
+def freeze_result(sig: Signature, app: Conveyor, task_id: str | None = None) -> Any:
+    """``Signature.freeze``: every id given now (in place); the result ``sig`` will have."""
+    if task_id is not None:
+        _set_result_id(sig, task_id)
+    _freeze(sig)
+    return _result(sig, app, None)
 
 
 def _result(sig: Signature, app: Conveyor, parent: Any) -> Any:

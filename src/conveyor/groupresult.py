@@ -5,7 +5,7 @@ member. ``GroupResult`` is a group's members in the order given; ``save()`` stor
 membership (sending a group or chord does it for you) so ``GroupResult.restore(id)``
 works anywhere, and ``result_from_tuple`` rebuilds any result, parents and members
 included, from its ``as_tuple()`` data. Kept apart from the single-task handles in
-``conveyor.result`` (which re-exports these names) because waiting for many at once is
+``conveyor.taskresult`` (``conveyor.result`` offers both) because waiting for many at once is
 its own concern.
 """
 
@@ -23,7 +23,7 @@ from .exceptions import TimeoutError
 from .ids import new_id
 from .joins import check_get_arguments, check_join
 from .records import TaskRecord
-from .result import AnyResult, AsyncResult, EagerResult, _error, _value
+from .taskresult import AnyResult, AsyncResult, EagerResult, _error, _value
 
 if TYPE_CHECKING:
     from .app import Conveyor

@@ -6,12 +6,11 @@ stored, and comes back with ``signature(data)``.
 
 This module holds the ``Signature`` base class and what every part of the canvas shares:
 copying a tree of signatures, turning dicts back into signatures, and the options that
-are workflow bookkeeping rather than send options. It is kept apart from the kinds built
-on it (chain, group, chord, chunks in ``conveyor.canvas``), from freezing
-(``conveyor.freeze``) and from sending (``conveyor.plan``). Those modules all import this
-one, so the few ``Signature`` methods that reach back into them (``|``, ``freeze``,
-``apply_async``, pickling) import them when called; ``conveyor.canvas`` registers its kinds
-in ``_KINDS`` so that rebuilding a signature from a dict needs no such import.
+are workflow bookkeeping rather than send options. A signature asks its app to freeze
+or send it (the app knows ``conveyor.freeze`` and ``conveyor.plan``); ``conveyor.canvas``
+registers its kinds (chain, group, chord, chunks) in ``_KINDS``, so rebuilding a signature
+from a dict needs no import of it. ``|``, stamping and pickling still import the canvas
+when called.
 """
 
 from __future__ import annotations
@@ -315,14 +314,7 @@ class Signature(dict[str, Any]):
 
     def freeze(self, _id: str | None = None) -> AnyResult | GroupResult:
         """Give every node its id now (in place) and return the result it will have."""
-        # Deferred: conveyor.freeze walks the canvas classes, which build on this module.
-        from .freeze import _freeze, _result, _set_result_id
-
-        if _id is not None:
-            _set_result_id(self, _id)
-        _freeze(self)
-        result: AnyResult | GroupResult = _result(self, self.app, None)
-        return result
+        return self.app.freeze_canvas(self, _id)
 
     def apply_async(
         self,
@@ -342,10 +334,7 @@ class Signature(dict[str, Any]):
             if task is not None:
                 return task.apply_async(sig.args, sig.kwargs, **sig.options)
             return app.send_task(sig.task, sig.args, sig.kwargs, **sig.options)
-        # Deferred: conveyor.plan builds on the canvas classes, which build on this module.
-        from .plan import send
-
-        return send(self, app, tuple(args or ()), dict(kwargs or {}), options)
+        return app.send_canvas(self, tuple(args or ()), dict(kwargs or {}), options)
 
     def delay(self, *args: Any, **kwargs: Any) -> Any:
         return self.apply_async(args, kwargs)

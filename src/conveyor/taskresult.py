@@ -1,0 +1,378 @@
+"""Result handles for one task, readable from any process that knows the id.
+
+``AsyncResult`` is one task; ``.parent`` walks back along a chain. ``EagerResult`` is the
+outcome of ``Task.apply()``: known at once, stored nowhere. The helpers that turn a stored
+record into a value or an exception are shared with ``conveyor.groupresult``, which holds
+the results of several tasks. ``conveyor.result`` offers them all, as ``celery.result`` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
+
+from . import states
+from .current import current_app
+from .exceptions import Retry, TaskRevokedError, TimeoutError
+from .joins import check_get_arguments, check_join
+from .records import TaskRecord
+from .serialization import convert
+
+if TYPE_CHECKING:
+    from .app import Conveyor
+    from .task import AnyTask
+
+__all__ = ["AnyResult", "AsyncResult", "EagerResult"]
+
+R = TypeVar("R", covariant=True)
+
+GET_ORDER = (
+    "timeout",
+    "propagate",
+    "interval",
+    "no_ack",
+    "follow_parents",
+    "callback",
+    "on_message",
+    "on_interval",
+    "disable_sync_subtasks",
+)
+"""``get()``'s parameters in Celery's positional order."""
+
+
+class AsyncResult(Generic[R]):
+    """State and result of a task by id. Every property reads the result store afresh.
+
+    For type checkers, ``AsyncResult[R]``: ``get()`` returns the task's return type ``R``.
+    """
+
+    ignored: bool = False
+    """Set on the handle a send returns when the task keeps no result: ``get()`` then
+    returns None at once instead of waiting for a result that is never stored (Celery's)."""
+
+    def __init__(
+        self,
+        id: str,
+        app: Conveyor | None = None,
+        task: AnyTask | None = None,
+        parent: AnyResult | None = None,
+    ):
+        self.id = id
+        self._app = app
+        self._task = task
+        self.parent = parent
+        """The result before this one in a chain (set by whoever sent the workflow)."""
+
+    @property
+    def task_id(self) -> str:
+        return self.id
+
+    @property
+    def app(self) -> Conveyor:
+        if self._app is None:
+            self._app = current_app()
+        return self._app
+
+    def _record(self) -> TaskRecord | None:
+        return self.app.results.read(self.id)
+
+    @property
+    def state(self) -> str:
+        """The stored state; PENDING while the broker holds the message; else UNKNOWN."""
+        return self._state_of(self._record())
+
+    def _state_of(self, record: TaskRecord | None) -> str:
+        """The state of a record read just now, PENDING or UNKNOWN where there is none.
+
+        A worker stores the outcome before it acks, so a message gone from the broker
+        after the first read has its outcome stored already: a second read finds it, and
+        a reader never sees UNKNOWN between PENDING and the outcome.
+        """
+        if record is not None:
+            return record.status
+        if self.app.broker.contains([self.id]):
+            return states.PENDING
+        record = self._record()
+        return record.status if record is not None else states.UNKNOWN
+
+    status = state
+
+    @property
+    def name(self) -> str | None:
+        record = self._record()
+        return record.task if record else (self._task.name if self._task else None)
+
+    @property
+    def result(self) -> Any:
+        """The return value; the exception for FAILURE; the meta of a custom state."""
+        record = self._record()
+        return _value(record, self._typed_by(record), self.id)
+
+    info = result
+
+    @property
+    def traceback(self) -> str | None:
+        record = self._record()
+        return record.traceback if record else None
+
+    @property
+    def retries(self) -> int:
+        record = self._record()
+        return record.retries if record else 0
+
+    @property
+    def date_done(self) -> datetime | None:
+        record = self._record()
+        if record is None or record.date_done is None:
+            return None
+        return datetime.fromtimestamp(record.date_done, tz=UTC)
+
+    def ready(self) -> bool:
+        return self.state in states.READY_STATES
+
+    def successful(self) -> bool:
+        return self.state == states.SUCCESS
+
+    def failed(self) -> bool:
+        return self.state == states.FAILURE
+
+    def get(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        interval: float = 0.5,
+        no_ack: bool = True,
+        follow_parents: bool = True,
+        callback: Callable[[str, Any], None] | None = None,
+        on_message: None = None,
+        on_interval: None = None,
+        disable_sync_subtasks: bool = True,
+    ) -> R:
+        """Wait for the task to finish and return its value (or raise its exception).
+
+        Celery's parameters in Celery's order, each checked (see ``conveyor.joins``).
+        ``interval`` and ``no_ack`` are accepted for Celery compatibility: the wait wakes
+        as soon as the result is stored. ``callback(task_id, value)`` is called with the
+        value before it is returned. As in Celery, a failure raises the error of the first
+        failed result before it in its workflow (``follow_parents``): a chord whose member
+        failed raises that member's exception, not the ChordError stored for its callback.
+        """
+        check_get_arguments(
+            GET_ORDER,
+            timeout=timeout,
+            propagate=propagate,
+            interval=interval,
+            no_ack=no_ack,
+            follow_parents=follow_parents,
+            callback=callback,
+            on_message=on_message,
+            on_interval=on_interval,
+            disable_sync_subtasks=disable_sync_subtasks,
+        )
+        if self.ignored:
+            return None  # type: ignore[return-value]
+        check_join(disable_sync_subtasks)
+        record = self.app.results.wait(self.id, timeout)
+        if record is None or record.status not in states.READY_STATES:
+            state = self._state_of(record)
+            raise TimeoutError(f"task {self.id} not ready after {timeout}s (state {state})")
+        if propagate:
+            error = _error(record, self.id)
+            if error is not None:
+                if follow_parents:
+                    self._raise_parent_error()
+                raise error
+        value: R = _value(record, self._typed_by(record), self.id)
+        if callback is not None:
+            callback(self.id, value)
+        return value
+
+    def _get_task_meta(self) -> dict[str, Any]:
+        """Celery's meta dict, read afresh: status, result (the exception for a failure),
+        traceback, children, date_done (ISO 8601, None until ready) and task_id."""
+        record = self._record()
+        done = None if record is None or record.date_done is None else record.date_done
+        return {
+            "status": self._state_of(record),
+            "result": _value(record, self._typed_by(record), self.id),
+            "traceback": record.traceback if record is not None else None,
+            "children": [],
+            "date_done": None if done is None else datetime.fromtimestamp(done, UTC).isoformat(),
+            "task_id": self.id,
+        }
+
+    def _typed_by(self, record: TaskRecord | None) -> AnyTask | None:
+        """The task whose return annotation types the value: the one this result was made
+        with, else the task of that name registered here (a result rebuilt from its id,
+        such as a restored group's member, comes back typed too)."""
+        if self._task is not None or record is None or not record.task:
+            return self._task
+        return self.app.tasks.get(record.task)
+
+    wait = get
+
+    def maybe_throw(self, propagate: bool = True) -> None:
+        """Raise the task's exception if it has failed (was revoked, rejected)."""
+        record = self._record()
+        error = _error(record) if record is not None and propagate else None
+        if error is not None:
+            raise error
+
+    def _raise_parent_error(self) -> None:
+        """Raise the error of the earliest failed result this one follows in a workflow."""
+        parents = []
+        node = self.parent
+        while node is not None:
+            parents.append(node)
+            node = node.parent
+        for parent in reversed(parents):
+            parent.maybe_throw()
+
+    def forget(self) -> None:
+        """Delete the stored result."""
+        self.app.results.forget([self.id])
+
+    def revoke(self, terminate: bool = False, signal: str | int = "SIGTERM") -> None:
+        """Stop the task from starting, on every worker; ``terminate`` kills it if running."""
+        self.app.control.revoke(self.id, terminate=terminate, signal=signal)
+
+    def abort(self) -> None:
+        """Ask a running task to stop: its ``self.is_aborted()`` becomes True."""
+        self.app.control.revoke(self.id, reason="aborted")
+
+    def as_tuple(self) -> list[Any]:
+        """``[[id, parent], None]``: plain data that ``result_from_tuple`` rebuilds."""
+        return [[self.id, self.parent.as_tuple() if self.parent is not None else None], None]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, AsyncResult):
+            return other.id == self.id
+        if isinstance(other, str):
+            return other == self.id
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __str__(self) -> str:
+        return self.id
+
+    def __repr__(self) -> str:
+        return f"<AsyncResult: {self.id}>"
+
+
+AnyResult: TypeAlias = AsyncResult[Any]
+"""A result of any task: what code that handles results in general annotates with."""
+
+
+def _error(record: TaskRecord, task_id: str = "") -> BaseException | None:
+    if record.status == states.FAILURE and record.exception is not None:
+        return record.exception.rebuild(record.traceback)
+    what = f"task {record.task or ''}[{task_id}]" if task_id else f"task {record.task}"
+    if record.status == states.REVOKED:
+        return TaskRevokedError(f"{what} was revoked: {record.result or 'revoked'}")
+    if record.status == states.REJECTED:
+        return TaskRevokedError(f"{what} was rejected: {record.result}")
+    return None
+
+
+def _value(record: TaskRecord | None, task: AnyTask | None, task_id: str = "") -> Any:
+    if record is None:
+        return None
+    error = _error(record, task_id)
+    if error is not None:
+        return error
+    if record.status == states.SUCCESS and task is not None and task.typing:
+        return convert(record.result, task.spec.returns)
+    if record.status == states.RETRY and record.exception is not None:
+        when = None if record.retry_at is None else datetime.fromtimestamp(record.retry_at, UTC)
+        cause = record.exception.rebuild(record.traceback)
+        return Retry(str(record.result) if record.result else None, cause, when)
+    return record.result
+
+
+class EagerResult(AsyncResult[R]):
+    """The outcome of ``Task.apply()``: known at once, stored nowhere."""
+
+    def __init__(
+        self,
+        id: str,
+        retval: Any,
+        state: str,
+        traceback: str | None = None,
+        task: AnyTask | None = None,
+        retries: int = 0,
+    ):
+        super().__init__(id, task=task)
+        self._retval = retval
+        self._state = state
+        self._traceback = traceback
+        self._retries = retries
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    status = state
+
+    @property
+    def result(self) -> Any:
+        return self._retval
+
+    info = result
+
+    @property
+    def traceback(self) -> str | None:
+        return self._traceback
+
+    @property
+    def retries(self) -> int:
+        return self._retries
+
+    @property
+    def name(self) -> str | None:
+        return self._task.name if self._task else None
+
+    @property
+    def date_done(self) -> datetime | None:
+        return None
+
+    def get(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        interval: float = 0.5,
+        no_ack: bool = True,
+        follow_parents: bool = True,
+        callback: Callable[[str, Any], None] | None = None,
+        on_message: None = None,
+        on_interval: None = None,
+        disable_sync_subtasks: bool = True,
+    ) -> R:
+        check_get_arguments(
+            GET_ORDER,
+            timeout=timeout,
+            propagate=propagate,
+            interval=interval,
+            no_ack=no_ack,
+            follow_parents=follow_parents,
+            callback=callback,
+            on_message=on_message,
+            on_interval=on_interval,
+            disable_sync_subtasks=disable_sync_subtasks,
+        )
+        if propagate and isinstance(self._retval, BaseException):
+            raise self._retval
+        value: R = self._retval
+        if callback is not None:
+            callback(self.id, value)
+        return value
+
+    wait = get
+
+    def forget(self) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return f"<EagerResult: {self.id} {self._state}>"
