@@ -1,0 +1,1 @@
+"""The harness that runs Celery's own tests against Conveyor (see compat/README.md)."""

@@ -1,0 +1,1 @@
+"""``celery.backends``: Celery's result backend classes have no counterpart in Conveyor."""

@@ -1,0 +1,1 @@
+"""``celery.contrib``: the pytest plugin and the testing helpers."""

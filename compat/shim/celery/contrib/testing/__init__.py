@@ -1,0 +1,1 @@
+"""``celery.contrib.testing``: the helpers Celery's integration tests use."""

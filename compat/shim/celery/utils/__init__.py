@@ -1,0 +1,5 @@
+"""``celery.utils``: the helpers Celery's tests import from the package itself."""
+
+from celery._bridge import bind
+
+bind(globals(), {"uuid": ("conveyor", "conveyor.ids:new_id")})
