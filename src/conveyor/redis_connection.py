@@ -44,9 +44,8 @@ from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from .brokers import redact_url
 from .exceptions import BrokerError, ImproperlyConfigured
-from .redaction import redact_text
+from .redaction import redact_text, redact_url
 
 __all__ = ["DEFAULT_PREFIX", "RedisLink", "ReplyWait", "Script", "redact_url", "split_url"]
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 
 from conveyor.backends.base import ResultBackend
-from conveyor.brokers.sqlite import SQLiteFile
+from conveyor.sqlite_file import SQLiteFile
 
 __all__ = ["SQLiteBackend"]
 

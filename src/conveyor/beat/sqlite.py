@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from ..brokers.sqlite import SQLiteFile
+from ..sqlite_file import SQLiteFile
 from .entries import Entry
 from .store import ScheduleStore, decode_entry, encode_definition
 

@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 
-from ..brokers import import_redis_support, parse_sqlite_url, redact_url, url_scheme
 from ..exceptions import ImproperlyConfigured
+from ..redaction import redact_url
+from ..storage import open_store
 from .entries import Entry
 from .schedules import ScheduleData, schedule_from_data
 
@@ -301,22 +302,8 @@ class MemoryStore(ScheduleStore):
 
 def store_from_url(url: str) -> ScheduleStore:
     """The schedule store that lives where the broker at ``url`` lives."""
-    scheme = url_scheme(url)
-    store: ScheduleStore
-    if scheme == "memory":
-        store = MemoryStore()
-    elif scheme == "sqlite":
-        from .sqlite import SQLiteStore
-
-        path, timeout, synchronous = parse_sqlite_url(url)
-        store = SQLiteStore(path, timeout=timeout, synchronous=synchronous)
-    elif scheme in ("redis", "rediss"):
-        module = import_redis_support("conveyor.beat.redis", url)
-        store = cast(ScheduleStore, getattr(module, "RedisStore")(url))  # noqa: B009
-    else:
-        raise ImproperlyConfigured(f"no schedule store for URL {redact_url(url)!r}")
-    store.url = url
-    return store
+    unknown = f"no schedule store for URL {redact_url(url)!r}"
+    return cast(ScheduleStore, open_store("schedule store", url, unknown))
 
 
 _defaults: weakref.WeakKeyDictionary[Conveyor, ScheduleStore] = weakref.WeakKeyDictionary()

@@ -6,7 +6,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 
-from ..brokers.sqlite import SQLiteFile
+from ..sqlite_file import SQLiteFile
 from .base import Coordinator
 
 __all__ = ["SQLiteCoordinator"]
