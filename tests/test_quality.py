@@ -125,7 +125,7 @@ SRC = ROOT / "src" / "conveyor"
 LAYERS = {
     1: """exceptions states ids utils backoff message serialization request signatures canvas
         stamps routing dispatch signals log redaction celery_settings beat.data beat.fields
-        beat.describe beat.schedules beat.solar current""",
+        beat.describe beat.schedules beat.solar current keys""",
     2: """storage sqlite_file brokers backends coordination redis_connection outage records
         beat.store beat.sqlite beat.redis""",
     3: """config config_django app builtin_tasks task pydantic_tasks discovery compose
@@ -143,7 +143,6 @@ KNOWN_VIOLATIONS = {
     ("beat.schedules", "beat.solar"),
     ("beat.sqlite", "beat.entries"),
     ("beat.store", "beat.entries"),
-    ("brokers.redis", "control"),
     ("canvas", "groupresult"),
     ("contrib.django.models", "contrib.django.store"),
     ("signatures", "canvas"),

@@ -33,6 +33,7 @@ from .current import (
 from .discovery import Discovery, Packages
 from .exceptions import ImproperlyConfigured, NotRegistered
 from .freeze import freeze_result
+from .keys import idempotency_key
 from .locks import Lock
 from .message import Message, broker_key
 from .plan import send as send_workflow
@@ -381,7 +382,7 @@ class Conveyor:
         if key is not None:
             if message.reply:
                 message = message.replace(reply=False)
-            return AsyncResult(self._send_once(f"idempotency:{key}", message, task), self, task)
+            return AsyncResult(self._send_once(idempotency_key(key), message, task), self, task)
         if message.reply:
             self._publish_replied(message, task)
         else:

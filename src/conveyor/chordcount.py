@@ -15,27 +15,21 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from . import states
+from .keys import chord_key
 from .records import ResultStore
 
 if TYPE_CHECKING:
     from .app import Conveyor
 
 __all__ = [
-    "CHORD_PREFIX",
     "add_member",
     "callback_done",
-    "chord_key",
     "count_member",
     "member_ids",
 ]
 
-CHORD_PREFIX = "conveyor-chord-"
 _SMALL_CHORD = 64
 """Chords up to this size count in one set; larger ones in buckets of about sqrt(size)."""
-
-
-def chord_key(chord_id: str, *parts: object) -> str:
-    return ".".join([CHORD_PREFIX + chord_id, *(str(p) for p in parts)])
 
 
 def _bucket_size(size: int) -> int:

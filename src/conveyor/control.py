@@ -14,14 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 from . import states
 from .exceptions import DecodeError
+from .keys import rate_override_key, revoked_key, revoked_stamp_key
 from .records import LEVEL_RECEIVED, TaskRecord, fence
 from .serialization import decode_message
-from .stamps import revoked_stamp_key, stamp_keys
+from .stamps import stamp_keys
 
 if TYPE_CHECKING:
     from .app import Conveyor
 
-__all__ = ["Control", "lost_key", "parse_rate", "revoked_key"]
+__all__ = ["Control", "parse_rate"]
 
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*([smh]))?\s*$")
 _PER = {"s": 1.0, "m": 60.0, "h": 3600.0}
@@ -41,19 +42,6 @@ def parse_rate(rate: str | float | int | None) -> float | None:
     if value <= 0:
         raise ValueError(f"bad rate limit {rate!r}: it must be above zero")
     return value
-
-
-def revoked_key(task_id: str) -> str:
-    return f"revoked:{task_id}"
-
-
-def lost_key(message_id: str) -> str:
-    """Where a supervisor notes that a message's process died while running it."""
-    return f"lost:{message_id}"
-
-
-def rate_override_key(task_name: str) -> str:
-    return f"rate-limit:{task_name}"
 
 
 class Control:

@@ -22,6 +22,7 @@ from .current import current_app
 from .exceptions import TimeoutError
 from .ids import new_id
 from .joins import check_get_arguments, check_join
+from .keys import GROUP_PREFIX
 from .records import TaskRecord
 from .taskresult import AnyResult, AsyncResult, EagerResult, _error, _value
 
@@ -280,7 +281,7 @@ class ResultSet:
 class GroupResult(ResultSet, AsyncResult[list[Any]]):
     """The results of a group, in the order its members were given."""
 
-    prefix = "conveyor-group-"
+    prefix = GROUP_PREFIX
     bound_app: Conveyor | None = None
     """The app of ``app.GroupResult`` (see ``bound_group_result``); None: the current one."""
 

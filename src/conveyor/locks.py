@@ -7,6 +7,8 @@ import uuid
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from .keys import lock_key
+
 if TYPE_CHECKING:
     from .coordination.base import Coordinator
 
@@ -34,7 +36,7 @@ class Lock:
     ) -> None:
         self.coordinator = coordinator
         self.name = name
-        self.key = f"lock:{name}"
+        self.key = lock_key(name)
         self.timeout = timeout
         self.blocking = blocking_timeout is not None if blocking is None else blocking
         self.blocking_timeout = blocking_timeout

@@ -17,6 +17,7 @@ import msgspec
 from . import states
 from .backends.base import ResultBackend
 from .exceptions import RemoteTaskError
+from .keys import TASK_PREFIX
 from .serialization import encode_hook, untag_if_marked
 
 __all__ = [
@@ -154,7 +155,7 @@ def format_traceback(exc: BaseException) -> str:
 class ResultStore:
     """Task state on top of any ResultBackend."""
 
-    prefix = "conveyor-task-"
+    prefix = TASK_PREFIX
 
     def __init__(
         self, backend: ResultBackend, expires: float, clock: Callable[[], float] = time.time

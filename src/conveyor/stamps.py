@@ -13,16 +13,15 @@ but not its stamps (those are set where the canvas was stamped), as in Celery.
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any
 
+from .keys import revoked_stamp_key
 from .signatures import Signature, _as_list, _coerce
 
 __all__ = [
     "StampingVisitor",
-    "revoked_stamp_key",
     "stamp",
     "stamp_keys",
     "stamps_into_headers",
@@ -161,11 +160,6 @@ def without_stamps(headers: Mapping[str, Any]) -> dict[str, Any]:
     if not names:
         return dict(headers)
     return {k: v for k, v in headers.items() if k != STAMPED and k not in names}
-
-
-def revoked_stamp_key(name: str, value: Any) -> str:
-    """Where ``revoke_by_stamped_headers`` notes that a stamp's value is revoked."""
-    return f"revoked-stamp:{name}:{json.dumps(value, sort_keys=True, default=str)}"
 
 
 def stamp_keys(headers: Mapping[str, Any]) -> list[str]:

@@ -22,9 +22,10 @@ import msgspec
 
 from . import states
 from .canvas import ACCUMULATE, FORWARD, chain, chord, group
-from .chordcount import add_member, callback_done, chord_key, count_member, member_ids
+from .chordcount import add_member, callback_done, count_member, member_ids
 from .exceptions import BrokerError, ChordError, Ignore, TaskRevokedError
 from .freeze import _freeze, _result, entry_id, leaves, walk
+from .keys import chord_key
 from .plan import Context, Plan
 from .records import ErrorRecord, TaskRecord
 from .request import Context as Request

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING
 
 from ..exceptions import BrokerError, ImproperlyConfigured
+from ..keys import beat_claim_key
 from ..outage import Outage
 from ..redaction import redact_url
 from .entries import Entry, code_entries
@@ -312,7 +313,7 @@ class Scheduler:
         the dead one did send from being enqueued twice).
         """
         key = due_key(entry.name, due)
-        claim = f"beat:{key}"
+        claim = beat_claim_key(key)
         ttl = self._claim_ttl(entry.schedule, due)
         mine = f"sending:{self.id}"
         holder = self.app.coordinator.put_if_absent(claim, mine, min(ttl, SENDING_CLAIM))

@@ -34,7 +34,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from ..control import revoked_key
+from ..keys import revoked_key
 from ..redaction import redact_text
 from ..redis_connection import UNREACHABLE, RedisLink, Script, number_option
 from .base import UNREAD, Broker, DeadLetter, Delivery, Envelope, QueueStats, Unread

@@ -18,7 +18,6 @@ from typing import Any
 from .. import signals, states, workflow
 from ..app import Conveyor
 from ..brokers.base import Delivery
-from ..control import lost_key
 from ..exceptions import (
     BrokerError,
     ContentDisallowed,
@@ -30,6 +29,7 @@ from ..exceptions import (
     SoftTimeLimitExceeded,
     WorkerLostError,
 )
+from ..keys import lost_key
 from ..message import Message
 from ..records import (
     LEVEL_RECEIVED,

@@ -18,7 +18,8 @@ from typing import Any
 
 from ..app import Conveyor
 from ..brokers.base import UNREAD, Delivery
-from ..control import parse_rate, rate_override_key, revoked_key
+from ..control import parse_rate
+from ..keys import concurrency_key, rate_bucket_key, rate_override_key, revoked_key, task_lock_key
 from ..message import Message, task_id_of
 from ..task import AnyTask, format_key
 
@@ -97,7 +98,7 @@ class Guards:
             return admission
         holder = delivery.id
         if task.lock:
-            key = f"task-lock:{format_key(task.lock, task, args, kwargs)}"
+            key = task_lock_key(format_key(task.lock, task, args, kwargs))
             ttl = float(task.lock_timeout or self.lease)
             if not self.coordinator.acquire(key, holder, 1, ttl):
                 if task.on_locked == "retry":
@@ -107,10 +108,10 @@ class Guards:
                 return admission
             admission.slots.append((key, holder))
         if task.concurrency_limit:
-            key = f"concurrency:{task.name}"
+            value = None
             if task.concurrency_key:
                 value = format_key("{" + task.concurrency_key + "}", task, args, kwargs)
-                key = f"{key}:{value}"
+            key = concurrency_key(str(task.name), value)
             if not self.coordinator.acquire(key, holder, int(task.concurrency_limit), self.lease):
                 self.release(admission)
                 admission.verdict = Verdict(POSTPONE, f"{key} is at its limit", _jitter(0.5))
@@ -118,7 +119,7 @@ class Guards:
             admission.slots.append((key, holder))
         rate = self._rate(task)
         if rate is not None:
-            wait = self.coordinator.take_token(f"rate:{task.name}", rate, 1.0)
+            wait = self.coordinator.take_token(rate_bucket_key(str(task.name)), rate, 1.0)
             if wait > 0:
                 self.release(admission)
                 wait = min(wait, _jitter(RATE_RECHECK))

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from .. import signals, states
 from ..app import Conveyor
 from ..brokers.base import Delivery
-from ..control import lost_key, revoked_key
 from ..exceptions import BrokerError, Terminated, TimeLimitExceeded
+from ..keys import lost_key, revoked_key
 from ..records import ErrorRecord, TaskRecord, retries_of
 from .consumer import Consumer, hand_back_on_stop, run_consumers
 from .leases import Held, LeaseKeeper
