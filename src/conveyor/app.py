@@ -217,11 +217,9 @@ class Conveyor:
             with self._lock:
                 if self._broker is None:
                     broker = _built("broker_url", broker_from_url, self.broker_url)
-                    configure = getattr(broker, "configure_publish_retries", None)
-                    if configure is not None:
-                        configure(
-                            self.conf.broker_publish_retries, self.conf.broker_publish_retry_delay
-                        )
+                    broker.configure_publish_retries(
+                        self.conf.broker_publish_retries, self.conf.broker_publish_retry_delay
+                    )
                     self._broker = broker
         return self._broker
 

@@ -207,6 +207,16 @@ class Broker(ABC):
         """
         time.sleep(timeout)
 
+    def configure_publish_retries(self, retries: int, delay: float) -> None:  # noqa: B027
+        """Take the app's ``broker_publish_retries`` and ``broker_publish_retry_delay``: how
+        long a send keeps trying while the server is unreachable. Only brokers on a server
+        retry; an embedded one ignores them."""
+
+    def check_config(self) -> list[str]:
+        """Warnings about the server's settings, for the worker to print at start; none by
+        default."""
+        return []
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections. The broker must not be used afterwards."""
 

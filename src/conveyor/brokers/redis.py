@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis.exceptions import RedisError
 
@@ -39,7 +39,7 @@ from ..redaction import redact_text
 from ..redis_connection import UNREACHABLE, RedisLink, Script, number_option
 from .base import UNREAD, Broker, DeadLetter, Delivery, Envelope, QueueStats, Unread
 
-__all__ = ["RedisBroker"]
+__all__ = ["RedisBroker", "ReserveReply"]
 
 _PRELUDE = ("expiring.lua", "broker_prelude.lua")
 _PUBLISH_CHUNK = 5000
@@ -207,27 +207,12 @@ class RedisBroker(Broker):
         for d in acks:
             args += (d.id, d.token)
         what = "acknowledging and reserving messages" if acks else "reserving messages"
-        reply = self._link.call(what, lambda: self._reserve(args), retries=0 if acks else 1)
+        raw = self._link.call(what, lambda: self._reserve(args), retries=0 if acks else 1)
+        reply = ReserveReply.decode(raw, ordered, token, checked=bool(self._revocations))
         if mine:
-            local.registration = registration if reply[3] else None
-        self._remember(ordered, reply[0], reply[1])
-        handed = int(reply[4])
-        deliveries = [_handed(item) for item in reply[5 : 5 + handed]]
-        checked = bool(self._revocations)
-        deliveries += [
-            Delivery(
-                reply[i + 1].decode(),
-                ordered[reply[i] - 1],
-                reply[i + 2],
-                int(reply[i + 3]),
-                token,
-                reply[i + 4] & _DELIVERIES,
-                (None if reply[i + 5] is None else reply[i + 5].decode()) if checked else UNREAD,
-                reply[i + 4] >> 32,
-            )
-            for i in range(5 + handed, len(reply), 6)
-        ]
-        return [flag == 49 for flag in reply[2]], deliveries  # 49: b"1"
+            local.registration = registration if reply.registered else None
+        self._remember(ordered, reply.eta, reply.now)
+        return reply.acked, reply.handed + reply.taken
 
     def stop_waiting(self) -> list[Delivery]:
         if not self._sleeper():
@@ -496,6 +481,52 @@ def _runs(envelopes: Sequence[Envelope]) -> list[Any]:
         args[at] += 1
         args += (e.id, e.body)
     return args
+
+
+class ReserveReply(NamedTuple):
+    """What ``broker_reserve.lua`` returns, decoded; its header is the contract."""
+
+    eta: bytes
+    """The earliest eta among the queues' delayed messages, or b"" when none."""
+    now: bytes
+    """The time the script ran at (Redis's, or the injected clock's)."""
+    acked: list[bool]
+    """Per delivery given to ack first, in order: whether its token was current."""
+    registered: bool
+    """Whether the caller signed up to be handed the next message while it sleeps."""
+    handed: list[Delivery]
+    """What publishers handed the caller while it slept."""
+    taken: list[Delivery]
+    """What this call reserved, under ``token``."""
+
+    @classmethod
+    def decode(
+        cls, reply: list[Any], ordered: list[str], token: str, checked: bool
+    ) -> ReserveReply:
+        """``ordered``: the queue names as passed; ``checked``: whether the script read the
+        coordinator's revocations (else each delivery's revocation is UNREAD)."""
+        handed = int(reply[4])
+        taken = [
+            Delivery(
+                reply[i + 1].decode(),
+                ordered[reply[i] - 1],
+                reply[i + 2],
+                int(reply[i + 3]),
+                token,
+                reply[i + 4] & _DELIVERIES,
+                (None if reply[i + 5] is None else reply[i + 5].decode()) if checked else UNREAD,
+                reply[i + 4] >> 32,
+            )
+            for i in range(5 + handed, len(reply), 6)
+        ]
+        return cls(
+            reply[0],
+            reply[1],
+            [flag == 49 for flag in reply[2]],  # 49: b"1"
+            bool(reply[3]),
+            [_handed(item) for item in reply[5 : 5 + handed]],
+            taken,
+        )
 
 
 def _handed(item: bytes) -> Delivery:

@@ -71,8 +71,7 @@ class Worker:
         process.name = "Worker" if self.app.broker_url.startswith("memory://") else "Supervisor"
         self.app.import_includes()
         logger.info("%s", self.banner())
-        check_config = getattr(self.app.broker, "check_config", None)
-        for warning in check_config() if check_config is not None else []:
+        for warning in self.app.broker.check_config():
             logger.warning("%s", warning)
         signals.worker_init.send(sender=self)
         try:
