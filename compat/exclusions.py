@@ -89,6 +89,8 @@ EXCLUSIONS: list[tuple[str, tuple[str, ...], str]] = [
         (),
         INTERNALS + " (Signature._apply_async)",
     ),
+    (T + "test_Signature::test_call", (), MOCKS + ": replaces a signature's task with a Mock"),
+    (T + "test_xmap_xstarmap::test_apply", (), MOCKS + ": replaces a signature's task with a Mock"),
     (T + "test_Signature::test_election", (), MOCKS + ": app.control, for its election command"),
     (T + "test_chain::test_splices_chains", (), INTERNALS + " (chain._frozen)"),
     (T + "test_chain::test_handles_dicts", (), INTERNALS + " (chain._frozen)"),

@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--celery", default=CELERY_VERSION, help="Celery release [%(default)s].")
     parser.add_argument("--brokers", default="sqlite,redis", help="sqlite,redis [%(default)s].")
     parser.add_argument("--suites", default="integration,unit", help="[%(default)s].")
-    parser.add_argument("--timeout", type=float, default=30.0, help="Seconds a test may take.")
+    parser.add_argument("--timeout", type=float, default=60.0, help="Seconds a test may take.")
     parser.add_argument("--budget", type=float, default=40.0, help="Minutes a pytest run may take.")
     parser.add_argument("-k", help="Only tests matching this pytest -k expression.")
     parser.add_argument("--json", help="Write the failures as JSON to this file (- for stdout).")

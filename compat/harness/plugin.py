@@ -37,7 +37,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--compat-record", help="Append one JSON line per test to this file.")
     group.addoption("--compat-broker", default="", help="Broker name, for broker exclusions.")
     group.addoption(
-        "--compat-timeout", type=float, default=30.0, help="Seconds a test's call may take."
+        "--compat-timeout", type=float, default=60.0, help="Seconds a test's call may take."
     )
     group.addoption(
         "--compat-deadline", type=float, default=0.0, help="Epoch time after which no test starts."
@@ -56,8 +56,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def exclusion_reason(nodeid: str, broker: str) -> str | None:
+    """The reason ``exclusions.py`` gives for a test id, with or without its parameters."""
+    bare = nodeid.partition("[")[0]
     for pattern, brokers, reason in EXCLUSIONS:
-        if (not brokers or broker in brokers) and fnmatch.fnmatchcase(nodeid, pattern):
+        if (not brokers or broker in brokers) and (
+            fnmatch.fnmatchcase(nodeid, pattern) or fnmatch.fnmatchcase(bare, pattern)
+        ):
             return reason
     return None
 

@@ -16,7 +16,7 @@ bind(
         "maybe_signature": "conveyor",
         "shared_task": "conveyor",
         "signature": "conveyor",
-        "uuid": ("conveyor", "conveyor.ids:new_id"),
+        "uuid": ("conveyor.utils", "conveyor"),
         "xmap": "conveyor",
         "xstarmap": "conveyor",
     },

@@ -6,7 +6,7 @@ bind(
     globals(),
     {
         "Signature": "conveyor.canvas",
-        "StampingVisitor": "conveyor.canvas",
+        "StampingVisitor": ("conveyor.stamps", "conveyor.canvas"),
         "_chain": "conveyor.canvas:chain",
         "_chord": "conveyor.canvas:chord",
         "_maybe_group": None,

@@ -10,7 +10,7 @@ bind(
         "GroupResult": "conveyor.result",
         "ResultBase": None,
         "ResultSet": "conveyor.result",
-        "allow_join_result": ("conveyor.result", "conveyor"),
+        "allow_join_result": ("conveyor.result", "conveyor.joins"),
         "assert_will_not_block": None,
         "result_from_tuple": "conveyor.result",
         "task_join_will_block": None,

@@ -5,7 +5,7 @@ from celery._bridge import bind
 bind(
     globals(),
     {
-        name: ("conveyor.beat.schedules", "conveyor.beat")
+        name: ("conveyor.beat", "conveyor.beat.schedules")
         for name in (
             "ParseException",
             "crontab",

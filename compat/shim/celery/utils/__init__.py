@@ -2,4 +2,4 @@
 
 from celery._bridge import bind
 
-bind(globals(), {"uuid": ("conveyor", "conveyor.ids:new_id")})
+bind(globals(), {"uuid": ("conveyor.utils", "conveyor")})

@@ -5,11 +5,6 @@ from celery._bridge import bind
 bind(
     globals(),
     {
-        "get_exponential_backoff_interval": (
-            "conveyor.utils.time",
-            "conveyor.retries",
-            "conveyor.task",
-            "conveyor",
-        ),
+        "get_exponential_backoff_interval": "conveyor.backoff",
     },
 )
