@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from .exceptions import EncodeError, ImproperlyConfigured
 from .ids import new_id
-from .message import Message
+from .message import Message, to_timestamp
 from .request import current_request
 from .serialization import pickle_arguments
 from .stamps import stamps_into_headers
-from .task import ALL_SEND_OPTIONS, AnyTask, check_options, check_time_limits, to_timestamp
+from .task import ALL_SEND_OPTIONS, AnyTask, check_options, check_time_limits
 
 if TYPE_CHECKING:
     from .app import Conveyor

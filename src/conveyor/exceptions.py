@@ -143,17 +143,28 @@ class Interrupt(BaseException):
 
 
 class Retry(Interrupt):
-    """Raised by ``Task.retry()``: the worker sends the task again and records RETRY."""
+    """Raised by ``Task.retry()``: the worker sends the task again and records RETRY.
+
+    ``args_override`` and ``kwargs_override`` (None: the same again) and ``options`` (send
+    options such as ``queue``) are what ``retry()`` was given for the next attempt.
+    """
 
     def __init__(
         self,
         message: str | None = None,
         exc: BaseException | None = None,
         when: float | datetime | None = None,
+        *,
+        args_override: tuple[Any, ...] | None = None,
+        kwargs_override: dict[str, Any] | None = None,
+        options: dict[str, Any] | None = None,
     ):
         self.message = message
         self.exc = exc
         self.when = when
+        self.args_override = args_override
+        self.kwargs_override = kwargs_override
+        self.options: dict[str, Any] = options or {}
         super().__init__(message, exc, when)
 
     def humanize(self) -> str:

@@ -42,11 +42,12 @@ kwargsrepr         how logs and results show ``kwargs`` (the sender's ``kwargsre
 from __future__ import annotations
 
 import reprlib
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
 
-__all__ = ["SCHEMA_VERSION", "Message", "broker_key", "task_id_of"]
+__all__ = ["SCHEMA_VERSION", "Message", "broker_key", "task_id_of", "to_timestamp"]
 
 SCHEMA_VERSION = 1
 
@@ -103,6 +104,20 @@ def _short_repr() -> reprlib.Repr:
 
 
 _SHORT = _short_repr()
+
+
+def to_timestamp(value: float | datetime | timedelta | None, now: float) -> float | None:
+    """A relative number of seconds, a timedelta or a datetime, as a unix time (the form
+    of ``eta`` and ``expires``)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.timestamp()
+    if isinstance(value, timedelta):
+        return now + value.total_seconds()
+    return now + float(value)
 
 
 def broker_key(message: Message) -> str:

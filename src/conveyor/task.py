@@ -7,7 +7,7 @@ import inspect
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -22,8 +22,9 @@ from typing import (
 )
 
 from .current import current_app, register_shared
-from .exceptions import ImproperlyConfigured, MaxRetriesExceededError, Retry
+from .exceptions import ImproperlyConfigured, Retry
 from .request import Context, enter, push_request, request_for
+from .retries import check_attempts_left, new_retry
 from .serialization import ArgumentSpec
 
 if TYPE_CHECKING:
@@ -147,19 +148,6 @@ def check_time_limits(name: str | None, soft: float | None, hard: float | None) 
             f"{name}: soft_time_limit must be less than or equal to time_limit (got "
             f"soft_time_limit={soft}, time_limit={hard}); lower the soft one or raise the hard one"
         )
-
-
-def to_timestamp(value: float | datetime | timedelta | None, now: float) -> float | None:
-    """A relative number of seconds, a timedelta or a datetime, as a unix time."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value.timestamp()
-    if isinstance(value, timedelta):
-        return now + value.total_seconds()
-    return now + float(value)
 
 
 def format_key(template: str, task: AnyTask, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
@@ -487,32 +475,10 @@ class Task(Generic[P, R]):
         Past ``max_retries`` it raises ``exc`` (or MaxRetriesExceededError) instead, and the
         task ends in FAILURE.
         """
-        request = self.request
         limit = self.resolved_max_retries() if max_retries is _UNSET else max_retries
-        if request.called_directly:
-            if exc is not None:
-                raise exc
-            raise MaxRetriesExceededError(
-                f"{self.name}: retry() outside a worker (the task was called directly)"
-            )
-        if limit is not None and request.retries >= limit:
-            if exc is not None:
-                raise exc
-            raise MaxRetriesExceededError(
-                f"{self.name}[{request.id}]: can't retry: {request.retries} of {limit} retries used"
-            )
+        check_attempts_left(self, self.request, limit, exc)
         check_options(options, ALL_SEND_OPTIONS, "retry option")
-        when: float | datetime
-        if eta is not None:
-            when = eta
-        elif countdown is not None:
-            when = float(countdown)
-        else:
-            when = self.resolved_retry_delay()
-        error = Retry(exc=exc, when=when)
-        error.args_override = tuple(args) if args is not None else None  # type: ignore[attr-defined]
-        error.kwargs_override = dict(kwargs) if kwargs is not None else None  # type: ignore[attr-defined]
-        error.options = options  # type: ignore[attr-defined]
+        error = new_retry(self, args, kwargs, exc, eta, countdown, options)
         if throw:
             raise error
         return error

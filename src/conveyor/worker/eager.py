@@ -14,6 +14,7 @@ from ..ids import new_id
 from ..message import Message
 from ..request import Context, current_request
 from ..result import EagerResult
+from ..retries import next_call
 from ..serialization import (
     decode_message,
     decode_value,
@@ -79,12 +80,7 @@ def run_eagerly(
             notify.outcome_signals(task, context, outcome, outcome.state, runtime)
         if outcome.state == states.RETRY and outcome.retry is not None:
             retries += 1
-            override = getattr(outcome.retry, "args_override", None)
-            if override is not None:
-                args = tuple(override)
-            override = getattr(outcome.retry, "kwargs_override", None)
-            if override is not None:
-                kwargs = dict(override)
+            args, kwargs = next_call(outcome.retry, args, kwargs)
             continue
         break
     einfo = outcome.einfo.traceback if outcome.einfo else None

@@ -39,13 +39,14 @@ from ..records import (
     format_traceback,
 )
 from ..request import Context
+from ..retries import next_message
 from ..serialization import (
     check_return,
     decode_message,
     tag_result,
     unpickle_arguments,
 )
-from ..task import AnyTask, to_timestamp
+from ..task import AnyTask
 from . import notify
 from .guards import POSTPONE, REVOKE, Guards, Verdict
 from .outbox import Outbox, Tracker
@@ -410,24 +411,7 @@ class Executor:
         retry = outcome.retry
         assert retry is not None
         now = self.clock()
-        when = retry.when if retry.when is not None else task.resolved_retry_delay()
-        eta = to_timestamp(when if isinstance(when, datetime) else float(when), now)
-        changes: dict[str, Any] = {"retries": message.retries + 1, "eta": eta, "sent_at": now}
-        args_override = getattr(retry, "args_override", None)
-        kwargs_override = getattr(retry, "kwargs_override", None)
-        if args_override is not None:
-            changes["args"] = list(args_override)
-        if kwargs_override is not None:
-            changes["kwargs"] = kwargs_override
-        if (expires := getattr(retry, "options", {}).get("expires")) is not None:
-            changes["expires"] = to_timestamp(expires, now)
-        for key in ("queue", "priority", "time_limit", "soft_time_limit", "headers"):
-            value = getattr(retry, "options", {}).get(key)
-            if value is not None:
-                changes[key] = value
-        if (countdown := getattr(retry, "options", {}).get("countdown")) is not None:
-            changes["eta"] = now + float(countdown)
-        again = message.replace(**changes)
+        again = next_message(message, retry, task, now)
         try:
             envelope = self.app.envelope(again, task)
         except Exception as unsent:

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import states
-from ..backoff import get_exponential_backoff_interval
 from ..exceptions import Ignore, Reject, Retry, Terminated
 from ..request import Context, ExceptionInfo, push_request
+from ..retries import autoretry_options
 from ..task import AnyTask
 
-__all__ = ["Outcome", "backoff_delay", "trace"]
+__all__ = ["Outcome", "trace"]
 
 logger = logging.getLogger("conveyor.worker")
 
@@ -31,23 +31,10 @@ class Outcome:
     reject: Reject | None = None
 
 
-def backoff_delay(task: AnyTask, retries: int) -> float | None:
-    """Exponential backoff for autoretry: base * 2**retries, capped, with full jitter."""
-    if not task.retry_backoff:
-        return None
-    base = 1.0 if task.retry_backoff is True else float(task.retry_backoff)
-    maximum = float(task.retry_backoff_max)
-    return get_exponential_backoff_interval(base, retries, maximum, bool(task.retry_jitter))
-
-
 def _autoretry(task: AnyTask, exc: Exception, context: Context) -> Retry | BaseException:
     """The Retry to schedule for an exception listed in autoretry_for, or the final error."""
-    options = dict(task.retry_kwargs)
-    countdown = backoff_delay(task, context.retries)
-    if countdown is not None:
-        options.setdefault("countdown", countdown)
     try:
-        task.retry(exc=exc, **options)
+        task.retry(exc=exc, **autoretry_options(task, context.retries))
     except Retry as retry:
         return retry
     except BaseException as final:
