@@ -128,7 +128,7 @@ LAYERS = {
         beat.describe beat.schedules beat.solar current keys""",
     2: """storage sqlite_file brokers backends coordination redis_connection outage records
         beat.store beat.sqlite beat.redis""",
-    3: """config config_django app builtin_tasks task retries pydantic_tasks discovery compose
+    3: """config config_django app builtin_tasks define task retries pydantic_tasks discovery compose
         publish_signals freeze plan result taskresult groupresult joins chordcount control
         locks beat.entries""",
     4: "workflow worker beat beat.scheduler beat.service beat.admin",
@@ -147,7 +147,6 @@ KNOWN_VIOLATIONS = {
     ("contrib.django.models", "contrib.django.store"),
     ("signatures", "canvas"),
     ("signatures", "stamps"),
-    ("task", "app"),
     ("task", "contrib"),
     ("task", "contrib.django"),
     ("task", "contrib.django.transaction"),

@@ -20,16 +20,16 @@ from .brokers.base import Broker, Envelope
 from .builtin_tasks import BUILTIN_TASKS
 from .compose import compose
 from .config import Settings
-from .control import Control, parse_rate
+from .control import Control
 from .coordination import Coordinator, coordinator_from_url
 from .current import (
     current_app,
     register,
-    register_shared,
     set_current,
     set_default_app,
     shared_tasks,
 )
+from .define import make_task
 from .discovery import Discovery, Packages
 from .exceptions import ImproperlyConfigured, NotRegistered
 from .freeze import freeze_result
@@ -38,7 +38,6 @@ from .locks import Lock
 from .message import Message, broker_key
 from .plan import send as send_workflow
 from .publish_signals import after_publish, before_publish
-from .pydantic_tasks import with_pydantic
 from .records import ResultStore
 from .request import Context
 from .result import AnyResult, AsyncResult, GroupResult, ResultSet
@@ -51,6 +50,7 @@ from .task import (
     Task,
     check_options,
     format_key,
+    shared_task,
 )
 
 __all__ = ["Conveyor", "current_app", "shared_task"]
@@ -137,7 +137,8 @@ class Conveyor:
         self._batch = threading.local()
         self.Task: type[AnyTask] = type("Task", (Task,), {"_app": self, "abstract": True})
         for fun, name in BUILTIN_TASKS:
-            register(self.tasks.own, make_task(fun, self, {"name": name, "typing": False}))
+            task = make_task(fun, self, {"name": name, "typing": False}, self.Task)
+            register(self.tasks.own, task)
         # Hooks for integrations (conveyor.contrib.django adds to them); each list is run in order.
         self.on_worker_child_start: list[Callable[[], None]] = []
         """Run in each forked worker child before it consumes: drop what must not be shared
@@ -299,8 +300,8 @@ class Conveyor:
 
         def decorate(f: Callable[..., Any]) -> AnyTask:
             if options.get("shared"):
-                return make_task(f, None, options)
-            return self.register_task(make_task(f, self, options))
+                return make_task(f, None, options, Task)
+            return self.register_task(make_task(f, self, options, self.Task))
 
         return decorate(fun) if fun is not None else decorate
 
@@ -526,65 +527,6 @@ def _built(setting: str, build: Callable[[str], U], url: str) -> U:
         return build(url)
     except ImproperlyConfigured as exc:
         raise ImproperlyConfigured(f"the {setting} setting: {exc}") from None
-
-
-def make_task(fun: Callable[..., Any], app: Conveyor | None, options: dict[str, Any]) -> AnyTask:
-    """Build a Task subclass whose run() is ``fun`` and return its instance."""
-    options = dict(options)
-    options.pop("shared", None)
-    base = options.pop("base", None) or (app.Task if app is not None else Task)
-    bind = bool(options.pop("bind", False))
-    name = options.pop("name", None) or f"{fun.__module__}.{fun.__qualname__}"
-    parse_rate(options.get("rate_limit"))
-    if options.get("on_locked", "skip") not in ("skip", "retry"):
-        raise ImproperlyConfigured(
-            f"on_locked must be 'skip' or 'retry', not {options['on_locked']!r}"
-        )
-    for key in ("autoretry_for", "dont_autoretry_for"):
-        if key in options:
-            options[key] = tuple(options[key])
-    run = with_pydantic(fun, app, name, options)  # pydantic=True: Celery 5.5's validation
-    attrs: dict[str, Any] = {
-        "name": name,
-        "run": run if bind else staticmethod(run),
-        "__doc__": fun.__doc__,
-        "__module__": fun.__module__,
-        "__qualname__": fun.__qualname__,
-        "__wrapped__": fun,
-        "abstract": False,
-        **options,
-    }
-    cls = type(fun.__name__, (base,), attrs)
-    task: AnyTask = cls()
-    if app is None:
-        register_shared(task)
-    return task
-
-
-@overload
-def shared_task(fun: Callable[P, R], /) -> Task[P, R]: ...
-@overload
-def shared_task(
-    fun: None = None, /, *, bind: Literal[True], **options: Any
-) -> Callable[[Callable[Concatenate[Any, P], R]], Task[P, R]]: ...
-@overload
-def shared_task(
-    fun: None = None, /, *, bind: Literal[False] = False, **options: Any
-) -> Callable[[Callable[P, R]], Task[P, R]]: ...
-@overload
-def shared_task(
-    fun: None = None, /, *, bind: bool, **options: Any
-) -> Callable[[Callable[..., Any]], AnyTask]: ...
-
-
-def shared_task(fun: Callable[..., Any] | None = None, /, **options: Any) -> Any:
-    """Define a task that belongs to whichever app is current when it is used."""
-    check_options(options, TASK_OPTIONS, "task option")
-
-    def decorate(f: Callable[..., Any]) -> AnyTask:
-        return make_task(f, None, options)
-
-    return decorate(fun) if fun is not None else decorate
 
 
 set_default_app(lambda: Conveyor("default"))

@@ -22,6 +22,7 @@ from typing import (
 )
 
 from .current import current_app, register_shared
+from .define import make_task
 from .exceptions import ImproperlyConfigured, Retry
 from .request import Context, enter, push_request, request_for
 from .retries import check_attempts_left, new_retry
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from .app import Conveyor
     from .result import AsyncResult, EagerResult
 
-__all__ = ["TASK_OPTIONS", "AnyTask", "Task", "task"]
+__all__ = ["TASK_OPTIONS", "AnyTask", "Task", "shared_task", "task"]
 
 P = ParamSpec("P")
 R = TypeVar("R", covariant=True)
@@ -541,26 +542,31 @@ _R = TypeVar("_R")
 
 
 @overload
-def task(fun: Callable[_P, _R], /) -> Task[_P, _R]: ...
+def shared_task(fun: Callable[_P, _R], /) -> Task[_P, _R]: ...
 @overload
-def task(
+def shared_task(
     fun: None = None, /, *, bind: Literal[True], **options: Any
 ) -> Callable[[Callable[Concatenate[Any, _P], _R]], Task[_P, _R]]: ...
 @overload
-def task(
+def shared_task(
     fun: None = None, /, *, bind: Literal[False] = False, **options: Any
 ) -> Callable[[Callable[_P, _R]], Task[_P, _R]]: ...
 @overload
-def task(
+def shared_task(
     fun: None = None, /, *, bind: bool, **options: Any
 ) -> Callable[[Callable[..., Any]], AnyTask]: ...
 
 
-def task(*args: Any, **options: Any) -> Any:
-    """Celery's old ``from celery.task import task`` decorator: ``@task`` or ``@task(...)``.
+def shared_task(fun: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+    """Define a task that belongs to whichever app is current when it is used."""
+    check_options(options, TASK_OPTIONS, "task option")
 
-    The same as ``shared_task``; kept so code written that way ports by its imports alone.
-    """
-    from .app import shared_task
+    def decorate(f: Callable[..., Any]) -> AnyTask:
+        return make_task(f, None, options, Task)
 
-    return shared_task(*args, **options)
+    return decorate(fun) if fun is not None else decorate
+
+
+task = shared_task
+"""Celery's old ``from celery.task import task`` decorator: ``@task`` or ``@task(...)``,
+the same as ``shared_task``; kept so code written that way ports by its imports alone."""
