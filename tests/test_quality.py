@@ -145,8 +145,6 @@ KNOWN_VIOLATIONS = {
     ("beat.store", "beat.entries"),
     ("canvas", "groupresult"),
     ("contrib.django.models", "contrib.django.store"),
-    ("signatures", "canvas"),
-    ("signatures", "stamps"),
     ("task", "contrib"),
     ("task", "contrib.django"),
     ("task", "contrib.django.transaction"),

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from . import states
 from .ids import new_id
-from .signatures import _KINDS, Signature, _coerce, _copy
+from .signatures import KINDS, Signature, as_signature, copy_tree
 from .signatures import signature_from_dict as signature_from_dict
 
 if TYPE_CHECKING:
@@ -54,12 +54,12 @@ class _Composite(Signature):
     def __init__(self, *tasks: Any, app: Conveyor | None = None, **options: Any) -> None:
         if len(tasks) == 1 and not isinstance(tasks[0], Mapping):
             tasks = tuple(tasks[0])
-        sigs = [_coerce(t, app) for t in tasks]
+        sigs = [as_signature(t, app) for t in tasks]
         super().__init__(self.name_, (), {"tasks": sigs}, options, app=app, subtask_type=self.kind_)
 
     @property
     def tasks(self) -> list[Signature]:
-        tasks = [_coerce(t, self._app) for t in self.kwargs.get("tasks", [])]
+        tasks = [as_signature(t, self._app) for t in self.kwargs.get("tasks", [])]
         self.kwargs["tasks"] = tasks
         return tasks
 
@@ -117,7 +117,7 @@ class group(_Composite):
         tasks = self.tasks
         if not tasks:
             raise ValueError("an empty group has no member to link to; use a chord")
-        sig = _coerce(callback, self._app).clone()
+        sig = as_signature(callback, self._app).clone()
         sig.immutable = True
         return tasks[0].link(sig)
 
@@ -156,7 +156,7 @@ class chord(Signature):
         super().__init__(
             CHORD,
             (),
-            {"header": head, "body": None if body is None else _coerce(body, app)},
+            {"header": head, "body": None if body is None else as_signature(body, app)},
             options,
             app=app,
             subtask_type="chord",
@@ -166,7 +166,9 @@ class chord(Signature):
     def header(self) -> group:
         head = self.kwargs["header"]
         if isinstance(head, _Unread):  # copies: each send of this chord freezes its own
-            head = group([_copy(_coerce(s, self._app)) for s in head.read()], app=self._app)
+            head = group(
+                [copy_tree(as_signature(s, self._app)) for s in head.read()], app=self._app
+            )
             self.kwargs["header"] = head
         elif not isinstance(head, group):
             head = _as_group(head, self._app)
@@ -182,7 +184,7 @@ class chord(Signature):
         body = self.kwargs.get("body")
         if body is None:
             raise ValueError("this chord has no callback: chord(header, callback)")
-        sig = _coerce(body, self._app)
+        sig = as_signature(body, self._app)
         self.kwargs["body"] = sig
         return sig
 
@@ -192,7 +194,7 @@ class chord(Signature):
 
     def __call__(self, body: Any = None, **options: Any) -> Any:
         if body is not None:
-            self.kwargs["body"] = _coerce(body, self._app)
+            self.kwargs["body"] = as_signature(body, self._app)
         return self.apply_async((), {}, **options)
 
     def apply(
@@ -221,14 +223,14 @@ class chunks(Signature):
         super().__init__(
             CHUNKS,
             (),
-            {"task": _coerce(task, app), "it": [list(item) for item in it], "n": int(n)},
+            {"task": as_signature(task, app), "it": [list(item) for item in it], "n": int(n)},
             options,
             app=app,
             subtask_type="chunks",
         )
 
     def group(self) -> group:
-        task = _coerce(self.kwargs["task"], self._app)
+        task = as_signature(self.kwargs["task"], self._app)
         items = list(self.kwargs["it"])
         size = int(self.kwargs["n"])
         parts = [items[i : i + size] for i in range(0, len(items), size)]
@@ -260,20 +262,20 @@ class chunks(Signature):
 
 def xmap(task: Any, it: Iterable[Any], app: Conveyor | None = None) -> Signature:
     """One task that calls ``task`` with each item in turn: ``add.map(items)``."""
-    return Signature(MAP, (), {"task": _coerce(task, app), "it": list(it)}, app=app)
+    return Signature(MAP, (), {"task": as_signature(task, app), "it": list(it)}, app=app)
 
 
 def xstarmap(task: Any, it: Iterable[Any], app: Conveyor | None = None) -> Signature:
     """One task that calls ``task(*item)`` for each item: ``add.starmap(pairs)``."""
     return Signature(
-        STARMAP, (), {"task": _coerce(task, app), "it": [list(i) for i in it]}, app=app
+        STARMAP, (), {"task": as_signature(task, app), "it": [list(i) for i in it]}, app=app
     )
 
 
 # -- conversion ---------------------------------------------------------------------------
 
 # So that signature_from_dict (conveyor.signatures) rebuilds each kind from its dict form.
-_KINDS.update(chain=chain, group=group, chord=chord, chunks=chunks)
+KINDS.update(chain=chain, group=group, chord=chord, chunks=chunks)
 
 
 class _Unread:
@@ -303,7 +305,7 @@ def _as_group(value: Any, app: Conveyor | None) -> group:
     if isinstance(value, chunks):
         return value.group()
     if isinstance(value, Mapping):
-        sig = _coerce(value, app)
+        sig = as_signature(value, app)
         if isinstance(sig, group):
             return sig
         return group([sig], app=app)
@@ -314,7 +316,7 @@ def maybe_signature(value: Any, app: Conveyor | None = None) -> Signature | None
     """None stays None; a dict becomes a signature; a signature is returned as it is."""
     if value is None:
         return None
-    return _coerce(value, app)
+    return as_signature(value, app)
 
 
 def signature(

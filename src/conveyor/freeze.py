@@ -23,7 +23,7 @@ from .canvas import chain, chord, chunks, group
 from .groupresult import GroupResult
 from .ids import new_id
 from .result import AsyncResult
-from .signatures import _NOT_INHERITED, Signature, _as_list, _coerce
+from .signatures import NOT_INHERITED, Signature, as_list, as_signature
 
 if TYPE_CHECKING:
     from .app import Conveyor
@@ -38,7 +38,7 @@ _ENTRY_ONLY = frozenset({"countdown", "eta"})
 def _inherit(child: Signature, options: Mapping[str, Any], entry: bool) -> None:
     """Give ``child`` the container's send options it does not set itself."""
     for key, value in options.items():
-        if key in _NOT_INHERITED or (key in _ENTRY_ONLY and not entry):
+        if key in NOT_INHERITED or (key in _ENTRY_ONLY and not entry):
             continue
         if key == "headers":
             child.options["headers"] = {**(value or {}), **(child.options.get("headers") or {})}
@@ -56,7 +56,7 @@ def _attach(child: Signature, key: str, sigs: Sequence[Signature], fresh: bool) 
         if fresh:
             _clear_ids(sig)
         extra.append(sig)
-    child.options[key] = [*_as_list(child.options.get(key)), *extra]
+    child.options[key] = [*as_list(child.options.get(key)), *extra]
 
 
 def _immutable(sig: Signature) -> Signature:
@@ -92,10 +92,10 @@ def _set_result_id(sig: Signature, task_id: str) -> None:
 def _push_down(sig: Signature) -> None:
     """Hand a container's options to its children (once: the container keeps only ids)."""
     options = sig.options
-    links = [_coerce(s, sig._app) for s in _as_list(options.pop("link", None))]
-    errbacks = [_coerce(s, sig._app) for s in _as_list(options.pop("link_error", None))]
+    links = [as_signature(s, sig._app) for s in as_list(options.pop("link", None))]
+    errbacks = [as_signature(s, sig._app) for s in as_list(options.pop("link_error", None))]
     result_id = options.get("task_id") if not isinstance(sig, group) else None
-    inherited = {k: v for k, v in options.items() if k not in _NOT_INHERITED}
+    inherited = {k: v for k, v in options.items() if k not in NOT_INHERITED}
     for key in inherited:
         options.pop(key, None)
     if isinstance(sig, chain):
@@ -194,7 +194,7 @@ def _freeze(sig: Signature) -> None:
         sig.options["task_id"] = sig.options.get("task_id") or new_id()
         for key in ("link", "link_error"):
             if key in sig.options:
-                linked = [_coerce(s, sig._app) for s in _as_list(sig.options[key])]
+                linked = [as_signature(s, sig._app) for s in as_list(sig.options[key])]
                 for callback in linked:
                     _freeze(callback)
                 sig.options[key] = linked
@@ -243,7 +243,7 @@ def walk(sig: Signature) -> Iterator[Signature]:
     else:
         yield sig
     for rest in sig.options.get("chain") or ():
-        yield from walk(_coerce(rest, sig._app))
+        yield from walk(as_signature(rest, sig._app))
 
 
 def task_ids(sig: Signature) -> list[tuple[str, str]]:

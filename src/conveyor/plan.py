@@ -24,7 +24,7 @@ from .freeze import _freeze, _result, entry_id, leaves
 from .groupresult import GroupResult
 from .message import Message
 from .request import current_request
-from .signatures import _WORKFLOW_OPTIONS, Signature, _as_list, _coerce, _copy
+from .signatures import WORKFLOW_OPTIONS, Signature, as_list, as_signature, copy_tree
 from .stamps import without_stamps
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ class Plan:
         header, body = sig.header, sig.body
         gid = str(header.options["task_id"])
         if ctx.rest:
-            body.options["chain"] = [*ctx.rest, *_as_list(body.options.get("chain"))]
+            body.options["chain"] = [*ctx.rest, *as_list(body.options.get("chain"))]
         members = leaves(header)
         callback_id = entry_id(body)
         for index, leaf in enumerate(members):
@@ -125,7 +125,7 @@ class Plan:
             }
         self._save_tuple(gid, [[[str(leaf.options["task_id"]), None], None] for leaf in members])
         if not members:
-            rest = [_coerce(s, self.app) for s in _as_list(body.options.pop("chain", None))]
+            rest = [as_signature(s, self.app) for s in as_list(body.options.pop("chain", None))]
             self.apply(body, ctx.but(prev=([],), kwargs={}, rest=rest))
             return
         for task in header.tasks:
@@ -147,7 +147,7 @@ class Plan:
             else:
                 args = (*(ctx.prev or ()), *sig.args)
                 kwargs = {**ctx.kwargs, **sig.kwargs}
-            options = {k: v for k, v in sig.options.items() if k not in _WORKFLOW_OPTIONS}
+            options = {k: v for k, v in sig.options.items() if k not in WORKFLOW_OPTIONS}
             options["task_id"] = sig.options["task_id"]
             for key in ("group_id", "group_index"):
                 if sig.options.get(key) is not None:
@@ -161,8 +161,8 @@ class Plan:
             message = app.build_message(task, args, kwargs, options, name=sig.task)
             message = message.replace(
                 chain=list(ctx.rest),
-                callbacks=_as_list(sig.options.get("link")),
-                errbacks=_as_list(sig.options.get("link_error")),
+                callbacks=as_list(sig.options.get("link")),
+                errbacks=as_list(sig.options.get("link_error")),
                 chord=sig.options.get("chord"),
             )
             envelope = None if self.fresh else app.envelope(message, task)
@@ -209,7 +209,7 @@ def send(
     options: Mapping[str, Any],
 ) -> Any:
     """Freeze a copy of ``sig`` and send it: the client side of every ``apply_async``."""
-    node = _copy(sig)
+    node = copy_tree(sig)
     node._app = app
     node.options.update(options)
     root_id = node.options.pop("root_id", None)

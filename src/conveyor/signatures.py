@@ -8,15 +8,15 @@ This module holds the ``Signature`` base class and what every part of the canvas
 copying a tree of signatures, turning dicts back into signatures, and the options that
 are workflow bookkeeping rather than send options. A signature asks its app to freeze
 or send it (the app knows ``conveyor.freeze`` and ``conveyor.plan``); ``conveyor.canvas``
-registers its kinds (chain, group, chord, chunks) in ``_KINDS``, so rebuilding a signature
-from a dict needs no import of it. ``|``, stamping and pickling still import the canvas
-when called.
+registers its kinds (chain, group, chord, chunks) in ``KINDS``, where rebuilding a
+signature from a dict and ``|`` find them, and ``conveyor.stamps`` lends its ``stamp``
+through ``set_stamper``: this module imports neither.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -29,18 +29,28 @@ if TYPE_CHECKING:
     from .result import AnyResult
     from .task import AnyTask
 
-__all__ = ["Signature", "signature_from_dict"]
+__all__ = [
+    "KINDS",
+    "NOT_INHERITED",
+    "WORKFLOW_OPTIONS",
+    "Signature",
+    "as_list",
+    "as_signature",
+    "copy_tree",
+    "set_stamper",
+    "signature_from_dict",
+]
 
 # Options that freezing and sending set (ids, links, a chord member's entry), and those
 # taken from the current task: none is handed down from a container to its tasks.
-_WORKFLOW_OPTIONS = frozenset(
+WORKFLOW_OPTIONS = frozenset(
     {"task_id", "link", "link_error", "chain", "chord", "group_id", "group_index"}
 )
 _CONTEXT_OPTIONS = frozenset({"root_id", "parent_id"})
-_NOT_INHERITED = _WORKFLOW_OPTIONS | _CONTEXT_OPTIONS
+NOT_INHERITED = WORKFLOW_OPTIONS | _CONTEXT_OPTIONS
 
 
-def _copy(sig: Signature) -> Signature:
+def copy_tree(sig: Signature) -> Signature:
     """A copy to freeze and change: new signatures and option containers all the way
     down; argument values are shared (nothing here changes them). Much cheaper than
     ``deepcopy`` for a group of ten thousand."""
@@ -49,13 +59,15 @@ def _copy(sig: Signature) -> Signature:
     if sig.subtask_type:
         for key, value in kwargs.items():
             if isinstance(value, Mapping) and "task" in value:
-                kwargs[key] = _copy(_coerce(value, sig._app))
+                kwargs[key] = copy_tree(as_signature(value, sig._app))
             elif key == "tasks":
-                kwargs[key] = [_copy(_coerce(item, sig._app)) for item in value]
+                kwargs[key] = [copy_tree(as_signature(item, sig._app)) for item in value]
     options = dict(sig.get("options") or {})
     for key in ("link", "link_error", "chain"):
         if key in options:
-            options[key] = [_copy(_coerce(item, sig._app)) for item in _as_list(options[key])]
+            options[key] = [
+                copy_tree(as_signature(item, sig._app)) for item in as_list(options[key])
+            ]
     for key in ("headers", "chord"):
         if isinstance(options.get(key), Mapping):
             options[key] = dict(options[key])
@@ -84,7 +96,8 @@ def _find_app(sig: Signature) -> Conveyor | None:
     return None
 
 
-def _as_list(value: Any) -> list[Any]:
+def as_list(value: Any) -> list[Any]:
+    """An option that holds one signature or several (``link``, ``chain``), as a list."""
     if value is None:
         return []
     if isinstance(value, Mapping):
@@ -224,7 +237,7 @@ class Signature(dict[str, Any]):
     ) -> Signature:
         """A copy to change freely; unless immutable, ``args`` are prepended and ``kwargs``
         merged (the partial arguments a parent result completes)."""
-        sig = _copy(self)
+        sig = copy_tree(self)
         if not self.immutable and not self.subtask_type:
             sig.args = (*(args or ()), *self.args)
             sig.kwargs = {**self.kwargs, **(kwargs or {})}
@@ -238,10 +251,7 @@ class Signature(dict[str, Any]):
         return new
 
     def __reduce__(self) -> Any:
-        # Deferred: conveyor.canvas (where pickles find ``signature``) imports this module.
-        from .canvas import signature
-
-        return (signature, (dict(self),))
+        return (signature_from_dict, (dict(self),))
 
     def replace(
         self,
@@ -261,8 +271,8 @@ class Signature(dict[str, Any]):
 
     def link(self, callback: Mapping[str, Any]) -> Signature:
         """Apply ``callback`` to this task's result when it succeeds; returns the callback."""
-        sig = _coerce(callback, self._app)
-        self.options["link"] = [*_as_list(self.options.get("link")), sig]
+        sig = as_signature(callback, self._app)
+        self.options["link"] = [*as_list(self.options.get("link")), sig]
         return sig
 
     def link_error(self, errback: Mapping[str, Any]) -> Signature:
@@ -273,8 +283,8 @@ class Signature(dict[str, Any]):
         after the failure; any other (``def on_error(task_id)``) is sent as a task with the
         failed task's id as its first argument.
         """
-        sig = _coerce(errback, self._app)
-        self.options["link_error"] = [*_as_list(self.options.get("link_error")), sig]
+        sig = as_signature(errback, self._app)
+        self.options["link_error"] = [*as_list(self.options.get("link_error")), sig]
         return sig
 
     def on_error(self, errback: Mapping[str, Any]) -> Signature:
@@ -285,27 +295,27 @@ class Signature(dict[str, Any]):
     def stamp(self, visitor: Any = None, append_stamps: bool = False, **headers: Any) -> Any:
         """Stamp this signature, and every task a chain, group or chord holds, with custom
         headers (``conveyor.stamps``): ``sig.stamp(batch="b-7")``."""
-        from .stamps import stamp
-
-        return stamp(self, visitor, append_stamps, **headers)
+        if _stamper is None:
+            raise RuntimeError("stamping needs conveyor.stamps: import conveyor first")
+        return _stamper(self, visitor, append_stamps, **headers)
 
     def __or__(self, other: Any) -> Signature:  # type: ignore[override]
-        # Deferred: chain, group and chord subclass Signature, so canvas imports us first.
-        from .canvas import chain, chord, group
-
-        other = _coerce(other, self._app)
+        kinds: Mapping[str, Any] = KINDS  # canvas's subclasses, which this module cannot name
+        chain, chord, group = kinds["chain"], kinds["chord"], kinds["group"]
+        other = as_signature(other, self._app)
+        joined: Signature
         if isinstance(self, group) and len(self.tasks) != 1:  # a group of one is unrolled
-            return chord(self, other, app=self._app)
-        if isinstance(self, chain):
+            joined = chord(self, other, app=self._app)
+        elif isinstance(self, chain):
             extra = other.tasks if isinstance(other, chain) else [other]
             joined = chain(*self.tasks, *extra, app=self._app)
             joined.options.update(copy.deepcopy(self.options))
-            return joined
-        if isinstance(other, chain):
+        elif isinstance(other, chain):
             joined = chain(self, *other.tasks, app=self._app)
             joined.options.update(copy.deepcopy(other.options))
-            return joined
-        return chain(self, other, app=self._app)
+        else:
+            joined = chain(self, other, app=self._app)
+        return joined
 
     def __invert__(self) -> Any:
         return self.apply_async().get()
@@ -347,7 +357,7 @@ class Signature(dict[str, Any]):
     ) -> Any:
         """Run it here and now (``Task.apply`` for each task); returns an EagerResult."""
         sig = self.clone(args, kwargs)
-        opts = {k: v for k, v in {**sig.options, **options}.items() if k not in _NOT_INHERITED}
+        opts = {k: v for k, v in {**sig.options, **options}.items() if k not in NOT_INHERITED}
         if "task_id" in sig.options:
             opts["task_id"] = sig.options["task_id"]
         return sig.type.apply(sig.args, sig.kwargs, **opts)
@@ -392,20 +402,29 @@ class Signature(dict[str, Any]):
 
 # -- conversion ---------------------------------------------------------------------------
 
-_KINDS: dict[str, type[Signature]] = {}
+KINDS: dict[str, type[Signature]] = {}
 """The ``Signature`` subclass for each ``subtask_type``. ``conveyor.canvas`` adds its
 kinds (chain, group, chord, chunks) when it is imported, which the package does first."""
+
+_stamper: Callable[..., Signature] | None = None
+
+
+def set_stamper(stamp: Callable[..., Signature]) -> None:
+    """How ``Signature.stamp`` stamps a tree: ``conveyor.stamps`` gives its ``stamp``."""
+    global _stamper
+    _stamper = stamp
 
 
 def signature_from_dict(data: Mapping[str, Any], app: Conveyor | None = None) -> Signature:
     """Rebuild a signature (of the right kind) from its dict form."""
-    kind = _KINDS.get(str(data.get("subtask_type") or ""))
+    kind = KINDS.get(str(data.get("subtask_type") or ""))
     sig = (kind or Signature).__new__(kind or Signature)
     Signature.__init__(sig, data, app=app)
     return sig
 
 
-def _coerce(value: Any, app: Conveyor | None) -> Signature:
+def as_signature(value: Any, app: Conveyor | None) -> Signature:
+    """``value`` (a signature, its dict form, or a task) as a signature on ``app``."""
     if isinstance(value, Signature):
         if app is not None and value._app is None:
             value._app = app

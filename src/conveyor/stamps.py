@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .keys import revoked_stamp_key
-from .signatures import Signature, _as_list, _coerce
+from .signatures import Signature, as_list, as_signature, set_stamper
 
 __all__ = [
     "StampingVisitor",
@@ -101,8 +101,8 @@ def _stamp_links(
     sig: Signature, visitor: StampingVisitor | None, append: bool, **headers: Any
 ) -> None:
     for key, hook in (("link", "on_callback"), ("link_error", "on_errback")):
-        for link in _as_list(sig.options.get(key)):
-            link = _coerce(link, sig._app)
+        for link in as_list(sig.options.get(key)):
+            link = as_signature(link, sig._app)
             visited = getattr(visitor, hook)(link, **headers) if visitor is not None else None
             stamp(link, visitor, append, **_headers(link, visited, append, headers, own=False))
 
@@ -139,6 +139,9 @@ def stamp(
     _stamp_links(sig, visitor, append, **headers)
     visited = visitor.on_signature(sig, **headers) if visitor is not None else None
     return sig.set(**_headers(sig, visited, append, headers))
+
+
+set_stamper(stamp)
 
 
 # -- in the message ------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from .keys import chord_key
 from .plan import Context, Plan
 from .records import ErrorRecord, TaskRecord
 from .request import Context as Request
-from .signatures import Signature, _as_list, _coerce
+from .signatures import Signature, as_list, as_signature
 from .stamps import without_stamps
 
 if TYPE_CHECKING:
@@ -147,8 +147,8 @@ def _prepare_callback(app: Conveyor, plan: Plan, info: dict[str, Any], message: 
         if member.status != states.SUCCESS:
             _chord_failed(app, info, task_id, member.task, member)
             return False
-    body = _coerce(copy.deepcopy(info["callback"]), app)
-    rest = _sigs(_as_list(body.options.pop("chain", None)), app)
+    body = as_signature(copy.deepcopy(info["callback"]), app)
+    rest = _sigs(as_list(body.options.pop("chain", None)), app)
     ctx = Context(
         prev=([member.result for member in records if member is not None],),
         parent_id=message.id,
@@ -207,8 +207,8 @@ def _chord_failed(
         exc = _exception(record)
         reason = f"raised {type(exc).__name__}: {exc}"
     error = ChordError(f"chord {chord_id}: member {what} {reason}")
-    body = _coerce(copy.deepcopy(info["callback"]), app)
-    rest = _sigs(_as_list(body.options.pop("chain", None)), app)
+    body = as_signature(copy.deepcopy(info["callback"]), app)
+    rest = _sigs(as_list(body.options.pop("chain", None)), app)
     failure = _failure_record(error, body.task)
     _fail_nodes(app, [body, *rest], failure, (str(info.get("callback_id")), body.task))
     request = Request(
@@ -233,7 +233,7 @@ def _fail_nodes(
     for task in tasks:
         copied = _copy(record, task=task.task)
         app.results.write(str(task.options["task_id"]), copied, 0)
-        for errback in _sigs(_as_list(task.options.get("link_error")), app):
+        for errback in _sigs(as_list(task.options.get("link_error")), app):
             if errback.task == FORWARD:
                 _forward(app, errback, record)
     for task in tasks:
@@ -249,7 +249,7 @@ def _errbacks_of(sig: Signature) -> list[Signature]:
         return _errbacks_of(sig.tasks[0]) if sig.tasks else []
     if isinstance(sig, chord):
         return _errbacks_of(sig.body)
-    errbacks = [_coerce(e, sig._app) for e in _as_list(sig.options.get("link_error"))]
+    errbacks = [as_signature(e, sig._app) for e in as_list(sig.options.get("link_error"))]
     return [e for e in errbacks if e.task != FORWARD]
 
 
@@ -327,7 +327,7 @@ def replace(task: AnyTask, sig: Any) -> Any:
     """
     app = task.app
     request = task.request
-    new = copy.deepcopy(_coerce(sig, app))
+    new = copy.deepcopy(as_signature(sig, app))
     new._app = app
     message: Message | None = request.message
     if request.called_directly or message is None:
@@ -342,12 +342,12 @@ def replace(task: AnyTask, sig: Any) -> Any:
         new = chain(new, collect, app=app)
     forward = Signature(FORWARD, kwargs={"task_id": message.id}, app=app)
     new.options["link"] = [
-        *_as_list(new.options.get("link")),
+        *as_list(new.options.get("link")),
         forward,
         *_sigs(message.callbacks, app),
     ]
     new.options["link_error"] = [
-        *_as_list(new.options.get("link_error")),
+        *as_list(new.options.get("link_error")),
         copy.deepcopy(forward),
         *_sigs(message.errbacks, app),
     ]
@@ -387,7 +387,7 @@ def add_to_chord(task: AnyTask, sig: Any, lazy: bool = False) -> Any:
             "works in a chord's header task run by a worker"
         )
     app = task.app
-    node = _coerce(copy.deepcopy(sig) if lazy else sig, app)
+    node = as_signature(copy.deepcopy(sig) if lazy else sig, app)
     node._app = node._app or app
     _freeze(node)
     members = leaves(node)
@@ -413,7 +413,7 @@ def add_to_chord(task: AnyTask, sig: Any, lazy: bool = False) -> Any:
 
 
 def _sigs(items: Iterable[Any], app: Conveyor) -> list[Signature]:
-    return [_coerce(item, app) for item in items]
+    return [as_signature(item, app) for item in items]
 
 
 def _forward(app: Conveyor, marker: Signature, record: TaskRecord) -> None:
