@@ -28,7 +28,16 @@ from .signatures import NOT_INHERITED, Signature, as_list, as_signature
 if TYPE_CHECKING:
     from .app import Conveyor
 
-__all__ = ["entry_id", "freeze_result", "leaves", "result_id", "task_ids", "walk"]
+__all__ = [
+    "entry_id",
+    "freeze_result",
+    "freeze_tree",
+    "leaves",
+    "result_id",
+    "result_of",
+    "task_ids",
+    "walk",
+]
 
 _ENTRY_ONLY = frozenset({"countdown", "eta"})
 
@@ -161,7 +170,7 @@ def _empty_group(sig: Signature) -> bool:
     return isinstance(sig, group) and not sig.tasks
 
 
-def _freeze(sig: Signature) -> None:
+def freeze_tree(sig: Signature) -> None:
     """Assign every id, normalise the tree and hand options down. Idempotent."""
     if isinstance(sig, chunks):
         raise TypeError("freeze the chunks' group(), not the chunks")
@@ -179,24 +188,24 @@ def _freeze(sig: Signature) -> None:
                 i += 1
         sig.kwargs["tasks"] = tasks
         for task in tasks:
-            _freeze(task)
+            freeze_tree(task)
     elif isinstance(sig, group):
         _push_down(sig)
         sig.options["task_id"] = sig.options.get("task_id") or new_id()
         sig.kwargs["tasks"] = _flatten_group(sig.tasks)
         for task in sig.tasks:
-            _freeze(task)
+            freeze_tree(task)
     elif isinstance(sig, chord):
         _push_down(sig)
-        _freeze(sig.header)
-        _freeze(sig.body)
+        freeze_tree(sig.header)
+        freeze_tree(sig.body)
     else:
         sig.options["task_id"] = sig.options.get("task_id") or new_id()
         for key in ("link", "link_error"):
             if key in sig.options:
                 linked = [as_signature(s, sig._app) for s in as_list(sig.options[key])]
                 for callback in linked:
-                    _freeze(callback)
+                    freeze_tree(callback)
                 sig.options[key] = linked
 
 
@@ -257,28 +266,29 @@ def freeze_result(sig: Signature, app: Conveyor, task_id: str | None = None) -> 
     """``Signature.freeze``: every id given now (in place); the result ``sig`` will have."""
     if task_id is not None:
         _set_result_id(sig, task_id)
-    _freeze(sig)
-    return _result(sig, app, None)
+    freeze_tree(sig)
+    return result_of(sig, app, None)
 
 
-def _result(sig: Signature, app: Conveyor, parent: Any) -> Any:
+def result_of(sig: Signature, app: Conveyor, parent: Any) -> Any:
+    """The result handle of a frozen ``sig`` on ``app`` (``parent`` before it in a chain)."""
     if isinstance(sig, chain):
         result = parent
         for task in sig.tasks:
-            result = _result(task, app, result)
+            result = result_of(task, app, result)
         return result
     if isinstance(sig, group):
-        members = [_result(task, app, None) for task in sig.tasks]
+        members = [result_of(task, app, None) for task in sig.tasks]
         return GroupResult(str(sig.options["task_id"]), members, parent=parent, app=app)
     if isinstance(sig, chord):
         header = sig.header
         head = GroupResult(
             str(header.options["task_id"]),
-            [_result(leaf, app, None) for leaf in leaves(header)],
+            [result_of(leaf, app, None) for leaf in leaves(header)],
             parent=parent,
             app=app,
         )
-        return _result(sig.body, app, head)
+        return result_of(sig.body, app, head)
     kind = app.tasks.get(sig.task)
     handle: AsyncResult[Any] = AsyncResult(
         str(sig.options["task_id"]), app=app, task=kind, parent=parent

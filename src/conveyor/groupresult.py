@@ -24,7 +24,7 @@ from .ids import new_id
 from .joins import check_get_arguments, check_join
 from .keys import GROUP_PREFIX
 from .records import TaskRecord
-from .taskresult import AnyResult, AsyncResult, EagerResult, _error, _value
+from .taskresult import AnyResult, AsyncResult, EagerResult, record_error, record_value
 
 if TYPE_CHECKING:
     from .app import Conveyor
@@ -195,10 +195,10 @@ class ResultSet:
             elif member.id in records:
                 record = records[member.id]
                 if propagate:
-                    error = _error(record, member.id)
+                    error = record_error(record, member.id)
                     if error is not None:
                         raise error
-                value = _value(record, member._typed_by(record), member.id)
+                value = record_value(record, member._typed_by(record), member.id)
             else:
                 value = member.get(
                     timeout=None if deadline is None else max(0.0, deadline - time.monotonic()),
@@ -254,7 +254,7 @@ class ResultSet:
         records = self.app.results.read_many([r.id for r in plain])
         for member, record in zip(plain, records, strict=True):
             if record is not None and propagate:
-                error = _error(record, member.id)
+                error = record_error(record, member.id)
                 if error is not None:
                     raise error
 

@@ -20,7 +20,7 @@ import msgspec
 
 from . import states
 from .canvas import chain, chord, chunks, group
-from .freeze import _freeze, _result, entry_id, leaves
+from .freeze import entry_id, freeze_tree, leaves, result_of
 from .groupresult import GroupResult
 from .message import Message
 from .request import current_request
@@ -74,7 +74,7 @@ class Plan:
         """Add the messages that start the frozen node ``sig`` in ``ctx``."""
         if isinstance(sig, chunks):
             sig = sig.group()
-            _freeze(sig)
+            freeze_tree(sig)
         if isinstance(sig, chain):
             tasks = sig.tasks
             if not tasks:
@@ -101,7 +101,7 @@ class Plan:
             for leaf in leaves(task):
                 leaf.options["group_id"] = gid
                 leaf.options["group_index"] = index
-        self._save_group(gid, [_result(task, self.app, None) for task in tasks])
+        self._save_group(gid, [result_of(task, self.app, None) for task in tasks])
         for task in tasks:
             self.apply(task, ctx.but(rest=[]))
 
@@ -221,7 +221,7 @@ def send(
         node.args = (*args, *node.args)
         node.kwargs = {**node.kwargs, **kwargs}
         kwargs = {}
-    _freeze(node)
+    freeze_tree(node)
     if isinstance(node, chain) and not node.tasks:
         return None  # an empty chain sends nothing, as in Celery
     request = current_request()
@@ -235,7 +235,7 @@ def send(
     plan = Plan(app, fresh=True)
     plan.apply(node, ctx)
     plan.flush()
-    result = _result(node, app, None)
+    result = result_of(node, app, None)
     if isinstance(result, GroupResult) and len(result) == 1:
         only = result.results[0]
         if isinstance(only, GroupResult):

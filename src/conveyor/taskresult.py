@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .app import Conveyor
     from .task import AnyTask
 
-__all__ = ["AnyResult", "AsyncResult", "EagerResult"]
+__all__ = ["AnyResult", "AsyncResult", "EagerResult", "record_error", "record_value"]
 
 R = TypeVar("R", covariant=True)
 
@@ -107,7 +107,7 @@ class AsyncResult(Generic[R]):
     def result(self) -> Any:
         """The return value; the exception for FAILURE; the meta of a custom state."""
         record = self._record()
-        return _value(record, self._typed_by(record), self.id)
+        return record_value(record, self._typed_by(record), self.id)
 
     info = result
 
@@ -178,12 +178,12 @@ class AsyncResult(Generic[R]):
             state = self._state_of(record)
             raise TimeoutError(f"task {self.id} not ready after {timeout}s (state {state})")
         if propagate:
-            error = _error(record, self.id)
+            error = record_error(record, self.id)
             if error is not None:
                 if follow_parents:
                     self._raise_parent_error()
                 raise error
-        value: R = _value(record, self._typed_by(record), self.id)
+        value: R = record_value(record, self._typed_by(record), self.id)
         if callback is not None:
             callback(self.id, value)
         return value
@@ -195,7 +195,7 @@ class AsyncResult(Generic[R]):
         done = None if record is None or record.date_done is None else record.date_done
         return {
             "status": self._state_of(record),
-            "result": _value(record, self._typed_by(record), self.id),
+            "result": record_value(record, self._typed_by(record), self.id),
             "traceback": record.traceback if record is not None else None,
             "children": [],
             "date_done": None if done is None else datetime.fromtimestamp(done, UTC).isoformat(),
@@ -215,7 +215,7 @@ class AsyncResult(Generic[R]):
     def maybe_throw(self, propagate: bool = True) -> None:
         """Raise the task's exception if it has failed (was revoked, rejected)."""
         record = self._record()
-        error = _error(record) if record is not None and propagate else None
+        error = record_error(record) if record is not None and propagate else None
         if error is not None:
             raise error
 
@@ -266,7 +266,8 @@ AnyResult: TypeAlias = AsyncResult[Any]
 """A result of any task: what code that handles results in general annotates with."""
 
 
-def _error(record: TaskRecord, task_id: str = "") -> BaseException | None:
+def record_error(record: TaskRecord, task_id: str = "") -> BaseException | None:
+    """The exception a finished record stands for (failed, revoked, rejected), else None."""
     if record.status == states.FAILURE and record.exception is not None:
         return record.exception.rebuild(record.traceback)
     what = f"task {record.task or ''}[{task_id}]" if task_id else f"task {record.task}"
@@ -277,10 +278,11 @@ def _error(record: TaskRecord, task_id: str = "") -> BaseException | None:
     return None
 
 
-def _value(record: TaskRecord | None, task: AnyTask | None, task_id: str = "") -> Any:
+def record_value(record: TaskRecord | None, task: AnyTask | None, task_id: str = "") -> Any:
+    """What ``get()`` gives for a record: its result (typed by ``task``) or its exception."""
     if record is None:
         return None
-    error = _error(record, task_id)
+    error = record_error(record, task_id)
     if error is not None:
         return error
     if record.status == states.SUCCESS and task is not None and task.typing:

@@ -24,7 +24,7 @@ from . import states
 from .canvas import ACCUMULATE, FORWARD, chain, chord, group
 from .chordcount import add_member, callback_done, count_member, member_ids
 from .exceptions import BrokerError, ChordError, Ignore, TaskRevokedError
-from .freeze import _freeze, _result, entry_id, leaves, walk
+from .freeze import entry_id, freeze_tree, leaves, result_of, walk
 from .keys import chord_key
 from .plan import Context, Plan
 from .records import ErrorRecord, TaskRecord
@@ -337,7 +337,7 @@ def replace(task: AnyTask, sig: Any) -> Any:
     collect = Signature(ACCUMULATE, kwargs={"index": 0}, app=app)
     if isinstance(new, group):
         new = chord(new, collect, app=app)
-    _freeze(new)
+    freeze_tree(new)
     if len(leaves(new)) != 1:
         new = chain(new, collect, app=app)
     forward = Signature(FORWARD, kwargs={"task_id": message.id}, app=app)
@@ -351,7 +351,7 @@ def replace(task: AnyTask, sig: Any) -> Any:
         copy.deepcopy(forward),
         *_sigs(message.errbacks, app),
     ]
-    _freeze(new)
+    freeze_tree(new)
     leaf = leaves(new)[0]
     if message.chord is not None:
         leaf.options["chord"] = {**message.chord, "member": _member(message)}
@@ -389,7 +389,7 @@ def add_to_chord(task: AnyTask, sig: Any, lazy: bool = False) -> Any:
     app = task.app
     node = as_signature(copy.deepcopy(sig) if lazy else sig, app)
     node._app = node._app or app
-    _freeze(node)
+    freeze_tree(node)
     members = leaves(node)
     if len(members) != 1:
         raise ValueError("add_to_chord takes a signature with one result (a task or a chain)")
@@ -406,7 +406,7 @@ def add_to_chord(task: AnyTask, sig: Any, lazy: bool = False) -> Any:
     plan = Plan(app, fresh=True)
     plan.apply(node, ctx)
     plan.flush()
-    return _result(node, app, None)
+    return result_of(node, app, None)
 
 
 # -- helpers ------------------------------------------------------------------------------

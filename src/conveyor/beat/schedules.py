@@ -51,6 +51,7 @@ __all__ = [
     "crontab",
     "get_zone",
     "maybe_schedule",
+    "require_aware",
     "schedstate",
     "schedule",
     "schedule_from_data",
@@ -83,7 +84,8 @@ def get_zone(name: str, field: str = "timezone") -> ZoneInfo:
         raise ValueError(f"{field}: unknown time zone {name!r}") from exc
 
 
-def _aware(value: datetime, what: str = "after") -> datetime:
+def require_aware(value: datetime, what: str = "after") -> datetime:
+    """``value``, refused when naive: schedules compare instants, not wall-clock times."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{what} must be a timezone-aware datetime, not {value!r}")
     return value
@@ -166,7 +168,7 @@ class Schedule(ABC):
     def is_due(self, last_run_at: datetime | None, now: datetime | None = None) -> schedstate:
         """Celery's answer: ``schedstate(is_due, next)``, ``next`` being the seconds until
         the next check. ``now`` defaults to ``self.now()``; times are read in its zone."""
-        now = self.now() if now is None else _aware(now, "now")
+        now = self.now() if now is None else require_aware(now, "now")
         since = self._since(last_run_at, now)
         due = self.next_run(since)
         if due is None:
@@ -319,7 +321,7 @@ class crontab(Schedule):
         return f"crontab.from_string({self.to_cron()!r}{zone})"
 
     def next_run(self, after: datetime) -> datetime | None:
-        zone = self._zone or _aware(after).tzinfo
+        zone = self._zone or require_aware(after).tzinfo
         assert zone is not None
         after_utc = after.astimezone(UTC)
         local = after.astimezone(zone).replace(tzinfo=None)
@@ -420,7 +422,7 @@ class schedule(Schedule):
         if every <= timedelta(0):
             raise ValueError(f"run_every: must be more than zero, not {run_every!r}")
         if anchor is not None:
-            _aware(anchor, "anchor")
+            require_aware(anchor, "anchor")
         self.run_every = every
         self.anchor = anchor
         self._bind(nowfun, app)
@@ -431,7 +433,7 @@ class schedule(Schedule):
 
     def next_run(self, after: datetime) -> datetime | None:
         base = self.anchor or BEGINNING
-        steps = (_aware(after) - base) // self.run_every + 1
+        steps = (require_aware(after) - base) // self.run_every + 1
         return (base + steps * self.run_every).astimezone(after.tzinfo)
 
     def describe(self) -> str:
@@ -467,7 +469,7 @@ class clocked(Schedule):
         return self.clocked_time
 
     def next_run(self, after: datetime) -> datetime | None:
-        when = self.at(_aware(after).tzinfo)
+        when = self.at(require_aware(after).tzinfo)
         return (
             when.astimezone(after.tzinfo) if when.astimezone(UTC) > after.astimezone(UTC) else None
         )

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .data import SolarData
 from .describe import describe_solar
-from .schedules import Schedule, _aware
+from .schedules import Schedule, require_aware
 
 if TYPE_CHECKING:
     from ..app import Conveyor
@@ -86,7 +86,7 @@ class solar(Schedule):
         self._bind(nowfun, app)
 
     def next_run(self, after: datetime) -> datetime | None:
-        _aware(after)
+        require_aware(after)
         day = self._solar_day(after.astimezone(UTC)) - timedelta(days=1)
         for offset in range(_SEARCH_DAYS):
             found = self._on(day + timedelta(days=offset))
