@@ -39,7 +39,7 @@ from .message import Message, broker_key
 from .plan import send as send_workflow
 from .publish_signals import after_publish, before_publish
 from .records import ResultStore
-from .request import Context
+from .request import Request
 from .result import AnyResult, AsyncResult, GroupResult, ResultSet
 from .routing import ROUTING_SETTINGS, Router
 from .serialization import encode_message
@@ -146,9 +146,9 @@ class Conveyor:
         self.on_worker_stopping: list[Callable[[], None]] = []
         """Run when a worker's shutdown begins (warm or cold): the scheduler beside it
         (``worker --beat``) stops sending while the running tasks finish."""
-        self.on_task_start: list[Callable[[AnyTask, Context], None]] = []
+        self.on_task_start: list[Callable[[AnyTask, Request], None]] = []
         """Run by a worker just before a task's code (never for eager runs)."""
-        self.on_task_end: list[Callable[[AnyTask, Context], None]] = []
+        self.on_task_end: list[Callable[[AnyTask, Request], None]] = []
         """Run by a worker just after a task's code, whatever its outcome."""
         self.defer_publish: Callable[[Callable[[], None]], bool] | None = None
         """Offered every publish of sent tasks as a callable; returning True means it will

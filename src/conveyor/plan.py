@@ -31,11 +31,11 @@ if TYPE_CHECKING:
     from .app import Conveyor
     from .task import AnyTask
 
-__all__ = ["Context", "Plan", "send"]
+__all__ = ["ApplyContext", "Plan", "send"]
 
 
 @dataclass
-class Context:
+class ApplyContext:
     """Where a node is applied: its parent's result, ids, headers and what follows it."""
 
     prev: tuple[Any, ...] | None = None
@@ -46,7 +46,7 @@ class Context:
     rest: list[Signature] = field(default_factory=list)
     """The chain continuation after this node, last step first (as in ``Message.chain``)."""
 
-    def but(self, **changes: Any) -> Context:
+    def but(self, **changes: Any) -> ApplyContext:
         return dataclasses.replace(self, **changes)
 
 
@@ -66,11 +66,11 @@ class Plan:
         self.items: list[tuple[Message, AnyTask | None]] = []
         self.envelopes: list[Any] = []
         self.records: list[tuple[str, bytes]] = []
-        self.errors: list[tuple[Signature, Context, BaseException]] = []
+        self.errors: list[tuple[Signature, ApplyContext, BaseException]] = []
 
     # -- building
 
-    def apply(self, sig: Signature, ctx: Context) -> None:
+    def apply(self, sig: Signature, ctx: ApplyContext) -> None:
         """Add the messages that start the frozen node ``sig`` in ``ctx``."""
         if isinstance(sig, chunks):
             sig = sig.group()
@@ -88,7 +88,7 @@ class Plan:
         else:
             self._task(sig, ctx)
 
-    def _group(self, sig: group, ctx: Context) -> None:
+    def _group(self, sig: group, ctx: ApplyContext) -> None:
         if ctx.rest:
             # A group with work after it: the work waits for the whole group (a chord).
             body = ctx.rest[-1]
@@ -105,7 +105,7 @@ class Plan:
         for task in tasks:
             self.apply(task, ctx.but(rest=[]))
 
-    def _chord(self, sig: chord, ctx: Context) -> None:
+    def _chord(self, sig: chord, ctx: ApplyContext) -> None:
         header, body = sig.header, sig.body
         gid = str(header.options["task_id"])
         if ctx.rest:
@@ -138,7 +138,7 @@ class Plan:
         """Store a group's membership as ``GroupResult.save`` would (``as_tuple`` form)."""
         self.records.append((GroupResult.prefix + gid, msgspec.json.encode([[gid, None], members])))
 
-    def _task(self, sig: Signature, ctx: Context) -> None:
+    def _task(self, sig: Signature, ctx: ApplyContext) -> None:
         app = self.app
         try:
             task = app.tasks.get(sig.task)
@@ -225,7 +225,7 @@ def send(
     if isinstance(node, chain) and not node.tasks:
         return None  # an empty chain sends nothing, as in Celery
     request = current_request()
-    ctx = Context(
+    ctx = ApplyContext(
         prev=prev,
         kwargs=kwargs if node.subtask_type else {},
         parent_id=parent_id or (request.id if request else None),

@@ -13,10 +13,10 @@ if TYPE_CHECKING:
     from .message import Message
     from .task import AnyTask
 
-__all__ = ["Context", "ExceptionInfo", "current_request"]
+__all__ = ["Context", "ExceptionInfo", "Request", "current_request"]
 
 
-class Context:
+class Request:
     """The request of one task run. Unknown attributes read as None, as in Celery."""
 
     id: str | None = None
@@ -85,6 +85,10 @@ class Context:
         return f"<Context {self.task}[{self.id}] retries={self.retries}>"
 
 
+Context = Request
+"""Celery's name for ``self.request``'s class (``celery.app.task.Context``), kept for imports."""
+
+
 class ExceptionInfo:
     """The ``einfo`` given to on_failure / on_retry / after_return."""
 
@@ -101,15 +105,15 @@ class ExceptionInfo:
 _local = threading.local()
 
 
-def _stack() -> list[tuple[AnyTask, Context]]:
-    stack: list[tuple[AnyTask, Context]] | None = getattr(_local, "stack", None)
+def _stack() -> list[tuple[AnyTask, Request]]:
+    stack: list[tuple[AnyTask, Request]] | None = getattr(_local, "stack", None)
     if stack is None:
         stack = _local.stack = []
     return stack
 
 
 @contextmanager
-def push_request(task: AnyTask, context: Context) -> Iterator[Context]:
+def push_request(task: AnyTask, context: Request) -> Iterator[Request]:
     stack = _stack()
     stack.append((task, context))
     try:
@@ -118,14 +122,14 @@ def push_request(task: AnyTask, context: Context) -> Iterator[Context]:
         stack.pop()
 
 
-def request_for(task: AnyTask) -> Context | None:
+def request_for(task: AnyTask) -> Request | None:
     for owner, context in reversed(_stack()):
         if owner is task:
             return context
     return None
 
 
-def current_request() -> Context | None:
+def current_request() -> Request | None:
     """The request of the innermost task run by a worker (or eagerly) in this thread."""
     for _, context in reversed(_stack()):
         if not context.called_directly:

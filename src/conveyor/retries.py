@@ -16,7 +16,7 @@ from .exceptions import MaxRetriesExceededError, Retry
 from .message import Message, to_timestamp
 
 if TYPE_CHECKING:
-    from .request import Context
+    from .request import Request
     from .task import AnyTask
 
 __all__ = [
@@ -33,7 +33,7 @@ COPIED_OPTIONS = ("queue", "priority", "time_limit", "soft_time_limit", "headers
 
 
 def check_attempts_left(
-    task: AnyTask, request: Context, limit: int | None, exc: BaseException | None
+    task: AnyTask, request: Request, limit: int | None, exc: BaseException | None
 ) -> None:
     """Raise ``exc`` (else MaxRetriesExceededError) when no attempt is left: ``limit``
     retries were used, or the task was called directly, outside a worker."""

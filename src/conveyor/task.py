@@ -24,7 +24,7 @@ from typing import (
 from .current import current_app, register_shared
 from .define import make_task
 from .exceptions import ImproperlyConfigured, Retry
-from .request import Context, enter, push_request, request_for
+from .request import Request, enter, push_request, request_for
 from .retries import check_attempts_left, new_retry
 from .serialization import ArgumentSpec
 
@@ -282,8 +282,8 @@ class Task(Generic[P, R]):
         return not params or params[0].name != "self"
 
     @property
-    def request(self) -> Context:
-        return request_for(self) or Context(task=self.name, called_directly=True)
+    def request(self) -> Request:
+        return request_for(self) or Request(task=self.name, called_directly=True)
 
     # -- running ------------------------------------------------------------------------
 
@@ -295,7 +295,7 @@ class Task(Generic[P, R]):
         if enter(self):
             result = self.run(*args, **kwargs)
             return result
-        context = Context(task=self.name, args=args, kwargs=kwargs, called_directly=True)
+        context = Request(task=self.name, args=args, kwargs=kwargs, called_directly=True)
         with push_request(self, context):
             result = self.run(*args, **kwargs)
             return result

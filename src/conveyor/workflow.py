@@ -26,9 +26,9 @@ from .chordcount import add_member, callback_done, count_member, member_ids
 from .exceptions import BrokerError, ChordError, Ignore, TaskRevokedError
 from .freeze import entry_id, freeze_tree, leaves, result_of, walk
 from .keys import chord_key
-from .plan import Context, Plan
+from .plan import ApplyContext, Plan
 from .records import ErrorRecord, TaskRecord
-from .request import Context as Request
+from .request import Request
 from .signatures import Signature, as_list, as_signature
 from .stamps import without_stamps
 
@@ -97,7 +97,7 @@ def resume(app: Conveyor, message: Message) -> None:
 
 
 def _after_success(app: Conveyor, message: Message, record: TaskRecord) -> None:
-    ctx = Context(
+    ctx = ApplyContext(
         prev=(record.result,),
         parent_id=message.id,
         root_id=message.root_id or message.id,
@@ -149,7 +149,7 @@ def _prepare_callback(app: Conveyor, plan: Plan, info: dict[str, Any], message: 
             return False
     body = as_signature(copy.deepcopy(info["callback"]), app)
     rest = _sigs(as_list(body.options.pop("chain", None)), app)
-    ctx = Context(
+    ctx = ApplyContext(
         prev=([member.result for member in records if member is not None],),
         parent_id=message.id,
         root_id=message.root_id or message.id,
@@ -266,7 +266,7 @@ def _run_errbacks(
         return
     plan = Plan(app, fresh=False)
     failed_id = str(request.id)
-    ctx = Context(
+    ctx = ApplyContext(
         prev=(failed_id,),
         parent_id=failed_id,
         root_id=request.root_id or failed_id,
@@ -358,7 +358,7 @@ def replace(task: AnyTask, sig: Any) -> Any:
     if message.group_id is not None:
         leaf.options["group_id"] = message.group_id
         leaf.options["group_index"] = message.group_index
-    ctx = Context(
+    ctx = ApplyContext(
         parent_id=message.id,
         root_id=message.root_id or message.id,
         headers=dict(message.headers),
@@ -398,7 +398,7 @@ def add_to_chord(task: AnyTask, sig: Any, lazy: bool = False) -> Any:
     leaf.options.update(group_id=entry["id"], group_index=entry["index"], chord=entry)
     if lazy:
         return node
-    ctx = Context(
+    ctx = ApplyContext(
         parent_id=message.id,
         root_id=message.root_id or message.id,
         headers=without_stamps(message.headers),

@@ -12,7 +12,7 @@ from typing import Any
 from .. import signals, states
 from ..ids import new_id
 from ..message import Message
-from ..request import Context, current_request
+from ..request import Request, current_request
 from ..result import EagerResult
 from ..retries import next_call
 from ..serialization import (
@@ -51,7 +51,7 @@ def run_eagerly(
         throw = app.conf.task_eager_propagates
     retries = int(options.get("retries", 0))
     while True:
-        context = Context(
+        context = Request(
             id=task_id,
             task=name,
             args=args,

@@ -38,7 +38,7 @@ from ..records import (
     fence,
     format_traceback,
 )
-from ..request import Context
+from ..request import Request
 from ..retries import next_message
 from ..serialization import (
     check_return,
@@ -117,7 +117,7 @@ class Executor:
                 return None
         return message
 
-    def request(self, task: AnyTask, message: Message, delivery: Delivery) -> Context:
+    def request(self, task: AnyTask, message: Message, delivery: Delivery) -> Request:
         """The request of a message not running yet (signals), its arguments as sent."""
         attempt = fence(message.retries, delivery.delivery_count, resends=delivery.resends)
         args, kwargs = tuple(message.args), dict(message.kwargs)
@@ -305,8 +305,8 @@ class Executor:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         attempt: int,
-    ) -> Context:
-        return Context(
+    ) -> Request:
+        return Request(
             id=message.id,
             task=message.task,
             args=args,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from .. import signals, states
 from ..brokers.base import Delivery
 from ..message import Message
-from ..request import Context, ExceptionInfo, push_request
+from ..request import ExceptionInfo, Request, push_request
 from ..task import AnyTask
 from .trace import Outcome
 
@@ -54,7 +54,7 @@ def listening_after_run() -> bool:
     )
 
 
-def prerun(task: AnyTask, context: Context) -> None:
+def prerun(task: AnyTask, context: Request) -> None:
     """task_prerun, with ``task.request`` set as it is while the task runs."""
     with push_request(task, context):
         signals.task_prerun.send(
@@ -65,7 +65,7 @@ def prerun(task: AnyTask, context: Context) -> None:
 def after_run(
     executor: Executor,
     task: AnyTask,
-    context: Context,
+    context: Request,
     outcome: Outcome,
     state: str,
     runtime: float,
@@ -77,7 +77,7 @@ def after_run(
 
 
 def outcome_signals(
-    task: AnyTask, context: Context, outcome: Outcome, state: str, runtime: float
+    task: AnyTask, context: Request, outcome: Outcome, state: str, runtime: float
 ) -> None:
     """The signals of a run that ended in ``state``: also for eager runs, which store nothing."""
     with push_request(task, context):
@@ -85,7 +85,7 @@ def outcome_signals(
 
 
 def _send_outcome(
-    task: AnyTask, context: Context, outcome: Outcome, state: str, runtime: float
+    task: AnyTask, context: Request, outcome: Outcome, state: str, runtime: float
 ) -> None:
     task_id, args, kwargs = context.id, context.args, context.kwargs
     exc = outcome.exc
@@ -121,7 +121,7 @@ def _send_outcome(
     )
 
 
-def revoked(executor: Executor, task: AnyTask, request: Context, expired: bool = False) -> None:
+def revoked(executor: Executor, task: AnyTask, request: Request, expired: bool = False) -> None:
     """A task turned away unrun (revoked, or past its ``expires``), once REVOKED is stored."""
     executor.outbox.flush_writes()
     signals.task_revoked.send(
@@ -130,7 +130,7 @@ def revoked(executor: Executor, task: AnyTask, request: Context, expired: bool =
 
 
 def received(executor: Executor, deliveries: list[Delivery]) -> None:
-    """task_received for each reserved message of a known task (``request``: its Context,
+    """task_received for each reserved message of a known task (``request``: its Request,
     with the arguments as they arrived: typed conversion happens when it runs)."""
     for delivery in deliveries:
         message = executor.peek(delivery)

@@ -12,7 +12,7 @@ from typing import Any
 
 from .. import states
 from ..exceptions import Ignore, Reject, Retry, Terminated
-from ..request import Context, ExceptionInfo, push_request
+from ..request import ExceptionInfo, Request, push_request
 from ..retries import autoretry_options
 from ..task import AnyTask
 
@@ -31,7 +31,7 @@ class Outcome:
     reject: Reject | None = None
 
 
-def _autoretry(task: AnyTask, exc: Exception, context: Context) -> Retry | BaseException:
+def _autoretry(task: AnyTask, exc: Exception, context: Request) -> Retry | BaseException:
     """The Retry to schedule for an exception listed in autoretry_for, or the final error."""
     try:
         task.retry(exc=exc, **autoretry_options(task, context.retries))
@@ -50,7 +50,7 @@ def _hook(name: str, task: AnyTask, task_id: str, *args: Any) -> None:
 
 
 def trace(
-    task: AnyTask, context: Context, args: tuple[Any, ...], kwargs: dict[str, Any]
+    task: AnyTask, context: Request, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Outcome:
     task_id = context.id or ""
     with push_request(task, context):

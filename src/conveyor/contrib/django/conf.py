@@ -22,7 +22,7 @@ from django.conf import settings
 from ...app import Conveyor
 from ...current import existing_app
 from ...exceptions import ImproperlyConfigured
-from ...request import Context
+from ...request import Request
 from ...serialization import decode_value, encode_value
 from ...task import AnyTask
 from . import db
@@ -97,7 +97,7 @@ def _unset(name: str) -> bool:
     return not hasattr(settings, name) and not os.environ.get(name)
 
 
-def _task_start(task: AnyTask, context: Context) -> None:
+def _task_start(task: AnyTask, context: Request) -> None:
     db.close_old_connections()
     backend = task.app.backend
     remember = getattr(backend, "remember_call", None)
