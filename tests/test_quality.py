@@ -143,7 +143,6 @@ KNOWN_VIOLATIONS = {
     ("beat.schedules", "beat.solar"),
     ("beat.sqlite", "beat.entries"),
     ("beat.store", "beat.entries"),
-    ("canvas", "groupresult"),
     ("contrib.django.models", "contrib.django.store"),
     ("task", "contrib"),
     ("task", "contrib.django"),

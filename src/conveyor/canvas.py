@@ -127,11 +127,8 @@ class group(_Composite):
         kwargs: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> Any:
-        # Deferred: conveyor.groupresult imports conveyor.result, which imports it back.
-        from .groupresult import GroupResult
-
         results = [task.apply(args, kwargs, **options) for task in self.tasks]
-        return GroupResult(self.id or new_id(), results, app=self._app)
+        return self.app.GroupResult(self.id or new_id(), results)  # the app knows result classes
 
     def __repr__(self) -> str:
         return f"group([{', '.join(repr(t) for t in self.tasks)}])"
