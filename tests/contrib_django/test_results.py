@@ -7,7 +7,6 @@ from __future__ import annotations
 import builtins
 import threading
 from collections.abc import Sequence
-from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -22,6 +21,7 @@ from conveyor.contrib.django import get_app
 from conveyor.contrib.django.models import ResultValue, TaskResult
 from conveyor.contrib.django.results import DjangoResultBackend
 from conveyor.records import ResultStore
+from conveyor.testing import FakeClock
 
 from .conftest import Worker, adopt_contract, wait_until
 
@@ -70,18 +70,18 @@ class TaskKeys(ResultBackend):
 
 
 @pytest.fixture
-def clock() -> Any:
-    return _contract.FakeClock()
+def clock() -> FakeClock:
+    return FakeClock(_contract.START)
 
 
 @pytest.fixture(params=["keys", "task-keys"])
-def backend(request: pytest.FixtureRequest, clock: Any) -> ResultBackend:
-    made = DjangoResultBackend(clock=clock.now)
+def backend(request: pytest.FixtureRequest, clock: FakeClock) -> ResultBackend:
+    made = DjangoResultBackend(clock=clock)
     return made if request.param == "keys" else TaskKeys(made)
 
 
-def test_task_keys_and_other_keys_live_in_their_own_tables(clock: Any) -> None:
-    backend = DjangoResultBackend(clock=clock.now)
+def test_task_keys_and_other_keys_live_in_their_own_tables(clock: FakeClock) -> None:
+    backend = DjangoResultBackend(clock=clock)
     backend.set(ResultStore.prefix + "abc", b'{"status":"STARTED","task":"t"}', 60)
     backend.set("conveyor-group-g", b"[]", 60)
 
@@ -91,8 +91,8 @@ def test_task_keys_and_other_keys_live_in_their_own_tables(clock: Any) -> None:
     assert ResultValue.objects.get().key == "conveyor-group-g"
 
 
-def test_the_arguments_reach_an_outcome_written_from_another_thread(clock: Any) -> None:
-    backend = DjangoResultBackend(clock=clock.now)
+def test_the_arguments_reach_an_outcome_written_from_another_thread(clock: FakeClock) -> None:
+    backend = DjangoResultBackend(clock=clock)
     backend.remember_call("t1", [7, "x"], {"fast": True})  # the worker thread, at task start
 
     def write() -> None:  # the worker's background writer stores the outcome

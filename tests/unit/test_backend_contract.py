@@ -21,36 +21,28 @@ from conveyor.backends import MemoryBackend, ResultBackend, SQLiteBackend, backe
 from conveyor.brokers import Envelope, SQLiteBroker
 from conveyor.exceptions import ImproperlyConfigured
 from conveyor.records import LEVEL_RECEIVED, LEVEL_STARTED, fence
+from conveyor.testing import FakeClock
 
-
-class FakeClock:
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self._now = start
-
-    def now(self) -> float:
-        return self._now
-
-    def advance(self, seconds: float) -> None:
-        self._now += seconds
+START = 1_700_000_000.0
 
 
 def redis_backend(clock: FakeClock, request: pytest.FixtureRequest) -> ResultBackend:
     from conveyor.backends.redis import RedisBackend
 
     url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
-    return RedisBackend(url, prefix=prefix, clock=clock.now)
+    return RedisBackend(url, prefix=prefix, clock=clock)
 
 
 BACKENDS: dict[str, Callable[[FakeClock, Path, pytest.FixtureRequest], ResultBackend]] = {
-    "memory": lambda clock, tmp, request: MemoryBackend(clock=clock.now),
-    "sqlite": lambda clock, tmp, request: SQLiteBackend(tmp / "results.db", clock=clock.now),
+    "memory": lambda clock, tmp, request: MemoryBackend(clock=clock),
+    "sqlite": lambda clock, tmp, request: SQLiteBackend(tmp / "results.db", clock=clock),
     "redis": lambda clock, tmp, request: redis_backend(clock, request),
 }
 
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(START)
 
 
 @pytest.fixture(params=sorted(BACKENDS))

@@ -32,36 +32,28 @@ from conveyor.brokers import (
     broker_from_url,
 )
 from conveyor.exceptions import BrokerError, ImproperlyConfigured
+from conveyor.testing import FakeClock
 
-
-class FakeClock:
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self._now = start
-
-    def now(self) -> float:
-        return self._now
-
-    def advance(self, seconds: float) -> None:
-        self._now += seconds
+START = 1_700_000_000.0
 
 
 def redis_broker(clock: FakeClock, request: pytest.FixtureRequest) -> Broker:
     from conveyor.brokers.redis import RedisBroker
 
     url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
-    return RedisBroker(url, prefix=prefix, clock=clock.now)
+    return RedisBroker(url, prefix=prefix, clock=clock)
 
 
 BROKERS: dict[str, Callable[[FakeClock, Path, pytest.FixtureRequest], Broker]] = {
-    "memory": lambda clock, tmp, request: MemoryBroker(clock=clock.now),
-    "sqlite": lambda clock, tmp, request: SQLiteBroker(tmp / "broker.db", clock=clock.now),
+    "memory": lambda clock, tmp, request: MemoryBroker(clock=clock),
+    "sqlite": lambda clock, tmp, request: SQLiteBroker(tmp / "broker.db", clock=clock),
     "redis": lambda clock, tmp, request: redis_broker(clock, request),
 }
 
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(START)
 
 
 @pytest.fixture(params=sorted(BROKERS))
@@ -128,7 +120,7 @@ def test_duplicate_id_is_ignored(broker: Broker, clock: FakeClock) -> None:
     broker.publish_one(Envelope("dup", "q", b"while reserved"))
     assert broker.stats() == {"q": QueueStats(reserved=1)}
 
-    broker.publish_one(env("later", eta=clock.now() + 60))
+    broker.publish_one(env("later", eta=clock() + 60))
     broker.publish_one(env("later"))
     assert broker.stats()["q"] == QueueStats(delayed=1, reserved=1)
 
@@ -165,7 +157,7 @@ def test_a_busy_queue_does_not_starve_the_others(broker: Broker) -> None:
 
 
 def test_future_eta_waits_in_the_delayed_store(broker: Broker, clock: FakeClock) -> None:
-    broker.publish([env("later", eta=clock.now() + 60), env("past", eta=clock.now() - 5)])
+    broker.publish([env("later", eta=clock() + 60), env("past", eta=clock() - 5)])
     assert ids(broker.reserve(["q"], 10, lease=30)) == ["past"]
     assert broker.stats()["q"] == QueueStats(delayed=1, reserved=1)
     clock.advance(59.5)
@@ -176,7 +168,7 @@ def test_future_eta_waits_in_the_delayed_store(broker: Broker, clock: FakeClock)
 
 
 def test_due_messages_keep_eta_order(broker: Broker, clock: FakeClock) -> None:
-    now = clock.now()
+    now = clock()
     broker.publish(
         [env("third", eta=now + 30), env("first", eta=now + 10), env("second", eta=now + 20)]
     )
@@ -277,7 +269,7 @@ def test_dead_letters(broker: Broker, clock: FakeClock) -> None:
     [d] = broker.reserve(["q"], 1, lease=30)
     assert broker.dead_letter(d, "boom") is True
     assert broker.dead_letter(d, "again") is False
-    failed_at = clock.now()
+    failed_at = clock()
     clock.advance(1)
     [e] = broker.reserve(["other"], 1, lease=30)
     broker.dead_letter(e, "bang")
@@ -346,7 +338,7 @@ def test_a_resent_dead_letter_is_a_new_attempt(broker: Broker, clock: FakeClock)
 
 
 def test_purge_one_queue_or_all(broker: Broker, clock: FakeClock) -> None:
-    later = clock.now() + 60
+    later = clock() + 60
     broker.publish([env("a1", "a"), env("a2", "a", eta=later), env("a3", "a")])
     broker.publish([env("b1", "b"), env("b2", "b", eta=later)])
     [reserved] = broker.reserve(["a"], 1, lease=30)
@@ -363,7 +355,7 @@ def test_purge_one_queue_or_all(broker: Broker, clock: FakeClock) -> None:
 def test_stats_per_queue(broker: Broker, clock: FakeClock) -> None:
     assert broker.stats() == {}
     broker.publish([env(f"a{i}", "a") for i in range(5)])
-    broker.publish([env(f"b{i}", "b", eta=clock.now() + 10) for i in range(3)])
+    broker.publish([env(f"b{i}", "b", eta=clock() + 10) for i in range(3)])
     broker.publish_one(env("c0", "c"))
     broker.reserve(["a"], 2, lease=30)
     stats = broker.stats()
@@ -405,7 +397,7 @@ def test_wait_returns_at_once_for_a_publish_since_the_last_reserve(broker: Broke
 
 
 def test_wait_returns_when_a_delayed_message_is_due(broker: Broker, clock: FakeClock) -> None:
-    broker.publish_one(env("m", eta=clock.now() + 10))
+    broker.publish_one(env("m", eta=clock() + 10))
     assert broker.reserve(["q"], 1, lease=30) == []
     clock.advance(10)
     started = time.monotonic()
@@ -625,9 +617,9 @@ def test_sqlite_upgrades_a_version_1_file_in_place(tmp_path: Path) -> None:
 
 
 def test_sqlite_delayed_rows_do_not_slow_the_ready_path(tmp_path: Path) -> None:
-    clock = FakeClock()
-    broker = SQLiteBroker(tmp_path / "delayed.db", clock=clock.now)
-    far = clock.now() + 3600
+    clock = FakeClock(START)
+    broker = SQLiteBroker(tmp_path / "delayed.db", clock=clock)
+    far = clock() + 3600
     broker.publish([env(f"d{i}", eta=far) for i in range(50_000)])
     broker.publish([env(f"r{i}") for i in range(100)])
     started = time.perf_counter()

@@ -9,6 +9,7 @@ import pytest
 
 from conveyor import Conveyor, Task
 from conveyor.message import Message
+from conveyor.testing import FakeClock
 from conveyor.worker.eager import run_eagerly
 
 NOW = 1_800_000_000.0
@@ -22,7 +23,7 @@ def same_but_ids(a: Message, b: Message) -> None:
 
 def make_app(**settings: Any) -> Conveyor:
     return Conveyor(
-        "compose", broker="memory://", clock=lambda: NOW, set_as_current=False, **settings
+        "compose", broker="memory://", clock=FakeClock(NOW), set_as_current=False, **settings
     )
 
 

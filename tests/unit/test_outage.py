@@ -8,25 +8,18 @@ import pytest
 
 from conveyor.exceptions import BrokerError
 from conveyor.outage import FIRST_PAUSE, LONGEST_PAUSE, Outage
+from conveyor.testing import FakeClock
 
 DOWN = BrokerError("Redis at redis://:***@db:6379/0 is unreachable (reserving): refused")
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(100.0)
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def outage(clock: Clock) -> Outage:
+def outage(clock: FakeClock) -> Outage:
     return Outage(logging.getLogger("test.outage"), clock=clock)
 
 
@@ -35,18 +28,18 @@ def lines(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 def test_an_outage_is_one_line_then_reminders_then_one_line(
-    outage: Outage, clock: Clock, caplog: pytest.LogCaptureFixture
+    outage: Outage, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, "test.outage")
     for _ in range(10):  # four seconds of failures, a few every second
         outage.failed("consumer", DOWN)
-        clock.now += 0.4
+        clock.advance(0.4)
     assert lines(caplog) == [f"consumer failed, retrying: {DOWN}"]
     assert all(record.exc_info is None for record in caplog.records)
 
     for _ in range(600):  # two more minutes
         outage.failed("consumer", DOWN)
-        clock.now += 0.2
+        clock.advance(0.2)
     reminders = lines(caplog)[1:]
     assert reminders[0] == "broker still failing (16 attempts, 5s): consumer"
     assert len(reminders) == 4  # 5, 15, 35 and 75 s in: the gap doubles, up to a minute
@@ -65,7 +58,7 @@ def test_no_outage_no_lines(outage: Outage, caplog: pytest.LogCaptureFixture) ->
 
 
 def test_it_ends_when_every_failing_loop_succeeds_again(
-    outage: Outage, clock: Clock, caplog: pytest.LogCaptureFixture
+    outage: Outage, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, "test.outage")
     outage.failed("lease heartbeat", DOWN)
@@ -73,7 +66,7 @@ def test_it_ends_when_every_failing_loop_succeeds_again(
     for _ in range(5):  # recovery answers, the heartbeat still fails: no coming and going
         outage.ended("lease recovery")
         outage.failed("lease heartbeat", DOWN)
-        clock.now += 1
+        clock.advance(1)
     assert len(lines(caplog)) == 1 and outage.ongoing
     outage.ended("lease heartbeat")
     assert lines(caplog)[-1].startswith("the broker answers again (after 5s")
