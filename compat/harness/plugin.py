@@ -161,6 +161,7 @@ class Recorder:
     def __init__(self, path: str) -> None:
         self.path = path
         self.outcomes: dict[str, dict[str, str]] = {}
+        self.seconds: dict[str, float] = {}
 
     def add(self, report: pytest.TestReport) -> None:
         current = self.outcomes.get(report.nodeid)
@@ -186,13 +187,15 @@ class Recorder:
             entry = {}
         if entry:
             self.outcomes[report.nodeid] = entry
+        self.seconds[report.nodeid] = self.seconds.get(report.nodeid, 0.0) + report.duration
         if report.when == "teardown":
             self.write()
 
     def write(self) -> None:
         with open(self.path, "a", encoding="utf-8") as out:
             for nodeid, entry in self.outcomes.items():
-                out.write(json.dumps({"nodeid": nodeid, **entry}) + "\n")
+                seconds = round(self.seconds.pop(nodeid, 0.0), 2)
+                out.write(json.dumps({"nodeid": nodeid, **entry, "seconds": seconds}) + "\n")
         self.outcomes.clear()
 
 

@@ -110,7 +110,7 @@ def not_applicable(runs: list[Run]) -> list[tuple[str, int]]:
 
 def write_json(runs: list[Run], target: str) -> None:
     failures = [
-        {"broker": run.broker, "test": r["nodeid"], "error": r["error"]}
+        {"broker": run.broker, "test": r["nodeid"], "error": r["error"], "seconds": r["seconds"]}
         for run in runs
         for r in run.records
         if r["outcome"] == "failed"
@@ -121,7 +121,12 @@ def write_json(runs: list[Run], target: str) -> None:
         for r in run.records
         if r["outcome"] == "late"
     ]
-    text = json.dumps({"failures": failures, "not_reached": late}, indent=1)
+    slowest = sorted(
+        ({"broker": run.broker, "test": r["nodeid"], "seconds": r["seconds"]}
+         for run in runs for r in run.records),
+        key=lambda r: -r["seconds"],
+    )[:20]  # fmt: skip
+    text = json.dumps({"failures": failures, "not_reached": late, "slowest": slowest}, indent=1)
     if target == "-":
         sys.stdout.write(text + "\n")
     else:
@@ -146,6 +151,8 @@ def write_readme(path: Path, runs: list[Run], version: str, command: str, second
     for text, n, brokers in causes(runs):
         shown = text.replace("|", "/").replace("`", "'")
         parts.append(f"| {n} | {', '.join(brokers)} | `{shown}` |")
+    parts += ["", "Not applicable, by reason:", "", "| tests | broker: reason |", "|---:|---|"]
+    parts += [f"| {n} | {reason.replace('|', '/')} |" for reason, n in not_applicable(runs)]
     found = notes(runs)
     if found:
         parts += ["", "Worked around by the harness so the rest could run:", ""]
