@@ -125,7 +125,7 @@ SRC = ROOT / "src" / "conveyor"
 LAYERS = {
     1: """exceptions states ids utils backoff message serialization request signatures canvas
         stamps routing dispatch signals log redaction celery_settings beat.data beat.fields
-        beat.describe beat.schedules beat.solar current keys""",
+        beat.describe beat.schedules beat.solar current keys runtime_hooks""",
     2: """storage sqlite_file brokers backends coordination redis_connection outage records
         beat.store beat.sqlite beat.redis""",
     3: """config config_django app builtin_tasks define task retries pydantic_tasks discovery compose
@@ -147,9 +147,6 @@ KNOWN_VIOLATIONS = {
     ("task", "contrib"),
     ("task", "contrib.django"),
     ("task", "contrib.django.transaction"),
-    ("task", "worker"),
-    ("task", "worker.eager"),
-    ("task", "workflow"),
 }
 """(importer, imported) pairs that still point up or close a cycle. Only ever remove one."""
 

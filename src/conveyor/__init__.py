@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import states
+from . import workflow as _workflow  # noqa: F401  (lends Task.replace: runtime_hooks.py)
 from .app import Conveyor, current_app, shared_task
 from .canvas import chain, chord, chunks, group, maybe_signature, signature, xmap, xstarmap
 from .exceptions import (
@@ -22,6 +23,7 @@ from .result import AsyncResult, EagerResult
 from .routing import Queue
 from .signatures import Signature
 from .task import Task
+from .worker import eager as _eager  # noqa: F401  (lends Task.apply: runtime_hooks.py)
 
 __all__ = [
     "AsyncResult",

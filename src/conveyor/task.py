@@ -26,6 +26,7 @@ from .define import make_task
 from .exceptions import ImproperlyConfigured, Retry
 from .request import Request, enter, push_request, request_for
 from .retries import check_attempts_left, new_retry
+from .runtime_hooks import runtime
 from .serialization import ArgumentSpec
 
 if TYPE_CHECKING:
@@ -385,9 +386,7 @@ class Task(Generic[P, R]):
         **options: Any,
     ) -> EagerResult[R]:
         """Run the task here and now, through the same hooks a worker uses."""
-        from .worker.eager import run_eagerly
-
-        return run_eagerly(self, tuple(args or ()), dict(kwargs or {}), options)
+        return runtime.run_eagerly(self, tuple(args or ()), dict(kwargs or {}), options)
 
     def signature(
         self,
@@ -431,17 +430,13 @@ class Task(Generic[P, R]):
         The chain continuation, chord membership and callbacks move to ``sig``; this task's
         id gets ``sig``'s final result. Raises Ignore to end the task.
         """
-        from .workflow import replace
-
-        return replace(self, sig)
+        return runtime.replace(self, sig)
 
     def add_to_chord(self, sig: Any, lazy: bool = False) -> Any:
         """Add ``sig`` to the chord this task is a member of (Celery's ``add_to_chord``):
         the callback waits for it and gets its result after the header's. Returns its
         result, or with ``lazy`` the signature, to send yourself."""
-        from .workflow import add_to_chord
-
-        return add_to_chord(self, sig, lazy)
+        return runtime.add_to_chord(self, sig, lazy)
 
     def AsyncResult(self, task_id: str) -> AsyncResult[R]:
         from .result import AsyncResult

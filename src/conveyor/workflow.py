@@ -29,6 +29,7 @@ from .keys import chord_key
 from .plan import ApplyContext, Plan
 from .records import ErrorRecord, TaskRecord
 from .request import Request
+from .runtime_hooks import runtime
 from .signatures import Signature, as_list, as_signature
 from .stamps import without_stamps
 
@@ -458,3 +459,7 @@ def _request(message: Message) -> Request:
         headers=dict(message.headers),
         called_directly=False,
     )
+
+
+runtime.replace = replace
+runtime.add_to_chord = add_to_chord

@@ -15,6 +15,7 @@ from ..message import Message
 from ..request import Request, current_request
 from ..result import EagerResult
 from ..retries import next_call
+from ..runtime_hooks import runtime
 from ..serialization import (
     decode_message,
     decode_value,
@@ -98,3 +99,6 @@ def run_eagerly(
     if outcome.exc is not None and throw:
         raise outcome.exc
     return EagerResult(task_id, outcome.exc, outcome.state, einfo, task, retries)
+
+
+runtime.run_eagerly = run_eagerly
