@@ -138,15 +138,11 @@ LAYER_NAMES = {1: "data", 2: "storage", 3: "client", 4: "runtime", 5: "front end
 
 KNOWN_VIOLATIONS = {
     ("app", "beat"),
-    ("app", "beat.entries"),
     ("beat.redis", "beat.entries"),
     ("beat.schedules", "beat.solar"),
     ("beat.sqlite", "beat.entries"),
     ("beat.store", "beat.entries"),
     ("contrib.django.models", "contrib.django.store"),
-    ("task", "contrib"),
-    ("task", "contrib.django"),
-    ("task", "contrib.django.transaction"),
 }
 """(importer, imported) pairs that still point up or close a cycle. Only ever remove one."""
 

@@ -47,6 +47,7 @@ from .signatures import Signature
 from .task import (
     TASK_OPTIONS,
     AnyTask,
+    SharedTask,
     Task,
     check_options,
     format_key,
@@ -300,7 +301,7 @@ class Conveyor:
 
         def decorate(f: Callable[..., Any]) -> AnyTask:
             if options.get("shared"):
-                return make_task(f, None, options, Task)
+                return make_task(f, None, options, SharedTask)
             return self.register_task(make_task(f, self, options, self.Task))
 
         return decorate(fun) if fun is not None else decorate

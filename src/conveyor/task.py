@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from .app import Conveyor
     from .result import AsyncResult, EagerResult
 
-__all__ = ["TASK_OPTIONS", "AnyTask", "Task", "shared_task", "task"]
+__all__ = ["TASK_OPTIONS", "AnyTask", "SharedTask", "Task", "shared_task", "task"]
 
 P = ParamSpec("P")
 R = TypeVar("R", covariant=True)
@@ -362,23 +362,6 @@ class Task(Generic[P, R]):
             return result
         return app.send(self, args, kwargs, options)
 
-    def delay_on_commit(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
-        """``delay`` once the current Django transaction commits; nothing if it rolls back."""
-        return self.apply_async_on_commit(args, kwargs)
-
-    def apply_async_on_commit(
-        self,
-        args: Sequence[Any] | None = None,
-        kwargs: Mapping[str, Any] | None = None,
-        using: str | None = None,
-        **options: Any,
-    ) -> AsyncResult[R]:
-        """``apply_async`` once the transaction on database ``using`` commits (needs Django:
-        see conveyor.contrib.django). The message is built now, so bad arguments fail here."""
-        from .contrib.django.transaction import apply_async_on_commit
-
-        return apply_async_on_commit(self, args, kwargs, using, options)
-
     def apply(
         self,
         args: Sequence[Any] | None = None,
@@ -532,6 +515,13 @@ def now() -> float:
     return time.time()
 
 
+class SharedTask(Task[P, R]):
+    """The base of ``@shared_task`` tasks. An integration may put its own Task class
+    beneath it, as the Django one does (``conveyor.contrib.django.task``)."""
+
+    abstract = True
+
+
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
@@ -557,7 +547,7 @@ def shared_task(fun: Callable[..., Any] | None = None, /, **options: Any) -> Any
     check_options(options, TASK_OPTIONS, "task option")
 
     def decorate(f: Callable[..., Any]) -> AnyTask:
-        return make_task(f, None, options, Task)
+        return make_task(f, None, options, SharedTask)
 
     return decorate(fun) if fun is not None else decorate
 

@@ -12,7 +12,9 @@ from django.db import transaction
 
 from contrib_django.testapp.models import Tick
 from contrib_django.testapp.tasks import tick
-from conveyor import Conveyor, group
+from conveyor import Conveyor, group, shared_task
+from conveyor.contrib.django.conf import configure
+from conveyor.contrib.django.task import DjangoTask
 from conveyor.contrib.django.testing import eager
 
 from .conftest import Worker, wait_until
@@ -135,3 +137,43 @@ def test_with_a_worker_a_rollback_sends_nothing_and_a_commit_runs(worker: Worker
         "method-committed",
         "styleguide-committed",
     }
+
+
+def test_every_task_of_the_project_sends_on_commit_whenever_it_was_defined(
+    project_app: Conveyor,
+) -> None:
+    @project_app.task
+    def archive(order_id: int) -> None:
+        pass
+
+    @shared_task
+    def reindex(order_id: int) -> None:
+        pass
+
+    late = Conveyor("configured-late", set_as_current=False)
+
+    @late.task
+    def defined_before_configure(order_id: int) -> None:  # as in a project's proj/conveyor.py
+        pass
+
+    assert not isinstance(defined_before_configure, DjangoTask)
+    configure(late)
+    project_app.set_current()  # configure made the late app current
+    for task in (tick, archive, reindex, defined_before_configure):
+        assert isinstance(task, DjangoTask), task
+    with transaction.atomic():
+        result = reindex.apply_async_on_commit([7], queue=HELD)
+        assert not sent(project_app, result.id)
+    assert sent(project_app, result.id)
+    project_app.broker.purge(HELD)
+
+
+def test_a_task_of_an_app_outside_django_has_no_on_commit_sends() -> None:
+    plain = Conveyor("no-django", broker="memory://", set_as_current=False)
+
+    @plain.task
+    def archive(order_id: int) -> None:
+        pass
+
+    assert not isinstance(archive, DjangoTask)
+    assert not hasattr(archive, "delay_on_commit")

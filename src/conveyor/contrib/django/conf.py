@@ -26,6 +26,7 @@ from ...request import Request
 from ...serialization import decode_value, encode_value
 from ...task import AnyTask
 from . import db
+from .task import install as install_django_task
 from .transaction import make_gate
 
 __all__ = ["DJANGO_BACKEND_URLS", "configure", "get_app"]
@@ -88,6 +89,7 @@ def configure(app: Conveyor) -> Conveyor:
         app.on_task_end.append(db.close_old_connections)
         if app.defer_publish is None:
             app.defer_publish = make_gate(app)
+        install_django_task(app)
         _configured.add(app)
         app.set_current()
         return app
