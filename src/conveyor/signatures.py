@@ -304,7 +304,7 @@ class Signature(dict[str, Any]):
         chain, chord, group = kinds["chain"], kinds["chord"], kinds["group"]
         other = as_signature(other, self._app)
         joined: Signature
-        if isinstance(self, group) and len(self.tasks) != 1:  # a group of one is unrolled
+        if isinstance(self, group):  # group | task is a chord, even for a group of one
             joined = chord(self, other, app=self._app)
         elif isinstance(self, chain):
             extra = other.tasks if isinstance(other, chain) else [other]

@@ -134,9 +134,10 @@ def test_nested_and_single_member_groups_shape_results_as_in_celery(
     flows = {
         # a group inside a group is unrolled into it
         "nested": (group(add.si(1, 10), group(add.si(1, 100), group(add.si(1, 1000)))), None),
-        # a group of one in a chain is its one task: the next step gets a value, not a list
+        # a group of one after a task in a chain is its one task: the next step gets a value
         "one in a chain": (chain(add.s(1, 1), group(add.s(1)), add.s(3)), None),
-        "one piped": (group(add.s(1, 1)) | add.s(2), None),
+        # a group of one piped into a task is a chord: the task gets a list
+        "one piped": (group(add.s(1, 1)) | tsum.s(), None),
         # a group of one chain ending in a group gives that group's results
         "chain to a group": (group(chain(add.s(1, 1), group(add.s(1), add.s(2)))), None),
         "beside a task": (group(chain(add.s(1, 1), group(add.s(1), add.s(2))), add.s(5, 5)), None),
@@ -148,11 +149,37 @@ def test_nested_and_single_member_groups_shape_results_as_in_celery(
     assert values == {
         "nested": [11, 101, 1001],
         "one in a chain": 6,
-        "one piped": 4,
+        "one piped": 2,
         "chain to a group": [3, 4],
         "beside a task": [[3, 4], 10],
         "chord in a group of one": [42],
     }
+
+
+def test_a_one_task_header_hands_the_callback_a_list(app: Conveyor, t: SimpleNamespace) -> None:
+    add = t.add
+
+    @app.task(name="cc.bump_all", bind=True)
+    def bump_all(self: Task, totals: list[int], by: int) -> Any:  # type: ignore[type-arg]
+        raise self.replace(group(add.s(total, by) for total in totals))
+
+    @app.task(name="cc.extend")
+    def extend(values: list[Any], extra: list[Any]) -> list[Any]:
+        return values + extra
+
+    as_chord = chord([add.s(2, 5)], bump_all.s(9)).delay()
+    as_pipe = (group([add.s(2, 5)]) | bump_all.s(9)).delay()
+    nested = chord(
+        [
+            group([add.s(1, 2), add.s(3, 4)]) | extend.s([5]),
+            group([add.s(6, 7)]) | extend.s([10]),
+        ],
+        extend.s([0]),
+    ).delay()
+    drain(app)
+    assert as_chord.get(timeout=1) == [16]
+    assert as_pipe.get(timeout=1) == [16]
+    assert nested.get(timeout=1) == [[3, 7, 5], [13, 10], 0]
 
 
 def test_a_generator_chord_header_is_read_when_the_chord_is_sent(
