@@ -4,13 +4,15 @@ handed back or dead-lettered with a reason that says why."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 from recording import RecordingTracker
 
-from conveyor import Conveyor, Reject, Task, states
+from conveyor import Conveyor, GroupResult, Reject, Task, group, states
 from conveyor.brokers.base import Delivery
 from conveyor.exceptions import EncodeError, NotRegistered
+from conveyor.result import result_from_tuple
 from conveyor.testing import FakeClock, memory_app
 from conveyor.worker.executor import Executor
 
@@ -201,3 +203,24 @@ def test_a_return_value_that_does_not_fit_its_annotation_fails(
     assert isinstance(result.result, EncodeError)
     assert "does not fit its return annotation int" in str(result.result)
     assert _queued(app) == (0, 0, 0)
+
+
+def test_a_returned_result_handle_is_stored_as_ids_the_caller_rebuilds(
+    app: Conveyor, executor: Executor
+) -> None:
+    @app.task
+    def resize(size: int) -> int:
+        return size // 2
+
+    @app.task
+    def start_thumbnails() -> Any:
+        return group(resize.s(640), resize.s(320)).delay()
+
+    handle = start_thumbnails.delay()
+    _, state = _handle(app, executor)
+    assert state == states.SUCCESS
+    thumbnails = result_from_tuple(handle.get(timeout=1), app)
+    assert isinstance(thumbnails, GroupResult)
+    _handle(app, executor)
+    _handle(app, executor)
+    assert thumbnails.get(timeout=1) == [320, 160]

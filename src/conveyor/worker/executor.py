@@ -47,6 +47,7 @@ from ..serialization import (
     unpickle_arguments,
 )
 from ..task import AnyTask
+from ..taskresult import AsyncResult
 from . import notify
 from .guards import POSTPONE, REVOKE, Guards, Verdict
 from .outbox import Outbox, Tracker
@@ -350,12 +351,13 @@ class Executor:
         name, task_id = message.task, message.id
         if outcome.state == states.SUCCESS:
             spec = task.spec if task.typing else None
+            value = _storable(outcome.retval)
             try:
                 if spec is not None:
-                    check_return(name, outcome.retval, spec.returns)
+                    check_return(name, value, spec.returns)
                 record = TaskRecord(
                     status=states.SUCCESS,
-                    result=tag_result(outcome.retval, spec),
+                    result=tag_result(value, spec),
                     argsrepr=message.argsrepr,
                     kwargsrepr=message.kwargsrepr,
                     task=name,
@@ -602,3 +604,11 @@ class _soft_limit:
 
 def _raise_soft_limit(signum: int, frame: object) -> None:
     raise SoftTimeLimitExceeded("soft time limit exceeded")
+
+
+def _storable(value: Any) -> Any:
+    """A returned result handle is stored as its ids (``as_tuple``), as Celery's backends
+    store one: the caller rebuilds it with ``result_from_tuple``."""
+    if isinstance(value, AsyncResult):  # a GroupResult is one too
+        return value.as_tuple()
+    return value
