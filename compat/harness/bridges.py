@@ -26,8 +26,7 @@ TASK_OPTIONS_USED = ("pydantic",)
 
 
 def _accept_task_options() -> None:
-    import conveyor.app
-    import conveyor.task
+    import conveyor.options
     from conveyor import shared_task
     from conveyor.exceptions import ImproperlyConfigured
 
@@ -36,9 +35,7 @@ def _accept_task_options() -> None:
             shared_task(**{option: True})
         except ImproperlyConfigured as exc:
             note("task option refused", option, f"{exc}; accepted and ignored by the harness")
-            widened = conveyor.task.TASK_OPTIONS | {option}
-            conveyor.task.TASK_OPTIONS = widened
-            conveyor.app.TASK_OPTIONS = widened  # type: ignore[attr-defined]
+            conveyor.options.TASK_OPTIONS |= {option}  # what @app.task and @shared_task check
 
 
 def _signature_register_type() -> None:

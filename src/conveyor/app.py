@@ -36,6 +36,7 @@ from .freeze import freeze_result
 from .keys import idempotency_key
 from .locks import Lock
 from .message import Message, broker_key
+from .options import check_task_options
 from .plan import send as send_workflow
 from .publish_signals import after_publish, before_publish
 from .records import ResultStore
@@ -45,11 +46,9 @@ from .routing import ROUTING_SETTINGS, Router
 from .serialization import encode_message
 from .signatures import Signature
 from .task import (
-    TASK_OPTIONS,
     AnyTask,
     SharedTask,
     Task,
-    check_options,
     format_key,
     shared_task,
 )
@@ -297,7 +296,7 @@ class Conveyor:
 
     def task(self, fun: Callable[..., Any] | None = None, /, **options: Any) -> Any:
         """``@app.task`` or ``@app.task(bind=True, ...)``: register a function as a task."""
-        check_options(options, TASK_OPTIONS, "task option")
+        check_task_options(options)
 
         def decorate(f: Callable[..., Any]) -> AnyTask:
             if options.get("shared"):
@@ -317,7 +316,7 @@ class Conveyor:
     def periodic_task(self, schedule: Any, **entry: Any) -> Callable[[Any], AnyTask]:
         """``@app.periodic_task(crontab(minute=0), name=...)``: a task that beat sends on a
         schedule (also name=, args=, kwargs=, options=, catch_up=, and task options)."""
-        from .beat.entries import periodic_task
+        from .beat.periodic import periodic_task
 
         return periodic_task(self, schedule, **entry)
 

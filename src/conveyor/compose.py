@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 from .exceptions import EncodeError, ImproperlyConfigured
 from .ids import new_id
 from .message import Message, to_timestamp
+from .options import ALL_SEND_OPTIONS, check_options
 from .request import current_request
 from .serialization import pickle_arguments
 from .stamps import stamps_into_headers
-from .task import ALL_SEND_OPTIONS, AnyTask, check_options, check_time_limits
+from .task import AnyTask, check_time_limits
 
 if TYPE_CHECKING:
     from .app import Conveyor

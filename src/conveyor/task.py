@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import logging
 import time
@@ -24,6 +23,7 @@ from typing import (
 from .current import current_app, register_shared
 from .define import make_task
 from .exceptions import ImproperlyConfigured, Retry
+from .options import ALL_SEND_OPTIONS, check_options, check_task_options
 from .request import Request, enter, push_request, request_for
 from .retries import check_attempts_left, new_retry
 from .runtime_hooks import runtime
@@ -33,113 +33,12 @@ if TYPE_CHECKING:
     from .app import Conveyor
     from .result import AsyncResult, EagerResult
 
-__all__ = ["TASK_OPTIONS", "AnyTask", "SharedTask", "Task", "shared_task", "task"]
+__all__ = ["AnyTask", "SharedTask", "Task", "shared_task", "task"]
 
 P = ParamSpec("P")
 R = TypeVar("R", covariant=True)
 
 _UNSET: Any = object()
-
-TASK_OPTIONS = frozenset(
-    {
-        "name",
-        "bind",
-        "base",
-        "queue",
-        "priority",
-        "max_retries",
-        "default_retry_delay",
-        "ignore_result",
-        "acks_late",
-        "serializer",
-        "on_failure",
-        "on_success",
-        "on_retry",
-        "after_return",
-        "before_start",
-        "autoretry_for",
-        "dont_autoretry_for",
-        "retry_kwargs",
-        "retry_backoff",
-        "retry_backoff_max",
-        "retry_jitter",
-        "time_limit",
-        "soft_time_limit",
-        "rate_limit",
-        "expires",
-        "typing",
-        "track_started",
-        "dead_letter",
-        "shared",
-        "concurrency_limit",
-        "concurrency_key",
-        "lock",
-        "on_locked",
-        "lock_timeout",
-        "idempotency_key",
-        "pydantic",
-        "pydantic_strict",
-        "pydantic_context",
-        "pydantic_dump_kwargs",
-    }
-)
-
-SEND_OPTIONS = frozenset(
-    {
-        "countdown",
-        "eta",
-        "expires",
-        "queue",
-        "priority",
-        "task_id",
-        "headers",
-        "ignore_result",
-        "serializer",
-        "time_limit",
-        "soft_time_limit",
-        "link",
-        "link_error",
-        "parent_id",
-        "root_id",
-        "group_id",
-        "group_index",
-        "chord",
-        "chain",
-        "retries",
-        "idempotency_key",
-        "argsrepr",
-        "kwargsrepr",
-    }
-)
-
-CELERY_TRANSPORT_OPTIONS = frozenset(
-    {
-        "retry",
-        "retry_policy",
-        "routing_key",
-        "exchange",
-        "exchange_type",
-        "compression",
-        "add_to_parent",
-        "shadow",
-        "connection",
-        "producer",
-        "publisher",
-        "reply_to",
-        "mandatory",
-    }
-)
-"""Accepted for Celery compatibility; they have no meaning on Conveyor's brokers."""
-
-ALL_SEND_OPTIONS = SEND_OPTIONS | CELERY_TRANSPORT_OPTIONS
-
-
-def check_options(options: Mapping[str, Any], known: frozenset[str], what: str) -> None:
-    for name in options:
-        if name not in known:
-            close = difflib.get_close_matches(name, known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ImproperlyConfigured(f"unknown {what} {name!r}{hint}")
 
 
 def check_time_limits(name: str | None, soft: float | None, hard: float | None) -> None:
@@ -544,7 +443,7 @@ def shared_task(
 
 def shared_task(fun: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     """Define a task that belongs to whichever app is current when it is used."""
-    check_options(options, TASK_OPTIONS, "task option")
+    check_task_options(options)
 
     def decorate(f: Callable[..., Any]) -> AnyTask:
         return make_task(f, None, options, SharedTask)

@@ -8,19 +8,19 @@ point that only moves forward, so every scheduler sharing a store agrees on what
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import ImproperlyConfigured
-from ..task import ALL_SEND_OPTIONS, AnyTask, Task, check_options
+from ..options import ALL_SEND_OPTIONS, check_options
 from .schedules import Schedule, to_schedule
 
 if TYPE_CHECKING:
     from ..app import Conveyor
 
-__all__ = ["CATCH_UP", "SOURCES", "Entry", "code_entries", "entry_from_config", "periodic_task"]
+__all__ = ["CATCH_UP", "SOURCES", "Entry", "code_entries", "declare", "entry_from_config"]
 
 CATCH_UP = ("latest", "all", "skip")
 """What a scheduler does with runs missed while no scheduler ran: fire the newest of them,
@@ -155,47 +155,6 @@ def code_entries(app: Conveyor) -> dict[str, Entry]:
     return found
 
 
-def periodic_task(
-    app: Conveyor,
-    schedule: Any,
-    *,
-    name: str | None = None,
-    args: Sequence[Any] = (),
-    kwargs: Mapping[str, Any] | None = None,
-    options: Mapping[str, Any] | None = None,
-    catch_up: str = "latest",
-    **task_options: Any,
-) -> Callable[[Any], AnyTask]:
-    """The decorator behind ``@app.periodic_task``: a task plus a beat entry that sends it.
-
-    A plain function becomes a task (``task_options`` go to ``@app.task``); a task is used
-    as it is. The entry is named ``name``, or after the task.
-    """
-    parsed = to_schedule(schedule)
-
-    def decorate(target: Any) -> AnyTask:
-        if isinstance(target, Task) and task_options:
-            raise ImproperlyConfigured(
-                f"task options {sorted(task_options)} cannot change the existing task "
-                f"{target.name!r}: pass them to @app.task"
-            )
-        if isinstance(target, Task):
-            task: AnyTask = target
-        else:
-            make: Callable[[Callable[..., Any]], AnyTask] = app.task(**task_options)
-            task = make(target)
-        task_name = task.name or type(task).default_name()
-        entry = Entry(
-            name=name or task_name,
-            task=task_name,
-            schedule=parsed,
-            args=args,
-            kwargs=kwargs or {},
-            options=options or {},
-            catch_up=catch_up,
-            source="code",
-        )
-        _declared.setdefault(app, {})[entry.name] = entry
-        return task
-
-    return decorate
+def declare(app: Conveyor, entry: Entry) -> None:
+    """Add an entry the app's code declares (``@app.periodic_task``)."""
+    _declared.setdefault(app, {})[entry.name] = entry

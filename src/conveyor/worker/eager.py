@@ -12,6 +12,7 @@ from typing import Any
 from .. import signals, states
 from ..ids import new_id
 from ..message import Message
+from ..options import ALL_SEND_OPTIONS, check_options
 from ..request import Request, current_request
 from ..result import EagerResult
 from ..retries import next_call
@@ -24,7 +25,7 @@ from ..serialization import (
     tag_result,
     untag_values,
 )
-from ..task import ALL_SEND_OPTIONS, AnyTask, check_options
+from ..task import AnyTask
 from . import notify
 from .trace import trace
 
