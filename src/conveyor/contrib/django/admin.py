@@ -19,8 +19,15 @@ from django.utils.html import format_html
 from ...beat.scheduler import run_now
 from ...beat.schedules import get_zone
 from .conf import get_app
-from .models import ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask, TaskResult
-from .store import DjangoStore, from_db, to_db
+from .models import (
+    ClockedSchedule,
+    CrontabSchedule,
+    IntervalSchedule,
+    PeriodicTask,
+    TaskResult,
+    from_db,
+)
+from .store import DjangoStore, to_db
 
 __all__ = ["PeriodicTaskAdmin", "TaskResultAdmin"]
 

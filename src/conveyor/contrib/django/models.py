@@ -18,6 +18,7 @@ from django.db.models import F
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
+from ...beat.entries import Entry
 from ...beat.schedules import Schedule, clocked, crontab, schedule
 
 __all__ = [
@@ -29,6 +30,8 @@ __all__ = [
     "ScheduleVersion",
     "TaskResult",
     "bump_version",
+    "entry_of",
+    "from_db",
 ]
 
 
@@ -277,8 +280,6 @@ class PeriodicTask(models.Model):
             raise ValidationError({"kwargs": "Keyword arguments must be a JSON object."})
         if not isinstance(self.options, dict):
             raise ValidationError({"options": "Options must be a JSON object."})
-        from .store import entry_of
-
         try:
             entry_of(self)
         except ValueError as exc:
@@ -354,3 +355,34 @@ def _aware(value: datetime | None) -> datetime | None:
 @receiver(post_delete, sender=PeriodicTask)
 def _schedule_changed(sender: type[models.Model], using: str, **kwargs: Any) -> None:
     bump_version(using)
+
+
+def from_db(value: datetime | None) -> datetime | None:
+    """A time read from the database, aware (naive ones are UTC: USE_TZ is off)."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def entry_of(row: PeriodicTask) -> Entry:
+    """The beat entry a row stands for; ValueError when the row is not a valid entry."""
+    found = row.schedule_row
+    if found is None:
+        raise ValueError(f"periodic task {row.name!r} has no schedule")
+    options = dict(row.options or {})
+    if row.queue:
+        options["queue"] = row.queue
+    return Entry(
+        name=row.name,
+        task=row.task,
+        schedule=found.schedule,
+        args=row.args if row.args is not None else (),
+        kwargs=row.kwargs or {},
+        options=options,
+        enabled=row.enabled,
+        catch_up=row.catch_up,
+        last_run_at=from_db(row.last_run_at),
+        total_run_count=row.total_run_count,
+        since=from_db(row.since),
+        source=row.source,
+    )

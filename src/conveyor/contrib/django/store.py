@@ -28,12 +28,13 @@ from .models import (
     IntervalSchedule,
     PeriodicTask,
     ScheduleVersion,
+    entry_of,
 )
 
 if TYPE_CHECKING:
     from ...app import Conveyor
 
-__all__ = ["DjangoStore", "entry_of"]
+__all__ = ["DjangoStore"]
 
 logger = logging.getLogger("conveyor.beat")
 
@@ -45,36 +46,6 @@ def to_db(value: datetime | None) -> datetime | None:
     if value is None or settings.USE_TZ:
         return value
     return value.astimezone(UTC).replace(tzinfo=None)
-
-
-def from_db(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
-
-
-def entry_of(row: PeriodicTask) -> Entry:
-    """The beat entry a row stands for; ValueError when the row is not a valid entry."""
-    found = row.schedule_row
-    if found is None:
-        raise ValueError(f"periodic task {row.name!r} has no schedule")
-    options = dict(row.options or {})
-    if row.queue:
-        options["queue"] = row.queue
-    return Entry(
-        name=row.name,
-        task=row.task,
-        schedule=found.schedule,
-        args=row.args if row.args is not None else (),
-        kwargs=row.kwargs or {},
-        options=options,
-        enabled=row.enabled,
-        catch_up=row.catch_up,
-        last_run_at=from_db(row.last_run_at),
-        total_run_count=row.total_run_count,
-        since=from_db(row.since),
-        source=row.source,
-    )
 
 
 def schedule_row(value: Schedule, using: str | None = None, zone: tzinfo = UTC) -> ScheduleRow:
