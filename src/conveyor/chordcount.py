@@ -26,6 +26,7 @@ __all__ = [
     "callback_done",
     "count_member",
     "member_ids",
+    "nest_results",
 ]
 
 _SMALL_CHORD = 64
@@ -112,3 +113,20 @@ def callback_done(app: Conveyor, info: dict[str, Any]) -> bool:
         return True
     record = ResultStore._decode(found[1]) if len(found) > 1 else None
     return record is not None and record.status != states.PENDING
+
+
+def nest_results(values: list[Any], shape: list[int | None] | None) -> list[Any]:
+    """The callback's argument: the members' results in order, those of one header task
+    that ends in a group gathered in a list (``shape``, from ``freeze.header_shape``)."""
+    if not shape:
+        return values
+    nested: list[Any] = []
+    start = 0
+    for size in shape:
+        if size is None:
+            nested.append(values[start])
+            start += 1
+        else:
+            nested.append(values[start : start + size])
+            start += size
+    return nested + values[start:]  # members added by add_to_chord

@@ -32,6 +32,7 @@ __all__ = [
     "entry_id",
     "freeze_result",
     "freeze_tree",
+    "header_shape",
     "leaves",
     "result_id",
     "result_of",
@@ -242,6 +243,21 @@ def leaves(sig: Signature) -> list[Signature]:
     if isinstance(sig, chord):
         return leaves(sig.body)
     return [sig]
+
+
+def header_shape(header: group) -> list[int | None] | None:
+    """How a chord's leaf results nest for its callback, as Celery nests them: per header
+    task, None for one value, or the count of leaves whose results form one list (a chain
+    or chord ending in a group). None when every task gives one value (the common case)."""
+    shape: list[int | None] = []
+    for task in header.tasks:
+        if isinstance(task, group):  # a group in a group is unrolled into it
+            shape.extend([None] * len(leaves(task)))
+        elif isinstance(task, chain | chord) and len(leaves(task)) != 1:
+            shape.append(len(leaves(task)))
+        else:
+            shape.append(None)
+    return shape if any(size is not None for size in shape) else None
 
 
 def walk(sig: Signature) -> Iterator[Signature]:

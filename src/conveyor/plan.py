@@ -20,7 +20,7 @@ import msgspec
 
 from . import states
 from .canvas import chain, chord, chunks, group
-from .freeze import entry_id, freeze_tree, leaves, result_of
+from .freeze import entry_id, freeze_tree, header_shape, leaves, result_of
 from .groupresult import GroupResult
 from .message import Message
 from .request import current_request
@@ -112,6 +112,7 @@ class Plan:
             body.options["chain"] = [*ctx.rest, *as_list(body.options.get("chain"))]
         members = leaves(header)
         callback_id = entry_id(body)
+        shape = header_shape(header)
         for index, leaf in enumerate(members):
             leaf.options["group_id"] = gid
             leaf.options["group_index"] = index
@@ -123,6 +124,8 @@ class Plan:
                 "callback": body,
                 "callback_id": callback_id,
             }
+            if shape is not None:
+                leaf.options["chord"]["shape"] = shape
         self._save_tuple(gid, [[[str(leaf.options["task_id"]), None], None] for leaf in members])
         if not members:
             rest = [as_signature(s, self.app) for s in as_list(body.options.pop("chain", None))]

@@ -22,7 +22,7 @@ import msgspec
 
 from . import states
 from .canvas import ACCUMULATE, FORWARD, chain, chord, group
-from .chordcount import add_member, callback_done, count_member, member_ids
+from .chordcount import add_member, callback_done, count_member, member_ids, nest_results
 from .exceptions import BrokerError, ChordError, Ignore, TaskRevokedError
 from .freeze import entry_id, freeze_tree, leaves, result_of, walk
 from .keys import chord_key
@@ -151,7 +151,7 @@ def _prepare_callback(app: Conveyor, plan: Plan, info: dict[str, Any], message: 
     body = as_signature(copy.deepcopy(info["callback"]), app)
     rest = _sigs(as_list(body.options.pop("chain", None)), app)
     ctx = ApplyContext(
-        prev=([member.result for member in records if member is not None],),
+        prev=(nest_results([m.result for m in records if m is not None], info.get("shape")),),
         parent_id=message.id,
         root_id=message.root_id or message.id,
         headers=dict(message.headers),

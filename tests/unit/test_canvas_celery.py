@@ -182,6 +182,18 @@ def test_a_one_task_header_hands_the_callback_a_list(app: Conveyor, t: SimpleNam
     assert nested.get(timeout=1) == [[3, 7, 5], [13, 10], 0]
 
 
+def test_a_header_chain_ending_in_a_group_gives_the_callback_one_list(
+    app: Conveyor, t: SimpleNamespace
+) -> None:
+    add, identity = t.add, t.identity
+    fan_out = chain(add.s(1, 1), group(add.s(10), add.s(20)))
+    alone = chord(group(fan_out), identity.s()).delay()
+    beside = chord([fan_out, add.s(5, 5), group(add.s(1, 2), add.s(3, 4))], identity.s()).delay()
+    drain(app)
+    assert alone.get(timeout=1) == [[12, 22]]
+    assert beside.get(timeout=1) == [[12, 22], 10, 3, 7]
+
+
 def test_a_generator_chord_header_is_read_when_the_chord_is_sent(
     app: Conveyor, t: SimpleNamespace
 ) -> None:
