@@ -21,7 +21,8 @@ from conveyor.beat import (
     schedstate,
     schedule,
 )
-from conveyor.beat.schedules import ScheduleData, schedule_from_data, to_schedule
+from conveyor.beat.schedules import ScheduleData, to_schedule
+from conveyor.beat.store import schedule_from_data
 from conveyor.testing import FakeClock, memory_app
 
 PARIS = ZoneInfo("Europe/Paris")

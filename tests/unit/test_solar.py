@@ -12,7 +12,8 @@ import msgspec
 import pytest
 
 from conveyor.beat import MemoryStore, Scheduler, SQLiteStore, solar
-from conveyor.beat.schedules import ScheduleData, schedule_from_data
+from conveyor.beat.schedules import ScheduleData
+from conveyor.beat.store import schedule_from_data
 from conveyor.message import Message
 from conveyor.serialization import decode_message
 from conveyor.testing import FakeClock, memory_app

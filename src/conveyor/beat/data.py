@@ -1,8 +1,8 @@
 """Schedules as plain data: what stores keep, as tagged msgspec structs (JSON-ready).
 
 A store on another database can map these fields to columns of its own (a crontab's five
-fields, an interval's seconds, a solar event and place); ``schedule_from_data`` turns them
-back into schedules.
+fields, an interval's seconds, a solar event and place); ``schedule_from_data`` (in
+``store.py``) turns them back into schedules.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 
 from ..current import current_app
-from .data import ClockedData, CrontabData, IntervalData, ScheduleData, SolarData
+from .data import ClockedData, CrontabData, IntervalData, ScheduleData
 from .describe import describe_crontab, describe_interval
 from .fields import (
     DAY_OF_MONTH,
@@ -54,7 +54,6 @@ __all__ = [
     "require_aware",
     "schedstate",
     "schedule",
-    "schedule_from_data",
     "to_schedule",
 ]
 
@@ -146,7 +145,7 @@ class Schedule(ABC):
 
     @abstractmethod
     def to_data(self) -> ScheduleData:
-        """Plain data for a store; ``schedule_from_data`` turns it back into a schedule."""
+        """Plain data for a store; ``store.schedule_from_data`` turns it back into a schedule."""
 
     def origin(self, created: datetime) -> datetime | None:
         """Where a new entry starts counting runs: only runs after its creation are its own."""
@@ -492,25 +491,6 @@ class clocked(Schedule):
 
     def __repr__(self) -> str:
         return f"clocked({self.clocked_time!r})"
-
-
-def schedule_from_data(data: ScheduleData) -> Schedule:
-    if isinstance(data, CrontabData):
-        return crontab(
-            data.minute,
-            data.hour,
-            data.day_of_week,
-            data.day_of_month,
-            data.month_of_year,
-            timezone=data.timezone,
-        )
-    if isinstance(data, IntervalData):
-        return schedule(data.seconds, data.anchor)
-    if isinstance(data, SolarData):
-        from .solar import solar
-
-        return solar(data.event, data.lat, data.lon)
-    return clocked(data.at)
 
 
 def to_schedule(value: Any) -> Schedule:

@@ -24,8 +24,10 @@ import msgspec
 from ..exceptions import ImproperlyConfigured
 from ..redaction import redact_url
 from ..storage import open_store
+from .data import CrontabData, IntervalData, ScheduleData, SolarData
 from .entries import Entry
-from .schedules import ScheduleData, schedule_from_data
+from .schedules import Schedule, clocked, crontab, schedule
+from .solar import solar
 
 if TYPE_CHECKING:
     from ..app import Conveyor
@@ -36,6 +38,7 @@ __all__ = [
     "SyncReport",
     "default_store",
     "resolve_store",
+    "schedule_from_data",
     "store_from_url",
 ]
 
@@ -52,6 +55,24 @@ class Definition(msgspec.Struct, kw_only=True, omit_defaults=True):
     options: dict[str, Any] = {}
     catch_up: str = "latest"
     source: str = "runtime"
+
+
+def schedule_from_data(data: ScheduleData) -> Schedule:
+    """The schedule a store kept as data (``Schedule.to_data``)."""
+    if isinstance(data, CrontabData):
+        return crontab(
+            data.minute,
+            data.hour,
+            data.day_of_week,
+            data.day_of_month,
+            data.month_of_year,
+            timezone=data.timezone,
+        )
+    if isinstance(data, IntervalData):
+        return schedule(data.seconds, data.anchor)
+    if isinstance(data, SolarData):
+        return solar(data.event, data.lat, data.lon)
+    return clocked(data.at)
 
 
 def encode_definition(entry: Entry) -> bytes:
