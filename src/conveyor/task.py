@@ -261,6 +261,20 @@ class Task(Generic[P, R]):
             return result
         return app.send(self, args, kwargs, options)
 
+    if TYPE_CHECKING:  # methods of DjangoTask, which the Django integration installs beneath
+        # a project's tasks (conveyor.contrib.django.task); declared for type checkers,
+        # which see @app.task and @shared_task give a Task[P, R]
+
+        def delay_on_commit(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]: ...
+
+        def apply_async_on_commit(
+            self,
+            args: Sequence[Any] | None = None,
+            kwargs: Mapping[str, Any] | None = None,
+            using: str | None = None,
+            **options: Any,
+        ) -> AsyncResult[R]: ...
+
     def apply(
         self,
         args: Sequence[Any] | None = None,
