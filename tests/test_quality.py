@@ -128,7 +128,7 @@ LAYERS = {
         beat.describe beat.schedules beat.solar beat.entries current keys runtime_hooks options""",
     2: """storage sqlite_file brokers backends coordination redis_connection outage records
         beat.store beat.sqlite beat.redis""",
-    3: """config config_django app builtin_tasks define task retries pydantic_tasks discovery compose
+    3: """config config_django app builtin_tasks define task retries pydantic_tasks discovery messages
         publish_signals freeze plan result taskresult groupresult joins chordcount control
         locks beat.periodic""",
     4: "workflow worker beat beat.scheduler beat.service beat.admin",

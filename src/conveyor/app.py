@@ -18,7 +18,6 @@ from .backends.base import ResultBackend
 from .brokers import broker_from_url, redact_url
 from .brokers.base import Broker, Envelope
 from .builtin_tasks import BUILTIN_TASKS
-from .compose import compose
 from .config import Settings
 from .control import Control
 from .coordination import Coordinator, coordinator_from_url
@@ -36,6 +35,7 @@ from .freeze import freeze_result
 from .keys import idempotency_key
 from .locks import Lock
 from .message import Message, broker_key
+from .messages import build_message
 from .options import check_task_options
 from .plan import send as send_workflow
 from .publish_signals import after_publish, before_publish
@@ -351,7 +351,7 @@ class Conveyor:
         result: AnyResult | GroupResult = freeze_result(sig, self, task_id)
         return result
 
-    build_message = compose
+    build_message = build_message
 
     def envelope(self, message: Message, task: AnyTask | None = None) -> Envelope:
         if signals.before_task_publish.receivers:

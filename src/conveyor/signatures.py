@@ -78,7 +78,7 @@ def copy_tree(sig: Signature) -> Signature:
     return new
 
 
-def _plain(value: Any) -> Any:
+def _json_round_trip(value: Any) -> Any:
     return msgspec.json.decode(msgspec.json.encode(value))
 
 
@@ -385,7 +385,7 @@ class Signature(dict[str, Any]):
         if not isinstance(other, Mapping):
             return NotImplemented
         try:
-            return bool(_plain(self) == _plain(other))
+            return bool(_json_round_trip(self) == _json_round_trip(other))
         except (TypeError, ValueError):
             return dict.__eq__(self, other)
 

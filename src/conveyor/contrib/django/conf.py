@@ -104,10 +104,10 @@ def _task_start(task: AnyTask, context: Request) -> None:
     backend = task.app.backend
     remember = getattr(backend, "remember_call", None)
     if remember is not None and context.id:
-        remember(context.id, _plain(context.args), _plain(context.kwargs))
+        remember(context.id, _row_arguments(context.args), _row_arguments(context.kwargs))
 
 
-def _plain(value: Any) -> Any:
+def _row_arguments(value: Any) -> Any:
     """Arguments as JSON values for the result row (their repr when they are not JSON)."""
     try:
         return decode_value(encode_value(list(value) if isinstance(value, tuple) else value))

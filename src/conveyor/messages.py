@@ -2,7 +2,7 @@
 
 A send without options, the common ``delay(...)``, takes a shorter path that reads only
 the defaults and the queue its routes give the task's name (``Router.plain_queue``);
-``compose`` gives the same message either way (a test compares them).
+``build_message`` gives the same message either way (a test compares them).
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from .task import AnyTask, check_time_limits
 if TYPE_CHECKING:
     from .app import Conveyor
 
-__all__ = ["compose"]
+__all__ = ["build_message"]
 
 
-def compose(
+def build_message(
     app: Conveyor,
     task: AnyTask | None,
     args: tuple[Any, ...],
@@ -53,13 +53,13 @@ def compose(
             options.get("time_limit", task.time_limit if task else None),
         )
     if not options and task is not None:
-        message = _plain(app, task, name, args, kwargs, reply)
+        message = _optionless(app, task, name, args, kwargs, reply)
         if message is not None:
             return message
     return _general(app, task, args, kwargs, options, name, reply)
 
 
-def _plain(
+def _optionless(
     app: Conveyor,
     task: AnyTask,
     name: str,
