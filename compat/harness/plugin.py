@@ -92,7 +92,7 @@ class PhaseTimeout(BaseException):
 SETUP_BOUND = 120.0
 """Set-up may start the session's worker process (imports, children) on a busy machine."""
 TEARDOWN_BOUND = 60.0
-SUBTESTS_FACTOR = 4
+SUBTESTS_FACTOR = 2
 """A test made of subtests (each waiting on Redis for a second or more) gets this many
 times the bound of one test."""
 

@@ -20,7 +20,7 @@ from celery.result import ResultSet
 
 __all__ = ["Manager", "ManagerMixin", "Sentinel"]
 
-IDLE_TIMEOUT = 30.0
+IDLE_TIMEOUT = 10.0
 """How long ``wait_until_idle`` waits for running tasks to finish before giving up quietly
 (the next test then shares the worker with them, as it would under Celery)."""
 
