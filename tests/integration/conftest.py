@@ -8,7 +8,6 @@ the log of each of its workers is attached to the report.
 
 from __future__ import annotations
 
-import importlib
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -18,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from .support import APPS_DIR, Workers, run_cli
+from .support import APPS_DIR, Workers, project_afresh, run_cli
 
 if str(APPS_DIR) not in sys.path:
     sys.path.insert(0, str(APPS_DIR))
@@ -53,13 +52,8 @@ def tasks(broker_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleTy
     """The sample tasks module, imported afresh so its app uses this test's file."""
     monkeypatch.setenv("CONVEYOR_BROKER_URL", broker_url)
     monkeypatch.delenv("SAMPLE_TASKS_LATE", raising=False)
-    sys.modules.pop("sample_tasks", None)
-    module = importlib.import_module("sample_tasks")
-    try:
+    with project_afresh("sample_tasks") as module:
         yield module
-    finally:
-        module.app.close()
-        sys.modules.pop("sample_tasks", None)
 
 
 @pytest.fixture
@@ -116,13 +110,8 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def rt(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     """The reliability tasks module (apps/reliability_tasks.py), imported afresh on ``url``."""
     monkeypatch.setenv("CONVEYOR_BROKER_URL", url)
-    sys.modules.pop("reliability_tasks", None)
-    module = importlib.import_module("reliability_tasks")
-    try:
+    with project_afresh("reliability_tasks") as module:
         yield module
-    finally:
-        module.app.close()
-        sys.modules.pop("reliability_tasks", None)
 
 
 @pytest.fixture
