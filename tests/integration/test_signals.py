@@ -4,10 +4,8 @@ which process (apps/signal_tasks.py records each one as a JSON line)."""
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import signal
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -18,7 +16,7 @@ import pytest
 from conveyor import signals, states
 from conveyor.exceptions import NotRegistered
 
-from .support import Workers, read_jsonl, wait_until
+from .support import Workers, project_afresh, read_jsonl, wait_until
 
 APP = "signal_tasks:app"
 SENT = ["before_task_publish", "after_task_publish"]
@@ -37,19 +35,16 @@ def log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def app_module(name: str) -> Iterator[ModuleType]:
     """An apps/ module imported afresh; its receivers are disconnected afterwards (the
     next test imports it again, and this process must not keep recording)."""
-    sys.modules.pop(name, None)
-    module = importlib.import_module(name)
-    try:
-        yield module
-    finally:
-        module.app.close()
-        sys.modules.pop(name, None)
-        receivers = [f for f in vars(module).values() if getattr(f, "__module__", "") == name]
-        for signal_name in signals.__all__:
-            connected = getattr(signals, signal_name)
-            if isinstance(connected, signals.Signal):
-                for receiver in receivers:
-                    connected.disconnect(receiver)
+    with project_afresh(name) as module:
+        try:
+            yield module
+        finally:
+            receivers = [f for f in vars(module).values() if getattr(f, "__module__", "") == name]
+            for signal_name in signals.__all__:
+                connected = getattr(signals, signal_name)
+                if isinstance(connected, signals.Signal):
+                    for receiver in receivers:
+                        connected.disconnect(receiver)
 
 
 @pytest.fixture
