@@ -1,0 +1,29 @@
+"""``conveyor``: worker, beat, call, result, queues, purge, dead-letters and demo.
+
+One module per group of commands; this one makes the ``conveyor`` group and adds them.
+"""
+
+from __future__ import annotations
+
+import click
+
+from .beat import beat
+from .call import call, result
+from .common import Commands, load_app
+from .queues import dead_letters, purge, queues
+from .worker import demo, worker
+
+__all__ = ["load_app", "main"]
+
+
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-A", "--app", "app_spec", help="module:app to load (or CONVEYOR_APP).")
+@click.version_option(package_name="conveyor-tasks")
+@click.pass_context
+def main(ctx: click.Context, app_spec: str | None) -> None:
+    """Conveyor: a distributed task queue with Celery's API."""
+    ctx.obj = {"app": app_spec}
+
+
+for command in (worker, call, result, purge, queues, dead_letters, demo, beat):
+    main.add_command(command)
