@@ -136,9 +136,7 @@ LAYERS = {
 }
 LAYER_NAMES = {1: "data", 2: "storage", 3: "client", 4: "runtime", 5: "front ends"}
 
-KNOWN_VIOLATIONS = {
-    ("app", "beat"),
-}
+KNOWN_VIOLATIONS: set[tuple[str, str]] = set()
 """(importer, imported) pairs that still point up or close a cycle. Only ever remove one."""
 
 
@@ -179,36 +177,75 @@ def _imported(node: ast.ImportFrom | ast.Import, module: str, is_package: bool) 
     return [".".join([*target, alias.name]) for alias in node.names] + [".".join(target)]
 
 
+def _imports(node: ast.AST, top_level_only: bool) -> list[ast.Import | ast.ImportFrom]:
+    """The import statements under ``node`` that can run (not under ``if TYPE_CHECKING:``);
+    with ``top_level_only``, not those inside functions, which run only when called."""
+    found: list[ast.Import | ast.ImportFrom] = []
+    stack: list[ast.AST] = [node]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.If) and _under_type_checking(node):
+            stack.extend(node.orelse)
+            continue
+        if top_level_only and isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            found.append(node)
+        stack.extend(ast.iter_child_nodes(node))
+    return found
+
+
 def import_graph(src: Path) -> dict[str, dict[str, int]]:
     """module -> {module it imports: line}, for the package rooted at ``src``.
 
     Names are relative to the package (``app``, ``brokers.redis``; ``__init__`` for the
-    package itself). Importing ``a.b.c`` also runs ``a`` and ``a.b``, so those count too,
-    except from inside them.
+    package itself). Importing ``a.b.c`` also runs ``a`` and ``a.b``, except from inside
+    them: what that runs is what their ``__init__`` imports at its top level (a package
+    that loads its names on first use, in a module ``__getattr__``, runs none of them), so
+    those imports count as the importer's too.
     """
     package = src.name
     paths = {_module_name(path, src): path for path in sorted(src.rglob("*.py"))}
+    trees = {module: ast.parse(path.read_text(), str(path)) for module, path in paths.items()}
+
+    def targets(module: str, node: ast.Import | ast.ImportFrom) -> list[list[str]]:
+        full = f"{package}.{module}" if module != "__init__" else package
+        is_package = paths[module].name == "__init__.py"
+        return [
+            name.removeprefix(package + ".").split(".")
+            for name in _imported(node, full, is_package)
+            if name.startswith(package + ".")
+        ]
+
+    def on_import(module: str) -> set[str]:
+        """What running package ``module``'s ``__init__`` imports (itself excluded)."""
+        ran: set[str] = set()
+        for node in _imports(trees[module], top_level_only=True):
+            for parts in targets(module, node):
+                for end in range(1, len(parts) + 1):
+                    target = ".".join(parts[:end])
+                    above = module == target or module.startswith(target + ".")
+                    if target in paths and not above:
+                        ran.add(target)
+        return ran
+
     graph: dict[str, dict[str, int]] = {}
-    for module, path in paths.items():
+    for module in paths:
         edges: dict[str, int] = {}
-        stack: list[ast.AST] = [ast.parse(path.read_text(), str(path))]
-        while stack:
-            node = stack.pop()
-            if isinstance(node, ast.If) and _under_type_checking(node):
-                stack.extend(node.orelse)
-                continue
-            if isinstance(node, (ast.Import, ast.ImportFrom)):
-                full = f"{package}.{module}" if module != "__init__" else package
-                for name in _imported(node, full, path.name == "__init__.py"):
-                    if not name.startswith(package + "."):
+        for node in _imports(trees[module], top_level_only=False):
+            for parts in targets(module, node):
+                for end in range(1, len(parts) + 1):
+                    target = ".".join(parts[:end])
+                    inside = module == target or module.startswith(target + ".")
+                    if target not in paths or inside:
                         continue
-                    parts = name.removeprefix(package + ".").split(".")
-                    for end in range(1, len(parts) + 1):
-                        target = ".".join(parts[:end])
-                        inside = module == target or module.startswith(target + ".")
-                        if target in paths and not inside:
-                            edges.setdefault(target, node.lineno)
-            stack.extend(ast.iter_child_nodes(node))
+                    passed_through = end < len(parts) and paths[target].name == "__init__.py"
+                    if passed_through:
+                        for ran in on_import(target):
+                            if not (module == ran or module.startswith(ran + ".")):
+                                edges.setdefault(ran, node.lineno)
+                    else:
+                        edges.setdefault(target, node.lineno)
         graph[module] = edges
     return graph
 

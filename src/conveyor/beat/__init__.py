@@ -14,13 +14,17 @@
 ``conveyor beat -A shop.tasks:app`` (or ``conveyor worker --beat``) runs them. What
 ``celery.schedules`` offers is here too: ``crontab``, ``schedule``, ``solar``,
 ``crontab_parser``, ``maybe_schedule``, ``ParseException`` and ``schedstate``.
+
+The schedules are plain data and load with the package; the scheduler, its service and
+the stores load on first use, so ``@app.periodic_task`` does not pull the runtime in.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .entries import CATCH_UP, Entry, code_entries
 from .fields import ParseException, crontab_parser
-from .scheduler import Scheduler, due_key, run_now
 from .schedules import (
     ImpossibleSchedule,
     Schedule,
@@ -30,17 +34,20 @@ from .schedules import (
     schedstate,
     schedule,
 )
-from .service import BeatThread, serve
 from .solar import solar
-from .sqlite import SQLiteStore
-from .store import (
-    MemoryStore,
-    ScheduleStore,
-    SyncReport,
-    default_store,
-    resolve_store,
-    store_from_url,
-)
+
+if TYPE_CHECKING:
+    from .scheduler import Scheduler, due_key, run_now
+    from .service import BeatThread, serve
+    from .sqlite import SQLiteStore
+    from .store import (
+        MemoryStore,
+        ScheduleStore,
+        SyncReport,
+        default_store,
+        resolve_store,
+        store_from_url,
+    )
 
 __all__ = [
     "CATCH_UP",
@@ -69,3 +76,35 @@ __all__ = [
     "solar",
     "store_from_url",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Scheduler", "due_key", "run_now"):
+        from . import scheduler
+
+        return getattr(scheduler, name)
+    if name in ("BeatThread", "serve"):
+        from . import service
+
+        return getattr(service, name)
+    if name == "SQLiteStore":
+        from . import sqlite
+
+        return sqlite.SQLiteStore
+    if name in _STORE_NAMES:
+        from . import store
+
+        return getattr(store, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_STORE_NAMES = frozenset(
+    (
+        "MemoryStore",
+        "ScheduleStore",
+        "SyncReport",
+        "default_store",
+        "resolve_store",
+        "store_from_url",
+    )
+)

@@ -66,7 +66,7 @@ def worker(
 ) -> None:
     """Start a worker."""
     from ..log import setup_logging
-    from ..worker import Worker
+    from ..worker.runner import Worker
 
     app = ctx_app(ctx, app_spec)
     app.import_includes()  # before logging: a setup_logging receiver may be connected there
