@@ -308,6 +308,21 @@ def test_no_import_cycles() -> None:
     assert not cycle, "an import cycle:\n" + "\n".join(steps)
 
 
+def test_no_private_names_imported_across_modules() -> None:
+    """A name with a leading underscore belongs to its module: one used elsewhere is public
+    and loses the underscore."""
+    found = [
+        f"{path.relative_to(SRC)}:{node.lineno} imports {alias.name} from {node.module or '.'}"
+        for path in sorted(SRC.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(node, ast.ImportFrom)
+        and (node.level or (node.module or "").startswith("conveyor"))
+        for alias in node.names
+        if alias.name.startswith("_") and not alias.name.startswith("__")
+    ]
+    assert not found, "private names imported across modules:\n" + "\n".join(found)
+
+
 def test_known_violations_are_still_there() -> None:
     """A fixed violation leaves the list, so it cannot come back unnoticed."""
     table, graph = _layer_table(), import_graph(SRC)
