@@ -100,3 +100,37 @@ def test_sqlite_state_is_shared_between_instances(tmp_path: Path, clock: FakeClo
     assert not two.acquire("lock", "two", 1, 10)
     assert one.take_token("r", 1.0, 1.0) == 0.0
     assert two.take_token("r", 1.0, 1.0) > 0
+
+
+def test_group_members_expire_unless_refreshed(coordinator: Coordinator, clock: FakeClock) -> None:
+    coordinator.put_members("workers", [("w1", "one"), ("w2", "two")], ttl=10)
+    assert coordinator.members("workers") == {"w1": "one", "w2": "two"}
+    assert coordinator.members("other") == {}
+    clock.advance(8)
+    coordinator.put_members("workers", [("w1", "one again")], ttl=10)
+    clock.advance(3)
+    assert coordinator.members("workers") == {"w1": "one again"}  # w2 lapsed
+    assert coordinator.delete_member("workers", "w1") is True
+    assert coordinator.delete_member("workers", "w1") is False
+    assert coordinator.delete_member("workers", "w2") is False  # expired already
+    assert coordinator.members("workers") == {}
+
+
+def test_take_returns_pushed_values_once_in_order(
+    coordinator: Coordinator, clock: FakeClock
+) -> None:
+    assert coordinator.take("box") == []
+    coordinator.push("box", ["a", "b"], ttl=10)
+    coordinator.push("box", ["c"], ttl=10)
+    coordinator.push("elsewhere", ["x"], ttl=10)
+    assert coordinator.take("box") == ["a", "b", "c"]
+    assert coordinator.take("box") == []
+    assert coordinator.take("elsewhere") == ["x"]
+
+
+def test_pushed_values_expire(coordinator: Coordinator, clock: FakeClock) -> None:
+    coordinator.push("box", ["old"], ttl=5)
+    clock.advance(4)
+    coordinator.push("box", ["new"], ttl=5)
+    clock.advance(2)
+    assert coordinator.take("box") == ["new"]

@@ -3,6 +3,9 @@
 Revoked ids, rate-limit buckets, concurrency slots, locks and idempotency keys live here,
 so they hold across all workers and survive restarts. Every entry has a time to live, so a
 crashed holder never blocks anyone for longer than its TTL.
+
+Groups (members with a value and an expiry each, listed together) hold the worker registry;
+lists (appended to, taken whole) are the workers' control mailboxes and their replies.
 """
 
 from __future__ import annotations
@@ -55,6 +58,30 @@ class Coordinator(ABC):
         """Take a token from a bucket refilled at ``rate`` per second, holding at most ``capacity``.
 
         0.0 when a token was taken; otherwise the seconds until one will be there.
+        """
+
+    @abstractmethod
+    def put_members(self, group: str, items: Sequence[tuple[str, str]], ttl: float) -> None:
+        """Store members of ``group`` with their values for ``ttl`` seconds, replacing theirs."""
+
+    @abstractmethod
+    def members(self, group: str) -> dict[str, str]:
+        """The unexpired members of ``group`` and their values."""
+
+    @abstractmethod
+    def delete_member(self, group: str, member: str) -> bool:
+        """Remove one member; whether it was there (and unexpired)."""
+
+    @abstractmethod
+    def push(self, key: str, values: Sequence[str], ttl: float) -> None:
+        """Append values to the list under ``key``; each is dropped after ``ttl`` seconds
+        unless taken before."""
+
+    @abstractmethod
+    def take(self, key: str) -> list[str]:
+        """Every unexpired value of the list under ``key``, oldest first, emptying it.
+
+        Atomic: a value pushed meanwhile is either returned here or left for the next take.
         """
 
     def get(self, key: str) -> str | None:

@@ -18,6 +18,8 @@ class MemoryCoordinator(Coordinator):
         self._values: dict[str, tuple[str, float]] = {}
         self._slots: dict[str, dict[str, float]] = {}
         self._buckets: dict[str, tuple[float, float]] = {}
+        self._groups: dict[str, dict[str, tuple[str, float]]] = {}
+        self._lists: dict[str, list[tuple[str, float]]] = {}
         self._lock = threading.Lock()
 
     def _live(self, key: str, now: float) -> str | None:
@@ -89,3 +91,33 @@ class MemoryCoordinator(Coordinator):
                 return 0.0
             self._buckets[key] = (tokens, now)
             return (1.0 - tokens) / rate
+
+    def put_members(self, group: str, items: Sequence[tuple[str, str]], ttl: float) -> None:
+        with self._lock:
+            expires = self.clock() + ttl
+            found = self._groups.setdefault(group, {})
+            for member, value in items:
+                found[member] = (value, expires)
+
+    def members(self, group: str) -> dict[str, str]:
+        with self._lock:
+            now = self.clock()
+            found = self._groups.get(group, {})
+            for member in [m for m, (_, until) in found.items() if until <= now]:
+                del found[member]
+            return {member: value for member, (value, _) in found.items()}
+
+    def delete_member(self, group: str, member: str) -> bool:
+        with self._lock:
+            item = self._groups.get(group, {}).pop(member, None)
+            return item is not None and item[1] > self.clock()
+
+    def push(self, key: str, values: Sequence[str], ttl: float) -> None:
+        with self._lock:
+            expires = self.clock() + ttl
+            self._lists.setdefault(key, []).extend((value, expires) for value in values)
+
+    def take(self, key: str) -> list[str]:
+        with self._lock:
+            now = self.clock()
+            return [value for value, until in self._lists.pop(key, []) if until > now]

@@ -41,6 +41,11 @@ class RedisCoordinator(Coordinator):
         self._release = self._script("coord_release.lua")
         self._extend = self._script("coord_extend.lua")
         self._take_token = self._script("coord_take_token.lua")
+        self._put_members = self._script("coord_put_members.lua")
+        self._members = self._script("coord_members.lua")
+        self._delete_member = self._script("coord_delete_member.lua")
+        self._push = self._script("coord_push.lua")
+        self._take = self._script("coord_take.lua")
 
     @classmethod
     def from_url(cls, url: str) -> RedisCoordinator:
@@ -101,6 +106,33 @@ class RedisCoordinator(Coordinator):
     def take_token(self, key: str, rate: float, capacity: float) -> float:
         args = (*self._head(), key, repr(float(rate)), repr(float(capacity)))
         return float(self._link.call("taking a rate-limit token", lambda: self._take_token(args)))
+
+    def put_members(self, group: str, items: Sequence[tuple[str, str]], ttl: float) -> None:
+        if not items:
+            return
+        args: list[Any] = [*self._head(), group, repr(float(ttl))]
+        for member, value in items:
+            args += (member, value)
+        self._link.call("storing group members", lambda: self._put_members(args), retries=1)
+
+    def members(self, group: str) -> dict[str, str]:
+        args = (*self._head(), group)
+        flat = self._link.call("reading group members", lambda: self._members(args), retries=1)
+        return {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
+
+    def delete_member(self, group: str, member: str) -> bool:
+        args = (*self._head(), group, member)
+        return bool(self._link.call("deleting a group member", lambda: self._delete_member(args)))
+
+    def push(self, key: str, values: Sequence[str], ttl: float) -> None:
+        if not values:
+            return
+        args = (*self._head(), key, repr(float(ttl)), *values)
+        self._link.call("appending to a list", lambda: self._push(args))
+
+    def take(self, key: str) -> list[str]:
+        args = (*self._head(), key)
+        return [v.decode() for v in self._link.call("taking a list", lambda: self._take(args))]
 
     def close(self) -> None:
         self._link.close()

@@ -20,6 +20,13 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS conveyor_coord_slots_holder ON conveyor_coord_slots (holder)",
     """CREATE TABLE IF NOT EXISTS conveyor_coord_buckets (
         key TEXT PRIMARY KEY, tokens REAL NOT NULL, updated REAL NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS conveyor_coord_members (
+        grp TEXT NOT NULL, member TEXT NOT NULL, value TEXT NOT NULL, expires_at REAL NOT NULL,
+        PRIMARY KEY (grp, member))""",
+    """CREATE TABLE IF NOT EXISTS conveyor_coord_lists (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, value TEXT NOT NULL,
+        expires_at REAL NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS conveyor_coord_lists_key ON conveyor_coord_lists (key, seq)",
 )
 
 _PUT_VALUE = (
@@ -157,6 +164,47 @@ class SQLiteCoordinator(Coordinator):
             )
             return wait
 
+    def put_members(self, group: str, items: Sequence[tuple[str, str]], ttl: float) -> None:
+        expires = self.clock() + ttl
+        with self._db.transaction() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO conveyor_coord_members (grp, member, value, expires_at) "
+                "VALUES (?, ?, ?, ?)",
+                [(group, member, value, expires) for member, value in items],
+            )
+
+    def members(self, group: str) -> dict[str, str]:
+        rows = self._db.execute(
+            "SELECT member, value FROM conveyor_coord_members WHERE grp = ? AND expires_at > ?",
+            (group, self.clock()),
+        )
+        return dict(rows)
+
+    def delete_member(self, group: str, member: str) -> bool:
+        sql = "DELETE FROM conveyor_coord_members WHERE grp = ? AND member = ? AND expires_at > ?"
+        return self._db.changes(sql, (group, member, self.clock())) > 0
+
+    def push(self, key: str, values: Sequence[str], ttl: float) -> None:
+        expires = self.clock() + ttl
+        with self._db.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO conveyor_coord_lists (key, value, expires_at) VALUES (?, ?, ?)",
+                [(key, value, expires) for value in values],
+            )
+
+    def take(self, key: str) -> list[str]:
+        # A read first, so polling an empty mailbox never takes the write lock.
+        if not self._db.execute("SELECT 1 FROM conveyor_coord_lists WHERE key = ? LIMIT 1", (key,)):
+            return []
+        now = self.clock()
+        with self._db.transaction() as conn:
+            rows = conn.execute(
+                "SELECT value, expires_at FROM conveyor_coord_lists WHERE key = ? ORDER BY seq",
+                (key,),
+            ).fetchall()
+            conn.execute("DELETE FROM conveyor_coord_lists WHERE key = ?", (key,))
+        return [value for value, expires_at in rows if expires_at > now]
+
     def cleanup(self) -> int:
         now = self.clock()
         with self._db.transaction() as conn:
@@ -165,5 +213,11 @@ class SQLiteCoordinator(Coordinator):
             ).rowcount
             removed += conn.execute(
                 "DELETE FROM conveyor_coord_slots WHERE expires_at <= ?", (now,)
+            ).rowcount
+            removed += conn.execute(
+                "DELETE FROM conveyor_coord_members WHERE expires_at <= ?", (now,)
+            ).rowcount
+            removed += conn.execute(
+                "DELETE FROM conveyor_coord_lists WHERE expires_at <= ?", (now,)
             ).rowcount
             return int(removed)

@@ -13,6 +13,8 @@
 --   P.."c:slot:"..key    [zset]   holders of the slots under key, score = expiry
 --   P.."c:held:"..holder [set]    the slot keys a holder has (for extend)
 --   P.."c:bucket:"..key  [hash]   a token bucket: t tokens, u last update (unix seconds)
+--   P.."c:m:"..group     [hash]   a group's members: member -> "<expires_at>|<value>"
+--   P.."c:l:"..key       [list]   a list's values, oldest first: "<expires_at>|<value>"
 local P = ARGV[1]
 local NOWS = ARGV[2]
 local FAKE = NOWS ~= ''
@@ -56,5 +58,13 @@ local function keep_slots(key)
   local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
   if #last > 0 then
     redis.call('PEXPIRE', key, ttl_ms(tonumber(last[2]) - NOW))
+  end
+end
+
+-- Keep a hash or list alive at least `seconds` more (never shortens it).
+local function keep_at_least(key, seconds)
+  local want = ttl_ms(seconds)
+  if redis.call('PTTL', key) < want then
+    redis.call('PEXPIRE', key, want)
   end
 end
