@@ -1,10 +1,10 @@
 """Stop-gaps for Conveyor gaps that would stop Celery's test modules from importing at all.
 
-Celery's test task module uses ``@shared_task(pydantic=True)`` and its canvas unit tests
-``@Signature.register_type()`` at module level; while Conveyor lacks either, importing the
-module fails and no test of the file can run. So, only while it is missing, the name is
-accepted and does nothing (the tests that rely on it still fail), and a note says so. Each
-stop-gap checks first and does nothing once Conveyor has the feature.
+Celery's test task module uses ``@shared_task(pydantic=True)`` at module level; while
+Conveyor lacks it, importing the module fails and no test of the file can run. So, only
+while it is missing, the name is accepted and does nothing (the tests that rely on it
+still fail), and a note says so. Each stop-gap checks first and does nothing once
+Conveyor has the feature.
 
 One more is a guard rather than a gap: Celery's chord tests first call
 ``app.backend.ensure_chords_allowed()`` and skip when it raises NotImplementedError (its
@@ -14,8 +14,6 @@ of testing chords.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from .notes import note
 
@@ -38,19 +36,6 @@ def _accept_task_options() -> None:
             conveyor.options.TASK_OPTIONS |= {option}  # what @app.task and @shared_task check
 
 
-def _signature_register_type() -> None:
-    from conveyor.signatures import Signature
-
-    if hasattr(Signature, "register_type"):
-        return
-    note("Signature method missing", "register_type", "a no-op decorator stood in for it")
-
-    def register_type(cls: type, name: str | None = None) -> Any:
-        return lambda subclass: subclass
-
-    Signature.register_type = classmethod(register_type)  # type: ignore[attr-defined]
-
-
 def _chords_allowed_guard() -> None:
     from conveyor.backends.base import ResultBackend
 
@@ -67,4 +52,3 @@ def _chords_allowed_guard() -> None:
 def apply() -> None:
     _accept_task_options()
     _chords_allowed_guard()
-    _signature_register_type()

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from . import states
 from .ids import new_id
-from .signatures import KINDS, Signature, as_signature, copy_tree
+from .signatures import KINDS, Signature, as_list, as_operand, as_signature, copy_tree
 from .signatures import signature_from_dict as signature_from_dict
 
 if TYPE_CHECKING:
@@ -63,11 +63,89 @@ class _Composite(Signature):
         self.kwargs["tasks"] = tasks
         return tasks
 
+    @tasks.setter
+    def tasks(self, value: Iterable[Any]) -> None:
+        self.kwargs["tasks"] = [as_signature(t, self._app) for t in value]
+
 
 class chain(_Composite):
-    """``chain(a.s(), b.s(), c.si())`` or ``a.s() | b.s()``: each result feeds the next."""
+    """``chain(a.s(), b.s(), c.si())`` or ``a.s() | b.s()``: each result feeds the next.
+
+    Built from several steps and nothing else (no ``app=`` or options), a chain is joined
+    with ``|`` step by step, so Celery's upgrades apply: a group followed by a task becomes
+    a chord, consecutive chords become one, and ``chain(group, task)`` *is* that chord.
+    """
 
     name_, kind_ = CHAIN, "chain"
+
+    def __new__(cls, *tasks: Any, **options: Any) -> Any:
+        several = len(tasks) > 1 or (len(tasks) == 1 and _is_steps(tasks[0]))
+        if cls is chain and not options and several:
+            joined = _joined(tasks[0] if len(tasks) == 1 else tasks)
+            joined.__dict__["_joined"] = True  # __init__ must not build it again
+            return joined
+        return super().__new__(cls)
+
+    def __init__(self, *tasks: Any, app: Conveyor | None = None, **options: Any) -> None:
+        if self.__dict__.pop("_joined", False):
+            return
+        super().__init__(*tasks, app=app, **options)
+
+    def unchain_tasks(self) -> list[Signature]:
+        """Copies of the steps, this chain's callbacks on the last and its errbacks on each,
+        as when the chain is taken into another (Celery's)."""
+        tasks = [copy_tree(t) for t in self.tasks]
+        for callback in as_list(self.options.get("link")):
+            if tasks:
+                tasks[-1].link(callback)
+        for errback in as_list(self.options.get("link_error")):
+            for task in tasks:
+                task.link_error(errback)
+        return tasks
+
+    def __or__(self, other: Any) -> Signature:  # type: ignore[override]
+        """Celery's rules: a group after a chord goes into the chord's callback; a task
+        after a group makes the two a chord, joined into a chord before them."""
+        other = as_operand(other, self._app)
+        if isinstance(other, group):
+            if len(other.tasks) == 1:
+                return self | other.tasks[0]
+            tasks = self.unchain_tasks()
+            if not tasks:
+                return other
+            if isinstance(tasks[-1], chord):
+                tasks[-1].body = tasks[-1].body | other
+                return self._with(tasks)
+            return self._with([*tasks, other])
+        if isinstance(other, chain):
+            joined: Signature = self
+            for task in other.unchain_tasks():
+                joined = joined | task
+            return joined
+        last = self.kwargs["tasks"][-1] if self.kwargs.get("tasks") else None
+        if isinstance(last, group) and last.kwargs.get("tasks"):  # an empty one is skipped
+            sig = cast(chain, self.clone())
+            steps = sig.tasks
+            steps[-1] = chord(steps[-1], other, app=self._app)
+            before = steps[-2] if len(steps) > 1 else None
+            if isinstance(before, chord):  # two chords in a row become one
+                before.body = before.body | steps.pop()
+            sig.tasks = steps
+            return sig
+        if isinstance(last, chord):
+            sig = cast(chain, self.clone())
+            end = cast(chord, sig.tasks[-1])
+            end.body = end.body | other
+            return sig
+        return self._with([*self.unchain_tasks(), other])
+
+    def _with(self, tasks: list[Signature]) -> chain:
+        """A chain of the same class over ``tasks``, with this one's options but for the
+        callbacks ``unchain_tasks`` handed to the steps."""
+        new = type(self)(*tasks, app=self._app)
+        options = {k: v for k, v in self.options.items() if k not in ("link", "link_error")}
+        new.options.update(copy.deepcopy(options))
+        return new
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Send it (Celery's ``chain(...)()``); an empty chain sends nothing: None."""
@@ -91,15 +169,18 @@ class chain(_Composite):
                 break
         return result
 
-    def freeze(self, _id: str | None = None) -> Any:
+    def freeze(self, _id: str | None = None, *args: Any, **kwargs: Any) -> Any:
         """Give every step its id; the chain's id becomes its last task's (``_id`` if given)."""
-        result = super().freeze(_id)
+        result = super().freeze(_id, *args, **kwargs)
         if result is not None:
             self.options["task_id"] = result.id
         return result
 
     def __repr__(self) -> str:
-        return " | ".join(repr(t) for t in self.tasks) if self.tasks else "chain()"
+        tasks = self.tasks
+        if not tasks:
+            return f"<{type(self).__name__}@{id(self):#x}: empty>"
+        return _short_names(tasks[0].task, " | ".join(repr(t) for t in tasks))
 
 
 class group(_Composite):
@@ -121,6 +202,18 @@ class group(_Composite):
         sig.immutable = True
         return tasks[0].link(sig)
 
+    def __or__(self, other: Any) -> Signature:  # type: ignore[override]
+        """``group | x`` is a chord with ``x`` as its callback, even for a group of one."""
+        return chord(self, as_operand(other, self._app), app=self._app)
+
+    def skew(self, start: float = 1.0, stop: float | None = None, step: float = 1.0) -> group:
+        """Spread the members' start over time (Celery's): member i gets the countdown
+        ``start + i * step``, never past ``stop``. Returns the group."""
+        for i, task in enumerate(self.tasks):
+            countdown = start + i * step
+            task.set(countdown=countdown if stop is None else min(countdown, stop))
+        return self
+
     def apply(
         self,
         args: Sequence[Any] | None = None,
@@ -131,7 +224,10 @@ class group(_Composite):
         return self.app.GroupResult(self.id or new_id(), results)  # the app knows result classes
 
     def __repr__(self) -> str:
-        return f"group([{', '.join(repr(t) for t in self.tasks)}])"
+        tasks = self.tasks
+        if not tasks:
+            return "group(<empty>)"
+        return _short_names(tasks[0].task, f"group([{', '.join(repr(t) for t in tasks)}])")
 
 
 class chord(Signature):
@@ -185,9 +281,29 @@ class chord(Signature):
         self.kwargs["body"] = sig
         return sig
 
+    @body.setter
+    def body(self, value: Any) -> None:
+        self.kwargs["body"] = None if value is None else as_signature(value, self._app)
+
     @property
     def tasks(self) -> list[Signature]:
         return self.header.tasks
+
+    @tasks.setter
+    def tasks(self, value: Iterable[Any]) -> None:
+        self.header.tasks = value
+
+    def __or__(self, other: Any) -> Signature:  # type: ignore[override]
+        """``chord | task`` (or a group of one) goes on the callback, as in Celery; a chord
+        followed by a bigger group or a chain is a chain."""
+        other = as_operand(other, self._app)
+        if isinstance(other, group) and len(other.tasks) == 1:
+            other = other.tasks[0]
+        if isinstance(other, group | chain):
+            return super().__or__(other)
+        sig = cast(chord, self.clone())
+        sig.body = other if sig.kwargs.get("body") is None else sig.body | other
+        return sig
 
     def __call__(self, body: Any = None, **options: Any) -> Any:
         if body is not None:
@@ -205,7 +321,17 @@ class chord(Signature):
         return self.body.apply((values,), **options)
 
     def __repr__(self) -> str:
-        return f"chord({self.header!r}, {self.kwargs.get('body')!r})"
+        """Celery's: ``%tsum([add(1, 1), add(2, 2)])``, the callback called on the header."""
+        if self.kwargs.get("body") is None:
+            return f"<chord without body: {self.tasks!r}>"
+        body, rest = self.body, ""
+        steps = body.tasks if isinstance(body, chain) else []
+        if steps:
+            body, rest = steps[0], " | ".join(repr(t) for t in steps[1:])
+        parts = [repr(self.tasks)] + [repr(a) for a in body.args]
+        parts += [f"{k}={v!r}" for k, v in body.kwargs.items()]
+        call = f"{body.task}({', '.join(parts)})"
+        return _short_names(body.task, f"%({call} | {rest})" if rest else f"%{call}")
 
 
 class chunks(Signature):
@@ -271,8 +397,10 @@ def xstarmap(task: Any, it: Iterable[Any], app: Conveyor | None = None) -> Signa
 
 # -- conversion ---------------------------------------------------------------------------
 
-# So that signature_from_dict (conveyor.signatures) rebuilds each kind from its dict form.
+# So that signature_from_dict (conveyor.signatures) rebuilds each kind from its dict form;
+# by task name too, for a subclass's kind that the receiving process did not register.
 KINDS.update(chain=chain, group=group, chord=chord, chunks=chunks)
+KINDS.update({CHAIN: chain, GROUP: group, CHORD: chord, CHUNKS: chunks})
 
 
 class _Unread:
@@ -290,6 +418,37 @@ class _Unread:
 
     def __deepcopy__(self, memo: dict[int, Any]) -> _Unread:
         return self
+
+
+def _is_steps(value: Any) -> bool:
+    """A list, tuple or generator of steps (not one signature, which is a dict)."""
+    return isinstance(value, Iterable) and not isinstance(value, Mapping | str)
+
+
+def _joined(items: Iterable[Any]) -> Signature:
+    """``chain() | a | b | ...``: the steps joined by Celery's rules. Plain tasks after a
+    plain task are appended in place (the chain is new), which keeps a long chain linear."""
+    joined: Signature = chain(app=None)
+    for item in items:
+        sig = as_operand(item, None)
+        steps = joined.kwargs.get("tasks") if type(joined) is chain else None
+        plain = not sig.subtask_type and not joined.options
+        if steps and plain and not isinstance(steps[-1], group | chord):
+            steps.append(sig)
+        else:
+            joined = joined | sig
+    return joined
+
+
+def _short_names(first: str, text: str) -> str:
+    """``text`` with the module of task name ``first`` written out once, as Celery's reprs
+    do: ``proj.tasks.add(2, 2) | mul(4)``."""
+    module = first.rpartition(".")[0] + "."
+    start = text.find(module)
+    if module == "." or start < 0:
+        return text
+    end = start + len(module)
+    return text[:end] + text[end:].replace(module, "")
 
 
 def _empty_group(sig: Any) -> bool:

@@ -35,6 +35,7 @@ __all__ = [
     "WORKFLOW_OPTIONS",
     "Signature",
     "as_list",
+    "as_operand",
     "as_signature",
     "copy_tree",
     "set_stamper",
@@ -75,7 +76,15 @@ def copy_tree(sig: Signature) -> Signature:
     new["kwargs"] = kwargs
     new["options"] = options
     new._app = sig._app
+    if sig._type is not None:
+        new._type = sig._type
     return new
+
+
+def _added(items: list[Any], sig: Signature) -> list[Any]:
+    """``items`` with ``sig`` at the end unless an equal signature is there already: linking
+    the same callback twice runs it once, as in Celery."""
+    return items if sig in items else [*items, sig]
 
 
 def _json_round_trip(value: Any) -> Any:
@@ -108,6 +117,8 @@ def as_list(value: Any) -> list[Any]:
 class Signature(dict[str, Any]):
     """``add.s(2, 2)``: a task name with arguments and send options; a dict underneath."""
 
+    _type: Any = None
+
     def __init__(
         self,
         task: Any = None,
@@ -117,6 +128,7 @@ class Signature(dict[str, Any]):
         immutable: bool = False,
         app: Conveyor | None = None,
         subtask_type: str | None = None,
+        type: Any = None,  # Celery's name: the task object it calls
         **extra_options: Any,
     ) -> None:
         if isinstance(task, Mapping):
@@ -141,6 +153,8 @@ class Signature(dict[str, Any]):
             immutable=immutable,
         )
         self._app = app
+        if type is not None:
+            self._type = type
 
     # -- fields -------------------------------------------------------------------------
 
@@ -195,6 +209,22 @@ class Signature(dict[str, Any]):
         value = self.get("subtask_type")
         return None if value is None else str(value)
 
+    @subtask_type.setter
+    def subtask_type(self, value: str | None) -> None:
+        """A subclass may name its own kind (registered with ``register_type``)."""
+        self["subtask_type"] = value
+
+    @classmethod
+    def register_type(cls, name: str | None = None) -> Callable[[type[Signature]], type[Signature]]:
+        """Class decorator (Celery's): rebuilding a dict whose ``subtask_type`` is ``name``
+        (the class's name by default) gives an instance of the decorated class."""
+
+        def register(subclass: type[Signature]) -> type[Signature]:
+            KINDS[name or subclass.__name__] = subclass
+            return subclass
+
+        return register
+
     @property
     def id(self) -> str | None:
         """The id of the result this signature gives (known once frozen or set)."""
@@ -214,7 +244,11 @@ class Signature(dict[str, Any]):
 
     @property
     def type(self) -> AnyTask:
-        """The registered task this signature calls."""
+        """The task this signature calls: the one given as ``type=``, else the registered
+        task of its name."""
+        if self._type is not None:
+            given: AnyTask = self._type
+            return given
         return self.app.tasks[self.task]
 
     # -- building -----------------------------------------------------------------------
@@ -248,6 +282,8 @@ class Signature(dict[str, Any]):
         new = type(self).__new__(type(self))
         dict.__init__(new, {key: copy.deepcopy(value, memo) for key, value in self.items()})
         new._app = self._app
+        if self._type is not None:
+            new._type = self._type
         return new
 
     def __reduce__(self) -> Any:
@@ -272,7 +308,7 @@ class Signature(dict[str, Any]):
     def link(self, callback: Mapping[str, Any]) -> Signature:
         """Apply ``callback`` to this task's result when it succeeds; returns the callback."""
         sig = as_signature(callback, self._app)
-        self.options["link"] = [*as_list(self.options.get("link")), sig]
+        self.options["link"] = _added(as_list(self.options.get("link")), sig)
         return sig
 
     def link_error(self, errback: Mapping[str, Any]) -> Signature:
@@ -284,8 +320,15 @@ class Signature(dict[str, Any]):
         failed task's id as its first argument.
         """
         sig = as_signature(errback, self._app)
-        self.options["link_error"] = [*as_list(self.options.get("link_error")), sig]
+        self.options["link_error"] = _added(as_list(self.options.get("link_error")), sig)
         return sig
+
+    def flatten_links(self) -> list[Signature]:
+        """This signature and every callback linked below it, depth first (Celery's)."""
+        found: list[Signature] = [self]
+        for callback in as_list(self.options.get("link")):
+            found.extend(as_signature(callback, self._app).flatten_links())
+        return found
 
     def on_error(self, errback: Mapping[str, Any]) -> Signature:
         """``link_error`` that returns this signature, to go on building a chain."""
@@ -300,31 +343,50 @@ class Signature(dict[str, Any]):
         return _stamper(self, visitor, append_stamps, **headers)
 
     def __or__(self, other: Any) -> Signature:  # type: ignore[override]
+        """``task | x``: a chain. A group of one is its task; a chain's steps are taken in
+        (``conveyor.canvas`` gives chain, group and chord their own rules, as Celery's)."""
         kinds: Mapping[str, Any] = KINDS  # canvas's subclasses, which this module cannot name
-        chain, chord, group = kinds["chain"], kinds["chord"], kinds["group"]
-        other = as_signature(other, self._app)
-        joined: Signature
-        if isinstance(self, group):  # group | task is a chord, even for a group of one
-            joined = chord(self, other, app=self._app)
-        elif isinstance(self, chain):
-            extra = other.tasks if isinstance(other, chain) else [other]
-            joined = chain(*self.tasks, *extra, app=self._app)
-            joined.options.update(copy.deepcopy(self.options))
-        elif isinstance(other, chain):
-            joined = chain(self, *other.tasks, app=self._app)
-            joined.options.update(copy.deepcopy(other.options))
-        else:
-            joined = chain(self, other, app=self._app)
-        return joined
+        chain, group = kinds["chain"], kinds["group"]
+        other = as_operand(other, self._app)
+        if isinstance(other, chain):
+            return chain(self, *other.unchain_tasks(), app=self._app)  # type: ignore[no-any-return]
+        if isinstance(other, group) and len(other.tasks) == 1:
+            other = other.tasks[0]
+        return chain(self, other, app=self._app)  # type: ignore[no-any-return]
 
     def __invert__(self) -> Any:
         return self.apply_async().get()
 
     # -- sending ------------------------------------------------------------------------
 
-    def freeze(self, _id: str | None = None) -> AnyResult | GroupResult:
-        """Give every node its id now (in place) and return the result it will have."""
+    def freeze(
+        self,
+        _id: str | None = None,
+        group_id: str | None = None,
+        chord: str | None = None,
+        root_id: str | None = None,
+        parent_id: str | None = None,
+        group_index: int | None = None,
+    ) -> AnyResult | GroupResult:
+        """Give every node its id now (in place) and return the result it will have.
+
+        The other arguments are Celery's: a task's place in a workflow, kept in its
+        options; a group takes ``group_id`` as its own id when it has none yet."""
+        if self.subtask_type is None:
+            given: dict[str, Any] = {"group_id": group_id, "chord": chord, "root_id": root_id}
+            given.update(parent_id=parent_id, group_index=group_index)
+            self.options.update({k: v for k, v in given.items() if v is not None})
+        elif _id is None and group_id is not None and self.subtask_type == "group":
+            _id = self.options.get("task_id") or group_id
         return self.app.freeze_canvas(self, _id)
+
+    def AsyncResult(self, task_id: str) -> AnyResult:
+        """The result handle for ``task_id`` of this signature's task (or of its app when
+        this process has not registered the task)."""
+        task = self.app.tasks.get(self.task)
+        if task is not None:
+            return task.AsyncResult(task_id)
+        return self.app.AsyncResult(task_id)
 
     def apply_async(
         self,
@@ -340,7 +402,7 @@ class Signature(dict[str, Any]):
         lone = not (merged.get("link") or merged.get("link_error") or merged.get("chord"))
         if not self.subtask_type and lone:
             sig = self.clone(args, kwargs, **options)  # a lone task: the task's own send path
-            task = app.tasks.get(sig.task)
+            task = sig._type or app.tasks.get(sig.task)
             if task is not None:
                 return task.apply_async(sig.args, sig.kwargs, **sig.options)
             return app.send_task(sig.task, sig.args, sig.kwargs, **sig.options)
@@ -418,9 +480,19 @@ def set_stamper(stamp: Callable[..., Signature]) -> None:
 def signature_from_dict(data: Mapping[str, Any], app: Conveyor | None = None) -> Signature:
     """Rebuild a signature (of the right kind) from its dict form."""
     kind = KINDS.get(str(data.get("subtask_type") or ""))
+    if kind is None and data.get("subtask_type"):  # a kind this process did not register:
+        kind = KINDS.get(str(data.get("task") or ""))  # the chain, group... it is made on
     sig = (kind or Signature).__new__(kind or Signature)
     Signature.__init__(sig, data, app=app)
     return sig
+
+
+def as_operand(value: Any, app: Conveyor | None) -> Signature:
+    """The right side of ``|``: a signature, its dict form or a task; anything else is a
+    TypeError, as ``chain | 10`` is in Celery."""
+    if value is None or not (isinstance(value, Mapping) or hasattr(value, "s")):
+        raise TypeError(f"cannot chain {value!r}: use a signature (task.s(...))")
+    return as_signature(value, app)
 
 
 def as_signature(value: Any, app: Conveyor | None) -> Signature:
