@@ -10,6 +10,7 @@ import click
 from .beat import beat
 from .call import call, result
 from .common import Commands, load_app
+from .metrics import metrics
 from .queues import dead_letters, purge, queues
 from .worker import demo, worker
 
@@ -25,5 +26,5 @@ def main(ctx: click.Context, app_spec: str | None) -> None:
     ctx.obj = {"app": app_spec}
 
 
-for command in (worker, call, result, purge, queues, dead_letters, demo, beat):
+for command in (worker, call, result, purge, queues, dead_letters, demo, beat, metrics):
     main.add_command(command)

@@ -47,6 +47,14 @@ CELERY_WORKER_FLAGS = {
     type=click.Choice(["default", "fair"]),
     help="Celery's; workers here always reserve fairly.",
 )
+@click.option(
+    "--metrics-port",
+    type=int,
+    help="Serve Prometheus metrics of this worker on this port (0: any free one).",
+)
+@click.option(
+    "--metrics-addr", default="0.0.0.0", show_default=True, help="Address for --metrics-port."
+)
 @click.pass_context
 def worker(
     ctx: click.Context,
@@ -63,11 +71,17 @@ def worker(
     without_mingle: bool,
     without_heartbeat: bool,
     optimization: str | None,
+    metrics_port: int | None,
+    metrics_addr: str,
 ) -> None:
     """Start a worker."""
     from ..log import setup_logging
     from ..worker.runner import Worker
 
+    if metrics_port is not None:  # before the app loads: its children count into one place
+        from ..contrib.prometheus import serve_worker_metrics
+
+        ctx.with_resource(serve_worker_metrics(metrics_port, metrics_addr))
     app = ctx_app(ctx, app_spec)
     app.import_includes()  # before logging: a setup_logging receiver may be connected there
     setup_logging(loglevel)

@@ -48,7 +48,7 @@ from ..serialization import (
 )
 from ..task import AnyTask
 from ..taskresult import AsyncResult
-from . import notify
+from . import metrics, notify
 from .guards import POSTPONE, REVOKE, Guards, Verdict
 from .outbox import Outbox, Tracker
 from .trace import Outcome, trace
@@ -74,6 +74,11 @@ class Executor:
         """STARTED's info, as Celery's: which process runs the task."""
         self.running = False
         """True while a task's own code runs: only then may a terminate signal interrupt."""
+        self.runtime: float | None = None
+        """Seconds the last task's code ran (read by ``metrics.measured``)."""
+        recorder = metrics.current()
+        if recorder is not None:  # metrics on: handle tells the recorder (off: no cost)
+            self.handle = metrics.measured(self, recorder)  # type: ignore[method-assign,assignment]
 
     # -- the pipeline -------------------------------------------------------------------
 
@@ -238,7 +243,7 @@ class Executor:
             self.tracker.finished(delivery)
             for hook in self.app.on_task_end:
                 hook(task, context)
-        runtime = time.monotonic() - started_at
+        runtime = self.runtime = time.monotonic() - started_at
         state = self._conclude(delivery, message, task, attempt, outcome, runtime)
         if notify.listening_after_run():
             notify.after_run(self, task, context, outcome, state, runtime)

@@ -1,0 +1,147 @@
+"""Prometheus metrics from real workers and from ``conveyor metrics``, scraped over HTTP and
+read with prometheus_client's parser, on SQLite and on Redis."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from redis_server import free_port
+
+from .support import Workers, base_env, project_afresh, wait_until
+
+parser = pytest.importorskip("prometheus_client.parser")
+
+APP = "observed_tasks:app"
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+@pytest.fixture
+def observed(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    monkeypatch.setenv("CONVEYOR_BROKER_URL", url)
+    monkeypatch.delenv("OBSERVED_SPANS", raising=False)
+    with project_afresh("observed_tasks") as module:
+        yield module
+
+
+@pytest.fixture
+def pool(
+    request: pytest.FixtureRequest, tmp_path: Path, url: str, observed: ModuleType
+) -> Iterator[Workers]:
+    workers = Workers(tmp_path, url)
+    request.node._conveyor_workers = workers
+    try:
+        yield workers
+    finally:
+        workers.stop_all()
+
+
+def scrape(port: int) -> Samples:
+    """Every sample of http://127.0.0.1:PORT/metrics, by name and labels."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in parser.text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float | None:
+    return samples.get((name, frozenset(labels.items())))
+
+
+def test_a_prefork_worker_serves_the_counts_of_all_its_children(
+    pool: Workers, observed: ModuleType
+) -> None:
+    port = free_port()
+    worker = pool.start("-c", "2", "--metrics-port", str(port), app=APP)
+    worker.wait_for_log(f"metrics on http://0.0.0.0:{port}/metrics")
+    first = [observed.pid_of.delay(i) for i in range(20)]
+    ran_in = {result.get(timeout=20) for result in first}
+    assert ran_in <= set(worker.children())
+    for pid in ran_in:  # the children that counted die; what they counted must stay
+        os.kill(pid, signal.SIGKILL)
+    wait_until(
+        lambda: len(worker.children()) == 2 and not ran_in & set(worker.children()),
+        what="the killed children to be replaced",
+    )
+    second = [observed.add.delay(i, i) for i in range(20)]
+    assert [result.get(timeout=20) for result in second] == [2 * i for i in range(20)]
+    with pytest.raises(ValueError):
+        observed.fail.delay("boom").get(timeout=20)
+    observed.scarce.delay(1).get(timeout=20)
+    observed.scarce.delay(2)  # over its rate limit: put back for later
+
+    def counted() -> Samples | None:
+        samples = scrape(port)
+        postponed = value(
+            samples, "conveyor_task_postponements_total", task="observed_tasks.scarce"
+        )
+        return samples if postponed else None
+
+    samples = wait_until(counted, what="the postponement to be counted")
+    total = "conveyor_tasks_total"
+    assert value(samples, total, task="observed_tasks.pid_of", outcome="success") == 20
+    assert value(samples, total, task="observed_tasks.add", outcome="success") == 20
+    assert value(samples, total, task="observed_tasks.fail", outcome="failure") == 1
+    assert value(samples, total, task="observed_tasks.scarce", outcome="success") == 1
+    runtime = "conveyor_task_runtime_seconds"
+    assert value(samples, f"{runtime}_count", task="observed_tasks.add") == 20
+    assert value(samples, f"{runtime}_bucket", task="observed_tasks.add", le="+Inf") == 20
+    assert (value(samples, f"{runtime}_sum", task="observed_tasks.add") or 0) > 0
+    waits = value(samples, "conveyor_task_queue_wait_seconds_count", queue="default")
+    assert waits == 20 + 20 + 1 + 1
+    assert value(samples, "conveyor_tasks_running") == 0
+    assert value(samples, "conveyor_worker_messages_reserved") is not None
+
+
+def test_conveyor_metrics_serves_queue_depths_and_dead_letters(
+    tmp_path: Path, url: str, observed: ModuleType
+) -> None:
+    for i in range(4):
+        observed.add.delay(i, i)
+    observed.add.apply_async((9, 9), countdown=3600)
+    broker = observed.app.broker
+    held = broker.reserve(["default"], 1, 60.0)
+    failed = broker.reserve(["default"], 1, 60.0)
+    assert len(held) == len(failed) == 1
+    broker.dead_letter(failed[0], "failed for the test")
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "conveyor", "metrics", "-A", APP, "--port", str(port)],
+        cwd=tmp_path,
+        env=base_env(url),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+
+        def answered() -> Samples | None:
+            try:
+                return scrape(port)
+            except (urllib.error.URLError, ConnectionError):
+                assert server.poll() is None, server.stderr.read() if server.stderr else ""
+                return None
+
+        samples = wait_until(answered, what="conveyor metrics to answer")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(10) == 0
+    depth = "conveyor_queue_messages"
+    assert value(samples, depth, queue="default", state="ready") == 2
+    assert value(samples, depth, queue="default", state="delayed") == 1
+    assert value(samples, depth, queue="default", state="reserved") == 1
+    assert value(samples, "conveyor_dead_letters", queue="default") == 1
+    assert value(samples, "conveyor_broker_up") == 1
