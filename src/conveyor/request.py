@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import threading
 import traceback as tb
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -102,36 +102,35 @@ class ExceptionInfo:
         return self.traceback
 
 
-_local = threading.local()
-
-
-def _stack() -> list[tuple[AnyTask, Request]]:
-    stack: list[tuple[AnyTask, Request]] | None = getattr(_local, "stack", None)
-    if stack is None:
-        stack = _local.stack = []
-    return stack
+_stack: ContextVar[tuple[tuple[AnyTask, Request], ...]] = ContextVar(
+    "conveyor_requests", default=()
+)
+"""The tasks running here, innermost last. A context variable, not a thread-local: each
+thread starts with its own, and each coroutine of an ``async def`` task sees the requests
+pushed in its own context, so interleaved coroutines on one event loop never see each
+other's. A tuple, never changed in place, because a new asyncio task copies the context."""
 
 
 @contextmanager
 def push_request(task: AnyTask, context: Request) -> Iterator[Request]:
-    stack = _stack()
-    stack.append((task, context))
+    token = _stack.set((*_stack.get(), (task, context)))
     try:
         yield context
     finally:
-        stack.pop()
+        _stack.reset(token)
 
 
 def request_for(task: AnyTask) -> Request | None:
-    for owner, context in reversed(_stack()):
+    for owner, context in reversed(_stack.get()):
         if owner is task:
             return context
     return None
 
 
 def current_request() -> Request | None:
-    """The request of the innermost task run by a worker (or eagerly) in this thread."""
-    for _, context in reversed(_stack()):
+    """The request of the innermost task run by a worker (or eagerly) in this thread, or in
+    this coroutine for an ``async def`` task."""
+    for _, context in reversed(_stack.get()):
         if not context.called_directly:
             return context
     return None
@@ -139,7 +138,7 @@ def current_request() -> Request | None:
 
 def enter(task: AnyTask) -> bool:
     """Claim the context the worker pushed for this call; False when the call is direct."""
-    stack = _stack()
+    stack = _stack.get()
     if stack:
         owner, context = stack[-1]
         if owner is task and not context._entered and not context.called_directly:

@@ -67,9 +67,6 @@ def format_key(template: str, task: AnyTask, args: Sequence[Any], kwargs: Mappin
 logger = logging.getLogger("conveyor.task")
 
 
-def _no_run() -> None: ...
-
-
 def _any_call(*args: Any, **kwargs: Any) -> Any: ...
 
 
@@ -109,6 +106,9 @@ class Task(Generic[P, R]):
     lock_timeout: float | None = None
     idempotency_key: str | None = None
     abstract: ClassVar[bool] = False
+    is_async: ClassVar[bool] = False
+    """``run`` is an ``async def``: workers run it on their event loop (worker/aio.py),
+    ``apply()`` with ``asyncio.run``; calling the task directly gives the coroutine."""
 
     _app: Conveyor | None = None
     _spec: ArgumentSpec | None = None
@@ -149,11 +149,10 @@ class Task(Generic[P, R]):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if inspect.iscoroutinefunction(inspect.unwrap(cls.__dict__.get("run", _no_run))):
-            name = cls.__dict__.get("name") or f"{cls.__module__}.{cls.__qualname__}"
-            raise ImproperlyConfigured(
-                f"{name}: async def tasks are not supported yet; define it with def and "
-                "run the coroutine inside with asyncio.run(...)"
+        run = cls.__dict__.get("run")
+        if run is not None:  # a subclass that does not define run() inherits is_async
+            cls.is_async = inspect.iscoroutinefunction(
+                inspect.unwrap(getattr(run, "__func__", run))
             )
 
     @property

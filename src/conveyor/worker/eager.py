@@ -7,6 +7,7 @@ sent fails here too, and typed arguments arrive converted exactly as on a worker
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 from .. import signals, states
@@ -27,7 +28,7 @@ from ..serialization import (
 )
 from ..task import AnyTask
 from . import notify
-from .trace import trace
+from .trace import atrace, trace
 
 __all__ = ["run_eagerly"]
 
@@ -76,7 +77,12 @@ def run_eagerly(
         if signals.task_prerun.receivers:
             notify.prerun(task, context)
         started = time.monotonic()
-        outcome = trace(task, context, args, kwargs)
+        if task.is_async:  # asyncio.run; refused inside a running loop
+            from .aio import run_to_end  # the loop machinery, only for async tasks
+
+            outcome = run_to_end(partial(atrace, task, context, args, kwargs), name)
+        else:
+            outcome = trace(task, context, args, kwargs)
         if notify.listening_after_run():
             runtime = time.monotonic() - started
             notify.outcome_signals(task, context, outcome, outcome.state, runtime)

@@ -1,4 +1,5 @@
-"""Running one task call through its hooks, the same way in a worker and eagerly.
+"""Running one task call through its hooks, the same way in a worker and eagerly, for
+``def`` tasks (``trace``) and ``async def`` tasks (``atrace``, awaited on an event loop).
 
 ``trace`` turns whatever the task did (return, raise, retry, ignore, reject) into an
 Outcome; storing it and answering the broker is the caller's job.
@@ -6,7 +7,9 @@ Outcome; storing it and answering the broker is the caller's job.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +19,7 @@ from ..request import ExceptionInfo, Request, push_request
 from ..retries import autoretry_options
 from ..task import AnyTask
 
-__all__ = ["Outcome", "trace"]
+__all__ = ["Outcome", "atrace", "trace"]
 
 logger = logging.getLogger("conveyor.worker")
 
@@ -57,50 +60,89 @@ def trace(
         try:
             task.before_start(task_id, args, kwargs)
             retval = task(*args, **kwargs)
-        except Retry as retry:
-            outcome = Outcome(states.RETRY, exc=retry.exc or retry, retry=retry)
-        except Ignore:
-            outcome = Outcome(states.IGNORED)
-        except Terminated as exc:
-            outcome = Outcome(states.REVOKED, exc=exc)
-        except Reject as reject:
-            outcome = Outcome(states.REJECTED, exc=reject, reject=reject)
-        except Exception as exc:
-            if (
-                task.autoretry_for
-                and isinstance(exc, task.autoretry_for)
-                and not (task.dont_autoretry_for and isinstance(exc, task.dont_autoretry_for))
-            ):
-                result = _autoretry(task, exc, context)
-                if isinstance(result, Retry):
-                    outcome = Outcome(states.RETRY, exc=exc, retry=result)
-                else:
-                    outcome = Outcome(states.FAILURE, exc=result)
-            else:
-                outcome = Outcome(states.FAILURE, exc=exc)
         except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt | SystemExit):
-                raise
-            outcome = Outcome(states.FAILURE, exc=exc)
+            outcome = _caught(task, context, exc)
         else:
             outcome = Outcome(states.SUCCESS, retval=retval)
-        if outcome.exc is not None:
-            outcome.einfo = ExceptionInfo(outcome.exc)
-        if outcome.state == states.SUCCESS:
-            _hook("on_success", task, task_id, outcome.retval, task_id, args, kwargs)
-        elif outcome.state == states.RETRY:
-            _hook("on_retry", task, task_id, outcome.exc, task_id, args, kwargs, outcome.einfo)
-        elif outcome.state == states.FAILURE:
-            _hook("on_failure", task, task_id, outcome.exc, task_id, args, kwargs, outcome.einfo)
-        _hook(
-            "after_return",
-            task,
-            task_id,
-            outcome.state,
-            outcome.retval if outcome.exc is None else outcome.exc,
-            task_id,
-            args,
-            kwargs,
-            outcome.einfo,
-        )
+        _after(task, task_id, args, kwargs, outcome)
     return outcome
+
+
+async def atrace(
+    task: AnyTask,
+    context: Request,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    interrupted: Callable[[BaseException], BaseException] = lambda exc: exc,
+) -> Outcome:
+    """``trace`` for an ``async def`` task: the same hooks and outcomes, the coroutine
+    awaited. ``interrupted`` names what a cancellation of the coroutine stands for (a time
+    limit, a terminate); a cancellation it leaves as is propagates (the loop is stopping).
+    The request is pushed in the asyncio task's own context (``request.py``)."""
+    task_id = context.id or ""
+    with push_request(task, context):
+        try:
+            task.before_start(task_id, args, kwargs)
+            retval = await task(*args, **kwargs)
+        except asyncio.CancelledError as cancelled:
+            cause = interrupted(cancelled)
+            if cause is cancelled:
+                raise
+            outcome = _caught(task, context, cause)
+        except BaseException as exc:
+            outcome = _caught(task, context, exc)
+        else:
+            outcome = Outcome(states.SUCCESS, retval=retval)
+        _after(task, task_id, args, kwargs, outcome)
+    return outcome
+
+
+def _caught(task: AnyTask, context: Request, exc: BaseException) -> Outcome:
+    """The outcome of a task that raised ``exc``."""
+    if isinstance(exc, Retry):
+        return Outcome(states.RETRY, exc=exc.exc or exc, retry=exc)
+    if isinstance(exc, Ignore):
+        return Outcome(states.IGNORED)
+    if isinstance(exc, Terminated):
+        return Outcome(states.REVOKED, exc=exc)
+    if isinstance(exc, Reject):
+        return Outcome(states.REJECTED, exc=exc, reject=exc)
+    if isinstance(exc, Exception):
+        if (
+            task.autoretry_for
+            and isinstance(exc, task.autoretry_for)
+            and not (task.dont_autoretry_for and isinstance(exc, task.dont_autoretry_for))
+        ):
+            result = _autoretry(task, exc, context)
+            if isinstance(result, Retry):
+                return Outcome(states.RETRY, exc=exc, retry=result)
+            return Outcome(states.FAILURE, exc=result)
+        return Outcome(states.FAILURE, exc=exc)
+    if isinstance(exc, KeyboardInterrupt | SystemExit):
+        raise exc
+    return Outcome(states.FAILURE, exc=exc)
+
+
+def _after(
+    task: AnyTask, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], outcome: Outcome
+) -> None:
+    """Run the hooks that follow a run (on_success, on_retry, on_failure, after_return)."""
+    if outcome.exc is not None:
+        outcome.einfo = ExceptionInfo(outcome.exc)
+    if outcome.state == states.SUCCESS:
+        _hook("on_success", task, task_id, outcome.retval, task_id, args, kwargs)
+    elif outcome.state == states.RETRY:
+        _hook("on_retry", task, task_id, outcome.exc, task_id, args, kwargs, outcome.einfo)
+    elif outcome.state == states.FAILURE:
+        _hook("on_failure", task, task_id, outcome.exc, task_id, args, kwargs, outcome.einfo)
+    _hook(
+        "after_return",
+        task,
+        task_id,
+        outcome.state,
+        outcome.retval if outcome.exc is None else outcome.exc,
+        task_id,
+        args,
+        kwargs,
+        outcome.einfo,
+    )

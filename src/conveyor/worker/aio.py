@@ -1,0 +1,313 @@
+"""The event loop that runs ``async def`` tasks: one loop thread per worker process.
+
+Every pool (each prefork child, the threads and solo pools, ``--pool asyncio``) runs its
+async tasks here, so thousands of coroutines interleave on one loop while the consumer
+thread stays free to reserve more and to run ``def`` tasks. The consumer hands a task over
+(``AsyncRunner.submit``) and takes its ``Outcome`` back later, on its own thread, to store
+and acknowledge it (``Executor.collect``): only the consumer's thread touches its outbox
+and runs workflow hooks.
+
+Limits act by cancelling the task's coroutine: at the soft limit SoftTimeLimitExceeded is
+raised where the coroutine waits (or, when it waits on something shared with other code,
+such as ``asyncio.to_thread``, it is cancelled and the outcome is SoftTimeLimitExceeded);
+at the hard limit and on revoke with ``terminate=True`` it is cancelled. The supervisor is
+told a hard deadline ``HARD_GRACE`` later than the task's, so a coroutine that ignores the
+cancellation, or a loop blocked by a synchronous call, gets its process replaced.
+
+A watchdog thread logs a coroutine that keeps the loop from running others for more than
+``BLOCKED_AFTER`` seconds, and checks the revocations of the running tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from .. import states
+from ..coordination.base import Coordinator
+from ..exceptions import SoftTimeLimitExceeded, Terminated, TimeLimitExceeded
+from ..keys import revoked_key
+from ..request import Request
+from ..task import AnyTask
+from .trace import Outcome, atrace
+
+__all__ = [
+    "BLOCKED_AFTER",
+    "HARD_GRACE",
+    "AsyncRunner",
+    "Job",
+    "new_event_loop",
+    "run_to_end",
+    "runner_for",
+]
+
+logger = logging.getLogger("conveyor.worker")
+
+T = TypeVar("T")
+
+HARD_GRACE = 3.0
+"""Seconds a coroutine cancelled at its hard time limit has to end before its process is
+replaced (the supervisor's deadline for it is this much later than the task's)."""
+BLOCKED_AFTER = 1.0
+"""Seconds without the loop running anything else before the coroutine holding it is logged."""
+TICK = 0.1
+"""How often the loop notes that it is alive, for the watchdog."""
+WATCH_EVERY = 0.25
+"""How often the watchdog looks at the loop."""
+REVOKE_CHECK_EVERY = 0.5
+"""How often the watchdog reads the revocations of the running tasks."""
+
+
+@dataclass(slots=True, eq=False)
+class Job:
+    """One async task handed to the loop, and where its outcome goes."""
+
+    task: AnyTask
+    context: Request
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    soft_limit: float | None
+    time_limit: float | None
+    done: Callable[[Job, Outcome, float], None]
+    """Called on the loop thread with the outcome and the seconds it ran."""
+    owner: Any = None
+    """What the submitter needs back with the outcome."""
+    cause: BaseException | None = None
+    """Why the coroutine was cancelled: a time limit or a terminate."""
+    handle: asyncio.Task[None] | None = None
+    timers: list[asyncio.TimerHandle] = field(default_factory=list)
+
+    @property
+    def task_id(self) -> str:
+        return self.context.id or ""
+
+    def interrupted(self, cancelled: BaseException) -> BaseException:
+        return self.cause or cancelled
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop when it is installed, else asyncio's."""
+    try:
+        uvloop = importlib.import_module("uvloop")
+    except ImportError:
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
+class AsyncRunner:
+    """A loop thread, at most ``limit`` tasks in flight on it, and its watchdog."""
+
+    def __init__(self, limit: int, coordinator: Coordinator | None = None) -> None:
+        self.limit = max(1, limit)
+        self.coordinator = coordinator
+        self.loop = new_event_loop()
+        self.jobs: dict[Job, None] = {}
+        """The jobs running on the loop (changed on the loop thread only)."""
+        self._slots = threading.Condition()
+        self._busy = 0
+        self._incoming: list[Job] = []
+        self._incoming_lock = threading.Lock()
+        self._tick = time.monotonic()
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._run_loop, name="conveyor-asyncio", daemon=True)
+        self._thread.start()
+        threading.Thread(target=self._watch, name="conveyor-asyncio-watch", daemon=True).start()
+
+    # -- from the consumer's thread -----------------------------------------------------
+
+    def acquire(self, waiting: Callable[[], None]) -> None:
+        """Take a slot, calling ``waiting`` (outside the lock) while all are taken."""
+        while True:
+            with self._slots:
+                if self._busy < self.limit:
+                    self._busy += 1
+                    return
+                self._slots.wait(0.05)
+                free = self._busy < self.limit
+            if not free:
+                waiting()
+
+    def give_back_slot(self) -> None:
+        """A slot taken with ``acquire`` whose job was never submitted."""
+        with self._slots:
+            self._busy -= 1
+            self._slots.notify_all()
+
+    def submit(self, job: Job) -> None:
+        """Start ``job`` on the loop (its slot taken with ``acquire``). Jobs handed over
+        together wake the loop once."""
+        with self._incoming_lock:
+            self._incoming.append(job)
+            wake = len(self._incoming) == 1
+        if wake:
+            self.loop.call_soon_threadsafe(self._start_incoming)
+
+    def wait_slot_freed(self, timeout: float) -> None:
+        """Sleep until a task ends (a slot is freed) or ``timeout`` passes."""
+        with self._slots:
+            self._slots.wait(timeout)
+
+    def close(self) -> None:
+        self._closed.set()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+    # -- on the loop --------------------------------------------------------------------
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(self._beat)
+        self.loop.run_forever()
+
+    def _beat(self) -> None:
+        self._tick = time.monotonic()
+        self.loop.call_later(TICK, self._beat)
+
+    def _start_incoming(self) -> None:
+        with self._incoming_lock:
+            jobs, self._incoming = self._incoming, []
+        for job in jobs:
+            self._start(job)
+
+    def _start(self, job: Job) -> None:
+        name = f"{job.task.name}[{job.task_id}]"
+        job.handle = self.loop.create_task(self._run(job), name=name)
+        self.jobs[job] = None
+        if job.soft_limit:
+            job.timers.append(self.loop.call_later(job.soft_limit, self._soft_limit, job))
+        if job.time_limit:
+            job.timers.append(self.loop.call_later(job.time_limit, self._hard_limit, job))
+
+    async def _run(self, job: Job) -> None:
+        started = time.monotonic()
+        try:
+            outcome = await atrace(job.task, job.context, job.args, job.kwargs, job.interrupted)
+        except BaseException as exc:  # cancelled without a cause (the loop stops), or worse
+            outcome = Outcome(states.FAILURE, exc=exc)
+        finally:
+            for timer in job.timers:
+                timer.cancel()
+            self.jobs.pop(job, None)
+            with self._slots:
+                self._busy -= 1
+                self._slots.notify_all()
+        job.done(job, outcome, time.monotonic() - started)
+
+    def _soft_limit(self, job: Job) -> None:
+        """Raise SoftTimeLimitExceeded where the coroutine waits, when it waits on a future
+        of its own (a sleep, a socket read); else cancel it, to the same outcome."""
+        handle = job.handle
+        if handle is None or handle.done():
+            return
+        error = SoftTimeLimitExceeded("soft time limit exceeded")
+        waiter = getattr(handle, "_fut_waiter", None)
+        if (
+            isinstance(waiter, asyncio.Future)
+            and not isinstance(waiter, asyncio.Task)
+            and not waiter.done()
+            and len(getattr(waiter, "_callbacks", None) or ()) == 1  # only the task waits
+        ):
+            waiter.set_exception(error)
+            return
+        job.cause = error
+        handle.cancel()
+
+    def _hard_limit(self, job: Job) -> None:
+        self._cancel(
+            job, TimeLimitExceeded("hard time limit exceeded: the coroutine was cancelled")
+        )
+
+    def _cancel(self, job: Job, cause: BaseException) -> None:
+        if job.handle is not None and not job.handle.done():
+            logger.warning("%s[%s] cancelled: %s", job.task.name, job.task_id, cause)
+            job.cause = cause
+            job.handle.cancel()
+
+    # -- the watchdog -------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        reported = 0.0
+        next_revoke_check = time.monotonic()
+        while not self._closed.wait(WATCH_EVERY):
+            now = time.monotonic()
+            tick = self._tick
+            if now - tick > BLOCKED_AFTER and tick != reported:
+                reported = tick
+                self._report_blocked(now - tick)
+            if self.coordinator is not None and now >= next_revoke_check:
+                next_revoke_check = now + REVOKE_CHECK_EVERY
+                self._check_revocations()
+
+    def _report_blocked(self, seconds: float) -> None:
+        running = asyncio.current_task(self.loop)
+        name = running.get_name() if running is not None else "a callback"
+        logger.warning(
+            "the event loop of pid %d is blocked: %s has not yielded for %.1fs; async tasks "
+            "that share the loop wait (run blocking calls with await asyncio.to_thread(...))",
+            os.getpid(),
+            name,
+            seconds,
+        )
+
+    def _check_revocations(self) -> None:
+        """Cancel the running tasks revoked with ``terminate=True``."""
+        jobs = list(self.jobs)
+        if not jobs or self.coordinator is None:
+            return
+        try:
+            flags = self.coordinator.get_many([revoked_key(job.task_id) for job in jobs])
+        except Exception as exc:
+            logger.debug("reading revocations for async tasks failed: %s", exc)
+            return
+        for job, flag in zip(jobs, flags, strict=True):
+            if flag is None:
+                continue
+            try:
+                terminate = bool(json.loads(flag).get("terminate"))
+            except (ValueError, AttributeError):
+                continue
+            if terminate:
+                cause = Terminated("revoked with terminate=True")
+                self.loop.call_soon_threadsafe(self._cancel, job, cause)
+
+
+_runners: dict[tuple[int, int], AsyncRunner] = {}
+_runners_lock = threading.Lock()
+
+
+def runner_for(limit: int, coordinator: Coordinator) -> AsyncRunner:
+    """This process's runner for an app's coordinator, started on first use; a forked
+    child starts its own (the parent's loop thread did not survive the fork)."""
+    key = (os.getpid(), id(coordinator))
+    runner = _runners.get(key)
+    if runner is None:
+        with _runners_lock:
+            runner = _runners.get(key)
+            if runner is None:
+                for stale in [k for k in _runners if k[0] != key[0]]:
+                    del _runners[stale]
+                runner = _runners[key] = AsyncRunner(limit, coordinator)
+    return runner
+
+
+def run_to_end(make: Callable[[], Coroutine[Any, Any, T]], name: str) -> T:
+    """Run a coroutine to its end here, with ``asyncio.run``: how ``apply()`` and eager
+    mode run an async task. Refused inside a running loop, which it would have to block."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    raise RuntimeError(
+        f"{name}: an async def task cannot be applied eagerly inside a running event loop "
+        "(apply() and task_always_eager would block it); await its coroutine instead "
+        "(await task(...) runs it here), or call apply() from a thread: "
+        "await asyncio.to_thread(task.apply, args)"
+    )
