@@ -66,12 +66,35 @@ local function notify(name, value)
 end
 
 -- Store a value, keeping the fence given (or the one stored when fence is nil).
-local function store(name, key, value, ms, fence)
+-- `unwatched` true: the caller knows nobody waits on the key (notify() is skipped).
+local function store(name, key, value, ms, fence, unwatched)
   if ms <= 0 then
     redis.call('DEL', key)
     return
   end
   redis.call('SET', key, fence .. ':' .. value, 'PX', px(ms))
   noted(key, ms)
-  notify(name, value)
+  if not unwatched then
+    notify(name, value)
+  end
+end
+
+-- How many of the keys P..kind..name exist, for each kind in `kinds` and the names at
+-- ARGV[from], ARGV[from + step], ...: variadic EXISTS, 1000 keys a call (Lua's unpack()
+-- has a stack limit). 0 lets a batch skip every per-key read of those kinds.
+local function existing(kinds, from, step)
+  local keys, total = {}, 0
+  for i = from, #ARGV, step do
+    for _, kind in ipairs(kinds) do
+      keys[#keys + 1] = P .. kind .. ARGV[i]
+    end
+    if #keys >= 1000 then
+      total = total + redis.call('EXISTS', unpack(keys))
+      keys = {}
+    end
+  end
+  if #keys > 0 then
+    total = total + redis.call('EXISTS', unpack(keys))
+  end
+  return total
 end

@@ -96,6 +96,82 @@ local function ack(id, token)
   return 1
 end
 
+-- Run a variadic command over many items, CHUNK at a time (unpack() has a stack limit);
+-- the replies of a command that returns a list are joined in order. `key` may be nil
+-- (MGET, DEL). CHUNK is even, so (score, member) pairs never split.
+local CHUNK = 1000
+local function chunked(command, key, items)
+  local out = {}
+  for from = 1, #items, CHUNK do
+    local upto = math.min(from + CHUNK - 1, #items)
+    local part
+    if key then
+      part = redis.call(command, key, unpack(items, from, upto))
+    else
+      part = redis.call(command, unpack(items, from, upto))
+    end
+    if type(part) == 'table' then
+      for i = 1, #part do
+        out[#out + 1] = part[i]
+      end
+    end
+  end
+  return out
+end
+
+-- How many of `keys` exist: variadic EXISTS, CHUNK keys a call.
+local function how_many_exist(keys)
+  local total = 0
+  for from = 1, #keys, CHUNK do
+    total = total + redis.call('EXISTS', unpack(keys, from, math.min(from + CHUNK - 1, #keys)))
+  end
+  return total
+end
+
+-- Remove acked ids from their queues' lease sets: `unleased` maps queue -> ids.
+local function unlease(unleased)
+  for queue, members in pairs(unleased) do
+    chunked('ZREM', P .. 'l:' .. queue, members)
+  end
+end
+
+-- ack() for the (id, token) pairs ARGV[from], ARGV[from + 1], ... in one pass: one HMGET
+-- per message for the fencing, then one variadic DEL, HDEL and ZREM per queue for all
+-- that matched (a Lua call per command, not per message and command). An id given twice
+-- is acked once. Returns the list of 1 (deleted) or 0 (stale token), in order, and the
+-- acked ids by queue. `defer`: leave them in their lease sets for the caller's unlease().
+-- Keys: as ack().
+local function ack_all(from, defer)
+  local flags, keys, ids, queues, done = {}, {}, {}, {}, {}
+  for i = from, #ARGV - 1, 2 do
+    local id = ARGV[i]
+    local key = P .. 'm:' .. id
+    local fields = redis.call('HMGET', key, 't', 'q')
+    if done[id] or fields[1] ~= ARGV[i + 1] then
+      flags[#flags + 1] = 0
+    else
+      done[id] = true
+      flags[#flags + 1] = 1
+      keys[#keys + 1] = key
+      ids[#ids + 1] = id
+      local members = queues[fields[2]]
+      if not members then
+        members = {}
+        queues[fields[2]] = members
+      end
+      members[#members + 1] = id
+    end
+  end
+  if #ids > 0 then
+    chunked('DEL', nil, keys)
+    chunked('HDEL', P .. 'b', ids)
+    if not defer then
+      unlease(queues)
+    end
+  end
+  return flags, queues
+end
+
 -- Sleeping workers (handoff). A worker about to sleep registers (broker_reserve.lua): a
 -- string P.."reg:"..reg holding "<inbox>\t<token>\t<lease seconds>\t<revocation prefix>",
 -- with a TTL, and reg in the zset P.."idle:"..Q of each of its queues (score: expiry).

@@ -23,16 +23,19 @@
 --                            for the earliest remaining eta
 --   P.."seq"        [string] INCRBY: fresh sequence numbers for messages that became ready
 --   P.."q:"..Q      [zset]   ZADD (due messages), ZPOPMIN (taken), EXISTS
---   P.."b"          [hash]   HGET id: the priority (due) and the body (taken)
+--   P.."b"          [hash]   HGET id: the priority (due); HMGET ids: the bodies (taken)
 --   P.."m:"..id     [hash]   HINCRBY n 1, HSET t q p s (taken)
---   P.."l:"..Q      [zset]   ZADD id with score now + lease
+--   P.."l:"..Q      [zset]   ZADD ids with score now + lease (one call for those taken)
 --   P.."w:"..Q      [list]   a wake token is left while Q still has ready messages (so
 --                            another sleeping worker comes for them), deleted when Q is empty
 --   P.."idle:"..Q   [zset]   ZREM drop; ZREMRANGEBYSCORE (expired), ZADD register
---   revoked..task   [string] GET (read only; "<expires_at>|<reason>", see coord_prelude.lua)
+--   revoked..task   [string] MGET, one call for those taken (read only; "<expires_at>|<reason>",
+--                            see coord_prelude.lua)
 -- and P.."reg:"..drop [string] DEL; P.."reg:"..register [string] SET PX;
--- P.."in:"..inbox [list] LRANGE, DEL; for each ack, as ack() in broker_prelude.lua:
--- P.."m:"..id [hash] HMGET t q, DEL; P.."b" [hash] HDEL id; P.."l:"..Q [zset] ZREM id.
+-- P.."in:"..inbox [list] LRANGE, DEL; for the acks, as ack_all() in broker_prelude.lua:
+-- P.."m:"..id [hash] HMGET t q, DEL; P.."b" [hash] HDEL ids; P.."l:"..Q [zset] ZREM ids
+-- (after the new leases' ZADD). Taking also reads P.."m:"..id [hash] with one EXISTS for
+-- all ids taken from a queue: when none was delivered before, HSET n 1 replaces HINCRBY.
 -- Returns {earliest eta of the queues' delayed messages or "", now, acks ("1"/"0" per ack,
 --          in order), "1" if registered else "", the number of handed items, the items
 --          (see hand() in broker_prelude.lua), then per message taken: queue position
@@ -48,17 +51,29 @@ local first_queue, last = 12, 11 + nq
 local MOVE = 1000
 local earliest = nil
 
-local acked = {}
-for i = last + 1, #ARGV, 2 do
-  acked[#acked + 1] = tostring(ack(ARGV[i], ARGV[i + 1]))
-end
+-- The acked ids leave P.."l:"..Q only at the end (see ack_all): a lease set that never
+-- empties between batches stays a skip list, and a batch of ZADDs into a small (listpack)
+-- zset costs Redis a scan of it per member.
+local acked, unleased = ack_all(last + 1, true)
 
-local function revocation(id)
+-- The revocation reason (or false) of each id: one MGET for all of them.
+local function revocations(ids)
+  local reasons = {}
   if revoked == '' then
-    return false
+    for k = 1, #ids do
+      reasons[k] = false
+    end
+    return reasons
   end
-  local task = string.match(id, '^(.-)~%d+$') or id
-  return live_value(redis.call('GET', revoked .. task), NOW) or false  -- expiring.lua
+  local keys = {}
+  for k, id in ipairs(ids) do
+    keys[k] = revoked .. (string.match(id, '^(.-)~%d+$') or id)
+  end
+  local stored = chunked('MGET', nil, keys)
+  for k = 1, #ids do
+    reasons[k] = live_value(stored[k], NOW) or false  -- expiring.lua
+  end
+  return reasons
 end
 
 if count > 0 then
@@ -104,6 +119,9 @@ if inbox ~= '' then
 end
 
 local taken = #handed
+for k = 1, #acked do
+  acked[k] = tostring(acked[k])
+end
 local out = {earliest and exact(earliest) or '', NOWS, table.concat(acked), '', #handed}
 for _, item in ipairs(handed) do
   out[#out + 1] = item
@@ -116,23 +134,45 @@ for i = first_queue, last do
   local qkey = P .. 'q:' .. queue
   local popped = redis.call('ZPOPMIN', qkey, count - taken)
   if #popped > 0 then
-    local lkey = P .. 'l:' .. queue
+    local ids = {}
     for j = 1, #popped, 2 do
-      local id = popped[j]
-      local body, priority = body_of(id)
-      if body then
+      ids[#ids + 1] = popped[j]
+    end
+    local values = chunked('HMGET', P .. 'b', ids)
+    local states = {}
+    for k, id in ipairs(ids) do
+      states[k] = P .. 'm:' .. id
+    end
+    -- none delivered before (the usual case): one HSET each, no HINCRBY
+    local fresh = how_many_exist(states) == 0
+    local reasons = revocations(ids)
+    local leases = {}
+    for k, id in ipairs(ids) do
+      local value = values[k]
+      if value then
+        local priority = tonumber(string.sub(value, 1, 1))
         local key = P .. 'm:' .. id
-        local delivered = redis.call('HINCRBY', key, 'n', 1)
-        redis.call('HSET', key, 't', token, 'q', queue, 'p', priority, 's', popped[j + 1])
-        redis.call('ZADD', lkey, deadline, id)
+        local delivered = 1
+        if fresh then
+          redis.call('HSET', key, 'n', 1, 't', token, 'q', queue, 'p', priority, 's',
+            popped[2 * k])
+        else
+          delivered = redis.call('HINCRBY', key, 'n', 1)
+          redis.call('HSET', key, 't', token, 'q', queue, 'p', priority, 's', popped[2 * k])
+        end
+        leases[#leases + 1] = deadline
+        leases[#leases + 1] = id
         out[#out + 1] = i - first_queue + 1
         out[#out + 1] = id
-        out[#out + 1] = body
+        out[#out + 1] = string.sub(value, 2)
         out[#out + 1] = priority
         out[#out + 1] = delivered
-        out[#out + 1] = revocation(id)
+        out[#out + 1] = reasons[k]
         taken = taken + 1
       end
+    end
+    if #leases > 0 then
+      chunked('ZADD', P .. 'l:' .. queue, leases)
     end
   end
   local w = P .. 'w:' .. queue
@@ -142,6 +182,7 @@ for i = first_queue, last do
     redis.call('DEL', w)
   end
 end
+unlease(unleased)
 if taken == 0 and register ~= '' then
   local reg = inbox .. '\t' .. token .. '\t' .. ARGV[4] .. '\t' .. revoked
   redis.call('SET', P .. 'reg:' .. register, reg, 'PX', math.ceil(ttl * 1000))
