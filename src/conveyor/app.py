@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import threading
@@ -13,6 +14,7 @@ from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, overload
 from zoneinfo import ZoneInfo
 
 from . import signals
+from .aio_client import asend
 from .backends import backend_from_url
 from .backends.base import ResultBackend
 from .brokers import broker_from_url, redact_url
@@ -30,6 +32,7 @@ from .current import (
 )
 from .define import make_task
 from .discovery import Discovery, Packages
+from .events import Events
 from .exceptions import ImproperlyConfigured, NotRegistered
 from .freeze import freeze_result
 from .keys import idempotency_key
@@ -252,6 +255,11 @@ class Conveyor:
     def control(self) -> Control:
         return Control(self)
 
+    @property
+    def events(self) -> Events:
+        """The event stream the broker keeps: ``app.events.tail(since="15m")``."""
+        return Events(self.broker, self.conf, self.clock, self.hostname)
+
     def lock(
         self,
         name: str,
@@ -337,6 +345,20 @@ class Conveyor:
             return result
         task = self.tasks.own.get(name) or shared_tasks.get(name)
         return self.send(task, tuple(args or ()), dict(kwargs or {}), options, name=name)
+
+    async def asend_task(
+        self,
+        name: str,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> AnyResult:
+        """``send_task`` for coroutines: publishes without blocking the event loop
+        (``conveyor.aio_client``)."""
+        if options.get("link") or options.get("link_error"):  # a workflow: sent in a thread
+            return await asyncio.to_thread(self.send_task, name, args, kwargs, **options)
+        task = self.tasks.own.get(name) or shared_tasks.get(name)
+        return await asend(self, task, tuple(args or ()), dict(kwargs or {}), options, name)
 
     def send_canvas(
         self, sig: Signature, args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any]
@@ -455,6 +477,8 @@ class Conveyor:
     def publish_envelopes(self, envelopes: list[Envelope]) -> None:
         """Hand encoded messages to the broker, then to after_task_publish receivers."""
         self.broker.publish(envelopes)
+        if self.conf.task_send_sent_event:
+            self.events.sent(envelopes)
         if signals.after_task_publish.receivers:
             after_publish(envelopes)
 

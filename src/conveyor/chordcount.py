@@ -111,7 +111,7 @@ def callback_done(app: Conveyor, info: dict[str, Any]) -> bool:
     found = app.backend.mget(keys)
     if found[0] is not None:
         return True
-    record = ResultStore._decode(found[1]) if len(found) > 1 else None
+    record = ResultStore.decode(found[1]) if len(found) > 1 else None
     return record is not None and record.status != states.PENDING
 
 

@@ -17,6 +17,7 @@
     ├── WorkerLostError             the process running the task died, too often
     ├── RemoteTaskError             a task failed with an exception that cannot be rebuilt here
     ├── ChordError                  a chord member failed, so its callback did not run
+    ├── BlockingCallError           get() called where it would block a running event loop
     └── BrokerError                 the broker or result store is unreachable or refused
 
     Interrupt (BaseException: ``except Exception`` in user code cannot swallow these)
@@ -34,6 +35,7 @@ from datetime import datetime
 from typing import Any
 
 __all__ = [
+    "BlockingCallError",
     "BrokerError",
     "ChordError",
     "ContentDisallowed",
@@ -123,6 +125,11 @@ class ChordError(ConveyorError):
 
     The message names the member's task id and task, and the error it raised.
     """
+
+
+class BlockingCallError(ConveyorError, RuntimeError):
+    """A blocking wait (``result.get()``, ``join()``) was called on a thread that runs an
+    event loop; the message names the coroutine to await instead (``result.aget()``)."""
 
 
 class RemoteTaskError(ConveyorError):

@@ -12,12 +12,12 @@ its own concern.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from . import states
+from . import aio_client, states
 from .current import current_app
 from .exceptions import TimeoutError
 from .ids import new_id
@@ -114,15 +114,7 @@ class ResultSet:
         out = []
         for member in self.results:
             if isinstance(member, ResultSet):
-                member_states = member._states()
-                if all(s == states.SUCCESS for s in member_states):
-                    out.append(states.SUCCESS)
-                elif any(s in states.PROPAGATE_STATES for s in member_states):
-                    out.append(states.FAILURE)
-                elif all(s in states.READY_STATES for s in member_states):
-                    out.append(states.SUCCESS)
-                else:
-                    out.append(states.PENDING)
+                out.append(_set_state(member._states()))
             elif member.id in found:
                 record = found[member.id]
                 if record is not None:
@@ -184,6 +176,7 @@ class ResultSet:
             disable_sync_subtasks=disable_sync_subtasks,
             on_interval=on_interval,
         )
+        aio_client.refuse_blocking("join() (a group's get())", "await group_result.aget()")
         check_join(disable_sync_subtasks, "a chord")
         deadline = None if timeout is None else time.monotonic() + timeout
         records = self._wait_all(deadline, timeout)
@@ -247,6 +240,128 @@ class ResultSet:
         return done
 
     join_native = join
+
+    # -- from a coroutine (conveyor.aio_client): the same answers, never blocking the loop
+
+    async def _astates(self) -> list[str]:
+        """``_states()`` for coroutines: one batched read for the plain members."""
+        app = self.app
+        plain = [r for r in self.results if _stored(r)]
+        records = await aio_client.read_many(app, [r.id for r in plain]) if plain else []
+        found = {r.id: rec for r, rec in zip(plain, records, strict=True)}
+        missing = [task_id for task_id, record in found.items() if record is None]
+        queued = await aio_client.contains(app, missing) if missing else set()
+        gone = [task_id for task_id in missing if task_id not in queued]
+        if gone:  # stored before acked: a second read finds what finished in between
+            found.update(zip(gone, await aio_client.read_many(app, gone), strict=True))
+        out = []
+        for member in self.results:
+            if isinstance(member, ResultSet):
+                out.append(_set_state(await member._astates()))
+            elif member.id in found:
+                record = found[member.id]
+                if record is not None:
+                    out.append(record.status)
+                else:
+                    out.append(states.PENDING if member.id in queued else states.UNKNOWN)
+            else:
+                out.append(await member.astate())
+        return out
+
+    async def aready(self) -> bool:
+        """``ready()`` for coroutines."""
+        return all(s in states.READY_STATES for s in await self._astates())
+
+    async def asuccessful(self) -> bool:
+        return all(s == states.SUCCESS for s in await self._astates())
+
+    async def afailed(self) -> bool:
+        return any(s == states.FAILURE for s in await self._astates())
+
+    async def acompleted_count(self) -> int:
+        return sum(s == states.SUCCESS for s in await self._astates())
+
+    async def ajoin(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        interval: float = 0.5,
+        callback: Callable[[str, Any], None] | None = None,
+        no_ack: bool = True,
+        on_message: None = None,
+        disable_sync_subtasks: bool = True,
+        on_interval: None = None,
+    ) -> list[Any]:
+        """``join()`` for coroutines (also ``await group_result`` and ``aget()``): the
+        members' values in order, waited for without blocking the event loop."""
+        check_get_arguments(
+            JOIN_ORDER,
+            timeout=timeout,
+            propagate=propagate,
+            interval=interval,
+            callback=callback,
+            no_ack=no_ack,
+            on_message=on_message,
+            disable_sync_subtasks=disable_sync_subtasks,
+            on_interval=on_interval,
+        )
+        deadline = None if timeout is None else time.monotonic() + timeout
+        records = await self._await_all(deadline, timeout)
+        values: list[Any] = []
+        for member in self.results:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if isinstance(member, ResultSet):
+                value: Any = await member.ajoin(left, propagate)
+            elif member.id in records:
+                record = records[member.id]
+                if propagate:
+                    error = record_error(record, member.id)
+                    if error is not None:
+                        raise error
+                value = record_value(record, member._typed_by(record), member.id)
+            else:
+                value = await member.aget(timeout=left, propagate=propagate)
+            if callback is not None:
+                callback(member.id, value)
+            else:
+                values.append(value)
+        return values
+
+    aget = ajoin
+
+    def __await__(self) -> Generator[Any, None, list[Any]]:
+        """``await group_result`` is ``await group_result.aget()``."""
+        return self.ajoin().__await__()
+
+    async def _await_all(
+        self, deadline: float | None, timeout: float | None
+    ) -> dict[str, TaskRecord]:
+        """``_wait_all()`` for coroutines: batched reads, a wait on the last unfinished."""
+        app = self.app
+        ids = [r.id for r in self.results if _stored(r)]
+        done: dict[str, TaskRecord] = {}
+        while ids:
+            records = await aio_client.read_many(app, ids)
+            waiting = []
+            for task_id, record in zip(ids, records, strict=True):
+                if record is not None and record.status in states.READY_STATES:
+                    done[task_id] = record
+                else:
+                    waiting.append(task_id)
+            ids = waiting
+            if not ids:
+                break
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise TimeoutError(
+                    f"{len(ids)} of {len(self.results)} results not ready after {timeout}s "
+                    f"(first: {ids[0]})"
+                )
+            record = await aio_client.wait(app, ids[-1], left)
+            if record is not None and record.status in states.READY_STATES:
+                done[ids[-1]] = record
+                ids = ids[:-1]
+        return done
 
     def maybe_throw(self, propagate: bool = True) -> None:
         """Raise the exception of the first failed member, if any has failed."""
@@ -322,6 +437,22 @@ class GroupResult(ResultSet, AsyncResult[list[Any]]):
     # its parameters in another order (callback 4th) than a single result's get().
     get = ResultSet.get  # type: ignore[assignment]
     wait = ResultSet.get  # type: ignore[assignment]
+    aget = ResultSet.ajoin  # type: ignore[assignment]
+    __await__ = ResultSet.__await__
+
+    async def astate(self) -> str:
+        """``state`` for coroutines."""
+        found = await self._astates()
+        if any(s in states.PROPAGATE_STATES for s in found):
+            return states.FAILURE
+        if all(s in states.READY_STATES for s in found):
+            return states.SUCCESS
+        return states.PENDING
+
+    async def aresult(self) -> Any:
+        return [await r.aresult() for r in self.results]
+
+    ainfo = aresult
 
     def as_tuple(self) -> list[Any]:
         """``[[id, parent], [member tuples]]``: plain data that ``result_from_tuple`` rebuilds."""
@@ -384,6 +515,17 @@ def result_from_tuple(data: Sequence[Any], app: Conveyor | None = None) -> AnyRe
             task_id, [result_from_tuple(m, app) for m in members], parent=parent_result, app=app
         )
     return AsyncResult(task_id, app=app, parent=parent_result)
+
+
+def _set_state(member_states: list[str]) -> str:
+    """The state a nested set counts as within its parent set."""
+    if all(s == states.SUCCESS for s in member_states):
+        return states.SUCCESS
+    if any(s in states.PROPAGATE_STATES for s in member_states):
+        return states.FAILURE
+    if all(s in states.READY_STATES for s in member_states):
+        return states.SUCCESS
+    return states.PENDING
 
 
 def _stored(result: AnyResult) -> bool:

@@ -202,23 +202,24 @@ class ResultStore:
         self.backend.expect(self.key(task_id), since)
 
     def read(self, task_id: str) -> TaskRecord | None:
-        return self._decode(self.backend.get(self.key(task_id)))
+        return self.decode(self.backend.get(self.key(task_id)))
 
     def read_many(self, task_ids: Sequence[str]) -> list[TaskRecord | None]:
-        return [self._decode(v) for v in self.backend.mget([self.key(t) for t in task_ids])]
+        return [self.decode(v) for v in self.backend.mget([self.key(t) for t in task_ids])]
 
     def wait(self, task_id: str, timeout: float | None) -> TaskRecord | None:
         def ready(value: bytes | None) -> bool:
-            record = self._decode(value)
+            record = self.decode(value)
             return record is not None and record.status in states.READY_STATES
 
-        return self._decode(self.backend.wait(self.key(task_id), ready, timeout))
+        return self.decode(self.backend.wait(self.key(task_id), ready, timeout))
 
     def forget(self, task_ids: Sequence[str]) -> None:
         self.backend.delete([self.key(t) for t in task_ids])
 
     @staticmethod
-    def _decode(value: bytes | None) -> TaskRecord | None:
+    def decode(value: bytes | None) -> TaskRecord | None:
+        """A stored record, or None for no value (or one that is not a record)."""
         if value is None:
             return None
         try:

@@ -15,6 +15,7 @@ through ``set_stamper``: this module imports neither.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -410,6 +411,19 @@ class Signature(dict[str, Any]):
 
     def delay(self, *args: Any, **kwargs: Any) -> Any:
         return self.apply_async(args, kwargs)
+
+    async def aapply_async(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Any:
+        """``apply_async`` for coroutines: ``await group(...).aapply_async()``. A workflow
+        is frozen, planned and published in a worker thread, so the event loop runs on."""
+        return await asyncio.to_thread(self.apply_async, args, kwargs, **options)
+
+    async def adelay(self, *args: Any, **kwargs: Any) -> Any:
+        return await self.aapply_async(args, kwargs)
 
     def apply(
         self,

@@ -8,11 +8,11 @@ the results of several tasks. ``conveyor.result`` offers them all, as ``celery.r
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
-from . import states
+from . import aio_client, states
 from .current import current_app
 from .exceptions import Retry, TaskRevokedError, TimeoutError
 from .joins import check_get_arguments, check_join
@@ -172,6 +172,7 @@ class AsyncResult(Generic[R]):
         )
         if self.ignored:
             return None  # type: ignore[return-value]
+        aio_client.refuse_blocking("result.get()", "await result.aget()")
         check_join(disable_sync_subtasks)
         record = self.app.results.wait(self.id, timeout)
         if record is None or record.status not in states.READY_STATES:
@@ -187,6 +188,98 @@ class AsyncResult(Generic[R]):
         if callback is not None:
             callback(self.id, value)
         return value
+
+    # -- from a coroutine (conveyor.aio_client): the same answers, never blocking the loop
+
+    async def aget(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        interval: float = 0.5,
+        no_ack: bool = True,
+        follow_parents: bool = True,
+        callback: Callable[[str, Any], None] | None = None,
+        on_message: None = None,
+        on_interval: None = None,
+        disable_sync_subtasks: bool = True,
+    ) -> R:
+        """``get()`` for coroutines (also ``await result``): waits without blocking the
+        event loop; the same parameters, value, exceptions and TimeoutError.
+
+        Unlike ``get()`` it may be awaited inside an ``async def`` task: the wait holds
+        one of the worker's async slots, not its process.
+        """
+        check_get_arguments(
+            GET_ORDER,
+            timeout=timeout,
+            propagate=propagate,
+            interval=interval,
+            no_ack=no_ack,
+            follow_parents=follow_parents,
+            callback=callback,
+            on_message=on_message,
+            on_interval=on_interval,
+            disable_sync_subtasks=disable_sync_subtasks,
+        )
+        if self.ignored:
+            return None  # type: ignore[return-value]
+        record = await aio_client.wait(self.app, self.id, timeout)
+        if record is None or record.status not in states.READY_STATES:
+            state = await aio_client.state_of(self.app, self.id, record)
+            raise TimeoutError(f"task {self.id} not ready after {timeout}s (state {state})")
+        if propagate:
+            error = record_error(record, self.id)
+            if error is not None:
+                if follow_parents:
+                    await self._araise_parent_error()
+                raise error
+        value: R = record_value(record, self._typed_by(record), self.id)
+        if callback is not None:
+            callback(self.id, value)
+        return value
+
+    def __await__(self) -> Generator[Any, None, R]:
+        """``await result`` is ``await result.aget()``."""
+        return self.aget().__await__()
+
+    async def astate(self) -> str:
+        """``state`` for coroutines: read afresh without blocking the event loop."""
+        return await aio_client.state_of(
+            self.app, self.id, await aio_client.read(self.app, self.id)
+        )
+
+    async def aresult(self) -> Any:
+        """``result`` (also ``info``) for coroutines: the value, the exception for a
+        failure, the meta of a custom state such as PROGRESS."""
+        record = await aio_client.read(self.app, self.id)
+        return record_value(record, self._typed_by(record), self.id)
+
+    ainfo = aresult
+
+    async def aready(self) -> bool:
+        return await self.astate() in states.READY_STATES
+
+    async def asuccessful(self) -> bool:
+        return await self.astate() == states.SUCCESS
+
+    async def afailed(self) -> bool:
+        return await self.astate() == states.FAILURE
+
+    async def amaybe_throw(self, propagate: bool = True) -> None:
+        """``maybe_throw()`` for coroutines."""
+        record = await aio_client.read(self.app, self.id)
+        error = record_error(record) if record is not None and propagate else None
+        if error is not None:
+            raise error
+
+    async def _araise_parent_error(self) -> None:
+        parents = []
+        node = self.parent
+        while node is not None:
+            parents.append(node)
+            node = node.parent
+        for parent in reversed(parents):
+            await parent.amaybe_throw()
 
     def _get_task_meta(self) -> dict[str, Any]:
         """Celery's meta dict, read afresh: status, result (the exception for a failure),
@@ -372,6 +465,43 @@ class EagerResult(AsyncResult[R]):
         return value
 
     wait = get
+
+    async def aget(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        interval: float = 0.5,
+        no_ack: bool = True,
+        follow_parents: bool = True,
+        callback: Callable[[str, Any], None] | None = None,
+        on_message: None = None,
+        on_interval: None = None,
+        disable_sync_subtasks: bool = True,
+    ) -> R:
+        """Known already: ``get()``'s answer."""
+        return self.get(
+            timeout,
+            propagate,
+            interval,
+            no_ack,
+            follow_parents,
+            callback,
+            on_message,
+            on_interval,
+            disable_sync_subtasks,
+        )
+
+    async def astate(self) -> str:
+        return self._state
+
+    async def aresult(self) -> Any:
+        return self._retval
+
+    ainfo = aresult
+
+    async def amaybe_throw(self, propagate: bool = True) -> None:
+        if propagate and isinstance(self._retval, BaseException):
+            raise self._retval
 
     def forget(self) -> None:
         pass

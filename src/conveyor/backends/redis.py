@@ -42,7 +42,7 @@ from redis.exceptions import RedisError
 from ..redis_connection import UNREACHABLE, RedisLink, Script
 from .base import ResultBackend
 
-__all__ = ["REPLY_WINDOW", "RedisBackend"]
+__all__ = ["REPLY_WINDOW", "RedisBackend", "stored_value"]
 
 _PRELUDE = "backend_prelude.lua"
 _CHUNK = 5000
@@ -58,7 +58,7 @@ _EXPECTED_KEPT = 10000
 oldest half (a wait for one of those registers itself)."""
 
 
-def _value(stored: bytes | None) -> bytes | None:
+def stored_value(stored: bytes | None) -> bytes | None:
     """The value part of a stored ``<fence>:<value>`` string."""
     if stored is None:
         return None
@@ -129,7 +129,7 @@ class RedisBackend(ResultBackend):
     def get(self, key: str) -> bytes | None:
         self._head()
         name = self._values + key
-        return _value(self._link.call("reading a result", lambda: self._get(name), retries=1))
+        return stored_value(self._link.call("reading a result", lambda: self._get(name), retries=1))
 
     def _get(self, name: str) -> bytes | None:
         value: bytes | None = self._link.command("GET", name)
@@ -142,7 +142,7 @@ class RedisBackend(ResultBackend):
         names = [self._values + key for key in keys]
         link = self._link
         stored = link.call("reading results", lambda: link.command("MGET", *names), retries=1)
-        return [_value(v) for v in stored]
+        return [stored_value(v) for v in stored]
 
     def set(self, key: str, value: bytes, ttl: float, fence: int | None = None) -> bool:
         args = (*self._head(), key, value, _ms(ttl), "" if fence is None else int(fence))
@@ -232,6 +232,12 @@ class RedisBackend(ResultBackend):
                 for old in list(itertools.islice(expected, len(expected) - _EXPECTED_KEPT // 2)):
                     del expected[old]
 
+    def take_expected(self, key: str) -> float | None:
+        """The monotonic time until which the first wait for ``key`` may take its reply
+        (``expect``), or None; either way the key is no longer expected."""
+        with self._expected_lock:
+            return self._expected.pop(key, None)
+
     def wait(
         self, key: str, ready: Callable[[bytes | None], bool], timeout: float | None
     ) -> bytes | None:
@@ -244,8 +250,7 @@ class RedisBackend(ResultBackend):
         tag = b"%d:%s" % (len(encoded), encoded)
         command = self._link.command
         block_limit = self._link.block_limit
-        with self._expected_lock:
-            until = self._expected.pop(key, None)
+        until = self.take_expected(key)
         if until is not None:
             until = min(until, time.monotonic() + _REPLY_BLOCK)
             if deadline is not None:
@@ -264,7 +269,9 @@ class RedisBackend(ResultBackend):
             left = block_limit if deadline is None else deadline - time.monotonic()
             block = max(0.001, min(left, block_limit))
             args = (*self._head(), key, waiter, math.ceil((block + 5) * 1000))
-            value = _value(self._link.call("waiting for a result", partial(self._watch, args), 1))
+            value = stored_value(
+                self._link.call("waiting for a result", partial(self._watch, args), 1)
+            )
             if ready(value):
                 return value
             while True:

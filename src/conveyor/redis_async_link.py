@@ -1,0 +1,173 @@
+"""Redis for coroutines: the asyncio twin of ``RedisLink``, for the async client.
+
+Built from a sync ``RedisLink`` (the broker's or the backend's), so it reaches the same
+database with the same URL options, prefix and error messages. Connections are redis-py's
+asyncio ones, kept in a free list per event loop (a connection belongs to the loop that
+opened it; a forked process starts with none): a command takes a free connection, sends,
+reads the reply and gives it back. That skips redis-py's client and pool layers, which
+cost about a third of a quick command here, as ``RedisLink.command`` does for threads.
+
+A connection whose reply was not read (an error, or the awaiting coroutine cancelled in
+the middle) is dropped, never reused. Waiting coroutines each hold a connection while
+they block (BLPOP), as a waiting thread does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from redis.asyncio.connection import ConnectionPool
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError, RedisError
+
+from .redis_connection import UNREACHABLE, RedisLink, Script, split_url
+
+__all__ = ["AsyncRedisLink", "AsyncScript"]
+
+T = TypeVar("T")
+
+_TIMEOUTS = ("socket_connect_timeout", "socket_timeout", "socket_keepalive")
+_KEPT = 64
+"""Most idle connections kept per event loop; more are closed when given back."""
+
+
+class AsyncRedisLink:
+    """Connections to the database of ``link``, for coroutines on any event loop."""
+
+    def __init__(self, link: RedisLink) -> None:
+        self.link = link
+        self.prefix = link.prefix
+        self.block_limit = link.block_limit
+        redis_url, _ = split_url(link.url)
+        given = link.pool.connection_kwargs  # the timeouts the URL or the defaults set
+        timeouts = {name: given[name] for name in _TIMEOUTS if name in given}
+        self._pool = ConnectionPool.from_url(redis_url, **timeouts, retry=Retry(NoBackoff(), 0))
+        self._idle: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[Any]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._pid = os.getpid()
+
+    def _free(self) -> list[Any]:
+        """The idle connections of the running loop (none after a fork)."""
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._idle = weakref.WeakKeyDictionary()
+        loop = asyncio.get_running_loop()
+        free = self._idle.get(loop)
+        if free is None:
+            free = self._idle[loop] = []
+        return free
+
+    def _new(self) -> Any:
+        pool = self._pool
+        return pool.connection_class(**pool.connection_kwargs)
+
+    async def command(self, *args: Any, timeout: float | None = None) -> Any:
+        """One command and its raw reply. ``timeout``: seconds to wait for the reply
+        (a blocking command's own timeout plus a margin); the socket timeout otherwise."""
+        free = self._free()
+        connection = free.pop() if free else self._new()
+        try:
+            await connection.send_command(*args)
+            reply = await connection.read_response(timeout=timeout)
+        except BaseException:
+            await _drop(connection)
+            raise
+        if len(free) < _KEPT:
+            free.append(connection)
+        else:
+            await _drop(connection)
+        return reply
+
+    async def command_many(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """Several commands in one round trip; their replies in order (an error reply is
+        returned in its place, not raised, as a pipeline's would be)."""
+        free = self._free()
+        connection = free.pop() if free else self._new()
+        try:
+            await connection.send_packed_command(connection.pack_commands(commands))
+            replies = []
+            for _ in commands:
+                try:
+                    replies.append(await connection.read_response())
+                except RedisError as exc:
+                    if isinstance(exc, UNREACHABLE):
+                        raise
+                    replies.append(exc)
+        except BaseException:
+            await _drop(connection)
+            raise
+        free.append(connection)
+        return replies
+
+    async def call(
+        self,
+        what: str,
+        fn: Callable[[], Awaitable[T]],
+        retries: int = 0,
+        delay: float = 0.05,
+        max_delay: float = 5.0,
+    ) -> T:
+        """``RedisLink.call`` for coroutines: retry while Redis is unreachable, then
+        BrokerError naming the URL (only idempotent operations may be retried)."""
+        attempt = 0
+        while True:
+            try:
+                return await fn()
+            except UNREACHABLE as exc:
+                if attempt >= retries:
+                    raise self.link.error(what, exc) from exc
+            except RedisError as exc:
+                raise self.link.error(what, exc) from exc
+            await asyncio.sleep(min(delay * 2**attempt, max_delay))
+            attempt += 1
+
+    def script(self, prelude: str | tuple[str, ...], name: str) -> AsyncScript:
+        return AsyncScript(self, prelude, name)
+
+    async def aclose(self) -> None:
+        """Close the running loop's idle connections."""
+        free = self._free()
+        while free:
+            await _drop(free.pop())
+
+
+async def _drop(connection: Any) -> None:
+    with contextlib.suppress(Exception):  # a connection being dropped may be broken already
+        await connection.disconnect(nowait=True)
+
+
+class AsyncScript:
+    """One Lua script, run by SHA and loaded when Redis lacks it (the same text and SHA
+    as the sync ``Script`` of that name, so either loads it for both)."""
+
+    def __init__(self, link: AsyncRedisLink, prelude: str | tuple[str, ...], name: str) -> None:
+        self.link = link
+        same = Script(link.link, prelude, name)
+        self.text, self.sha = same.text, same.sha
+
+    async def __call__(self, args: Sequence[Any]) -> Any:
+        command = self.link.command
+        try:
+            return await command("EVALSHA", self.sha, 0, *args)
+        except NoScriptError:
+            await command("SCRIPT", "LOAD", self.text)
+            return await command("EVALSHA", self.sha, 0, *args)
+
+    async def pipelined(self, calls: Sequence[Sequence[Any]]) -> list[Any]:
+        """Several calls in one MULTI/EXEC (all or none), loading the script first."""
+        await self.link.command("SCRIPT", "LOAD", self.text)
+        replies = await self.link.command_many(
+            [("MULTI",), *(("EVALSHA", self.sha, 0, *args) for args in calls), ("EXEC",)]
+        )
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        result: list[Any] = replies[-1]
+        return result

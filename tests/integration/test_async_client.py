@@ -1,0 +1,354 @@
+"""The async client against real ``conveyor worker`` processes, on SQLite and on Redis:
+sends and waits from coroutines (``adelay``, ``aapply_async``, ``asend_task``, ``aget``,
+``await result``, ``astate``...), timeouts and failures, workflows, and the error a
+blocking ``get()`` raises inside a running event loop.
+
+Each test runs its coroutine with ``asyncio.run`` (no pytest plugin needed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any, TypeVar
+
+import pytest
+
+from conveyor import chain, chord, group
+from conveyor.exceptions import BlockingCallError, TimeoutError
+from conveyor.result import AsyncResult, GroupResult
+
+from .support import Workers, project_afresh
+
+T = TypeVar("T")
+
+APP = "aio_client_tasks:app"
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a test's coroutine; a bug that hangs fails after 30 s instead of never."""
+
+    async def bounded() -> T:
+        return await asyncio.wait_for(coro, 30)
+
+    return asyncio.run(bounded())
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'conveyor.db'}"
+    redis_url: str = request.getfixturevalue("redis_url")
+    prefix: str = request.getfixturevalue("redis_prefix")
+    return f"{redis_url}?prefix={prefix}"
+
+
+@pytest.fixture
+def tasks(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    monkeypatch.setenv("CONVEYOR_BROKER_URL", url)
+    with project_afresh("aio_client_tasks") as module:
+        yield module
+
+
+@pytest.fixture
+def workers(request: pytest.FixtureRequest, tmp_path: Path, url: str) -> Iterator[Workers]:
+    pool = Workers(tmp_path, url)
+    request.node._conveyor_workers = pool
+    try:
+        yield pool
+    finally:
+        pool.stop_all()
+
+
+@pytest.fixture
+def worker(workers: Workers, tasks: ModuleType) -> Any:
+    return workers.start("-c", "2", app=APP)
+
+
+def test_asend_task_then_aget_and_await_give_the_value(tasks: ModuleType, worker: Any) -> None:
+    app = tasks.app
+
+    async def main() -> tuple[Any, ...]:
+        result = await app.asend_task("aio_client_tasks.add", (2, 3))
+        value = await result.aget(timeout=10)
+        again = await (await app.asend_task("aio_client_tasks.add", (4, 5)))
+        return result, value, again
+
+    result, value, again = run(main())
+    assert isinstance(result, AsyncResult)
+    assert (value, again) == (5, 9)
+    assert result.state == "SUCCESS"  # the same task, read the sync way
+
+
+def test_astate_and_friends_follow_a_task_from_start_to_end(
+    tasks: ModuleType, worker: Any, tmp_path: Path
+) -> None:
+    app = tasks.app
+    gate = tmp_path / "gate"
+
+    async def main() -> list[Any]:
+        result = await app.asend_task("aio_client_tasks.wait_for", (str(gate),))
+        seen = []
+        while (state := await result.astate()) != "PROGRESS":
+            assert state in ("PENDING", "RECEIVED", "STARTED"), state
+            await asyncio.sleep(0.01)
+        seen += [await result.aready(), await result.ainfo()]
+        gate.touch()
+        seen.append(await result.aget(timeout=10))
+        seen += [
+            await result.astate(),
+            await result.aready(),
+            await result.asuccessful(),
+            await result.afailed(),
+            await result.aresult(),
+        ]
+        return seen
+
+    assert run(main()) == [
+        False,
+        {"waiting": str(gate)},
+        "opened",
+        "SUCCESS",
+        True,
+        True,
+        False,
+        "opened",
+    ]
+
+
+def test_astate_tells_pending_from_unknown(tasks: ModuleType, worker: Any) -> None:
+    app = tasks.app
+
+    async def main() -> tuple[str, str]:
+        queued = await app.asend_task("aio_client_tasks.add", (1, 1), queue="nobody-consumes")
+        return await queued.astate(), await app.AsyncResult("never-sent").astate()
+
+    assert run(main()) == ("PENDING", "UNKNOWN")
+
+
+def test_a_failed_task_raises_its_exception_from_aget(tasks: ModuleType, worker: Any) -> None:
+    app = tasks.app
+
+    async def main() -> tuple[Any, ...]:
+        result = await app.asend_task("aio_client_tasks.fail", ("bad input",))
+        with pytest.raises(ValueError, match="bad input"):
+            await result.aget(timeout=10)
+        with pytest.raises(ValueError, match="bad input"):
+            await result
+        kept = await result.aget(timeout=10, propagate=False)
+        return kept, await result.afailed(), await result.astate(), await result.aresult()
+
+    kept, failed, state, stored = run(main())
+    assert isinstance(kept, ValueError) and str(kept) == "bad input"
+    assert (failed, state) == (True, "FAILURE")
+    assert isinstance(stored, ValueError)
+
+
+def test_aget_times_out_with_the_state_it_saw(
+    tasks: ModuleType, worker: Any, tmp_path: Path
+) -> None:
+    app = tasks.app
+    gate = tmp_path / "gate"
+
+    async def main() -> tuple[str, float, Any]:
+        result = await app.asend_task("aio_client_tasks.wait_for", (str(gate),))
+        started = time.monotonic()
+        with pytest.raises(TimeoutError) as raised:
+            await result.aget(timeout=0.3)
+        took = time.monotonic() - started
+        gate.touch()
+        return str(raised.value), took, await result.aget(timeout=10)
+
+    message, took, value = run(main())
+    assert "not ready after 0.3s" in message
+    assert took < 5, "the timeout bounds the wait"
+    assert value == "opened", "a timed-out wait leaves the result to a later one"
+
+
+def test_a_cancelled_wait_leaves_the_client_usable(
+    tasks: ModuleType, worker: Any, tmp_path: Path
+) -> None:
+    app = tasks.app
+    gate = tmp_path / "gate"
+
+    async def main() -> tuple[Any, Any]:
+        result = await app.asend_task("aio_client_tasks.wait_for", (str(gate),))
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(result.aget(), 0.2)  # cancelled in the middle of a wait
+        gate.touch()
+        other = await app.asend_task("aio_client_tasks.add", (20, 22))
+        return await result.aget(timeout=10), await other.aget(timeout=10)
+
+    assert run(main()) == ("opened", 42)
+
+
+def test_the_event_loop_keeps_running_while_results_are_awaited(
+    tasks: ModuleType, worker: Any, tmp_path: Path
+) -> None:
+    """A ticker coroutine keeps ticking while another awaits an unfinished task."""
+    app = tasks.app
+    gate = tmp_path / "gate"
+
+    async def main() -> tuple[int, Any]:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                if ticks == 20:
+                    gate.touch()  # only a running loop gets here: then the task may end
+                await asyncio.sleep(0.005)
+
+        ticking = asyncio.create_task(ticker())
+        result = await app.asend_task("aio_client_tasks.wait_for", (str(gate),))
+        value = await result.aget(timeout=20)
+        ticking.cancel()
+        return ticks, value
+
+    ticks, value = run(main())
+    assert value == "opened" and ticks >= 20
+
+
+def test_many_concurrent_sends_and_waits(tasks: ModuleType, worker: Any) -> None:
+    app = tasks.app
+
+    async def one(i: int) -> int:
+        result = await app.asend_task("aio_client_tasks.add", (i, i))
+        value: int = await result.aget(timeout=20)
+        return value
+
+    async def main() -> list[int]:
+        return list(await asyncio.gather(*(one(i) for i in range(60))))
+
+    assert run(main()) == [2 * i for i in range(60)]
+
+
+def test_workflows_are_sent_and_awaited(tasks: ModuleType, worker: Any) -> None:
+    add, tsum = tasks.add, tasks.tsum
+
+    async def main() -> tuple[Any, ...]:
+        members = await group(add.s(i, i) for i in range(5)).aapply_async()
+        pair = await chain(add.s(1, 2), add.s(3)).aapply_async()
+        joined = await chord([add.s(i, i) for i in range(4)], tsum.s()).aapply_async()
+        return (
+            members,
+            await members.aget(timeout=10),
+            await members,
+            await members.astate(),
+            await members.aready(),
+            await members.acompleted_count(),
+            await pair.aget(timeout=10),
+            await joined.aget(timeout=10),
+        )
+
+    members, values, again, state, ready, completed, pair, total = run(main())
+    assert isinstance(members, GroupResult)
+    assert values == again == [0, 2, 4, 6, 8]
+    assert (state, ready, completed) == ("SUCCESS", True, 5)
+    assert (pair, total) == (6, 12)
+
+
+def test_a_group_with_a_failed_member_raises_from_aget(tasks: ModuleType, worker: Any) -> None:
+    add, fail = tasks.add, tasks.fail
+
+    async def main() -> tuple[Any, ...]:
+        members = await group([add.s(1, 1), fail.s("member broke")]).aapply_async()
+        with pytest.raises(ValueError, match="member broke"):
+            await members.aget(timeout=10)
+        kept = await members.aget(timeout=10, propagate=False)
+        return kept, await members.afailed(), await members.astate()
+
+    kept, failed, state = run(main())
+    assert kept[0] == 2 and isinstance(kept[1], ValueError)
+    assert (failed, state) == (True, "FAILURE")
+
+
+def test_a_group_times_out_as_a_whole(tasks: ModuleType, worker: Any, tmp_path: Path) -> None:
+    add, wait_for = tasks.add, tasks.wait_for
+    gate = tmp_path / "gate"
+
+    async def main() -> str:
+        members = await group([add.s(1, 1), wait_for.s(str(gate))]).aapply_async()
+        with pytest.raises(TimeoutError) as raised:
+            await members.aget(timeout=0.3)
+        gate.touch()
+        await members.aget(timeout=10)
+        return str(raised.value)
+
+    assert "1 of 2 results not ready after 0.3s" in run(main())
+
+
+def test_a_blocking_get_inside_an_event_loop_names_the_coroutine_to_await(
+    tasks: ModuleType, worker: Any
+) -> None:
+    app, add = tasks.app, tasks.add
+
+    async def main() -> tuple[str, str, Any, Any]:
+        result = await app.asend_task("aio_client_tasks.add", (1, 2))
+        with pytest.raises(BlockingCallError) as single:
+            result.get(timeout=10)
+        members = await group([add.s(1, 1)]).aapply_async()
+        with pytest.raises(BlockingCallError) as several:
+            members.get(timeout=10)
+        ignored = await app.asend_task("aio_client_tasks.forget_me")
+        eager = add.apply((2, 2))  # known already: get() does not block
+        await result.aget(timeout=10)
+        await members.aget(timeout=10)
+        return str(single.value), str(several.value), ignored.get(), eager.get()
+
+    single, several, ignored, eager = run(main())
+    assert "use `await result.aget()` instead" in single
+    assert "use `await group_result.aget()` instead" in several
+    assert (ignored, eager) == (None, 4)
+    assert isinstance(BlockingCallError("x"), RuntimeError)
+
+
+def test_outside_an_event_loop_get_still_works(tasks: ModuleType, worker: Any) -> None:
+    """The refusal is about a running loop on this thread, not about async code nearby."""
+    app = tasks.app
+    result = run(app.asend_task("aio_client_tasks.add", (3, 4)))
+    assert result.get(timeout=10) == 7
+
+
+def test_conveyor_imports_and_sends_from_coroutines_without_redis_installed(
+    tmp_path: Path,
+) -> None:
+    """Without redis-py (nor fastapi or httpx) conveyor imports, and the async client works
+    on SQLite: the Redis modules load only when a Redis store is used."""
+    script = """
+import asyncio, sys
+for name in ("redis", "fastapi", "httpx", "uvloop"):
+    sys.modules[name] = None  # importing it now fails, as if it were not installed
+from conveyor import Conveyor
+from conveyor.testing import run_until_empty
+app = Conveyor("bare", broker=sys.argv[1])
+
+@app.task
+def add(x, y):
+    return x + y
+
+async def main():
+    result = await app.asend_task(add.name, (2, 3))
+    await asyncio.to_thread(run_until_empty, app)
+    print(await result.aget(timeout=5), await result.astate())
+
+asyncio.run(main())
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
+    run_ = subprocess.run(
+        [sys.executable, "-c", script, f"sqlite:///{tmp_path / 'bare.db'}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run_.returncode == 0, run_.stderr
+    assert run_.stdout.split() == ["5", "SUCCESS"]
