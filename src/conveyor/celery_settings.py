@@ -69,7 +69,7 @@ _CELERY_ONLY_NAMES = """
     task_default_exchange_type task_default_queue_type task_default_rate_limit
     task_default_routing_key task_inherit_parent_priority task_protocol task_publish_retry
     task_publish_retry_policy task_queue_max_priority task_reject_on_worker_lost
-    task_remote_tracebacks task_send_sent_event task_store_eager_result
+    task_remote_tracebacks task_store_eager_result
     task_store_errors_even_if_ignored
     worker_agent worker_autoscaler worker_cancel_long_running_tasks_on_connection_loss
     worker_consumer worker_deduplicate_successful_tasks worker_detect_quorum_queues
@@ -78,7 +78,7 @@ _CELERY_ONLY_NAMES = """
     worker_hijack_root_logger worker_log_color worker_log_format worker_lost_wait
     worker_max_memory_per_child worker_pool_putlocks worker_pool_restarts
     worker_proc_alive_timeout worker_redirect_stdouts worker_redirect_stdouts_level
-    worker_send_task_events worker_soft_shutdown_timeout worker_state_db
+    worker_soft_shutdown_timeout worker_state_db
     worker_task_log_format worker_timer worker_timer_precision
 """
 CELERY_ONLY = frozenset(_CELERY_ONLY_NAMES.split())

@@ -89,6 +89,14 @@ class Settings:
     worker_concurrency: int | None = None
     worker_prefetch_multiplier: int = 4
     worker_max_tasks_per_child: int | None = None
+    worker_send_task_events: bool = True
+    """Whether workers write task and worker events to the broker's event stream
+    (``conveyor events``, ``conveyor top``, ``tasks show``); on by default, unlike Celery."""
+    task_send_sent_event: bool = False
+    """Whether sending a task also writes a ``task-sent`` event: a write more per send, so
+    off by default, as in Celery."""
+    events_max_length: int = 100_000
+    """About how many of the newest events the broker's event stream keeps."""
     worker_pool: str = "prefork"
     timezone: str = "UTC"
     beat_schedule: dict[str, Any] = field(default_factory=dict)

@@ -18,13 +18,25 @@ Delivery is at-least-once:
 from __future__ import annotations
 
 import enum
+import itertools
+import threading
 import time
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-__all__ = ["UNREAD", "Broker", "DeadLetter", "Delivery", "Envelope", "QueueStats", "Unread"]
+__all__ = [
+    "UNREAD",
+    "Broker",
+    "DeadLetter",
+    "Delivery",
+    "Envelope",
+    "QueueStats",
+    "StoredEvent",
+    "Unread",
+]
 
 
 class Unread(enum.Enum):
@@ -96,6 +108,14 @@ class QueueStats:
     @property
     def total(self) -> int:
         return self.ready + self.delayed + self.reserved
+
+
+class StoredEvent(NamedTuple):
+    """An event as the broker keeps it: its place in the stream and its encoded form."""
+
+    id: str
+    """The cursor: ``read_events(after=id)`` reads what came after it."""
+    data: bytes
 
 
 class Broker(ABC):
@@ -217,6 +237,42 @@ class Broker(ABC):
         default."""
         return []
 
+    # -- the event stream (conveyor.events) ---------------------------------------------
+    #
+    # A bounded, append-only log of encoded events. The default keeps it in this object's
+    # memory, which is right for the memory broker; brokers shared by processes override
+    # both methods to keep it where every process sees it.
+
+    def add_events(self, events: Sequence[bytes], max_length: int) -> None:
+        """Append encoded events in order, in one round trip; keep about the newest
+        ``max_length`` (at least that many, a little more where trimming is approximate)."""
+        with _default_streams_lock:
+            stream: _MemoryEvents | None = self.__dict__.get("_event_stream")
+            if stream is None:
+                stream = self.__dict__["_event_stream"] = _MemoryEvents()
+            stream.add(events, max_length, self._event_time())
+
+    def _event_time(self) -> float:
+        """The time the default stream stamps on events (for ``since``)."""
+        return time.time()
+
+    def read_events(
+        self,
+        after: str | None = None,
+        since: float | None = None,
+        limit: int = 1000,
+        match: bytes | None = None,
+    ) -> list[StoredEvent]:
+        """Up to ``limit`` events, oldest first: those after the cursor ``after`` (an
+        ``id`` read before), else those added at ``since`` (Unix time) or later, else from
+        the oldest kept. ``match``: only events whose encoded form contains these bytes,
+        searched by the store, so one task's events are found without reading them all."""
+        with _default_streams_lock:
+            stream: _MemoryEvents | None = self.__dict__.get("_event_stream")
+            if stream is None:
+                return []
+            return stream.read(after, since, limit, match)
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections. The broker must not be used afterwards."""
 
@@ -225,3 +281,37 @@ class Broker(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_default_streams_lock = threading.Lock()
+
+
+class _MemoryEvents:
+    """The default event stream: a deque of (number, added at, data)."""
+
+    def __init__(self) -> None:
+        self.entries: deque[tuple[int, float, bytes]] = deque()
+        self.numbers = itertools.count(1)
+
+    def add(self, events: Sequence[bytes], max_length: int, now: float) -> None:
+        for data in events:
+            self.entries.append((next(self.numbers), now, data))
+        while len(self.entries) > max(max_length, 1):
+            self.entries.popleft()
+
+    def read(
+        self, after: str | None, since: float | None, limit: int, match: bytes | None
+    ) -> list[StoredEvent]:
+        found: list[StoredEvent] = []
+        start = int(after) if after is not None else None
+        for number, added, data in self.entries:
+            if start is not None and number <= start:
+                continue
+            if start is None and since is not None and added < since:
+                continue
+            if match is not None and match not in data:
+                continue
+            found.append(StoredEvent(str(number), data))
+            if len(found) >= limit:
+                break
+        return found

@@ -241,6 +241,9 @@ class MemoryBroker(Broker):
                 return count
             return sum(self._dead.pop(i, None) is not None for i in ids)
 
+    def _event_time(self) -> float:
+        return self._clock()
+
     def wait(self, timeout: float) -> None:
         """Return once anything was published or given back since this thread's last reserve."""
         deadline = time.monotonic() + timeout

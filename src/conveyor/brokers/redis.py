@@ -37,7 +37,17 @@ from redis.exceptions import RedisError
 from ..keys import revoked_key
 from ..redaction import redact_text
 from ..redis_connection import UNREACHABLE, RedisLink, Script, number_option
-from .base import UNREAD, Broker, DeadLetter, Delivery, Envelope, QueueStats, Unread
+from .base import (
+    UNREAD,
+    Broker,
+    DeadLetter,
+    Delivery,
+    Envelope,
+    QueueStats,
+    StoredEvent,
+    Unread,
+)
+from .redis_events import RedisEvents
 
 __all__ = ["RedisBroker", "ReserveReply"]
 
@@ -107,6 +117,7 @@ class RedisBroker(Broker):
         self._local = threading.local()
         self._revocations = ""
         """The Redis key prefix of the coordinator's revocations, once reserve reads them."""
+        self._events = RedisEvents(self._link, clock)
 
     @classmethod
     def from_url(cls, url: str) -> RedisBroker:
@@ -461,6 +472,20 @@ class RedisBroker(Broker):
                 "queued task is lost if it restarts; enable appendonly"
             )
         return warnings
+
+    # -- the event stream (redis_events.py) -----------------------------------------------
+
+    def add_events(self, events: Sequence[bytes], max_length: int) -> None:
+        self._events.add(events, max_length)
+
+    def read_events(
+        self,
+        after: str | None = None,
+        since: float | None = None,
+        limit: int = 1000,
+        match: bytes | None = None,
+    ) -> list[StoredEvent]:
+        return self._events.read(after, since, limit, match)
 
     def close(self) -> None:
         self._link.close()

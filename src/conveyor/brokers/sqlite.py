@@ -16,7 +16,15 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from conveyor.brokers.base import Broker, DeadLetter, Delivery, Envelope, QueueStats
+from conveyor.brokers.base import (
+    Broker,
+    DeadLetter,
+    Delivery,
+    Envelope,
+    QueueStats,
+    StoredEvent,
+)
+from conveyor.brokers.sqlite_events import SQLiteEvents
 from conveyor.sqlite_file import SQLiteFile
 
 __all__ = ["SQLiteBroker"]
@@ -107,6 +115,7 @@ class SQLiteBroker(Broker):
         self._db = SQLiteFile(self.path, timeout, synchronous)
         self._db.ensure_schema(_DDL, _SCHEMA_VERSION, shift=0, upgrades=_UPGRADES)
         self._rotation = itertools.count()
+        self._events = SQLiteEvents(self._db, clock)
 
     def publish(self, envelopes: Sequence[Envelope]) -> None:
         now = self._clock()
@@ -295,6 +304,20 @@ class SQLiteBroker(Broker):
                     return
         finally:
             self._db.forget_version()
+
+    # -- the event stream (sqlite_events.py) ----------------------------------------------
+
+    def add_events(self, events: Sequence[bytes], max_length: int) -> None:
+        self._events.add(events, max_length)
+
+    def read_events(
+        self,
+        after: str | None = None,
+        since: float | None = None,
+        limit: int = 1000,
+        match: bytes | None = None,
+    ) -> list[StoredEvent]:
+        return self._events.read(after, since, limit, match)
 
     def close(self) -> None:
         self._db.close()

@@ -10,6 +10,7 @@ import click
 from .beat import beat
 from .call import call, result
 from .common import Commands, load_app
+from .events import events, top
 from .metrics import metrics
 from .queues import dead_letters, purge, queues
 from .worker import demo, worker
@@ -27,4 +28,6 @@ def main(ctx: click.Context, app_spec: str | None) -> None:
 
 
 for command in (worker, call, result, purge, queues, dead_letters, demo, beat, metrics):
+    main.add_command(command)
+for command in (events, top):  # events.py
     main.add_command(command)

@@ -69,6 +69,8 @@ class Executor:
         self._soft_limits = threading.current_thread() is threading.main_thread()
         self.guards = Guards(app)
         self.outbox = Outbox(app, tracker)
+        self._ran_for: float | None = None
+        """Seconds the task being concluded ran, for its event (``_event``)."""
         self._decoded: dict[str, Message] = {}
         self._started_info = {"pid": os.getpid(), "hostname": hostname}
         """STARTED's info, as Celery's: which process runs the task."""
@@ -139,6 +141,8 @@ class Executor:
                 notify.rejected(self, delivery, exc)
             return state
         attempt = fence(message.retries, delivery.delivery_count, resends=delivery.resends)
+        if self.outbox.events is not None:
+            self.outbox.events.received(message, self.hostname)
         if delivery.redelivered and self._already_done(message, delivery):
             logger.info(
                 "%s[%s] redelivered after it had finished; acked without running",
@@ -354,6 +358,7 @@ class Executor:
         runtime: float,
     ) -> str:
         name, task_id = message.task, message.id
+        self._ran_for = runtime
         if outcome.state == states.SUCCESS:
             spec = task.spec if task.typing else None
             value = _storable(outcome.retval)
@@ -453,6 +458,7 @@ class Executor:
         return states.RETRY
 
     def _write(self, message: Message, attempt: int | None, record: TaskRecord) -> bool:
+        self._event(message, record)
         if workflow.handed_on(message, record):  # workflow hook: Task.replace() took over
             return True
         stored = message.ignore_result or self.results.write(
@@ -462,10 +468,17 @@ class Executor:
             workflow.after_outcome(self.app, message, record)
         return stored
 
+    def _event(self, message: Message, record: TaskRecord) -> None:
+        """Note an outcome's event (``worker/events.py``), with the runtime ``_conclude`` saw."""
+        runtime, self._ran_for = self._ran_for, None
+        if self.outbox.events is not None:
+            self.outbox.events.outcome(message, record, self.hostname, runtime)
+
     def _finish(
         self, delivery: Delivery, message: Message, attempt: int, record: TaskRecord
     ) -> str:
         """Store the outcome soon (see ``Outbox``), then ack."""
+        self._event(message, record)
         if workflow.handed_on(message, record):  # workflow hook: Task.replace() took over
             pass
         elif message.ignore_result:
@@ -490,6 +503,8 @@ class Executor:
                 limit,
                 reject.reason,
             )
+            if self.outbox.events is not None:
+                self.outbox.events.rejected_requeued(message, self.hostname, str(reject.reason))
             self._hand_back(delivery)
             return states.REJECTED
         if reject.requeue:

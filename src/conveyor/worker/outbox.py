@@ -20,6 +20,7 @@ from ..brokers.base import Delivery
 from ..message import Message
 from ..records import LEVEL_STARTED, TaskRecord, at_level
 from ..serialization import explain_result
+from .events import EventBuffer, event_buffer
 from .late import DELAY, RESULT_DELAY, late_writer
 
 __all__ = ["Outbox", "Tracker"]
@@ -83,6 +84,8 @@ class Outbox:
         """One state write at a time, so outcomes land in order and before their acks."""
         self._late = late_writer()
         self._late.register(self)
+        self.events: EventBuffer | None = event_buffer(app)
+        """Where the executor notes task events (None: ``worker_send_task_events`` off)."""
 
     def outcome(self, delivery: Delivery, message: Message, record: TaskRecord, fence: int) -> None:
         """Write this outcome soon (``flush_writes`` or ``write_late``)."""
@@ -181,8 +184,11 @@ class Outbox:
         return waiting
 
     def close(self) -> None:
-        """Stop taking part in background writes (the consumer has stored everything)."""
+        """Stop taking part in background writes (the consumer has stored everything),
+        and write the events noted so far."""
         self._late.unregister(self)
+        if self.events is not None:
+            self.events.flush()
 
     def _redeliver(self, delivery: Delivery) -> None:
         """Take back a pending ack and let the lease pass now, so the message comes round

@@ -1,0 +1,303 @@
+"""A worker's events: noted in memory as tasks run, written to the broker in batches.
+
+Writing each event as it happens would cost a round trip per event, three per task: more
+than a quick task costs to run. So an executor only appends the event to its process's
+buffer (``EventBuffer``, a few hundred nanoseconds), and one background thread per worker
+process (``_Flusher``) encodes and writes everything buffered every ``FLUSH_EVERY`` seconds,
+in one ``Broker.add_events`` call; a consumer going idle or stopping writes what waits at
+once (``flush``). Events are for watching: when the broker is unreachable they wait in the
+buffer, which keeps at most ``MAX_BUFFERED`` (the oldest are dropped, with one warning).
+
+The worker's own events come from the supervisor: ``worker-online`` when its pool is
+ready, ``worker-heartbeat`` with each lease heartbeat, ``worker-offline`` when it stops
+(the receivers below, on Celery's worker signals).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import threading
+import time
+from typing import Any
+
+from .. import signals, states
+from ..app import Conveyor
+from ..events import (
+    Event,
+    TaskFailed,
+    TaskReceived,
+    TaskRejected,
+    TaskRetried,
+    TaskRevoked,
+    TaskStarted,
+    TaskSucceeded,
+    WorkerEvent,
+    WorkerHeartbeat,
+    WorkerOffline,
+    WorkerOnline,
+    encode_event,
+)
+from ..message import Message
+from ..records import TaskRecord
+from ..request import Request
+
+__all__ = ["FLUSH_EVERY", "MAX_BUFFERED", "EventBuffer", "event_buffer"]
+
+FLUSH_EVERY = 0.2
+"""Seconds between the background writes of a process's buffered events."""
+MAX_BUFFERED = 50_000
+"""Events a process keeps while the broker cannot take them."""
+
+logger = logging.getLogger("conveyor.worker")
+
+
+class EventBuffer:
+    """The task events of one worker process, waiting to be written."""
+
+    def __init__(self, app: Conveyor) -> None:
+        self.app = app
+        self.pid = os.getpid()
+        self.hostname = ""
+        self._pending: list[Event] = []
+        self._io = threading.Lock()
+        """One write at a time, so events reach the stream in the order they happened."""
+        self._dropped = 0
+        self._flusher: _Flusher | None = None
+        app.on_task_start.append(self.started)
+
+    # -- noting events (the executor's thread) -------------------------------------------
+
+    def received(self, message: Message, hostname: str) -> None:
+        self._pending.append(
+            TaskReceived(
+                timestamp=time.time(),
+                hostname=hostname,
+                pid=self.pid,
+                uuid=message.id,
+                name=message.task,
+                args=message.shown_args(),
+                kwargs=message.shown_kwargs(),
+                retries=message.retries,
+                eta=message.eta,
+                expires=message.expires,
+                queue=message.queue,
+                root_id=message.root_id,
+                parent_id=message.parent_id,
+            )
+        )
+        self._start()
+
+    def started(self, task: object, request: Request) -> None:
+        """An ``app.on_task_start`` hook: the task's code is about to run."""
+        self._pending.append(
+            TaskStarted(
+                timestamp=time.time(),
+                hostname=request.hostname or "",
+                pid=self.pid,
+                uuid=request.id or "",
+                name=request.task,
+                retries=request.retries,
+            )
+        )
+
+    def outcome(
+        self, message: Message, record: TaskRecord, hostname: str, runtime: float | None
+    ) -> None:
+        """The event of a stored outcome (none for IGNORED and custom states)."""
+        event = _outcome_event(message, record, runtime)
+        if event is not None:
+            event.hostname, event.pid = hostname, self.pid
+            self._pending.append(event)
+            if isinstance(event, TaskRetried):
+                self.flush()  # before the next attempt's events, which another worker may write
+
+    def rejected_requeued(self, message: Message, hostname: str, reason: str) -> None:
+        self._pending.append(
+            TaskRejected(
+                timestamp=time.time(),
+                hostname=hostname,
+                pid=self.pid,
+                uuid=message.id,
+                name=message.task,
+                requeue=True,
+                reason=reason,
+            )
+        )
+
+    # -- writing -------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write every buffered event now (from any thread)."""
+        if not self._pending:
+            return
+        with self._io:
+            pending, self._pending = self._pending, []
+            if not pending:
+                return
+            try:
+                self.app.broker.add_events(
+                    [encode_event(e) for e in pending], int(self.app.conf.events_max_length)
+                )
+            except Exception as exc:
+                self._keep(pending, exc)
+
+    def _keep(self, pending: list[Event], exc: Exception) -> None:
+        """The write failed: keep the events for the next one, the newest MAX_BUFFERED."""
+        pending += self._pending
+        self._pending = pending[-MAX_BUFFERED:]
+        if len(pending) > MAX_BUFFERED:
+            if not self._dropped:
+                logger.warning("events could not be written (%s); dropping the oldest", exc)
+            self._dropped += len(pending) - MAX_BUFFERED
+        else:
+            logger.debug("events could not be written (%s); trying again", exc)
+
+    def _start(self) -> None:
+        if self._flusher is None:
+            self._flusher = _Flusher(self)
+
+
+class _Flusher:
+    """The background thread that writes a buffer's events every FLUSH_EVERY seconds."""
+
+    def __init__(self, buffer: EventBuffer) -> None:
+        self.buffer = buffer
+        self.thread = threading.Thread(target=self._run, name="conveyor-events", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(FLUSH_EVERY)
+            try:
+                self.buffer.flush()
+            except Exception:
+                logger.exception("writing events failed")
+
+
+_buffers: dict[tuple[int, int], EventBuffer] = {}
+_buffers_lock = threading.Lock()
+
+
+def event_buffer(app: Conveyor) -> EventBuffer | None:
+    """This process's buffer for ``app``, or None when ``worker_send_task_events`` is off."""
+    if not app.conf.worker_send_task_events:
+        return None
+    key = (os.getpid(), id(app))
+    with _buffers_lock:
+        buffer = _buffers.get(key)
+        if buffer is None:
+            buffer = _buffers[key] = EventBuffer(app)
+        return buffer
+
+
+def _outcome_event(message: Message, record: TaskRecord, runtime: float | None) -> Event | None:
+    status, now = record.status, time.time()
+    common: dict[str, Any] = {"timestamp": now, "uuid": message.id, "name": message.task}
+    if status == states.SUCCESS:
+        return TaskSucceeded(**common, result=_short(record.result), runtime=runtime or 0.0)
+    if status == states.FAILURE:
+        return TaskFailed(
+            **common,
+            exception=_exception(record),
+            traceback=record.traceback,
+            runtime=runtime,
+        )
+    if status == states.RETRY:
+        return TaskRetried(
+            **common,
+            exception=_exception(record),
+            traceback=record.traceback,
+            retries=message.retries,
+            eta=record.retry_at,
+        )
+    if status == states.REVOKED:
+        reason = record.result if isinstance(record.result, str) else None
+        return TaskRevoked(
+            **common,
+            terminated=reason == "terminated",
+            expired=bool(reason and reason.startswith("expired")),
+            reason=reason,
+        )
+    if status == states.REJECTED:
+        reason = record.result if isinstance(record.result, str) else None
+        return TaskRejected(**common, requeue=False, reason=reason)
+    return None
+
+
+def _exception(record: TaskRecord) -> str:
+    if record.exception is not None:
+        return f"{record.exception.type}: {record.exception.message}"
+    return str(record.result)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+# -- the worker's own events (the supervisor's process) -----------------------------------
+
+
+def _worker_event(kind: type[WorkerEvent], app: Conveyor, hostname: str, **fields: Any) -> None:
+    if not app.conf.worker_send_task_events:
+        return
+    event = kind(
+        timestamp=time.time(),
+        hostname=hostname,
+        pid=os.getpid(),
+        freq=max(float(app.conf.broker_lease) / 3.0, 0.05),
+        sw_ver=_version(),
+        sw_sys=platform.system(),
+        **fields,
+    )
+    try:
+        app.broker.add_events([encode_event(event)], int(app.conf.events_max_length))
+    except Exception as exc:
+        logger.warning("could not write the %s event: %s", event.type, exc)
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("conveyor-tasks")
+    except metadata.PackageNotFoundError:
+        return ""
+
+
+def _pool_parts(sender: Any) -> tuple[Conveyor, str] | None:
+    app, hostname = getattr(sender, "app", None), getattr(sender, "hostname", None)
+    if isinstance(app, Conveyor) and isinstance(hostname, str):
+        return app, hostname
+    return None
+
+
+def _on_ready(sender: Any = None, **kwargs: Any) -> None:
+    parts = _pool_parts(sender)
+    if parts is not None:
+        _worker_event(WorkerOnline, *parts)
+
+
+def _on_heartbeat(sender: Any = None, **kwargs: Any) -> None:
+    parts = _pool_parts(sender)
+    if parts is not None:
+        keeper = getattr(sender, "keeper", None)
+        active = len(keeper.running()) if keeper is not None else 0
+        _worker_event(WorkerHeartbeat, *parts, active=active)
+
+
+def _on_shutdown(sender: Any = None, **kwargs: Any) -> None:
+    parts = _pool_parts(sender)
+    if parts is not None:
+        _worker_event(WorkerOffline, *parts)
+
+
+signals.worker_ready.connect(_on_ready, weak=False, dispatch_uid="conveyor.worker.events.ready")
+signals.heartbeat_sent.connect(
+    _on_heartbeat, weak=False, dispatch_uid="conveyor.worker.events.heartbeat"
+)
+signals.worker_shutdown.connect(
+    _on_shutdown, weak=False, dispatch_uid="conveyor.worker.events.shutdown"
+)
