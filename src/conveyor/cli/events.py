@@ -6,7 +6,10 @@ import json
 import sys
 import threading
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 import click
 
@@ -21,9 +24,25 @@ from ..events import (
     WorkerOffline,
 )
 from .common import app_option, ctx_app
-from .tables import format_table, when
 
-__all__ = ["events", "line_of", "top"]
+__all__ = ["events", "format_table", "line_of", "top", "when"]
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    """Lines of a table whose columns are as wide as their widest cell."""
+    cells = [[str(h) for h in headers]]
+    cells += [["" if c is None else str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    return [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    ]
+
+
+def when(timestamp: float | None) -> str:
+    """A Unix time as local ISO time to the millisecond ("" for None)."""
+    if timestamp is None:
+        return ""
+    return datetime.fromtimestamp(timestamp).isoformat(sep=" ", timespec="milliseconds")
 
 
 def line_of(event: AnyEvent) -> str:
