@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import time
@@ -20,6 +21,7 @@ from typing import (
     overload,
 )
 
+from .aio_client import asend
 from .current import current_app, register_shared
 from .define import make_task
 from .exceptions import ImproperlyConfigured, Retry
@@ -259,6 +261,29 @@ class Task(Generic[P, R]):
             result: AsyncResult[R] = self.signature(args, kwargs, **options).apply_async()
             return result
         return app.send(self, args, kwargs, options)
+
+    async def adelay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
+        """``delay`` for coroutines: ``result = await task.adelay(...)``."""
+        return await self.aapply_async(args, kwargs)
+
+    async def aapply_async(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> AsyncResult[R]:
+        """``apply_async`` for coroutines: the same options and checks, published without
+        blocking the event loop (``conveyor.aio_client``). Eager mode runs the task in a
+        worker thread, so neither a sync task nor an ``async def`` one stalls the loop."""
+        args = tuple(args or ())
+        kwargs = dict(kwargs or {})
+        app = self.app
+        if app.conf.task_always_eager:
+            return await asyncio.to_thread(self.apply, args, kwargs, **options)
+        if options.get("link") or options.get("link_error"):  # a workflow: sent in a thread
+            return await asyncio.to_thread(self.apply_async, args, kwargs, **options)
+        result: AsyncResult[R] = await asend(app, self, args, kwargs, options)
+        return result
 
     if TYPE_CHECKING:  # methods of DjangoTask, which the Django integration installs beneath
         # a project's tasks (conveyor.contrib.django.task); declared for type checkers,

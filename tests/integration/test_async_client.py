@@ -86,6 +86,41 @@ def test_asend_task_then_aget_and_await_give_the_value(tasks: ModuleType, worker
     assert result.state == "SUCCESS"  # the same task, read the sync way
 
 
+def test_adelay_and_aapply_async_send_the_task(tasks: ModuleType, worker: Any) -> None:
+    add = tasks.add
+
+    async def main() -> tuple[Any, ...]:
+        first = await add.adelay(2, 3)
+        second = await add.aapply_async((10,), {"y": 5}, task_id="chosen-id", priority=7)
+        return first, await first.aget(timeout=10), second.id, await second
+
+    first, value, chosen, other = run(main())
+    assert isinstance(first, AsyncResult) and first.name == "aio_client_tasks.add"
+    assert (value, chosen, other) == (5, "chosen-id", 15)
+
+
+def test_aapply_async_checks_arguments_as_apply_async_does(tasks: ModuleType) -> None:
+    add = tasks.add
+    with pytest.raises(TypeError):
+        run(add.aapply_async((1, 2, 3)))
+    with pytest.raises(Exception, match="countdwn"):
+        run(add.aapply_async((1, 2), countdwn=5))
+
+
+def test_eager_mode_runs_the_task_off_the_event_loop(tasks: ModuleType) -> None:
+    app, add, fail = tasks.app, tasks.add, tasks.fail
+    app.conf.task_always_eager = True
+
+    async def main() -> tuple[Any, ...]:
+        result = await add.adelay(2, 2)
+        failed = await fail.adelay("eager broke")
+        with pytest.raises(ValueError, match="eager broke"):
+            await failed.aget()
+        return await result.aget(), await result, await result.astate(), await failed.astate()
+
+    assert run(main()) == (4, 4, "SUCCESS", "FAILURE")
+
+
 def test_astate_and_friends_follow_a_task_from_start_to_end(
     tasks: ModuleType, worker: Any, tmp_path: Path
 ) -> None:
