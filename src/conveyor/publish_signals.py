@@ -43,6 +43,7 @@ _PROTOCOL = frozenset(
         "kwargsrepr",
         "origin",
         "ignore_result",
+        "stamps",
     }
 )
 """Celery's protocol 2 header keys; every other key is a user header."""
@@ -53,7 +54,9 @@ def _iso(when: float | None) -> str | None:
 
 
 def headers_of(message: Message) -> dict[str, Any]:
-    """Celery's message headers for ``message``, its own headers merged in."""
+    """Celery's message headers for ``message``, its own headers merged in (a stamped
+    task's stamps also under ``stamps``, by name, as Celery 5.3+ sends them)."""
+    stamped = message.headers.get("stamped_headers") or ()
     return {
         "lang": "py",
         "task": message.task,
@@ -71,6 +74,7 @@ def headers_of(message: Message) -> dict[str, Any]:
         "kwargsrepr": repr(message.kwargs),
         "origin": f"{os.getpid()}@{socket.gethostname()}",
         "ignore_result": message.ignore_result,
+        "stamps": {k: message.headers[k] for k in stamped if k in message.headers},
         **message.headers,
     }
 

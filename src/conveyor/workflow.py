@@ -23,7 +23,7 @@ import msgspec
 from . import states
 from .canvas import ACCUMULATE, FORWARD, chain, chord, group
 from .chordcount import add_member, callback_done, count_member, member_ids, nest_results
-from .exceptions import BrokerError, ChordError, Ignore, TaskRevokedError
+from .exceptions import BrokerError, ChordError, Ignore, ImproperlyConfigured, TaskRevokedError
 from .freeze import entry_id, freeze_tree, leaves, result_of, walk
 from .keys import chord_key
 from .plan import ApplyContext, Plan
@@ -330,6 +330,8 @@ def replace(task: AnyTask, sig: Any) -> Any:
     request = task.request
     new = copy.deepcopy(as_signature(sig, app))
     new._app = app
+    if isinstance(new, chain) and not new.tasks:  # nothing would ever give the result
+        raise ImproperlyConfigured("Cannot replace with an empty chain: give it a task")
     message: Message | None = request.message
     if request.called_directly or message is None:
         if request.is_eager:

@@ -16,6 +16,7 @@ import msgspec
 import pytest
 
 from conveyor import Conveyor, Signature, chain, chord, group, signature
+from conveyor.exceptions import ImproperlyConfigured
 from conveyor.testing import memory_app, run_until_empty
 
 
@@ -204,3 +205,16 @@ def test_a_signature_given_its_task_object_runs_that_task(
     sig = Signature("renamed.elsewhere", (2, 3), type=t.add, app=app)
     assert sig.type is t.add
     assert sig.apply().get() == 5
+
+
+def test_replacing_a_task_with_an_empty_chain_fails_it_clearly(
+    app: Conveyor, t: SimpleNamespace
+) -> None:
+    @app.task(name="cp.nothing_left", bind=True)
+    def nothing_left(self: Any, *_: Any) -> Any:
+        return self.replace(chain())
+
+    result = chain(t.add.s(1, 1), nothing_left.s()).delay()
+    drain(app)
+    with pytest.raises(ImproperlyConfigured, match="Cannot replace with an empty chain"):
+        result.get(timeout=1)

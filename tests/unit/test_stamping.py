@@ -113,3 +113,23 @@ def test_a_running_stamped_task_sees_it_is_aborted(app: Conveyor) -> None:
     long_export.s().stamp(export="weekly").delay()
     run_until_empty(app)
     assert checks == [False, True]
+
+
+def test_before_task_publish_sees_the_stamps_by_name(app: Conveyor, t: SimpleNamespace) -> None:
+    from conveyor.signals import before_task_publish
+
+    published: list[dict[str, Any]] = []
+
+    def record(headers: dict[str, Any], **_: Any) -> None:
+        published.append(dict(headers))
+
+    before_task_publish.connect(record, weak=False)
+    try:
+        t.add.s(1, 1).stamp(batch="b-1", tenant=["acme", "zeta"]).delay()
+        t.add.delay(2, 2)
+    finally:
+        before_task_publish.disconnect(record)
+    stamped, plain = published
+    assert stamped["stamps"] == {"batch": "b-1", "tenant": ["acme", "zeta"]}
+    assert stamped["stamped_headers"] == ["batch", "tenant"]
+    assert plain["stamps"] == {}
