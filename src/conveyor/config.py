@@ -109,6 +109,15 @@ class Settings:
     send_on_commit: bool = False
     """Django integration: a task sent inside ``transaction.atomic`` waits for the commit
     (and is never sent if the transaction rolls back)."""
+    dashboard_token: str | None = None
+    """``conveyor dashboard`` asks for this token (a page to log in, or a Bearer header)."""
+    dashboard_basic_auth: str | None = None
+    """``conveyor dashboard`` asks for HTTP basic auth with this ``user:password``."""
+    dashboard_read_only: bool = False
+    """``conveyor dashboard`` shows no action (revoke, retry, purge, enable...)."""
+    dashboard_mask: list[str] = field(default_factory=list)
+    """Argument and result fields the dashboard never shows, for every task (a task's own
+    ``dashboard_mask=[...]`` option adds to it)."""
     include: list[str] = field(default_factory=list)
     imports: list[str] = field(default_factory=list)
     """Celery's other name for modules a worker imports at start; read beside ``include``."""

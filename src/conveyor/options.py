@@ -62,6 +62,7 @@ TASK_OPTIONS = frozenset(
         "pydantic_strict",
         "pydantic_context",
         "pydantic_dump_kwargs",
+        "dashboard_mask",
     }
 )
 

@@ -10,6 +10,7 @@ import click
 from .beat import beat
 from .call import call, result
 from .common import Commands, load_app
+from .dashboard import dashboard
 from .events import events, top
 from .metrics import metrics
 from .queues import dead_letters, purge, queues
@@ -27,7 +28,7 @@ def main(ctx: click.Context, app_spec: str | None) -> None:
     ctx.obj = {"app": app_spec}
 
 
-for command in (worker, call, result, purge, queues, dead_letters, demo, beat, metrics):
+for command in (worker, call, result, purge, queues, dead_letters, demo, beat, metrics, dashboard):
     main.add_command(command)
 for command in (events, top):  # events.py
     main.add_command(command)

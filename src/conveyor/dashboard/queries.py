@@ -1,0 +1,222 @@
+"""What the pages show, read from the app's broker, result backend and schedule store.
+
+Plain data in, plain data out: the pages render it, the tests read it. Nothing here keeps
+state between requests, so any number of dashboards can watch one cluster.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from .. import states
+from ..beat.schedules import get_zone
+from ..exceptions import ConveyorError
+from ..serialization import decode_message
+from .masking import Masker
+
+if TYPE_CHECKING:
+    from ..app import Conveyor
+    from ..beat.store import ScheduleStore
+
+__all__ = [
+    "DeadLetterView",
+    "PeriodicView",
+    "Queries",
+    "QueueView",
+    "TaskView",
+]
+
+
+@dataclass(frozen=True)
+class QueueView:
+    name: str
+    ready: int
+    delayed: int
+    reserved: int
+
+
+@dataclass(frozen=True)
+class DeadLetterView:
+    id: str
+    queue: str
+    task: str
+    reason: str
+    failed_at: datetime
+    resends: int
+    args: str
+    kwargs: str
+    body: str
+
+
+@dataclass(frozen=True)
+class PeriodicView:
+    name: str
+    task: str
+    schedule: str
+    enabled: bool
+    last_run: datetime | None
+    next_run: datetime | None
+    runs: int
+    source: str
+
+
+@dataclass(frozen=True)
+class TaskView:
+    id: str
+    state: str
+    task: str | None
+    result: str
+    traceback: str | None
+    args: str | None
+    kwargs: str | None
+    worker: str | None
+    retries: int
+    date_done: datetime | None
+    parent_id: str | None
+    children: list[str] = field(default_factory=list)
+    ready: bool = False
+
+
+def _json(value: Any) -> str:
+    try:
+        return json.dumps(value, default=repr, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _when(timestamp: float | None) -> datetime | None:
+    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC)
+
+
+class Queries:
+    """Reads for the pages of one app."""
+
+    def __init__(self, app: Conveyor, masker: Masker, store: Callable[[], ScheduleStore]):
+        self.app = app
+        self.masker = masker
+        self._store = store
+
+    def function_of(self, task: str | None) -> Callable[..., Any] | None:
+        found = self.app.tasks.get(task) if task else None
+        return getattr(found, "run", None) if found is not None else None
+
+    # -- queues -------------------------------------------------------------------------
+
+    def queues(self) -> list[QueueView]:
+        return [
+            QueueView(name, s.ready, s.delayed, s.reserved)
+            for name, s in sorted(self.app.broker.stats().items())
+        ]
+
+    # -- dead letters -------------------------------------------------------------------
+
+    def dead_letters(self, limit: int = 200) -> list[DeadLetterView]:
+        return [self._letter(letter) for letter in self.app.broker.dead_letters(limit)]
+
+    def dead_letter(self, letter_id: str) -> DeadLetterView | None:
+        for letter in self.app.broker.dead_letters(10_000):
+            if letter.id == letter_id:
+                return self._letter(letter)
+        return None
+
+    def _letter(self, letter: Any) -> DeadLetterView:
+        task, args, kwargs = "?", "", ""
+        try:
+            message = decode_message(letter.body)
+        except ConveyorError as exc:
+            body = f"(unreadable: {exc})"
+        else:
+            task = message.task
+            if message.payload is not None:
+                args = kwargs = f"(arguments serialized as {message.content_type}: not shown)"
+            else:
+                shown_args, shown_kwargs = self.masker.arguments(
+                    task, message.args, message.kwargs, self.function_of(task)
+                )
+                args, kwargs = _json(shown_args), _json(shown_kwargs)
+            body = _json(
+                {
+                    "id": message.id,
+                    "task": task,
+                    "queue": message.queue,
+                    "priority": message.priority,
+                    "retries": message.retries,
+                    "eta": message.eta,
+                    "parent_id": message.parent_id,
+                    "root_id": message.root_id,
+                    "headers": message.headers,
+                }
+            )
+        return DeadLetterView(
+            id=letter.id,
+            queue=letter.queue,
+            task=task,
+            reason=letter.reason,
+            failed_at=datetime.fromtimestamp(letter.failed_at, UTC),
+            resends=letter.resends,
+            args=args,
+            kwargs=kwargs,
+            body=body,
+        )
+
+    # -- tasks --------------------------------------------------------------------------
+
+    def task(self, task_id: str) -> TaskView | None:
+        record = self.app.results.read(task_id)
+        if record is None:
+            return None
+        name = record.task
+        if record.status == states.SUCCESS:
+            result = _json(self.masker.value(name, record.result))
+        elif record.exception is not None:
+            result = f"{record.exception.type}: {record.exception.message}"
+        else:
+            result = _json(self.masker.value(name, record.result))
+        return TaskView(
+            id=task_id,
+            state=record.status,
+            task=name,
+            result=result,
+            traceback=record.traceback,
+            args=self.masker.text(name, record.argsrepr),
+            kwargs=self.masker.text(name, record.kwargsrepr),
+            worker=record.worker,
+            retries=record.retries,
+            date_done=_when(record.date_done),
+            parent_id=record.parent_id,
+            children=list(record.children),
+            ready=record.status in states.READY_STATES,
+        )
+
+    # -- periodic tasks -----------------------------------------------------------------
+
+    def store(self) -> ScheduleStore:
+        return self._store()
+
+    def periodic(self) -> list[PeriodicView]:
+        zone = get_zone(self.app.conf.timezone, "timezone setting")
+        now = datetime.fromtimestamp(self.app.clock(), UTC)
+        views = []
+        for entry in sorted(self.store().list(), key=lambda e: e.name):
+            next_run = None
+            if entry.enabled:
+                after = max(entry.since or now, now)
+                upcoming = entry.schedule.next_runs(after.astimezone(zone), 1)
+                next_run = upcoming[0] if upcoming else None
+            views.append(
+                PeriodicView(
+                    name=entry.name,
+                    task=entry.task,
+                    schedule=entry.describe(),
+                    enabled=entry.enabled,
+                    last_run=entry.last_run_at,
+                    next_run=next_run,
+                    runs=entry.total_run_count,
+                    source=entry.source,
+                )
+            )
+        return views
