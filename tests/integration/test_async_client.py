@@ -121,6 +121,22 @@ def test_eager_mode_runs_the_task_off_the_event_loop(tasks: ModuleType) -> None:
     assert run(main()) == (4, 4, "SUCCESS", "FAILURE")
 
 
+def test_an_async_def_task_is_sent_and_awaited(tasks: ModuleType, worker: Any) -> None:
+    async def main() -> Any:
+        return await (await tasks.amul.adelay(6, 7)).aget(timeout=10)
+
+    assert run(main()) == 42
+
+
+def test_eager_mode_runs_an_async_def_task_inside_a_running_loop(tasks: ModuleType) -> None:
+    tasks.app.conf.task_always_eager = True
+
+    async def main() -> Any:
+        return await (await tasks.amul.adelay(3, 5))
+
+    assert run(main()) == 15
+
+
 def test_astate_and_friends_follow_a_task_from_start_to_end(
     tasks: ModuleType, worker: Any, tmp_path: Path
 ) -> None:

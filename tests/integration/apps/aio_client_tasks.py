@@ -52,3 +52,12 @@ def wait_for(self, gate: str) -> str:
 @app.task(ignore_result=True)
 def forget_me() -> int:
     return 1
+
+
+@app.task
+async def amul(x: int, y: int) -> int:
+    """An ``async def`` task (docs/async.md), sent and awaited with the async client."""
+    import asyncio
+
+    await asyncio.sleep(0)
+    return x * y
