@@ -1,7 +1,11 @@
-"""``app.control``: revoke tasks and change rate limits across the whole cluster.
+"""``app.control``: revoke tasks, change limits, and steer running workers.
 
-Everything here is written to the coordinator, not sent to workers' memory, so it holds
-for tasks not yet received, across worker restarts, and for workers started later.
+Revocations and rate limits are written to the coordinator, not sent to workers' memory,
+so they hold for tasks not yet received, across worker restarts, and for workers started
+later. Commands for workers (``add_consumer``, ``pool_grow``, ``shutdown``, your own
+``broadcast``) go to each worker's mailbox in the coordinator, which its supervisor takes
+on its heartbeat (a second); a reply comes back through a list of the request's own.
+Workers are found in the registry (``registry.py``); ``inspect()`` reads it.
 """
 
 from __future__ import annotations
@@ -9,20 +13,94 @@ from __future__ import annotations
 import json
 import re
 import signal as signals
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import states
 from .exceptions import DecodeError
-from .keys import rate_override_key, revoked_key, revoked_stamp_key
+from .ids import new_id
+from .inspection import Inspect
+from .keys import (
+    REVOKED_GROUP,
+    mailbox_key,
+    rate_override_key,
+    reply_key,
+    revoked_key,
+    revoked_stamp_key,
+)
 from .records import LEVEL_RECEIVED, TaskRecord, fence
+from .registry import read_workers
 from .serialization import decode_message
 from .stamps import stamp_keys
 
 if TYPE_CHECKING:
     from .app import Conveyor
 
-__all__ = ["Control", "parse_rate"]
+__all__ = [
+    "COMMANDS",
+    "MAILBOX_TTL",
+    "REPLY_TTL",
+    "Command",
+    "Control",
+    "control_command",
+    "inspect_command",
+    "parse_rate",
+]
+
+MAILBOX_TTL = 300.0
+"""Seconds a command waits in a worker's mailbox (a worker restarting meanwhile gets it)."""
+REPLY_TTL = 60.0
+"""Seconds a worker's reply waits to be read."""
+_POLL = 0.05
+"""Seconds between two reads of the replies to a command."""
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A control command workers answer: ``handler(state, **arguments)`` runs in the
+    worker's supervisor (``state`` has ``app``, ``hostname`` and ``pool``)."""
+
+    name: str
+    handler: Callable[..., Any]
+    kind: str = "control"
+
+
+COMMANDS: dict[str, Command] = {}
+"""Custom commands by name, registered with ``control_command`` or ``inspect_command`` in a
+module the worker imports (its tasks modules)."""
+
+
+def control_command(
+    fn: Callable[..., Any] | None = None, *, name: str | None = None, **celery_options: Any
+) -> Any:
+    """Register a command workers run when ``app.control.broadcast(name)`` reaches them.
+
+    Celery's decorator, with its ``args``/``signature`` options accepted and not needed::
+
+        @control_command
+        def increase_prefetch_count(state, n=1):
+            return {"ok": f"prefetch now {n}"}
+    """
+    return _register(fn, name, "control")
+
+
+def inspect_command(
+    fn: Callable[..., Any] | None = None, *, name: str | None = None, **celery_options: Any
+) -> Any:
+    """Register a read-only command (Celery's ``inspect_command``); sent the same way."""
+    return _register(fn, name, "inspect")
+
+
+def _register(fn: Callable[..., Any] | None, name: str | None, kind: str) -> Any:
+    def decorate(handler: Callable[..., Any]) -> Callable[..., Any]:
+        command = Command(name or handler.__name__, handler, kind)
+        COMMANDS[command.name] = command
+        return handler
+
+    return decorate if fn is None else decorate(fn)
+
 
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*([smh]))?\s*$")
 _PER = {"s": 1.0, "m": 60.0, "h": 3600.0}
@@ -62,9 +140,9 @@ class Control:
         ids = [task_id] if isinstance(task_id, str) else list(task_id)
         signum = _signal_number(signal)
         value = json.dumps({"terminate": terminate, "signal": signum, "reason": reason})
-        self.app.coordinator.put_many(
-            [(revoked_key(i), value) for i in ids], float(self.app.conf.task_revoke_expires)
-        )
+        expires = float(self.app.conf.task_revoke_expires)
+        self.app.coordinator.put_many([(revoked_key(i), value) for i in ids], expires)
+        self.app.coordinator.put_members(REVOKED_GROUP, [(i, reason) for i in ids], expires)
         results = self.app.results
         for tid, record in zip(ids, results.read_many(ids), strict=True):
             if record is None or record.status in (states.PENDING, states.RECEIVED, states.RETRY):
@@ -146,6 +224,167 @@ class Control:
             return
         parse_rate(rate)
         self.app.coordinator.put_many([(key, str(rate))], 10 * 365 * 86400.0)
+
+    # -- commands for running workers ---------------------------------------------------
+
+    def inspect(
+        self, destination: Sequence[str] | None = None, timeout: float = 1.0, **kwargs: Any
+    ) -> Inspect:
+        """What workers run and hold, their stats and settings, read from the registry."""
+        return Inspect(self.app, destination, timeout)
+
+    def command(self, fn: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
+        """``@app.control.command``: the same as ``control_command``."""
+        return control_command(fn, name=name)
+
+    def broadcast(
+        self,
+        command: str,
+        arguments: Mapping[str, Any] | None = None,
+        destination: Sequence[str] | None = None,
+        reply: bool = False,
+        timeout: float = 1.0,
+        limit: int | None = None,
+        **kwargs: Any,
+    ) -> list[dict[str, Any]] | None:
+        """Send ``command`` to the workers ``destination`` names (default: every worker
+        online); with ``reply``, their answers as ``[{worker: reply}, ...]``.
+
+        A worker takes its commands on its heartbeat (once a second), so a wait shorter
+        than two heartbeats is stretched to that when some worker has not answered yet.
+        """
+        if isinstance(destination, str):
+            destination = [destination]
+        now = self.app.clock()
+        found = read_workers(self.app.coordinator, now, destination)
+        if destination is not None:
+            targets = list(dict.fromkeys(destination))
+        else:
+            targets = [entry.name for entry in found if not entry.lost]
+        request_id = new_id()
+        payload = json.dumps(
+            {
+                "id": request_id,
+                "command": command,
+                "arguments": dict(arguments or {}),
+                "reply": reply,
+                "sent": now,
+            }
+        )
+        for name in targets:
+            self.app.coordinator.push(mailbox_key(name), [payload], MAILBOX_TTL)
+        if not reply:
+            return None
+        beat = max((float(e.record.get("interval") or 1.0) for e in found), default=1.0)
+        wait = max(timeout, 2 * beat + 0.5)
+        return self._replies(request_id, targets, wait, limit)
+
+    def _replies(
+        self, request_id: str, targets: Sequence[str], wait: float, limit: int | None
+    ) -> list[dict[str, Any]]:
+        expected = limit if limit is not None else len(targets)
+        deadline = time.monotonic() + wait
+        replies: list[dict[str, Any]] = []
+        while True:
+            for text in self.app.coordinator.take(reply_key(request_id)):
+                answer = json.loads(text)
+                replies.append({answer["worker"]: answer["reply"]})
+            if len(replies) >= expected or time.monotonic() >= deadline:
+                return replies
+            time.sleep(_POLL)
+
+    def ping(
+        self, destination: Sequence[str] | None = None, timeout: float = 1.0, **kwargs: Any
+    ) -> list[dict[str, Any]]:
+        """``[{worker: {"ok": "pong"}}, ...]`` from every worker that answers, live."""
+        return self.broadcast("ping", destination=destination, reply=True, timeout=timeout) or []
+
+    def time_limit(
+        self,
+        task_name: str,
+        soft: float | None = None,
+        hard: float | None = None,
+        destination: Sequence[str] | None = None,
+        reply: bool = False,
+        timeout: float = 1.0,
+        **kwargs: Any,
+    ) -> list[dict[str, Any]] | None:
+        """Change a task's soft and hard time limits on running workers (their child
+        processes are replaced as each finishes its task, and start with the new limits)."""
+        arguments = {"task_name": task_name, "soft": soft, "hard": hard}
+        return self.broadcast("time_limit", arguments, destination, reply, timeout)
+
+    def add_consumer(
+        self,
+        queue: str,
+        exchange: str | None = None,
+        exchange_type: str | None = None,
+        routing_key: str | None = None,
+        options: Mapping[str, Any] | None = None,
+        destination: Sequence[str] | None = None,
+        reply: bool = False,
+        timeout: float = 1.0,
+        **kwargs: Any,
+    ) -> list[dict[str, Any]] | None:
+        """Make running workers consume ``queue`` too (Celery's exchange options are
+        accepted and mean nothing here: a queue is a name)."""
+        return self.broadcast("add_consumer", {"queue": queue}, destination, reply, timeout)
+
+    def cancel_consumer(
+        self,
+        queue: str,
+        destination: Sequence[str] | None = None,
+        reply: bool = False,
+        timeout: float = 1.0,
+        **kwargs: Any,
+    ) -> list[dict[str, Any]] | None:
+        """Make running workers stop consuming ``queue`` (a worker keeps its last queue)."""
+        return self.broadcast("cancel_consumer", {"queue": queue}, destination, reply, timeout)
+
+    def pool_grow(
+        self,
+        n: int = 1,
+        destination: Sequence[str] | None = None,
+        reply: bool = False,
+        timeout: float = 1.0,
+        **kwargs: Any,
+    ) -> list[dict[str, Any]] | None:
+        """Start ``n`` more child processes in prefork workers."""
+        return self.broadcast("pool_grow", {"n": n}, destination, reply, timeout)
+
+    def pool_shrink(
+        self,
+        n: int = 1,
+        destination: Sequence[str] | None = None,
+        reply: bool = False,
+        timeout: float = 1.0,
+        **kwargs: Any,
+    ) -> list[dict[str, Any]] | None:
+        """Stop ``n`` child processes of prefork workers, each once its task ends."""
+        return self.broadcast("pool_shrink", {"n": n}, destination, reply, timeout)
+
+    def autoscale(
+        self,
+        max: int,
+        min: int,
+        destination: Sequence[str] | None = None,
+        reply: bool = False,
+        timeout: float = 1.0,
+        **kwargs: Any,
+    ) -> list[dict[str, Any]] | None:
+        """Celery's autoscaler bounds. No Conveyor pool autoscales yet: workers reply
+        with an error naming ``pool_grow`` and ``pool_shrink``."""
+        return self.broadcast("autoscale", {"max": max, "min": min}, destination, reply, timeout)
+
+    def shutdown(
+        self,
+        destination: Sequence[str] | None = None,
+        reply: bool = False,
+        timeout: float = 1.0,
+        **kwargs: Any,
+    ) -> list[dict[str, Any]] | None:
+        """Warm shutdown: workers finish their running tasks, hand back the rest, and exit."""
+        return self.broadcast("shutdown", None, destination, reply, timeout)
 
 
 def _signal_number(signal: str | int) -> int:

@@ -13,15 +13,19 @@ from typing import Any
 __all__ = [
     "CHORD_PREFIX",
     "GROUP_PREFIX",
+    "REVOKED_GROUP",
     "TASK_PREFIX",
+    "WORKERS_GROUP",
     "beat_claim_key",
     "chord_key",
     "concurrency_key",
     "idempotency_key",
     "lock_key",
     "lost_key",
+    "mailbox_key",
     "rate_bucket_key",
     "rate_override_key",
+    "reply_key",
     "revoked_key",
     "revoked_stamp_key",
     "task_lock_key",
@@ -93,3 +97,19 @@ def lock_key(name: str) -> str:
 def beat_claim_key(run: str) -> str:
     """A scheduler's claim on one periodic run (``run``: its ``entry:due`` key)."""
     return f"beat:{run}"
+
+
+WORKERS_GROUP = "workers"
+"""The worker registry: one member per worker name, its record as JSON (``registry.py``)."""
+REVOKED_GROUP = "revoked"
+"""Revoked task ids with their reasons, listed for ``inspect().revoked()``."""
+
+
+def mailbox_key(worker: str) -> str:
+    """The list of control commands waiting for one worker (its supervisor takes them)."""
+    return f"mailbox:{worker}"
+
+
+def reply_key(request_id: str) -> str:
+    """The list of workers' replies to one control command."""
+    return f"reply:{request_id}"

@@ -1,4 +1,5 @@
-"""``conveyor``: worker, beat, call, result, queues, purge, dead-letters and demo.
+"""``conveyor``: worker, beat, call, result, queues, purge, dead-letters, metrics, status,
+inspect, control and demo.
 
 One module per group of commands; this one makes the ``conveyor`` group and adds them.
 """
@@ -10,10 +11,13 @@ import click
 from .beat import beat
 from .call import call, result
 from .common import Commands, load_app
+from .control import control
 from .dashboard import dashboard
 from .events import events, top
+from .inspect import inspect
 from .metrics import metrics
 from .queues import dead_letters, purge, queues
+from .status import status
 from .worker import demo, worker
 
 __all__ = ["load_app", "main"]
@@ -31,4 +35,6 @@ def main(ctx: click.Context, app_spec: str | None) -> None:
 for command in (worker, call, result, purge, queues, dead_letters, demo, beat, metrics, dashboard):
     main.add_command(command)
 for command in (events, top):  # events.py
+    main.add_command(command)
+for command in (status, inspect, control):  # status.py, inspect.py, control.py
     main.add_command(command)

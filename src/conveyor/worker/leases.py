@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Hashable
 from dataclasses import dataclass
 
@@ -27,6 +28,12 @@ class Held:
     task_id: str = ""
     deadline: float | None = None
     fence: int = 0
+    name: str = ""
+    """What the worker registry shows of a running task: its name, argument previews and
+    start time (unix)."""
+    args: str = ""
+    kwargs: str = ""
+    since: float = 0.0
 
 
 class LeaseKeeper:
@@ -54,6 +61,19 @@ class LeaseKeeper:
             if held is not None:
                 held.started = held.ran = True
                 held.task_id, held.deadline, held.fence = task_id, deadline, fence
+                held.since = time.time()
+
+    def describe(self, delivery_id: str, name: str, args: str, kwargs: str) -> None:
+        """What the registry shows of a started task: its name and argument previews."""
+        with self._lock:
+            held = self.held.get(delivery_id)
+            if held is not None:
+                held.name, held.args, held.kwargs = name, args, kwargs
+
+    def snapshot(self) -> list[Held]:
+        """Every held delivery, at this moment."""
+        with self._lock:
+            return list(self.held.values())
 
     def running(self) -> list[Held]:
         with self._lock:
