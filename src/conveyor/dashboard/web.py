@@ -92,6 +92,7 @@ class Dashboard:
             notice=request.query_params.get("done"),
             problem=request.query_params.get("error"),
             app_name=self.app.main or "conveyor",
+            root=_root(request),
             **context,
         )
         return HTMLResponse(html)
@@ -102,7 +103,7 @@ class Dashboard:
         """Authentication, the CSRF cookie and the security headers, for every route."""
 
         async def guarded(request: Request) -> Response:
-            if request.url.path != "/login" and not self.access.allows(request):
+            if _route_path(request) != "/login" and not self.access.allows(request):
                 return security_headers(self.access.refusal())
             response = await handler(request)
             new = request.state.__dict__.get("new_csrf")
@@ -139,6 +140,7 @@ class Dashboard:
             back = form.get("back") or "/"
             if not isinstance(back, str) or not back.startswith("/") or back.startswith("//"):
                 back = "/"
+            back = _root(request) + back
             try:
                 message = await run_in_threadpool(doer, request, form)
             except (KeyError, LookupError) as exc:
@@ -172,7 +174,9 @@ class Dashboard:
     def tasks(self, request: Request) -> Response:
         wanted = request.query_params.get("id", "").strip()
         if wanted:
-            return RedirectResponse(f"/tasks/{quote(wanted, safe='')}", status_code=303)
+            return RedirectResponse(
+                f"{_root(request)}/tasks/{quote(wanted, safe='')}", status_code=303
+            )
         return self.render(request, "tasks.html", "tasks")
 
     def task(self, request: Request) -> Response:
@@ -257,8 +261,8 @@ class Dashboard:
         raw = parse_qs((await request.body()).decode())
         given = (raw.get("token") or [""])[-1]
         if not self.access.token_login(given):
-            return _back("/login", "error", "wrong token")
-        response = RedirectResponse("/", status_code=303)
+            return _back(_root(request) + "/login", "error", "wrong token")
+        response = RedirectResponse(_root(request) + "/", status_code=303)
         response.set_cookie(TOKEN_COOKIE, given, httponly=True, samesite="strict")
         return response
 
@@ -293,6 +297,16 @@ class Dashboard:
 
     async def _health(self, request: Request) -> Response:
         return PlainTextResponse("ok")
+
+
+def _root(request: Request) -> str:
+    """Where the dashboard is mounted (``root_path``), so links work under a prefix."""
+    return str(request.scope.get("root_path", "")).rstrip("/")
+
+
+def _route_path(request: Request) -> str:
+    path, root = str(request.scope["path"]), _root(request)
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 def _back(path: str, key: str, message: str) -> Response:
