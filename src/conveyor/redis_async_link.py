@@ -47,7 +47,13 @@ class AsyncRedisLink:
         redis_url, _ = split_url(link.url)
         given = link.pool.connection_kwargs  # the timeouts the URL or the defaults set
         timeouts = {name: given[name] for name in _TIMEOUTS if name in given}
-        self._pool = ConnectionPool.from_url(redis_url, **timeouts, retry=Retry(NoBackoff(), 0))
+        self.read_timeout: float | None = timeouts.pop("socket_timeout", None)
+        """Seconds a reply may take, given to each read. The connections themselves have
+        no socket timeout: with one, redis-py wraps every write in ``asyncio.wait_for``,
+        a task and a loop iteration more per command."""
+        self._pool = ConnectionPool.from_url(
+            redis_url, **timeouts, socket_timeout=None, retry=Retry(NoBackoff(), 0)
+        )
         self._idle: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[Any]] = (
             weakref.WeakKeyDictionary()
         )
@@ -75,7 +81,7 @@ class AsyncRedisLink:
         connection = free.pop() if free else self._new()
         try:
             await connection.send_command(*args)
-            reply = await connection.read_response(timeout=timeout)
+            reply = await connection.read_response(timeout=timeout or self.read_timeout)
         except BaseException:
             await _drop(connection)
             raise
@@ -95,7 +101,7 @@ class AsyncRedisLink:
             replies = []
             for _ in commands:
                 try:
-                    replies.append(await connection.read_response())
+                    replies.append(await connection.read_response(timeout=self.read_timeout))
                 except RedisError as exc:
                     if isinstance(exc, UNREACHABLE):
                         raise

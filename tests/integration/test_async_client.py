@@ -20,9 +20,10 @@ from typing import Any, TypeVar
 
 import pytest
 
-from conveyor import chain, chord, group
-from conveyor.exceptions import BlockingCallError, TimeoutError
+from conveyor import Conveyor, chain, chord, group
+from conveyor.exceptions import BlockingCallError, BrokerError, TimeoutError
 from conveyor.result import AsyncResult, GroupResult
+from redis_server import free_port
 
 from .support import Workers, project_afresh
 
@@ -366,6 +367,34 @@ def test_outside_an_event_loop_get_still_works(tasks: ModuleType, worker: Any) -
     app = tasks.app
     result = run(app.asend_task("aio_client_tasks.add", (3, 4)))
     assert result.get(timeout=10) == 7
+
+
+def test_an_unreachable_redis_is_a_broker_error_naming_it() -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0?publish_retries=1&publish_retry_delay=0.01"
+    app = Conveyor("nowhere", broker=url, set_as_current=False)
+    add = app.task(name="nowhere.add")(lambda x, y: x + y)
+
+    async def main() -> tuple[str, str, list[Any]]:
+        with pytest.raises(BrokerError) as sending:
+            await add.adelay(1, 2)
+        with pytest.raises(BrokerError) as reading:
+            await app.AsyncResult("some-id").astate()
+        together = await asyncio.gather(
+            *(add.adelay(i, i) for i in range(5)), return_exceptions=True
+        )
+        return str(sending.value), str(reading.value), together
+
+    try:
+        sending, reading, together = run(main())
+    finally:
+        app.close()
+    assert "unreachable (publishing 1 message(s), tried 2 times)" in sending
+    assert "unreachable" in reading and "127.0.0.1" in reading
+    # the first send goes alone, the four made meanwhile wait and go together: each caller
+    # gets the error of the call its message was in
+    assert [type(e) for e in together] == [BrokerError] * 5
+    assert "publishing 1 message(s)" in str(together[0])
+    assert all("publishing 4 message(s)" in str(e) for e in together[1:])
 
 
 def test_conveyor_imports_and_sends_from_coroutines_without_redis_installed(
