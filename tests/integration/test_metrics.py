@@ -70,6 +70,11 @@ def test_a_prefork_worker_serves_the_counts_of_all_its_children(
     first = [observed.pid_of.delay(i) for i in range(20)]
     ran_in = {result.get(timeout=20) for result in first}
     assert ran_in <= set(worker.children())
+    pid_of = {"task": "observed_tasks.pid_of", "outcome": "success"}
+    wait_until(  # children write their counts every second
+        lambda: value(scrape(port), "conveyor_tasks_total", **pid_of) == 20,
+        what="the first 20 to be counted",
+    )
     for pid in ran_in:  # the children that counted die; what they counted must stay
         os.kill(pid, signal.SIGKILL)
     wait_until(
@@ -83,19 +88,23 @@ def test_a_prefork_worker_serves_the_counts_of_all_its_children(
     observed.scarce.delay(1).get(timeout=20)
     observed.scarce.delay(2)  # over its rate limit: put back for later
 
+    total = "conveyor_tasks_total"
+    expected = {  # children write their counts every second: wait until all are in
+        (total, frozenset(pid_of.items())): 20,
+        (total, frozenset({"task": "observed_tasks.add", "outcome": "success"}.items())): 20,
+        (total, frozenset({"task": "observed_tasks.fail", "outcome": "failure"}.items())): 1,
+        (total, frozenset({"task": "observed_tasks.scarce", "outcome": "success"}.items())): 1,
+    }
+
     def counted() -> Samples | None:
         samples = scrape(port)
         postponed = value(
             samples, "conveyor_task_postponements_total", task="observed_tasks.scarce"
         )
-        return samples if postponed else None
+        counts = {key: samples.get(key) for key in expected}
+        return samples if postponed and counts == expected else None
 
-    samples = wait_until(counted, what="the postponement to be counted")
-    total = "conveyor_tasks_total"
-    assert value(samples, total, task="observed_tasks.pid_of", outcome="success") == 20
-    assert value(samples, total, task="observed_tasks.add", outcome="success") == 20
-    assert value(samples, total, task="observed_tasks.fail", outcome="failure") == 1
-    assert value(samples, total, task="observed_tasks.scarce", outcome="success") == 1
+    samples = wait_until(counted, what=f"the counts {expected}")
     runtime = "conveyor_task_runtime_seconds"
     assert value(samples, f"{runtime}_count", task="observed_tasks.add") == 20
     assert value(samples, f"{runtime}_bucket", task="observed_tasks.add", le="+Inf") == 20
