@@ -11,9 +11,14 @@ One more is a guard rather than a gap: Celery's chord tests first call
 RPC backend cannot run chords). Conveyor runs chords on every backend, so the guard's
 answer is "allowed"; without it, each chord test would fail on the missing method instead
 of testing chords.
+
+And one is about the environment, not Conveyor: the Redis clients of Celery's test
+helpers get back the unbounded reads they were written for (``_test_redis_clients_wait``).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from .notes import note
 
@@ -49,6 +54,28 @@ def _chords_allowed_guard() -> None:
     ResultBackend.ensure_chords_allowed = ensure_chords_allowed  # type: ignore[attr-defined]
 
 
+def _test_redis_clients_wait() -> None:
+    """Not a Conveyor gap: Celery's test helpers make their Redis client as
+    ``StrictRedis(host, port)`` and wait on it with ``BLPOP`` for up to 60 s, written when
+    redis-py set no read timeout. redis-py 8 defaults to 5 s (and retries), so each such
+    wait failed after about a minute with "Timeout reading from ...". Their clients get
+    redis-py's old default back; Conveyor's own connections never use ``StrictRedis``."""
+    import redis
+
+    if getattr(redis.StrictRedis, "compat_unbounded_reads", False):
+        return
+
+    class StrictRedis(redis.Redis):
+        compat_unbounded_reads = True
+
+        def __init__(self, *args: Any, socket_timeout: float | None = None, **kwargs: Any):
+            kwargs["socket_timeout"] = socket_timeout
+            super().__init__(*args, **kwargs)
+
+    redis.StrictRedis = StrictRedis
+
+
 def apply() -> None:
     _accept_task_options()
     _chords_allowed_guard()
+    _test_redis_clients_wait()

@@ -244,6 +244,9 @@ class chord(Signature):
         head: Any = header
         if isinstance(header, Iterator):
             head = _Unread(header)  # a generator is read when the chord is sent, as in Celery
+        elif isinstance(header, list | tuple):
+            # Copies, as in Celery: an errback linked to a member leaves the caller's alone.
+            head = group([copy_tree(as_signature(t, app)) for t in header], app=app)
         elif not isinstance(header, group):
             head = _as_group(header, app)
         super().__init__(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .exceptions import DuplicateTaskName
 
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from .task import AnyTask
 
 __all__ = [
+    "CurrentApp",
     "current_app",
     "existing_app",
     "register",
@@ -51,14 +52,50 @@ def existing_app() -> Conveyor | None:
     return _current
 
 
-def current_app() -> Conveyor:
-    """The most recently created app (or one made current); a default app when there is none."""
+def _current_or_default() -> Conveyor:
     global _current
     if _current is None:
         if _make_default is None:
             raise RuntimeError("no app yet: import conveyor (or conveyor.app) first")
         _current = _make_default()
     return _current
+
+
+class CurrentApp:
+    """``current_app``: the most recently created app (or one made current; a default app
+    when there is none), looked up on each use.
+
+    It is Celery's proxy, so ``current_app.conf.task_always_eager`` and
+    ``current_app.send_task(...)`` work in a module imported before any app exists, and
+    also a function: ``current_app()`` returns the app itself.
+    """
+
+    __slots__ = ()
+
+    def __call__(self) -> Conveyor:
+        return _current_or_default()
+
+    def _get_current_object(self) -> Conveyor:
+        """Celery's proxy method: the app itself."""
+        return _current_or_default()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(_current_or_default(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(_current_or_default(), name, value)
+
+    def __eq__(self, other: object) -> bool:
+        return _current_or_default() == (other() if isinstance(other, CurrentApp) else other)
+
+    def __hash__(self) -> int:
+        return hash(_current_or_default())
+
+    def __repr__(self) -> str:
+        return repr(_current_or_default())
+
+
+current_app = CurrentApp()
 
 
 def _same_definition(a: AnyTask, b: AnyTask) -> bool:

@@ -218,3 +218,14 @@ def test_replacing_a_task_with_an_empty_chain_fails_it_clearly(
     drain(app)
     with pytest.raises(ImproperlyConfigured, match="Cannot replace with an empty chain"):
         result.get(timeout=1)
+
+
+def test_a_chord_copies_a_header_given_as_a_list(app: Conveyor, t: SimpleNamespace) -> None:
+    header = [t.add.si(1, 1), t.add.si(2, 2)]
+    summed = chord(header, t.tsum.s())
+    for member in summed.tasks:
+        member.link_error(t.tsum.si([]))
+    assert all(sig == t.add.si(*sig.args) for sig in header)  # the caller's stay as written
+    assert all("link_error" in member.options for member in summed.tasks)
+    batch = group(header)
+    assert batch.tasks[0] is header[0]  # a group keeps the signatures it is given, as Celery's
