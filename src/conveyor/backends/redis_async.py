@@ -14,6 +14,7 @@ clock) sweeps expired keys before each operation, which this module does not do.
 from __future__ import annotations
 
 import math
+import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -44,6 +45,7 @@ class AsyncRedisBackend:
         self._watch = self.link.script("backend_prelude.lua", "backend_watch.lua")
         self._lists: list[str] = []
         """Waiter lists no wait is using now (each wait uses one of its own)."""
+        self._pid = os.getpid()
 
     async def get(self, key: str) -> bytes | None:
         name = self._values + key
@@ -75,6 +77,8 @@ class AsyncRedisBackend:
                 if woken is not None and ready(woken[1]):
                     replied: bytes = woken[1]
                     return replied
+        if self._pid != os.getpid():  # a forked child never shares its parent's lists
+            self._pid, self._lists = os.getpid(), []
         waiter = self._lists.pop() if self._lists else f"{self.prefix}wl:{uuid.uuid4().hex}"
         try:
             return await self._registered(key, waiter, ready, deadline)
