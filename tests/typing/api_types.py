@@ -98,3 +98,16 @@ def check() -> None:
     result: AnyResult = annotated.delay("anything", goes=True)
     assert_type(result.get(), Any)
     assert_type(Notifier().notify(), str)
+
+
+async def check_async() -> None:
+    """The async client keeps the task's types (docs/async-client.md)."""
+    assert_type(await add.adelay(1, 2), AsyncResult[int])
+    assert_type(await add.aapply_async((1, 2), countdown=5), AsyncResult[int])
+    assert_type(await (await add.adelay(1, y=2)).aget(timeout=5), int)
+    assert_type(await (await add.adelay(1, 2)), int)
+    assert_type(await add.AsyncResult("id").astate(), str)
+    assert_type(await add.AsyncResult("id").aready(), bool)
+    assert_type(await add.apply((1, 2)).aget(), int)
+    assert_type(await app.asend_task("typing.add", (1, 2)), AnyResult)
+    assert_type(await (await shout.adelay("hi")).aget(), str)
