@@ -13,7 +13,7 @@ from typing import Any
 
 from .notes import note
 
-__all__ = ["make_app", "register_task"]
+__all__ = ["make_app"]
 
 
 def _first_line(exc: BaseException) -> str:
@@ -30,20 +30,4 @@ def make_app(main: str, config: Mapping[str, Any], parameters: Mapping[str, Any]
             app.conf.update({name: value})
         except Exception as exc:
             note("setting refused", name, _first_line(exc))
-    if not hasattr(app, "set_default"):
-        # Celery's integration conftest calls app.set_default() before every test.
-        note("app method missing", "set_default", "stood in for by set_current")
-        app.set_default = app.set_current
     return app
-
-
-def register_task(app: Any, task: Any) -> Any:
-    """``app.register_task(task)`` as Celery's fixtures call it: with a class, which Celery
-    instantiates. If Conveyor refuses the class, the instance is registered and noted."""
-    try:
-        return app.register_task(task)
-    except Exception as exc:
-        if not isinstance(task, type):
-            raise
-        note("register_task refused a class", task.__qualname__, _first_line(exc))
-        return app.register_task(task())

@@ -14,7 +14,7 @@ import os
 from typing import Any
 
 from . import bridges
-from .appconfig import make_app, register_task
+from .appconfig import make_app
 
 __all__ = ["app"]
 
@@ -34,6 +34,6 @@ for _module in json.loads(os.environ.get("COMPAT_INCLUDES", "[]")):
     importlib.import_module(_module)
 for _path in json.loads(os.environ.get("COMPAT_CLASS_TASKS", "[]")):
     try:
-        register_task(app, _load(_path))
+        app.register_task(_load(_path))
     except Exception:
         logging.getLogger("compat").exception("could not register the class task %s", _path)

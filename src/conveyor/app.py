@@ -170,6 +170,11 @@ class Conveyor:
     def set_current(self) -> None:
         set_current(self)
 
+    def set_default(self) -> None:
+        """Celery's name: make this the app that ``current_app`` and shared tasks use when
+        none is given (Conveyor keeps one current app for the whole process)."""
+        set_current(self)
+
     def __repr__(self) -> str:
         return f"<Conveyor {self.main or '__main__'} broker={redact_url(self.broker_url)}>"
 
@@ -313,8 +318,11 @@ class Conveyor:
 
         return decorate(fun) if fun is not None else decorate
 
-    def register_task(self, task: T) -> T:
-        """Register a task instance (class-based tasks) on this app; returns it."""
+    def register_task(self, task: T | type[T]) -> T:
+        """Register a class-based task on this app; returns it. Given the class, as Celery's
+        test fixtures pass it, an instance is made and registered."""
+        if isinstance(task, type) and issubclass(task, Task):
+            task = task()
         if not isinstance(task, Task):
             raise ImproperlyConfigured(f"register_task() takes a Task instance, not {task!r}")
         task.bind(self)

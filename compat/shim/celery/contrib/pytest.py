@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from harness.appconfig import make_app, register_task
+from harness.appconfig import make_app
 from harness.workers import start_worker
 
 __all__ = [
@@ -127,7 +127,7 @@ def celery_session_worker(
     for module in celery_includes:
         importlib.import_module(module)
     for task in celery_class_tasks:
-        register_task(celery_session_app, task)
+        celery_session_app.register_task(task)
     with start_worker(
         config, celery_includes, celery_class_tasks, celery_worker_pool, celery_worker_parameters
     ) as worker:
