@@ -208,3 +208,54 @@ def test_actions_need_the_csrf_token_and_read_only_hides_them(
     with dashboard(url, tmp_path, "--read-only") as board:
         status, html = board.get("/queues")
         assert status == 200 and "read-only" in html and "Purge" not in html
+
+
+def test_workers_page_shows_and_steers_a_worker(
+    url: str, tmp_path: Path, dt: ModuleType, crew: Workers, page: Any
+) -> None:
+    worker = crew.start("-c", "2", app=APP)
+    done = [dt.add.delay(n, 1) for n in range(5)]
+    slow = dt.nap.delay(30)
+    for result in done:
+        assert outcome(result) is not None
+    wait_until(lambda: slow.state == "STARTED", what="the nap to start")
+    with dashboard(url, tmp_path) as board:
+        page.goto(board.base + "/workers")
+        card = page.locator("section[data-worker='w1@integration']")
+        assert "online" in card.inner_text()
+        assert "prefork × 2" in card.locator("[data-field=pool]").inner_text()
+        assert card.locator(f"tr[data-running='{slow.id}']").count() == 1
+
+        card.get_by_role("button", name="Grow pool").click()
+        assert "asked w1@integration to grow" in page.locator(".notice").inner_text()
+        page.wait_for_function(
+            "() => document.querySelector(\"section[data-worker='w1@integration'] "
+            "[data-field=pool]\").innerText.includes('× 3')",
+            timeout=15_000,
+        )
+        card = page.locator("section[data-worker='w1@integration']")
+        card.get_by_label("queue to add to w1@integration").fill("extra")
+        card.get_by_role("button", name="Add queue").click()
+        page.wait_for_function(
+            "() => document.querySelector(\"section[data-worker='w1@integration'] "
+            "[data-field=queues]\").innerText.includes('extra')",
+            timeout=15_000,
+        )
+        extra = dt.add.apply_async((20, 22), queue="extra")
+        assert outcome(extra) == 42
+
+        page.goto(board.base + "/")
+        assert page.locator("[data-metric=workers]").inner_text() == "1"
+        page.wait_for_selector("svg.chart rect.bar.succeeded", timeout=15_000)
+        assert "dashboard_tasks.add" in page.locator("tr[data-slow]").first.inner_text() or (
+            page.locator("tr[data-slow='dashboard_tasks.add']").count() == 1
+        )
+
+        page.goto(board.base + "/workers")
+        slow_revoked = dt.app.control.revoke(slow.id, terminate=True)
+        del slow_revoked
+        page.locator("section[data-worker='w1@integration']").get_by_role(
+            "button", name="Shut down"
+        ).click()
+        assert worker.wait(20) == 0
+        assert page.problems == []

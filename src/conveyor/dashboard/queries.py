@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .. import states
 from ..beat.schedules import get_zone
 from ..exceptions import ConveyorError
+from ..registry import read_workers
 from ..serialization import decode_message
 from .masking import Masker
 
@@ -28,6 +29,7 @@ __all__ = [
     "Queries",
     "QueueView",
     "TaskView",
+    "WorkerView",
 ]
 
 
@@ -81,6 +83,45 @@ class TaskView:
     ready: bool = False
 
 
+@dataclass(frozen=True)
+class RunningView:
+    id: str
+    name: str
+    args: str
+    started: datetime | None
+    child: int | None
+
+
+@dataclass(frozen=True)
+class WorkerView:
+    name: str
+    status: str
+    pool: str
+    concurrency: int
+    queues: list[str]
+    children: list[int]
+    started: datetime | None
+    uptime: str
+    load: str
+    processed: int
+    failed: int
+    version: str
+    running: list[RunningView]
+    reserved: int
+
+
+def _uptime(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m {secs}s"
+
+
 def _json(value: Any) -> str:
     try:
         return json.dumps(value, default=repr, ensure_ascii=False)
@@ -103,6 +144,47 @@ class Queries:
     def function_of(self, task: str | None) -> Callable[..., Any] | None:
         found = self.app.tasks.get(task) if task else None
         return getattr(found, "run", None) if found is not None else None
+
+    # -- workers ------------------------------------------------------------------------
+
+    def workers(self) -> list[WorkerView]:
+        now = self.app.clock()
+        views = []
+        for entry in read_workers(self.app.coordinator, now):
+            r = entry.record
+            running = []
+            for item in r.get("active") or []:
+                name = item.get("name")
+                args = f"{item.get('args', '')} {item.get('kwargs', '')}".strip()
+                running.append(
+                    RunningView(
+                        id=str(item.get("id", "")),
+                        name=str(name or "?"),
+                        args=self.masker.text(name, args) or "",
+                        started=_when(item.get("time_start")),
+                        child=item.get("worker_pid"),
+                    )
+                )
+            started = r.get("started")
+            views.append(
+                WorkerView(
+                    name=entry.name,
+                    status=entry.status,
+                    pool=str(r.get("pool", "?")),
+                    concurrency=int(r.get("concurrency") or 0),
+                    queues=list(r.get("queues") or []),
+                    children=list(r.get("children") or []),
+                    started=_when(started),
+                    uptime=_uptime(now - float(started)) if started else "?",
+                    load=" ".join(f"{x:.2f}" for x in r.get("load") or []),
+                    processed=int(r.get("processed") or 0),
+                    failed=int(r.get("failed") or 0),
+                    version=str(r.get("version", "")),
+                    running=running,
+                    reserved=len(r.get("reserved") or []),
+                )
+            )
+        return views
 
     # -- queues -------------------------------------------------------------------------
 

@@ -21,6 +21,8 @@ from starlette.staticfiles import StaticFiles
 
 from ..beat.scheduler import run_now
 from ..beat.store import resolve_store
+from .activity import Activity
+from .charts import bars, lines
 from .masking import Masker
 from .queries import Queries
 from .security import (
@@ -80,6 +82,7 @@ class Dashboard:
             lstrip_blocks=True,
         )
         self.templates.filters["when"] = _when
+        self.activity = Activity(app)
 
     # -- rendering ----------------------------------------------------------------------
 
@@ -154,8 +157,12 @@ class Dashboard:
     # -- pages --------------------------------------------------------------------------
 
     def overview(self, request: Request) -> Response:
+        self.activity.start()
         queues = self.queries.queues()
         letters = self.queries.dead_letters(1000)
+        series = self.activity.series()
+        names = self.activity.names()
+        done = sum(r[1] + r[2] for r in series)
         return self.render(
             request,
             "overview.html",
@@ -165,11 +172,27 @@ class Dashboard:
             delayed=sum(q.delayed for q in queues),
             reserved=sum(q.reserved for q in queues),
             dead=len(letters),
+            workers=self.queries.workers(),
             periodic=len(self.queries.periodic()),
+            events_on=bool(self.app.conf.worker_send_task_events),
+            per_second=done / 3600.0,
+            failed=sum(r[2] for r in series),
+            outcomes=bars(
+                [(r[0], r[1:]) for r in series],
+                ("succeeded", "failed", "retried"),
+                "Tasks per minute over the last hour: succeeded, failed, retried",
+            ),
+            depths=lines(self.activity.depth_series(), "Ready messages per queue"),
+            slowest=sorted(
+                (n for n in names if n.succeeded), key=lambda n: n.runtime_mean, reverse=True
+            )[:5],
+            failing=sorted((n for n in names if n.failed), key=lambda n: n.failed, reverse=True)[
+                :5
+            ],
         )
 
     def workers(self, request: Request) -> Response:
-        return self.render(request, "workers.html", "workers", workers=[])
+        return self.render(request, "workers.html", "workers", workers=self.queries.workers())
 
     def tasks(self, request: Request) -> Response:
         wanted = request.query_params.get("id", "").strip()
@@ -212,6 +235,27 @@ class Dashboard:
         return self.render(request, "login.html", "login")
 
     # -- actions ------------------------------------------------------------------------
+
+    def worker_action(self, request: Request, form: dict[str, Any]) -> str:
+        name, verb = request.path_params["name"], request.path_params["verb"]
+        control, where = self.app.control, [name]
+        if verb == "shutdown":
+            control.shutdown(destination=where)
+            return f"asked {name} to shut down (warm: running tasks finish)"
+        if verb in ("grow", "shrink"):
+            n = int(form.get("n") or 1)
+            (control.pool_grow if verb == "grow" else control.pool_shrink)(n, destination=where)
+            return f"asked {name} to {verb} its pool by {n}"
+        if verb in ("add-queue", "cancel-queue"):
+            queue = str(form.get("queue") or "").strip()
+            if not queue:
+                raise ValueError("name the queue")
+            if verb == "add-queue":
+                control.add_consumer(queue, destination=where)
+                return f"asked {name} to consume {queue}"
+            control.cancel_consumer(queue, destination=where)
+            return f"asked {name} to stop consuming {queue}"
+        raise ValueError(f"unknown action {verb!r}")
 
     def revoke(self, request: Request, form: dict[str, Any]) -> str:
         task_id = request.path_params["task_id"]
@@ -273,6 +317,7 @@ class Dashboard:
         routes = [
             Route("/", page(self.overview)),
             Route("/workers", page(self.workers)),
+            Route("/workers/{name}/{verb}", action(self.worker_action), methods=["POST"]),
             Route("/tasks", page(self.tasks)),
             Route("/tasks/{task_id}", page(self.task)),
             Route("/tasks/{task_id}/revoke", action(self.revoke), methods=["POST"]),
