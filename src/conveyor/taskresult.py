@@ -8,6 +8,7 @@ the results of several tasks. ``conveyor.result`` offers them all, as ``celery.r
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Generator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
@@ -329,6 +330,11 @@ class AsyncResult(Generic[R]):
     def revoke(self, terminate: bool = False, signal: str | int = "SIGTERM") -> None:
         """Stop the task from starting, on every worker; ``terminate`` kills it if running."""
         self.app.control.revoke(self.id, terminate=terminate, signal=signal)
+
+    async def arevoke(self, terminate: bool = False, signal: str | int = "SIGTERM") -> None:
+        """``revoke()`` for coroutines: it writes to the coordinator (and, to terminate,
+        to the workers' mailboxes) with the sync client, in a worker thread."""
+        await asyncio.to_thread(self.revoke, terminate, signal)
 
     def abort(self) -> None:
         """Ask a running task to stop: its ``self.is_aborted()`` becomes True."""

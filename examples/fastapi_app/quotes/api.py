@@ -6,7 +6,6 @@ Run it with ``uvicorn quotes.api:api`` (from examples/fastapi_app) beside a work
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from fastapi import FastAPI, HTTPException
@@ -73,10 +72,6 @@ async def report_result(task_id: str, timeout: float = 10.0) -> dict[str, Any]:
 
 @api.delete("/reports/{task_id}", status_code=202)
 async def cancel_report(task_id: str) -> dict[str, str]:
-    """Revoke the task: a running report stops between pages (``is_aborted()``).
-
-    Revoking writes to the broker's coordinator with the sync client, so it runs in a
-    thread: ``asyncio.to_thread`` keeps any blocking call off the event loop.
-    """
-    await asyncio.to_thread(app.AsyncResult(task_id).revoke)
+    """Revoke the task: a running report stops between pages (``is_aborted()``)."""
+    await app.AsyncResult(task_id).arevoke()
     return {"task_id": task_id, "state": "revoking"}
