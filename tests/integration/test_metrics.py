@@ -62,7 +62,7 @@ def value(samples: Samples, name: str, **labels: str) -> float | None:
 
 
 def test_a_prefork_worker_serves_the_counts_of_all_its_children(
-    pool: Workers, observed: ModuleType
+    pool: Workers, observed: ModuleType, tmp_path: Path
 ) -> None:
     port = free_port()
     worker = pool.start("-c", "2", "--metrics-port", str(port), app=APP)
@@ -112,12 +112,20 @@ def test_a_prefork_worker_serves_the_counts_of_all_its_children(
     waits = value(samples, "conveyor_task_queue_wait_seconds_count", queue="default")
     assert waits == 20 + 20 + 1 + 1
     assert value(samples, "conveyor_tasks_running") == 0
-    assert value(samples, "conveyor_worker_messages_reserved") is not None
+    assert value(samples, "conveyor_worker_messages_reserved") == 0
+
+    gate = tmp_path / "gate"
+    held = observed.hold.delay(str(gate))
+    wait_until(lambda: value(scrape(port), "conveyor_tasks_running") == 1, what="1 running")
+    gate.touch()
+    assert held.get(timeout=20) == str(gate)
+    wait_until(lambda: value(scrape(port), "conveyor_tasks_running") == 0, what="0 running")
 
 
-def test_conveyor_metrics_serves_queue_depths_and_dead_letters(
-    tmp_path: Path, url: str, observed: ModuleType
+def test_conveyor_metrics_serves_queue_depths_dead_letters_and_workers(
+    pool: Workers, tmp_path: Path, url: str, observed: ModuleType
 ) -> None:
+    worker = pool.start("-Q", "elsewhere", app=APP)  # registered; leaves "default" alone
     for i in range(4):
         observed.add.delay(i, i)
     observed.add.apply_async((9, 9), countdown=3600)
@@ -139,12 +147,13 @@ def test_conveyor_metrics_serves_queue_depths_and_dead_letters(
 
         def answered() -> Samples | None:
             try:
-                return scrape(port)
+                samples = scrape(port)
             except (urllib.error.URLError, ConnectionError):
                 assert server.poll() is None, server.stderr.read() if server.stderr else ""
                 return None
+            return samples if value(samples, "conveyor_workers", status="online") else None
 
-        samples = wait_until(answered, what="conveyor metrics to answer")
+        samples = wait_until(answered, what="conveyor metrics to answer, the worker online")
     finally:
         server.send_signal(signal.SIGTERM)
         assert server.wait(10) == 0
@@ -154,3 +163,6 @@ def test_conveyor_metrics_serves_queue_depths_and_dead_letters(
     assert value(samples, depth, queue="default", state="reserved") == 1
     assert value(samples, "conveyor_dead_letters", queue="default") == 1
     assert value(samples, "conveyor_broker_up") == 1
+    assert value(samples, "conveyor_workers", status="online") == 1
+    assert value(samples, "conveyor_workers", status="lost") == 0
+    assert value(samples, "conveyor_worker_tasks_running", worker=worker.hostname) == 0

@@ -32,6 +32,7 @@ from .. import signals, states
 from ..app import Conveyor
 from ..exceptions import BrokerError, ImproperlyConfigured
 from ..message import Message
+from ..registry import WorkerEntry, read_workers
 from ..worker import metrics as worker_metrics
 
 __all__ = [
@@ -316,7 +317,8 @@ def _restore(directory: str | None, value_class: Any) -> None:
 
 class ClusterCollector:
     """The cluster as its broker sees it, read when Prometheus scrapes: messages per queue
-    and state, dead letters per queue, and whether the broker answered."""
+    and state, dead letters per queue, the workers in the registry, and whether the broker
+    answered."""
 
     def __init__(self, app: Conveyor) -> None:
         self.app = app
@@ -332,6 +334,7 @@ class ClusterCollector:
             try:
                 stats = self.app.broker.stats()
                 letters = self.app.broker.dead_letters(DEAD_LETTER_CAP)
+                workers = read_workers(self.app.coordinator, time.time())
             except BrokerError as exc:
                 logger.warning("metrics: the broker did not answer: %s", exc)
                 up.add_metric([], 0)
@@ -357,7 +360,30 @@ class ClusterCollector:
         )
         for name, count in sorted(per_queue.items()):
             dead.add_metric([name], count)
-        return [up, depth, dead]
+        return [up, depth, dead, *_worker_gauges(workers)]
+
+
+def _worker_gauges(workers: list[WorkerEntry]) -> list[Any]:
+    """Workers by status, from the registry, and the tasks each one runs."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    by_status = GaugeMetricFamily(
+        "conveyor_workers",
+        "Registered workers: online, or lost (missed their heartbeats; gone once their "
+        "record expires).",
+        labels=["status"],
+    )
+    for status in ("online", "lost"):
+        by_status.add_metric([status], sum(entry.status == status for entry in workers))
+    running = GaugeMetricFamily(
+        "conveyor_worker_tasks_running",
+        "Tasks each online worker runs now (its last heartbeat).",
+        labels=["worker"],
+    )
+    for entry in workers:
+        if not entry.lost:
+            running.add_metric([entry.name], len(entry.record.get("active") or ()))
+    return [by_status, running]
 
 
 def serve_cluster_metrics(app: Conveyor, port: int, addr: str = "0.0.0.0") -> tuple[Any, int]:

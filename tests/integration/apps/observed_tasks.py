@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,6 +35,15 @@ def add(x: int, y: int) -> int:
 def pid_of(i: int) -> int:
     """The pid of the process that ran it."""
     return os.getpid()
+
+
+@app.task
+def hold(gate: str) -> str:
+    """Run until the file ``gate`` exists (30 s at most)."""
+    deadline = time.monotonic() + 30
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return gate
 
 
 @app.task
