@@ -176,7 +176,8 @@ class ResultSet:
             disable_sync_subtasks=disable_sync_subtasks,
             on_interval=on_interval,
         )
-        aio_client.refuse_blocking("join() (a group's get())", "await group_result.aget()")
+        if any(_stored(r) and not r.ignored for r in _flatten(self.results)):  # eager: known
+            aio_client.refuse_blocking("join() (a group's get())", "await group_result.aget()")
         check_join(disable_sync_subtasks, "a chord")
         deadline = None if timeout is None else time.monotonic() + timeout
         records = self._wait_all(deadline, timeout)

@@ -351,6 +351,7 @@ def test_a_blocking_get_inside_an_event_loop_names_the_coroutine_to_await(
             members.get(timeout=10)
         ignored = await app.asend_task("aio_client_tasks.forget_me")
         eager = add.apply((2, 2))  # known already: get() does not block
+        assert group([add.s(1, 1), add.s(2, 2)]).apply().get() == [2, 4]  # nor a group's
         await result.aget(timeout=10)
         await members.aget(timeout=10)
         return str(single.value), str(several.value), ignored.get(), eager.get()
