@@ -154,21 +154,30 @@ class Retry(Interrupt):
 
     ``args_override`` and ``kwargs_override`` (None: the same again) and ``options`` (send
     options such as ``queue``) are what ``retry()`` was given for the next attempt.
+    ``is_eager`` and ``sig`` are Celery's: whether the task ran eagerly, and the signature
+    of the next attempt. ``exc`` may be a string, as in Celery (kept in ``excs``).
     """
 
     def __init__(
         self,
         message: str | None = None,
-        exc: BaseException | None = None,
+        exc: BaseException | str | None = None,
         when: float | datetime | None = None,
+        is_eager: bool = False,
+        sig: Any = None,
         *,
         args_override: tuple[Any, ...] | None = None,
         kwargs_override: dict[str, Any] | None = None,
         options: dict[str, Any] | None = None,
     ):
         self.message = message
-        self.exc = exc
+        self.exc: BaseException | None = None if isinstance(exc, str) else exc
+        self.excs: str | None = exc if isinstance(exc, str) else None
+        if exc is not None and not isinstance(exc, str):
+            self.excs = repr(exc)
         self.when = when
+        self.is_eager = is_eager
+        self.sig = sig
         self.args_override = args_override
         self.kwargs_override = kwargs_override
         self.options: dict[str, Any] = options or {}
@@ -184,7 +193,7 @@ class Retry(Interrupt):
         if self.message:
             return self.message
         when = f" {self.humanize()}" if self.when is not None else ""
-        return f"Retry{when}: {self.exc!r}" if self.exc else f"Retry{when}"
+        return f"Retry{when}: {self.excs}" if self.excs else f"Retry{when}"
 
 
 class Ignore(Interrupt):

@@ -69,9 +69,19 @@ def new_retry(
         when = float(countdown)
     else:
         when = task.resolved_retry_delay()
+    request = task.request
+    sig_options = {"retries": request.retries + 1, **options}
+    sig_options["eta" if eta is not None else "countdown"] = when
+    next_sig = task.signature(  # Celery's Retry.sig: the next attempt as a signature
+        tuple(args) if args is not None else request.args,
+        dict(kwargs) if kwargs is not None else request.kwargs,
+        **sig_options,
+    )
     return Retry(
         exc=exc,
         when=when,
+        is_eager=bool(request.is_eager),
+        sig=next_sig,
         args_override=tuple(args) if args is not None else None,
         kwargs_override=dict(kwargs) if kwargs is not None else None,
         options=options,
