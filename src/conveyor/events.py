@@ -292,15 +292,20 @@ class Events:
         since: float | datetime | timedelta | str | None = None,
         limit: int = 1000,
         task_id: str | None = None,
+        match: bytes | None = None,
     ) -> list[AnyEvent]:
         """One page of events, oldest first: those after the cursor ``after`` (an event's
         ``id``), else those from ``since`` on, else from the oldest kept. ``task_id``: only
-        that task's events (searched in the broker)."""
+        that task's events (searched by the broker)."""
         start = since_time(since, self.clock()) if after is None else None
-        match = _task_match(task_id) if task_id is not None else None
+        if task_id is not None:
+            match = _task_match(task_id)
         stored = self.broker.read_events(after=after, since=start, limit=limit, match=match)
         events = [decode_event(data, event_id) for event_id, data in stored]
-        return [e for e in events if e is not None]
+        found = [e for e in events if e is not None]
+        if task_id is not None:  # the bytes matched; the field must too
+            return [e for e in found if getattr(e, "uuid", None) == task_id]
+        return found
 
     def tail(
         self,
@@ -336,15 +341,31 @@ class Events:
                 time.sleep(poll)
 
     def of_task(self, task_id: str) -> list[AnyEvent]:
-        """Every kept event of one task, oldest first: its timeline."""
+        """Every kept event of one task, in time order: its timeline."""
+        found = self._search(_task_match(task_id))
+        return [e for e in found if getattr(e, "uuid", None) == task_id]
+
+    def children_of(self, task_id: str) -> list[TaskReceived | TaskSent]:
+        """The received (or sent) events of tasks whose parent is ``task_id``."""
+        return [
+            e
+            for e in self._search(_parent_match(task_id))
+            if isinstance(e, TaskReceived | TaskSent) and e.parent_id == task_id
+        ]
+
+    def _search(self, match: bytes) -> list[AnyEvent]:
         found: list[AnyEvent] = []
         cursor: str | None = None
         while True:
-            page = self.read(after=cursor, task_id=task_id, limit=1000)
-            found += page
-            if len(page) < 1000:
+            stored = self.broker.read_events(after=cursor, limit=1000, match=match)
+            found += [e for e in (decode_event(d, i) for i, d in stored) if e is not None]
+            if len(stored) < 1000:
                 return sorted(found, key=lambda e: e.timestamp)
-            cursor = page[-1].id
+            cursor = stored[-1].id
+
+
+def _parent_match(task_id: str) -> bytes:
+    return b'"parent_id":' + _encoder.encode(task_id)
 
 
 def _task_match(task_id: str) -> bytes:

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from . import states
-from .backends.base import ResultBackend
+from .backends.base import Listing, ResultBackend
 from .exceptions import RemoteTaskError
 from .keys import TASK_PREFIX
 from .serialization import encode_hook, untag_if_marked
@@ -142,6 +142,10 @@ class TaskRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     kwargsrepr: str | None = None
     """How the task's arguments are shown: kept on a failure, and wherever the sender gave
     ``argsrepr``/``kwargsrepr`` (``Message.shown_args``)."""
+    args: list[Any] | None = None
+    kwargs: dict[str, Any] | None = None
+    """FAILURE: the arguments of the attempt that failed (JSON-serialized ones only), so it
+    can be sent again with them (the dashboard's "retry")."""
 
 
 _encoder = msgspec.json.Encoder(enc_hook=encode_hook)
@@ -213,6 +217,32 @@ class ResultStore:
             return record is not None and record.status in states.READY_STATES
 
         return self.decode(self.backend.wait(self.key(task_id), ready, timeout))
+
+    def list(
+        self,
+        state: str | None = None,
+        name: str | None = None,
+        since: float | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[tuple[str, TaskRecord]]:
+        """A page of ``(task id, record)``, newest first: the records in ``state``, of the
+        task ``name``, ended at ``since`` (Unix time) or later. The backend filters and
+        pages (``ResultBackend.list_json``): a page costs what it reads, however many
+        records there are."""
+        equals: list[tuple[str, str]] = []
+        if state is not None:
+            equals.append(("status", state))
+        if name is not None:
+            equals.append(("task", name))
+        at_least = ("date_done", float(since)) if since is not None else None
+        listing = Listing(self.prefix, tuple(equals), at_least, limit, offset)
+        found = []
+        for key, value in self.backend.list_json(listing):
+            record = self.decode(value)
+            if record is not None:
+                found.append((key[len(self.prefix) :], record))
+        return found
 
     def forget(self, task_ids: Sequence[str]) -> None:
         self.backend.delete([self.key(t) for t in task_ids])

@@ -4,6 +4,7 @@ exception, the worker's own events, the CLI that shows them, and events turned o
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -93,3 +94,87 @@ def test_events_off_means_none_written(ev, pool):
     assert ev.add.delay(1, 2).get(timeout=20) == 3
     worker.stop()
     assert list(ev.app.events.tail()) == []
+
+
+def test_tasks_list_and_show_and_top(ev, pool, url, tmp_path):
+    pool.start("-c", "2", app=APP)
+    added = [ev.add.delay(n, n) for n in range(5)]
+    failed = [ev.boom.delay(str(n)) for n in range(3)]
+    flaky = ev.flaky.delay(5)
+    parent = ev.spawn.delay()
+    for r in [*added, *failed, flaky, parent]:
+        r.get(timeout=20, propagate=False)
+    child_id = parent.get(timeout=20)
+
+    def cli(*args: str) -> Any:
+        done = run_cli(url, tmp_path, "-A", APP, *args)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    rows = [
+        json.loads(line)
+        for line in cli("tasks", "list", "--state", "FAILURE", "--json").splitlines()
+    ]
+    assert sorted(r["id"] for r in rows) == sorted(r.id for r in failed)
+    assert {r["status"] for r in rows} == {"FAILURE"} and {r["task"] for r in rows} == {
+        "event_tasks.boom"
+    }
+    pages = [
+        [json.loads(line)["id"] for line in cli("tasks", "list", "--name", "event_tasks.add",
+                                               "--limit", "2", "--page", str(p), "--json").splitlines()]
+        for p in (1, 2, 3, 4)
+    ]  # fmt: skip
+    assert [len(p) for p in pages] == [2, 2, 2, 0]  # five adds and the spawned child
+    assert sorted(i for page in pages for i in page) == sorted([r.id for r in added] + [child_id])
+    assert len(cli("tasks", "list", "--since", "1h", "--json").splitlines()) == 11
+    assert cli("tasks", "list", "--since", "0s", "--json") == ""
+    table = cli("tasks", "list", "--state", "FAILURE")
+    assert table.splitlines()[0].split() == [
+        "id",
+        "state",
+        "name",
+        "done",
+        "worker",
+        "retries",
+        "info",
+    ]
+    assert "ValueError: bad input" in table
+
+    wait_until(lambda: any(e.type == "task-succeeded" for e in ev.app.events.of_task(flaky.id)))
+    shown = cli("tasks", "show", flaky.id)
+    for label, value in (("args", "(5,)"), ("retries", "1"), ("result", "10")):
+        assert re.search(rf"^{label} +{re.escape(value)}$", shown, re.M), shown
+    timeline = shown.split("timeline:")[1]
+    assert timeline.index("task-retried") < timeline.index("task-succeeded")
+    family = json.loads(cli("tasks", "show", parent.id, "--json"))
+    assert family["children"] == [child_id]
+    assert json.loads(cli("tasks", "show", child_id, "--json"))["parent_id"] == parent.id
+    missing = run_cli(url, tmp_path, "-A", APP, "tasks", "show", "no-such-id")
+    assert missing.returncode == 1 and "no task no-such-id" in missing.stderr
+
+    view = cli("top")  # piped: one view, no escape codes
+    assert "\x1b" not in view
+    assert "w1@integration" in view and "online" in view
+    assert "recent failures:" in view and "bad input" in view
+
+
+def test_dead_letters_show_prints_the_body(ev, url, tmp_path):
+    unknown = ev.app.send_task("event_tasks.not_a_task", args=[1, "two"])
+    worker = Workers(tmp_path, url)
+    try:
+        worker.start(app=APP)
+        wait_until(lambda: ev.app.broker.dead_letters())
+    finally:
+        worker.stop_all()
+    shown = run_cli(url, tmp_path, "-A", APP, "dead-letters", "show", unknown.id)
+    assert shown.returncode == 0, shown.stderr
+    assert re.search(r"^task +event_tasks\.not_a_task$", shown.stdout, re.M), shown.stdout
+    assert re.search(r"^args +\(1, 'two'\)$", shown.stdout, re.M)
+    assert re.search(
+        r"^reason +no task named 'event_tasks.not_a_task' is registered", shown.stdout, re.M
+    )
+    as_json = json.loads(
+        run_cli(url, tmp_path, "-A", APP, "dead-letters", "show", unknown.id, "--json").stdout
+    )
+    assert as_json["message"]["task"] == "event_tasks.not_a_task"
+    assert as_json["message"]["args"] == [1, "two"]

@@ -13,8 +13,43 @@ import builtins
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Sequence
+from typing import NamedTuple
 
-__all__ = ["ResultBackend"]
+__all__ = ["Listing", "ResultBackend", "listed"]
+
+
+class Listing(NamedTuple):
+    """What ``ResultBackend.list_json`` returns a page of: values stored under a key
+    prefix that are JSON objects, filtered by their top-level fields."""
+
+    prefix: str
+    equals: tuple[tuple[str, str], ...] = ()
+    """(field, text): the field must hold exactly this string."""
+    at_least: tuple[str, float] | None = None
+    """(field, number): the field must hold a number at least this."""
+    limit: int = 50
+    offset: int = 0
+
+
+def listed(value: bytes, listing: Listing) -> bool:
+    """Whether a value matches a listing's filters (for stores that filter in Python)."""
+    if not (listing.equals or listing.at_least):
+        return True
+    import json
+
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return False
+    if not isinstance(data, dict):
+        return False
+    if any(data.get(field) != text for field, text in listing.equals):
+        return False
+    if listing.at_least is not None:
+        number = data.get(listing.at_least[0])
+        if not isinstance(number, int | float) or number < listing.at_least[1]:
+            return False
+    return True
 
 
 class ResultBackend(ABC):
@@ -80,6 +115,13 @@ class ResultBackend(ABC):
     @abstractmethod
     def expire(self, key: str, ttl: float) -> bool:
         """Reset a key's TTL; False when absent."""
+
+    def list_json(self, listing: Listing) -> list[tuple[str, bytes]]:
+        """``(key, value)`` of live keys under ``listing.prefix`` whose values match its
+        filters, newest first (by when the key was written), ``limit`` of them after
+        ``offset``. The store filters and pages, so one page of 100,000 task records reads
+        what that page needs, not every record."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list what it stores")
 
     def cleanup(self) -> int:
         """Delete expired entries where the store does not do it itself; the count deleted."""

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-from conveyor.backends.base import ResultBackend
+from conveyor.backends.base import Listing, ResultBackend, listed
 
 __all__ = ["MemoryBackend"]
 
@@ -41,6 +41,18 @@ class MemoryBackend(ResultBackend):
             del self._sets[key]
             return None
         return None if found is None else found[0]
+
+    def list_json(self, listing: Listing) -> list[tuple[str, bytes]]:
+        """Newest first by first write: the dict keeps the order keys were added in."""
+        with self._cond:
+            now = self._clock()
+            live = [
+                (key, entry.value)
+                for key, entry in self._values.items()
+                if key.startswith(listing.prefix) and entry.expires_at > now
+            ]
+        found = [(key, value) for key, value in reversed(live) if listed(value, listing)]
+        return found[listing.offset : listing.offset + listing.limit]
 
     def get(self, key: str) -> bytes | None:
         with self._cond:

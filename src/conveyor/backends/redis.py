@@ -40,7 +40,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from ..redis_connection import UNREACHABLE, RedisLink, Script
-from .base import ResultBackend
+from .base import Listing, ResultBackend
 
 __all__ = ["REPLY_WINDOW", "RedisBackend", "stored_value"]
 
@@ -97,6 +97,7 @@ class RedisBackend(ResultBackend):
         self._delete = script("backend_delete.lua")
         self._watch = script("backend_watch.lua")
         self._sweep = script("backend_sweep.lua")
+        self._list = script("backend_list.lua")
         self._local = threading.local()
         self._expected: dict[str, float] = {}
         """key -> monotonic time until which a reply may be waited for (``expect``)."""
@@ -125,6 +126,27 @@ class RedisBackend(ResultBackend):
         head = (self.prefix, repr(float(self._clock()) * 1000))
         self._link.call("expiring keys", lambda: self._sweep(head), retries=1)
         return head
+
+    def list_json(self, listing: Listing) -> list[tuple[str, bytes]]:
+        """Task records only (``keys.TASK_PREFIX``): the ones ``backend_prelude.lua`` indexes
+        by write time, newest first; filtered by ``backend_list.lua`` in Redis."""
+        head = self._head()
+        least = listing.at_least or ("", 0.0)
+        tail: list[Any] = [least[0], repr(float(least[1]))]
+        for field, value in listing.equals:
+            tail += (field, value)
+        found: list[tuple[str, bytes]] = []
+        rank, skipped = 0, 0
+        while rank >= 0 and len(found) < listing.limit:
+            args = (*head, listing.offset, listing.limit - len(found), rank, skipped, *tail)
+            reply = self._link.call("listing results", partial(self._list, args), retries=1)
+            rank, skipped = int(reply[0]), int(reply[1])
+            found += [
+                (key.decode(), value)
+                for key, value in zip(reply[2::2], reply[3::2], strict=True)
+                if key.decode().startswith(listing.prefix)
+            ]
+        return found
 
     def get(self, key: str) -> bytes | None:
         self._head()

@@ -12,7 +12,7 @@ import os
 import time
 from collections.abc import Callable, Collection, Sequence
 
-from conveyor.backends.base import ResultBackend
+from conveyor.backends.base import Listing, ResultBackend
 from conveyor.sqlite_file import SQLiteFile
 
 __all__ = ["SQLiteBackend"]
@@ -163,6 +163,26 @@ class SQLiteBackend(ResultBackend):
             ).rowcount
             return changed > 0
 
+    def list_json(self, listing: Listing) -> list[tuple[str, bytes]]:
+        """Newest first by first write (the row's rowid: an upsert keeps it); SQLite's JSON
+        functions filter, LIMIT/OFFSET pages, walking the rowid index backwards, so the
+        newest page costs the rows it reads."""
+        where = ["key >= ?", "key < ?", "expires_at > ?"]
+        params: list[object] = [listing.prefix, _after_prefix(listing.prefix), self._clock()]
+        text = "CASE WHEN json_valid(CAST(value AS TEXT)) THEN CAST(value AS TEXT) END"
+        for field, value in listing.equals:
+            where.append(f"json_extract({text}, ?) = ?")
+            params += (f"$.{field}", value)
+        if listing.at_least is not None:
+            where.append(f"json_extract({text}, ?) >= ?")
+            params += (f"$.{listing.at_least[0]}", listing.at_least[1])
+        rows = self._db.execute(
+            f"SELECT key, value FROM conveyor_kv WHERE {' AND '.join(where)} "
+            "ORDER BY rowid DESC LIMIT ? OFFSET ?",
+            [*params, listing.limit, listing.offset],
+        )
+        return [(key, bytes(value)) for key, value in rows]
+
     def cleanup(self) -> int:
         now = (self._clock(),)
         with self._db.transaction() as conn:
@@ -194,3 +214,8 @@ class SQLiteBackend(ResultBackend):
 
     def close(self) -> None:
         self._db.close()
+
+
+def _after_prefix(prefix: str) -> str:
+    """The smallest string above every string that starts with ``prefix``."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1) if prefix else "\U0010ffff"

@@ -21,14 +21,16 @@ import enum
 import itertools
 import threading
 import time
+import zlib
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 __all__ = [
     "UNREAD",
+    "EventPacket",
     "Broker",
     "DeadLetter",
     "Delivery",
@@ -184,6 +186,11 @@ class Broker(ABC):
         message that kills its worker.
         """
 
+    def nack_many(self, deliveries: Sequence[Delivery]) -> list[bool]:
+        """``nack`` each back to its queue now, in one round trip where the broker can: how
+        a consumer gives back a batch it cannot start soon."""
+        return [self.nack(delivery) for delivery in deliveries]
+
     @abstractmethod
     def dead_letter(self, delivery: Delivery, reason: str) -> bool:
         """Move a reserved message to the dead-letter store with the reason."""
@@ -284,6 +291,43 @@ class Broker(ABC):
 
 
 _default_streams_lock = threading.Lock()
+
+_PACK_FROM = 400
+"""Packets of at least this many bytes are compressed."""
+
+
+class EventPacket:
+    """Events written in one ``add_events`` call, stored as one entry: a brokers shared by
+    processes keeps a packet per call, not a row per event, since a row per event costs a
+    busy worker more than the events themselves (``docs/operations.md``). An encoded
+    event is JSON, which never holds a raw newline, so the packet is the events joined by
+    newlines, compressed (zlib, fast level) once it is big enough to gain from it."""
+
+    @staticmethod
+    def pack(events: Sequence[bytes]) -> bytes:
+        raw = b"\n".join(events)
+        if len(raw) < _PACK_FROM:
+            return b"j" + raw
+        return b"z" + zlib.compress(raw, 1)
+
+    @staticmethod
+    def unpack(packet: bytes) -> list[bytes]:
+        raw = zlib.decompress(packet[1:]) if packet[:1] == b"z" else packet[1:]
+        return raw.split(b"\n")
+
+    @staticmethod
+    def events(number: str, packet: bytes, skip: int, match: bytes | None) -> Iterator[StoredEvent]:
+        """The packet's events after the first ``skip``, as stored events whose ids are
+        ``<packet number>:<index>``; only those containing ``match`` when given."""
+        for index, data in enumerate(EventPacket.unpack(packet)):
+            if index >= skip and (match is None or match in data):
+                yield StoredEvent(f"{number}:{index}", data)
+
+    @staticmethod
+    def cursor(after: str) -> tuple[str, int]:
+        """The packet number of a cursor, and how many of its events were read."""
+        number, _, index = after.rpartition(":")
+        return number, int(index) + 1
 
 
 class _MemoryEvents:

@@ -1,20 +1,26 @@
-"""The Redis broker's event stream: one capped Redis stream, ``<prefix>events``.
+"""The Redis broker's event stream: one Redis stream, ``<prefix>events``, of event packets.
 
-Appending is one script call a batch (``events_add.lua``: XADD with ``MAXLEN ~``, which
-trims whole stream nodes, so keeping the stream bounded costs almost nothing). Entry ids
-are Redis's (milliseconds of its clock, then a sequence), so ``since`` is judged on the
-server's clock, as leases and etas are, and a reader's cursor is the last id it read.
+Each ``add_events`` call is one stream entry (an ``EventPacket``, the batch a worker
+process wrote), so a busy worker adds an entry every fraction of a second, not three per
+task; ``events_add.lua`` trims whole packets while the newer ones still hold
+``max_length`` events. Entry ids are Redis's (milliseconds of its clock, then a sequence),
+so ``since`` is judged on the server's clock, as leases and etas are. A cursor is
+``<entry id>:<index in the packet>``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
-from conveyor.brokers.base import StoredEvent
+from conveyor.brokers.base import EventPacket, StoredEvent
 from conveyor.redis_connection import RedisLink
 
 __all__ = ["RedisEvents"]
+
+_PACKETS = 64
+"""Packets read per call."""
 
 
 class RedisEvents:
@@ -28,20 +34,33 @@ class RedisEvents:
         if not events:
             return
         now = "" if self._clock is None else str(int(self._clock() * 1000))
-        args: list[Any] = [self._link.prefix, max(int(max_length), 1), now, *events]
-        self._link.call("writing events", lambda: self._add(args), retries=1)
+        packet = EventPacket.pack(events)
+        args: list[Any] = [self._link.prefix, max(int(max_length), 1), now, len(events), packet]
+        self._link.call("writing events", lambda: self._add(args))
 
     def read(
         self, after: str | None, since: float | None, limit: int, match: bytes | None
     ) -> list[StoredEvent]:
         if limit <= 0:
             return []
+        skip = 0
         if after is not None:
-            start = f"({after}"
+            start, skip = EventPacket.cursor(after)
         elif since is not None:
             start = str(max(int(since * 1000), 0))
         else:
             start = "-"
-        args = (self._link.prefix, start, int(limit), match or b"")
-        reply = self._link.call("reading events", lambda: self._read(args), retries=1)
-        return [StoredEvent(reply[i].decode(), reply[i + 1]) for i in range(0, len(reply), 2)]
+        first = start
+        found: list[StoredEvent] = []
+        while len(found) < limit:
+            args = (self._link.prefix, start, _PACKETS)
+            reply = self._link.call("reading events", partial(self._read, args), retries=1)
+            for i in range(0, len(reply), 2):
+                number = reply[i].decode()
+                found += EventPacket.events(
+                    number, reply[i + 1], skip if number == first else 0, match
+                )
+            if len(reply) < 2 * _PACKETS:
+                break
+            start = "(" + reply[-2].decode()
+        return found[:limit]

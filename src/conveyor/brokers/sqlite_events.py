@@ -1,19 +1,19 @@
-"""The SQLite broker's event stream: a table trimmed to a maximum length as it grows.
+"""The SQLite broker's event stream: a table of event packets, trimmed as it grows.
 
-Rows are numbered by an AUTOINCREMENT key, so a number is never reused after the oldest
-rows are trimmed and a reader's cursor (the number of the last row it read) stays valid.
-Trimming deletes by that key (``id <= newest - max_length``), a range at the start of
-the primary key: appending a batch of events costs one short transaction. The table is
-created on first use, apart from the broker's versioned schema, so files made by an
-older Conveyor gain it without a migration.
+Each ``add_events`` call is one row (an ``EventPacket``: the batch a worker process wrote,
+compressed), so a busy worker writes a row every fraction of a second, not three per task.
+Rows are numbered by an AUTOINCREMENT key, never reused after trimming, so a reader's
+cursor (``<row>:<index>``) stays valid. ``total`` counts events up to and including the
+row: trimming deletes whole rows at the start of the key while the rest still hold at
+least ``max_length`` events. The table is created on first use, apart from the broker's
+versioned schema, so a file made by an older Conveyor gains it without a migration.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Sequence
 
-from conveyor.brokers.base import StoredEvent
+from conveyor.brokers.base import EventPacket, StoredEvent
 from conveyor.sqlite_file import SQLiteFile
 
 __all__ = ["SQLiteEvents"]
@@ -21,9 +21,10 @@ __all__ = ["SQLiteEvents"]
 _DDL = """CREATE TABLE IF NOT EXISTS conveyor_events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at REAL NOT NULL,
+    total INTEGER NOT NULL,
     data BLOB NOT NULL)"""
-_SCAN = 5000
-"""Rows a ``match`` search reads per statement."""
+_ROWS = 64
+"""Packets read per statement."""
 
 
 class SQLiteEvents:
@@ -42,14 +43,22 @@ class SQLiteEvents:
         if not events:
             return
         self._ensure()
-        now = self._clock()
+        packet = EventPacket.pack(events)
         with self._db.transaction() as conn:
-            conn.executemany(
-                "INSERT INTO conveyor_events (at, data) VALUES (?, ?)",
-                [(now, data) for data in events],
+            last = conn.execute(
+                "SELECT total FROM conveyor_events ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+            total = (last[0] if last else 0) + len(events)
+            conn.execute(
+                "INSERT INTO conveyor_events (at, total, data) VALUES (?, ?, ?)",
+                (self._clock(), total, packet),
             )
-            newest = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
-            conn.execute("DELETE FROM conveyor_events WHERE id <= ?", (newest - max_length,))
+            # a row may go when the rows after it hold max_length events without it
+            conn.execute(
+                """DELETE FROM conveyor_events WHERE id < (SELECT min(id) FROM conveyor_events
+                WHERE total > ?)""",
+                (total - max(max_length, 1),),
+            )
 
     def read(
         self, after: str | None, since: float | None, limit: int, match: bytes | None
@@ -57,34 +66,28 @@ class SQLiteEvents:
         if limit <= 0:
             return []
         self._ensure()
+        skip = 0
         if after is not None:
-            start = int(after)
+            number, skip = EventPacket.cursor(after)
+            start, condition = int(number), "id >= ?"
         elif since is not None:
             found = self._db.execute("SELECT min(id) FROM conveyor_events WHERE at >= ?", (since,))
             if found[0][0] is None:
                 return []
-            start = int(found[0][0]) - 1
+            start, condition = int(found[0][0]), "id >= ?"
         else:
-            start = 0
-        if match is None:
+            start, condition = 0, "id > ?"
+        found_events: list[StoredEvent] = []
+        while len(found_events) < limit:
             rows = self._db.execute(
-                "SELECT id, data FROM conveyor_events WHERE id > ? ORDER BY id LIMIT ?",
-                (start, limit),
+                f"SELECT id, data FROM conveyor_events WHERE {condition} ORDER BY id LIMIT ?",
+                (start, _ROWS),
             )
-            return [StoredEvent(str(i), bytes(data)) for i, data in rows]
-        return self._search(start, limit, match)
-
-    def _search(self, start: int, limit: int, match: bytes) -> list[StoredEvent]:
-        """Rows containing ``match``, picked by SQLite (``instr`` on the blob) over ranges
-        of ``_SCAN`` ids, so a long search never holds the file for long."""
-        newest = self._db.execute("SELECT max(id) FROM conveyor_events")[0][0] or 0
-        found: list[StoredEvent] = []
-        while len(found) < limit and start < newest:
-            rows = self._db.execute(
-                """SELECT id, data FROM conveyor_events
-                WHERE id > ? AND id <= ? AND instr(data, ?) > 0 ORDER BY id LIMIT ?""",
-                (start, start + _SCAN, sqlite3.Binary(match), limit - len(found)),
-            )
-            found += [StoredEvent(str(i), bytes(data)) for i, data in rows]
-            start += _SCAN
-        return found
+            for number, data in rows:
+                found_events += EventPacket.events(
+                    str(number), bytes(data), skip if number == start else 0, match
+                )
+            if len(rows) < _ROWS:
+                break
+            start, condition = rows[-1][0], "id > ?"
+        return found_events[:limit]

@@ -18,6 +18,7 @@ from .inspect import inspect
 from .metrics import metrics
 from .queues import dead_letters, purge, queues
 from .status import status
+from .tasks import tasks
 from .worker import demo, worker
 
 __all__ = ["load_app", "main"]
@@ -34,7 +35,7 @@ def main(ctx: click.Context, app_spec: str | None) -> None:
 
 for command in (worker, call, result, purge, queues, dead_letters, demo, beat, metrics, dashboard):
     main.add_command(command)
-for command in (events, top):  # events.py
+for command in (events, top, tasks):  # events.py, tasks.py
     main.add_command(command)
 for command in (status, inspect, control):  # status.py, inspect.py, control.py
     main.add_command(command)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from typing import Any
 
 import click
+import msgspec
 
+from ..exceptions import DecodeError
+from ..serialization import decode_message
 from .common import app_option, ctx_app
 
 __all__ = ["dead_letters", "purge", "queues"]
@@ -54,6 +59,64 @@ def dead_letters_list(ctx: click.Context, app_spec: str | None, limit: int) -> N
         when = datetime.fromtimestamp(letter.failed_at).isoformat(timespec="seconds")
         click.echo(f"{letter.id}  {when}  queue={letter.queue}  {letter.reason}")
     click.echo(f"{len(letters)} dead letter(s)", err=True)
+
+
+@dead_letters.command("show")
+@app_option
+@click.argument("letter_id")
+@click.option("--json", "as_json", is_flag=True, help="Print it as one JSON object.")
+@click.pass_context
+def dead_letters_show(
+    ctx: click.Context, app_spec: str | None, letter_id: str, as_json: bool
+) -> None:
+    """Show one dead letter: why it failed, and its message (body decoded where it can be)."""
+    app = ctx_app(ctx.find_root(), app_spec)
+    found = [letter for letter in app.broker.dead_letters(1_000_000) if letter.id == letter_id]
+    if not found:
+        raise click.ClickException(f"no dead letter {letter_id} (dead-letters list shows them)")
+    letter = found[0]
+    detail: dict[str, Any] = {
+        "id": letter.id,
+        "queue": letter.queue,
+        "priority": letter.priority,
+        "reason": letter.reason,
+        "failed_at": letter.failed_at,
+        "resends": letter.resends,
+    }
+    try:
+        message = decode_message(letter.body)
+    except DecodeError as exc:
+        detail["body"] = letter.body.decode("utf-8", "backslashreplace")
+        detail["body_error"] = str(exc)
+    else:
+        detail["message"] = msgspec.to_builtins(message)
+    if as_json:
+        click.echo(json.dumps(detail, default=str, indent=2))
+        return
+    when = datetime.fromtimestamp(letter.failed_at).isoformat(timespec="seconds")
+    rows = [
+        ("id", letter.id),
+        ("queue", letter.queue),
+        ("priority", str(letter.priority)),
+        ("failed at", when),
+        ("re-sent", f"{letter.resends} time(s)"),
+        ("reason", letter.reason),
+    ]
+    if "message" in detail:
+        rows += [
+            ("task", message.task),
+            ("args", message.shown_args()),
+            ("kwargs", message.shown_kwargs()),
+            ("retries", str(message.retries)),
+        ]
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        click.echo(f"{label:<{width}}  {value}")
+    click.echo("\nbody:")
+    if "message" in detail:
+        click.echo(json.dumps(detail["message"], default=str, indent=2))
+    else:
+        click.echo(f"{detail['body']}\n(not a message this Conveyor reads: {detail['body_error']})")
 
 
 @dead_letters.command("retry")

@@ -19,6 +19,9 @@
 --                            one (backend_set_fenced_many.lua), for the process that sent
 --                            the task and may be waiting for it; short TTL
 --   P.."expiry"     [zset]   fake-clock mode only: Redis key -> expiry (ms)
+--   P.."ix"         [zset]   task records (keys starting with TASKS) -> when last written
+--                            (ms): what backend_list.lua pages through, newest first;
+--                            entries older than the TTL being written are dropped
 local P = ARGV[1]
 local CLOCK = tonumber(ARGV[2])
 local BACKSTOP = 3600000
@@ -36,6 +39,24 @@ local function noted(key, ms)
   if CLOCK then
     redis.call('ZADD', P .. 'expiry', CLOCK + ms, key)
   end
+end
+
+-- Task records (conveyor.keys.TASK_PREFIX) are indexed in P.."ix" by write time.
+local TASKS = 'conveyor-task-'
+local index_now = nil
+
+local function indexed(name, ms)
+  if string.sub(name, 1, #TASKS) ~= TASKS then
+    return
+  end
+  if not index_now then
+    index_now = CLOCK or (function()
+      local t = redis.call('TIME')
+      return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    end)()
+    redis.call('ZREMRANGEBYSCORE', P .. 'ix', '-inf', '(' .. (index_now - ms))
+  end
+  redis.call('ZADD', P .. 'ix', index_now, name)
 end
 
 -- The fence of a stored "<fence>:<value>" string: nil when absent, "" when it has none.
@@ -74,6 +95,7 @@ local function store(name, key, value, ms, fence, unwatched)
   end
   redis.call('SET', key, fence .. ':' .. value, 'PX', px(ms))
   noted(key, ms)
+  indexed(name, ms)
   if not unwatched then
     notify(name, value)
   end

@@ -2,11 +2,15 @@
 
 Writing each event as it happens would cost a round trip per event, three per task: more
 than a quick task costs to run. So an executor only appends the event to its process's
-buffer (``EventBuffer``, a few hundred nanoseconds), and one background thread per worker
-process (``_Flusher``) encodes and writes everything buffered every ``FLUSH_EVERY`` seconds,
-in one ``Broker.add_events`` call; a consumer going idle or stopping writes what waits at
-once (``flush``). Events are for watching: when the broker is unreachable they wait in the
-buffer, which keeps at most ``MAX_BUFFERED`` (the oldest are dropped, with one warning).
+buffer (``EventBuffer``), and the consumer writes what waits together with its acks, in
+one ``Broker.add_events`` call (one packet: ``brokers/base.py``), once ``FLUSH_EVERY``
+seconds passed since the last write (``flush_due``, from ``Outbox.take_acks``). Writing
+from the consumer's own thread, between its own transactions, matters on SQLite: a second
+thread writing to the file at the same time makes the consumer wait on the file's lock. A
+background thread per process (``_Flusher``) writes only what waited ``STALE`` seconds (a
+long task's task-started, an idle consumer's last events). Events are for watching: when
+the broker is unreachable they wait in the buffer, which keeps at most ``MAX_BUFFERED``
+(the oldest are dropped, with one warning).
 
 The worker's own events come from the supervisor: ``worker-online`` when its pool is
 ready, ``worker-heartbeat`` with each lease heartbeat, ``worker-offline`` when it stops
@@ -46,7 +50,9 @@ from ..request import Request
 __all__ = ["FLUSH_EVERY", "MAX_BUFFERED", "EventBuffer", "event_buffer"]
 
 FLUSH_EVERY = 0.2
-"""Seconds between the background writes of a process's buffered events."""
+"""Seconds between the consumer's writes of buffered events."""
+STALE = 0.5
+"""Seconds after which the background thread writes what still waits."""
 MAX_BUFFERED = 50_000
 """Events a process keeps while the broker cannot take them."""
 
@@ -65,6 +71,8 @@ class EventBuffer:
         """One write at a time, so events reach the stream in the order they happened."""
         self._dropped = 0
         self._flusher: _Flusher | None = None
+        self.written = time.monotonic()
+        """When the buffer was last written (or found empty)."""
         app.on_task_start.append(self.started)
 
     # -- noting events (the executor's thread) -------------------------------------------
@@ -77,8 +85,10 @@ class EventBuffer:
                 pid=self.pid,
                 uuid=message.id,
                 name=message.task,
-                args=message.shown_args(),
-                kwargs=message.shown_kwargs(),
+                args=message.argsrepr if message.argsrepr is not None else _short(message.args),
+                kwargs=(
+                    message.kwargsrepr if message.kwargsrepr is not None else _short(message.kwargs)
+                ),
                 retries=message.retries,
                 eta=message.eta,
                 expires=message.expires,
@@ -128,8 +138,15 @@ class EventBuffer:
 
     # -- writing -------------------------------------------------------------------------
 
+    def flush_due(self) -> None:
+        """Write the buffered events if ``FLUSH_EVERY`` passed since the last write (the
+        consumer, with its acks)."""
+        if time.monotonic() - self.written >= FLUSH_EVERY:
+            self.flush()
+
     def flush(self) -> None:
         """Write every buffered event now (from any thread)."""
+        self.written = time.monotonic()
         if not self._pending:
             return
         with self._io:
@@ -168,10 +185,13 @@ class _Flusher:
         self.thread.start()
 
     def _run(self) -> None:
+        buffer = self.buffer
         while True:
-            time.sleep(FLUSH_EVERY)
+            time.sleep(STALE / 2)
+            if time.monotonic() - buffer.written < STALE:
+                continue
             try:
-                self.buffer.flush()
+                buffer.flush()
             except Exception:
                 logger.exception("writing events failed")
 
@@ -193,36 +213,44 @@ def event_buffer(app: Conveyor) -> EventBuffer | None:
 
 
 def _outcome_event(message: Message, record: TaskRecord, runtime: float | None) -> Event | None:
-    status, now = record.status, time.time()
-    common: dict[str, Any] = {"timestamp": now, "uuid": message.id, "name": message.task}
+    status, now, uuid, name = record.status, time.time(), message.id, message.task
     if status == states.SUCCESS:
-        return TaskSucceeded(**common, result=_short(record.result), runtime=runtime or 0.0)
+        result = record.result
+        shown = "None" if result is None else _short(result)
+        return TaskSucceeded(
+            timestamp=now, uuid=uuid, name=name, result=shown, runtime=runtime or 0.0
+        )
     if status == states.FAILURE:
         return TaskFailed(
-            **common,
+            timestamp=now,
+            uuid=uuid,
+            name=name,
             exception=_exception(record),
             traceback=record.traceback,
             runtime=runtime,
         )
     if status == states.RETRY:
         return TaskRetried(
-            **common,
+            timestamp=now,
+            uuid=uuid,
+            name=name,
             exception=_exception(record),
             traceback=record.traceback,
             retries=message.retries,
             eta=record.retry_at,
         )
+    reason = record.result if isinstance(record.result, str) else None
     if status == states.REVOKED:
-        reason = record.result if isinstance(record.result, str) else None
         return TaskRevoked(
-            **common,
+            timestamp=now,
+            uuid=uuid,
+            name=name,
             terminated=reason == "terminated",
             expired=bool(reason and reason.startswith("expired")),
             reason=reason,
         )
     if status == states.REJECTED:
-        reason = record.result if isinstance(record.result, str) else None
-        return TaskRejected(**common, requeue=False, reason=reason)
+        return TaskRejected(timestamp=now, uuid=uuid, name=name, requeue=False, reason=reason)
     return None
 
 
@@ -233,7 +261,8 @@ def _exception(record: TaskRecord) -> str:
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
+    """A repr cut to 200 characters (the builtin repr: reprlib's costs ten times more)."""
+    text = repr(tuple(value)) if isinstance(value, list) else repr(value)
     return text if len(text) <= 200 else text[:197] + "..."
 
 

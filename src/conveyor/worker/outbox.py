@@ -211,6 +211,8 @@ class Outbox:
         """Store the waiting outcomes, then hand over the pending acks to send (results
         always land before their acks). Give them to ``acked`` once sent."""
         self.flush_writes()
+        if self.events is not None:
+            self.events.flush_due()
         acks, self.acks = self.acks, []
         return acks
 

@@ -36,3 +36,9 @@ def boom(text: str) -> None:
 @app.task
 def add(x: int, y: int) -> int:
     return x + y
+
+
+@app.task(bind=True)
+def spawn(self: Any) -> str:
+    """Sends a child task; returns its id."""
+    return str(add.delay(1, 1).id)
