@@ -142,12 +142,12 @@ class AsyncRunner:
             self._busy -= 1
             self._slots.notify_all()
 
-    def submit(self, job: Job) -> None:
-        """Start ``job`` on the loop (its slot taken with ``acquire``). Jobs handed over
-        together wake the loop once."""
+    def submit(self, jobs: list[Job]) -> None:
+        """Start ``jobs`` on the loop (their slots taken with ``acquire``). Jobs handed over
+        together wake the loop once: a wake-up costs more than starting a task."""
         with self._incoming_lock:
-            self._incoming.append(job)
-            wake = len(self._incoming) == 1
+            wake = not self._incoming
+            self._incoming += jobs
         if wake:
             self.loop.call_soon_threadsafe(self._start_incoming)
 
@@ -192,14 +192,15 @@ class AsyncRunner:
             outcome = await atrace(job.task, job.context, job.args, job.kwargs, job.interrupted)
         except BaseException as exc:  # cancelled without a cause (the loop stops), or worse
             outcome = Outcome(states.FAILURE, exc=exc)
-        finally:
-            for timer in job.timers:
-                timer.cancel()
-            self.jobs.pop(job, None)
+        for timer in job.timers:
+            timer.cancel()
+        self.jobs.pop(job, None)
+        try:
+            job.done(job, outcome, time.monotonic() - started)
+        finally:  # after ``done``: whoever wakes up finds the outcome
             with self._slots:
                 self._busy -= 1
                 self._slots.notify_all()
-        job.done(job, outcome, time.monotonic() - started)
 
     def _soft_limit(self, job: Job) -> None:
         """Raise SoftTimeLimitExceeded where the coroutine waits, when it waits on a future

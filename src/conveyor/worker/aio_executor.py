@@ -1,0 +1,257 @@
+"""The executor's side of ``async def`` tasks: hand them to this process's event loop
+(aio.py) and return at once, then store and acknowledge their outcomes on the consumer's
+thread (``collect``), as for a ``def`` task: only that thread writes its outbox and runs
+workflow hooks.
+
+``Executor`` mixes ``AsyncExecution`` in; the consumer calls ``between_batches`` when its
+buffer is empty (start what was handed over, store what ended), ``idle_wait`` for how
+long it may wait for messages, and ``finish_async`` before it stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+from .. import signals, states
+from ..app import Conveyor
+from ..brokers.base import Delivery
+from ..exceptions import BrokerError
+from ..message import Message
+from ..records import LEVEL_STARTED, ResultStore, TaskRecord, at_level
+from ..task import AnyTask
+from . import metrics, notify
+from .aio import HARD_GRACE, AsyncRunner, Job, runner_for
+from .guards import Admission, Guards
+from .outbox import Outbox, Tracker
+from .trace import Outcome
+
+if TYPE_CHECKING:
+    from ..request import Request
+    from .executor import Executor
+
+__all__ = ["AsyncExecution"]
+
+logger = logging.getLogger("conveyor.worker")
+
+START_BATCH = 64
+"""Async tasks handed to the loop together at most (one wake-up of the loop each time)."""
+STARTED_BATCH = 256
+"""STARTED records of async tasks written in one call at most."""
+ASYNC_IDLE_WAIT = 0.005
+"""Longest wait for new messages while async tasks start and end: their outcomes wait that
+long at most. Once none has for ``ASYNC_BUSY`` seconds (long coroutines), the consumer's
+usual idle wait applies again (up to 50 ms), so it does not poll the broker needlessly."""
+ASYNC_BUSY = 1.0
+QUICK_ASYNC = 0.002
+"""Seconds the consumer waits for the coroutines it just started before it waits for
+messages (most quick ones end by then)."""
+
+
+@dataclass(slots=True)
+class _Pending:
+    """What the executor needs back when an async task ends."""
+
+    delivery: Delivery
+    message: Message
+    attempt: int
+    admission: Admission
+    taken: float
+    """When the consumer took it up (for the metrics' queue wait)."""
+
+
+class AsyncExecution:
+    """Async tasks, for ``Executor``: handed to the loop, concluded on this thread."""
+
+    app: Conveyor
+    hostname: str
+    tracker: Tracker
+    guards: Guards
+    outbox: Outbox
+    results: ResultStore
+    _started_info: dict[str, Any]
+
+    if TYPE_CHECKING:  # the executor's, which this mixin calls
+
+        def _context(
+            self,
+            task: AnyTask,
+            message: Message,
+            delivery: Delivery,
+            args: tuple[Any, ...],
+            kwargs: dict[str, Any],
+            attempt: int,
+        ) -> Request: ...
+        def _track_started(self, task: AnyTask) -> bool: ...
+        def _conclude(
+            self,
+            delivery: Delivery,
+            message: Message,
+            task: AnyTask,
+            attempt: int,
+            outcome: Outcome,
+            runtime: float,
+        ) -> str: ...
+        def worker_error(self, delivery: Delivery, exc: Exception) -> None: ...
+        def _nack(self, delivery: Delivery, delay: float | None = None) -> None: ...
+
+    def _init_async(self) -> None:
+        self._runner: AsyncRunner | None = None
+        self.in_flight = 0
+        """Async tasks handed to the loop whose outcome ``collect`` has not stored yet."""
+        self.completed: deque[tuple[Job, Outcome, float]] = deque()
+        """Async tasks that ended, for ``collect`` (appended on the loop's thread)."""
+        self._async_at = 0.0
+        """When async tasks last started or ended (``idle_wait``)."""
+        self._to_start: list[Job] = []
+        """Async tasks handed over, started together by ``start_async``."""
+        self._starting: list[tuple[str, bytes, int]] = []
+        """STARTED records of async tasks, encoded, waiting for ``write_started``."""
+
+    def _submit(
+        self,
+        delivery: Delivery,
+        message: Message,
+        task: AnyTask,
+        attempt: int,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        admission: Admission,
+    ) -> str:
+        """Hand an async task to the event loop and return at once (STARTED): its outcome
+        is stored and acked by ``collect``, on this thread, once the coroutine ends."""
+        runner = self._runner
+        if runner is None:
+            limit = int(self.app.conf.worker_async_concurrency)
+            runner = self._runner = runner_for(limit, self.app.coordinator)
+        try:
+            runner.acquire(self.between_batches)  # all slots taken: finish what ended
+            context = self._context(task, message, delivery, args, kwargs, attempt)
+            if self.outbox.continuing:
+                self.outbox.flush_writes()
+            if not message.ignore_result and self._track_started(task):
+                started = TaskRecord(
+                    status=states.STARTED,
+                    result=self._started_info,
+                    task=message.task,
+                    retries=message.retries,
+                    worker=self.hostname,
+                )
+                level = at_level(attempt, LEVEL_STARTED)  # never hides a later state
+                self._starting.append((message.id, self.results.encode(started, level), level))
+                if len(self._starting) >= STARTED_BATCH:
+                    self.write_started()
+            conf = self.app.conf
+            time_limit = message.time_limit or task.time_limit or conf.task_time_limit
+            soft_limit = (
+                message.soft_time_limit or task.soft_time_limit or conf.task_soft_time_limit
+            )
+            # the loop cancels it at its hard limit; its process is replaced only if it
+            # has not ended HARD_GRACE later
+            deadline = time.time() + time_limit + HARD_GRACE if time_limit else None
+            self.tracker.started(delivery, message.id, deadline, attempt)
+            for hook in self.app.on_task_start:
+                hook(task, context)
+            if signals.task_prerun.receivers:
+                notify.prerun(task, context)
+        except BaseException:
+            runner.give_back_slot()
+            self.guards.release(admission)
+            raise
+        pending = _Pending(delivery, message, attempt, admission, time.time())
+        job = Job(task, context, args, kwargs, soft_limit, time_limit, self._ended, pending)
+        self.in_flight += 1
+        self._to_start.append(job)
+        if len(self._to_start) >= START_BATCH:
+            self.start_async()
+        return states.STARTED
+
+    def start_async(self) -> bool:
+        """Start the async tasks handed over since the last call, with one wake-up of the
+        loop, and write their STARTED in one call; whether any started."""
+        jobs = self._to_start
+        if jobs:
+            self._to_start = []
+            self._async_at = time.monotonic()
+            if self._runner is not None:
+                self._runner.submit(jobs)
+        if self._starting:
+            self.write_started()
+        return bool(jobs)
+
+    def between_batches(self) -> None:
+        """The consumer's buffer is empty (or all slots are taken): start the async tasks
+        handed over, store and acknowledge the ones that ended. Quick coroutines (a cache
+        read, a no-op) end within a moment: waiting that moment for them here stores
+        their outcome now instead of after the consumer's next wait for messages."""
+        if self.start_async() and not self.completed and self._runner is not None:
+            self._runner.wait_slot_freed(QUICK_ASYNC)
+        self.collect()
+
+    def write_started(self) -> None:
+        """Write the STARTED of the async tasks handed to the loop since the last call, in
+        one call (when the consumer goes idle, collects, or starts a def task)."""
+        items, self._starting = self._starting, []
+        if items:
+            self.results.write_encoded(items)
+
+    def _ended(self, job: Job, outcome: Outcome, runtime: float) -> None:
+        """On the loop thread: queue the outcome for ``collect``."""
+        self.completed.append((job, outcome, runtime))
+
+    def collect(self) -> None:
+        """Store and acknowledge the outcomes of the async tasks that ended, in order."""
+        if self.completed:
+            self._async_at = time.monotonic()
+        while self.completed:
+            job, outcome, runtime = self.completed.popleft()
+            self.in_flight -= 1
+            pending: _Pending = job.owner
+            delivery, message, task = pending.delivery, pending.message, job.task
+            try:
+                self.tracker.finished(delivery)
+                for hook in self.app.on_task_end:
+                    hook(task, job.context)
+                self.guards.release(pending.admission)
+                state = self._conclude(delivery, message, task, pending.attempt, outcome, runtime)
+                if notify.listening_after_run():
+                    notify.after_run(
+                        cast("Executor", self), task, job.context, outcome, state, runtime
+                    )
+                recorder = metrics.current()
+                if recorder is not None:  # handle() told it STARTED; now the outcome
+                    due = max(message.sent_at or pending.taken, message.eta or 0.0)
+                    wait = max(0.0, pending.taken - due)
+                    recorder.handled(message, delivery.queue, state, runtime, wait)
+            except BrokerError as exc:  # not the message's fault: back to its queue
+                logger.warning("%s[%s]: %s; its message goes back", message.task, message.id, exc)
+                try:
+                    self._nack(delivery)
+                except Exception:
+                    logger.exception("could not hand back %s; its lease will pass", delivery.id)
+            except Exception as exc:
+                logger.exception("worker error on message %s; it counts as a delivery", delivery.id)
+                try:
+                    self.worker_error(delivery, exc)
+                except Exception:
+                    logger.exception("could not hand back %s; its lease will pass", delivery.id)
+
+    def idle_wait(self, seconds: float) -> float:
+        """How long an idle consumer may wait for new messages: briefly while async tasks
+        run, so their outcomes are stored soon after they end."""
+        if self.in_flight and time.monotonic() - self._async_at < ASYNC_BUSY:
+            return min(seconds, ASYNC_IDLE_WAIT)
+        return seconds
+
+    def finish_async(self) -> None:
+        """Wait for this consumer's running async tasks to end and store their outcomes
+        (warm shutdown, or the consumer's last task)."""
+        if self.in_flight:
+            logger.info("waiting for %d running async task(s) to end", self.in_flight)
+        while self.in_flight:
+            self.between_batches()
+            if self.in_flight and self._runner is not None:
+                self._runner.wait_slot_freed(0.05)
