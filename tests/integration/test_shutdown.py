@@ -30,7 +30,7 @@ def send_held_and_queued(tasks, workdir):
 
 def test_sigterm_lets_the_running_task_finish_and_hands_back_the_rest(tasks, workers, workdir):
     log, gate, held, queued = send_held_and_queued(tasks, workdir)
-    worker = workers.start()  # -c 1 with prefetch 4: the child reserves all four at once
+    worker = workers.start("--prefetch-multiplier", "4")  # the child reserves all four at once
     wait_until(lambda: events(log, "start"), what="the held task to start")
     assert tasks.app.broker.stats() == {"default": QueueStats(reserved=4)}
 

@@ -252,6 +252,19 @@ def test_nack_requeues_now(broker: Broker) -> None:
     assert broker.ack(again[0]) is True
 
 
+def test_nack_many_gives_a_batch_back_in_place_uncounted(broker: Broker) -> None:
+    broker.publish([env("m"), env("n", priority=5), env("o"), env("p")])
+    held = broker.reserve(["q"], 3, lease=30)
+    assert ids(held) == ["n", "m", "o"]
+    stale = held[0]
+    assert broker.ack(stale) is True
+    assert broker.nack_many(held) == [False, True, True]
+    assert broker.stats() == {"q": QueueStats(ready=3)}
+    again = broker.reserve(["q"], 3, lease=30)
+    assert ids(again) == ["m", "o", "p"]
+    assert [d.delivery_count for d in again] == [1, 1, 1]
+
+
 def test_nack_with_delay_goes_to_the_delayed_store(broker: Broker, clock: FakeClock) -> None:
     broker.publish_one(env("m"))
     [d] = broker.reserve(["q"], 1, lease=30)

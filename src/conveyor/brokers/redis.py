@@ -361,6 +361,18 @@ class RedisBroker(Broker):
         args = (self.prefix, self._now(), delivery.id, delivery.token, wait)
         return bool(self._link.call("giving a message back", lambda: self._nack(args), retries=1))
 
+    def nack_many(self, deliveries: Sequence[Delivery]) -> list[bool]:
+        if len(deliveries) < 2:
+            return [self.nack(d) for d in deliveries]
+        now = self._now()
+        calls = [(self.prefix, now, d.id, d.token, "") for d in deliveries]
+        reply = self._link.call(
+            "giving messages back",
+            lambda: self._nack.pipelined(calls, transaction=False),
+            retries=1,
+        )
+        return [bool(flag) for flag in reply]
+
     def dead_letter(self, delivery: Delivery, reason: str) -> bool:
         args = (self.prefix, self._now(), delivery.id, delivery.token, reason)
         return bool(

@@ -91,6 +91,8 @@ _RESERVE = """UPDATE conveyor_messages
     WHERE seq IN (SELECT seq FROM conveyor_messages WHERE queue = ?3 AND lease_until IS NULL
                   ORDER BY priority DESC, seq LIMIT ?4)
     RETURNING seq, id, queue, priority, body, delivery_count, resends"""
+_NACK = """UPDATE conveyor_messages SET token = NULL, lease_until = NULL,
+    delivery_count = delivery_count - 1 WHERE id = ? AND token = ?"""
 _TAKE = """DELETE FROM conveyor_messages WHERE id = ? AND token = ?
     RETURNING id, queue, priority, body, delivery_count, resends"""
 
@@ -198,9 +200,7 @@ class SQLiteBroker(Broker):
 
     def nack(self, delivery: Delivery, delay: float | None = None) -> bool:
         if delay is None or delay <= 0:
-            sql = """UPDATE conveyor_messages SET token = NULL, lease_until = NULL,
-                delivery_count = delivery_count - 1 WHERE id = ? AND token = ?"""
-            return self._db.changes(sql, (delivery.id, delivery.token)) == 1
+            return self._db.changes(_NACK, (delivery.id, delivery.token)) == 1
         with self._db.transaction() as conn:
             row = conn.execute(_TAKE, (delivery.id, delivery.token)).fetchone()
             if row is None:
@@ -212,6 +212,12 @@ class SQLiteBroker(Broker):
                 (*row[:4], row[4] - 1, self._clock() + delay, row[5]),
             )
             return True
+
+    def nack_many(self, deliveries: Sequence[Delivery]) -> list[bool]:
+        if len(deliveries) < 2:
+            return [self.nack(d) for d in deliveries]
+        with self._db.transaction() as conn:
+            return [conn.execute(_NACK, (d.id, d.token)).rowcount == 1 for d in deliveries]
 
     def dead_letter(self, delivery: Delivery, reason: str) -> bool:
         with self._db.transaction() as conn:
