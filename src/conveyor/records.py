@@ -225,16 +225,19 @@ class ResultStore:
         since: float | None = None,
         limit: int = 50,
         offset: int = 0,
+        worker: str | None = None,
     ) -> list[tuple[str, TaskRecord]]:
         """A page of ``(task id, record)``, newest first: the records in ``state``, of the
-        task ``name``, ended at ``since`` (Unix time) or later. The backend filters and
-        pages (``ResultBackend.list_json``): a page costs what it reads, however many
-        records there are."""
+        task ``name``, by ``worker``, ended at ``since`` (Unix time) or later. The backend
+        filters and pages (``ResultBackend.list_json``): a page costs what it reads, however
+        many records there are."""
         equals: list[tuple[str, str]] = []
         if state is not None:
             equals.append(("status", state))
         if name is not None:
             equals.append(("task", name))
+        if worker is not None:
+            equals.append(("worker", worker))
         at_least = ("date_done", float(since)) if since is not None else None
         listing = Listing(self.prefix, tuple(equals), at_least, limit, offset)
         found = []

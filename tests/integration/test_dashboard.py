@@ -259,3 +259,75 @@ def test_workers_page_shows_and_steers_a_worker(
         ).click()
         assert worker.wait(20) == 0
         assert page.problems == []
+
+
+def test_a_task_page_shows_its_timeline_and_workflow_and_retries_a_failure(
+    url: str, tmp_path: Path, dt: ModuleType, crew: Workers, page: Any
+) -> None:
+    from conveyor import chain
+
+    crew.start("-P", "threads", "-c", "2", app=APP)
+    feed = tmp_path / "feed.txt"
+    failed = dt.import_feed.delay(str(feed))
+    wait_until(lambda: failed.state == "FAILURE", what="the import to fail")
+    flow = chain(dt.add.s(1, 2), dt.double.s(), dt.double.s()).apply_async()
+    assert outcome(flow) == 12
+    with dashboard(url, tmp_path) as board:
+        page.goto(board.base + f"/tasks/{failed.id}")
+        assert page.locator("[data-state]").inner_text() == "FAILURE"
+        assert "FileNotFoundError" in page.locator("pre.result").inner_text()
+        assert str(feed) in page.locator("pre.args").inner_text()
+        kinds = page.locator("table.timeline tr[data-event]").evaluate_all(
+            "rows => rows.map(r => r.dataset.event)"
+        )
+        assert kinds[-3:] == ["task-received", "task-started", "task-failed"] or kinds[-2:] == [
+            "task-started",
+            "task-failed",
+        ], kinds
+        feed.write_text("one two three")
+        page.get_by_role("button", name="Retry with the same arguments").click()
+        again = re.search(r"sent again as task (\S+)", page.locator(".notice").inner_text())
+        assert again is not None
+        assert outcome(dt.app.AsyncResult(again.group(1))) == 3
+
+        page.goto(board.base + f"/tasks/{flow.id}")
+        nodes = page.locator(".flow [data-flow]")
+        assert nodes.count() == 3
+        assert [nodes.nth(i).inner_text().split()[0] for i in range(3)] == ["SUCCESS"] * 3
+        assert "current" in (nodes.nth(2).get_attribute("class") or "")
+        assert page.problems == []
+
+
+def test_the_task_list_filters_and_pages_in_the_store(
+    url: str, tmp_path: Path, dt: ModuleType, crew: Workers, page: Any
+) -> None:
+    crew.start("-P", "threads", "-c", "4", app=APP)
+    sums = [dt.add.delay(n, n) for n in range(60)]
+    fails = [dt.import_feed.delay(str(tmp_path / f"missing-{n}")) for n in range(3)]
+    for result in sums:
+        outcome(result)
+    for result in fails:
+        wait_until(lambda r=result: r.state == "FAILURE", what="the failures")
+    with dashboard(url, tmp_path) as board:
+        page.goto(board.base + "/tasks")
+        assert page.locator("tr[data-task]").count() == 50
+        page.get_by_role("link", name="Older").click()
+        assert page.locator("tr[data-task]").count() == 13
+        assert page.get_by_role("link", name="Older").count() == 0
+
+        page.goto(board.base + "/tasks")
+        page.get_by_label("State").select_option("FAILURE")
+        page.get_by_role("button", name="Filter").click()
+        shown = page.locator("tr[data-task]").evaluate_all("rows => rows.map(r => r.dataset.task)")
+        assert sorted(shown) == sorted(r.id for r in fails)
+        page.get_by_label("Name").select_option("dashboard_tasks.add")
+        page.get_by_role("button", name="Filter").click()
+        assert page.locator("tr[data-task]").count() == 0
+        assert "No stored task matches" in page.content()
+
+        page.goto(board.base + "/tasks?name=dashboard_tasks.add&since=1h")
+        assert page.locator("tr[data-task]").count() == 50
+        page.get_by_label("Task id").fill(sums[7].id)
+        page.get_by_role("button", name="Find").click()
+        assert page.locator("pre.result").inner_text() == "14"
+        assert page.problems == []

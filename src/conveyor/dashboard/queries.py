@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import states
 from ..beat.schedules import get_zone
+from ..events import TaskReceived, TaskSent, decode_event
 from ..exceptions import ConveyorError
 from ..registry import read_workers
 from ..serialization import decode_message
@@ -25,10 +26,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DeadLetterView",
+    "FlowNode",
     "PeriodicView",
     "Queries",
     "QueueView",
+    "TaskRow",
     "TaskView",
+    "TimelineRow",
     "WorkerView",
 ]
 
@@ -81,6 +85,36 @@ class TaskView:
     parent_id: str | None
     children: list[str] = field(default_factory=list)
     ready: bool = False
+    can_retry: bool = False
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    id: str
+    task: str
+    state: str
+    worker: str
+    done: datetime | None
+    retries: int
+
+
+@dataclass(frozen=True)
+class TimelineRow:
+    when: datetime
+    kind: str
+    hostname: str
+    detail: str
+
+
+@dataclass
+class FlowNode:
+    """One task of a workflow and the tasks it led to, for the task page's graph."""
+
+    id: str
+    name: str
+    state: str
+    children: list[FlowNode] = field(default_factory=list)
+    current: bool = False
 
 
 @dataclass(frozen=True)
@@ -258,21 +292,125 @@ class Queries:
             result = f"{record.exception.type}: {record.exception.message}"
         else:
             result = _json(self.masker.value(name, record.result))
+        args, kwargs = (
+            self.masker.text(name, record.argsrepr),
+            self.masker.text(name, record.kwargsrepr),
+        )
+        if record.args is not None or record.kwargs is not None:
+            shown_args, shown_kwargs = self.masker.arguments(
+                name, record.args or [], record.kwargs or {}, self.function_of(name)
+            )
+            args, kwargs = _json(shown_args), _json(shown_kwargs)
         return TaskView(
             id=task_id,
             state=record.status,
             task=name,
             result=result,
             traceback=record.traceback,
-            args=self.masker.text(name, record.argsrepr),
-            kwargs=self.masker.text(name, record.kwargsrepr),
+            args=args,
+            kwargs=kwargs,
             worker=record.worker,
             retries=record.retries,
             date_done=_when(record.date_done),
             parent_id=record.parent_id,
             children=list(record.children),
             ready=record.status in states.READY_STATES,
+            can_retry=record.status == states.FAILURE
+            and name is not None
+            and (record.args is not None or record.kwargs is not None),
         )
+
+    def task_rows(
+        self,
+        state: str | None,
+        name: str | None,
+        worker: str | None,
+        since: float | None,
+        page: int,
+        per_page: int = 50,
+    ) -> tuple[list[TaskRow], bool]:
+        """One page of stored tasks, newest first, and whether another page follows: the
+        store filters and pages, so a page costs the same among 100,000 records."""
+        found = self.app.results.list(
+            state=state,
+            name=name,
+            since=since,
+            limit=per_page + 1,
+            offset=page * per_page,
+            worker=worker,
+        )
+        rows = [
+            TaskRow(tid, r.task or "?", r.status, r.worker or "", _when(r.date_done), r.retries)
+            for tid, r in found[:per_page]
+        ]
+        return rows, len(found) > per_page
+
+    def retry(self, task_id: str) -> str:
+        """Send a failed task again, as a new task with the same name and arguments."""
+        record = self.app.results.read(task_id)
+        if record is None or record.status != states.FAILURE or record.task is None:
+            raise ValueError(f"task {task_id} has not failed")
+        if record.args is None and record.kwargs is None:
+            raise ValueError(f"task {task_id} kept no arguments to send again")
+        return self.app.send_task(record.task, record.args or [], record.kwargs or {}).id
+
+    def timeline(self, task_id: str, name: str | None) -> list[TimelineRow]:
+        rows = []
+        for event in self.app.events.of_task(task_id):
+            detail = ""
+            for attr in ("exception", "reason", "result", "queue"):
+                value = getattr(event, attr, None)
+                if value:
+                    shown = self.masker.text(name, str(value)) if attr == "result" else value
+                    detail = f"{attr}: {shown}"
+                    break
+            runtime = getattr(event, "runtime", None)
+            if runtime is not None:
+                detail = f"{detail} (ran {runtime:.3f} s)".strip()
+            eta = getattr(event, "eta", None)
+            if event.type == "task-retried" and eta:
+                detail = f"{detail}; next attempt {_when(eta):%H:%M:%S}".strip("; ")
+            rows.append(
+                TimelineRow(
+                    _when(event.timestamp) or datetime.now(UTC), event.type, event.hostname, detail
+                )
+            )
+        return rows
+
+    def flow(self, task_id: str, limit: int = 200) -> FlowNode | None:
+        """The workflow a task belongs to, as a tree from its root: every task the event
+        stream saw with the same ``root_id``, under its parent, each with its state."""
+        root = next(
+            (r for e in self.app.events.of_task(task_id) if (r := getattr(e, "root_id", None))),
+            None,
+        )
+        if root is None:
+            return None
+        match = b'"root_id":' + json.dumps(root).encode()
+        tasks: dict[str, tuple[str, str | None]] = {}
+        for _, data in self.app.broker.read_events(after=None, since=None, limit=5000, match=match):
+            event = decode_event(data)
+            if isinstance(event, TaskReceived | TaskSent) and event.uuid not in tasks:
+                tasks[event.uuid] = (event.name or "?", event.parent_id)
+            if len(tasks) >= limit:
+                break
+        if len(tasks) < 2:
+            return None
+        found = self.app.results.read_many(list(tasks))
+        states_of = {
+            tid: record.status if record is not None else states.PENDING
+            for tid, record in zip(tasks, found, strict=True)
+        }
+        nodes = {
+            tid: FlowNode(tid, name, states_of[tid], current=tid == task_id)
+            for tid, (name, _) in tasks.items()
+        }
+        top = nodes.get(root) or FlowNode(root, "?", states.PENDING)
+        for tid, (_, parent) in tasks.items():
+            if tid == root:
+                continue
+            nodes.get(parent or "", top).children.append(nodes[tid])
+        return top
 
     # -- periodic tasks -----------------------------------------------------------------
 

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 __all__ = ["create_app"]
 
 HERE = Path(__file__).parent
+SINCE = {"15m": 900.0, "1h": 3600.0, "6h": 21600.0, "1d": 86400.0, "7d": 604800.0}
+TASK_STATES = ("SUCCESS", "FAILURE", "RETRY", "STARTED", "RECEIVED", "REVOKED", "REJECTED")
 NAV = [
     ("overview", "/", "Overview"),
     ("workers", "/workers", "Workers"),
@@ -195,19 +197,52 @@ class Dashboard:
         return self.render(request, "workers.html", "workers", workers=self.queries.workers())
 
     def tasks(self, request: Request) -> Response:
-        wanted = request.query_params.get("id", "").strip()
+        query = request.query_params
+        wanted = query.get("id", "").strip()
         if wanted:
             return RedirectResponse(
                 f"{_root(request)}/tasks/{quote(wanted, safe='')}", status_code=303
             )
-        return self.render(request, "tasks.html", "tasks")
+        state = query.get("state") or None
+        name = query.get("name") or None
+        worker = query.get("worker") or None
+        since_choice = query.get("since") or ""
+        since = self.app.clock() - SINCE[since_choice] if since_choice in SINCE else None
+        try:
+            page = max(int(query.get("page") or 0), 0)
+        except ValueError:
+            page = 0
+        rows, more = self.queries.task_rows(state, name, worker, since, page)
+        filters = {"state": state, "name": name, "worker": worker, "since": since_choice}
+        kept = "&".join(f"{k}={quote(v)}" for k, v in filters.items() if v)
+        return self.render(
+            request,
+            "tasks.html",
+            "tasks",
+            rows=rows,
+            page=page,
+            more=more,
+            kept=kept,
+            filters=filters,
+            states=TASK_STATES,
+            names=sorted(n for n in self.app.tasks if not n.startswith("conveyor.")),
+            workers=[w.name for w in self.queries.workers()],
+            since_choices=list(SINCE),
+        )
 
     def task(self, request: Request) -> Response:
         task_id = request.path_params["task_id"]
         view = self.queries.task(task_id)
         if view is None:
             return self.render(request, "missing.html", "tasks", what=f"task {task_id}")
-        return self.render(request, "task.html", "tasks", task=view)
+        return self.render(
+            request,
+            "task.html",
+            "tasks",
+            task=view,
+            timeline=self.queries.timeline(task_id, view.task),
+            flow=self.queries.flow(task_id),
+        )
 
     def queues(self, request: Request) -> Response:
         return self.render(request, "queues.html", "queues", queues=self.queries.queues())
@@ -262,6 +297,10 @@ class Dashboard:
         terminate = form.get("terminate") == "1"
         self.app.control.revoke(task_id, terminate=terminate)
         return f"{'terminated' if terminate else 'revoked'} {task_id}"
+
+    def retry_task(self, request: Request, form: dict[str, Any]) -> str:
+        new_id = self.queries.retry(request.path_params["task_id"])
+        return f"sent again as task {new_id}"
 
     def purge(self, request: Request, form: dict[str, Any]) -> str:
         name = request.path_params["name"]
@@ -321,6 +360,7 @@ class Dashboard:
             Route("/tasks", page(self.tasks)),
             Route("/tasks/{task_id}", page(self.task)),
             Route("/tasks/{task_id}/revoke", action(self.revoke), methods=["POST"]),
+            Route("/tasks/{task_id}/retry", action(self.retry_task), methods=["POST"]),
             Route("/queues", page(self.queues)),
             Route("/queues/{name}/purge", page(self.purge_confirm)),
             Route("/queues/{name}/purge", action(self.purge), methods=["POST"]),

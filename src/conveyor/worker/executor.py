@@ -603,6 +603,8 @@ def _failure(name: str, message: Message, exc: BaseException) -> TaskRecord:
         retries=message.retries,
         argsrepr=message.shown_args(),
         kwargsrepr=message.shown_kwargs(),
+        args=message.args if message.payload is None else None,
+        kwargs=message.kwargs if message.payload is None else None,
     )
 
 
