@@ -455,10 +455,11 @@ class GroupResult(ResultSet, AsyncResult[list[Any]]):
 
     ainfo = aresult
 
-    def as_tuple(self) -> list[Any]:
-        """``[[id, parent], [member tuples]]``: plain data that ``result_from_tuple`` rebuilds."""
+    def as_tuple(self) -> tuple[Any, ...]:
+        """``((id, parent), [member tuples])``, Celery's shape: plain data that
+        ``result_from_tuple`` rebuilds."""
         parent = self.parent.as_tuple() if self.parent is not None else None
-        return [[self.id, parent], [r.as_tuple() for r in self.results]]
+        return ((self.id, parent), [r.as_tuple() for r in self.results])
 
     def encode(self) -> tuple[str, bytes]:
         return self.prefix + self.id, msgspec.json.encode(self.as_tuple())
@@ -507,9 +508,13 @@ def bound_group_result(app: Conveyor) -> type[GroupResult]:
     return bound
 
 
-def result_from_tuple(data: Sequence[Any], app: Conveyor | None = None) -> AnyResult:
-    """Rebuild a result (with its parents and members) from ``as_tuple()`` data."""
-    (task_id, parent), members = data
+def result_from_tuple(data: Sequence[Any] | AnyResult, app: Conveyor | None = None) -> AnyResult:
+    """Rebuild a result (with its parents and members) from ``as_tuple()`` data (or
+    Celery's older ``(id, members)``); a result given is returned as it is."""
+    if isinstance(data, AsyncResult):
+        return data
+    head, members = data
+    task_id, parent = head if isinstance(head, list | tuple) else (head, None)
     parent_result = result_from_tuple(parent, app) if parent is not None else None
     if members is not None:
         return GroupResult(

@@ -9,7 +9,7 @@ the results of several tasks. ``conveyor.result`` offers them all, as ``celery.r
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
@@ -340,9 +340,31 @@ class AsyncResult(Generic[R]):
         """Ask a running task to stop: its ``self.is_aborted()`` becomes True."""
         self.app.control.revoke(self.id, reason="aborted")
 
-    def as_tuple(self) -> list[Any]:
-        """``[[id, parent], None]``: plain data that ``result_from_tuple`` rebuilds."""
-        return [[self.id, self.parent.as_tuple() if self.parent is not None else None], None]
+    def revoke_by_stamped_headers(
+        self,
+        headers: Mapping[str, Any] | Sequence[str],
+        terminate: bool = False,
+        signal: str | int | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Revoke every task carrying one of these stamps, as Celery's result offers it:
+        ``app.control.revoke_by_stamped_headers`` (this result's own task needs not be
+        stamped)."""
+        return self.app.control.revoke_by_stamped_headers(
+            headers, terminate=terminate, signal=signal or "SIGTERM", **kwargs
+        )
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        """``((id, parent), None)``, Celery's shape: plain data that ``result_from_tuple``
+        rebuilds (also from its JSON form, where the tuples are lists)."""
+        return ((self.id, self.parent.as_tuple() if self.parent is not None else None), None)
+
+    def as_list(self) -> list[str]:
+        """This result's id, then its parents', nearest first (Celery's)."""
+        ids = [self.id]
+        if self.parent is not None:
+            ids.extend(self.parent.as_list())
+        return ids
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, AsyncResult):

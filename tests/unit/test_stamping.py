@@ -133,3 +133,14 @@ def test_before_task_publish_sees_the_stamps_by_name(app: Conveyor, t: SimpleNam
     assert stamped["stamps"] == {"batch": "b-1", "tenant": ["acme", "zeta"]}
     assert stamped["stamped_headers"] == ["batch", "tenant"]
     assert plain["stamps"] == {}
+
+
+def test_a_result_revokes_by_stamped_headers(app: Conveyor, t: SimpleNamespace) -> None:
+    doomed = t.add.s(1, 1).stamp(monitoring_id="m-1")
+    result = doomed.freeze()
+    result.revoke_by_stamped_headers(headers={"monitoring_id": ["m-1"]})
+    doomed.apply_async()
+    other = t.add.s(2, 2).stamp(monitoring_id="m-2").delay()
+    run_until_empty(app)
+    assert result.state == states.REVOKED
+    assert other.get(timeout=1) == 4

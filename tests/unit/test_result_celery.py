@@ -1,0 +1,43 @@
+"""Result handles as plain data, in Celery's shapes: ``as_tuple()``, ``as_list()`` and
+``result_from_tuple`` (also from the JSON a task stored, and Celery's older form)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from conveyor import Conveyor, GroupResult
+from conveyor.result import result_from_tuple
+from conveyor.testing import memory_app
+
+
+def make_app() -> Conveyor:
+    return memory_app(f"results-{uuid.uuid4().hex[:6]}")
+
+
+def test_as_tuple_has_celerys_shape_and_comes_back_from_json() -> None:
+    app = make_app()
+    parent = app.AsyncResult("parent-1")
+    members = [app.AsyncResult(f"member-{i}") for i in range(2)]
+    batch = GroupResult("group-1", members, parent=parent, app=app)
+    (group_id, parent_tuple), member_tuples = batch.as_tuple()
+    assert group_id == "group-1" and parent_tuple == (("parent-1", None), None)
+    assert member_tuples == [(("member-0", None), None), (("member-1", None), None)]
+    again = result_from_tuple(json.loads(json.dumps(batch.as_tuple())), app)
+    assert isinstance(again, GroupResult) and again == batch and again.parent == parent
+
+
+def test_as_list_names_the_result_then_its_parents() -> None:
+    app = make_app()
+    child = app.AsyncResult("c")
+    child.parent = app.AsyncResult("b")
+    child.parent.parent = app.AsyncResult("a")
+    assert child.as_list() == ["c", "b", "a"]
+
+
+def test_result_from_tuple_reads_celerys_older_form_and_results() -> None:
+    app = make_app()
+    legacy = result_from_tuple(["old-group", []], app)
+    assert legacy.id == "old-group" and isinstance(legacy, GroupResult)
+    handle = app.AsyncResult("x")
+    assert result_from_tuple(handle, app) is handle
