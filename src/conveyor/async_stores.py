@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from .backends.base import ResultBackend
 from .brokers.base import Broker, Envelope
+from .grouped_sends import GroupedSends
 
 __all__ = ["AsyncBackend", "AsyncBroker", "async_backend", "async_broker"]
 
@@ -48,8 +49,14 @@ class ThreadedBroker:
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
+        self._sends = GroupedSends(self._publish_now)
 
     async def publish(self, envelopes: Sequence[Envelope]) -> None:
+        """Publish; sends made meanwhile on the same loop go together (``GroupedSends``):
+        on SQLite, one transaction for the group."""
+        await self._sends.publish(envelopes)
+
+    async def _publish_now(self, envelopes: Sequence[Envelope]) -> None:
         await asyncio.to_thread(self.broker.publish, envelopes)
 
     async def contains(self, ids: Sequence[str]) -> set[str]:

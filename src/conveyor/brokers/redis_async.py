@@ -10,11 +10,10 @@ own: a broker made with a fake clock (the contract tests') is not used from coro
 
 from __future__ import annotations
 
-import asyncio
-import weakref
 from collections.abc import Sequence
 from typing import Any
 
+from ..grouped_sends import GroupedSends
 from ..redis_async_link import AsyncRedisLink
 from ..redis_connection import RedisLink
 from .base import Envelope
@@ -36,61 +35,11 @@ class AsyncRedisBroker:
         self._publish = self.link.script(
             ("expiring.lua", "broker_prelude.lua"), "broker_publish.lua"
         )
-        self._lines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Line] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._flushing: set[asyncio.Task[None]] = set()
+        self._sends = GroupedSends(self._publish_now)
 
     async def publish(self, envelopes: Sequence[Envelope]) -> None:
-        """Publish. While one send of this event loop is on its way, the sends that other
-        coroutines make wait and then go together, in one script call: a web server
-        sending for many requests at once pays one round trip for each group of them, and
-        a lone sender pays nothing more. Each caller gets its own call's error."""
-        if not envelopes:
-            return
-        loop = asyncio.get_running_loop()
-        line = self._lines.get(loop)
-        if line is None:
-            line = self._lines[loop] = _Line()
-        if line.busy:
-            done = loop.create_future()
-            line.waiting.append((envelopes, done))
-            await done
-            return
-        line.busy = True
-        try:
-            await self._publish_now(envelopes)
-        finally:
-            if line.waiting:  # sent together by a task of their own, so this caller returns
-                flushing = loop.create_task(self._flush(line))
-                self._flushing.add(flushing)
-                flushing.add_done_callback(self._flushing.discard)
-            else:
-                line.busy = False
-
-    async def _flush(self, line: _Line) -> None:
-        """Send what waits, in groups, until nothing does."""
-        try:
-            while line.waiting:
-                taken = line.waiting[:]
-                line.waiting.clear()
-                try:
-                    await self._publish_now([e for batch, _ in taken for e in batch])
-                except Exception as exc:
-                    for _, done in taken:
-                        if not done.done():
-                            done.set_exception(exc)
-                    continue
-                except BaseException as exc:  # cancelled: the loop is closing
-                    for _, done in [*taken, *line.waiting]:
-                        if not done.done():
-                            done.set_exception(exc)
-                    raise
-                for _, done in taken:
-                    if not done.done():
-                        done.set_result(None)
-        finally:
-            line.busy = False
+        """Publish; sends made meanwhile on the same loop go together (``GroupedSends``)."""
+        await self._sends.publish(envelopes)
 
     async def _publish_now(self, envelopes: Sequence[Envelope]) -> None:
         broker = self.broker
@@ -127,16 +76,6 @@ class AsyncRedisBroker:
 
     async def aclose(self) -> None:
         await self.link.aclose()
-
-
-class _Line:
-    """One event loop's sends: whether one is on its way, and those waiting behind it."""
-
-    __slots__ = ("busy", "waiting")
-
-    def __init__(self) -> None:
-        self.busy = False
-        self.waiting: list[tuple[Sequence[Envelope], asyncio.Future[None]]] = []
 
 
 def publish_arguments(envelopes: Sequence[Envelope]) -> list[Any]:
