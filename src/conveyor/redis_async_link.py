@@ -137,12 +137,6 @@ class AsyncRedisLink:
     def script(self, prelude: str | tuple[str, ...], name: str) -> AsyncScript:
         return AsyncScript(self, prelude, name)
 
-    async def aclose(self) -> None:
-        """Close the running loop's idle connections."""
-        free = self._free()
-        while free:
-            await _drop(free.pop())
-
 
 async def _drop(connection: Any) -> None:
     with contextlib.suppress(Exception):  # a connection being dropped may be broken already

@@ -130,6 +130,3 @@ class AsyncRedisBackend:
         except (RedisError, *UNREACHABLE) as exc:
             raise link.link.error("waiting for a result", exc) from exc
         return woken
-
-    async def aclose(self) -> None:
-        await self.link.aclose()

@@ -74,9 +74,6 @@ class AsyncRedisBroker:
         flags = await link.call("looking up messages", lambda: link.command_many(lookups), 1)
         return {i for i, flag in zip(ids, flags, strict=True) if flag == 1}
 
-    async def aclose(self) -> None:
-        await self.link.aclose()
-
 
 def publish_arguments(envelopes: Sequence[Envelope]) -> list[Any]:
     """``broker_publish.lua``'s ARGV[3..]: for each run of messages that share a queue, a
