@@ -296,6 +296,18 @@ class chord(Signature):
     def tasks(self, value: Iterable[Any]) -> None:
         self.header.tasks = value
 
+    def link_error(self, errback: Mapping[str, Any]) -> Signature:
+        """Run ``errback`` once when the chord fails. With Celery's setting
+        ``task_allow_error_cb_on_chord_header``, an immutable copy also goes to each header
+        task, so it runs for every member that fails as well, as in Celery."""
+        sig = as_signature(errback, self._app)
+        if self.app.conf.task_allow_error_cb_on_chord_header:
+            for task in self.tasks:
+                copy_ = sig.clone()
+                copy_.immutable = True
+                task.link_error(copy_)
+        return super().link_error(sig)
+
     def __or__(self, other: Any) -> Signature:  # type: ignore[override]
         """``chord | task`` (or a group of one) goes on the callback, as in Celery; a chord
         followed by a bigger group or a chain is a chain."""

@@ -157,9 +157,14 @@ def close_name(name: str, known: Iterable[str]) -> str | None:
     return found[0] if found else None
 
 
+READ_AS_CELERY = frozenset({"task_allow_error_cb_on_chord_header"})
+"""Celery-only settings that Conveyor reads from ``app.conf`` where Celery does, so they
+are not ignored (nor warned about): ``chord.link_error`` reads this one."""
+
+
 def warn_ignored(name: str, source: str | None = None) -> None:
     """Warn, once per process and name, that Celery's setting ``name`` is ignored."""
-    if name in _warned:
+    if name in _warned or name in READ_AS_CELERY:
         return
     _warned.add(name)
     where = f" ({source})" if source else ""

@@ -229,3 +229,28 @@ def test_a_chord_copies_a_header_given_as_a_list(app: Conveyor, t: SimpleNamespa
     assert all("link_error" in member.options for member in summed.tasks)
     batch = group(header)
     assert batch.tasks[0] is header[0]  # a group keeps the signatures it is given, as Celery's
+
+
+@pytest.mark.parametrize("on_header", [False, True])
+def test_chord_errbacks_with_and_without_celerys_header_setting(
+    app: Conveyor, t: SimpleNamespace, on_header: bool
+) -> None:
+    calls: list[str] = []
+
+    @app.task(name="cp.fail")
+    def fail() -> None:
+        raise ValueError("no")
+
+    @app.task(name="cp.note")
+    def note(text: str) -> None:
+        calls.append(text)
+
+    app.conf.task_allow_error_cb_on_chord_header = on_header
+    flow = chain(group(fail.si(), t.add.si(1, 1), fail.si()), t.tsum.s())
+    assert isinstance(flow, chord)  # a group then a task: a chord, as in Celery
+    flow.link_error(note.si("failed"))
+    result = flow.delay()
+    drain(app)
+    with pytest.raises(ValueError):
+        result.get(timeout=1)
+    assert calls == ["failed"] * (3 if on_header else 1)  # each failed member, then the chord
