@@ -6,13 +6,7 @@ while it is missing, the name is accepted and does nothing (the tests that rely 
 still fail), and a note says so. Each stop-gap checks first and does nothing once
 Conveyor has the feature.
 
-One more is a guard rather than a gap: Celery's chord tests first call
-``app.backend.ensure_chords_allowed()`` and skip when it raises NotImplementedError (its
-RPC backend cannot run chords). Conveyor runs chords on every backend, so the guard's
-answer is "allowed"; without it, each chord test would fail on the missing method instead
-of testing chords.
-
-And one is about the environment, not Conveyor: the Redis clients of Celery's test
+One more is about the environment, not Conveyor: the Redis clients of Celery's test
 helpers get back the unbounded reads they were written for (``_test_redis_clients_wait``).
 """
 
@@ -41,19 +35,6 @@ def _accept_task_options() -> None:
             conveyor.options.TASK_OPTIONS |= {option}  # what @app.task and @shared_task check
 
 
-def _chords_allowed_guard() -> None:
-    from conveyor.backends.base import ResultBackend
-
-    if hasattr(ResultBackend, "ensure_chords_allowed"):
-        return
-    note("backend method missing", "ensure_chords_allowed", "a no-op stood in for it")
-
-    def ensure_chords_allowed(self: ResultBackend) -> None:
-        return None
-
-    ResultBackend.ensure_chords_allowed = ensure_chords_allowed  # type: ignore[attr-defined]
-
-
 def _test_redis_clients_wait() -> None:
     """Not a Conveyor gap: Celery's test helpers make their Redis client as
     ``StrictRedis(host, port)`` and wait on it with ``BLPOP`` for up to 60 s, written when
@@ -77,5 +58,4 @@ def _test_redis_clients_wait() -> None:
 
 def apply() -> None:
     _accept_task_options()
-    _chords_allowed_guard()
     _test_redis_clients_wait()

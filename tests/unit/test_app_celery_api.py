@@ -40,3 +40,22 @@ def test_register_task_takes_the_class_as_celerys_fixtures_pass_it() -> None:
     result = registered.delay("one two three")
     run_until_empty(app)
     assert result.get(timeout=1) == 3
+
+
+def test_the_backends_chord_guard_lets_chords_through() -> None:
+    from conveyor import chord
+
+    app = memory_app(f"guard-{uuid.uuid4().hex[:6]}")
+
+    @app.task(name=f"app-api.double.{uuid.uuid4().hex[:6]}")
+    def double(x: int) -> int:
+        return 2 * x
+
+    @app.task(name=f"app-api.total.{uuid.uuid4().hex[:6]}")
+    def total(values: list[int]) -> int:
+        return sum(values)
+
+    app.backend.ensure_chords_allowed()  # as Celery code checks before sending a chord
+    result = chord(double.s(i) for i in range(3))(total.s())
+    run_until_empty(app)
+    assert result.get(timeout=1) == 6

@@ -152,3 +152,7 @@ class ResultBackend(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
+
+    def ensure_chords_allowed(self) -> None:  # noqa: B027 - Celery's guard, always passes
+        """Celery's check before sending a chord (its RPC backend cannot run them): every
+        Conveyor backend runs chords, so this never raises."""
