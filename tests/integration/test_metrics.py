@@ -3,10 +3,12 @@ read with prometheus_client's parser, on SQLite and on Redis."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -15,6 +17,7 @@ from types import ModuleType
 
 import pytest
 
+from conveyor.keys import WORKERS_GROUP
 from redis_server import free_port
 
 from .support import Workers, base_env, project_afresh, wait_until
@@ -123,9 +126,16 @@ def test_a_prefork_worker_serves_the_counts_of_all_its_children(
 
 
 def test_conveyor_metrics_serves_queue_depths_dead_letters_and_workers(
-    pool: Workers, tmp_path: Path, url: str, observed: ModuleType
+    tmp_path: Path, url: str, observed: ModuleType
 ) -> None:
-    worker = pool.start("-Q", "elsewhere", app=APP)  # registered; leaves "default" alone
+    now = time.time()
+    records = [  # as workers keep them in the registry: one beating, one silent for a minute
+        ("busy@test", {"heartbeat": now + 60, "interval": 1.0, "active": [{"id": "a"}]}),
+        ("gone@test", {"heartbeat": now - 60, "interval": 1.0, "active": []}),
+    ]
+    observed.app.coordinator.put_members(
+        WORKERS_GROUP, [(name, json.dumps(record)) for name, record in records], 300.0
+    )
     for i in range(4):
         observed.add.delay(i, i)
     observed.add.apply_async((9, 9), countdown=3600)
@@ -153,7 +163,7 @@ def test_conveyor_metrics_serves_queue_depths_dead_letters_and_workers(
                 return None
             return samples if value(samples, "conveyor_workers", status="online") else None
 
-        samples = wait_until(answered, what="conveyor metrics to answer, the worker online")
+        samples = wait_until(answered, what="conveyor metrics to answer")
     finally:
         server.send_signal(signal.SIGTERM)
         assert server.wait(10) == 0
@@ -164,5 +174,6 @@ def test_conveyor_metrics_serves_queue_depths_dead_letters_and_workers(
     assert value(samples, "conveyor_dead_letters", queue="default") == 1
     assert value(samples, "conveyor_broker_up") == 1
     assert value(samples, "conveyor_workers", status="online") == 1
-    assert value(samples, "conveyor_workers", status="lost") == 0
-    assert value(samples, "conveyor_worker_tasks_running", worker=worker.hostname) == 0
+    assert value(samples, "conveyor_workers", status="lost") == 1
+    assert value(samples, "conveyor_worker_tasks_running", worker="busy@test") == 1
+    assert value(samples, "conveyor_worker_tasks_running", worker="gone@test") is None
