@@ -100,6 +100,21 @@ def test_adelay_and_aapply_async_send_the_task(tasks: ModuleType, worker: Any) -
     assert (value, chosen, other) == (5, "chosen-id", 15)
 
 
+def test_sends_that_touch_more_stores_go_through_a_thread(tasks: ModuleType, worker: Any) -> None:
+    """An idempotency key (claimed in the coordinator) and callbacks (a workflow)."""
+    add = tasks.add
+
+    async def main() -> tuple[Any, ...]:
+        first = await add.aapply_async((1, 1), idempotency_key="order-1")
+        again = await add.aapply_async((1, 1), idempotency_key="order-1")
+        linked = await add.aapply_async((2, 2), link=add.s(10))
+        return first.id, again.id, await first.aget(timeout=10), await linked.aget(timeout=10)
+
+    first, again, value, linked = run(main())
+    assert first == again, "sent once: the second send gives the first one's id"
+    assert (value, linked) == (2, 4)
+
+
 def test_aapply_async_checks_arguments_as_apply_async_does(tasks: ModuleType) -> None:
     add = tasks.add
     with pytest.raises(TypeError):
