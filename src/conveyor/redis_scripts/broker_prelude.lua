@@ -19,8 +19,14 @@
 --                           re-sends (one HINCRBY reads both), s ready score (from its last
 --                           reservation), t lease token (present only while reserved).
 --                           Absent for a message never delivered nor re-sent.
---   P.."q:"..queue  [zset]  ready ids, score (9 - priority) * 2^49 + sequence: higher
---                           priority first, then oldest first (ZPOPMIN order)
+--   P.."p"..d..":"..queue [list] ready ids of priority d (0-9) in the order sent: RPUSH
+--                           to send, LRANGE + LTRIM to take (ready_key(), take_ready())
+--   P.."q:"..queue  [zset]  ready ids given back (nack, an expired lease), score (9 -
+--                           priority) * 2^49 + sequence (the order they were first taken
+--                           in). Within a priority they are older than every id of its
+--                           list, so take_ready() takes them first. A queue written by a
+--                           version before the lists keeps its ready ids here, with the
+--                           same scores, so they are taken as before.
 --   P.."d:"..queue  [zset]  delayed ids, score eta (unix seconds)
 --   P.."l:"..queue  [zset]  reserved ids, score lease deadline (unix seconds)
 --   P.."w:"..queue  [list]  at most one wake token; workers BLPOP it to sleep without polling
@@ -172,6 +178,78 @@ local function ack_all(from, defer)
   return flags, queues
 end
 
+-- The ready list of one priority of a queue.
+local function ready_key(queue, priority)
+  return P .. 'p' .. priority .. ':' .. queue
+end
+
+-- Whether a queue has any ready message: one EXISTS over its zset and its ten lists.
+local function has_ready(queue)
+  local keys = {P .. 'q:' .. queue}
+  for d = 9, 0, -1 do
+    keys[#keys + 1] = ready_key(queue, d)
+  end
+  return redis.call('EXISTS', unpack(keys)) > 0
+end
+
+-- Take up to n ready ids of a queue: highest priority first; within a priority the given
+-- back ids (P.."q:"..queue, by score) and then the list's, oldest first. Returns the ids
+-- and their ready scores; an id from a list gets a fresh sequence number (one INCRBY for
+-- all), so if it is given back later it keeps the order it was taken in.
+-- Keys: P.."q:"..queue [zset] EXISTS, ZRANGEBYSCORE, ZREM; P.."p"..d..":"..queue [list]
+-- LRANGE, LTRIM; P.."seq" [string] INCRBY.
+local function take_ready(queue, n)
+  local ids, scores, listed = {}, {}, {}
+  local zkey = P .. 'q:' .. queue
+  local given_back = redis.call('EXISTS', zkey) == 1
+  for d = 9, 0, -1 do
+    if #ids >= n then
+      break
+    end
+    if given_back then
+      local low = (9 - d) * SHIFT
+      local got = redis.call('ZRANGEBYSCORE', zkey, exact(low), '(' .. exact(low + SHIFT),
+        'WITHSCORES', 'LIMIT', 0, n - #ids)
+      if #got > 0 then
+        local members = {}
+        for j = 1, #got, 2 do
+          ids[#ids + 1] = got[j]
+          scores[#scores + 1] = got[j + 1]
+          members[#members + 1] = got[j]
+        end
+        redis.call('ZREM', zkey, unpack(members))
+      end
+    end
+    if #ids < n then
+      local lkey = ready_key(queue, d)
+      local got = redis.call('LRANGE', lkey, 0, n - #ids - 1)
+      if #got > 0 then
+        redis.call('LTRIM', lkey, #got, -1)
+        for _, id in ipairs(got) do
+          ids[#ids + 1] = id
+          scores[#scores + 1] = d
+          listed[#listed + 1] = #ids
+        end
+      end
+    end
+  end
+  if #listed > 0 then
+    local seq = redis.call('INCRBY', P .. 'seq', #listed) - #listed
+    for j, k in ipairs(listed) do
+      scores[k] = exact(ready_score(scores[k], seq + j))
+    end
+  end
+  return ids, scores
+end
+
+-- Make ids ready at the end of their priority's list (sent, due, or re-sent): `ids` is a
+-- table priority digit -> ids in order. Keys: P.."p"..d..":"..queue [list] RPUSH.
+local function push_ready(queue, ids)
+  for d, members in pairs(ids) do
+    chunked('RPUSH', ready_key(queue, d), members)
+  end
+end
+
 -- Sleeping workers (handoff). A worker about to sleep registers (broker_reserve.lua): a
 -- string P.."reg:"..reg holding "<inbox>\t<token>\t<lease seconds>\t<revocation prefix>",
 -- with a TTL, and reg in the zset P.."idle:"..Q of each of its queues (score: expiry).
@@ -200,13 +278,14 @@ local function field(value)
 end
 
 -- Lease a new message (its body already in P.."b") to the worker of a claimed registration
--- and push it to its inbox. An item is the fields id, queue, body, priority, token,
+-- and push it to its inbox. It gets no ready score (s): a nack or an expired lease gives
+-- it a fresh one. An item is the fields id, queue, body, priority, token,
 -- revocation ("" for none) and "1" when the revocation was read ("0" otherwise), each as
 -- field() writes it.
-local function hand(reg, id, queue, priority, body, score)
+local function hand(reg, id, queue, priority, body)
   local inbox, token, lease, revoked = string.match(reg, '^(.-)\t(.-)\t(.-)\t(.*)$')
   local key = P .. 'm:' .. id
-  redis.call('HSET', key, 'p', priority, 'q', queue, 'n', 1, 's', score, 't', token)
+  redis.call('HSET', key, 'p', priority, 'q', queue, 'n', 1, 't', token)
   redis.call('ZADD', P .. 'l:' .. queue, NOW + tonumber(lease), id)
   local reason, read = '', '0'
   if revoked ~= '' then

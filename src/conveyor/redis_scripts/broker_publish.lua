@@ -9,11 +9,11 @@
 --              ""], then n pairs: id [string], body
 --            (a batch to one queue is one run: two arguments a message, not five)
 -- Keys touched (see the prelude for the layout):
---   P.."seq"        [string] INCRBY: sequence numbers for the ready scores
 --   P.."b"          [hash]   HSETNX id (priority digit .. body): stores the message unless
 --                            its id is live (the duplicate check)
---   P.."m:"..id     [hash]   HSET p q n s t, only for a message handed to a sleeping worker
---   P.."q:"..queue  [zset]   ZADD when the eta is absent or not after now
+--   P.."m:"..id     [hash]   HSET p q n t, only for a message handed to a sleeping worker
+--   P.."p"..d..":"..queue [list] RPUSH when the eta is absent or not after now (d: the
+--                            priority digit; one RPUSH per list for the whole call)
 --   P.."d:"..queue  [zset]   ZADD score eta when the eta is after now
 --   P.."queues"     [set]    SADD the queue name
 --   P.."w:"..queue  [list]   one wake token, so a sleeping worker re-reads (also for
@@ -29,15 +29,19 @@ if #ARGV < 3 then
 end
 local bodies = P .. 'b'
 local listed, woken, sleeping = {}, {}, {}
-local adds = {} -- zset key -> {score, id, score, id, ...}: one ZADD per key (and 500 pairs)
-local function add(zkey, score, id)
-  local pairs_ = adds[zkey]
-  if not pairs_ then
-    pairs_ = {}
-    adds[zkey] = pairs_
+local pushes = {} -- key -> items: one ZADD (delayed) or RPUSH (ready) per key
+local order = {} -- keys in the order first used: a batch's lists are pushed in order
+local function add(key, a, b) -- b: the member after a score (delayed), or nil
+  local items = pushes[key]
+  if not items then
+    items = {}
+    pushes[key] = items
+    order[#order + 1] = key
   end
-  pairs_[#pairs_ + 1] = score
-  pairs_[#pairs_ + 1] = id
+  items[#items + 1] = a
+  if b then
+    items[#items + 1] = b
+  end
 end
 local stored = 0
 local run = 3
@@ -45,7 +49,6 @@ while run < #ARGV do
   local n, queue, eta = tonumber(ARGV[run]), ARGV[run + 1], ARGV[run + 3]
   local priority = tostring(digit(ARGV[run + 2]))
   local delayed = eta ~= '' and tonumber(eta) > NOW
-  local seq = redis.call('INCRBY', P .. 'seq', n) - n
   local first = run + 4
   run = first + 2 * n
   for i = first, run - 1, 2 do
@@ -56,18 +59,16 @@ while run < #ARGV do
       if delayed then
         add(P .. 'd:' .. queue, eta, id)
       else
-        seq = seq + 1
-        local score = ready_score(priority, seq)
         if sleeping[queue] ~= false then
           local reg = claim(queue)
           sleeping[queue] = reg ~= nil
           if reg then
-            hand(reg, id, queue, priority, body, score)
+            hand(reg, id, queue, priority, body)
             handed = true
           end
         end
         if not handed then
-          add(P .. 'q:' .. queue, score, id)
+          add(ready_key(queue, priority), id)
         end
       end
       if not listed[queue] then
@@ -81,9 +82,11 @@ while run < #ARGV do
     end
   end
 end
-for zkey, pairs_ in pairs(adds) do
-  for from = 1, #pairs_, 1000 do
-    redis.call('ZADD', zkey, unpack(pairs_, from, math.min(from + 999, #pairs_)))
+for _, key in ipairs(order) do
+  if string.sub(key, #P + 1, #P + 2) == 'd:' then
+    chunked('ZADD', key, pushes[key])
+  else
+    chunked('RPUSH', key, pushes[key])
   end
 end
 return stored

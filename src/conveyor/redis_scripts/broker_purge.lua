@@ -5,6 +5,7 @@
 -- Keys touched:
 --   P.."queues"   [set]   SMEMBERS (every queue)
 --   P.."q:"..Q    [zset]  ZRANGE 0 -1, DEL
+--   P.."p"..d..":"..Q [list] LRANGE 0 -1, DEL (each priority digit d)
 --   P.."d:"..Q    [zset]  ZRANGE 0 -1, DEL
 --   P.."w:"..Q    [list]  DEL
 --   P.."b"        [hash]  HDEL every id in those sets
@@ -18,8 +19,18 @@ else
 end
 local deleted = 0
 for _, queue in ipairs(queues) do
-  for _, set in ipairs({P .. 'q:' .. queue, P .. 'd:' .. queue}) do
-    for _, id in ipairs(redis.call('ZRANGE', set, 0, -1)) do
+  local sets = {P .. 'q:' .. queue, P .. 'd:' .. queue}
+  for d = 0, 9 do
+    sets[#sets + 1] = ready_key(queue, d)
+  end
+  for k, set in ipairs(sets) do
+    local ids
+    if k <= 2 then
+      ids = redis.call('ZRANGE', set, 0, -1)
+    else
+      ids = redis.call('LRANGE', set, 0, -1)
+    end
+    for _, id in ipairs(ids) do
       deleted = deleted + redis.call('HDEL', P .. 'b', id)
       redis.call('DEL', P .. 'm:' .. id)
     end

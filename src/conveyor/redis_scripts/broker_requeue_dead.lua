@@ -10,8 +10,7 @@
 --   P.."dl:"..id   [hash]  HMGET q p b e; DEL
 --   P.."b"         [hash]  HSETNX id (priority digit .. body): unless the id is live
 --   P.."m:"..id    [hash]  DEL, HSET n (re-sends times RESENT)
---   P.."seq"       [string] INCR
---   P.."q:"..Q     [zset]  ZADD
+--   P.."p"..d..":"..Q [list] RPUSH (d: the priority digit): a new attempt is the newest
 --   P.."queues"    [set]   SADD
 --   P.."w:"..Q     [list]  a wake token
 -- Returns the count sent back.
@@ -48,8 +47,7 @@ for _, id in ipairs(chosen) do
     local mkey = P .. 'm:' .. id
     redis.call('DEL', mkey)
     redis.call('HSET', mkey, 'n', string.format('%.0f', ((tonumber(fields[4]) or 0) + 1) * RESENT))
-    local score = ready_score(fields[2], redis.call('INCR', P .. 'seq'))
-    redis.call('ZADD', P .. 'q:' .. queue, score, id)
+    redis.call('RPUSH', ready_key(queue, digit(fields[2])), id)
     redis.call('SADD', P .. 'queues', queue)
     wake(queue)
     sent = sent + 1

@@ -21,9 +21,11 @@
 -- Keys touched, for each queue Q given:
 --   P.."d:"..Q      [zset]   ZRANGEBYSCORE -inf now (at most 1000 per call), ZREM; ZRANGE 0 0
 --                            for the earliest remaining eta
---   P.."seq"        [string] INCRBY: fresh sequence numbers for messages that became ready
---   P.."q:"..Q      [zset]   ZADD (due messages), ZPOPMIN (taken), EXISTS
---   P.."b"          [hash]   HGET id: the priority (due); HMGET ids: the bodies (taken)
+--   P.."p"..d..":"..Q [list] RPUSH (due messages), LRANGE + LTRIM (taken), EXISTS
+--   P.."q:"..Q      [zset]   EXISTS; ZRANGEBYSCORE + ZREM (given back ids, taken first)
+--   P.."seq"        [string] INCRBY: sequence numbers of ids taken from the lists (their
+--                            ready score, should they be given back)
+--   P.."b"          [hash]   HMGET ids: the priorities (due) and the bodies (taken)
 --   P.."m:"..id     [hash]   HINCRBY n 1, HSET t q p s (taken)
 --   P.."l:"..Q      [zset]   ZADD ids with score now + lease (one call for those taken)
 --   P.."w:"..Q      [list]   a wake token is left while Q still has ready messages (so
@@ -82,16 +84,17 @@ if count > 0 then
     local dkey = P .. 'd:' .. queue
     local due = redis.call('ZRANGEBYSCORE', dkey, '-inf', NOWS, 'LIMIT', 0, MOVE)
     if #due > 0 then
-      local seq = redis.call('INCRBY', P .. 'seq', #due) - #due
-      local qkey = P .. 'q:' .. queue
-      for _, id in ipairs(due) do
-        local _, priority = body_of(id)
-        if priority then
-          seq = seq + 1
-          redis.call('ZADD', qkey, ready_score(priority, seq), id)
+      local ready = {}
+      local values = chunked('HMGET', P .. 'b', due)
+      for k, id in ipairs(due) do
+        if values[k] then
+          local d = string.sub(values[k], 1, 1)
+          ready[d] = ready[d] or {}
+          ready[d][#ready[d] + 1] = id
         end
-        redis.call('ZREM', dkey, id)
       end
+      push_ready(queue, ready)
+      chunked('ZREM', dkey, due)
     end
     local first = redis.call('ZRANGE', dkey, 0, 0, 'WITHSCORES')
     if #first > 0 then
@@ -131,13 +134,11 @@ for i = first_queue, last do
     break
   end
   local queue = ARGV[i]
-  local qkey = P .. 'q:' .. queue
-  local popped = redis.call('ZPOPMIN', qkey, count - taken)
-  if #popped > 0 then
-    local ids = {}
-    for j = 1, #popped, 2 do
-      ids[#ids + 1] = popped[j]
-    end
+  local ids, scores, any = {}, {}, has_ready(queue) -- one call for an empty queue
+  if any then
+    ids, scores = take_ready(queue, count - taken)
+  end
+  if #ids > 0 then
     local values = chunked('HMGET', P .. 'b', ids)
     local states = {}
     for k, id in ipairs(ids) do
@@ -154,11 +155,10 @@ for i = first_queue, last do
         local key = P .. 'm:' .. id
         local delivered = 1
         if fresh then
-          redis.call('HSET', key, 'n', 1, 't', token, 'q', queue, 'p', priority, 's',
-            popped[2 * k])
+          redis.call('HSET', key, 'n', 1, 't', token, 'q', queue, 'p', priority, 's', scores[k])
         else
           delivered = redis.call('HINCRBY', key, 'n', 1)
-          redis.call('HSET', key, 't', token, 'q', queue, 'p', priority, 's', popped[2 * k])
+          redis.call('HSET', key, 't', token, 'q', queue, 'p', priority, 's', scores[k])
         end
         leases[#leases + 1] = deadline
         leases[#leases + 1] = id
@@ -175,11 +175,10 @@ for i = first_queue, last do
       chunked('ZADD', P .. 'l:' .. queue, leases)
     end
   end
-  local w = P .. 'w:' .. queue
-  if redis.call('EXISTS', qkey) == 1 then
+  if any and has_ready(queue) then
     wake(queue)
   else
-    redis.call('DEL', w)
+    redis.call('DEL', P .. 'w:' .. queue)
   end
 end
 unlease(unleased)
