@@ -302,11 +302,18 @@ class chord(Signature):
         task, so it runs for every member that fails as well, as in Celery."""
         sig = as_signature(errback, self._app)
         if self.app.conf.task_allow_error_cb_on_chord_header:
-            for task in self.tasks:
-                copy_ = sig.clone()
-                copy_.immutable = True
-                task.link_error(copy_)
-        return super().link_error(sig)
+            for task in self.tasks:  # Celery's clone: immutable once it travels
+                task.link_error(sig.clone(immutable=True))
+        if self.kwargs.get("body") is None:  # given later: freezing hands it on
+            return super().link_error(sig)
+        return self.body.link_error(sig)
+
+    def link(self, callback: Mapping[str, Any]) -> Signature:
+        """Apply ``callback`` to the callback's result, as Celery does: it is linked to the
+        chord's callback."""
+        if self.kwargs.get("body") is None:
+            return super().link(callback)
+        return self.body.link(callback)
 
     def __or__(self, other: Any) -> Signature:  # type: ignore[override]
         """``chord | task`` (or a group of one) goes on the callback, as in Celery; a chord

@@ -254,3 +254,20 @@ def test_chord_errbacks_with_and_without_celerys_header_setting(
     with pytest.raises(ValueError):
         result.get(timeout=1)
     assert calls == ["failed"] * (3 if on_header else 1)  # each failed member, then the chord
+
+
+def test_a_chords_link_goes_on_its_callback(app: Conveyor, t: SimpleNamespace) -> None:
+    seen: list[int] = []
+
+    @app.task(name="cp.record")
+    def record(value: int) -> None:
+        seen.append(value)
+
+    summed = chord([t.add.s(1, 1), t.add.s(2, 2)], t.tsum.s())
+    summed.link(record.s())
+    summed.link_error(record.si(-1))
+    assert "link" not in summed.options and summed.body.options["link"] == [record.s()]
+    assert summed.body.options["link_error"] == [record.si(-1)]
+    summed.delay()
+    drain(app)
+    assert seen == [6]
