@@ -47,7 +47,7 @@ def test_a_task_that_retries_then_succeeds_shows_every_kind_in_order(ev, pool, u
     result = ev.flaky.delay(21)
     assert result.get(timeout=20) == 42
     ev.boom.delay("x").get(timeout=20, propagate=False)
-    wait_until(lambda: len(ev.app.events.of_task(result.id)) >= 5, timeout=10)
+    wait_until(lambda: len(ev.app.events.of_task(result.id)) >= 6, timeout=10)
     timeline = ev.app.events.of_task(result.id)
     assert kinds(timeline) == [
         "task-received",
@@ -62,10 +62,13 @@ def test_a_task_that_retries_then_succeeds_shows_every_kind_in_order(ev, pool, u
     assert isinstance(succeeded, TaskSucceeded) and succeeded.result == "42"
     assert succeeded.runtime >= 0 and succeeded.hostname == "w1@integration"
     assert timeline[0].args == "(21,)"  # type: ignore[union-attr]
+    beats = lambda: [e for e in ev.app.events.tail() if e.type == "worker-heartbeat"]  # noqa: E731
+    assert wait_until(beats)[0].hostname == "w1@integration"  # every broker_lease / 3 = 0.5 s
     worker.stop()
     every = list(ev.app.events.tail())
     workers_seen = [e.type for e in every if e.type.startswith("worker-")]
     assert workers_seen[0] == "worker-online" and workers_seen[-1] == "worker-offline"
+    assert "worker-heartbeat" in workers_seen
     assert every[-1].type == "worker-offline"  # after every task event of the worker
 
     # conveyor events prints them, one line each, and as JSON
