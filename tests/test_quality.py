@@ -30,7 +30,7 @@ def test_mypy_strict() -> None:
 
 def test_ruff_lint_and_format() -> None:
     _tool("ruff")
-    paths = [p for p in ("src", "tests", "bench", "examples") if (ROOT / p).exists()]
+    paths = [p for p in ("src", "tests", "bench", "examples", "scripts") if (ROOT / p).exists()]
     lint = subprocess.run(
         [sys.executable, "-m", "ruff", "check", *paths], cwd=ROOT, capture_output=True, text=True
     )

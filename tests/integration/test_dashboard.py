@@ -331,3 +331,25 @@ def test_the_task_list_filters_and_pages_in_the_store(
         page.get_by_role("button", name="Find").click()
         assert page.locator("pre.result").inner_text() == "14"
         assert page.problems == []
+
+
+def test_deleting_every_dead_letter_asks_first(
+    url: str, tmp_path: Path, dt: ModuleType, crew: Workers, page: Any
+) -> None:
+    crew.start("-P", "threads", env={"DASHBOARD_WITHOUT_FIX": "1"}, app=APP)
+    for day in ("mon", "tue"):
+        dt.app.send_task("dashboard_tasks.report", [day])
+    wait_until(lambda: len(dt.app.broker.dead_letters(10)) == 2, what="two dead letters")
+    with dashboard(url, tmp_path) as board:
+        page.goto(board.base + "/dead-letters")
+        page.get_by_role("link", name="Delete all…").click()
+        page.get_by_label('Type "delete all" to confirm').fill("yes")
+        page.get_by_role("button", name="Delete 2 dead letter(s)").click()
+        assert "type 'delete all'" in page.locator(".notice.error").inner_text()
+        assert len(dt.app.broker.dead_letters(10)) == 2
+        page.get_by_role("link", name="Delete all…").click()
+        page.get_by_label('Type "delete all" to confirm').fill("delete all")
+        page.get_by_role("button", name="Delete 2 dead letter(s)").click()
+        assert "deleted 2 dead letter(s)" in page.locator(".notice").inner_text()
+        assert dt.app.broker.dead_letters(10) == []
+        assert page.problems == []

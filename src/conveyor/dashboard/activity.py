@@ -65,7 +65,8 @@ class Activity:
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.thread: threading.Thread | None = None
-        self.reading = False
+        self.caught_up = threading.Event()
+        """Set once the last hour's events are counted (the overview waits a moment for it)."""
 
     def start(self) -> None:
         with self.lock:
@@ -77,20 +78,35 @@ class Activity:
     def close(self) -> None:
         self.stop.set()
 
+    def wait_caught_up(self, timeout: float) -> bool:
+        self.start()
+        return self.caught_up.wait(timeout)
+
     # -- the thread ---------------------------------------------------------------------
 
     def _run(self) -> None:
         sampler = threading.Thread(target=self._sample, name="dashboard-depths", daemon=True)
         sampler.start()
+        cursor: str | None = None
         while not self.stop.is_set():
             try:
-                self.reading = True
+                if cursor is None:  # catching up: the last hour, then live from there
+                    for event in self.app.events.tail(since=self.clock() - WINDOW):
+                        self.record(event)
+                        cursor = event.id
+                    self.caught_up.set()
                 for event in self.app.events.tail(
-                    since=self.clock() - WINDOW, follow=True, poll=1.0, stop=self.stop
+                    after=cursor,
+                    since=None if cursor else self.clock(),
+                    follow=True,
+                    poll=1.0,
+                    stop=self.stop,
                 ):
                     self.record(event)
+                    cursor = event.id
             except Exception:
                 logger.exception("reading the event stream failed; trying again")
+                self.caught_up.set()
                 self.stop.wait(5.0)
 
     def _sample(self) -> None:

@@ -6,7 +6,8 @@ so a slow store never stalls the event loop.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote
@@ -84,6 +85,7 @@ class Dashboard:
             lstrip_blocks=True,
         )
         self.templates.filters["when"] = _when
+        self.templates.filters["moment"] = _moment
         self.activity = Activity(app)
 
     # -- rendering ----------------------------------------------------------------------
@@ -159,7 +161,7 @@ class Dashboard:
     # -- pages --------------------------------------------------------------------------
 
     def overview(self, request: Request) -> Response:
-        self.activity.start()
+        self.activity.wait_caught_up(3.0)
         queues = self.queries.queues()
         letters = self.queries.dead_letters(1000)
         series = self.activity.series()
@@ -316,9 +318,15 @@ class Dashboard:
             raise ValueError("choose the dead letters to re-send")
         return f"re-sent {self.app.control.retry_dead_letters(ids)} message(s)"
 
+    def purge_letters_confirm(self, request: Request) -> Response:
+        count = len(self.queries.dead_letters(1_000_000))
+        return self.render(request, "purge_letters.html", "dead", count=count)
+
     def purge_letters(self, request: Request, form: dict[str, Any]) -> str:
         ids = form["all_values"].get("id", [])
         if form.get("all") == "1":
+            if form.get("confirm") != "delete all":
+                raise ValueError("type 'delete all' to confirm")
             return f"deleted {self.app.broker.purge_dead_letters(None)} dead letter(s)"
         if not ids:
             raise ValueError("choose the dead letters to delete")
@@ -367,6 +375,7 @@ class Dashboard:
             Route("/dead-letters", page(self.dead_letters)),
             Route("/dead-letters/retry", action(self.retry_letters), methods=["POST"]),
             Route("/dead-letters/purge", action(self.purge_letters), methods=["POST"]),
+            Route("/dead-letters/purge-all", page(self.purge_letters_confirm)),
             Route("/dead-letters/{letter_id}", page(self.dead_letter)),
             Route("/periodic", page(self.periodic)),
             Route("/periodic/{name}/{verb}", action(self.periodic_action), methods=["POST"]),
@@ -375,7 +384,15 @@ class Dashboard:
             Route("/health", self.guard(self._health)),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
-        return Starlette(routes=routes)
+        return Starlette(routes=routes, lifespan=self._lifespan)
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, _: Starlette) -> AsyncIterator[None]:
+        self.activity.start()  # counting starts with the server, not its first visitor
+        try:
+            yield
+        finally:
+            self.activity.close()
 
     async def _login_page(self, request: Request) -> Response:
         return await run_in_threadpool(self.login, request)
@@ -397,6 +414,11 @@ def _route_path(request: Request) -> str:
 def _back(path: str, key: str, message: str) -> Response:
     sep = "&" if "?" in path else "?"
     return RedirectResponse(f"{path}{sep}{key}={quote(message)}", status_code=303)
+
+
+def _moment(value: Any) -> str:
+    """A time to the millisecond, for timelines whose events share a second."""
+    return "-" if value is None else f"{value:%Y-%m-%d %H:%M:%S}.{value.microsecond // 1000:03d}"
 
 
 def _when(value: Any) -> str:
