@@ -92,6 +92,23 @@ def test_a_failing_task_event_carries_its_exception(ev, pool):
     assert failed.name == "event_tasks.boom"
 
 
+def test_a_task_killed_at_its_hard_time_limit_has_its_failed_event(ev, pool):
+    pool.start(app=APP)
+    result = ev.sleepy.delay()
+    result.get(timeout=20, propagate=False)
+    assert result.state == "FAILURE"
+
+    def failed() -> list[Any]:
+        return [e for e in ev.app.events.of_task(result.id) if isinstance(e, TaskFailed)]
+
+    [event] = wait_until(failed)
+    assert event.exception.startswith("TimeLimitExceeded")
+    assert [e.type for e in ev.app.events.of_task(result.id)][:2] == [
+        "task-received",
+        "task-started",
+    ]
+
+
 def test_events_off_means_none_written(ev, pool):
     worker = pool.start(app=APP, env={"CONVEYOR_WORKER_SEND_TASK_EVENTS": "false"})
     assert ev.add.delay(1, 2).get(timeout=20) == 3

@@ -149,6 +149,7 @@ class Executor:
                 message.task,
                 message.id,
             )
+            self._event_stored(message)
             workflow.resume(self.app, message)  # workflow hook: finish what the crash cut short
             self.outbox.ack(delivery, message)
             return states.SUCCESS
@@ -467,6 +468,17 @@ class Executor:
         if stored:  # workflow hook: continue the chain, count the chord member, run links
             workflow.after_outcome(self.app, message, record)
         return stored
+
+    def _event_stored(self, message: Message) -> None:
+        """The event of an outcome stored before this delivery: a supervisor that killed the
+        task's process (hard time limit, terminate) stored it and sent the message round
+        again, so its event is written here (a worker that died before its ack may have
+        written it already: events are at least once there)."""
+        if self.outbox.events is not None:
+            record = self.results.read(message.id)
+            if record is not None:
+                hostname = record.worker or self.hostname
+                self.outbox.events.outcome(message, record, hostname, None)
 
     def _event(self, message: Message, record: TaskRecord) -> None:
         """Note an outcome's event (``worker/events.py``), with the runtime ``_conclude`` saw."""

@@ -42,3 +42,10 @@ def add(x: int, y: int) -> int:
 def spawn(self: Any) -> str:
     """Sends a child task; returns its id."""
     return str(add.delay(1, 1).id)
+
+
+@app.task(time_limit=0.5)
+def sleepy() -> None:
+    import time
+
+    time.sleep(30)

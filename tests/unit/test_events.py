@@ -1,0 +1,98 @@
+"""The event stream's client side: task-sent from senders, a worker process's buffer, ages."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from conveyor import Conveyor
+from conveyor.brokers import MemoryBroker
+from conveyor.events import TaskReceived, TaskSent, parse_age, since_time
+from conveyor.exceptions import BrokerError
+from conveyor.worker import events as worker_events
+from conveyor.worker.events import EventBuffer
+
+
+class FlakyBroker(MemoryBroker):
+    """Refuses event writes while ``down``."""
+
+    down = False
+
+    def add_events(self, events: Sequence[bytes], max_length: int) -> None:
+        if self.down:
+            raise BrokerError("broker unreachable")
+        super().add_events(events, max_length)
+
+
+def make_app(broker: MemoryBroker | None = None, **settings: Any) -> Conveyor:
+    app = Conveyor("events", broker=broker or MemoryBroker(), backend="memory://", **settings)
+
+    @app.task(name="t.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    return app
+
+
+def test_task_sent_is_written_only_when_asked_for() -> None:
+    app = make_app()
+    app.tasks["t.add"].delay(1, 2)
+    assert list(app.events.tail()) == []
+    app.conf.task_send_sent_event = True
+    result = app.tasks["t.add"].apply_async((3, 4), countdown=60)
+    [sent] = list(app.events.tail())
+    assert isinstance(sent, TaskSent)
+    assert (sent.uuid, sent.name, sent.args, sent.queue) == (
+        result.id,
+        "t.add",
+        "(3, 4)",
+        "default",
+    )
+    assert sent.eta is not None and sent.root_id == result.id
+
+
+def test_a_buffer_keeps_its_events_while_the_broker_is_down() -> None:
+    broker = FlakyBroker()
+    app = make_app(broker)
+    buffer = EventBuffer(app)
+    message = app.build_message(app.tasks["t.add"], (1, 2), {}, {}, None, False)
+    broker.down = True
+    buffer.received(message, "w1")
+    buffer.flush()  # fails: kept
+    buffer.received(message, "w1")
+    broker.down = False
+    buffer.flush()
+    seen = list(app.events.tail())
+    assert [type(e) for e in seen] == [TaskReceived, TaskReceived]
+    assert seen[0].timestamp <= seen[1].timestamp
+
+
+def test_a_buffer_drops_the_oldest_beyond_its_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(worker_events, "MAX_BUFFERED", 3)
+    broker = FlakyBroker()
+    app = make_app(broker)
+    buffer = EventBuffer(app)
+    broker.down = True
+    for n in range(5):
+        message = app.build_message(app.tasks["t.add"], (n, n), {}, {}, None, False)
+        buffer.received(message, "w1")
+        buffer.flush()
+    broker.down = False
+    buffer.flush()
+    assert [e.args for e in app.events.tail()] == ["(2, 2)", "(3, 3)", "(4, 4)"]  # type: ignore[union-attr]
+
+
+def test_events_off_gives_no_buffer() -> None:
+    assert worker_events.event_buffer(make_app(worker_send_task_events=False)) is None
+    assert worker_events.event_buffer(make_app()) is not None
+
+
+def test_ages_and_start_times() -> None:
+    assert parse_age("90s") == 90 and parse_age("15m") == 900 and parse_age("2d") == 172800
+    assert parse_age("1.5h") == 5400 and parse_age("30") == 30
+    with pytest.raises(ValueError, match="like 90s, 15m, 1h or 2d"):
+        parse_age("yesterday")
+    assert since_time("1h", now=10_000.0) == 6400.0
+    assert since_time(None, now=1.0) is None and since_time(5, now=1.0) == 5.0
