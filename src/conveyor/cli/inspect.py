@@ -48,6 +48,11 @@ def _reply(
         click.echo(f"nothing {ctx.info_name} on {len(reply)} worker(s)", err=True)
 
 
+timeout_option = click.option(
+    "-t", "--timeout", type=float, help="Accepted for Celery's sake: the registry answers at once."
+)
+
+
 def _command(
     name: str, ask: Callable[[Inspect], dict[str, Any] | None], rows: Rows, doc: str
 ) -> None:
@@ -55,9 +60,14 @@ def _command(
     @app_option
     @destination_option
     @json_option
+    @timeout_option
     @click.pass_context
     def command(
-        ctx: click.Context, app_spec: str | None, destination: list[str] | None, as_json: bool
+        ctx: click.Context,
+        app_spec: str | None,
+        destination: list[str] | None,
+        as_json: bool,
+        timeout: float | None,
     ) -> None:
         _reply(ctx, app_spec, destination, as_json, ask, rows)
 
@@ -158,6 +168,7 @@ _command(
 @click.argument("ids", nargs=-1, required=True)
 @destination_option
 @json_option
+@timeout_option
 @click.pass_context
 def query_task(
     ctx: click.Context,
@@ -165,6 +176,7 @@ def query_task(
     ids: tuple[str, ...],
     destination: list[str] | None,
     as_json: bool,
+    timeout: float | None,
 ) -> None:
     """Where these task ids are: running (active) or held (reserved), and on which worker."""
 

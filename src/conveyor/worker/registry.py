@@ -19,33 +19,57 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Protocol
 
+import msgspec
+
 from ..app import Conveyor
 from ..control import COMMANDS, REPLY_TTL
 from ..exceptions import BrokerError
 from ..keys import WORKERS_GROUP, mailbox_key, reply_key
 from ..message import Message, broker_key, task_id_of
 from ..outage import Outage
+from ..redaction import HIDDEN, is_secret_option, redact_url
 from ..registry import timing
 from ..request import Request
 from ..task import AnyTask
-from .leases import Held
+from .leases import Held, LeaseKeeper
 
-__all__ = ["Registration", "Steerable", "Tally", "WorkerState", "describing", "preview"]
+__all__ = [
+    "PREVIEW",
+    "Registration",
+    "Steerable",
+    "Tally",
+    "WorkerState",
+    "describe_in",
+    "describing",
+    "preview",
+]
 
 logger = logging.getLogger("conveyor.worker")
 
 PREVIEW = 200
 """Characters of an argument preview."""
+_json = msgspec.json.encode
 
 
 def preview(message: Message) -> tuple[str, str]:
     """Short, single-line previews of a message's args and kwargs: the sender's
-    ``argsrepr``/``kwargsrepr`` when given (so secrets stay out), else a plain ``repr`` of
-    the decoded JSON values (which costs less than decoding them did; no tab or newline)."""
+    ``argsrepr``/``kwargsrepr`` when given (so secrets stay out), else the arguments as
+    the message carries them, in JSON (three times cheaper than ``repr``, and never a tab or
+    a newline), cut at ``PREVIEW`` bytes."""
     if message.argsrepr is None and message.kwargsrepr is None:
-        return repr(message.args)[:PREVIEW], repr(message.kwargs)[:PREVIEW]
-    args, kwargs = message.shown_args(), message.shown_kwargs()
-    return _one_line(args)[:PREVIEW], _one_line(kwargs)[:PREVIEW]
+        try:
+            args = (
+                _json(message.args)[:PREVIEW].decode("utf-8", "replace") if message.args else "[]"
+            )
+            kwargs = (
+                _json(message.kwargs)[:PREVIEW].decode("utf-8", "replace")
+                if message.kwargs
+                else "{}"
+            )
+            return args, kwargs
+        except (TypeError, ValueError):
+            pass
+    return _one_line(message.shown_args())[:PREVIEW], _one_line(message.shown_kwargs())[:PREVIEW]
 
 
 def _one_line(text: str) -> str:
@@ -102,6 +126,7 @@ class Registration:
         held: Callable[[], Iterable[Held]],
         tally: Tally,
         clock: Callable[[], float] = time.time,
+        owners_are_children: bool = True,
     ) -> None:
         self.app = app
         self.hostname = hostname
@@ -110,6 +135,9 @@ class Registration:
         self.held = held
         self.tally = tally
         self.clock = clock
+        self.owners_are_children = owners_are_children
+        """Whether a held message's owner is the pid of the child running it (prefork), or
+        a thread of this process (the in-process pools)."""
         self.interval, self.ttl = timing(float(app.conf.broker_lease))
         self.started = clock()
         self.next_beat = 0.0
@@ -121,7 +149,7 @@ class Registration:
             "interval": self.interval,
             "version": _version(),
             "registered": sorted(app.tasks),
-            "conf": _jsonable(app.conf.as_dict()),
+            "conf": _shown_settings(app.conf.as_dict()),
         }
 
     def beat(self) -> None:
@@ -173,7 +201,7 @@ class Registration:
                     args=held.args,
                     kwargs=held.kwargs,
                     time_start=held.since,
-                    worker_pid=held.owner if isinstance(held.owner, int) else os.getpid(),
+                    worker_pid=held.owner if self.owners_are_children else os.getpid(),
                 )
                 active.append(base)
             else:
@@ -267,8 +295,18 @@ class Registration:
         return {"ok": "shutting down"}
 
 
-def _jsonable(settings: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(settings, default=repr, sort_keys=True))  # type: ignore[no-any-return]
+def _shown_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings as JSON values (others by repr), fit to be shown: URLs without their
+    credentials, and settings named like secrets (passwords, keys, tokens) hidden."""
+    shown: dict[str, Any] = {}
+    for name, value in sorted(settings.items()):
+        if is_secret_option(name) and value:
+            shown[name] = HIDDEN
+        elif isinstance(value, str) and "://" in value:
+            shown[name] = redact_url(value)
+        else:
+            shown[name] = json.loads(json.dumps(value, default=repr))
+    return shown
 
 
 def _version() -> str:
@@ -278,14 +316,21 @@ def _version() -> str:
         return "unknown"
 
 
-def describing(sink: Callable[[str, str, str, str], None]) -> Callable[[AnyTask, Request], None]:
-    """An ``app.on_task_start`` hook that tells ``sink(delivery_id, name, args, kwargs)``
-    what a task that starts is, for the registry's ``active`` list."""
+def describing(sink: Callable[[Message], None]) -> Callable[[AnyTask, Request], None]:
+    """An ``app.on_task_start`` hook that hands ``sink`` the message of each task that
+    starts (what the registry's ``active`` list shows of it)."""
 
     def hook(task: AnyTask, context: Request) -> None:
-        message = context.message
-        if message is not None:
-            args, kwargs = preview(message)
-            sink(broker_key(message), message.task, args, kwargs)
+        if context.message is not None:
+            sink(context.message)
 
     return hook
+
+
+def describe_in(keeper: LeaseKeeper) -> Callable[[Message], None]:
+    """A ``describing`` sink that notes a started message's name and previews in ``keeper``."""
+
+    def sink(message: Message) -> None:
+        keeper.describe(broker_key(message), message.task, *preview(message))
+
+    return sink
