@@ -271,6 +271,16 @@ class chord(Signature):
             self.kwargs["header"] = head
         return head
 
+    def header_stream(self) -> Iterator[Signature] | None:
+        """For a header given as a generator not read yet: copies of its signatures, read
+        one at a time as sending goes on (as Celery sends it), and the header becomes an
+        empty group for the sender to fill. None for any other header."""
+        head = self.kwargs["header"]
+        if not isinstance(head, _Unread) or head.exhausted:
+            return None
+        self.kwargs["header"] = group([], app=self._app)
+        return (copy_tree(as_signature(s, self._app)) for s in head.stream())
+
     def to_dict(self) -> dict[str, Any]:
         self.header  # noqa: B018 - read a generator header first
         return super().to_dict()
@@ -435,8 +445,26 @@ class _Unread:
 
     def read(self) -> list[Any]:
         if self._items is not None:
-            self._read, self._items = list(self._items), None
+            self._read.extend(self._items)
+            self._items = None
         return self._read
+
+    def stream(self) -> Iterator[Any]:
+        """Each item, those read already first, reading the rest one at a time (kept, so
+        copies of the chord still see every item)."""
+        yield from list(self._read)
+        while self._items is not None:
+            try:
+                item = next(self._items)
+            except StopIteration:
+                self._items = None
+                return
+            self._read.append(item)
+            yield item
+
+    @property
+    def exhausted(self) -> bool:
+        return self._items is None
 
     def __deepcopy__(self, memo: dict[int, Any]) -> _Unread:
         return self

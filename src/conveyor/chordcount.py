@@ -3,7 +3,9 @@
 Members are counted by id in a set (``add_to_set``: atomic, and a member that runs twice
 counts once); chords over 64 members count in buckets of about sqrt(size), so no set grows
 past sqrt(size). Members that ``Task.add_to_chord`` added while the chord ran count in a
-set of their own, against a counter of how many were added. docs/internals.md explains
+set of their own, against a counter of how many were added. A chord whose header was a
+generator is sent member by member (``streamed``): its members count in one set, against
+a size stored before the last member is sent. docs/internals.md explains
 how the callback then fires exactly once; this module holds only the keys and the counting.
 """
 
@@ -47,8 +49,21 @@ def count_member(app: Conveyor, info: dict[str, Any], member: str) -> bool:
     return _count_header(app, info, member) and _added_complete(app, chord_id)
 
 
+def _streamed_size(app: Conveyor, info: dict[str, Any]) -> int | None:
+    """The size of a chord whose header was a generator: in the last member's entry, else
+    stored before that member was sent (None: the generator is still being read)."""
+    if info.get("size") is not None:
+        return int(info["size"])
+    raw = app.backend.get(chord_key(str(info["id"]), "size"))
+    return int(raw) if raw else None
+
+
 def _count_header(app: Conveyor, info: dict[str, Any], member: str) -> bool:
     backend, ttl = app.backend, app.conf.result_expires
+    if info.get("streamed"):  # one set: the size was not known when members were sent
+        counted = backend.add_to_set(chord_key(str(info["id"])), member, ttl)
+        size = _streamed_size(app, info)
+        return size is not None and counted >= size
     chord_id, size = str(info["id"]), int(info["size"])
     per = _bucket_size(size)
     if per >= size:
@@ -61,6 +76,10 @@ def _count_header(app: Conveyor, info: dict[str, Any], member: str) -> bool:
 
 
 def _header_complete(app: Conveyor, info: dict[str, Any]) -> bool:
+    if info.get("streamed"):
+        size = _streamed_size(app, info)
+        counted = len(app.backend.set_members(chord_key(str(info["id"]))))
+        return size is not None and counted >= size
     chord_id, size = str(info["id"]), int(info["size"])
     per = _bucket_size(size)
     counted = len(app.backend.set_members(chord_key(chord_id)))
@@ -82,7 +101,7 @@ def add_member(app: Conveyor, info: dict[str, Any], task_id: str) -> dict[str, A
     chord_id, ttl = str(info["id"]), app.conf.result_expires
     count = app.backend.incr(chord_key(chord_id, "added-count"), 1, ttl)
     app.backend.add_to_set(chord_key(chord_id, "added"), f"{count}:{task_id}", ttl)
-    index = int(info["size"]) + count - 1
+    index = int(_streamed_size(app, info) or 0) + count - 1
     entry = {k: v for k, v in info.items() if k != "member"}
     return {**entry, "index": index, "added": count}
 

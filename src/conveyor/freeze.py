@@ -33,6 +33,7 @@ __all__ = [
     "freeze_result",
     "freeze_tree",
     "header_shape",
+    "inherit",
     "leaves",
     "result_id",
     "result_of",
@@ -45,7 +46,7 @@ _ENTRY_ONLY = frozenset({"countdown", "eta"})
 # -- freezing -----------------------------------------------------------------------------
 
 
-def _inherit(child: Signature, options: Mapping[str, Any], entry: bool) -> None:
+def inherit(child: Signature, options: Mapping[str, Any], entry: bool) -> None:
     """Give ``child`` the container's send options it does not set itself."""
     for key, value in options.items():
         if key in NOT_INHERITED or (key in _ENTRY_ONLY and not entry):
@@ -113,14 +114,14 @@ def _push_down(sig: Signature) -> None:
         if result_id and tasks:
             _set_result_id(tasks[-1], str(result_id))
         for i, task in enumerate(tasks):
-            _inherit(task, inherited, entry=i == 0)
+            inherit(task, inherited, entry=i == 0)
             _attach(task, "link_error", errbacks, fresh=True)
         if tasks:
             _attach(tasks[-1], "link", links, fresh=False)
     elif isinstance(sig, group):
         tasks = sig.tasks
         for task in tasks:
-            _inherit(task, inherited, entry=True)
+            inherit(task, inherited, entry=True)
             _attach(task, "link_error", errbacks, fresh=True)
         if tasks:  # as ``group.link`` does: once, on the first member, immutable
             _attach(tasks[0], "link", [_immutable(link) for link in links], fresh=False)
@@ -128,8 +129,8 @@ def _push_down(sig: Signature) -> None:
         if result_id:
             _set_result_id(sig.body, str(result_id))
         for task in sig.header.tasks:
-            _inherit(task, inherited, entry=True)
-        _inherit(sig.body, inherited, entry=False)
+            inherit(task, inherited, entry=True)
+        inherit(sig.body, inherited, entry=False)
         _attach(sig.body, "link", links, fresh=False)
         _attach(sig.body, "link_error", errbacks, fresh=False)
 

@@ -12,7 +12,7 @@ because it is the one place that writes: messages to the broker, records to the 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,11 +20,19 @@ import msgspec
 
 from . import states
 from .canvas import chain, chord, chunks, group
-from .freeze import entry_id, freeze_tree, header_shape, leaves, result_of
+from .freeze import entry_id, freeze_tree, header_shape, inherit, leaves, result_of
 from .groupresult import GroupResult
+from .keys import chord_key
 from .message import Message
 from .request import current_request
-from .signatures import WORKFLOW_OPTIONS, Signature, as_list, as_signature, copy_tree
+from .signatures import (
+    NOT_INHERITED,
+    WORKFLOW_OPTIONS,
+    Signature,
+    as_list,
+    as_signature,
+    copy_tree,
+)
 from .stamps import without_stamps
 
 if TYPE_CHECKING:
@@ -204,6 +212,60 @@ class Plan:
             app.publish_envelopes(envelopes)
 
 
+def _stream_chord(
+    app: Conveyor,
+    sig: chord,
+    first: Signature,
+    items: Iterator[Signature],
+    inherited: Mapping[str, Any],
+    ctx: ApplyContext,
+) -> None:
+    """Send a chord whose header is a generator as Celery does: each header task as the
+    generator yields it, so the first run while the rest are made.
+
+    Its members count towards a size not known yet (``streamed``); a look-ahead of one
+    item finds the last, and the size and the header's record are stored before that
+    last member is sent, which is therefore before any member can complete the chord. A
+    header task that is a chain or group adds its leaves as members, their results
+    flat in the callback's list."""
+    header, body = sig.header, sig.body
+    gid = str(header.options["task_id"])
+    callback_id = entry_id(body)
+    members: list[Signature] = []
+    tasks: list[Signature] = []
+    pending: Signature | None = first
+    while pending is not None:
+        following = next(items, None)
+        task = pending
+        inherit(task, inherited, entry=True)
+        freeze_tree(task)
+        tasks.append(task)
+        plan = Plan(app, fresh=True)
+        ends = following is None
+        group_index = len(tasks) - 1
+        for leaf in leaves(task):
+            leaf.options["group_id"] = gid
+            leaf.options["group_index"] = group_index
+            leaf.options["ignore_result"] = False
+            leaf.options["chord"] = {
+                "id": gid,
+                "size": None,
+                "index": len(members),
+                "callback": body,
+                "callback_id": callback_id,
+                "streamed": True,
+            }
+            members.append(leaf)
+        if ends:
+            members[-1].options["chord"]["size"] = len(members)
+            plan.records.append((chord_key(gid, "size"), str(len(members)).encode()))
+            plan._save_tuple(gid, [[[str(m.options["task_id"]), None], None] for m in members])
+        plan.apply(task, ctx.but(rest=[]))
+        plan.flush()  # now: this member may run while the generator makes the next
+        pending = following
+    header.kwargs["tasks"] = tasks
+
+
 def send(
     sig: Signature,
     app: Conveyor,
@@ -224,6 +286,8 @@ def send(
         node.args = (*args, *node.args)
         node.kwargs = {**node.kwargs, **kwargs}
         kwargs = {}
+    stream = node.header_stream() if isinstance(node, chord) else None
+    inherited = {k: v for k, v in node.options.items() if k not in NOT_INHERITED}
     freeze_tree(node)
     if isinstance(node, chain) and not node.tasks:
         return None  # an empty chain sends nothing, as in Celery
@@ -235,9 +299,13 @@ def send(
         root_id=root_id or (request.root_id if request else None) or entry_id(node),
         headers={},
     )
-    plan = Plan(app, fresh=True)
-    plan.apply(node, ctx)
-    plan.flush()
+    first = next(stream, None) if stream is not None else None
+    if isinstance(node, chord) and stream is not None and first is not None:
+        _stream_chord(app, node, first, stream, inherited, ctx)
+    else:  # (a generator header that yields nothing is an empty header)
+        plan = Plan(app, fresh=True)
+        plan.apply(node, ctx)
+        plan.flush()
     result = result_of(node, app, None)
     if isinstance(result, GroupResult) and len(result) == 1:
         only = result.results[0]

@@ -8,6 +8,7 @@ with ``run_until_empty`` (the worker's own executor).
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from types import SimpleNamespace
 from typing import Any
@@ -271,3 +272,40 @@ def test_a_chords_link_goes_on_its_callback(app: Conveyor, t: SimpleNamespace) -
     summed.delay()
     drain(app)
     assert seen == [6]
+
+
+def test_a_generator_header_is_sent_as_it_is_read(app: Conveyor, t: SimpleNamespace) -> None:
+    from conveyor.testing import worker_thread
+
+    done: list[int] = []
+
+    @app.task(name="cp.mark")
+    def mark(i: int) -> int:
+        done.append(i)
+        return i
+
+    def header(size: int) -> Any:
+        for i in range(size):
+            if i == size - 1:  # the first member has run before the last is even made
+                deadline = time.monotonic() + 10
+                while 0 not in done and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                assert 0 in done, "the chord header was read whole before sending"
+            yield mark.s(i)
+
+    with worker_thread(app):
+        result = chord(header(5), t.tsum.s()).delay()
+        assert result.get(timeout=10) == 10
+    assert sorted(done) == [0, 1, 2, 3, 4]
+
+
+def test_a_generator_header_of_one_and_of_none(app: Conveyor, t: SimpleNamespace) -> None:
+    one = chord((t.add.s(i, i) for i in range(1)), t.tsum.s()).delay()
+    none = chord((t.add.s(i, i) for i in range(0)), t.tsum.s()).delay()
+    drain(app)
+    assert one.get(timeout=1) == 0 and none.get(timeout=1) == 0
+    many = chord((t.add.s(i, 1) for i in range(70)), t.tsum.s())  # past the bucket size
+    result = many.delay()
+    drain(app)
+    assert result.get(timeout=1) == sum(range(70)) + 70
+    assert [len(r.parent) for r in [result]] == [70]
