@@ -20,7 +20,7 @@ prefetch               the prefetch multiplier (None: adaptive batches)
 max_tasks_per_child    as configured (None: no limit)
 queues                 the queues it consumes now
 children               the pids of its child processes
-processed, failed      tasks whose code ran, and those that ended in FAILURE
+processed              tasks whose code ran
 total                  processed tasks by name (Celery's ``stats()["total"]``)
 load                   the machine's load average (1, 5, 15 minutes)
 active                 running tasks: id, name, args, kwargs (previews), time_start,

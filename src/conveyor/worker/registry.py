@@ -78,15 +78,13 @@ def _one_line(text: str) -> str:
 
 @dataclass
 class Tally:
-    """Tasks whose code ran, by name, and how many of them failed."""
+    """Tasks whose code ran, in all and by name."""
 
     processed: int = 0
-    failed: int = 0
     total: dict[str, int] = field(default_factory=dict)
 
-    def count(self, name: str, failed: bool) -> None:
+    def count(self, name: str) -> None:
         self.processed += 1
-        self.failed += failed
         if name:
             self.total[name] = self.total.get(name, 0) + 1
 
@@ -212,7 +210,6 @@ class Registration:
             **self.describe(),
             "heartbeat": self.clock(),
             "processed": tally.processed,
-            "failed": tally.failed,
             "total": dict(tally.total),
             "load": list(os.getloadavg()) if hasattr(os, "getloadavg") else [],
             "active": active,
