@@ -49,6 +49,7 @@ from ..serialization import (
 from ..task import AnyTask
 from ..taskresult import AsyncResult
 from . import metrics, notify
+from .aio_executor import AsyncExecution
 from .guards import POSTPONE, REVOKE, Guards, Verdict
 from .outbox import Outbox, Tracker
 from .trace import Outcome, trace
@@ -58,7 +59,10 @@ __all__ = ["Executor", "Tracker"]
 logger = logging.getLogger("conveyor.worker")
 
 
-class Executor:
+class Executor(AsyncExecution):
+    """One consumer's deliveries, each to its outcome; ``async def`` tasks through the
+    mixin (aio_executor.py)."""
+
     def __init__(self, app: Conveyor, hostname: str, tracker: Tracker) -> None:
         self.app = app
         self.hostname = hostname
@@ -81,6 +85,7 @@ class Executor:
         recorder = metrics.current()
         if recorder is not None:  # metrics on: handle tells the recorder (off: no cost)
             self.handle = metrics.measured(self, recorder)  # type: ignore[method-assign,assignment]
+        self._init_async()
 
     # -- the pipeline -------------------------------------------------------------------
 
@@ -199,6 +204,8 @@ class Executor:
                 context = self._context(task, message, delivery, args, kwargs, attempt)
                 notify.revoked(self, task, context)
             return state
+        if task.is_async:
+            return self._submit(delivery, message, task, attempt, args, kwargs, admission)
         try:
             return self._run(delivery, message, task, attempt, args, kwargs)
         finally:
@@ -216,6 +223,8 @@ class Executor:
         context = self._context(task, message, delivery, args, kwargs, attempt)
         if self.outbox.continuing:
             self.outbox.flush_writes()  # a workflow goes on before the next task starts
+        if self._to_start or self._starting:
+            self.start_async()  # async tasks handed over start before a def task runs
         started = None
         if not message.ignore_result and self._track_started(task):
             started = TaskRecord(
