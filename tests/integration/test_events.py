@@ -42,11 +42,12 @@ def kinds(events: list[Any]) -> list[str]:
     return [e.type for e in events]
 
 
-def test_a_task_that_retries_then_succeeds_shows_every_kind_in_order(ev, pool, url, tmp_path):
+def test_every_kind_in_order_failures_worker_events_and_the_cli(ev, pool, url, tmp_path):
     worker = pool.start("-c", "2", app=APP)
     result = ev.flaky.delay(21)
     assert result.get(timeout=20) == 42
-    ev.boom.delay("x").get(timeout=20, propagate=False)
+    boom = ev.boom.delay("oops")
+    boom.get(timeout=20, propagate=False)
     wait_until(lambda: len(ev.app.events.of_task(result.id)) >= 6, timeout=10)
     timeline = ev.app.events.of_task(result.id)
     assert kinds(timeline) == [
@@ -62,6 +63,11 @@ def test_a_task_that_retries_then_succeeds_shows_every_kind_in_order(ev, pool, u
     assert isinstance(succeeded, TaskSucceeded) and succeeded.result == "42"
     assert succeeded.runtime >= 0 and succeeded.hostname == "w1@integration"
     assert timeline[0].args == "(21,)"  # type: ignore[union-attr]
+    # a failing task's event carries its exception
+    wait_until(lambda: any(isinstance(e, TaskFailed) for e in ev.app.events.of_task(boom.id)))
+    [failed] = [e for e in ev.app.events.of_task(boom.id) if isinstance(e, TaskFailed)]
+    assert failed.exception == "ValueError: bad input: oops" and failed.name == "event_tasks.boom"
+    assert failed.traceback and "raise ValueError" in failed.traceback
     beats = lambda: [e for e in ev.app.events.tail() if e.type == "worker-heartbeat"]  # noqa: E731
     assert wait_until(beats)[0].hostname == "w1@integration"  # every broker_lease / 3 = 0.5 s
     worker.stop()
@@ -79,17 +85,6 @@ def test_a_task_that_retries_then_succeeds_shows_every_kind_in_order(ev, pool, u
     as_json = run_cli(url, tmp_path, "-A", APP, "events", "--no-follow", "--json")
     lines = [json.loads(line) for line in as_json.stdout.splitlines()]
     assert [d["type"] for d in lines] == [e.type for e in every]
-
-
-def test_a_failing_task_event_carries_its_exception(ev, pool):
-    pool.start(app=APP)
-    result = ev.boom.delay("oops")
-    result.get(timeout=20, propagate=False)
-    wait_until(lambda: any(e.type == "task-failed" for e in ev.app.events.of_task(result.id)))
-    [failed] = [e for e in ev.app.events.of_task(result.id) if isinstance(e, TaskFailed)]
-    assert failed.exception == "ValueError: bad input: oops"
-    assert failed.traceback and "raise ValueError" in failed.traceback
-    assert failed.name == "event_tasks.boom"
 
 
 def test_a_task_killed_at_its_hard_time_limit_has_its_failed_event(ev, pool):
