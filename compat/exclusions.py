@@ -67,6 +67,12 @@ EXCLUSIONS: list[tuple[str, tuple[str, ...], str]] = [
     ),
     (IC + "test_chord::test_redis_subscribed_channels_leak", (), REDIS_BACKEND),
     (
+        IC + "test_chord::test_chord_on_error",
+        (),
+        "Celery's Redis result backend (reads a chord's member results from its '.j' key,"
+        " found with backend.get_key_for_group)",
+    ),
+    (
         IC + "test_stamping_mechanism::test_properties_not_affected_from_stamping",
         (),
         AMQP + " (the properties argument of before_task_publish)",

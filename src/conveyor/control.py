@@ -186,16 +186,21 @@ class Control:
         destination: Sequence[str] | None = None,
         terminate: bool = False,
         signal: str | int = "SIGTERM",
+        reply: bool = False,
+        timeout: float = 1.0,
         **kwargs: Any,
-    ) -> None:
+    ) -> list[dict[str, Any]] | None:
         """Revoke every task carrying one of these stamps (``{"batch": "b-7"}``, a list of
         values, or Celery's ``["batch=b-7"]``): it will not start, on any worker.
 
         As with ``revoke``, this holds across restarts and for workers started later
         (``destination`` is accepted and changes nothing: revocations reach every worker).
         A stamped task already running sees ``self.is_aborted()`` become True; it is not
-        killed, even with ``terminate``.
+        killed, even with ``terminate``. With ``reply``, each worker online answers as
+        Celery's do (``[{worker: {"ok": "headers ... flagged as revoked, but not
+        terminated"}}]``).
         """
+        shown = dict(headers) if isinstance(headers, Mapping) else list(headers)
         if not isinstance(headers, Mapping):
             headers = dict(item.split("=", 1) for item in headers)
         signum = _signal_number(signal)
@@ -206,6 +211,10 @@ class Control:
                 flag = {"terminate": terminate, "signal": signum, "reason": reason}
                 items.append((revoked_stamp_key(name, value), json.dumps(flag)))
         self.app.coordinator.put_many(items, float(self.app.conf.task_revoke_expires))
+        if not reply:
+            return None
+        arguments = {"headers": repr(shown)}
+        return self.broadcast("revoke_by_stamped_headers", arguments, None, True, timeout)
 
     def stamp_revocation(self, headers: Mapping[str, Any]) -> str | None:
         """The revocation of the first revoked stamp among a message's ``headers``, if any."""

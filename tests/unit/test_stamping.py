@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from types import SimpleNamespace
 from typing import Any
@@ -144,3 +145,23 @@ def test_a_result_revokes_by_stamped_headers(app: Conveyor, t: SimpleNamespace) 
     run_until_empty(app)
     assert result.state == states.REVOKED
     assert other.get(timeout=1) == 4
+
+
+def test_revoke_by_stamped_headers_replies_as_celerys_workers(app: Conveyor) -> None:
+    from conveyor.testing import worker_thread
+
+    with worker_thread(app):
+        deadline = time.monotonic() + 10
+        while not app.control.ping() and time.monotonic() < deadline:
+            pass  # the worker's first heartbeat registers it
+        replies = app.control.revoke_by_stamped_headers(
+            {"myheader": ["myvalue"]}, terminate=False, reply=True, timeout=5
+        )
+    assert replies == [
+        {
+            "testing@localhost": {
+                "ok": "headers {'myheader': ['myvalue']} flagged as revoked, but not terminated"
+            }
+        }
+    ]
+    assert app.control.revoke_by_stamped_headers({"myheader": "other"}) is None
