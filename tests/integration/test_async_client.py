@@ -337,6 +337,20 @@ def test_a_group_with_a_failed_member_raises_from_aget(tasks: ModuleType, worker
     assert (failed, state) == (True, "FAILURE")
 
 
+def test_a_chain_whose_first_step_failed_raises_that_error(tasks: ModuleType, worker: Any) -> None:
+    """``follow_parents``: aget() on the chain's last result raises its parent's error."""
+    add, fail = tasks.add, tasks.fail
+
+    async def main() -> None:
+        steps = await chain(fail.s("first step broke"), add.si(1, 1)).aapply_async()
+        with pytest.raises(ValueError, match="first step broke"):
+            await steps.aget(timeout=10)
+        with pytest.raises(ValueError, match="first step broke"):
+            await steps.parent.amaybe_throw()
+
+    run(main())
+
+
 def test_a_group_times_out_as_a_whole(tasks: ModuleType, worker: Any, tmp_path: Path) -> None:
     add, wait_for = tasks.add, tasks.wait_for
     gate = tmp_path / "gate"
