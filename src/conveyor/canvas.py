@@ -378,7 +378,7 @@ class chunks(Signature):
         super().__init__(
             CHUNKS,
             (),
-            {"task": as_signature(task, app), "it": [list(item) for item in it], "n": int(n)},
+            {"task": as_signature(task, app), "it": [_items(item) for item in it], "n": int(n)},
             options,
             app=app,
             subtask_type="chunks",
@@ -423,7 +423,7 @@ def xmap(task: Any, it: Iterable[Any], app: Conveyor | None = None) -> Signature
 def xstarmap(task: Any, it: Iterable[Any], app: Conveyor | None = None) -> Signature:
     """One task that calls ``task(*item)`` for each item: ``add.starmap(pairs)``."""
     return Signature(
-        STARMAP, (), {"task": as_signature(task, app), "it": [list(i) for i in it]}, app=app
+        STARMAP, (), {"task": as_signature(task, app), "it": [_items(i) for i in it]}, app=app
     )
 
 
@@ -468,6 +468,11 @@ class _Unread:
 
     def __deepcopy__(self, memo: dict[int, Any]) -> _Unread:
         return self
+
+
+def _items(item: Any) -> Any:
+    """One chunk item: its arguments as a list (their JSON shape), or a single argument."""
+    return list(item) if isinstance(item, list | tuple) else item
 
 
 def _is_steps(value: Any) -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from conveyor import Conveyor, Signature, chain, chord, group, signature
+from conveyor import Conveyor, Signature, chain, chord, chunks, group, signature
 from conveyor.exceptions import ImproperlyConfigured
 from conveyor.testing import memory_app, run_until_empty
 
@@ -309,3 +309,14 @@ def test_a_generator_header_of_one_and_of_none(app: Conveyor, t: SimpleNamespace
     drain(app)
     assert result.get(timeout=1) == sum(range(70)) + 70
     assert [len(r.parent) for r in [result]] == [70]
+
+
+def test_chunks_keep_their_items_as_given(app: Conveyor, t: SimpleNamespace) -> None:
+    pairs = t.add.chunks(zip(range(6), range(6), strict=True), 2)
+    assert pairs.kwargs["it"][0] == [0, 0]  # argument tuples as lists: their JSON shape
+    single = t.add.chunks(range(100), 10)  # built and rebuilt as Celery's are
+    again = signature(json.loads(json.dumps(single.to_dict())), app=app)
+    assert isinstance(again, chunks) and again == single and len(again.group().tasks) == 10
+    result = pairs.apply_async()
+    drain(app)
+    assert result.get(timeout=1) == [[0, 2], [4, 6], [8, 10]]
