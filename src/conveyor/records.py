@@ -146,6 +146,8 @@ class TaskRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     kwargs: dict[str, Any] | None = None
     """FAILURE: the arguments of the attempt that failed (JSON-serialized ones only), so it
     can be sent again with them (the dashboard's "retry")."""
+    queue: str | None = None
+    """The queue the message came from (set by the worker), so task lists filter by it."""
 
 
 _encoder = msgspec.json.Encoder(enc_hook=encode_hook)
@@ -226,11 +228,12 @@ class ResultStore:
         limit: int = 50,
         offset: int = 0,
         worker: str | None = None,
+        queue: str | None = None,
     ) -> list[tuple[str, TaskRecord]]:
         """A page of ``(task id, record)``, newest first: the records in ``state``, of the
-        task ``name``, by ``worker``, ended at ``since`` (Unix time) or later. The backend
-        filters and pages (``ResultBackend.list_json``): a page costs what it reads, however
-        many records there are."""
+        task ``name``, by ``worker``, from ``queue``, ended at ``since`` (Unix time) or
+        later. The backend filters and pages (``ResultBackend.list_json``): a page costs
+        what it reads, however many records there are."""
         equals: list[tuple[str, str]] = []
         if state is not None:
             equals.append(("status", state))
@@ -238,6 +241,8 @@ class ResultStore:
             equals.append(("task", name))
         if worker is not None:
             equals.append(("worker", worker))
+        if queue is not None:
+            equals.append(("queue", queue))
         at_least = ("date_done", float(since)) if since is not None else None
         listing = Listing(self.prefix, tuple(equals), at_least, limit, offset)
         found = []

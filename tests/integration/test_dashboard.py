@@ -301,10 +301,11 @@ def test_a_task_page_shows_its_timeline_and_workflow_and_retries_a_failure(
 def test_the_task_list_filters_and_pages_in_the_store(
     url: str, tmp_path: Path, dt: ModuleType, crew: Workers, page: Any
 ) -> None:
-    crew.start("-P", "threads", "-c", "4", app=APP)
+    crew.start("-P", "threads", "-c", "4", "-Q", "default,mail", app=APP)
     sums = [dt.add.delay(n, n) for n in range(60)]
+    mailed = [dt.add.apply_async((n, 100), queue="mail") for n in range(4)]
     fails = [dt.import_feed.delay(str(tmp_path / f"missing-{n}")) for n in range(3)]
-    for result in sums:
+    for result in sums + mailed:
         outcome(result)
     for result in fails:
         wait_until(lambda r=result: r.state == "FAILURE", what="the failures")
@@ -312,7 +313,7 @@ def test_the_task_list_filters_and_pages_in_the_store(
         page.goto(board.base + "/tasks")
         assert page.locator("tr[data-task]").count() == 50
         page.get_by_role("link", name="Older").click()
-        assert page.locator("tr[data-task]").count() == 13
+        assert page.locator("tr[data-task]").count() == 17
         assert page.get_by_role("link", name="Older").count() == 0
 
         page.goto(board.base + "/tasks")
@@ -327,6 +328,10 @@ def test_the_task_list_filters_and_pages_in_the_store(
 
         page.goto(board.base + "/tasks?name=dashboard_tasks.add&since=1h")
         assert page.locator("tr[data-task]").count() == 50
+        page.get_by_label("Queue").select_option("mail")
+        page.get_by_role("button", name="Filter").click()
+        shown = page.locator("tr[data-task]").evaluate_all("rows => rows.map(r => r.dataset.task)")
+        assert sorted(shown) == sorted(r.id for r in mailed)
         page.get_by_label("Task id").fill(sums[7].id)
         page.get_by_role("button", name="Find").click()
         assert page.locator("pre.result").inner_text() == "14"

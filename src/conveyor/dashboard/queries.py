@@ -94,6 +94,7 @@ class TaskRow:
     task: str
     state: str
     worker: str
+    queue: str
     done: datetime | None
     retries: int
 
@@ -327,6 +328,7 @@ class Queries:
         worker: str | None,
         since: float | None,
         page: int,
+        queue: str | None = None,
         per_page: int = 50,
     ) -> tuple[list[TaskRow], bool]:
         """One page of stored tasks, newest first, and whether another page follows: the
@@ -338,9 +340,18 @@ class Queries:
             limit=per_page + 1,
             offset=page * per_page,
             worker=worker,
+            queue=queue,
         )
         rows = [
-            TaskRow(tid, r.task or "?", r.status, r.worker or "", _when(r.date_done), r.retries)
+            TaskRow(
+                tid,
+                r.task or "?",
+                r.status,
+                r.worker or "",
+                r.queue or "",
+                _when(r.date_done),
+                r.retries,
+            )
             for tid, r in found[:per_page]
         ]
         return rows, len(found) > per_page

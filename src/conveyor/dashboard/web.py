@@ -25,7 +25,7 @@ from ..beat.store import resolve_store
 from .activity import Activity
 from .charts import bars, lines
 from .masking import Masker
-from .queries import Queries
+from .queries import Queries, WorkerView
 from .security import (
     CSRF_COOKIE,
     TOKEN_COOKIE,
@@ -208,14 +208,22 @@ class Dashboard:
         state = query.get("state") or None
         name = query.get("name") or None
         worker = query.get("worker") or None
+        queue = query.get("queue") or None
         since_choice = query.get("since") or ""
         since = self.app.clock() - SINCE[since_choice] if since_choice in SINCE else None
         try:
             page = max(int(query.get("page") or 0), 0)
         except ValueError:
             page = 0
-        rows, more = self.queries.task_rows(state, name, worker, since, page)
-        filters = {"state": state, "name": name, "worker": worker, "since": since_choice}
+        rows, more = self.queries.task_rows(state, name, worker, since, page, queue)
+        workers = self.queries.workers()
+        filters = {
+            "state": state,
+            "name": name,
+            "worker": worker,
+            "queue": queue,
+            "since": since_choice,
+        }
         kept = "&".join(f"{k}={quote(v)}" for k, v in filters.items() if v)
         return self.render(
             request,
@@ -228,9 +236,17 @@ class Dashboard:
             filters=filters,
             states=TASK_STATES,
             names=sorted(n for n in self.app.tasks if not n.startswith("conveyor.")),
-            workers=[w.name for w in self.queries.workers()],
+            workers=[w.name for w in workers],
+            queues=self._queue_names(workers),
             since_choices=list(SINCE),
         )
+
+    def _queue_names(self, workers: list[WorkerView]) -> list[str]:
+        """Queues to filter by: those holding messages, those workers consume, the default."""
+        names = {q.name for q in self.queries.queues()}
+        names.update(q for w in workers for q in w.queues)
+        names.update(self.app.router.worker_queues(None))
+        return sorted(names)
 
     def task(self, request: Request) -> Response:
         task_id = request.path_params["task_id"]

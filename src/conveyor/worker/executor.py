@@ -468,6 +468,7 @@ class Executor(AsyncExecution):
         return states.RETRY
 
     def _write(self, message: Message, attempt: int | None, record: TaskRecord) -> bool:
+        record.queue = message.queue
         self._event(message, record)
         if workflow.handed_on(message, record):  # workflow hook: Task.replace() took over
             return True
@@ -499,6 +500,7 @@ class Executor(AsyncExecution):
         self, delivery: Delivery, message: Message, attempt: int, record: TaskRecord
     ) -> str:
         """Store the outcome soon (see ``Outbox``), then ack."""
+        record.queue = message.queue
         self._event(message, record)
         if workflow.handed_on(message, record):  # workflow hook: Task.replace() took over
             pass
