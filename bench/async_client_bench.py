@@ -12,6 +12,9 @@ stops, and/or a SQLite file in a temp dir):
   ``noop.delay()`` calls; no worker runs, the queue just fills.
 - send, concurrent: the same N sends from ``--in-flight`` coroutines at once
   (``asyncio.gather``), the way a busy web server sends.
+- round trips, concurrent: ``--in-flight`` coroutines each sending and awaiting in turn
+  (``--roundtrips`` in all) against the same single-process worker: a web server whose
+  requests each wait for a task.
 
 Target (issue 18): the async round trip p50 under 0.5 ms on Redis.
 
@@ -62,6 +65,20 @@ async def roundtrips(peer: Any, count: int) -> tuple[dict[str, float], dict[str,
             async_ms.append((time.perf_counter() - start) * 1000)
         done += block
     return quantiles(sync_ms), quantiles(async_ms)
+
+
+async def concurrent_roundtrips(peer: Any, count: int, in_flight: int) -> float:
+    """Round trips per second with ``in_flight`` coroutines each sending and awaiting."""
+    noop = peer.noop
+    per = max(1, count // in_flight)
+
+    async def client() -> None:
+        for _ in range(per):
+            await (await noop.adelay()).aget(timeout=30)
+
+    return (
+        per * in_flight / await timed(lambda: asyncio.gather(*(client() for _ in range(in_flight))))
+    )
 
 
 def _sync_block(noop: Any, count: int) -> list[float]:
@@ -131,6 +148,9 @@ def measure(broker: str, args: argparse.Namespace, workdir: Path, processes: Any
         try:
             run.wait_until_serving(peer, proc)
             out["sync_rt"], out["async_rt"] = asyncio.run(roundtrips(peer, args.roundtrips))
+            out["concurrent_rt"] = asyncio.run(
+                concurrent_roundtrips(peer, args.roundtrips, args.in_flight)
+            )
         finally:
             processes.stop(proc)
             log.close()
@@ -156,6 +176,7 @@ def render(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
     row("send one by one, await (/s)", lambda r: f"{r['sends']['async']:,.0f}")
     row("send one by one, sync (/s)", lambda r: f"{r['sends']['sync']:,.0f}")
     row("send concurrent, await (/s)", lambda r: f"{r['sends']['concurrent']:,.0f}")
+    row("round trips concurrent, await (/s)", lambda r: f"{r['concurrent_rt']:,.0f}")
     if "redis" in results:
         p50 = results["redis"]["async_rt"]["p50"]
         verdict = "ok" if p50 < TARGET_P50_MS else "MISSED"
