@@ -128,25 +128,27 @@ class RedisBackend(ResultBackend):
         return head
 
     def list_json(self, listing: Listing) -> list[tuple[str, bytes]]:
-        """Task records only (``keys.TASK_PREFIX``): the ones ``backend_prelude.lua`` indexes
-        by write time, newest first; filtered by ``backend_list.lua`` in Redis."""
+        """Task records only (``keys.TASK_PREFIX``): ``backend_prelude.lua`` lists each in
+        the minute of its first write; ``backend_list.lua`` walks them newest first and
+        filters them in Redis, at most a few thousand a call."""
         head = self._head()
         least = listing.at_least or ("", 0.0)
         tail: list[Any] = [least[0], repr(float(least[1]))]
         for field, value in listing.equals:
             tail += (field, value)
-        found: list[tuple[str, bytes]] = []
-        rank, skipped = 0, 0
-        while rank >= 0 and len(found) < listing.limit:
-            args = (*head, listing.offset, listing.limit - len(found), rank, skipped, *tail)
-            reply = self._link.call("listing results", partial(self._list, args), retries=1)
-            rank, skipped = int(reply[0]), int(reply[1])
-            found += [
-                (key.decode(), value)
-                for key, value in zip(reply[2::2], reply[3::2], strict=True)
-                if key.decode().startswith(listing.prefix)
-            ]
-        return found
+        found: dict[str, bytes] = {}
+        minute, position, skipped = "", 0, 0
+        while len(found) < listing.limit:
+            args = (*head, listing.offset, listing.limit - len(found), minute, position, skipped)
+            reply = self._link.call("listing results", partial(self._list, (*args, *tail)), 1)
+            minute, position, skipped = reply[0].decode(), int(reply[1]), int(reply[2])
+            for key, value in zip(reply[3::2], reply[4::2], strict=True):
+                name = key.decode()
+                if name.startswith(listing.prefix):
+                    found.setdefault(name, value)  # a record pushed during the walk: once
+            if not minute:
+                break
+        return list(found.items())
 
     def get(self, key: str) -> bytes | None:
         self._head()

@@ -19,9 +19,11 @@
 --                            one (backend_set_fenced_many.lua), for the process that sent
 --                            the task and may be waiting for it; short TTL
 --   P.."expiry"     [zset]   fake-clock mode only: Redis key -> expiry (ms)
---   P.."ix"         [zset]   task records (keys starting with TASKS) -> when last written
---                            (ms): what backend_list.lua pages through, newest first;
---                            entries older than the TTL being written are dropped
+--   P.."ix:"..m     [list]   the task records (keys starting with TASKS) first written in
+--                            minute m (Unix ms / 60000), newest first (LPUSH); it expires
+--                            a minute after the TTL of the newest record listed in it
+--   P.."ixm"        [zset]   the minutes m that have such a list (score m): what
+--                            backend_list.lua walks, newest first
 local P = ARGV[1]
 local CLOCK = tonumber(ARGV[2])
 local BACKSTOP = 3600000
@@ -41,22 +43,32 @@ local function noted(key, ms)
   end
 end
 
--- Task records (conveyor.keys.TASK_PREFIX) are indexed in P.."ix" by write time.
+-- Task records (conveyor.keys.TASK_PREFIX) are listed in the minute of their first write
+-- (before the SET: a key that exists already is not listed again). A push is O(1); the
+-- minute's list and its entry in P.."ixm" are touched once per script call.
 local TASKS = 'conveyor-task-'
-local index_now = nil
+local minute_list = nil
 
-local function indexed(name, ms)
-  if string.sub(name, 1, #TASKS) ~= TASKS then
+local function indexed(name, key, ms)
+  if string.sub(name, 1, #TASKS) ~= TASKS or redis.call('EXISTS', key) == 1 then
     return
   end
-  if not index_now then
-    index_now = CLOCK or (function()
+  if not minute_list then
+    local now = CLOCK
+    if not now then
       local t = redis.call('TIME')
-      return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-    end)()
-    redis.call('ZREMRANGEBYSCORE', P .. 'ix', '-inf', '(' .. (index_now - ms))
+      now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    end
+    local minute = math.floor(now / 60000)
+    minute_list = P .. 'ix:' .. minute
+    redis.call('ZADD', P .. 'ixm', minute, minute)
+    redis.call('ZREMRANGEBYSCORE', P .. 'ixm', '-inf', '(' .. (minute - math.ceil(ms / 60000) - 1))
+    redis.call('LPUSH', minute_list, name)
+    redis.call('PEXPIRE', minute_list, px(ms + 60000))
+    noted(minute_list, ms + 60000)
+    return
   end
-  redis.call('ZADD', P .. 'ix', index_now, name)
+  redis.call('LPUSH', minute_list, name)
 end
 
 -- The fence of a stored "<fence>:<value>" string: nil when absent, "" when it has none.
@@ -93,9 +105,9 @@ local function store(name, key, value, ms, fence, unwatched)
     redis.call('DEL', key)
     return
   end
+  indexed(name, key, ms)
   redis.call('SET', key, fence .. ':' .. value, 'PX', px(ms))
   noted(key, ms)
-  indexed(name, ms)
   if not unwatched then
     notify(name, value)
   end
