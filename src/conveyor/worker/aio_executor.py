@@ -98,7 +98,20 @@ class AsyncExecution:
         def worker_error(self, delivery: Delivery, exc: Exception) -> None: ...
         def _nack(self, delivery: Delivery, delay: float | None = None) -> None: ...
 
+    @property
+    def running(self) -> bool:
+        """Whether a terminate signal may interrupt this thread now: a def task's own code
+        runs, and no async task of this consumer is in flight. The signal does not say
+        which task it is for, and the loop cancels a revoked coroutine itself; a def task
+        revoked meanwhile is stopped by the supervisor killing the process instead."""
+        return self._running_def and not self.in_flight
+
+    @running.setter
+    def running(self, value: bool) -> None:
+        self._running_def = value
+
     def _init_async(self) -> None:
+        self._running_def = False
         self._runner: AsyncRunner | None = None
         self.in_flight = 0
         """Async tasks handed to the loop whose outcome ``collect`` has not stored yet."""
