@@ -497,6 +497,11 @@ class GroupResult(ResultSet, AsyncResult[list[Any]]):
     def __hash__(self) -> int:  # defining __eq__ would otherwise drop the inherited one
         return hash(self.id)
 
+    def __bool__(self) -> bool:
+        """True for any group that has an id, an empty one too (``if result:`` after
+        sending ``group([])``), as in Celery; ``len()`` counts the members."""
+        return bool(self.id or self.results)
+
     def __repr__(self) -> str:
         return f"<GroupResult: {self.id} [{', '.join(r.id for r in self.results)}]>"
 

@@ -41,3 +41,11 @@ def test_result_from_tuple_reads_celerys_older_form_and_results() -> None:
     assert legacy.id == "old-group" and isinstance(legacy, GroupResult)
     handle = app.AsyncResult("x")
     assert result_from_tuple(handle, app) is handle
+
+
+def test_an_empty_group_result_is_still_a_result() -> None:
+    from conveyor import group
+
+    app = make_app()
+    result = group([], app=app).apply_async()
+    assert result and len(result) == 0 and result.results == []
