@@ -399,6 +399,37 @@ def test_outside_an_event_loop_get_still_works(tasks: ModuleType, worker: Any) -
     assert result.get(timeout=10) == 7
 
 
+def test_waiting_coroutines_share_one_blocked_redis_connection(
+    redis_url: str, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hundred coroutines await tasks that no worker runs: past the reply window they
+    all wait on the loop's shared waiter list, read by one blocked connection."""
+    import redis
+
+    url = f"{redis_url}?prefix={redis_prefix}"
+    monkeypatch.setenv("CONVEYOR_BROKER_URL", url)
+    server = redis.Redis.from_url(redis_url)
+
+    def blocked() -> int:
+        return int(server.info("clients")["blocked_clients"])
+
+    with project_afresh("aio_client_tasks") as tasks:
+        add = tasks.add
+
+        async def main() -> tuple[int, int, list[Any]]:
+            before = await asyncio.to_thread(blocked)
+            results = [await add.aapply_async((i, i), queue="nobody-consumes") for i in range(100)]
+            waits = asyncio.gather(*(r.aget(timeout=1.5) for r in results), return_exceptions=True)
+            await asyncio.sleep(0.9)  # past each wait's quarter second on its reply list
+            during = await asyncio.to_thread(blocked)
+            return before, during, await waits
+
+        before, during, outcomes = run(main())
+    server.close()
+    assert all(isinstance(o, TimeoutError) for o in outcomes)
+    assert during - before <= 2, f"{during - before} more blocked connections"
+
+
 def test_an_unreachable_redis_is_a_broker_error_naming_it() -> None:
     url = f"redis://127.0.0.1:{free_port()}/0?publish_retries=1&publish_retry_delay=0.01"
     app = Conveyor("nowhere", broker=url, set_as_current=False)

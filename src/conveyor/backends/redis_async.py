@@ -1,11 +1,14 @@
 """The Redis result backend for coroutines: reads and waits that never block the event loop.
 
 The asyncio twin of ``RedisBackend`` (whose docstring describes the keys): the same values,
-the same reply lists and the same ``backend_watch.lua`` registration, so a result waited
-for here arrives exactly as it would for a ``get()`` in a thread. A task this process sent
-with a reply (``RedisBackend.expect``, noted by sync and async sends alike) is first waited
-for on its reply list; otherwise the wait registers a waiter list of its own and blocks on
-it with BLPOP. Each waiting coroutine holds one connection while it blocks.
+the same reply lists and the same waiter-list registration, so a result waited for here
+arrives exactly as it would for a ``get()`` in a thread. A task this process sent with a
+reply (``RedisBackend.expect``, noted by sync and async sends alike) is first waited for
+on its reply list, for at most ``_REPLY_BLOCK`` (one connection, briefly). Any other wait
+registers the event loop's one shared waiter list for its key and reads the key in the
+same step (``backend_watch_shared.lua``); one reader task per loop blocks on that list
+with BLPOP and hands each pushed value to the waits for its key. So a thousand
+coroutines waiting for results hold one connection between them, not a thousand.
 
 Only production backends have a twin: one made with ``clock=`` (the contract tests' fake
 clock) sweeps expired keys before each operation, which this module does not do.
@@ -13,10 +16,12 @@ clock) sweeps expired keys before each operation, which this module does not do.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Sequence
 from functools import partial
 
@@ -34,6 +39,17 @@ _MARGIN = 1.0
 """Seconds a blocking read may take beyond its command's own timeout."""
 
 
+class _SharedList:
+    """One event loop's waiter list: the waits on it by key, and the task reading it."""
+
+    __slots__ = ("name", "reader", "waits")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.waits: dict[str, set[asyncio.Future[bytes]]] = {}
+        self.reader: asyncio.Task[None] | None = None
+
+
 class AsyncRedisBackend:
     """Reads and waits on the keys of ``backend``, for coroutines."""
 
@@ -42,9 +58,11 @@ class AsyncRedisBackend:
         self.link = AsyncRedisLink(backend.link)
         self.prefix = backend.prefix
         self._values = f"{self.prefix}v:"
-        self._watch = self.link.script("backend_prelude.lua", "backend_watch.lua")
-        self._lists: list[str] = []
-        """Waiter lists no wait is using now (each wait uses one of its own)."""
+        self._watch = self.link.script("backend_prelude.lua", "backend_watch_shared.lua")
+        self._lists: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _SharedList] = (
+            weakref.WeakKeyDictionary()
+        )
+        """Per event loop: the waiter list its registered waits share."""
         self._pid = os.getpid()
 
     async def get(self, key: str) -> bytes | None:
@@ -77,49 +95,82 @@ class AsyncRedisBackend:
                 if woken is not None and ready(woken[1]):
                     replied: bytes = woken[1]
                     return replied
-        if self._pid != os.getpid():  # a forked child never shares its parent's lists
-            self._pid, self._lists = os.getpid(), []
-        waiter = self._lists.pop() if self._lists else f"{self.prefix}wl:{uuid.uuid4().hex}"
-        try:
-            return await self._registered(key, waiter, ready, deadline)
-        finally:
-            self._lists.append(waiter)
+        return await self._registered(key, ready, deadline)
+
+    def _shared(self) -> _SharedList:
+        """The running loop's shared waiter list (a forked child makes its own)."""
+        if self._pid != os.getpid():
+            self._pid, self._lists = os.getpid(), weakref.WeakKeyDictionary()
+        loop = asyncio.get_running_loop()
+        shared = self._lists.get(loop)
+        if shared is None:
+            shared = self._lists[loop] = _SharedList(f"{self.prefix}wl:{uuid.uuid4().hex}")
+        return shared
 
     async def _registered(
-        self,
-        key: str,
-        waiter: str,
-        ready: Callable[[bytes | None], bool],
-        deadline: float | None,
+        self, key: str, ready: Callable[[bytes | None], bool], deadline: float | None
     ) -> bytes | None:
-        encoded = key.encode()
-        tag = b"%d:%s" % (len(encoded), encoded)
+        """Register the loop's shared list for the key and read it (one script); then wait
+        for the reader to hand over a value pushed for the key; register again after a
+        value that is not ready or when the registration is about to lapse."""
+        shared = self._shared()
         limit = self.link.block_limit
         while True:
             left = limit if deadline is None else deadline - time.monotonic()
             block = max(0.001, min(left, limit))
-            args = (self.prefix, "", key, waiter, math.ceil((block + 5) * 1000))
-            value = stored_value(
-                await self.link.call("waiting for a result", partial(self._watch, args), 1)
-            )
-            if ready(value):
-                return value
-            while True:
-                if deadline is not None:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
+            pushed: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+            shared.waits.setdefault(key, set()).add(pushed)  # before the registration
+            try:
+                self._start_reader(shared)
+                args = (self.prefix, "", key, shared.name, math.ceil((block + 5) * 1000))
+                value = stored_value(
+                    await self.link.call("waiting for a result", partial(self._watch, args), 1)
+                )
+                if ready(value):
+                    return value
+                try:
+                    async with asyncio.timeout(block):
+                        value = await pushed
+                except TimeoutError:
+                    if deadline is not None and deadline - time.monotonic() <= 0:
                         return value
-                    block = max(0.001, min(left, limit))
-                woken = await self._blpop(waiter, block)
-                if woken is None:
-                    break  # read again (and renew the registration before it expires)
-                message: bytes = woken[1]
-                if message.startswith(tag):
-                    value = message[len(tag) :]
-                    if ready(value):
-                        return value
-                    break  # the write used up the registration: register again
-                # else: a late push for a key an earlier wait on this list waited for
+                    continue  # read again (and renew the registration before it expires)
+                if ready(value):
+                    return value
+                # the write used up the registration: register again
+            finally:
+                waits = shared.waits.get(key)
+                if waits is not None:
+                    waits.discard(pushed)
+                    if not waits:
+                        del shared.waits[key]
+
+    def _start_reader(self, shared: _SharedList) -> None:
+        if shared.reader is None or shared.reader.done():
+            shared.reader = asyncio.get_running_loop().create_task(self._read(shared))
+
+    async def _read(self, shared: _SharedList) -> None:
+        """Block on the shared list while any wait uses it; hand each pushed value to the
+        waits for its key (pushes for keys nobody waits for now are late: dropped)."""
+        limit = self.link.block_limit
+        while shared.waits:
+            try:
+                woken = await self._blpop(shared.name, limit)
+            except Exception as exc:  # Redis unreachable: every wait fails with it
+                for waits in shared.waits.values():
+                    for pushed in waits:
+                        if not pushed.done():
+                            pushed.set_exception(exc)
+                return
+            if woken is None:
+                continue
+            message: bytes = woken[1]
+            size, _, rest = message.partition(b":")
+            length = int(size)
+            key, value = rest[:length].decode(), rest[length:]
+            for pushed in shared.waits.get(key, ()):
+                if not pushed.done():
+                    pushed.set_result(value)
 
     async def _blpop(self, name: str, seconds: float) -> list[bytes] | None:
         link = self.link
