@@ -139,6 +139,8 @@ class AsyncRedisBackend:
                     return value
                 # the write used up the registration: register again
             finally:
+                if pushed.done() and not pushed.cancelled():
+                    pushed.exception()  # seen: an error it holds was raised or is moot
                 waits = shared.waits.get(key)
                 if waits is not None:
                     waits.discard(pushed)
