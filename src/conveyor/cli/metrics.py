@@ -19,10 +19,11 @@ __all__ = ["metrics"]
 @loglevel_option
 @click.pass_context
 def metrics(ctx: click.Context, app_spec: str | None, port: int, addr: str, loglevel: str) -> None:
-    """Serve queue depths and dead letters for Prometheus until stopped (SIGTERM, Ctrl-C).
+    """Serve queue depths, dead letters and workers for Prometheus until stopped.
 
     Each scrape asks the broker; run one beside the cluster, not one per worker (a
-    worker's own task counters are on ``conveyor worker --metrics-port``).
+    worker's own task counters are on 'conveyor worker --metrics-port'). SIGTERM or
+    Ctrl-C stops it.
     """
     from ..contrib.prometheus import serve_cluster_metrics
     from ..log import setup_logging
