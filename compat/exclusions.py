@@ -53,6 +53,13 @@ EXCLUSIONS: list[tuple[str, tuple[str, ...], str]] = [
         IN_PROCESS + " (caplog in the test process reads the worker's log records)",
     ),
     (IT + "test_task_redis_result_backend::*", (), REDIS_BACKEND),
+    (
+        IT + "test_tasks::test_revoked_by_headers_*_canvas",
+        (),
+        IN_PROCESS
+        + " (between its loops it clears celery.worker.state.revoked_stamps, the in-process"
+        " worker's memory of revoked stamps; Conveyor keeps them in the coordinator)",
+    ),
     (IT + "test_task_replacement::*", (), RECEIVED_IN_TEST),
     # -- integration: canvas -----------------------------------------------------------
     (
