@@ -164,7 +164,10 @@ class chain(_Composite):
             if i == 0:
                 result = task.apply(args, kwargs, **options)
             else:
-                result = task.apply((_eager_value(result),), **options)
+                previous = result
+                result = task.apply((_eager_value(previous),), **options)
+                if getattr(result, "parent", previous) is None:
+                    result.parent = previous  # walks back through the chain, as sent ones do
             if getattr(result, "state", None) in (states.IGNORED, states.REJECTED):
                 break
         return result

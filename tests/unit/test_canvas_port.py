@@ -320,3 +320,10 @@ def test_chunks_keep_their_items_as_given(app: Conveyor, t: SimpleNamespace) -> 
     result = pairs.apply_async()
     drain(app)
     assert result.get(timeout=1) == [[0, 2], [4, 6], [8, 10]]
+
+
+def test_an_eager_chain_result_walks_back_through_its_steps(t: SimpleNamespace) -> None:
+    result = chain(t.add.s(4, 4), t.add.s(8), t.add.s(10)).apply()
+    assert result.get() == 26
+    assert result.parent.get() == 16 and result.parent.parent.get() == 8
+    assert result.parent.parent.parent is None
