@@ -87,7 +87,10 @@ class Settings:
     broker_publish_retries: int = 5
     broker_publish_retry_delay: float = 0.2
     worker_concurrency: int | None = None
-    worker_prefetch_multiplier: int = 4
+    worker_prefetch_multiplier: int | None = None
+    """None: each consumer adapts its batches (4 messages, more while tasks are quick) and
+    hands unstarted ones back behind a long task. A number: Celery's meaning, each consumer
+    reserves that many at a time and keeps them until it runs them."""
     worker_max_tasks_per_child: int | None = None
     worker_send_task_events: bool = True
     """Whether workers write task and worker events to the broker's event stream

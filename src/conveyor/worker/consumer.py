@@ -1,4 +1,5 @@
-"""The consume loop: reserve a batch, run it one by one, hand back what is left on shutdown."""
+"""The consume loop: reserve a batch, run it one by one, hand back what is left when a task
+turns out long (fairness.py) or the worker stops."""
 
 from __future__ import annotations
 
@@ -15,9 +16,12 @@ from ..exceptions import BrokerError
 from ..outage import Outage
 from . import notify
 from .executor import Executor, Tracker
+from .fairness import FAIR_AFTER, FairWatch
 
-__all__ = ["Consumer", "hand_back_on_stop", "run_consumers"]
+__all__ = ["DEFAULT_PREFETCH", "Consumer", "hand_back_on_stop", "run_consumers"]
 
+DEFAULT_PREFETCH = 4
+"""The batch a consumer starts from when ``worker_prefetch_multiplier`` is not set."""
 FAST_TASK = 0.002
 """Seconds per task under which a batch counts as quick."""
 GROWTH = 32
@@ -27,7 +31,13 @@ logger = logging.getLogger("conveyor.worker")
 
 
 class Consumer:
-    """One consumer runs one task at a time; a worker runs several (processes or threads)."""
+    """One consumer runs one task at a time; a worker runs several (processes or threads).
+
+    ``prefetch`` None (the default): batches adapt to the tasks (``_adapt``) and a batch
+    held behind a long task goes back to the queues (fairness.py). A number (the user set
+    ``worker_prefetch_multiplier``): Celery's meaning, each batch is that many messages,
+    kept until they run.
+    """
 
     def __init__(
         self,
@@ -35,14 +45,16 @@ class Consumer:
         queues: Sequence[str],
         hostname: str,
         tracker: Tracker,
-        prefetch: int,
+        prefetch: int | None,
         max_tasks: int | None = None,
         stop: threading.Event | None = None,
         alive: Callable[[], bool] = lambda: True,
     ) -> None:
         self.app = app
         self.queues = list(queues)
-        self.prefetch = max(1, prefetch)
+        self.fair = prefetch is None
+        """Whether batches adapt and are handed back behind a long task."""
+        self.prefetch = max(1, DEFAULT_PREFETCH if prefetch is None else prefetch)
         self.max_tasks = max_tasks
         self.stop = stop or threading.Event()
         self.alive = alive
@@ -58,6 +70,12 @@ class Consumer:
         self._batch_started = 0.0
         self._batch_len = 0
         self.done = 0
+        self.begun = 0
+        """Tasks started; the fairness watcher reads it to tell a long task from many."""
+        self._kept = -1
+        """``begun`` when a hand-back failed: the buffer stays until the next task starts."""
+        self.watch: FairWatch | None = None
+        """Set by ``run_consumers`` for a fair consumer."""
 
     def run(self) -> None:
         idle_wait = 0.001
@@ -87,10 +105,13 @@ class Consumer:
                     notify.received(self.executor, batch)
                 with self._taking:
                     self.buffer.extend(batch)
+                if len(batch) > 1 and self.watch is not None:
+                    self.watch.wake()
             with self._taking:
                 if self.stop.is_set() or not self.buffer:
                     continue
                 delivery = self.buffer.popleft()
+                self.begun += 1
             try:
                 self.executor.handle(delivery)
             except BrokerError as exc:  # not the message's fault: handed back uncounted
@@ -125,21 +146,67 @@ class Consumer:
         return batch
 
     def _adapt(self) -> None:
-        """Reserve bigger batches while tasks are quick, back to the base when they are not.
+        """Reserve bigger batches while tasks are quick, smaller ones when they are not
+        (fair consumers only; a prefetch the user set is the batch, always).
 
         A full batch whose tasks took under FAST_TASK each doubles the next one, up to
         GROWTH times the prefetch: a queue of tiny tasks then costs a few round trips per
-        dozen tasks, while slow tasks keep the configured prefetch (and its fairness).
+        dozen tasks. Tasks of FAST_TASK or more go back to the prefetch; tasks of
+        FAIR_AFTER or more (long enough to have their batch handed back) to one message at
+        a time, since a batch behind them would only go back to the queue.
         """
         if not self._batch_len:
             return
         per_task = (time.monotonic() - self._batch_started) / self._batch_len
         full = self._batch_len >= self.batch_size
+        self._batch_len = 0
+        if not self.fair:
+            return
         if full and per_task < FAST_TASK:
             self.batch_size = min(self.batch_size * 2, self.prefetch * GROWTH)
+        elif per_task >= FAIR_AFTER:
+            self.batch_size = 1
         elif per_task >= FAST_TASK:
             self.batch_size = self.prefetch
-        self._batch_len = 0
+
+    def hand_back_held(self, begun: int) -> int:
+        """Fair dispatch, from the watcher's thread: the task this consumer runs is long, so
+        its unstarted messages go back to their queues (uncounted), for idle consumers.
+
+        Nothing is handed back if a task started since the watcher read ``begun``. When the
+        broker cannot take them (an outage), they stay here and run after the task, as
+        before: a lease left to pass would count as a delivery. Not tried again before the
+        next task starts.
+        """
+        with self._taking:
+            if self.begun != begun or self.begun == self._kept or self.stop.is_set():
+                return 0
+            waiting = list(self.buffer)
+            self._batch_len -= len(waiting)  # before the buffer empties: _adapt then reads it
+            self.buffer.clear()
+        if not waiting:
+            return 0
+        try:
+            self.broker.nack_many(waiting)
+        except Exception as exc:
+            with self._taking:
+                self.buffer.extendleft(reversed(waiting))
+                self._batch_len += len(waiting)
+                self._kept = begun
+            logger.warning(
+                "%d reserved message(s) wait for the task that runs: %s", len(waiting), exc
+            )
+            return 0
+        logger.debug(
+            "a task runs past %g s: reserved message(s) handed back: %s",
+            FAIR_AFTER,
+            " ".join(delivery.id for delivery in waiting),
+        )
+        for delivery in waiting:
+            self.executor.forget(delivery)
+        self.tracker.released(waiting)
+        self.tracker.flush()
+        return len(waiting)
 
     def hand_back_unstarted(self) -> None:
         """Warm shutdown, from any thread: reserved messages not started yet go back to
@@ -165,21 +232,25 @@ class Consumer:
             logger.warning(
                 "%s; a message handed to this worker comes back when its lease passes", exc
             )
-        if self.buffer:
-            self._give_back(list(self.buffer))
+        with self._taking:  # the fairness watcher may be handing the buffer back too
+            waiting = list(self.buffer)
             self.buffer.clear()
+        if waiting:
+            self._give_back(waiting)
         self.tracker.flush()
 
     def _give_back(self, deliveries: list[Delivery]) -> None:
+        """Back to their queues now, uncounted, in one broker call where it can."""
         for delivery in deliveries:
             self.executor.forget(delivery)
-            try:
-                self.broker.nack(delivery)
-            except BrokerError as exc:
-                logger.warning("%s not handed back, its lease will pass: %s", delivery.id, exc)
-            except Exception:
-                logger.exception("could not hand back %s; its lease will expire", delivery.id)
-            self.tracker.released([delivery])
+        ids = " ".join(delivery.id for delivery in deliveries)
+        try:
+            self.broker.nack_many(deliveries)
+        except BrokerError as exc:
+            logger.warning("%s not handed back, their leases will pass: %s", ids, exc)
+        except Exception:
+            logger.exception("could not hand back %s; their leases will expire", ids)
+        self.tracker.released(deliveries)
 
 
 def hand_back_on_stop(stop: threading.Event, consumers: Sequence[Consumer]) -> threading.Thread:
@@ -202,18 +273,28 @@ def hand_back_on_stop(stop: threading.Event, consumers: Sequence[Consumer]) -> t
 def run_consumers(
     consumers: Sequence[Consumer], stop: threading.Event, in_main_thread: bool = False
 ) -> None:
-    """Run consumers until they stop: one in this thread, or each in a thread of its own."""
+    """Run consumers until they stop: one in this thread, or each in a thread of its own;
+    fair ones are watched (fairness.py)."""
     hand_back_on_stop(stop, consumers)
-    if in_main_thread:
-        for consumer in consumers:
-            consumer.run()
-        return
-    threads = [
-        threading.Thread(target=consumer.run, name=f"conveyor-{i}", daemon=True)
-        for i, consumer in enumerate(consumers)
-    ]
-    for thread in threads:
-        thread.start()
-    while any(t.is_alive() for t in threads):
+    fair = [consumer for consumer in consumers if consumer.fair]
+    watch = FairWatch(fair, stop)
+    for consumer in fair:
+        consumer.watch = watch
+    if fair:
+        watch.start()
+    try:
+        if in_main_thread:
+            for consumer in consumers:
+                consumer.run()
+            return
+        threads = [
+            threading.Thread(target=consumer.run, name=f"conveyor-{i}", daemon=True)
+            for i, consumer in enumerate(consumers)
+        ]
         for thread in threads:
-            thread.join(0.2)
+            thread.start()
+        while any(t.is_alive() for t in threads):
+            for thread in threads:
+                thread.join(0.2)
+    finally:
+        watch.close()

@@ -57,7 +57,7 @@ class LocalPool:
         queues: Sequence[str],
         concurrency: int,
         hostname: str,
-        prefetch: int,
+        prefetch: int | None,
         solo: bool = False,
         install_signals: bool = True,
     ) -> None:

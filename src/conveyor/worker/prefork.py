@@ -34,7 +34,7 @@ from ..brokers.base import Delivery
 from ..exceptions import BrokerError, Terminated, TimeLimitExceeded
 from ..keys import lost_key, revoked_key
 from ..records import ErrorRecord, TaskRecord, retries_of
-from .consumer import Consumer, hand_back_on_stop, run_consumers
+from .consumer import Consumer, run_consumers
 from .leases import Held, LeaseKeeper
 
 __all__ = ["PreforkPool"]
@@ -115,7 +115,7 @@ class PreforkPool:
         queues: Sequence[str],
         concurrency: int,
         hostname: str,
-        prefetch: int,
+        prefetch: int | None,
         max_tasks_per_child: int | None,
         child_pool: str = "prefork",
     ) -> None:
@@ -493,8 +493,7 @@ class PreforkPool:
                 alive=alive,
             )
             signal.signal(TERMINATE, lambda *_: _interrupt(consumer))
-            hand_back_on_stop(stop, [consumer])
-            consumer.run()
+            run_consumers([consumer], stop, in_main_thread=True)
         except BaseException:
             logger.exception("child %d crashed", index)
             code = 1
