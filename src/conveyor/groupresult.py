@@ -61,6 +61,10 @@ class ResultSet:
             self._app = current_app()
         return self._app
 
+    @app.setter
+    def app(self, app: Conveyor) -> None:
+        self._app = app
+
     # -- membership
 
     def add(self, result: AnyResult) -> None:

@@ -424,10 +424,16 @@ class EagerResult(AsyncResult[R]):
         retval: Any,
         state: str,
         traceback: str | None = None,
-        task: AnyTask | None = None,
+        task: AnyTask | str | None = None,
         retries: int = 0,
+        name: str | None = None,
     ):
+        """``task`` may be given as its name, as Celery's ``EagerResult(id, value, state,
+        traceback, name)`` is built."""
+        if isinstance(task, str):
+            task, name = None, name or task
         super().__init__(id, task=task)
+        self._name = name
         self._retval = retval
         self._state = state
         self._traceback = traceback
@@ -455,7 +461,7 @@ class EagerResult(AsyncResult[R]):
 
     @property
     def name(self) -> str | None:
-        return self._task.name if self._task else None
+        return self._task.name if self._task else self._name
 
     @property
     def date_done(self) -> datetime | None:

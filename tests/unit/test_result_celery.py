@@ -49,3 +49,17 @@ def test_an_empty_group_result_is_still_a_result() -> None:
     app = make_app()
     result = group([], app=app).apply_async()
     assert result and len(result) == 0 and result.results == []
+
+
+def test_results_built_as_celery_code_builds_them() -> None:
+    from conveyor import ResultSet, states
+    from conveyor.result import EagerResult
+
+    eager: EagerResult[int] = EagerResult("x", 42, states.SUCCESS, None, "proj.answer")
+    assert eager.name == "proj.answer" and eager.get() == 42
+    assert EagerResult("y", 1, states.SUCCESS, name="proj.one").name == "proj.one"
+    app, other = make_app(), make_app()
+    results = ResultSet([app.AsyncResult("id1")])
+    assert results.app is app
+    results.app = other
+    assert results.app is other
