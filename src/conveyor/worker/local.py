@@ -22,6 +22,7 @@ from ..app import Conveyor
 from ..brokers.base import Delivery
 from .consumer import Consumer, run_consumers
 from .leases import LeaseKeeper
+from .registry import Registration, Tally, describe_in, describing
 
 __all__ = ["LocalPool"]
 
@@ -29,8 +30,9 @@ logger = logging.getLogger("conveyor.worker")
 
 
 class ThreadTracker:
-    def __init__(self, keeper: LeaseKeeper) -> None:
+    def __init__(self, keeper: LeaseKeeper, tally: Tally) -> None:
         self.keeper = keeper
+        self.tally = tally
 
     def reserved(self, deliveries: list[Delivery]) -> None:
         self.keeper.reserved(threading.get_ident(), deliveries)
@@ -41,6 +43,9 @@ class ThreadTracker:
         self.keeper.started(delivery.id, task_id, hard_deadline, fence)
 
     def finished(self, delivery: Delivery) -> None:
+        held = self.keeper.held.get(delivery.id)
+        if held is not None:
+            self.tally.count(held.name)
         self.keeper.done(delivery.id)
 
     def released(self, deliveries: list[Delivery]) -> None:
@@ -73,13 +78,24 @@ class LocalPool:
         self.stop = threading.Event()
         self.finished = threading.Event()
         self._signals = 0
+        self.tally = Tally()
+        self.consumers: list[Consumer] = []
+        self.registration = Registration(
+            app,
+            hostname,
+            self,
+            self._describe,
+            self.keeper.snapshot,
+            self.tally,
+            owners_are_children=False,
+        )
 
     def _consumer(self) -> Consumer:
         return Consumer(
             self.app,
             self.queues,
             self.hostname,
-            ThreadTracker(self.keeper),
+            ThreadTracker(self.keeper, self.tally),
             self.prefetch,
             stop=self.stop,
         )
@@ -87,7 +103,13 @@ class LocalPool:
     def _heartbeat(self) -> None:
         beat_every = max(self.lease / 3.0, 0.05)
         last_recover = 0.0
-        while not self.finished.wait(beat_every):
+        next_beat = time.monotonic() + beat_every
+        self.registration.beat()
+        while not self.finished.wait(min(beat_every, self.registration.interval)):
+            self.registration.beat()
+            if time.monotonic() < next_beat:
+                continue
+            next_beat = time.monotonic() + beat_every
             self.keeper.extend_all()
             signals.heartbeat_sent.send(sender=self)
             for held in self.keeper.past_deadline(time.time()):
@@ -130,20 +152,63 @@ class LocalPool:
                 logger.exception("could not hand back %s", held.delivery.id)
             self.keeper.released([held.delivery.id])
 
+    # -- control commands (worker/registry.py runs them on the heartbeat) ---------------
+
+    def _describe(self) -> dict[str, object]:
+        return {
+            "pool": "solo" if self.solo else "threads",
+            "concurrency": self.concurrency,
+            "queues": list(self.queues),
+            "children": [],
+            "prefetch": self.prefetch,
+            "max_tasks_per_child": None,
+        }
+
+    def add_queue(self, queue: str) -> bool:
+        if queue in self.queues:
+            return False
+        self.queues.append(queue)
+        for consumer in self.consumers:
+            consumer.queues.append(queue)  # read at its next reservation
+        return True
+
+    def cancel_queue(self, queue: str) -> bool:
+        if self.queues == [queue]:
+            return False
+        self.queues.remove(queue)
+        for consumer in self.consumers:
+            consumer.queues.remove(queue)
+        return True
+
+    def resize(self, change: int) -> str | None:
+        return "a pool of threads in this process has a fixed size"
+
+    def set_time_limit(self, task_name: str, soft: float | None, hard: float | None) -> None:
+        task = self.app.tasks[task_name]
+        task.soft_time_limit, task.time_limit = soft, hard
+
+    def request_shutdown(self) -> None:
+        self.stop.set()
+
     def run(self) -> int:
         if self.install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
                 signal.signal(sig, self._on_signal)
+        hook = describing(describe_in(self.keeper))
+        self.app.on_task_start.insert(0, hook)
+        self.consumers = [self._consumer() for _ in range(self.concurrency)]
         beat = threading.Thread(target=self._heartbeat, name="conveyor-heartbeat", daemon=True)
         beat.start()
         signals.worker_process_init.send(sender=None)
         code = 1
         try:
-            consumers = [self._consumer() for _ in range(self.concurrency)]
             signals.worker_ready.send(sender=self)
-            run_consumers(consumers, self.stop, in_main_thread=self.solo)
+            run_consumers(self.consumers, self.stop, in_main_thread=self.solo)
             code = 0
         finally:
             self.finished.set()
+            self.app.on_task_start.remove(hook)
+            beat.join(5.0)
+            self.registration.leave()
             signals.worker_process_shutdown.send(sender=None, pid=os.getpid(), exitcode=code)
         return 0

@@ -33,9 +33,13 @@ from ..app import Conveyor
 from ..brokers.base import Delivery
 from ..exceptions import BrokerError, Terminated, TimeLimitExceeded
 from ..keys import lost_key, revoked_key
+from ..message import Message
 from ..records import ErrorRecord, TaskRecord, retries_of
+from ..request import Request
+from ..task import AnyTask
 from .consumer import Consumer, run_consumers
 from .leases import Held, LeaseKeeper
+from .registry import Registration, Tally, preview
 
 __all__ = ["PreforkPool"]
 
@@ -50,6 +54,8 @@ KILL_GRACE = 5.0
 """Seconds a child has to exit after a terminate signal other than SIGKILL."""
 LOST_NOTE_TTL = 7 * 24 * 3600.0
 """Seconds the note of a child's death while running a message is kept."""
+_current = threading.local()
+"""The PipeTracker of the consumer thread running here (``describing`` finds it)."""
 NOTICE_PAUSE = 0.005
 """Seconds the supervisor rests after reading children's notices: a busy child then wakes
 it a few hundred times a second, not once per task, and keeps the CPU for its tasks."""
@@ -67,9 +73,17 @@ class PipeTracker:
         self.fd = fd
         self.pending = ""
         self.lock = lock or threading.Lock()
+        self.deferred = False
+        """True when a ``describing`` hook follows every "started": that notice then waits
+        the microseconds until the hook's "N" line, and both go out in one write."""
+        self.starting: tuple[str, str] | None = None
+        """The deferred "started" line, and its delivery id."""
 
     def _send(self, text: str) -> None:
         with self.lock:
+            start, self.starting = self.starting, None
+            if start is not None:  # a start whose description did not come: it goes now
+                text = start[0] + text
             data = (self.pending + text).encode()
             self.pending = ""
             while data:
@@ -84,7 +98,21 @@ class PipeTracker:
     def started(
         self, delivery: Delivery, task_id: str, hard_deadline: float | None, fence: int
     ) -> None:
-        self._send(f"S\t{delivery.id}\t{task_id}\t{hard_deadline or ''}\t{fence}\n")
+        line = f"S\t{delivery.id}\t{task_id}\t{hard_deadline or ''}\t{fence}\n"
+        if self.deferred:
+            self.starting = line, delivery.id
+            _current.tracker = self
+        else:
+            self._send(line)
+
+    def described(self, message: Message) -> None:
+        """What the task that just started is (for the registry), in its start's write."""
+        start, self.starting = self.starting, None
+        if start is None:
+            return
+        line, delivery_id = start
+        args, kwargs = preview(message)
+        self._send(f"{line}N\t{delivery_id}\t{message.task}\t{args}\t{kwargs}\n")
 
     def finished(self, delivery: Delivery) -> None:
         with self.lock:
@@ -95,7 +123,7 @@ class PipeTracker:
             self.pending += "".join(f"F\t{d.id}\n" for d in deliveries)
 
     def flush(self) -> None:
-        if self.pending:
+        if self.pending or self.starting:
             self._send("")
 
 
@@ -138,6 +166,8 @@ class PreforkPool:
         self.cold = False
         self._signals: list[int] = []
         self.terminating: dict[str, tuple[float, TaskRecord]] = {}
+        self.tally = Tally()
+        self.registration: Registration | None = None
 
     # -- supervisor ---------------------------------------------------------------------
 
@@ -151,12 +181,16 @@ class PreforkPool:
             sig: signal.signal(sig, self._on_signal)
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGQUIT)
         }
+        self.registration = Registration(
+            self.app, self.hostname, self, self._describe, self.keeper.snapshot, self.tally
+        )
         try:
             for index in range(self.concurrency):
                 self._spawn(index)
             signals.worker_ready.send(sender=self)
             self._loop(wake_r)
         finally:
+            self.registration.leave()
             signal.set_wakeup_fd(old_wakeup)
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
@@ -202,6 +236,8 @@ class PreforkPool:
             if not self.stopping and now >= next_cleanup:
                 self._cleanup()
                 next_cleanup = now + 60
+            if self.registration is not None:
+                self.registration.beat()
             if notices and not self.stopping:
                 time.sleep(NOTICE_PAUSE)  # let the children's notices gather in their pipes
 
@@ -276,7 +312,11 @@ class PreforkPool:
         elif kind == "S":
             _, msg_id, task_id, deadline, fence = parts
             self.keeper.started(msg_id, task_id, float(deadline) if deadline else None, int(fence))
+        elif kind == "N":
+            self.keeper.describe(*parts[1:5])
         elif kind == "D":
+            held = self.keeper.held.get(parts[1])
+            self.tally.count(held.name if held is not None else "")
             self.keeper.done(parts[1])
         elif kind == "F":
             self.keeper.released([parts[1]])
@@ -320,7 +360,7 @@ class PreforkPool:
         code = os.waitstatus_to_exitcode(status)
         if code != 0 and not child.killed_for and not self.stopping:
             logger.error("child pid %d exited with %s; replacing it", child.pid, code)
-        if not self.stopping:
+        if not self.stopping and child.index < self.concurrency:
             self._spawn(child.index)
 
     def _note_lost(self, child: Child, held: Held, status: int) -> None:
@@ -457,6 +497,65 @@ class PreforkPool:
         except Exception:
             logger.exception("result cleanup failed")
 
+    # -- control commands (worker/registry.py runs them on the heartbeat) ---------------
+
+    def _describe(self) -> dict[str, object]:
+        """The registry record's pool fields."""
+        prefork = self.child_pool == "prefork"
+        return {
+            "pool": self.child_pool,
+            "concurrency": self.concurrency if prefork else self.threads,
+            "queues": list(self.queues),
+            "children": sorted(self.children),
+            "prefetch": self.prefetch,
+            "max_tasks_per_child": self.max_tasks_per_child,
+        }
+
+    def _recycle(self) -> None:
+        """Replace every child (each once its running task ends) so the new ones start
+        with the supervisor's current queues and task settings."""
+        for child in list(self.children.values()):
+            _kill(child.pid, WARM_STOP)
+
+    def add_queue(self, queue: str) -> bool:
+        if queue in self.queues:
+            return False
+        self.queues.append(queue)
+        self._recycle()
+        return True
+
+    def cancel_queue(self, queue: str) -> bool:
+        if self.queues == [queue]:
+            return False
+        self.queues.remove(queue)
+        self._recycle()
+        return True
+
+    def resize(self, change: int) -> str | None:
+        if self.child_pool != "prefork":
+            return f"the {self.child_pool} pool has a fixed size: restart it with another -c"
+        if self.stopping:
+            return "the worker is shutting down"
+        size = self.concurrency + change
+        if size < 1:
+            return f"cannot shrink the pool of {self.concurrency} by {-change}: one must stay"
+        old, self.concurrency = self.concurrency, size
+        for index in range(old, size):
+            self._spawn(index)
+        for child in list(self.children.values()):
+            if child.index >= size:
+                _kill(child.pid, WARM_STOP)
+        logger.warning("pool resized from %d to %d child processes", old, size)
+        return None
+
+    def set_time_limit(self, task_name: str, soft: float | None, hard: float | None) -> None:
+        task = self.app.tasks[task_name]
+        task.soft_time_limit, task.time_limit = soft, hard
+        self._recycle()
+
+    def request_shutdown(self) -> None:
+        self._signals.append(signal.SIGTERM)
+
     # -- child --------------------------------------------------------------------------
 
     def _child_main(self, index: int, fd: int) -> None:  # pragma: no cover - child process
@@ -482,11 +581,13 @@ class PreforkPool:
             if self.child_pool != "prefork":
                 self._run_local(fd, stop, alive)
                 return
+            tracker = PipeTracker(fd)
+            _describe_starts(self.app, [tracker])
             consumer = Consumer(
                 self.app,
                 self.queues,
                 self.hostname,
-                PipeTracker(fd),
+                tracker,
                 self.prefetch,
                 self.max_tasks_per_child,
                 stop=stop,
@@ -508,23 +609,40 @@ class PreforkPool:
         """The child of the threads and solo pools: its consumers share the pipe."""
         lock = threading.Lock()
         solo = self.child_pool == "solo"
+        trackers = [PipeTracker(fd, lock) for _ in range(1 if solo else self.threads)]
+        _describe_starts(self.app, trackers)
         consumers = [
             Consumer(
                 self.app,
                 self.queues,
                 self.hostname,
-                PipeTracker(fd, lock),
+                tracker,
                 self.prefetch,
                 stop=stop,
                 alive=alive,
             )
-            for _ in range(1 if solo else self.threads)
+            for tracker in trackers
         ]
         if solo:
             signal.signal(TERMINATE, lambda *_: _interrupt(consumers[0]))
         else:
             signal.signal(TERMINATE, signal.SIG_IGN)
         run_consumers(consumers, stop, in_main_thread=solo)
+
+
+def _describe_starts(app: Conveyor, trackers: list[PipeTracker]) -> None:
+    """In a child: every task start is followed by what it is (name, argument previews),
+    sent in the same write as the start notice."""
+    for tracker in trackers:
+        tracker.deferred = True
+    app.on_task_start.insert(0, _describe_start)
+
+
+def _describe_start(task: AnyTask, context: Request) -> None:
+    """The ``on_task_start`` hook of a child: the running thread's tracker describes it."""
+    tracker: PipeTracker | None = getattr(_current, "tracker", None)
+    if tracker is not None and context.message is not None:
+        tracker.described(context.message)
 
 
 def _signal_name(signum: int) -> str:

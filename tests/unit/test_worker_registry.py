@@ -1,0 +1,108 @@
+"""The registry and control with the in-process pool (memory broker, a worker thread)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+
+from conveyor import Conveyor
+from conveyor.control import COMMANDS, control_command
+from conveyor.registry import read_workers, timing
+from conveyor.testing import memory_app, worker_thread
+from conveyor.worker.local import LocalPool
+
+T = TypeVar("T")
+NAME = "testing@localhost"
+
+
+def wait_for(predicate: Callable[[], T], what: str, timeout: float = 10.0) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def app() -> Iterator[Conveyor]:
+    # a heartbeat every 0.2 s
+    app = memory_app("registry", broker_lease=0.6, dashboard_token="s3cret-token")
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def pool(app: Conveyor) -> Iterator[LocalPool]:
+    with worker_thread(app, concurrency=2) as pool:
+        yield pool
+
+
+def test_timing_follows_the_lease() -> None:
+    assert timing(30.0) == (1.0, 33.0)
+    assert timing(0.6) == pytest.approx((0.2, 1.2))
+
+
+def test_a_running_task_shows_in_inspect_active(app: Conveyor, pool: LocalPool) -> None:
+    gate = threading.Event()
+
+    @app.task(name="unit.wait")
+    def wait(label: str) -> str:
+        gate.wait(10)
+        return label
+
+    result = wait.delay("the-label")
+    inspect = app.control.inspect()
+    active = wait_for(lambda: (inspect.active() or {}).get(NAME), "the task in active()")
+    [task] = active
+    assert (task["id"], task["name"], task["args"]) == (result.id, "unit.wait", '["the-label"]')
+    assert task["kwargs"] == "{}"
+    stats = inspect.stats()
+    assert stats is not None and stats[NAME]["pool"]["implementation"] == "threads"
+    gate.set()
+    assert result.get(timeout=10) == "the-label"
+    wait_for(lambda: (inspect.stats() or {})[NAME]["total"].get("unit.wait"), "the count")
+
+
+def test_control_reaches_the_in_process_pool(app: Conveyor, pool: LocalPool) -> None:
+    wait_for(lambda: read_workers(app.coordinator, app.clock()), "the registry record")
+    control = app.control
+    assert control.add_consumer("extra", reply=True) == [{NAME: {"ok": "add consumer extra"}}]
+    assert all(consumer.queues == ["default", "extra"] for consumer in pool.consumers)
+    assert control.pool_grow(reply=True) == [
+        {NAME: {"error": "a pool of threads in this process has a fixed size"}}
+    ]
+
+    @control_command(name="unit_echo")
+    def echo(state: Any, value: int = 0) -> dict[str, Any]:
+        return {"ok": value + 1, "queues": list(state.pool.queues)}
+
+    try:
+        assert control.broadcast("unit_echo", {"value": 41}, reply=True) == [
+            {NAME: {"ok": 42, "queues": ["default", "extra"]}}
+        ]
+    finally:
+        del COMMANDS["unit_echo"]
+
+    assert control.shutdown(reply=True) == [{NAME: {"ok": "shutting down"}}]
+    wait_for(lambda: not read_workers(app.coordinator, app.clock()), "the record removed")
+
+
+def test_revoked_ids_are_listed_by_every_worker(app: Conveyor, pool: LocalPool) -> None:
+    wait_for(lambda: read_workers(app.coordinator, app.clock()), "the registry record")
+    app.control.revoke(["a", "b"])
+    assert app.control.inspect().revoked() == {NAME: ["a", "b"]}
+    assert app.control.inspect(destination=["nobody"]).revoked() is None
+
+
+def test_conf_shows_settings_without_secrets(app: Conveyor, pool: LocalPool) -> None:
+    conf = wait_for(lambda: app.control.inspect().conf(), "the registry record")[NAME]
+    assert conf["broker_lease"] == 0.6
+    assert conf["dashboard_token"] == "***"
+    assert "s3cret" not in str(conf)
