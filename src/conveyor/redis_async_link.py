@@ -20,6 +20,7 @@ import os
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from redis.asyncio.connection import ConnectionPool
 from redis.asyncio.retry import Retry
@@ -27,6 +28,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
 from .redis_connection import UNREACHABLE, RedisLink, Script, split_url
+from .redis_sentinel import SENTINEL_SCHEMES, async_sentinel_pool
 
 __all__ = ["AsyncRedisLink", "AsyncScript"]
 
@@ -51,9 +53,11 @@ class AsyncRedisLink:
         """Seconds a reply may take, given to each read. The connections themselves have
         no socket timeout: with one, redis-py wraps every write in ``asyncio.wait_for``,
         a task and a loop iteration more per command."""
-        self._pool = ConnectionPool.from_url(
-            redis_url, **timeouts, socket_timeout=None, retry=Retry(NoBackoff(), 0)
-        )
+        options = {**timeouts, "socket_timeout": None, "retry": Retry(NoBackoff(), 0)}
+        if urlsplit(redis_url).scheme in SENTINEL_SCHEMES:
+            self._pool: Any = async_sentinel_pool(redis_url, options)
+        else:
+            self._pool = ConnectionPool.from_url(redis_url, **options)
         self._idle: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[Any]] = (
             weakref.WeakKeyDictionary()
         )
@@ -80,6 +84,8 @@ class AsyncRedisLink:
         free = self._free()
         connection = free.pop() if free else self._new()
         try:
+            if not connection.is_connected:  # a Sentinel-managed one finds the master here
+                await connection.connect()
             await connection.send_command(*args)
             reply = await connection.read_response(timeout=timeout or self.read_timeout)
         except BaseException:
@@ -97,6 +103,8 @@ class AsyncRedisLink:
         free = self._free()
         connection = free.pop() if free else self._new()
         try:
+            if not connection.is_connected:
+                await connection.connect()
             await connection.send_packed_command(connection.pack_commands(commands))
             replies = []
             for _ in commands:

@@ -46,6 +46,7 @@ from redis.retry import Retry
 
 from .exceptions import BrokerError, ImproperlyConfigured
 from .redaction import redact_text, redact_url
+from .redis_sentinel import DURABLE_OPTIONS, SENTINEL_SCHEMES, durability, sentinel_pool
 
 __all__ = ["DEFAULT_PREFIX", "RedisLink", "ReplyWait", "Script", "redact_url", "split_url"]
 
@@ -53,7 +54,14 @@ __all__ = ["DEFAULT_PREFIX", "RedisLink", "ReplyWait", "Script", "redact_url", "
 T = TypeVar("T")
 
 DEFAULT_PREFIX = "conveyor:"
-CONVEYOR_OPTIONS = ("prefix", "publish_retries", "publish_retry_delay", "reply_spin", "result_spin")
+CONVEYOR_OPTIONS = (
+    "prefix",
+    "publish_retries",
+    "publish_retry_delay",
+    "reply_spin",
+    "result_spin",
+    *DURABLE_OPTIONS,
+)
 
 UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 """Errors that mean Redis could not be reached (BusyLoadingError is a ConnectionError)."""
@@ -70,7 +78,7 @@ noticed within the socket timeout instead of hanging a worker for ever."""
 def split_url(url: str) -> tuple[str, dict[str, str]]:
     """Conveyor's options out of a Redis URL: (the URL for redis-py, the options)."""
     parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss"):
+    if parts.scheme not in ("redis", "rediss", *SENTINEL_SCHEMES):
         raise ImproperlyConfigured(f"not a Redis URL: {redact_url(url)!r}")
     ours: dict[str, str] = {}
     theirs: list[tuple[str, str]] = []
@@ -107,7 +115,10 @@ class RedisLink:
         self.prefix = prefix if prefix is not None else self.options.get("prefix", DEFAULT_PREFIX)
         settings = {**_DEFAULTS, "retry": Retry(NoBackoff(), 0), **redis_options}
         try:
-            self.pool: redis.ConnectionPool = redis.ConnectionPool.from_url(redis_url, **settings)
+            if urlsplit(redis_url).scheme in SENTINEL_SCHEMES:
+                self.pool: redis.ConnectionPool = sentinel_pool(redis_url, settings)
+            else:
+                self.pool = redis.ConnectionPool.from_url(redis_url, **settings)
         except (ValueError, TypeError) as exc:
             reason = redact_text(str(exc), url)
             raise ImproperlyConfigured(f"bad Redis URL {self.safe_url!r}: {reason}") from None
@@ -122,6 +133,8 @@ class RedisLink:
         """Seconds to poll for a quick command's reply before sleeping (``ReplyWait``)."""
         self.result_spin = number_option(self.options, "result_spin", 1000, url) / 1e6
         """Seconds a blocking wait for a result polls before sleeping (``command(spin=True)``)."""
+        self.durable = durability(self.options, url)
+        """What each script call waits for before it returns (``redis_sentinel.py``)."""
 
     @property
     def db(self) -> int:
@@ -132,8 +145,11 @@ class RedisLink:
         may touch the keys of both)."""
         mine, theirs = self.pool.connection_kwargs, other.pool.connection_kwargs
         fields = ("host", "port", "path", "db", "username")
-        return self.pool.connection_class is other.pool.connection_class and all(
-            mine.get(f) == theirs.get(f) for f in fields
+        return (
+            self.pool.connection_class is other.pool.connection_class
+            and getattr(self.pool, "service_name", None)
+            == getattr(other.pool, "service_name", None)
+            and all(mine.get(f) == theirs.get(f) for f in fields)
         )
 
     def error(self, what: str, exc: BaseException) -> BrokerError:
@@ -181,6 +197,8 @@ class RedisLink:
         """
         connection, own = self._connection()
         try:
+            if connection._sock is None:  # connect() first: a Sentinel-managed connection
+                connection.connect()  # asks for the master there, send_command would not
             connection.send_command(*args)
             if blocking:
                 if spin:
@@ -207,6 +225,23 @@ class RedisLink:
             with self._owned_lock:
                 self._owned.append(own.connection)
         return own.connection, own
+
+    def confirm(self) -> None:
+        """Durable mode: wait until Redis confirms this thread's writes so far (WAIT or
+        WAITAOF on the same connection), or raise BrokerError."""
+        if self.durable is None:
+            return
+        try:
+            reply = self.command(*self.durable.command(), blocking=True)
+        except RedisError as exc:
+            if "unknown command" in str(exc).lower():
+                raise ImproperlyConfigured(
+                    f"durable={self.durable.mode} in {self.safe_url!r} needs "
+                    f"{self.durable.command()[0]}, which this Redis does not have "
+                    "(WAITAOF came in Redis 7.2): use durable=replica, or a newer Redis"
+                ) from None
+            raise
+        self.durable.check(reply, self.safe_url)
 
     def pipeline(self, transaction: bool) -> Any:
         return self.client.pipeline(transaction=transaction)
@@ -302,10 +337,13 @@ class Script:
     def __call__(self, args: Sequence[Any]) -> Any:
         command = self.link.command
         try:
-            return command("EVALSHA", self.sha, 0, *args)
+            reply = command("EVALSHA", self.sha, 0, *args)
         except NoScriptError:
             command("SCRIPT", "LOAD", self.text)
-            return command("EVALSHA", self.sha, 0, *args)
+            reply = command("EVALSHA", self.sha, 0, *args)
+        if self.link.durable is not None:
+            self.link.confirm()
+        return reply
 
     def queue(self, pipe: Any, args: Sequence[Any]) -> None:
         """Add a call to a pipeline (``load`` the script first: a pipeline cannot retry)."""
@@ -315,6 +353,8 @@ class Script:
         """Many calls in one round trip, loading the script only when Redis lacks it (after a
         restart): then the whole batch runs again, which every caller's script tolerates
         (publish ignores live ids, fenced writes repeat to the same value)."""
+        if self.link.durable is not None:
+            return self._confirmed(calls, transaction)
         for attempt in (1, 2):
             pipe = self.link.pipeline(transaction)
             for args in calls:
@@ -325,6 +365,34 @@ class Script:
                 if attempt == 2:
                     raise
                 self.load()
+        raise AssertionError("unreachable")
+
+    def _confirmed(self, calls: Sequence[Sequence[Any]], transaction: bool) -> list[Any]:
+        """Durable mode's batch: on this thread's own connection (a MULTI/EXEC when it must
+        be atomic), then one WAIT that covers every call of it."""
+        command = self.link.command
+        for attempt in (1, 2):
+            if transaction:
+                command("MULTI")
+                for args in calls:
+                    command("EVALSHA", self.sha, 0, *args)
+                replies = list(command("EXEC"))
+            else:
+                replies = []
+                for args in calls:
+                    try:
+                        replies.append(command("EVALSHA", self.sha, 0, *args))
+                    except NoScriptError as exc:
+                        replies.append(exc)
+            missing = [r for r in replies if isinstance(r, NoScriptError)]
+            if missing and attempt == 1:
+                self.load()
+                continue
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+            self.link.confirm()
+            return replies
         raise AssertionError("unreachable")
 
     def load(self) -> None:

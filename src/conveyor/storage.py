@@ -27,7 +27,7 @@ __all__ = [
 
 Role = Literal["broker", "backend", "coordinator", "schedule store"]
 
-_REDIS = ("redis", "rediss")
+_REDIS = ("redis", "rediss", "sentinel")
 STORES: dict[Role, dict[str, str]] = {
     "broker": {
         "memory": "conveyor.brokers.memory:MemoryBroker",
@@ -53,7 +53,7 @@ STORES: dict[Role, dict[str, str]] = {
 """Role -> URL scheme -> the class that serves it. A new store is a row here (and its
 factory in the contract tests: docs/internals.md)."""
 
-KNOWN_SCHEMES = ("memory://", "sqlite://", "redis://", "rediss://")
+KNOWN_SCHEMES = ("memory://", "sqlite://", "redis://", "rediss://", "sentinel://")
 
 RABBITMQ_SCHEMES = ("amqp", "amqps", "pyamqp", "librabbitmq", "rpc")
 """Celery's URL schemes for RabbitMQ (``rpc://`` sends results over it)."""
