@@ -101,6 +101,9 @@ class Settings:
     events_max_length: int = 100_000
     """About how many of the newest events the broker's event stream keeps."""
     worker_pool: str = "prefork"
+    worker_async_concurrency: int = 100
+    """``async def`` tasks each worker process runs at once on its event loop
+    (``conveyor worker --async-concurrency``)."""
     timezone: str = "UTC"
     beat_schedule: dict[str, Any] = field(default_factory=dict)
     beat_store: str | None = None

@@ -83,6 +83,7 @@ def run_until_empty(
             if not batch:
                 break
             executor.handle(batch[0])
+            executor.finish_async()  # an async def task runs to its end on the loop
             executor.outbox.flush_acks()
             done += 1
     finally:

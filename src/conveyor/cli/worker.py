@@ -32,7 +32,15 @@ CELERY_WORKER_FLAGS = {
 )
 @click.option("-n", "--hostname", help="Worker name [conveyor@HOST].")
 @click.option(
-    "-P", "--pool", type=click.Choice(["prefork", "threads", "solo"]), help="Pool [prefork]."
+    "-P",
+    "--pool",
+    type=click.Choice(["prefork", "threads", "solo", "asyncio"]),
+    help="Pool [prefork]; asyncio: one process for async def tasks.",
+)
+@click.option(
+    "--async-concurrency",
+    type=click.IntRange(min=1),
+    help="async def tasks each process runs at once on its event loop [100].",
 )
 @loglevel_option
 @click.option("--prefetch-multiplier", type=int, help="Messages each consumer reserves at once.")
@@ -63,6 +71,7 @@ def worker(
     queues: str | None,
     hostname: str | None,
     pool: str | None,
+    async_concurrency: int | None,
     loglevel: str,
     prefetch_multiplier: int | None,
     max_tasks_per_child: int | None,
@@ -91,6 +100,8 @@ def worker(
         without_heartbeat=without_heartbeat,
         optimization=optimization,
     )
+    if async_concurrency is not None:
+        app.conf.worker_async_concurrency = async_concurrency
     queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
     try:
         pool_runner = Worker(

@@ -82,11 +82,13 @@ class Consumer:
         outage = Outage(logger)
         while not self.stop.is_set() and self.alive():
             if not self.buffer:
+                if self.executor.in_flight:  # async tasks: start the new, store the ended
+                    self.executor.between_batches()
                 try:
                     batch = self._next_batch()
                     if not batch:
                         self.tracker.flush()
-                        self.broker.wait(idle_wait)
+                        self.broker.wait(self.executor.idle_wait(idle_wait))
                 except BrokerError as exc:
                     outage.failed("consumer", exc)
                     self.stop.wait(outage.pause())
@@ -222,6 +224,7 @@ class Consumer:
 
     def release(self) -> None:
         """Ack what finished; hand reserved, unstarted messages back to their queues at once."""
+        self.executor.finish_async()  # running async tasks end first (warm shutdown)
         try:
             self.executor.outbox.flush_acks()
         finally:

@@ -15,7 +15,9 @@ from .prefork import PreforkPool
 
 __all__ = ["POOLS", "Worker"]
 
-POOLS = ("prefork", "threads", "solo")
+POOLS = ("prefork", "threads", "solo", "asyncio")
+"""``asyncio``: one process whose consumer hands ``async def`` tasks to its event loop (as
+every pool does) and runs any ``def`` task itself, as ``solo`` (see docs/async.md)."""
 
 logger = logging.getLogger("conveyor.worker")
 
@@ -58,11 +60,15 @@ class Worker:
             f"  broker:      {redact_url(self.app.broker_url)}",
             f"  results:     {redact_url(self.app.backend.url or type(self.app.backend).__name__)}",
             f"  queues:      {', '.join(self.queues)}",
-            f"  pool:        {self.pool} x {1 if self.pool == 'solo' else self.concurrency}",
+            f"  pool:        {self.pool} x {self._processes()}",
+            f"  async:       {self.app.conf.worker_async_concurrency} in flight per process",
             f"  tasks ({len(tasks)}):",
             *[f"    . {name}" for name in tasks],
         ]
         return "\n".join(lines)
+
+    def _processes(self) -> int:
+        return 1 if self.pool in ("solo", "asyncio") else self.concurrency
 
     def run(self) -> int:
         import multiprocessing
@@ -88,7 +94,7 @@ class Worker:
                 self.hostname,
                 self.prefetch,
                 self.max_tasks_per_child,
-                child_pool=self.pool,
+                child_pool="solo" if self.pool == "asyncio" else self.pool,
             ).run()
         return LocalPool(
             self.app,
@@ -96,5 +102,5 @@ class Worker:
             self.concurrency,
             self.hostname,
             self.prefetch,
-            solo=self.pool == "solo",
+            solo=self.pool in ("solo", "asyncio"),
         ).run()

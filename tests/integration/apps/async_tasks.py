@@ -1,0 +1,148 @@
+"""``async def`` tasks (issue 18), beside a few ``def`` ones: a worker process runs the
+coroutines on its event loop while its consumer runs the def tasks.
+
+The app takes its broker from CONVEYOR_BROKER_URL (a SQLite file or a private Redis with a
+prefix of the test's own). Tasks that must prove they ran, or when, append a JSON line to a
+file the test names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from conveyor import Conveyor, SoftTimeLimitExceeded, Task, shared_task
+
+BROKER_URL = os.environ.get("CONVEYOR_BROKER_URL", "")
+if not BROKER_URL.startswith(("sqlite:////", "redis://")):
+    raise RuntimeError(
+        f"async_tasks needs CONVEYOR_BROKER_URL set by the test (got {BROKER_URL!r})"
+    )
+
+app = Conveyor("async_tasks", broker=BROKER_URL, broker_lease=2)
+
+
+def note(path: str, **fields: Any) -> None:
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"pid": os.getpid(), "at": time.time(), **fields}) + "\n")
+
+
+@dataclass
+class Page:
+    url: str
+    size: int
+
+
+@app.task(bind=True)
+async def nap(self: Any, seconds: float) -> list[Any]:
+    """Sleeps without blocking the loop; answers with the request it saw after the sleep."""
+    await asyncio.sleep(seconds)
+    return [self.request.id, os.getpid()]
+
+
+@app.task
+async def fetch(url: str) -> Page:
+    await asyncio.sleep(0.01)
+    return Page(url=url, size=len(url))
+
+
+@app.task
+async def measure(page: Page) -> int:
+    assert isinstance(page, Page), type(page)
+    return page.size * 10
+
+
+@app.task(bind=True, autoretry_for=(ConnectionError,), retry_backoff=False, default_retry_delay=0)
+async def flaky(self: Any, until: int) -> int:
+    await asyncio.sleep(0)
+    if self.request.retries < until:
+        raise ConnectionError(f"attempt {self.request.retries}")
+    return self.request.retries
+
+
+@app.task(bind=True, max_retries=3)
+async def retry_once(self: Any) -> str:
+    if self.request.retries == 0:
+        raise self.retry(countdown=0)
+    return f"retried {self.request.retries}"
+
+
+@app.task(soft_time_limit=0.5)
+async def soft_limited(path: str) -> str:
+    try:
+        await asyncio.sleep(30)
+    except SoftTimeLimitExceeded:
+        note(path, event="cleanup")
+        return "cleaned up"
+    return "slept"
+
+
+@app.task(time_limit=0.5)
+async def hard_limited(path: str) -> str:
+    try:
+        await asyncio.sleep(30)
+    finally:
+        note(path, event="cancelled")
+    return "slept"
+
+
+@app.task(time_limit=0.5)
+async def blocks_loop(seconds: float) -> str:
+    time.sleep(seconds)  # a blocking call inside a coroutine: the whole loop stops
+    return "blocked"
+
+
+@app.task(bind=True)
+async def long_wait(self: Any, path: str) -> str:
+    note(path, event="start", id=self.request.id)
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError:
+        note(path, event="cancelled", id=self.request.id)
+        raise
+    return "finished"
+
+
+@app.task
+async def span(path: str, seconds: float) -> None:
+    note(path, event="start")
+    await asyncio.sleep(seconds)
+    note(path, event="end")
+
+
+@app.task(bind=True)
+async def progress(self: Any, steps: int) -> int:
+    for step in range(steps):
+        self.update_state(state="PROGRESS", meta={"current": step + 1, "total": steps})
+        await asyncio.sleep(0.05)
+    return steps
+
+
+@app.task
+def sync_sleep(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+class Poll(Task):
+    """A class-based async task."""
+
+    name = "async_tasks.Poll"
+
+    async def run(self, times: int) -> int:
+        for _ in range(times):
+            await asyncio.sleep(0.01)
+        return times
+
+
+poll = app.register_task(Poll())
+
+
+@shared_task
+async def shared_double(x: int) -> int:
+    await asyncio.sleep(0)
+    return x * 2

@@ -1,0 +1,186 @@
+"""``async def`` tasks in real workers (issue 18), on SQLite and on Redis: they interleave on
+each process's event loop, see their own ``self.request``, retry, meet their time limits,
+are cancelled by revoke with terminate, and share a process with ``def`` tasks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from conveyor import SoftTimeLimitExceeded, TimeLimitExceeded, states
+
+from .support import Workers, project_afresh, read_jsonl, wait_until
+
+APP = "async_tasks:app"
+
+
+@pytest.fixture
+def at(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    """The async tasks module (apps/async_tasks.py), imported afresh on ``url``."""
+    monkeypatch.setenv("CONVEYOR_BROKER_URL", url)
+    with project_afresh("async_tasks") as module:
+        yield module
+
+
+@pytest.fixture
+def aw(
+    request: pytest.FixtureRequest, tmp_path: Path, url: str, at: ModuleType
+) -> Iterator[Workers]:
+    workers = Workers(tmp_path, url)
+    request.node._conveyor_workers = workers
+    try:
+        yield workers
+    finally:
+        workers.stop_all()
+
+
+def test_fifty_sleeps_interleave_in_one_process_each_with_its_own_request(
+    at: ModuleType, aw: Workers
+) -> None:
+    worker = aw.start("-c", "1", app=APP)
+    sent = time.monotonic()
+    results = [at.nap.delay(1.0) for _ in range(50)]
+    answers = [r.get(timeout=20) for r in results]
+    elapsed = time.monotonic() - sent
+    assert [task_id for task_id, _ in answers] == [r.id for r in results]  # per coroutine
+    assert {pid for _, pid in answers} == set(worker.children())  # one process ran them all
+    assert elapsed < 6.0, f"50 one-second sleeps took {elapsed:.1f}s: they did not interleave"
+
+
+def test_typed_arguments_and_results_class_based_and_shared_tasks(
+    at: ModuleType, aw: Workers
+) -> None:
+    aw.start(app=APP)
+    page = at.fetch.delay("https://example.com").get(timeout=10)
+    assert page == at.Page(url="https://example.com", size=19)
+    assert at.measure.delay(page).get(timeout=10) == 190
+    assert at.poll.delay(3).get(timeout=10) == 3
+    assert at.shared_double.delay(21).get(timeout=10) == 42
+
+
+def test_retry_and_autoretry(at: ModuleType, aw: Workers) -> None:
+    aw.start(app=APP)
+    flaky, retried = at.flaky.delay(2), at.retry_once.delay()
+    assert flaky.get(timeout=15) == 2
+    assert flaky.retries == 2
+    assert retried.get(timeout=15) == "retried 1"
+
+
+def test_update_state_is_seen_while_the_coroutine_runs(at: ModuleType, aw: Workers) -> None:
+    aw.start(app=APP)
+    result = at.progress.delay(40)
+    info = wait_until(lambda: result.state == "PROGRESS" and result.info, what="PROGRESS")
+    assert info["total"] == 40
+    assert result.get(timeout=15) == 40
+
+
+def test_soft_limit_raises_inside_the_coroutine_and_hard_limit_cancels_it(
+    at: ModuleType, aw: Workers, tmp_path: Path
+) -> None:
+    worker = aw.start(app=APP)
+    child = worker.children()
+    soft_log, hard_log = str(tmp_path / "soft.jsonl"), str(tmp_path / "hard.jsonl")
+    soft, hard, bystander = (
+        at.soft_limited.delay(soft_log),
+        at.hard_limited.delay(hard_log),
+        at.nap.delay(1.5),
+    )
+    assert soft.get(timeout=15) == "cleaned up"
+    assert [e["event"] for e in read_jsonl(soft_log)] == ["cleanup"]
+    with pytest.raises(TimeLimitExceeded):
+        hard.get(timeout=15)
+    assert [e["event"] for e in read_jsonl(hard_log)] == ["cancelled"]  # its finally ran
+    bystander.get(timeout=15)  # the other coroutine of the process was not disturbed
+    assert worker.children() == child  # cancelled in time: the process was not replaced
+
+
+def test_soft_limit_of_an_uncaught_wait_fails_the_task(at: ModuleType, aw: Workers) -> None:
+    aw.start(app=APP)
+    result = at.nap.apply_async((30,), soft_time_limit=0.3)
+    with pytest.raises(SoftTimeLimitExceeded):
+        result.get(timeout=15)
+
+
+def test_revoke_with_terminate_cancels_only_that_coroutine(
+    at: ModuleType, aw: Workers, tmp_path: Path
+) -> None:
+    worker = aw.start(app=APP)
+    child = worker.children()
+    path = str(tmp_path / "long.jsonl")
+    doomed, bystander = at.long_wait.delay(path), at.nap.delay(2.0)
+    wait_until(lambda: read_jsonl(path), what="the coroutine to start")
+    doomed.revoke(terminate=True)
+    wait_until(lambda: doomed.state == states.REVOKED, what="REVOKED")
+    assert [e["event"] for e in read_jsonl(path)] == ["start", "cancelled"]
+    bystander.get(timeout=15)
+    assert worker.children() == child
+
+
+def test_terminating_a_coroutine_leaves_the_def_task_of_its_process_alone(
+    at: ModuleType, aw: Workers, tmp_path: Path
+) -> None:
+    aw.start("-c", "1", app=APP)
+    path = str(tmp_path / "long.jsonl")
+    doomed = at.long_wait.delay(path)
+    wait_until(lambda: read_jsonl(path), what="the coroutine to start")
+    blocking = at.sync_sleep.delay(2.0)
+    wait_until(lambda: blocking.state == states.STARTED, what="the def task to start")
+    doomed.revoke(terminate=True)
+    wait_until(lambda: doomed.state == states.REVOKED, what="REVOKED")
+    assert blocking.get(timeout=15)  # the terminate signal was not taken as meant for it
+    assert blocking.state == states.SUCCESS
+
+
+def test_def_and_async_def_tasks_share_a_process(at: ModuleType, aw: Workers) -> None:
+    worker = aw.start("-c", "1", app=APP)
+    sent = time.monotonic()
+    naps = [at.nap.delay(1.0) for _ in range(10)]
+    blocking = at.sync_sleep.delay(1.0)
+    more = [at.nap.delay(1.0) for _ in range(10)]
+    pids = {pid for _, pid in (r.get(timeout=20) for r in naps + more)}
+    assert pids == {blocking.get(timeout=20)} == set(worker.children())
+    elapsed = time.monotonic() - sent
+    assert elapsed < 6.0, f"{elapsed:.1f}s: the sleeps did not overlap the def task"
+
+
+def test_async_pool_keeps_to_its_async_concurrency(
+    at: ModuleType, aw: Workers, tmp_path: Path
+) -> None:
+    worker = aw.start("-P", "asyncio", "--async-concurrency", "3", app=APP)
+    assert "pool:        asyncio x 1" in worker.log()
+    path = str(tmp_path / "spans.jsonl")
+    for r in [at.span.delay(path, 0.4) for _ in range(9)]:
+        r.get(timeout=20)
+    events = sorted(read_jsonl(path), key=lambda e: (e["at"], e["event"] == "start"))
+    running = peak = 0
+    for event in events:
+        running += 1 if event["event"] == "start" else -1
+        peak = max(peak, running)
+    assert peak == 3
+
+
+def test_a_coroutine_that_blocks_the_loop_is_named_and_its_process_replaced(
+    at: ModuleType, aw: Workers, url: str
+) -> None:
+    if not url.startswith("sqlite"):
+        pytest.skip("the process is replaced the same way on every broker")
+    worker = aw.start(app=APP)
+    child = worker.children()
+    result = at.blocks_loop.delay(6.0)  # hard limit 0.5 s; cancellation cannot reach it
+    worker.wait_for_log("async_tasks.blocks_loop[" + result.id + "] has not yielded")
+    with pytest.raises(TimeLimitExceeded):
+        result.get(timeout=15)
+    wait_until(lambda: worker.children() and worker.children() != child, what="a new child")
+
+
+def test_warm_shutdown_lets_running_coroutines_finish(at: ModuleType, aw: Workers) -> None:
+    worker = aw.start(app=APP)
+    results = [at.nap.delay(1.0) for _ in range(5)]
+    wait_until(lambda: all(r.state == states.STARTED for r in results), what="STARTED")
+    worker.signal(15)
+    assert worker.wait() == 0
+    assert all(r.state == states.SUCCESS for r in results)
