@@ -1,10 +1,10 @@
-"""Ready messages on Redis live in a list per priority, given-back ones in a sorted set.
+"""Ready messages of priority 0 (the default) live in a list on Redis, the rest in a sorted set.
 
-``broker_prelude.lua`` (``take_ready``) takes, per priority from 9 down, the given-back
-ids first (nacked, or their lease expired: they are older) and then that priority's list.
-These tests pin the order a worker sees in the mixes the two structures allow, and that a
-queue left by a version before the lists (its ready ids in the sorted set only) is still
-served, oldest first, ahead of what is sent after the upgrade.
+``broker_prelude.lua`` (``take_ready``) takes the sorted set first (every priority above
+0, then priority 0 ids given back: nacked, or their lease expired, so older than the
+list's) and then the list. These tests pin the order a worker sees in the mixes the two
+structures allow, and that a queue left by a version before the list (every ready id in
+the sorted set) is still served, oldest first, ahead of what is sent after the upgrade.
 """
 
 from __future__ import annotations
@@ -119,6 +119,7 @@ def test_a_queue_from_before_the_lists_is_served_oldest_first(
         raw.hset(f"{redis_prefix}b", id_, f"{priority}body")
         raw.zadd(f"{redis_prefix}q:q", {id_: (9 - priority) * SHIFT + seq})
     raw.sadd(f"{redis_prefix}queues", "q")
+    raw.set(f"{redis_prefix}seq", 3)
     send(broker, "new-4", priority=4)
     send(broker, "new-9", priority=9)
     assert broker.stats()["q"].ready == 5

@@ -19,14 +19,15 @@
 --                           re-sends (one HINCRBY reads both), s ready score (from its last
 --                           reservation), t lease token (present only while reserved).
 --                           Absent for a message never delivered nor re-sent.
---   P.."p"..d..":"..queue [list] ready ids of priority d (0-9) in the order sent: RPUSH
---                           to send, LRANGE + LTRIM to take (ready_key(), take_ready())
---   P.."q:"..queue  [zset]  ready ids given back (nack, an expired lease), score (9 -
---                           priority) * 2^49 + sequence (the order they were first taken
---                           in). Within a priority they are older than every id of its
---                           list, so take_ready() takes them first. A queue written by a
---                           version before the lists keeps its ready ids here, with the
---                           same scores, so they are taken as before.
+--   P.."p0:"..queue [list]  ready ids of priority 0 (the default) in the order sent: a
+--                           send is one RPUSH; LRANGE + LTRIM take them (take_ready())
+--   P.."q:"..queue  [zset]  every other ready id: those of priorities 1-9, and those of
+--                           priority 0 given back (nack, an expired lease), score
+--                           (9 - priority) * 2^49 + sequence: higher priority first, then
+--                           oldest first (ZPOPMIN order). Its priority 0 ids are older than
+--                           the list's, so take_ready() takes it first. (Before the list,
+--                           every ready id was here, so a queue left by an earlier version
+--                           is taken as before.)
 --   P.."d:"..queue  [zset]  delayed ids, score eta (unix seconds)
 --   P.."l:"..queue  [zset]  reserved ids, score lease deadline (unix seconds)
 --   P.."w:"..queue  [list]  at most one wake token; workers BLPOP it to sleep without polling
@@ -107,6 +108,14 @@ end
 -- (MGET, DEL). CHUNK is even, so (score, member) pairs never split.
 local CHUNK = 1000
 local function chunked(command, key, items)
+  if #items == 0 then
+    return {}
+  elseif #items <= CHUNK then -- one call, its reply as it is
+    if key then
+      return redis.call(command, key, unpack(items))
+    end
+    return redis.call(command, unpack(items))
+  end
   local out = {}
   for from = 1, #items, CHUNK do
     local upto = math.min(from + CHUNK - 1, #items)
@@ -127,6 +136,11 @@ end
 
 -- How many of `keys` exist: variadic EXISTS, CHUNK keys a call.
 local function how_many_exist(keys)
+  if #keys == 0 then
+    return 0
+  elseif #keys <= CHUNK then
+    return redis.call('EXISTS', unpack(keys))
+  end
   local total = 0
   for from = 1, #keys, CHUNK do
     total = total + redis.call('EXISTS', unpack(keys, from, math.min(from + CHUNK - 1, #keys)))
@@ -148,6 +162,9 @@ end
 -- acked ids by queue. `defer`: leave them in their lease sets for the caller's unlease().
 -- Keys: as ack().
 local function ack_all(from, defer)
+  if #ARGV - from == 1 then -- one ack: as ack(), nothing to batch
+    return {ack(ARGV[from], ARGV[from + 1])}, {}
+  end
   local flags, keys, ids, queues, done = {}, {}, {}, {}, {}
   for i = from, #ARGV - 1, 2 do
     local id = ARGV[i]
@@ -178,76 +195,68 @@ local function ack_all(from, defer)
   return flags, queues
 end
 
--- The ready list of one priority of a queue.
-local function ready_key(queue, priority)
-  return P .. 'p' .. priority .. ':' .. queue
+-- The list of a queue's ready messages of priority 0 (the default), in the order sent.
+local function list_key(queue)
+  return P .. 'p0:' .. queue
 end
 
--- Whether a queue has any ready message: one EXISTS over its zset and its ten lists.
-local function has_ready(queue)
-  local keys = {P .. 'q:' .. queue}
-  for d = 9, 0, -1 do
-    keys[#keys + 1] = ready_key(queue, d)
-  end
-  return redis.call('EXISTS', unpack(keys)) > 0
-end
-
--- Take up to n ready ids of a queue: highest priority first; within a priority the given
--- back ids (P.."q:"..queue, by score) and then the list's, oldest first. Returns the ids
--- and their ready scores; an id from a list gets a fresh sequence number (one INCRBY for
--- all), so if it is given back later it keeps the order it was taken in.
--- Keys: P.."q:"..queue [zset] EXISTS, ZRANGEBYSCORE, ZREM; P.."p"..d..":"..queue [list]
--- LRANGE, LTRIM; P.."seq" [string] INCRBY.
-local function take_ready(queue, n)
-  local ids, scores, listed = {}, {}, {}
-  local zkey = P .. 'q:' .. queue
-  local given_back = redis.call('EXISTS', zkey) == 1
-  for d = 9, 0, -1 do
-    if #ids >= n then
-      break
-    end
-    if given_back then
-      local low = (9 - d) * SHIFT
-      local got = redis.call('ZRANGEBYSCORE', zkey, exact(low), '(' .. exact(low + SHIFT),
-        'WITHSCORES', 'LIMIT', 0, n - #ids)
-      if #got > 0 then
-        local members = {}
-        for j = 1, #got, 2 do
-          ids[#ids + 1] = got[j]
-          scores[#scores + 1] = got[j + 1]
-          members[#members + 1] = got[j]
-        end
-        redis.call('ZREM', zkey, unpack(members))
-      end
-    end
-    if #ids < n then
-      local lkey = ready_key(queue, d)
-      local got = redis.call('LRANGE', lkey, 0, n - #ids - 1)
-      if #got > 0 then
-        redis.call('LTRIM', lkey, #got, -1)
-        for _, id in ipairs(got) do
-          ids[#ids + 1] = id
-          scores[#scores + 1] = d
-          listed[#listed + 1] = #ids
-        end
-      end
+-- Make ids ready behind every ready message of their priority: priority 0 to the list,
+-- the others to the sorted set with fresh sequence numbers (one INCRBY for all).
+-- ids[k] has the priority digit priorities[k]. Keys: P.."p0:"..queue [list] RPUSH;
+-- P.."seq" [string] INCRBY; P.."q:"..queue [zset] ZADD.
+local function make_ready(queue, ids, priorities)
+  local listed, scored = {}, {}
+  for k, id in ipairs(ids) do
+    if priorities[k] == 0 then
+      listed[#listed + 1] = id
+    else
+      scored[#scored + 1] = k
     end
   end
   if #listed > 0 then
-    local seq = redis.call('INCRBY', P .. 'seq', #listed) - #listed
-    for j, k in ipairs(listed) do
-      scores[k] = exact(ready_score(scores[k], seq + j))
-    end
+    chunked('RPUSH', list_key(queue), listed)
   end
-  return ids, scores
+  if #scored > 0 then
+    local seq = redis.call('INCRBY', P .. 'seq', #scored) - #scored
+    local items = {}
+    for j, k in ipairs(scored) do
+      items[#items + 1] = ready_score(priorities[k], seq + j)
+      items[#items + 1] = ids[k]
+    end
+    chunked('ZADD', P .. 'q:' .. queue, items)
+  end
 end
 
--- Make ids ready at the end of their priority's list (sent, due, or re-sent): `ids` is a
--- table priority digit -> ids in order. Keys: P.."p"..d..":"..queue [list] RPUSH.
-local function push_ready(queue, ids)
-  for d, members in pairs(ids) do
-    chunked('RPUSH', ready_key(queue, d), members)
+-- Take up to n ready ids of a queue, highest priority first and oldest first within a
+-- priority: the sorted set's (every priority above 0, and priority 0 ids given back, which
+-- are older than the list's) and then the list's. Returns the ids, their ready scores and
+-- whether the queue may have more. Ids from the list get fresh sequence numbers (one
+-- INCRBY), so if they are given back later they keep the order they were taken in.
+-- Keys: P.."q:"..queue [zset] ZPOPMIN, EXISTS; P.."p0:"..queue [list] LRANGE, LTRIM,
+-- EXISTS; P.."seq" [string] INCRBY.
+local function take_ready(queue, n)
+  local ids, scores = {}, {}
+  local zkey = P .. 'q:' .. queue
+  local popped = redis.call('ZPOPMIN', zkey, n)
+  for j = 1, #popped, 2 do
+    ids[#ids + 1] = popped[j]
+    scores[#scores + 1] = popped[j + 1]
   end
+  if #ids < n then
+    local lkey = list_key(queue)
+    local got = redis.call('LRANGE', lkey, 0, n - #ids - 1)
+    if #got > 0 then
+      redis.call('LTRIM', lkey, #got, -1)
+      local seq = redis.call('INCRBY', P .. 'seq', #got) - #got
+      for j, id in ipairs(got) do
+        ids[#ids + 1] = id
+        scores[#scores + 1] = exact(ready_score(0, seq + j))
+      end
+    end
+  end
+  -- fewer than n taken: both were emptied
+  local more = #ids >= n and redis.call('EXISTS', zkey, list_key(queue)) > 0
+  return ids, scores, more
 end
 
 -- Sleeping workers (handoff). A worker about to sleep registers (broker_reserve.lua): a

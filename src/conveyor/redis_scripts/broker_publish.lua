@@ -12,8 +12,10 @@
 --   P.."b"          [hash]   HSETNX id (priority digit .. body): stores the message unless
 --                            its id is live (the duplicate check)
 --   P.."m:"..id     [hash]   HSET p q n t, only for a message handed to a sleeping worker
---   P.."p"..d..":"..queue [list] RPUSH when the eta is absent or not after now (d: the
---                            priority digit; one RPUSH per list for the whole call)
+--   P.."p0:"..queue [list]   RPUSH a ready message of priority 0 (one RPUSH per list for
+--                            the whole call)
+--   P.."seq"        [string] INCRBY: sequence numbers for ready messages of priority 1-9
+--   P.."q:"..queue  [zset]   ZADD a ready message of priority 1-9
 --   P.."d:"..queue  [zset]   ZADD score eta when the eta is after now
 --   P.."queues"     [set]    SADD the queue name
 --   P.."w:"..queue  [list]   one wake token, so a sleeping worker re-reads (also for
@@ -29,7 +31,7 @@ if #ARGV < 3 then
 end
 local bodies = P .. 'b'
 local listed, woken, sleeping = {}, {}, {}
-local pushes = {} -- key -> items: one ZADD (delayed) or RPUSH (ready) per key
+local pushes = {} -- key -> items: one ZADD (delayed, or priority 1-9) or RPUSH per key
 local order = {} -- keys in the order first used: a batch's lists are pushed in order
 local function add(key, a, b) -- b: the member after a score (delayed), or nil
   local items = pushes[key]
@@ -49,6 +51,10 @@ while run < #ARGV do
   local n, queue, eta = tonumber(ARGV[run]), ARGV[run + 1], ARGV[run + 3]
   local priority = tostring(digit(ARGV[run + 2]))
   local delayed = eta ~= '' and tonumber(eta) > NOW
+  local seq = 0
+  if not delayed and priority ~= '0' then
+    seq = redis.call('INCRBY', P .. 'seq', n) - n
+  end
   local first = run + 4
   run = first + 2 * n
   for i = first, run - 1, 2 do
@@ -68,7 +74,12 @@ while run < #ARGV do
           end
         end
         if not handed then
-          add(ready_key(queue, priority), id)
+          if priority == '0' then
+            add(list_key(queue), id)
+          else
+            seq = seq + 1
+            add(P .. 'q:' .. queue, ready_score(priority, seq), id)
+          end
         end
       end
       if not listed[queue] then
@@ -83,10 +94,10 @@ while run < #ARGV do
   end
 end
 for _, key in ipairs(order) do
-  if string.sub(key, #P + 1, #P + 2) == 'd:' then
-    chunked('ZADD', key, pushes[key])
-  else
+  if string.sub(key, #P + 1, #P + 3) == 'p0:' then
     chunked('RPUSH', key, pushes[key])
+  else
+    chunked('ZADD', key, pushes[key])
   end
 end
 return stored

@@ -5,7 +5,7 @@
 -- Keys touched:
 --   P.."queues"   [set]   SMEMBERS (every queue)
 --   P.."q:"..Q    [zset]  ZRANGE 0 -1, DEL
---   P.."p"..d..":"..Q [list] LRANGE 0 -1, DEL (each priority digit d)
+--   P.."p0:"..Q   [list]  LRANGE 0 -1, DEL
 --   P.."d:"..Q    [zset]  ZRANGE 0 -1, DEL
 --   P.."w:"..Q    [list]  DEL
 --   P.."b"        [hash]  HDEL every id in those sets
@@ -19,10 +19,7 @@ else
 end
 local deleted = 0
 for _, queue in ipairs(queues) do
-  local sets = {P .. 'q:' .. queue, P .. 'd:' .. queue}
-  for d = 0, 9 do
-    sets[#sets + 1] = ready_key(queue, d)
-  end
+  local sets = {P .. 'q:' .. queue, P .. 'd:' .. queue, list_key(queue)}
   for k, set in ipairs(sets) do
     local ids
     if k <= 2 then

@@ -10,7 +10,8 @@
 --   P.."dl:"..id   [hash]  HMGET q p b e; DEL
 --   P.."b"         [hash]  HSETNX id (priority digit .. body): unless the id is live
 --   P.."m:"..id    [hash]  DEL, HSET n (re-sends times RESENT)
---   P.."p"..d..":"..Q [list] RPUSH (d: the priority digit): a new attempt is the newest
+--   P.."p0:"..Q    [list]  RPUSH (priority 0), or P.."seq" [string] INCRBY and P.."q:"..Q
+--                          [zset] ZADD (priority 1-9): a new attempt is the newest
 --   P.."queues"    [set]   SADD
 --   P.."w:"..Q     [list]  a wake token
 -- Returns the count sent back.
@@ -47,7 +48,7 @@ for _, id in ipairs(chosen) do
     local mkey = P .. 'm:' .. id
     redis.call('DEL', mkey)
     redis.call('HSET', mkey, 'n', string.format('%.0f', ((tonumber(fields[4]) or 0) + 1) * RESENT))
-    redis.call('RPUSH', ready_key(queue, digit(fields[2])), id)
+    make_ready(queue, {id}, {digit(fields[2])})
     redis.call('SADD', P .. 'queues', queue)
     wake(queue)
     sent = sent + 1

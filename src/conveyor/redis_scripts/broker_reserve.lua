@@ -21,10 +21,12 @@
 -- Keys touched, for each queue Q given:
 --   P.."d:"..Q      [zset]   ZRANGEBYSCORE -inf now (at most 1000 per call), ZREM; ZRANGE 0 0
 --                            for the earliest remaining eta
---   P.."p"..d..":"..Q [list] RPUSH (due messages), LRANGE + LTRIM (taken), EXISTS
---   P.."q:"..Q      [zset]   EXISTS; ZRANGEBYSCORE + ZREM (given back ids, taken first)
---   P.."seq"        [string] INCRBY: sequence numbers of ids taken from the lists (their
---                            ready score, should they be given back)
+--   P.."p0:"..Q     [list]   RPUSH (due messages of priority 0); LRANGE + LTRIM, EXISTS
+--                            (taken, see take_ready() in the prelude)
+--   P.."q:"..Q      [zset]   ZADD (due messages of priority 1-9); ZPOPMIN, EXISTS (taken)
+--   P.."seq"        [string] INCRBY: sequence numbers for due messages of priority 1-9, and
+--                            for ids taken from the list (their ready score, should they
+--                            be given back)
 --   P.."b"          [hash]   HMGET ids: the priorities (due) and the bodies (taken)
 --   P.."m:"..id     [hash]   HINCRBY n 1, HSET t q p s (taken)
 --   P.."l:"..Q      [zset]   ZADD ids with score now + lease (one call for those taken)
@@ -58,15 +60,12 @@ local earliest = nil
 -- zset costs Redis a scan of it per member.
 local acked, unleased = ack_all(last + 1, true)
 
--- The revocation reason (or false) of each id: one MGET for all of them.
+-- The revocation reason (or false) of each id: one MGET for all of them (nil: none read).
 local function revocations(ids)
-  local reasons = {}
   if revoked == '' then
-    for k = 1, #ids do
-      reasons[k] = false
-    end
-    return reasons
+    return nil
   end
+  local reasons = {}
   local keys = {}
   for k, id in ipairs(ids) do
     keys[k] = revoked .. (string.match(id, '^(.-)~%d+$') or id)
@@ -84,16 +83,15 @@ if count > 0 then
     local dkey = P .. 'd:' .. queue
     local due = redis.call('ZRANGEBYSCORE', dkey, '-inf', NOWS, 'LIMIT', 0, MOVE)
     if #due > 0 then
-      local ready = {}
+      local ids, priorities = {}, {}
       local values = chunked('HMGET', P .. 'b', due)
       for k, id in ipairs(due) do
         if values[k] then
-          local d = string.sub(values[k], 1, 1)
-          ready[d] = ready[d] or {}
-          ready[d][#ready[d] + 1] = id
+          ids[#ids + 1] = id
+          priorities[#ids] = tonumber(string.sub(values[k], 1, 1))
         end
       end
-      push_ready(queue, ready)
+      make_ready(queue, ids, priorities)
       chunked('ZREM', dkey, due)
     end
     local first = redis.call('ZRANGE', dkey, 0, 0, 'WITHSCORES')
@@ -134,10 +132,7 @@ for i = first_queue, last do
     break
   end
   local queue = ARGV[i]
-  local ids, scores, any = {}, {}, has_ready(queue) -- one call for an empty queue
-  if any then
-    ids, scores = take_ready(queue, count - taken)
-  end
+  local ids, scores, more = take_ready(queue, count - taken)
   if #ids > 0 then
     local values = chunked('HMGET', P .. 'b', ids)
     local states = {}
@@ -167,7 +162,7 @@ for i = first_queue, last do
         out[#out + 1] = string.sub(value, 2)
         out[#out + 1] = priority
         out[#out + 1] = delivered
-        out[#out + 1] = reasons[k]
+        out[#out + 1] = reasons and reasons[k] or false
         taken = taken + 1
       end
     end
@@ -175,7 +170,7 @@ for i = first_queue, last do
       chunked('ZADD', P .. 'l:' .. queue, leases)
     end
   end
-  if any and has_ready(queue) then
+  if more then
     wake(queue)
   else
     redis.call('DEL', P .. 'w:' .. queue)

@@ -3,14 +3,11 @@
 -- Keys touched (read only):
 --   P.."queues"   [set]   SMEMBERS: every queue Q
 --   P.."q:"..Q, P.."d:"..Q, P.."l:"..Q   [zset]  ZCARD
---   P.."p"..d..":"..Q   [list]  LLEN, for each priority digit d (ready, with P.."q:"..Q)
+--   P.."p0:"..Q   [list]  LLEN (ready, with P.."q:"..Q)
 -- Returns a flat list: queue, ready, delayed, reserved, queue, ...
 local out = {}
 for _, queue in ipairs(redis.call('SMEMBERS', P .. 'queues')) do
-  local ready = redis.call('ZCARD', P .. 'q:' .. queue)
-  for d = 0, 9 do
-    ready = ready + redis.call('LLEN', ready_key(queue, d))
-  end
+  local ready = redis.call('ZCARD', P .. 'q:' .. queue) + redis.call('LLEN', list_key(queue))
   local delayed = redis.call('ZCARD', P .. 'd:' .. queue)
   local reserved = redis.call('ZCARD', P .. 'l:' .. queue)
   if ready + delayed + reserved > 0 then
