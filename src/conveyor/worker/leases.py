@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 from ..brokers.base import Broker, Delivery
@@ -55,13 +55,23 @@ class LeaseKeeper:
             for delivery in deliveries:
                 self.held[delivery.id] = Held(delivery, owner)
 
-    def started(self, delivery_id: str, task_id: str, deadline: float | None, fence: int) -> None:
+    def started(
+        self,
+        delivery_id: str,
+        task_id: str,
+        deadline: float | None,
+        fence: int,
+        shown: Sequence[str] = (),
+    ) -> None:
+        """A held message's task started; ``shown``: its name and argument previews."""
         with self._lock:
             held = self.held.get(delivery_id)
             if held is not None:
                 held.started = held.ran = True
                 held.task_id, held.deadline, held.fence = task_id, deadline, fence
                 held.since = time.time()
+                if len(shown) == 3:
+                    held.name, held.args, held.kwargs = shown
 
     def describe(self, delivery_id: str, name: str, args: str, kwargs: str) -> None:
         """What the registry shows of a started task: its name and argument previews."""
@@ -79,12 +89,15 @@ class LeaseKeeper:
         with self._lock:
             return [h for h in self.held.values() if h.started]
 
-    def done(self, delivery_id: str) -> None:
-        """The task's code ended; the message stays held (and leased) until released."""
+    def done(self, delivery_id: str) -> str:
+        """The task's code ended; the message stays held (and leased) until released.
+        The task's name, when known ("" otherwise)."""
         with self._lock:
             held = self.held.get(delivery_id)
-            if held is not None:
-                held.started, held.deadline = False, None
+            if held is None:
+                return ""
+            held.started, held.deadline = False, None
+            return held.name
 
     def released(self, delivery_ids: list[str]) -> None:
         with self._lock:

@@ -43,10 +43,7 @@ class ThreadTracker:
         self.keeper.started(delivery.id, task_id, hard_deadline, fence)
 
     def finished(self, delivery: Delivery) -> None:
-        held = self.keeper.held.get(delivery.id)
-        if held is not None:
-            self.tally.count(held.name)
-        self.keeper.done(delivery.id)
+        self.tally.count(self.keeper.done(delivery.id))
 
     def released(self, deliveries: list[Delivery]) -> None:
         self.keeper.released([d.id for d in deliveries])

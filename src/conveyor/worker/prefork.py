@@ -74,16 +74,17 @@ class PipeTracker:
         self.pending = ""
         self.lock = lock or threading.Lock()
         self.deferred = False
-        """True when a ``describing`` hook follows every "started": that notice then waits
-        the microseconds until the hook's "N" line, and both go out in one write."""
-        self.starting: tuple[str, str] | None = None
-        """The deferred "started" line, and its delivery id."""
+        """True when a hook describes every task that starts (``_describe_start``): its
+        "started" notice waits the microseconds until then and carries the task's name
+        and argument previews."""
+        self.starting: str | None = None
+        """The deferred "started" notice, without its description and end of line."""
 
     def _send(self, text: str) -> None:
         with self.lock:
             start, self.starting = self.starting, None
             if start is not None:  # a start whose description did not come: it goes now
-                text = start[0] + text
+                text = f"{start}\n{text}"
             data = (self.pending + text).encode()
             self.pending = ""
             while data:
@@ -98,21 +99,20 @@ class PipeTracker:
     def started(
         self, delivery: Delivery, task_id: str, hard_deadline: float | None, fence: int
     ) -> None:
-        line = f"S\t{delivery.id}\t{task_id}\t{hard_deadline or ''}\t{fence}\n"
+        line = f"S\t{delivery.id}\t{task_id}\t{hard_deadline or ''}\t{fence}"
         if self.deferred:
-            self.starting = line, delivery.id
+            self.starting = line
             _current.tracker = self
         else:
-            self._send(line)
+            self._send(line + "\n")
 
     def described(self, message: Message) -> None:
-        """What the task that just started is (for the registry), in its start's write."""
+        """What the task that just started is (for the registry): its start notice goes
+        out with the task's name and argument previews."""
         start, self.starting = self.starting, None
-        if start is None:
-            return
-        line, delivery_id = start
-        args, kwargs = preview(message)
-        self._send(f"{line}N\t{delivery_id}\t{message.task}\t{args}\t{kwargs}\n")
+        if start is not None:
+            args, kwargs = preview(message)
+            self._send(f"{start}\t{message.task}\t{args}\t{kwargs}\n")
 
     def finished(self, delivery: Delivery) -> None:
         with self.lock:
@@ -309,15 +309,13 @@ class PreforkPool:
             _, msg_id, token, count, queue = parts
             delivery = Delivery(msg_id, queue, b"", 0, token, int(count))
             self.keeper.reserved(child.pid, [delivery])
-        elif kind == "S":
-            _, msg_id, task_id, deadline, fence = parts
-            self.keeper.started(msg_id, task_id, float(deadline) if deadline else None, int(fence))
-        elif kind == "N":
-            self.keeper.describe(*parts[1:5])
+        elif kind == "S":  # with the task's name and argument previews when described
+            msg_id, task_id, deadline, fence = parts[1:5]
+            self.keeper.started(
+                msg_id, task_id, float(deadline) if deadline else None, int(fence), parts[5:8]
+            )
         elif kind == "D":
-            held = self.keeper.held.get(parts[1])
-            self.tally.count(held.name if held is not None else "")
-            self.keeper.done(parts[1])
+            self.tally.count(self.keeper.done(parts[1]))
         elif kind == "F":
             self.keeper.released([parts[1]])
 
