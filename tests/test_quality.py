@@ -127,7 +127,8 @@ LAYERS = {
         stamps routing dispatch signals log redaction celery_settings beat.data beat.fields
         beat.describe beat.schedules beat.solar beat.entries current keys runtime_hooks options""",
     2: """storage sqlite_file brokers backends coordination redis_connection redis_sentinel outage records
-        beat.store beat.sqlite beat.redis redis_async_link async_stores grouped_sends""",
+        beat.store beat.sqlite beat.redis redis_async_link async_stores grouped_sends
+        redis_cluster cluster_stores""",
     3: """config config_django app builtin_tasks define task retries pydantic_tasks discovery messages
         publish_signals freeze plan result taskresult groupresult joins chordcount control
         locks beat.periodic events aio_client registry inspection""",

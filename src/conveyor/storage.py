@@ -2,7 +2,8 @@
 
 Classes load only when a URL names them, so an app on SQLite never imports Redis support.
 A store is built the same way for every role: ``memory://`` takes no arguments,
-``sqlite://`` a file path with its options, ``redis://`` the URL itself.
+``sqlite://`` a file path with its options, ``redis://`` (and ``sentinel://``,
+``redis+cluster://``) the URL itself.
 """
 
 from __future__ import annotations
@@ -28,32 +29,45 @@ __all__ = [
 Role = Literal["broker", "backend", "coordinator", "schedule store"]
 
 _REDIS = ("redis", "rediss", "sentinel")
+_CLUSTER = ("redis+cluster", "rediss+cluster")
 STORES: dict[Role, dict[str, str]] = {
     "broker": {
         "memory": "conveyor.brokers.memory:MemoryBroker",
         "sqlite": "conveyor.brokers.sqlite:SQLiteBroker",
         **dict.fromkeys(_REDIS, "conveyor.brokers.redis:RedisBroker"),
+        **dict.fromkeys(_CLUSTER, "conveyor.brokers.redis_cluster:ClusterBroker"),
     },
     "backend": {
         "memory": "conveyor.backends.memory:MemoryBackend",
         "sqlite": "conveyor.backends.sqlite:SQLiteBackend",
         **dict.fromkeys(_REDIS, "conveyor.backends.redis:RedisBackend"),
+        **dict.fromkeys(_CLUSTER, "conveyor.cluster_stores:ClusterBackend"),
     },
     "coordinator": {
         "memory": "conveyor.coordination.memory:MemoryCoordinator",
         "sqlite": "conveyor.coordination.sqlite:SQLiteCoordinator",
         **dict.fromkeys(_REDIS, "conveyor.coordination.redis:RedisCoordinator"),
+        **dict.fromkeys(_CLUSTER, "conveyor.cluster_stores:ClusterCoordinator"),
     },
     "schedule store": {
         "memory": "conveyor.beat.store:MemoryStore",
         "sqlite": "conveyor.beat.sqlite:SQLiteStore",
         **dict.fromkeys(_REDIS, "conveyor.beat.redis:RedisStore"),
+        **dict.fromkeys(_CLUSTER, "conveyor.cluster_stores:ClusterScheduleStore"),
     },
 }
 """Role -> URL scheme -> the class that serves it. A new store is a row here (and its
 factory in the contract tests: docs/internals.md)."""
 
-KNOWN_SCHEMES = ("memory://", "sqlite://", "redis://", "rediss://", "sentinel://")
+KNOWN_SCHEMES = (
+    "memory://",
+    "sqlite://",
+    "redis://",
+    "rediss://",
+    "sentinel://",
+    "redis+cluster://",
+    "rediss+cluster://",
+)
 
 RABBITMQ_SCHEMES = ("amqp", "amqps", "pyamqp", "librabbitmq", "rpc")
 """Celery's URL schemes for RabbitMQ (``rpc://`` sends results over it)."""
@@ -100,7 +114,7 @@ def _load(spec: str, url: str) -> Any:
     try:
         return getattr(importlib.import_module(module), name)
     except ImportError as exc:
-        if url_scheme(url) not in _REDIS:
+        if url_scheme(url) not in (*_REDIS, *_CLUSTER):
             raise
         raise ImproperlyConfigured(
             f"cannot use {redact_url(url)!r}: redis support: pip install 'conveyor-tasks[redis]'"

@@ -22,6 +22,7 @@ from conveyor.brokers import Envelope, SQLiteBroker
 from conveyor.exceptions import ImproperlyConfigured
 from conveyor.records import LEVEL_RECEIVED, LEVEL_STARTED, fence
 from conveyor.testing import FakeClock
+from integration.cluster_support import redis_cluster  # noqa: F401  (a fixture)
 
 START = 1_700_000_000.0
 
@@ -33,10 +34,18 @@ def redis_backend(clock: FakeClock, request: pytest.FixtureRequest) -> ResultBac
     return RedisBackend(url, prefix=prefix, clock=clock)
 
 
+def cluster_backend(clock: FakeClock, request: pytest.FixtureRequest) -> ResultBackend:
+    from conveyor.cluster_stores import ClusterBackend
+
+    url = request.getfixturevalue("redis_cluster").url
+    return ClusterBackend(url, prefix=request.getfixturevalue("redis_prefix"), clock=clock)
+
+
 BACKENDS: dict[str, Callable[[FakeClock, Path, pytest.FixtureRequest], ResultBackend]] = {
     "memory": lambda clock, tmp, request: MemoryBackend(clock=clock),
     "sqlite": lambda clock, tmp, request: SQLiteBackend(tmp / "results.db", clock=clock),
     "redis": lambda clock, tmp, request: redis_backend(clock, request),
+    "redis-cluster": lambda clock, tmp, request: cluster_backend(clock, request),
 }
 
 

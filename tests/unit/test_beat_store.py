@@ -10,17 +10,23 @@ import pytest
 from conveyor.beat import Entry, MemoryStore, SQLiteStore, crontab, schedule, store_from_url
 from conveyor.beat.store import ScheduleStore
 from conveyor.exceptions import ImproperlyConfigured
+from integration.cluster_support import redis_cluster  # noqa: F401  (a fixture)
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "redis-cluster"])
 def store(request, tmp_path):
     made: ScheduleStore
     if request.param == "memory":
         made = MemoryStore()
     elif request.param == "sqlite":
         made = SQLiteStore(tmp_path / "c.db")
+    elif request.param == "redis-cluster":
+        from conveyor.cluster_stores import ClusterScheduleStore
+
+        url = request.getfixturevalue("redis_cluster").url
+        made = ClusterScheduleStore(url, prefix=request.getfixturevalue("redis_prefix"))
     else:
         from conveyor.beat.redis import RedisStore
 

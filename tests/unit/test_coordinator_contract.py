@@ -9,6 +9,7 @@ import pytest
 
 from conveyor.coordination import Coordinator, MemoryCoordinator, SQLiteCoordinator
 from conveyor.testing import FakeClock
+from integration.cluster_support import redis_cluster  # noqa: F401  (a fixture)
 
 
 @pytest.fixture
@@ -16,7 +17,7 @@ def clock() -> FakeClock:
     return FakeClock(1_000_000.0)
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "redis-cluster"])
 def coordinator(
     request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
 ) -> Iterator[Coordinator]:
@@ -25,6 +26,11 @@ def coordinator(
         coord = MemoryCoordinator(clock=clock)
     elif request.param == "sqlite":
         coord = SQLiteCoordinator(tmp_path / "coord.db", clock=clock)
+    elif request.param == "redis-cluster":
+        from conveyor.cluster_stores import ClusterCoordinator
+
+        url = request.getfixturevalue("redis_cluster").url
+        coord = ClusterCoordinator(url, prefix=request.getfixturevalue("redis_prefix"), clock=clock)
     else:
         from conveyor.coordination.redis import RedisCoordinator
 

@@ -79,9 +79,10 @@ class RedisBackend(ResultBackend):
         *,
         prefix: str | None = None,
         clock: Callable[[], float] | None = None,
+        link: RedisLink | None = None,
         **redis_options: Any,
     ) -> None:
-        self._link = RedisLink(url, prefix=prefix, **redis_options)
+        self._link = link or RedisLink(url, prefix=prefix, **redis_options)
         self.url = url
         self.prefix = self._link.prefix
         self._values = f"{self.prefix}v:"

@@ -44,8 +44,15 @@ class _Row(msgspec.Struct, array_like=True):
 
 
 class RedisStore(ScheduleStore):
-    def __init__(self, url: str, *, prefix: str | None = None, **redis_options: Any) -> None:
-        self._link = RedisLink(url, prefix=prefix, **redis_options)
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str | None = None,
+        link: RedisLink | None = None,
+        **redis_options: Any,
+    ) -> None:
+        self._link = link or RedisLink(url, prefix=prefix, **redis_options)
         self.url = url
         base = self._link.prefix
         self._entries, self._version, self._lock_key = (

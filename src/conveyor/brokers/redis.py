@@ -85,9 +85,10 @@ class RedisBroker(Broker):
         clock: Callable[[], float] | None = None,
         publish_retries: int | None = None,
         publish_retry_delay: float | None = None,
+        link: RedisLink | None = None,
         **redis_options: Any,
     ) -> None:
-        self._link = RedisLink(url, prefix=prefix, **redis_options)
+        self._link = link or RedisLink(url, prefix=prefix, **redis_options)
         self.url = url
         self.prefix = self._link.prefix
         self._clock = clock

@@ -27,9 +27,10 @@ class RedisCoordinator(Coordinator):
         *,
         prefix: str | None = None,
         clock: Callable[[], float] | None = None,
+        link: RedisLink | None = None,
         **redis_options: Any,
     ) -> None:
-        self._link = RedisLink(url, prefix=prefix, **redis_options)
+        self._link = link or RedisLink(url, prefix=prefix, **redis_options)
         self.url = url
         self.prefix = self._link.prefix
         self.clock = clock

@@ -1,0 +1,168 @@
+"""Redis Cluster: ``redis+cluster://host:port`` (``rediss+cluster://`` for TLS).
+
+One address of the cluster is enough: redis-py's ``RedisCluster`` client reads the slot map
+from it, sends each command to the primary that owns its key's hash slot, follows MOVED and
+ASK replies while the cluster reshards, and maps slots again after a failover inside the
+cluster. Nothing here discovers anything by hand.
+
+A Lua script may only touch keys of one hash slot, on the node that owns it. Conveyor's
+scripts build their key names from a prefix, so each store here gets a prefix that carries a
+hash tag (``<prefix>{<tag>}:``): every key a script builds from it hashes to that tag's slot,
+and the script is sent there by naming the prefix itself as its one declared key
+(``EVALSHA sha 1 <prefix> ...``: the scripts read only ARGV, so their arguments are
+unchanged). Which tags the stores use is ``docs/brokers.md``'s "Redis Cluster" section:
+each queue has its own (``{q:<queue>}``), so queues spread over the shards; results,
+the coordinator and the schedule store have one each.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from redis.cluster import RedisCluster
+
+from .exceptions import ImproperlyConfigured
+from .redaction import redact_text, redact_url
+from .redis_connection import CONVEYOR_OPTIONS, DEFAULT_PREFIX, RedisLink, number_option
+
+__all__ = ["CLUSTER_SCHEMES", "ClusterLink", "is_cluster_url", "split_cluster_url"]
+
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+
+_SETTINGS: dict[str, Any] = {
+    "socket_connect_timeout": 5.0,
+    "socket_timeout": 30.0,
+    "socket_keepalive": True,
+}
+"""As a single Redis's (``redis_connection``): a dead node is noticed within the timeout."""
+
+
+def is_cluster_url(url: str) -> bool:
+    return url.partition("://")[0].lower() in CLUSTER_SCHEMES
+
+
+def split_cluster_url(url: str) -> tuple[str, dict[str, str]]:
+    """(the ``redis://`` or ``rediss://`` URL for redis-py, Conveyor's options)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in CLUSTER_SCHEMES:
+        raise ImproperlyConfigured(f"not a Redis Cluster URL: {redact_url(url)!r}")
+    if parts.path.strip("/") not in ("", "0"):
+        raise ImproperlyConfigured(
+            f"bad Redis Cluster URL {redact_url(url)!r}: a cluster has only database 0; "
+            "drop the database number from the path"
+        )
+    ours: dict[str, str] = {}
+    theirs: list[tuple[str, str]] = []
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name in CONVEYOR_OPTIONS:
+            ours[name] = value
+        else:
+            theirs.append((name, value))
+    if ours.get("durable") not in (None, "", "0", "off", "no", "false"):
+        raise ImproperlyConfigured(
+            f"durable= is not supported on Redis Cluster ({redact_url(url)!r}): WAIT must follow "
+            "each write on its own node's connection; use a primary with replicas "
+            "(redis:// or sentinel://) for durable mode"
+        )
+    prefix = ours.get("prefix", DEFAULT_PREFIX)
+    if "{" in prefix or "}" in prefix:
+        raise ImproperlyConfigured(
+            f"bad prefix {prefix!r} in {redact_url(url)!r}: on Redis Cluster Conveyor adds its "
+            "own hash tags to the prefix; use a prefix without braces"
+        )
+    plain = scheme.partition("+")[0]
+    return urlunsplit(parts._replace(scheme=plain, path="", query=urlencode(theirs))), ours
+
+
+class ClusterLink(RedisLink):
+    """A ``RedisLink`` whose keys all live in one hash slot (its ``tag``'s), on a cluster.
+
+    Links made with ``sibling()`` share one ``RedisCluster`` client (and its connections).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        tag: str,
+        prefix: str | None = None,
+        client: RedisCluster | None = None,
+        **redis_options: Any,
+    ) -> None:
+        redis_url, self.options = split_cluster_url(url)
+        self.url = url
+        self.safe_url = redact_url(url)
+        base = prefix if prefix is not None else self.options.get("prefix", DEFAULT_PREFIX)
+        if "{" in base or "}" in base:
+            raise ImproperlyConfigured(
+                f"bad prefix {base!r} for Redis Cluster: Conveyor adds its own hash tags; "
+                "use a prefix without braces"
+            )
+        self.base_prefix = base
+        self.tag = tag
+        self.prefix = f"{base}{{{tag}}}:"
+        """Every key of this link starts with it, so all hash to the tag's slot."""
+        self._owner = client is None
+        if client is None:
+            settings = {**_SETTINGS, **redis_options}
+            try:
+                client = RedisCluster.from_url(redis_url, **settings)
+            except (ValueError, TypeError) as exc:
+                reason = redact_text(str(exc), url)
+                raise ImproperlyConfigured(
+                    f"bad Redis Cluster URL {self.safe_url!r}: {reason}"
+                ) from None
+            except Exception as exc:  # the first slot map comes from the seed node
+                raise self.error("reading the cluster's slot map", exc) from exc
+        self.cluster: Any = client  # redis-py's cluster client is not fully typed
+        self.client = client  # type: ignore[assignment]
+        self._own = threading.local()
+        self._owned = []
+        self._owned_lock = threading.Lock()
+        node = client.get_default_node().redis_connection  # type: ignore[no-untyped-call]
+        socket_timeout = node.connection_pool.connection_kwargs.get("socket_timeout")
+        self.block_limit = (
+            5.0 if socket_timeout is None else max(0.1, min(5.0, float(socket_timeout) / 2))
+        )
+        self.reply_spin = number_option(self.options, "reply_spin", 500, url) / 1e6
+        self.result_spin = number_option(self.options, "result_spin", 1000, url) / 1e6
+        self.durable = None
+
+    def sibling(self, tag: str) -> ClusterLink:
+        """A link to another tag's slot over the same client."""
+        return ClusterLink(self.url, tag=tag, prefix=self.base_prefix, client=self.cluster)
+
+    @property
+    def db(self) -> int:
+        return 0
+
+    def same_database(self, other: RedisLink) -> bool:
+        """Never on a cluster: two links' keys are in different slots, which no script may
+        touch together."""
+        return False
+
+    def command(self, *args: Any, blocking: bool = False, spin: bool = False) -> Any:
+        """One command, sent by the cluster client to the node of its key; a script called
+        with no keys names this link's prefix as its key, so it runs on the tag's node."""
+        if args[0] == "EVALSHA" and args[2] == 0:
+            args = (args[0], args[1], 1, self.prefix, *args[3:])
+        elif args[0] == "SCRIPT":  # load it where this link's scripts run
+            node = self.cluster.get_node_from_key(self.prefix)
+            return self.cluster.execute_command(*args, target_nodes=node)
+        return self.cluster.execute_command(*args)
+
+    def pipeline(self, transaction: bool) -> Any:
+        """A pipeline (MULTI/EXEC when ``transaction``) on the node that owns this link's
+        slot: every command queued must use this link's keys (or be a keyless script)."""
+        node = self.cluster.get_node_from_key(self.prefix)
+        return self.cluster.get_redis_connection(node).pipeline(transaction=transaction)
+
+    def confirm(self) -> None:
+        return None
+
+    def close(self) -> None:
+        if self._owner:
+            self.cluster.close()
