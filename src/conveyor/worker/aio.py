@@ -125,16 +125,17 @@ class AsyncRunner:
     # -- from the consumer's thread -----------------------------------------------------
 
     def acquire(self, waiting: Callable[[], None]) -> None:
-        """Take a slot, calling ``waiting`` (outside the lock) while all are taken."""
+        """Take a slot. While all are taken, call ``waiting`` (outside the lock: it starts
+        the tasks handed over and stores the ended ones), then wait for one to end."""
         while True:
             with self._slots:
                 if self._busy < self.limit:
                     self._busy += 1
                     return
-                self._slots.wait(0.05)
-                free = self._busy < self.limit
-            if not free:
-                waiting()
+            waiting()
+            with self._slots:
+                if self._busy >= self.limit:
+                    self._slots.wait(0.05)
 
     def give_back_slot(self) -> None:
         """A slot taken with ``acquire`` whose job was never submitted."""
