@@ -4,7 +4,12 @@ exception, the worker's own events, the CLI that shows them, and events turned o
 from __future__ import annotations
 
 import json
+import queue
 import re
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -14,7 +19,7 @@ import pytest
 
 from conveyor.events import TaskFailed, TaskRetried, TaskSucceeded
 
-from .support import Workers, project_afresh, run_cli, wait_until
+from .support import Workers, base_env, project_afresh, run_cli, wait_until
 
 APP = "event_tasks:app"
 
@@ -111,8 +116,31 @@ def test_events_off_means_none_written(ev, pool):
     assert list(ev.app.events.tail()) == []
 
 
+def follow_events(url: str, tmp_path: Path) -> tuple[subprocess.Popen[str], queue.Queue[str]]:
+    """``conveyor events --json`` running (following the stream), its lines in a queue."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "conveyor", "-A", APP, "events", "--json"],
+        cwd=tmp_path,
+        env=base_env(url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    return proc, lines
+
+
 def test_tasks_list_and_show_and_top(ev, pool, url, tmp_path):
     pool.start("-c", "2", app=APP)
+    follower, followed = follow_events(url, tmp_path)
+    followed.get(timeout=20)  # it follows: the worker's next heartbeat shows up
     added = [ev.add.delay(n, n) for n in range(5)]
     failed = [ev.boom.delay(str(n)) for n in range(3)]
     flaky = ev.flaky.delay(5)
@@ -166,6 +194,19 @@ def test_tasks_list_and_show_and_top(ev, pool, url, tmp_path):
     assert json.loads(cli("tasks", "show", child_id, "--json"))["parent_id"] == parent.id
     missing = run_cli(url, tmp_path, "-A", APP, "tasks", "show", "no-such-id")
     assert missing.returncode == 1 and "no task no-such-id" in missing.stderr
+
+    # conveyor events, started before the tasks were sent, printed them as they happened
+    try:
+        seen: set[tuple[str, str]] = set()
+        wanted = {("task-succeeded", parent.id), ("task-failed", failed[0].id)}
+        deadline = time.monotonic() + 20
+        while not wanted <= seen:
+            assert time.monotonic() < deadline, f"conveyor events printed only {seen}"
+            event = json.loads(followed.get(timeout=15))
+            seen.add((event["type"], event.get("uuid", "")))
+    finally:
+        follower.terminate()
+        follower.wait(10)
 
     view = cli("top")  # piped: one view, no escape codes
     assert "\x1b" not in view
