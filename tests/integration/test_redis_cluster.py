@@ -1,0 +1,85 @@
+"""Redis Cluster: real workers drain queues that live on different shards of a three-primary
+cluster, and a chord whose members ran on those shards completes."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import redis
+
+from conveyor import chord, group
+
+from .cluster_support import ClusterServers, redis_cluster  # noqa: F401  (a fixture)
+from .support import Workers, project_afresh
+
+APP = "cluster_tasks:app"
+
+
+def queues_on_every_shard(cluster: ClusterServers, prefix: str) -> list[str]:
+    """One queue name per primary: the names whose slot ({q:<name>}) each node owns."""
+    chosen: dict[int, str] = {}
+    for n in range(200):
+        name = f"shard{n}"
+        node = cluster.node_of(f"{prefix}{{q:{name}}}:")
+        chosen.setdefault(node.port, name)
+        if len(chosen) == len(cluster.servers):
+            return sorted(chosen.values())
+    raise AssertionError("no queue names found for every shard")
+
+
+@pytest.fixture
+def tasks(
+    redis_cluster: ClusterServers,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[ModuleType]:
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    url = f"{redis_cluster.url}?prefix=drain{tmp_path.name[-8:]}:"
+    monkeypatch.setenv("CONVEYOR_BROKER_URL", url)
+    monkeypatch.setenv("CLUSTER_RUNS", str(runs))
+    with project_afresh("cluster_tasks") as module:
+        yield module
+
+
+def runs_of(runs: Path) -> Counter[int]:
+    seen: Counter[int] = Counter()
+    for log in runs.glob("*.log"):
+        seen.update(int(line) for line in log.read_text().split())
+    return seen
+
+
+def test_a_drain_with_queues_on_every_shard(
+    redis_cluster: ClusterServers,  # noqa: F811
+    tasks: ModuleType,
+    tmp_path: Path,
+) -> None:
+    url = tasks.app.broker.url
+    queues = queues_on_every_shard(redis_cluster, tasks.app.broker.prefix)
+    sent = 600
+    results = [tasks.note.apply_async((n,), queue=queues[n % 3]) for n in range(sent)]
+    assert tasks.app.broker.stats().keys() == set(queues)
+    prefix = tasks.app.broker.prefix
+    for server in redis_cluster.servers:  # every shard holds a queue's messages
+        node = redis.Redis(port=server.port)
+        assert any(b"{q:shard" in key for key in node.scan_iter(f"{prefix}*", count=1000))
+        node.close()
+    workers = Workers(tmp_path, url)
+    env = {"CLUSTER_RUNS": str(tmp_path / "runs")}
+    try:
+        workers.start("-P", "prefork", "-c", "2", "-Q", ",".join(queues), env=env, app=APP)
+        workers.start("-P", "threads", "-c", "4", "-Q", ",".join(queues), env=env, app=APP)
+        assert [r.get(timeout=60) for r in results] == list(range(sent))
+        members = group(tasks.note.s(n).set(queue=queue) for n, queue in enumerate(queues))
+        callback = tasks.total.s().set(queue=queues[0])
+        assert chord(members)(callback).get(timeout=30) == sum(range(len(queues)))
+    finally:
+        problems = workers.stop_all()
+    assert problems == []
+    ran = runs_of(tmp_path / "runs")
+    assert ran == Counter(range(sent)) + Counter(range(len(queues)))
+    assert tasks.app.broker.stats() == {}
