@@ -47,7 +47,7 @@ def when(timestamp: float | None) -> str:
 
 def line_of(event: AnyEvent) -> str:
     """One line per event: time, kind, task id and name or worker, then what matters."""
-    head = f"{when(event.timestamp)}  {event.type:<16}"
+    head = f"{when(event.timestamp)}  {event.type:<16}  "
     if isinstance(event, TaskEvent):
         text = f"{head}{event.uuid}  {event.name or ''}  {event.hostname}"
         if isinstance(event, TaskSucceeded):
