@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Union
 
@@ -33,6 +33,7 @@ __all__ = [
     "WORKER_EVENTS",
     "AnyEvent",
     "Event",
+    "EventReceiver",
     "Events",
     "TaskEvent",
     "TaskFailed",
@@ -257,6 +258,16 @@ class Events:
         if events:
             self.broker.add_events([encode_event(e) for e in events], self.max_length)
 
+    def Receiver(
+        self,
+        connection: object = None,
+        handlers: dict[str, Callable[[dict[str, Any]], object]] | None = None,
+        **kwargs: Any,
+    ) -> EventReceiver:
+        """Celery's ``app.events.Receiver(connection, handlers={...})``; ``connection`` (and
+        Celery's ``app``, ``node_id``, ... keywords) are accepted and not needed."""
+        return EventReceiver(self, handlers)
+
     def sent(self, envelopes: Sequence[Envelope]) -> None:
         """``task-sent`` for published messages (``task_send_sent_event``); a message that
         does not decode is left out (the worker dead-letters it)."""
@@ -362,6 +373,50 @@ class Events:
             if len(stored) < 1000:
                 return sorted(found, key=lambda e: e.timestamp)
             cursor = stored[-1].id
+
+
+class EventReceiver:
+    """Celery's ``app.events.Receiver``: hands each new event, as Celery's event dict, to
+    the handler of its type (or ``"*"``). The connection Celery needs is not: the events
+    come from the broker the app already has."""
+
+    def __init__(
+        self,
+        events: Events,
+        handlers: dict[str, Callable[[dict[str, Any]], object]] | None = None,
+        poll: float = 0.25,
+    ) -> None:
+        self.events = events
+        self.handlers = dict(handlers or {})
+        self.poll = poll
+        self.should_stop = False
+        """Set it (from a handler) to end ``capture``, as in Celery."""
+
+    def capture(
+        self, limit: int | None = None, timeout: float | None = None, wakeup: bool = True
+    ) -> None:
+        """Hand new events to the handlers until ``limit`` of them were handled, ``timeout``
+        seconds pass without one, or ``should_stop`` is set. ``wakeup`` is Celery's (it
+        asks workers for a heartbeat) and changes nothing here: heartbeats come anyway."""
+        cursor: str | None = None
+        start: float | None = self.events.clock()
+        handled, quiet_since = 0, time.monotonic()
+        while not self.should_stop:
+            page = self.events.read(after=cursor, since=start if cursor is None else None)
+            for event in page:
+                cursor = event.id
+                handler = self.handlers.get(event.type) or self.handlers.get("*")
+                if handler is not None:
+                    handler(event.to_dict())
+                handled += 1
+                if (limit is not None and handled >= limit) or self.should_stop:
+                    return
+            if page:
+                quiet_since = time.monotonic()
+                continue
+            if timeout is not None and time.monotonic() - quiet_since >= timeout:
+                return
+            time.sleep(self.poll)
 
 
 def _parent_match(task_id: str) -> bytes:

@@ -15,6 +15,7 @@ from conveyor.backends.base import Listing, ResultBackend
 from conveyor.keys import TASK_PREFIX
 from conveyor.records import ResultStore, TaskRecord
 from conveyor.testing import FakeClock
+from integration.cluster_support import redis_cluster  # noqa: F401  (a fixture)
 
 
 @pytest.fixture

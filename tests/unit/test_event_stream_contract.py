@@ -23,6 +23,7 @@ from conveyor.events import (
     encode_event,
 )
 from conveyor.testing import FakeClock
+from integration.cluster_support import redis_cluster  # noqa: F401  (a fixture)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -96,3 +97,19 @@ def test_ages_and_start_times() -> None:
         parse_age("yesterday")
     assert since_time("1h", now=10_000.0) == 6400.0
     assert since_time(None, now=1.0) is None and since_time(5, now=1.0) == 5.0
+
+
+def test_celerys_receiver_hands_event_dicts_to_handlers() -> None:
+    app = make_app(task_send_sent_event=True)
+    app.tasks["t.add"].delay(0, 0)  # before capture: not handed over
+    got: list[dict[str, Any]] = []
+    receiver = app.events.Receiver(None, handlers={"task-sent": got.append})
+    sender = threading.Timer(0.05, lambda: app.tasks["t.add"].delay(1, 2))
+    sender.start()
+    receiver.capture(limit=1, timeout=5)
+    sender.join()
+    [event] = got
+    assert event["type"] == "task-sent" and event["args"] == "(1, 2)" and event["name"] == "t.add"
+    idle = app.events.Receiver(handlers={"*": got.append})
+    idle.capture(timeout=0.05)  # nothing new: returns after the timeout
+    assert len(got) == 1
