@@ -311,12 +311,15 @@ class chord(Signature):
 
     def link_error(self, errback: Mapping[str, Any]) -> Signature:
         """Run ``errback`` once when the chord fails. With Celery's setting
-        ``task_allow_error_cb_on_chord_header``, an immutable copy also goes to each header
-        task, so it runs for every member that fails as well, as in Celery."""
+        ``task_allow_error_cb_on_chord_header``, a copy also goes to each header task, so
+        it runs for every member that fails as well (with that member's id), as in
+        Celery."""
         sig = as_signature(errback, self._app)
         if self.app.conf.task_allow_error_cb_on_chord_header:
-            for task in self.tasks:  # Celery's clone: immutable once it travels
-                task.link_error(sig.clone(immutable=True))
+            # A copy each, called with the failed member's id: Celery's own copy here,
+            # clone(immutable=True), only adds an option that changes no call.
+            for task in self.tasks:
+                task.link_error(sig.clone())
         if self.kwargs.get("body") is None:  # given later: freezing hands it on
             return super().link_error(sig)
         return self.body.link_error(sig)

@@ -23,7 +23,7 @@ from .canvas import chain, chord, chunks, group
 from .groupresult import GroupResult
 from .ids import new_id
 from .result import AsyncResult
-from .signatures import NOT_INHERITED, Signature, as_list, as_signature
+from .signatures import NOT_INHERITED, Signature, as_list, as_signature, copy_tree
 
 if TYPE_CHECKING:
     from .app import Conveyor
@@ -205,7 +205,9 @@ def freeze_tree(sig: Signature) -> None:
         sig.options["task_id"] = sig.options.get("task_id") or new_id()
         for key in ("link", "link_error"):
             if key in sig.options:
-                linked = [as_signature(s, sig._app) for s in as_list(sig.options[key])]
+                # Copies: a callback object linked to several signatures (one errback for
+                # a whole workflow) must not carry the id frozen into the first of them.
+                linked = [copy_tree(as_signature(s, sig._app)) for s in as_list(sig.options[key])]
                 for callback in linked:
                     freeze_tree(callback)
                 sig.options[key] = linked

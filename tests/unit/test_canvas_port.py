@@ -327,3 +327,29 @@ def test_an_eager_chain_result_walks_back_through_its_steps(t: SimpleNamespace) 
     assert result.get() == 26
     assert result.parent.get() == 16 and result.parent.parent.get() == 8
     assert result.parent.parent.parent is None
+
+
+def test_one_errback_object_linked_to_several_workflows_runs_for_each(
+    app: Conveyor, t: SimpleNamespace
+) -> None:
+    failed: list[str] = []
+
+    @app.task(name="cp.boom")
+    def boom(*args: Any) -> None:
+        raise ValueError("boom")
+
+    @app.task(name="cp.on_error")
+    def on_error(request_id: str) -> None:
+        failed.append(request_id)
+
+    errback = on_error.s()  # one object, as a module-level errback is
+    first = chord([boom.s()], t.tsum.s())
+    first.link_error(errback)
+    first_id = first.body.freeze().id  # freezing one workflow must not fix the errback's id
+    second = chord([t.add.si(1, 1)], boom.s())
+    second.link_error(errback)
+    second_id = second.body.freeze().id
+    first.delay()
+    second.delay()
+    drain(app)
+    assert sorted(failed) == sorted([first_id, second_id])
