@@ -11,6 +11,7 @@ long it may wait for messages, and ``finish_async`` before it stops.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -61,6 +62,33 @@ class _Pending:
     admission: Admission
     taken: float
     """When the consumer took it up (for the metrics' queue wait)."""
+
+
+class _StartedWriter:
+    """A thread that writes STARTED records handed to it, together, as they come."""
+
+    def __init__(self, results: ResultStore) -> None:
+        self.results = results
+        self.items: list[tuple[str, bytes, int]] = []
+        self.lock = threading.Lock()
+        self.ready = threading.Event()
+        threading.Thread(target=self._run, name="conveyor-started", daemon=True).start()
+
+    def add(self, items: list[tuple[str, bytes, int]]) -> None:
+        with self.lock:
+            self.items += items
+        self.ready.set()
+
+    def _run(self) -> None:
+        while True:
+            self.ready.wait()
+            with self.lock:
+                items, self.items = self.items, []
+                self.ready.clear()
+            try:
+                self.results.write_encoded(items)
+            except Exception as exc:  # a STARTED is a courtesy: the outcome still comes
+                logger.warning("could not record %d async task(s) as STARTED: %s", len(items), exc)
 
 
 class AsyncExecution:
@@ -123,6 +151,7 @@ class AsyncExecution:
         """Async tasks handed over, started together by ``start_async``."""
         self._starting: list[tuple[str, bytes, int]] = []
         """STARTED records of async tasks, encoded, waiting for ``write_started``."""
+        self._started_writer: _StartedWriter | None = None
 
     def _submit(
         self,
@@ -205,11 +234,14 @@ class AsyncExecution:
         self.collect()
 
     def write_started(self) -> None:
-        """Write the STARTED of the async tasks handed to the loop since the last call, in
-        one call (when the consumer goes idle, collects, or starts a def task)."""
+        """Hand the STARTED of the async tasks started since the last call to a thread that
+        writes them in one call: the consumer goes on starting tasks meanwhile. A STARTED
+        written after its task ended is refused by its fence, so the order does not matter."""
         items, self._starting = self._starting, []
         if items:
-            self.results.write_encoded(items)
+            if self._started_writer is None:
+                self._started_writer = _StartedWriter(self.results)
+            self._started_writer.add(items)
 
     def _ended(self, job: Job, outcome: Outcome, runtime: float) -> None:
         """On the loop thread: queue the outcome for ``collect``."""
