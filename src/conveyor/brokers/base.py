@@ -30,11 +30,11 @@ from typing import NamedTuple
 
 __all__ = [
     "UNREAD",
-    "EventPacket",
     "Broker",
     "DeadLetter",
     "Delivery",
     "Envelope",
+    "EventPacket",
     "QueueStats",
     "StoredEvent",
     "Unread",
