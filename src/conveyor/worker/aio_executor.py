@@ -65,26 +65,39 @@ class _Pending:
 
 
 class _StartedWriter:
-    """A thread that writes STARTED records handed to it, together, as they come."""
+    """A thread that writes STARTED records handed to it, together, as they come; it ends
+    after ``IDLE_EXIT`` seconds without any (the executor starts another when needed)."""
+
+    IDLE_EXIT = 10.0
 
     def __init__(self, results: ResultStore) -> None:
         self.results = results
         self.items: list[tuple[str, bytes, int]] = []
         self.lock = threading.Lock()
         self.ready = threading.Event()
+        self.ended = False
         threading.Thread(target=self._run, name="conveyor-started", daemon=True).start()
 
-    def add(self, items: list[tuple[str, bytes, int]]) -> None:
+    def add(self, items: list[tuple[str, bytes, int]]) -> bool:
+        """Queue ``items``; False if the thread has ended (they were not taken)."""
         with self.lock:
+            if self.ended:
+                return False
             self.items += items
         self.ready.set()
+        return True
 
     def _run(self) -> None:
         while True:
-            self.ready.wait()
+            woken = self.ready.wait(self.IDLE_EXIT)
             with self.lock:
+                if not woken and not self.items:
+                    self.ended = True
+                    return
                 items, self.items = self.items, []
                 self.ready.clear()
+            if not items:
+                continue
             try:
                 self.results.write_encoded(items)
             except Exception as exc:  # a STARTED is a courtesy: the outcome still comes
@@ -239,9 +252,10 @@ class AsyncExecution:
         written after its task ended is refused by its fence, so the order does not matter."""
         items, self._starting = self._starting, []
         if items:
-            if self._started_writer is None:
-                self._started_writer = _StartedWriter(self.results)
-            self._started_writer.add(items)
+            writer = self._started_writer
+            if writer is None or not writer.add(items):
+                writer = self._started_writer = _StartedWriter(self.results)
+                writer.add(items)
 
     def _ended(self, job: Job, outcome: Outcome, runtime: float) -> None:
         """On the loop thread: queue the outcome for ``collect``."""
