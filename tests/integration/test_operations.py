@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from conveyor.exceptions import TimeLimitExceeded
 from conveyor.registry import WorkerEntry, read_workers
 
 from .support import Workers, children_of, project_afresh, run_cli, wait_until
@@ -201,3 +202,22 @@ def test_the_cli_prints_status_inspect_and_control_as_tables_and_json(
     result.get(timeout=10)
     failed = run_cli(url, tmp_path, "inspect", "active", "-d", "nobody", "-A", APP)
     assert failed.returncode == 1 and "no workers online among nobody" in failed.stderr
+
+
+def test_time_limit_reaches_the_children_of_a_running_worker(
+    fleet: Workers, ops: ModuleType, tmp_path: Path, url: str
+) -> None:
+    if not url.startswith("sqlite"):
+        pytest.skip("replacing children does not depend on the broker")
+    worker = fleet.start(app=APP)
+    wait_until(lambda: worker.hostname in registry(ops), what="the registry record")
+    before = worker.children()
+    reply = ops.app.control.time_limit("ops_tasks.hold", hard=1, reply=True)
+    assert reply == [{worker.hostname: {"ok": "time limits set successfully"}}]
+    assert ops.app.control.time_limit("nonesuch", hard=1, reply=True) == [
+        {worker.hostname: {"error": "unknown task 'nonesuch'"}}
+    ]
+    wait_until(lambda: worker.children() and worker.children() != before, what="a new child")
+    result = ops.hold.delay(str(tmp_path / "never"))  # would wait 30 s for its gate
+    with pytest.raises(TimeLimitExceeded, match="hard time limit"):
+        result.get(timeout=15)
