@@ -144,8 +144,9 @@ class TaskRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     ``argsrepr``/``kwargsrepr`` (``Message.shown_args``)."""
     args: list[Any] | None = None
     kwargs: dict[str, Any] | None = None
-    """FAILURE: the arguments of the attempt that failed (JSON-serialized ones only), so it
-    can be sent again with them (the dashboard's "retry")."""
+    """FAILURE: the arguments of the attempt that failed, so it can be sent again with them
+    (the dashboard's "retry"): JSON-serialized ones only, and not when the sender hid them
+    behind ``argsrepr``/``kwargsrepr``."""
     queue: str | None = None
     """The queue the message came from (set by the worker), so task lists filter by it."""
 

@@ -626,9 +626,15 @@ def _failure(name: str, message: Message, exc: BaseException) -> TaskRecord:
         retries=message.retries,
         argsrepr=message.shown_args(),
         kwargsrepr=message.shown_kwargs(),
-        args=message.args if message.payload is None else None,
-        kwargs=message.kwargs if message.payload is None else None,
+        args=message.args if _keeps_arguments(message) else None,
+        kwargs=message.kwargs if _keeps_arguments(message) else None,
     )
+
+
+def _keeps_arguments(message: Message) -> bool:
+    """Whether a failure keeps its arguments (to be sent again): JSON ones only, and never
+    those the sender hid behind ``argsrepr``/``kwargsrepr``."""
+    return message.payload is None and message.argsrepr is None and message.kwargsrepr is None
 
 
 class _soft_limit:
