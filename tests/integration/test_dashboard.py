@@ -223,14 +223,14 @@ def test_workers_page_shows_and_steers_a_worker(
         page.goto(board.base + "/workers")
         card = page.locator("section[data-worker='w1@integration']")
         assert "online" in card.inner_text()
-        assert "prefork × 2" in card.locator("[data-field=pool]").inner_text()
+        assert "prefork \N{MULTIPLICATION SIGN} 2" in card.locator("[data-field=pool]").inner_text()
         assert card.locator(f"tr[data-running='{slow.id}']").count() == 1
 
         card.get_by_role("button", name="Grow pool").click()
         assert "asked w1@integration to grow" in page.locator(".notice").inner_text()
         page.wait_for_function(
             "() => document.querySelector(\"section[data-worker='w1@integration'] "
-            "[data-field=pool]\").innerText.includes('× 3')",
+            "[data-field=pool]\").innerText.includes('\N{MULTIPLICATION SIGN} 3')",
             timeout=15_000,
         )
         card = page.locator("section[data-worker='w1@integration']")
