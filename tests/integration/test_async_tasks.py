@@ -112,10 +112,11 @@ def test_revoke_with_terminate_cancels_only_that_coroutine(
     child = worker.children()
     path = str(tmp_path / "long.jsonl")
     doomed, bystander = at.long_wait.delay(path), at.nap.delay(2.0)
-    wait_until(lambda: read_jsonl(path), what="the coroutine to start")
+    wait_until(lambda: doomed.state == states.STARTED, what="the coroutine to start")
     doomed.revoke(terminate=True)
-    wait_until(lambda: doomed.state == states.REVOKED, what="REVOKED")
+    wait_until(lambda: len(read_jsonl(path)) == 2, what="the coroutine to be cancelled")
     assert [e["event"] for e in read_jsonl(path)] == ["start", "cancelled"]
+    wait_until(lambda: doomed.state == states.REVOKED, what="REVOKED")
     bystander.get(timeout=15)
     assert worker.children() == child
 
@@ -126,10 +127,11 @@ def test_terminating_a_coroutine_leaves_the_def_task_of_its_process_alone(
     aw.start("-c", "1", app=APP)
     path = str(tmp_path / "long.jsonl")
     doomed = at.long_wait.delay(path)
-    wait_until(lambda: read_jsonl(path), what="the coroutine to start")
+    wait_until(lambda: doomed.state == states.STARTED, what="the coroutine to start")
     blocking = at.sync_sleep.delay(2.0)
     wait_until(lambda: blocking.state == states.STARTED, what="the def task to start")
     doomed.revoke(terminate=True)
+    wait_until(lambda: len(read_jsonl(path)) == 2, what="the coroutine to be cancelled")
     wait_until(lambda: doomed.state == states.REVOKED, what="REVOKED")
     assert blocking.get(timeout=15)  # the terminate signal was not taken as meant for it
     assert blocking.state == states.SUCCESS
