@@ -16,7 +16,9 @@ Phases, each on a fresh database (the peers of ``run.py``; a missing library rea
   one by one, from its start until the queue is empty and the last result is stored.
 - round trip: R sequential send-and-wait calls against an idle worker: the send, the
   worker's side, and the result's wait and read.
-- result wait and read: the round trip less the two rows above it (derived).
+- rest: the round trip less the one-by-one send and the worker rows (derived): what a
+  round trip costs beyond a send and a drained task, that is an idle worker's sleep and
+  wake-up and the result's wait and read.
 
 The ceiling row: a bare redis-py ``INCR`` loop in one process, the fastest one process can
 talk to Redis at one round trip per task; drain / ceiling says how close a worker process
@@ -196,7 +198,7 @@ ROWS: list[tuple[str, str, Callable[[Costs], float | None]]] = [
     (f"send, batches of {run.BATCH_SIZE:,} (us/task)", "batch", lambda c: c.batch),
     ("worker: reserve, ack, result write (us/task)", "send", lambda c: c.worker),
     ("round trip: send, worker, wait and read (us)", "roundtrip", lambda c: c.roundtrip),
-    ("  result wait and read (round trip - rows 1, 3)", "roundtrip", lambda c: c.read),
+    ("  rest: wake-up, result wait and read (rt - 1, 3)", "roundtrip", lambda c: c.read),
 ]
 
 

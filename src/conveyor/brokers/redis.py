@@ -4,15 +4,16 @@ Every state change is one Lua script, so it is atomic on the server; the key lay
 each script's keys and arguments are documented in ``conveyor/redis_scripts/broker_*.lua``.
 In short: a live message is a field of one hash ``<prefix>b`` (id -> priority and body),
 plus, once delivered, a small hash ``<prefix>m:<id>`` (queue, priority, delivery count,
-and the lease token while reserved). A queue's ready messages are a list per priority
-(``p0:`` .. ``p9:``, in the order sent: a send is one RPUSH) plus a sorted set ``q:`` of
-the ones given back (nacked or their lease expired), which go first within their
-priority; ``d:`` (delayed, by eta) and ``l:`` (reserved, by lease deadline) are sorted
-sets. Reserving takes ids and writes the token and the lease deadline in the same script,
-so a taken message is never only in a worker's memory; ack, nack, extend and dead_letter
-compare the caller's token with the stored one first (fencing). Reserve, ack and the
-result backend's batched write handle a batch with one variadic command per kind of key
-where they can, so a worker's quick tasks cost Redis a few commands each.
+and the lease token while reserved). A queue's ready messages of priority 0, the
+default, are a list ``p0:`` in the order sent (a send is one RPUSH); the others (priorities
+1-9, and priority 0 messages given back by a nack or an expired lease) are a sorted set
+``q:`` by priority then sequence, taken before the list. ``d:`` (delayed, by eta) and
+``l:`` (reserved, by lease deadline) are sorted sets. Reserving takes ids and writes the
+token and the lease deadline in the same script, so a taken message is never only in a
+worker's memory; ack, nack, extend and dead_letter compare the caller's token with the
+stored one first (fencing). Reserve, ack and the result backend's batched write handle a
+batch with one variadic command per kind of key where they can, so a worker's quick tasks
+cost Redis a few commands each.
 
 Time is Redis's own (``TIME`` inside the scripts): etas and leases are judged on one clock
 whatever the clocks of producers and workers say. A broker made with ``clock=`` (the
