@@ -22,12 +22,19 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis.cluster import RedisCluster
+from redis.exceptions import AskError, ClusterDownError, MovedError, RedisError, TryAgainError
 
 from .exceptions import ImproperlyConfigured
 from .redaction import redact_text, redact_url
 from .redis_connection import CONVEYOR_OPTIONS, DEFAULT_PREFIX, RedisLink, number_option
 
-__all__ = ["CLUSTER_SCHEMES", "ClusterLink", "is_cluster_url", "split_cluster_url"]
+__all__ = [
+    "CLUSTER_SCHEMES",
+    "ClusterLink",
+    "SlotPipeline",
+    "is_cluster_url",
+    "split_cluster_url",
+]
 
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 
@@ -154,11 +161,10 @@ class ClusterLink(RedisLink):
             return self.cluster.execute_command(*args, target_nodes=node)
         return self.cluster.execute_command(*args)
 
-    def pipeline(self, transaction: bool) -> Any:
+    def pipeline(self, transaction: bool) -> SlotPipeline:
         """A pipeline (MULTI/EXEC when ``transaction``) on the node that owns this link's
         slot: every command queued must use this link's keys (or be a keyless script)."""
-        node = self.cluster.get_node_from_key(self.prefix)
-        return self.cluster.get_redis_connection(node).pipeline(transaction=transaction)
+        return SlotPipeline(self, transaction)
 
     def confirm(self) -> None:
         return None
@@ -166,3 +172,44 @@ class ClusterLink(RedisLink):
     def close(self) -> None:
         if self._owner:
             self.cluster.close()
+
+
+class SlotPipeline:
+    """Commands queued for one slot's node and sent in one round trip (``execute``).
+
+    redis-py's node pipeline does not follow MOVED or ASK, so when the slot has moved
+    (a reshard, a failover inside the cluster) the slot map is read again and the batch
+    sent once more to the new owner: a MOVED reply means the old node applied nothing of
+    it. Queue commands as on redis-py's pipeline (``execute_command``, ``hset``, ...).
+    """
+
+    def __init__(self, link: ClusterLink, transaction: bool) -> None:
+        self._link = link
+        self._transaction = transaction
+        self._calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        def queue(*args: Any, **kwargs: Any) -> SlotPipeline:
+            self._calls.append((name, args, kwargs))
+            return self
+
+        return queue
+
+    def execute(self) -> list[Any]:
+        cluster = self._link.cluster
+        for attempt in (1, 2):
+            node = cluster.get_node_from_key(self._link.prefix)
+            pipe = cluster.get_redis_connection(node).pipeline(transaction=self._transaction)
+            for name, args, kwargs in self._calls:
+                getattr(pipe, name)(*args, **kwargs)
+            try:
+                return list(pipe.execute())
+            except (MovedError, AskError, ClusterDownError, TryAgainError):
+                if attempt == 2:
+                    raise
+                cluster.nodes_manager.initialize()
+            except RedisError as exc:
+                if attempt == 2 or not str(exc).startswith(("MOVED", "ASK")):
+                    raise
+                cluster.nodes_manager.initialize()
+        raise AssertionError("unreachable")

@@ -95,6 +95,28 @@ class ClusterServers:
                 return next(s for s in self.servers if s.port == int(primary[1]))
         raise LookupError(f"no node serves slot {slot}")
 
+    def move_slot(self, key: str, target: RedisServer) -> RedisServer:
+        """Move ``key``'s slot and its keys to ``target`` as a reshard does (IMPORTING,
+        MIGRATING, MIGRATE, SETSLOT NODE on every node); the server it left."""
+        source = self.node_of(key)
+        if source is target:
+            return source
+        src, dst = redis.Redis(port=source.port), redis.Redis(port=target.port)
+        slot = int(src.execute_command("CLUSTER", "KEYSLOT", key))
+        src_id = src.execute_command("CLUSTER", "MYID").decode()
+        dst_id = dst.execute_command("CLUSTER", "MYID").decode()
+        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+        while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+            src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
+        for server in self.servers:
+            node = redis.Redis(port=server.port)
+            node.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+            node.close()
+        src.close()
+        dst.close()
+        return source
+
     def stop(self) -> None:
         for server in self.servers:
             server.stop()

@@ -83,3 +83,35 @@ def test_a_drain_with_queues_on_every_shard(
     ran = runs_of(tmp_path / "runs")
     assert ran == Counter(range(sent)) + Counter(range(len(queues)))
     assert tasks.app.broker.stats() == {}
+
+
+def test_a_queue_whose_slot_moved_is_followed(
+    redis_cluster: ClusterServers,  # noqa: F811
+    tasks: ModuleType,
+    tmp_path: Path,
+) -> None:
+    """A planned reshard: the slot of a queue with 100 tasks in it moves to another shard
+    while no worker runs; the producer's next sends follow MOVED (its slot map is stale),
+    and a worker started afterwards drains all 200 from the new shard, each once."""
+    prefix = tasks.app.broker.prefix
+    [queue] = queues_on_every_shard(redis_cluster, prefix)[:1]
+    tag = f"{prefix}{{q:{queue}}}:"
+    first = [tasks.note.apply_async((n,), queue=queue) for n in range(100)]
+    before = redis_cluster.node_of(tag)
+    target = next(s for s in redis_cluster.servers if s is not before)
+    assert redis_cluster.move_slot(tag, target) is before
+    assert redis_cluster.node_of(tag) is target
+    second = [tasks.note.apply_async((n,), queue=queue) for n in range(100, 200)]
+    assert tasks.app.broker.stats()[queue].ready == 200
+    workers = Workers(tmp_path, tasks.app.broker.url)
+    try:
+        env = {"CLUSTER_RUNS": str(tmp_path / "runs")}
+        workers.start("-P", "threads", "-c", "4", "-Q", queue, env=env, app=APP)
+        assert [r.get(timeout=60) for r in first + second] == list(range(200))
+    finally:
+        problems = workers.stop_all()
+    assert problems == []
+    assert runs_of(tmp_path / "runs") == Counter(range(200))
+    old = redis.Redis(port=before.port)
+    assert not list(old.scan_iter(f"{tag}*"))
+    old.close()
