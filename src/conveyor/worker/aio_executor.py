@@ -160,6 +160,9 @@ class AsyncExecution:
         """Async tasks that ended, for ``collect`` (appended on the loop's thread)."""
         self._async_at = 0.0
         """When async tasks last started or ended (``idle_wait``)."""
+        self._quick_hit = True
+        """The last wait for quick coroutines saw one end (else it is tried once a second)."""
+        self._quick_at = 0.0
         self._to_start: list[Job] = []
         """Async tasks handed over, started together by ``start_async``."""
         self._starting: list[tuple[str, bytes, int]] = []
@@ -243,7 +246,10 @@ class AsyncExecution:
         read, a no-op) end within a moment: waiting that moment for them here stores
         their outcome now instead of after the consumer's next wait for messages."""
         if self.start_async() and not self.completed and self._runner is not None:
-            self._runner.wait_slot_freed(QUICK_ASYNC)
+            now = time.monotonic()
+            if self._quick_hit or now - self._quick_at > 1.0:  # not while tasks run long
+                self._runner.wait_slot_freed(QUICK_ASYNC)
+                self._quick_hit, self._quick_at = bool(self.completed), now
         self.collect()
 
     def write_started(self) -> None:
