@@ -100,8 +100,10 @@ class ThreadedBackend:
 _NATIVE = {
     "conveyor.brokers.redis:RedisBroker": "conveyor.brokers.redis_async:AsyncRedisBroker",
     "conveyor.backends.redis:RedisBackend": "conveyor.backends.redis_async:AsyncRedisBackend",
+    "conveyor.cluster_stores:ClusterBackend": "",
 }
-"""Store class -> its native asyncio face (a subclass gets its base's)."""
+"""Store class -> its native asyncio face (a subclass gets its base's; "": none, its calls
+go to a thread: the Redis Cluster backend's link is not the async face's)."""
 
 _faces: weakref.WeakKeyDictionary[object, Any] = weakref.WeakKeyDictionary()
 
@@ -111,6 +113,8 @@ def _native(store: object) -> Any:
     for cls in type(store).__mro__:
         target = _NATIVE.get(f"{cls.__module__}:{cls.__qualname__}")
         if target is not None:
+            if not target:
+                return None
             if isinstance(store, ResultBackend) and not store.replies:
                 return None  # a fake clock: only the sync backend sweeps what it expired
             module, _, name = target.partition(":")

@@ -3,6 +3,7 @@ cluster, and a chord whose members ran on those shards completes."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -115,3 +116,26 @@ def test_a_queue_whose_slot_moved_is_followed(
     old = redis.Redis(port=before.port)
     assert not list(old.scan_iter(f"{tag}*"))
     old.close()
+
+
+def test_the_async_client_sends_and_waits(
+    redis_cluster: ClusterServers,  # noqa: F811
+    tasks: ModuleType,
+    tmp_path: Path,
+) -> None:
+    """``await task.adelay()`` and ``await result.aget()`` on a cluster URL (their calls go
+    to a thread: the cluster client is not the async client's)."""
+    queues = queues_on_every_shard(redis_cluster, tasks.app.broker.prefix)
+
+    async def round_trips() -> list[int]:
+        sent = [await tasks.note.s(n).set(queue=queues[n % 3]).adelay() for n in range(30)]
+        return [await result.aget(timeout=30) for result in sent]
+
+    workers = Workers(tmp_path, tasks.app.broker.url)
+    try:
+        env = {"CLUSTER_RUNS": str(tmp_path / "runs")}
+        workers.start("-P", "threads", "-c", "2", "-Q", ",".join(queues), env=env, app=APP)
+        assert asyncio.run(round_trips()) == list(range(30))
+    finally:
+        problems = workers.stop_all()
+    assert problems == []
