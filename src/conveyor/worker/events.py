@@ -42,6 +42,7 @@ from ..events import (
     WorkerOffline,
     WorkerOnline,
     encode_event,
+    encode_events,
 )
 from ..message import Message
 from ..records import TaskRecord
@@ -97,7 +98,8 @@ class EventBuffer:
                 parent_id=message.parent_id,
             )
         )
-        self._start()
+        if self._flusher is None:
+            self._flusher = _Flusher(self)
 
     def started(self, task: object, request: Request) -> None:
         """An ``app.on_task_start`` hook: the task's code is about to run."""
@@ -155,7 +157,7 @@ class EventBuffer:
                 return
             try:
                 self.app.broker.add_events(
-                    [encode_event(e) for e in pending], int(self.app.conf.events_max_length)
+                    encode_events(pending), int(self.app.conf.events_max_length)
                 )
             except Exception as exc:
                 self._keep(pending, exc)
@@ -170,10 +172,6 @@ class EventBuffer:
             self._dropped += len(pending) - MAX_BUFFERED
         else:
             logger.debug("events could not be written (%s); trying again", exc)
-
-    def _start(self) -> None:
-        if self._flusher is None:
-            self._flusher = _Flusher(self)
 
 
 class _Flusher:
@@ -262,6 +260,8 @@ def _exception(record: TaskRecord) -> str:
 
 def _short(value: Any) -> str:
     """A repr cut to 200 characters (the builtin repr: reprlib's costs ten times more)."""
+    if not value:
+        return "()" if isinstance(value, list | tuple) else repr(value)
     text = repr(tuple(value)) if isinstance(value, list) else repr(value)
     return text if len(text) <= 200 else text[:197] + "..."
 
