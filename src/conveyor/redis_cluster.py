@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from redis.cluster import RedisCluster
 from redis.exceptions import AskError, ClusterDownError, MovedError, RedisError, TryAgainError
 
-from .exceptions import ImproperlyConfigured
+from .exceptions import BrokerError, ImproperlyConfigured
 from .redaction import redact_text, redact_url
 from .redis_connection import CONVEYOR_OPTIONS, DEFAULT_PREFIX, RedisLink, number_option
 
@@ -123,7 +123,11 @@ class ClusterLink(RedisLink):
                     f"bad Redis Cluster URL {self.safe_url!r}: {reason}"
                 ) from None
             except Exception as exc:  # the first slot map comes from the seed node
-                raise self.error("reading the cluster's slot map", exc) from exc
+                reason = redact_text(str(exc), url)
+                raise BrokerError(
+                    f"could not read the slot map of the Redis Cluster at {self.safe_url} "
+                    f"(is it reachable, and is it a cluster?): {reason}"
+                ) from exc
         self.cluster: Any = client  # redis-py's cluster client is not fully typed
         self.client = client  # type: ignore[assignment]
         self._own = threading.local()
