@@ -25,6 +25,7 @@ from .async_stores import async_backend, async_broker
 from .exceptions import BlockingCallError
 from .publish_signals import after_publish
 from .records import ResultStore, TaskRecord
+from .request import note_child
 
 if TYPE_CHECKING:
     from .app import Conveyor
@@ -80,6 +81,8 @@ async def asend(
     envelope = app.envelope(message, task)
     result = app.AsyncResult(message.id, task)
     result.ignored = message.ignore_result  # get() returns None at once, as in Celery
+    if message.parent_id is not None:  # sent by a running task: one of its children
+        note_child(result, message.parent_id)
     gate = app.defer_publish
     if gate is not None and gate(lambda: app.publish_envelopes([envelope])):
         return result  # published when the transaction commits, as a sync send would be

@@ -43,7 +43,7 @@ from .options import check_task_options
 from .plan import send as send_workflow
 from .publish_signals import after_publish, before_publish
 from .records import ResultStore
-from .request import Request
+from .request import Request, current_request, note_child
 from .result import AnyResult, AsyncResult, GroupResult, ResultSet
 from .routing import ROUTING_SETTINGS, Router
 from .serialization import encode_message
@@ -373,7 +373,10 @@ class Conveyor:
     ) -> Any:
         """Send a workflow (``Signature.apply_async``): the app knows the planner, the
         signature does not."""
-        return send_workflow(sig, self, args, kwargs, options)
+        result = send_workflow(sig, self, args, kwargs, options)
+        if result is not None and current_request() is not None:
+            note_child(_first_sent(result))
+        return result
 
     def freeze_canvas(self, sig: Signature, task_id: str | None = None) -> AnyResult | GroupResult:
         """Give every node of ``sig`` its id now, in place; the result it will have
@@ -411,13 +414,20 @@ class Conveyor:
         if key is not None:
             if message.reply:
                 message = message.replace(reply=False)
-            return AsyncResult(self._send_once(idempotency_key(key), message, task), self, task)
+            sent: AnyResult = AsyncResult(
+                self._send_once(idempotency_key(key), message, task), self, task
+            )
+            if message.parent_id is not None:  # sent by a running task: one of its children
+                note_child(sent, message.parent_id)
+            return sent
         if message.reply:
             self._publish_replied(message, task)
         else:
             self.publish([(message, task)])
         result: AnyResult = AsyncResult(message.id, app=self, task=task)
         result.ignored = message.ignore_result  # get() returns None at once, as in Celery
+        if message.parent_id is not None:  # sent by a running task: one of its children
+            note_child(result, message.parent_id)
         return result
 
     def _publish_replied(self, message: Message, task: AnyTask | None) -> None:
@@ -562,3 +572,11 @@ def _built(setting: str, build: Callable[[str], U], url: str) -> U:
 
 
 set_default_app(lambda: Conveyor("default"))
+
+
+def _first_sent(result: Any) -> Any:
+    """The result of a workflow's first step, the one a send publishes (the later steps are
+    sent by the tasks before them): what Celery adds to the sending task's children."""
+    while getattr(result, "known_parent", None) is not None:
+        result = result.known_parent
+    return result

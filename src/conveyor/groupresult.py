@@ -24,7 +24,14 @@ from .ids import new_id
 from .joins import check_get_arguments, check_join
 from .keys import GROUP_PREFIX
 from .records import TaskRecord
-from .taskresult import AnyResult, AsyncResult, EagerResult, record_error, record_value
+from .taskresult import (
+    AnyResult,
+    AsyncResult,
+    EagerResult,
+    lend_group_rebuilder,
+    record_error,
+    record_value,
+)
 
 if TYPE_CHECKING:
     from .app import Conveyor
@@ -402,6 +409,7 @@ class GroupResult(ResultSet, AsyncResult[list[Any]]):
     """The results of a group, in the order its members were given."""
 
     prefix = GROUP_PREFIX
+    reads_parent = False  # a group keeps no record of its own
     bound_app: Conveyor | None = None
     """The app of ``app.GroupResult`` (see ``bound_group_result``); None: the current one."""
 
@@ -530,6 +538,9 @@ def result_from_tuple(data: Sequence[Any] | AnyResult, app: Conveyor | None = No
             task_id, [result_from_tuple(m, app) for m in members], parent=parent_result, app=app
         )
     return AsyncResult(task_id, app=app, parent=parent_result)
+
+
+lend_group_rebuilder(result_from_tuple)
 
 
 def _set_state(member_states: list[str]) -> str:

@@ -135,7 +135,12 @@ class TaskRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     (stamped from the fence it is written with)."""
     worker: str | None = None
     parent_id: str | None = None
-    children: list[str] = []
+    """The id of the task that sent this one, or that it follows in a chain (its message's)."""
+    root_id: str | None = None
+    """The id of its workflow's first task; left out when that is the task itself."""
+    children: list[Any] = []
+    """What the task sent while it ran, each result in ``as_tuple()`` form (Celery's
+    ``children``): a task's ``[[id, parent], null]``, a group's with its members."""
     retry_at: float | None = None
     """RETRY: the Unix time the next attempt is due."""
     argsrepr: str | None = None

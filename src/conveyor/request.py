@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from .message import Message
     from .task import AnyTask
 
-__all__ = ["Context", "ExceptionInfo", "Request", "current_request"]
+__all__ = ["Context", "ExceptionInfo", "Request", "current_request", "note_child"]
 
 
 class Request:
@@ -41,6 +41,9 @@ class Request:
     ignore_result: bool = False
     fence: int | None = None
     message: Message | None = None
+    _children: list[Any] | None = None
+    """The results of what the task sent while it ran (``note_child``); made on the first
+    send, so a task that sends nothing pays nothing for it."""
 
     def __init__(self, **fields: Any) -> None:
         self.kwargs = {}
@@ -48,6 +51,20 @@ class Request:
         self.headers = {}
         self._entered = False
         self.__dict__.update(fields)
+
+    @property
+    def children(self) -> list[Any]:
+        """The results of the tasks and workflows this task sent while it ran, in order
+        (Celery's ``request.children``); stored with its outcome, read back as
+        ``AsyncResult.children``."""
+        if self._children is None:
+            self._children = []
+        return self._children
+
+    @property
+    def sent(self) -> list[Any] | None:
+        """``children`` as they stand, None while the task has sent nothing."""
+        return self._children
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
@@ -134,6 +151,20 @@ def current_request() -> Request | None:
         if not context.called_directly:
             return context
     return None
+
+
+def note_child(result: Any, parent_id: str | None = None) -> None:
+    """A send made now: its result joins the running task's children (Celery's trail).
+
+    ``parent_id``: the parent the sent message names; when given, the result is noted
+    only if that is the running task (a send that named another parent is not its child).
+    """
+    request = current_request()
+    if request is None or (parent_id is not None and request.id != parent_id):
+        return
+    if request.ignore_result:
+        return  # nothing would store them: the task keeps no result
+    request.children.append(result)
 
 
 def enter(task: AnyTask) -> bool:

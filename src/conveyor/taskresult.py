@@ -24,7 +24,14 @@ if TYPE_CHECKING:
     from .app import Conveyor
     from .task import AnyTask
 
-__all__ = ["AnyResult", "AsyncResult", "EagerResult", "record_error", "record_value"]
+__all__ = [
+    "AnyResult",
+    "AsyncResult",
+    "EagerResult",
+    "lend_group_rebuilder",
+    "record_error",
+    "record_value",
+]
 
 R = TypeVar("R", covariant=True)
 
@@ -51,6 +58,8 @@ class AsyncResult(Generic[R]):
     ignored: bool = False
     """Set on the handle a send returns when the task keeps no result: ``get()`` then
     returns None at once instead of waiting for a result that is never stored (Celery's)."""
+    reads_parent: bool = True
+    """Whether ``parent``, when not given, is read from the stored record (a task's is)."""
 
     def __init__(
         self,
@@ -62,8 +71,41 @@ class AsyncResult(Generic[R]):
         self.id = id
         self._app = app
         self._task = task
-        self.parent = parent
-        """The result before this one in a chain (set by whoever sent the workflow)."""
+        self.known_parent: AnyResult | None = parent
+        """The parent this handle was made with (whoever sent the workflow set it); None
+        when not given. Reading it costs nothing, unlike ``parent``."""
+
+    @property
+    def parent(self) -> AnyResult | None:
+        """The result before this one: the step before it in a chain, or the task that sent
+        it. Given when the handle was made; else read from the task's stored record (its
+        message's ``parent_id``), so a handle rebuilt from its id in another process finds
+        it too once the task has an outcome."""
+        if self.known_parent is None and self.reads_parent:
+            record = self._record()
+            if record is not None and record.parent_id is not None:
+                self.known_parent = AsyncResult(record.parent_id, app=self._app)
+        return self.known_parent
+
+    @parent.setter
+    def parent(self, value: AnyResult | None) -> None:
+        self.known_parent = value
+
+    @property
+    def root_id(self) -> str:
+        """The id of the first task of this one's workflow (itself when sent alone), from
+        its stored record (Celery keeps it with ``result_extended``)."""
+        record = self._record()
+        return (record.root_id if record is not None else None) or self.id
+
+    @property
+    def children(self) -> list[AnyResult] | None:
+        """The results of the tasks (and groups) this task sent while it ran, in the order
+        it sent them, as Celery's: None until the task's outcome is stored."""
+        record = self._record()
+        if record is None or record.status not in states.READY_STATES:
+            return None
+        return [_rebuild(child, self._app) for child in record.children]
 
     @property
     def task_id(self) -> str:
@@ -275,10 +317,10 @@ class AsyncResult(Generic[R]):
 
     async def _araise_parent_error(self) -> None:
         parents = []
-        node = self.parent
+        node = self.known_parent
         while node is not None:
             parents.append(node)
-            node = node.parent
+            node = node.known_parent
         for parent in reversed(parents):
             await parent.amaybe_throw()
 
@@ -291,7 +333,7 @@ class AsyncResult(Generic[R]):
             "status": self._state_of(record),
             "result": record_value(record, self._typed_by(record), self.id),
             "traceback": record.traceback if record is not None else None,
-            "children": [],
+            "children": self.children or [],
             "date_done": None if done is None else datetime.fromtimestamp(done, UTC).isoformat(),
             "task_id": self.id,
         }
@@ -316,10 +358,10 @@ class AsyncResult(Generic[R]):
     def _raise_parent_error(self) -> None:
         """Raise the error of the earliest failed result this one follows in a workflow."""
         parents = []
-        node = self.parent
+        node = self.known_parent
         while node is not None:
             parents.append(node)
-            node = node.parent
+            node = node.known_parent
         for parent in reversed(parents):
             parent.maybe_throw()
 
@@ -357,13 +399,14 @@ class AsyncResult(Generic[R]):
     def as_tuple(self) -> tuple[Any, ...]:
         """``((id, parent), None)``, Celery's shape: plain data that ``result_from_tuple``
         rebuilds (also from its JSON form, where the tuples are lists)."""
-        return ((self.id, self.parent.as_tuple() if self.parent is not None else None), None)
+        parent = self.known_parent
+        return ((self.id, parent.as_tuple() if parent is not None else None), None)
 
     def as_list(self) -> list[str]:
         """This result's id, then its parents', nearest first (Celery's)."""
         ids = [self.id]
-        if self.parent is not None:
-            ids.extend(self.parent.as_list())
+        if self.known_parent is not None:
+            ids.extend(self.known_parent.as_list())
         return ids
 
     def __eq__(self, other: object) -> bool:
@@ -385,6 +428,26 @@ class AsyncResult(Generic[R]):
 
 AnyResult: TypeAlias = AsyncResult[Any]
 """A result of any task: what code that handles results in general annotates with."""
+
+
+_group_rebuilder: list[Callable[[Any, Conveyor | None], AnyResult]] = []
+"""``conveyor.groupresult.result_from_tuple``, lent when that module loads (it imports this
+one, so this one may not import it): how a stored child that is a group is rebuilt."""
+
+
+def lend_group_rebuilder(rebuild: Callable[[Any, Conveyor | None], AnyResult]) -> None:
+    _group_rebuilder[:] = [rebuild]
+
+
+def _rebuild(data: Any, app: Conveyor | None) -> AnyResult:
+    """A stored child (``as_tuple()`` data, or a bare id) as a result handle."""
+    if isinstance(data, str):
+        return AsyncResult(data, app=app)
+    head, members = data
+    if members is not None and _group_rebuilder:
+        return _group_rebuilder[0](data, app)
+    task_id, parent = head if isinstance(head, list | tuple) else (head, None)
+    return AsyncResult(task_id, app=app, parent=_rebuild(parent, app) if parent else None)
 
 
 def record_error(record: TaskRecord, task_id: str = "") -> BaseException | None:
@@ -417,6 +480,8 @@ def record_value(record: TaskRecord | None, task: AnyTask | None, task_id: str =
 
 class EagerResult(AsyncResult[R]):
     """The outcome of ``Task.apply()``: known at once, stored nowhere."""
+
+    reads_parent = False
 
     def __init__(
         self,

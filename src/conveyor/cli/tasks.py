@@ -164,11 +164,16 @@ def task_detail(app: Conveyor, task_id: str) -> dict[str, Any] | None:
 def _children(app: Conveyor, task_id: str, record: TaskRecord | None) -> list[str]:
     """Tasks whose parent is this one: named in the record, or received (or sent) with it
     as their parent."""
-    found = list(record.children) if record is not None else []
+    found = [_child_id(c) for c in record.children] if record is not None else []
     for event in app.events.children_of(task_id):
         if event.uuid not in found:
             found.append(event.uuid)
     return found
+
+
+def _child_id(child: Any) -> str:
+    """A stored child's id: its ``as_tuple()`` data's first id (or a bare id)."""
+    return child if isinstance(child, str) else str(child[0][0])
 
 
 def _state_of(timeline: list[AnyEvent]) -> str | None:

@@ -114,6 +114,7 @@ class AsyncExecution:
     outbox: Outbox
     results: ResultStore
     _started_info: dict[str, Any]
+    _sent: list[Any] | None
 
     if TYPE_CHECKING:  # the executor's, which this mixin calls
 
@@ -281,7 +282,9 @@ class AsyncExecution:
                 for hook in self.app.on_task_end:
                     hook(task, job.context)
                 self.guards.release(pending.admission)
+                self._sent = job.context.sent
                 state = self._conclude(delivery, message, task, pending.attempt, outcome, runtime)
+                self._sent = None  # not stored by an outcome that writes no record
                 if notify.listening_after_run():
                     notify.after_run(
                         cast("Executor", self), task, job.context, outcome, state, runtime

@@ -75,6 +75,8 @@ class Executor(AsyncExecution):
         self.outbox = Outbox(app, tracker)
         self._ran_for: float | None = None
         """Seconds the task being concluded ran, for its event (``_event``)."""
+        self._sent: list[Any] | None = None
+        """What the task being concluded sent as it ran, for its record (``_lineage``)."""
         self._decoded: dict[str, Message] = {}
         self._started_info = {"pid": os.getpid(), "hostname": hostname}
         """STARTED's info, as Celery's: which process runs the task."""
@@ -258,7 +260,9 @@ class Executor(AsyncExecution):
             for hook in self.app.on_task_end:
                 hook(task, context)
         runtime = self.runtime = time.monotonic() - started_at
+        self._sent = context.sent
         state = self._conclude(delivery, message, task, attempt, outcome, runtime)
+        self._sent = None  # not stored by an outcome that writes no record (a requeue)
         if notify.listening_after_run():
             notify.after_run(self, task, context, outcome, state, runtime)
         return state
@@ -468,7 +472,7 @@ class Executor(AsyncExecution):
         return states.RETRY
 
     def _write(self, message: Message, attempt: int | None, record: TaskRecord) -> bool:
-        record.queue = message.queue
+        self._lineage(message, record)
         self._event(message, record)
         if workflow.handed_on(message, record):  # workflow hook: Task.replace() took over
             return True
@@ -478,6 +482,17 @@ class Executor(AsyncExecution):
         if stored:  # workflow hook: continue the chain, count the chord member, run links
             workflow.after_outcome(self.app, message, record)
         return stored
+
+    def _lineage(self, message: Message, record: TaskRecord) -> None:
+        """What an outcome record keeps of its message (queue, parent, root), and the
+        results of what the task sent as it ran (``AsyncResult.children``)."""
+        record.queue = message.queue
+        record.parent_id = message.parent_id
+        if message.root_id != message.id:
+            record.root_id = message.root_id
+        sent, self._sent = self._sent, None
+        if sent:
+            record.children = [child.as_tuple() for child in sent]
 
     def _event_stored(self, message: Message) -> None:
         """The event of an outcome stored before this delivery: a supervisor that killed the
@@ -500,7 +515,7 @@ class Executor(AsyncExecution):
         self, delivery: Delivery, message: Message, attempt: int, record: TaskRecord
     ) -> str:
         """Store the outcome soon (see ``Outbox``), then ack."""
-        record.queue = message.queue
+        self._lineage(message, record)
         self._event(message, record)
         if workflow.handed_on(message, record):  # workflow hook: Task.replace() took over
             pass

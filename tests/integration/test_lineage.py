@@ -1,0 +1,76 @@
+"""A task's lineage as Celery keeps it, read from another process than the worker's:
+``AsyncResult.children`` (what a task sent while it ran), ``parent`` and ``root_id``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from types import ModuleType
+
+import pytest
+
+from conveyor import AsyncResult, GroupResult
+
+from .support import Workers, extra_tasks, start_worker_with, wait_until
+
+TIMEOUT = 30.0
+
+
+@pytest.fixture
+def lineage(tasks: ModuleType) -> Iterator[ModuleType]:
+    with extra_tasks("lineage_tasks", tasks) as module:
+        yield module
+
+
+def start(workers: Workers) -> None:
+    start_worker_with(workers, "lineage_tasks", "lineage.report", "-c", "2")
+
+
+def test_children_are_the_tasks_a_task_sent(lineage, workers):
+    start(workers)
+    result = lineage.report.delay(["north", "south", "east"])
+    assert result.get(timeout=TIMEOUT) == "sent"
+
+    # a handle rebuilt from the id alone, as a web view in another process has it
+    again = AsyncResult(result.id, app=lineage.app)
+    children = again.children
+    assert children is not None and len(children) == 3
+    assert [child.get(timeout=TIMEOUT) for child in children] == [5, 5, 4]
+    meta = again._get_task_meta()
+    assert [c.id for c in meta["children"]] == [c.id for c in children]
+
+    # each child knows who sent it, and the workflow's root
+    first = AsyncResult(children[0].id, app=lineage.app)
+    wait_until(lambda: first.ready(), what="the first child's outcome")
+    assert first.parent is not None and first.parent.id == result.id
+    assert first.root_id == result.id
+    assert first.children == []
+
+
+def test_a_group_and_a_chain_sent_from_a_task(lineage, workers):
+    start(workers)
+    result = lineage.nightly.delay()
+    assert result.get(timeout=TIMEOUT) == "scheduled"
+
+    sent_group, chain_start = AsyncResult(result.id, app=lineage.app).children
+    # the group is one child, with its members; the chain is its first step (the later
+    # steps are sent by the steps before them), as in Celery
+    assert isinstance(sent_group, GroupResult)
+    assert sent_group.get(timeout=TIMEOUT) == [5, 5]
+    assert chain_start.get(timeout=TIMEOUT) == 4
+
+
+def test_a_task_that_sends_nothing_has_no_children(lineage, workers):
+    start(workers)
+    result = lineage.quiet.delay()
+    pending = AsyncResult(result.id, app=lineage.app)
+    assert result.get(timeout=TIMEOUT) == "nothing sent"
+    assert pending.children == []
+    assert pending.parent is None
+    assert pending.root_id == result.id
+    assert pending._get_task_meta()["children"] == []
+
+
+def test_children_are_none_before_the_outcome(lineage):
+    # no worker: the task is still PENDING, and Celery answers None until it is ready
+    result = lineage.report.delay(["north"])
+    assert AsyncResult(result.id, app=lineage.app).children is None
