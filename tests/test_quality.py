@@ -80,6 +80,18 @@ total: str = add.delay(1, 2).get()  # line 26
 charge.delay("x")  # line 27
 charge.delay(None, 5)  # line 28
 shout.apply_async(("hi",)).get() + 1  # line 29
+
+
+@app.task
+async def fetch(url: str) -> bytes:
+    return url.encode()
+
+
+async def main() -> None:
+    await fetch.adelay(1)  # line 38
+    size: str = (await fetch.adelay("u")).get()  # line 39
+    await add.adelay(1, "2")  # line 40
+    fetch.delay("u").get().upper() + 1  # line 41
 """
 
 
@@ -109,7 +121,7 @@ def test_mypy_rejects_wrong_task_calls(tmp_path: Path) -> None:
     output = run.stdout + run.stderr
     assert run.returncode == 1, output
     failing = {int(line.split(":")[1]) for line in output.splitlines() if ": error:" in line}
-    assert failing == {23, 24, 25, 26, 27, 28, 29}, output
+    assert failing == {23, 24, 25, 26, 27, 28, 29, 38, 39, 40, 41}, output
     assert 'Argument 1 to "delay" of "Task" has incompatible type "str"; expected "int"' in output
 
 

@@ -7,10 +7,10 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, overload
+from typing import Any, Literal, ParamSpec, TypeVar, overload
 from zoneinfo import ZoneInfo
 
 from . import signals
@@ -50,8 +50,11 @@ from .serialization import encode_message
 from .signatures import Signature
 from .task import (
     AnyTask,
+    AsyncTask,
+    BoundTaskDecorator,
     SharedTask,
     Task,
+    TaskDecorator,
     format_key,
     shared_task,
 )
@@ -293,15 +296,17 @@ class Conveyor:
     # -- defining tasks -----------------------------------------------------------------
 
     @overload
+    def task(self, fun: Callable[P, Coroutine[Any, Any, R]], /) -> AsyncTask[P, R]: ...
+    @overload
     def task(self, fun: Callable[P, R], /) -> Task[P, R]: ...
     @overload
     def task(
         self, fun: None = None, /, *, bind: Literal[True], **options: Any
-    ) -> Callable[[Callable[Concatenate[Any, P], R]], Task[P, R]]: ...
+    ) -> BoundTaskDecorator: ...
     @overload
     def task(
         self, fun: None = None, /, *, bind: Literal[False] = False, **options: Any
-    ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+    ) -> TaskDecorator: ...
     @overload
     def task(
         self, fun: None = None, /, *, bind: bool, **options: Any

@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import datetime
 from typing import (
     TYPE_CHECKING,
@@ -16,6 +16,7 @@ from typing import (
     Generic,
     Literal,
     ParamSpec,
+    Protocol,
     TypeAlias,
     TypeVar,
     overload,
@@ -35,7 +36,16 @@ if TYPE_CHECKING:
     from .app import Conveyor
     from .result import AsyncResult, EagerResult
 
-__all__ = ["AnyTask", "SharedTask", "Task", "shared_task", "task"]
+__all__ = [
+    "AnyTask",
+    "AsyncTask",
+    "BoundTaskDecorator",
+    "SharedTask",
+    "Task",
+    "TaskDecorator",
+    "shared_task",
+    "task",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R", covariant=True)
@@ -459,20 +469,58 @@ class SharedTask(Task[P, R]):
     abstract = True
 
 
+class AsyncTask(Task[P, R]):
+    """How a type checker sees a task made from an ``async def`` returning ``R``: ``delay()``
+    gives an ``AsyncResult[R]`` (the coroutine's value, not a coroutine) and a direct call
+    gives the coroutine to await. For annotations only: at run time ``@app.task`` makes the
+    same task class as for a ``def`` (with ``is_async`` true), not an ``AsyncTask``."""
+
+    abstract = True
+
+    if TYPE_CHECKING:  # a direct call gives what ``run`` gives: the coroutine
+
+        def __call__(  # type: ignore[override]
+            self, *args: P.args, **kwargs: P.kwargs
+        ) -> Coroutine[Any, Any, R]: ...
+
+
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 
+class TaskDecorator(Protocol):
+    """What ``@app.task(...)`` and ``@shared_task(...)`` return: a decorator that gives an
+    ``AsyncTask`` for an ``async def`` and a ``Task`` for a ``def``."""
+
+    @overload
+    def __call__(self, fun: Callable[_P, Coroutine[Any, Any, _R]], /) -> AsyncTask[_P, _R]: ...
+    @overload
+    def __call__(self, fun: Callable[_P, _R], /) -> Task[_P, _R]: ...
+
+
+class BoundTaskDecorator(Protocol):
+    """``TaskDecorator`` for ``bind=True``: the function's first parameter is the task."""
+
+    @overload
+    def __call__(
+        self, fun: Callable[Concatenate[Any, _P], Coroutine[Any, Any, _R]], /
+    ) -> AsyncTask[_P, _R]: ...
+    @overload
+    def __call__(self, fun: Callable[Concatenate[Any, _P], _R], /) -> Task[_P, _R]: ...
+
+
+@overload
+def shared_task(fun: Callable[_P, Coroutine[Any, Any, _R]], /) -> AsyncTask[_P, _R]: ...
 @overload
 def shared_task(fun: Callable[_P, _R], /) -> Task[_P, _R]: ...
 @overload
 def shared_task(
     fun: None = None, /, *, bind: Literal[True], **options: Any
-) -> Callable[[Callable[Concatenate[Any, _P], _R]], Task[_P, _R]]: ...
+) -> BoundTaskDecorator: ...
 @overload
 def shared_task(
     fun: None = None, /, *, bind: Literal[False] = False, **options: Any
-) -> Callable[[Callable[_P, _R]], Task[_P, _R]]: ...
+) -> TaskDecorator: ...
 @overload
 def shared_task(
     fun: None = None, /, *, bind: bool, **options: Any

@@ -10,7 +10,7 @@ from typing import Any, assert_type
 
 from conveyor import Conveyor, Task, shared_task
 from conveyor.result import AnyResult, AsyncResult, EagerResult
-from conveyor.task import AnyTask, task
+from conveyor.task import AnyTask, AsyncTask, task
 
 app = Conveyor("typing", broker="memory://", backend="memory://")
 
@@ -68,6 +68,31 @@ class ProcessImage(Task[..., Any]):
 process_image = app.register_task(ProcessImage())
 
 
+@app.task
+async def fetch(url: str, retries: int = 0) -> bytes:
+    return url.encode()
+
+
+@app.task(bind=True, soft_time_limit=5)
+async def fetch_bound(self: AnyTask, url: str) -> dict[str, int]:
+    return {url: len(self.request.id or "")}
+
+
+@app.task(queue="io")
+async def notify(user_id: int) -> None:
+    pass
+
+
+@shared_task
+async def shared_fetch(url: str) -> bytes:
+    return url.encode()
+
+
+@shared_task(bind=True)
+async def shared_fetch_bound(self: AnyTask, url: str) -> str:
+    return url
+
+
 def check() -> None:
     as_task: Task[[int, int], int] = add
     assert_type(as_task.delay(1, 2), AsyncResult[int])
@@ -99,6 +124,20 @@ def check() -> None:
     assert_type(result.get(), Any)
     assert_type(Notifier().notify(), str)
 
+    # ``async def`` tasks: a result of what the coroutine returns, not of a coroutine
+    as_async: AsyncTask[[str, int], bytes] = fetch
+    as_plain: Task[[str, int], bytes] = fetch
+    assert_type(as_async.delay("u", 1), AsyncResult[bytes])
+    assert_type(fetch.delay("u"), AsyncResult[bytes])
+    assert_type(fetch.delay("u", retries=2).get(), bytes)
+    assert_type(fetch.apply_async(("u",), countdown=1), AsyncResult[bytes])
+    assert_type(fetch.apply(("u",)).get(), bytes)
+    assert_type(fetch_bound.delay("u").get(), dict[str, int])
+    assert_type(notify.delay(1), AsyncResult[None])
+    assert_type(shared_fetch.delay("u").get(), bytes)
+    assert_type(shared_fetch_bound.delay("u").get(), str)
+    assert_type(as_plain.delay("u", 2), AsyncResult[bytes])
+
 
 async def check_async() -> None:
     """The async client keeps the task's types (docs/async-client.md)."""
@@ -111,3 +150,11 @@ async def check_async() -> None:
     assert_type(await add.apply((1, 2)).aget(), int)
     assert_type(await app.asend_task("typing.add", (1, 2)), AnyResult)
     assert_type(await (await shout.adelay("hi")).aget(), str)
+
+    assert_type(await fetch("u"), bytes)  # a direct call gives the coroutine
+    assert_type(await fetch.adelay("u"), AsyncResult[bytes])
+    assert_type(await (await fetch.adelay("u", 1)).aget(timeout=5), bytes)
+    assert_type(await (await fetch_bound.aapply_async(("u",))).aget(), dict[str, int])
+    assert_type(await (await fetch.adelay("u")), bytes)
+    assert_type(await (await shared_fetch.adelay("u")).aget(), bytes)
+    assert_type(await fetch_bound("u"), dict[str, int])
