@@ -195,10 +195,11 @@ class Control:
 
         As with ``revoke``, this holds across restarts and for workers started later
         (``destination`` is accepted and changes nothing: revocations reach every worker).
-        A stamped task already running sees ``self.is_aborted()`` become True; it is not
-        killed, even with ``terminate``. With ``reply``, each worker online answers as
-        Celery's do (``[{worker: {"ok": "headers ... flagged as revoked, but not
-        terminated"}}]``).
+        A stamped task already running sees ``self.is_aborted()`` become True; with
+        ``terminate``, it is stopped as ``revoke(id, terminate=True)`` stops one (the
+        supervisor of a prefork worker signals its process; a threads pool cannot).
+        With ``reply``, each worker online answers as Celery's do (``[{worker: {"ok":
+        "headers ... flagged as revoked, but not terminated"}}]``).
         """
         shown = dict(headers) if isinstance(headers, Mapping) else list(headers)
         if not isinstance(headers, Mapping):
@@ -213,7 +214,7 @@ class Control:
         self.app.coordinator.put_many(items, float(self.app.conf.task_revoke_expires))
         if not reply:
             return None
-        arguments = {"headers": repr(shown)}
+        arguments = {"headers": repr(shown), "terminate": terminate}
         return self.broadcast("revoke_by_stamped_headers", arguments, None, True, timeout)
 
     def stamp_revocation(self, headers: Mapping[str, Any]) -> str | None:

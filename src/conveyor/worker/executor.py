@@ -46,6 +46,7 @@ from ..serialization import (
     tag_result,
     unpickle_arguments,
 )
+from ..stamps import stamp_keys
 from ..task import AnyTask
 from ..taskresult import AsyncResult
 from . import metrics, notify
@@ -243,6 +244,10 @@ class Executor(AsyncExecution):
         started_at = time.monotonic()
         deadline = time.time() + time_limit if time_limit else None
         self.tracker.started(delivery, message.id, deadline, attempt)
+        if message.headers and "stamped_headers" in message.headers:
+            stamped = getattr(self.tracker, "stamped", None)
+            if stamped is not None:  # a prefork child: its supervisor terminates by stamp
+                stamped(delivery, stamp_keys(message.headers))
         for hook in self.app.on_task_start:
             hook(task, context)
         if signals.task_prerun.receivers:

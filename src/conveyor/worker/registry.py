@@ -287,9 +287,12 @@ class Registration:
         self.pool.set_time_limit(task_name, soft, hard)
         return {"ok": "time limits set successfully"}
 
-    def _do_revoke_by_stamped_headers(self, headers: str, **_: Any) -> Any:
+    def _do_revoke_by_stamped_headers(self, headers: str, terminate: bool = False, **_: Any) -> Any:
         """The revocation is in the coordinator already (every worker checks it before a
-        task starts); running tasks see it through ``is_aborted()`` and are not killed."""
+        task starts); running tasks see it through ``is_aborted()``, and with ``terminate``
+        the supervisor of a prefork worker stops those carrying the stamps."""
+        if terminate:
+            return {"ok": f"headers {headers} revoked; running tasks carrying them terminated"}
         return {"ok": f"headers {headers} flagged as revoked, but not terminated"}
 
     def _do_shutdown(self, **_: Any) -> Any:
