@@ -38,8 +38,9 @@ def _cluster_port() -> int:
 class ClusterServers:
     """``primaries`` redis-servers joined into one cluster; ``url`` is Conveyor's URL."""
 
-    def __init__(self, directory: Path, primaries: int = 3) -> None:
+    def __init__(self, directory: Path, primaries: int = 3, replicas: int = 0) -> None:
         self.directory = Path(directory)
+        self.replicas = replicas
         self.servers = [
             RedisServer(
                 self.directory / f"node{i}",
@@ -53,7 +54,7 @@ class ClusterServers:
                     "2000",
                 ),
             )
-            for i in range(primaries)
+            for i in range(primaries * (1 + replicas))
         ]
 
     @property
@@ -68,25 +69,40 @@ class ClusterServers:
             server.start()
         addresses = [f"127.0.0.1:{server.port}" for server in self.servers]
         subprocess.run(
-            [cli, "--cluster", "create", *addresses, "--cluster-yes"],
+            [
+                cli,
+                "--cluster",
+                "create",
+                *addresses,
+                "--cluster-replicas",
+                str(self.replicas),
+                "--cluster-yes",
+            ],
             check=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             timeout=timeout,
         )
+        self.wait_ok(timeout)
+        return self
+
+    def wait_ok(self, timeout: float = 30.0) -> None:
+        """Until every running node says cluster_state:ok."""
         deadline = time.monotonic() + timeout
         for server in self.servers:
+            if not server.running():
+                continue
             client = redis.Redis(port=server.port)
             while b"cluster_state:ok" not in client.execute_command("CLUSTER", "INFO"):
                 if time.monotonic() > deadline:
                     raise RuntimeError("the test cluster did not reach cluster_state:ok")
                 time.sleep(0.05)
             client.close()
-        return self
 
     def node_of(self, key: str) -> RedisServer:
         """The server that owns ``key``'s hash slot."""
-        client = redis.Redis(port=self.servers[0].port)
+        alive = next(s for s in self.servers if s.running())
+        client = redis.Redis(port=alive.port)
         slot = int(client.execute_command("CLUSTER", "KEYSLOT", key))
         shards = client.execute_command("CLUSTER", "SLOTS")
         client.close()

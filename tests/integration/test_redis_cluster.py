@@ -4,8 +4,9 @@ cluster, and a chord whose members ran on those shards completes."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -13,6 +14,7 @@ import pytest
 import redis
 
 from conveyor import chord, group
+from redis_server import RedisServer
 
 from .cluster_support import ClusterServers, redis_cluster  # noqa: F401  (a fixture)
 from .support import Workers, project_afresh
@@ -139,3 +141,81 @@ def test_the_async_client_sends_and_waits(
     finally:
         problems = workers.stop_all()
     assert problems == []
+
+
+def test_a_primary_killed_mid_drain_fails_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three primaries with a replica each; the primary of a queue's shard is killed with
+    SIGKILL while a worker drains it. Its replica takes over, redis-py maps the slots
+    again, and every task sent (and replicated) before the kill completes, without a
+    restart of the worker or the producer."""
+    cluster = ClusterServers(tmp_path / "cluster", primaries=3, replicas=1).start()
+    try:
+        owners = slot_owners(cluster)
+        prefix = next(  # results and the coordinator on one shard, which stays up
+            p
+            for p in (f"fo{n}:" for n in range(1000))
+            if owners(f"{p}{{r}}:") == owners(f"{p}{{c}}:")
+        )
+        home = owners(f"{prefix}{{r}}:")
+        queue = next(
+            q for q in (f"work{n}" for n in range(1000)) if owners(f"{prefix}{{q:{q}}}:") != home
+        )
+        victim = cluster.node_of(f"{prefix}{{q:{queue}}}:")
+        runs = tmp_path / "runs"
+        runs.mkdir()
+        url = f"redis+cluster://127.0.0.1:{home}?prefix={prefix}"
+        monkeypatch.setenv("CONVEYOR_BROKER_URL", url)
+        monkeypatch.setenv("CLUSTER_RUNS", str(runs))
+        with project_afresh("cluster_tasks") as tasks:
+            results = [tasks.slow_note.apply_async((n,), queue=queue) for n in range(300)]
+            replicated(victim)
+            workers = Workers(tmp_path, tasks.app.broker.url)
+            try:
+                env = {"CLUSTER_RUNS": str(runs)}
+                workers.start("-P", "threads", "-c", "2", "-Q", queue, env=env, app=APP)
+                assert [r.get(timeout=30) for r in results[:30]] == list(range(30))
+                assert tasks.app.broker.stats()[queue].total > 100  # the drain is under way
+                victim.kill()
+                began = time.monotonic()
+                assert results[100].get(timeout=60) == 100
+                print(f"tasks resumed {time.monotonic() - began:.1f} s after the kill")
+                assert [r.get(timeout=60) for r in results] == list(range(300))
+            finally:
+                problems = workers.stop_all()
+        assert problems == []
+        ran = runs_of(runs)
+        assert set(ran) == set(range(300))  # each at least once (a lease may be redelivered)
+        assert slot_owners(cluster)(f"{prefix}{{q:{queue}}}:") != victim.port  # its replica
+    finally:
+        cluster.stop()
+
+
+def replicated(primary: RedisServer) -> None:
+    """Until the primary's replica has every write it took."""
+    node = redis.Redis(port=primary.port)
+    deadline = time.monotonic() + 60  # the first sync after the cluster is made takes a while
+    while time.monotonic() < deadline:
+        info = node.info("replication")
+        replica = info.get("slave0") or {}
+        if replica.get("state") == "online" and replica.get("offset") == info["master_repl_offset"]:
+            node.close()
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"the replica did not catch up: {info}")
+
+
+def slot_owners(cluster: ClusterServers) -> Callable[[str], int]:
+    """key -> the port of the primary that owns its slot, from one read of the slot map."""
+    from redis.crc import key_slot
+
+    node = redis.Redis(port=cluster.servers[0].port)
+    shards = node.execute_command("CLUSTER", "SLOTS")
+    node.close()
+
+    def owner(key: str) -> int:
+        slot = key_slot(key.encode())
+        return next(int(s[2][1]) for s in shards if s[0] <= slot <= s[1])
+
+    return owner

@@ -4,6 +4,7 @@ counts how often every task ran."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from conveyor import Conveyor
@@ -21,6 +22,12 @@ def note(n: int) -> int:
     with (RUNS / f"{os.getpid()}.log").open("a") as log:
         log.write(f"{n}\n")
     return n
+
+
+@app.task
+def slow_note(n: int) -> int:
+    time.sleep(0.01)
+    return note(n)
 
 
 @app.task
