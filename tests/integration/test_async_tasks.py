@@ -137,6 +137,21 @@ def test_terminating_a_coroutine_leaves_the_def_task_of_its_process_alone(
     assert blocking.state == states.SUCCESS
 
 
+def test_threads_pool_lets_the_loop_cancel_a_terminated_coroutine_without_a_warning(
+    at: ModuleType, aw: Workers, tmp_path: Path
+) -> None:
+    """-P threads cannot stop a def task (it says so), but a coroutine is cancelled by its
+    loop: no "cannot stop it" for one, even while it takes time to end."""
+    worker = aw.start("-P", "threads", app=APP)
+    path = str(tmp_path / "slow.jsonl")
+    doomed = at.slow_to_cancel.delay(path)
+    wait_until(lambda: doomed.state == states.STARTED, what="the coroutine to start")
+    doomed.revoke(terminate=True)
+    wait_until(lambda: len(read_jsonl(path)) == 2, what="the coroutine to be cancelled")
+    wait_until(lambda: doomed.state == states.REVOKED, what="REVOKED")
+    assert "cannot stop it" not in worker.log(), worker.log()
+
+
 def test_def_and_async_def_tasks_share_a_process(at: ModuleType, aw: Workers) -> None:
     worker = aw.start("-c", "1", app=APP)
     sent = time.monotonic()

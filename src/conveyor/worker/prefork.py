@@ -106,12 +106,6 @@ class PipeTracker:
         else:
             self._send(line + "\n")
 
-    def stamped(self, delivery: Delivery, keys: list[str]) -> None:
-        """The running task carries stamps: their revocation keys, so the supervisor
-        terminates it on ``revoke_by_stamped_headers(..., terminate=True)``."""
-        if keys:  # at once, after the start notice: the task runs from now
-            self._send("T\t" + "\t".join([delivery.id, *keys]) + "\n")
-
     def described(self, message: Message) -> None:
         """What the task that just started is (for the registry): its start notice goes
         out with the task's name and argument previews."""
@@ -172,8 +166,6 @@ class PreforkPool:
         self.cold = False
         self._signals: list[int] = []
         self.terminating: dict[str, tuple[float, TaskRecord]] = {}
-        self.stamps: dict[str, list[str]] = {}
-        """The revocation keys of the stamps of running tasks, by delivery id (``T``)."""
         self.tally = Tally()
         self.registration: Registration | None = None
 
@@ -323,13 +315,9 @@ class PreforkPool:
                 msg_id, task_id, float(deadline) if deadline else None, int(fence), parts[5:8]
             )
         elif kind == "D":
-            self.stamps.pop(parts[1], None)
             self.tally.count(self.keeper.done(parts[1]))
         elif kind == "F":
-            self.stamps.pop(parts[1], None)
             self.keeper.released([parts[1]])
-        elif kind == "T":  # the stamps of a task that started
-            self.stamps[parts[1]] = parts[2:]
 
     def _reap(self) -> None:
         while self.children:
@@ -403,10 +391,11 @@ class PreforkPool:
             if child is None or held.delivery.id in child.killed_for:
                 continue
             if not self.stops_tasks:
-                logger.error(
-                    "%s is past its hard time limit; the threads pool cannot stop it",
-                    held.task_id,
-                )
+                if self._on_event_loop(held):  # cancelled at its limit, it has not ended since
+                    why = "did not end when cancelled at its hard time limit"
+                else:
+                    why = "is past its hard time limit"
+                logger.error("%s %s; the threads pool cannot stop it", held.task_id, why)
                 held.deadline = None
                 continue
             logger.error(
@@ -436,19 +425,20 @@ class PreforkPool:
                     )
                     self._kill_for(child, stuck, revoked, signal.SIGKILL)
 
+    def _on_event_loop(self, held: Held) -> bool:
+        """An ``async def`` task: its process's event loop cancels it on terminate and at its
+        hard limit, which a threads pool cannot do to a ``def`` task."""
+        task = self.app.tasks.get(held.name) if held.name else None
+        return task is not None and task.is_async
+
     def _terminate_revoked(self) -> None:
         """Kill children running tasks revoked with terminate=True, on any worker's request."""
         running = self.keeper.running()
         if not running:
-            self.stamps.clear()  # those of tasks in children that died
             self.keeper.outage.ended("revocation check")
             return
-        keys = [revoked_key(h.task_id) for h in running]
-        stamped = [self.stamps.get(h.delivery.id, ()) for h in running] if self.stamps else []
-        for each in stamped:  # stamped tasks run: their stamps' revocations, in the same read
-            keys.extend(each)
         try:
-            found = self.app.coordinator.get_many(keys)
+            flags = self.app.coordinator.get_many([revoked_key(h.task_id) for h in running])
         except BrokerError as exc:
             self.keeper.outage.failed("revocation check", exc)
             return
@@ -456,12 +446,6 @@ class PreforkPool:
             logger.exception("reading revocations failed")
             return
         self.keeper.outage.ended("revocation check")
-        flags = found[: len(running)]
-        by_stamp = iter(found[len(running) :])
-        for i, each in enumerate(stamped):
-            for stamp_flag in [next(by_stamp) for _ in each]:
-                if flags[i] is None:
-                    flags[i] = stamp_flag
         for held, flag in zip(running, flags, strict=True):
             if flag is None:
                 continue
@@ -471,7 +455,10 @@ class PreforkPool:
                 continue
             if not self.stops_tasks:
                 if held.delivery.id not in self.terminating:
-                    logger.warning("%s revoked: the threads pool cannot stop it", held.task_id)
+                    if self._on_event_loop(held):  # its loop cancels it (worker/aio.py)
+                        logger.debug("%s revoked: its event loop cancels it", held.task_id)
+                    else:
+                        logger.warning("%s revoked: the threads pool cannot stop it", held.task_id)
                     self.terminating[held.delivery.id] = (
                         math.inf,
                         TaskRecord(status=states.REVOKED),

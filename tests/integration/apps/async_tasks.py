@@ -107,6 +107,20 @@ async def long_wait(self: Any, path: str) -> str:
     return "finished"
 
 
+@app.task(bind=True)
+async def slow_to_cancel(self: Any, path: str) -> str:
+    """Takes a second and a half to end once cancelled (it cleans up), so its worker's
+    supervisor sees it running after its revoke."""
+    note(path, event="start", id=self.request.id)
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError:
+        note(path, event="cancelled", id=self.request.id)
+        await asyncio.sleep(1.5)
+        raise
+    return "finished"
+
+
 @app.task
 async def span(path: str, seconds: float) -> None:
     note(path, event="start")
