@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any, Literal, ParamSpec, TypeVar, overload
 from zoneinfo import ZoneInfo
 
@@ -550,6 +550,16 @@ class Conveyor:
     def now(self) -> datetime:
         """Now on the app's clock, in its ``timezone`` setting (Celery's ``app.now()``)."""
         return datetime.fromtimestamp(self.clock(), ZoneInfo(self.conf.timezone))
+
+    @property
+    def timezone(self) -> ZoneInfo:
+        """The ``timezone`` setting as a zone (Celery's ``app.timezone``); assigning a name
+        or a zone changes the setting, which schedules read."""
+        return ZoneInfo(self.conf.timezone)
+
+    @timezone.setter
+    def timezone(self, value: str | tzinfo) -> None:
+        self.conf.timezone = str(value)
 
     # -- worker-side helpers ------------------------------------------------------------
 

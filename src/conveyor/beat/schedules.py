@@ -202,11 +202,29 @@ class Schedule(ABC):
     def __hash__(self) -> int:
         return hash(msgspec.json.encode(self.to_data()))
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_app": None}  # an app does not pickle; the copy finds one
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """``(rebuild, args)``: the two-part form Celery's schedules give, ``rebuild(*args)``
+        making an equal schedule (pickle uses it too). ``nowfun`` goes along; an app does
+        not pickle, and the copy finds the current one."""
+        keywords = dict(self._keywords())
+        if self.nowfun is not None:
+            keywords["nowfun"] = self.nowfun
+        return (_rebuild, (type(self), self._arguments(), keywords))
+
+    def _arguments(self) -> tuple[Any, ...]:
+        """The positional arguments that make this schedule again (``__reduce__``)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be copied")
+
+    def _keywords(self) -> dict[str, Any]:
+        return {}
 
     def __str__(self) -> str:
         return self.describe()
+
+
+def _rebuild(kind: type[Schedule], args: tuple[Any, ...], keywords: dict[str, Any]) -> Schedule:
+    """A schedule made again from ``__reduce__``'s parts."""
+    return kind(*args, **keywords)
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -298,6 +316,13 @@ class crontab(Schedule):
         """The five fields in cron order."""
         fields = (self.minute, self.hour, self.day_of_month, self.month_of_year, self.day_of_week)
         return " ".join(f.text.replace(" ", "") for f in fields)
+
+    def _arguments(self) -> tuple[Any, ...]:
+        fields = (self.minute, self.hour, self.day_of_week, self.day_of_month, self.month_of_year)
+        return tuple(f.text for f in fields)
+
+    def _keywords(self) -> dict[str, Any]:
+        return {} if self.timezone is None else {"timezone": self.timezone}
 
     def to_data(self) -> CrontabData:
         return CrontabData(
@@ -439,6 +464,9 @@ class schedule(Schedule):
         text = describe_interval(self.run_every)
         return f"{text} from {self.anchor.isoformat()}" if self.anchor else text
 
+    def _arguments(self) -> tuple[Any, ...]:
+        return (self.run_every, self.anchor)
+
     def to_data(self) -> IntervalData:
         return IntervalData(seconds=self.seconds, anchor=self.anchor)
 
@@ -485,6 +513,9 @@ class clocked(Schedule):
         if offset is None:
             return text
         return f"{text} UTC" if not offset else f"{text} {when.isoformat(timespec='minutes')[-6:]}"
+
+    def _arguments(self) -> tuple[Any, ...]:
+        return (self.clocked_time,)
 
     def to_data(self) -> ClockedData:
         return ClockedData(at=self.clocked_time)

@@ -119,6 +119,9 @@ class solar(Schedule):
     def describe(self) -> str:
         return describe_solar(self.event, self.lat, self.lon)
 
+    def _arguments(self) -> tuple[Any, ...]:
+        return (self.event, self.lat, self.lon)
+
     def to_data(self) -> SolarData:
         return SolarData(event=self.event, lat=self.lat, lon=self.lon)
 
