@@ -51,9 +51,12 @@ class SentinelGroup:
     """``primary``, ``replicas`` and ``sentinels``; ``url()`` is Conveyor's sentinel:// URL."""
 
     def __init__(self, directory: Path, replicas: int = 2) -> None:
-        self.primary = RedisServer(directory / "primary")
+        fast_sync = ("--repl-diskless-sync-delay", "0")  # not Redis's 5 s wait for more replicas
+        self.primary = RedisServer(directory / "primary", extra=fast_sync)
         self.replicas = [
-            RedisServer(directory / f"replica{i}", extra=("--replicaof", "127.0.0.1", "0"))
+            RedisServer(
+                directory / f"replica{i}", extra=("--replicaof", "127.0.0.1", "0", *fast_sync)
+            )
             for i in range(replicas)
         ]
         self.sentinels: list[SentinelProcess] = []
@@ -62,12 +65,12 @@ class SentinelGroup:
     def start(self) -> None:
         self.primary.start()
         for replica in self.replicas:
-            replica.extra = ("--replicaof", "127.0.0.1", str(self.primary.port))
+            replica.extra = (*replica.extra[:2], str(self.primary.port), *replica.extra[3:])
             replica.start()
         deadline = time.monotonic() + 20
         client = redis.Redis(port=self.primary.port)
-        while int(client.info("replication")["connected_slaves"]) < len(self.replicas):
-            assert time.monotonic() < deadline, "the replicas did not connect"
+        while not self._replicas_online(client):
+            assert time.monotonic() < deadline, "the replicas did not catch up"
             time.sleep(0.05)
         self.sentinels = [
             SentinelProcess(self.directory / f"sentinel{i}", self.primary.port) for i in range(3)
@@ -78,6 +81,11 @@ class SentinelGroup:
         while not all(self._knows_replicas(s) for s in self.sentinels):
             assert time.monotonic() < deadline, "the sentinels did not find the replicas"
             time.sleep(0.1)
+
+    def _replicas_online(self, client: redis.Redis) -> bool:
+        info = client.info("replication")
+        states = [(info.get(f"slave{i}") or {}).get("state") for i in range(len(self.replicas))]
+        return states == ["online"] * len(self.replicas)
 
     def _knows_replicas(self, sentinel: SentinelProcess) -> bool:
         try:
