@@ -37,6 +37,7 @@ from .stamps import without_stamps
 
 if TYPE_CHECKING:
     from .app import Conveyor
+    from .records import TaskRecord
     from .task import AnyTask
 
 __all__ = ["ApplyContext", "Plan", "send"]
@@ -203,13 +204,23 @@ class Plan:
         found = app.results.read_many(ids)
         # A task revoked before it was sent is sent anyway: the worker refuses it, and
         # its REVOKED outcome then flows on to what follows it, as any failure does.
+        sent = zip(self.items, self.envelopes, found, strict=True)
         envelopes = [
             envelope
-            for envelope, record in zip(self.envelopes, found, strict=True)
-            if record is None or record.status == states.REVOKED
+            for (message, _), envelope, record in sent
+            if record is None or record.status == states.REVOKED or _other_run(record, message)
         ]
         if envelopes:
             app.publish_envelopes(envelopes)
+
+
+def _other_run(record: TaskRecord, message: Message) -> bool:
+    """Whether a continuation's stored record is the outcome of another workflow that used
+    the same id (a frozen signature sent in two workflows, as Celery allows): its record
+    names another root. A duplicate of this workflow's own continuation (its task before
+    it ran twice) has this root, and a record that names none (not ended yet, or written
+    before records kept roots) is taken as this workflow's: both are still left out."""
+    return record.root_id is not None and record.root_id != message.root_id
 
 
 def _stream_chord(
