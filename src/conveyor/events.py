@@ -55,8 +55,11 @@ __all__ = [
 ]
 
 
-class Event(msgspec.Struct, tag_field="type", kw_only=True, omit_defaults=True):
-    """Fields every event has (Celery's ``timestamp``, ``hostname``, ``pid``)."""
+class Event(msgspec.Struct, tag_field="type", kw_only=True, omit_defaults=True, gc=False):
+    """Fields every event has (Celery's ``timestamp``, ``hostname``, ``pid``).
+
+    ``gc=False``: an event holds only strings and numbers, so the garbage collector need
+    not track the thousands a busy worker buffers between writes."""
 
     timestamp: float
     """Unix time the event happened, by the clock of the process that sent it."""
