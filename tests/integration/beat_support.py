@@ -158,7 +158,8 @@ def sent_messages(broker_url: str) -> list[Message]:
     conn = sqlite3.connect(path, timeout=10)
     try:
         rows = conn.execute(
-            "SELECT body FROM conveyor_messages UNION ALL SELECT body FROM conveyor_delayed"
+            "SELECT body FROM conveyor_messages UNION ALL SELECT body FROM conveyor_delayed "
+            "UNION ALL SELECT body FROM conveyor_inbox"  # single sends not yet moved
         ).fetchall()
     except sqlite3.OperationalError as exc:
         if "no such table" not in str(exc):

@@ -5,6 +5,14 @@ keeps ``reserve`` a short index walk however many messages are in flight. Delaye
 messages live in their own table ordered by eta, so a million of them cost the ready scan
 nothing. Every reservation is a single ``UPDATE ... RETURNING`` inside ``BEGIN
 IMMEDIATE``: SQLite serialises writers, so two processes can never take the same row.
+
+A message sent on its own goes to an inbox table with no index but its rowid, so its
+commit writes one page instead of three (the table, the ready index and a random page of
+the id index). The next write transaction that reads the queues (a reservation, a batched
+send, purge, stats, a re-send of dead letters) moves the whole inbox, in send order, into
+the messages and delayed tables, where duplicate ids are dropped as before. A producer
+that finds 1,024 rows waiting (no worker running) moves them itself, so ``contains``,
+which scans the inbox, stays cheap.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 import itertools
 import os
 import secrets
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -29,7 +38,7 @@ from conveyor.sqlite_file import SQLiteFile
 
 __all__ = ["SQLiteBroker"]
 
-_SCHEMA_VERSION = 2
+_SCHEMA_VERSION = 3
 _DDL = (
     """CREATE TABLE IF NOT EXISTS conveyor_messages (
         seq INTEGER PRIMARY KEY,
@@ -63,6 +72,13 @@ _DDL = (
         reason TEXT NOT NULL,
         failed_at REAL NOT NULL,
         resends INTEGER NOT NULL DEFAULT 0)""",
+    """CREATE TABLE IF NOT EXISTS conveyor_inbox (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL,
+        queue TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        body BLOB NOT NULL,
+        eta REAL)""",
 )
 _UPGRADES = {
     1: tuple(
@@ -70,7 +86,9 @@ _UPGRADES = {
         for table in ("conveyor_messages", "conveyor_delayed", "conveyor_dead_letters")
     ),
 }
-"""Version 2: ``resends`` (how many times a message was re-sent from the dead letters)."""
+"""Version 2: ``resends`` (how many times a message was re-sent from the dead letters).
+Version 3: ``conveyor_inbox`` (made by the DDL; older code refuses a version 3 file, so it
+never misses messages waiting there)."""
 
 _INSERT_READY = """INSERT OR IGNORE INTO conveyor_messages
     (id, queue, priority, body, delivery_count)
@@ -78,6 +96,22 @@ _INSERT_READY = """INSERT OR IGNORE INTO conveyor_messages
 _INSERT_DELAYED = """INSERT OR IGNORE INTO conveyor_delayed
     (id, queue, priority, body, delivery_count, eta)
     SELECT ?1, ?2, ?3, ?4, 0, ?5 WHERE NOT EXISTS (SELECT 1 FROM conveyor_messages WHERE id = ?1)"""
+_TO_INBOX = "INSERT INTO conveyor_inbox (id, queue, priority, body, eta) VALUES (?, ?, ?, ?, ?)"
+_INBOX_LIMIT = 1024
+"""Rows are only ever deleted all at once, so a new row's rowid is the inbox's length."""
+_ANY_IN_INBOX = "SELECT 1 FROM conveyor_inbox LIMIT 1"
+_FIRST_SENT = "seq IN (SELECT min(seq) FROM conveyor_inbox GROUP BY id)"
+"""Of several sends of one id, only the first counts (as the queue tables' unique ids do)."""
+_INBOX_READY = f"""INSERT OR IGNORE INTO conveyor_messages
+    (id, queue, priority, body, delivery_count)
+    SELECT id, queue, priority, body, 0 FROM conveyor_inbox AS i
+    WHERE (eta IS NULL OR eta <= ?1) AND {_FIRST_SENT}
+    AND NOT EXISTS (SELECT 1 FROM conveyor_delayed WHERE id = i.id) ORDER BY seq"""
+_INBOX_DELAYED = f"""INSERT OR IGNORE INTO conveyor_delayed
+    (id, queue, priority, body, delivery_count, eta)
+    SELECT id, queue, priority, body, 0, eta FROM conveyor_inbox AS i
+    WHERE eta > ?1 AND {_FIRST_SENT}
+    AND NOT EXISTS (SELECT 1 FROM conveyor_messages WHERE id = i.id) ORDER BY seq"""
 _ANY_DUE = "SELECT 1 FROM conveyor_delayed WHERE eta <= ? LIMIT 1"
 _MOVE_DUE = """INSERT OR IGNORE INTO conveyor_messages
     (id, queue, priority, body, delivery_count, resends)
@@ -120,6 +154,18 @@ class SQLiteBroker(Broker):
         self._events = SQLiteEvents(self._db, clock)
 
     def publish(self, envelopes: Sequence[Envelope]) -> None:
+        if len(envelopes) == 1:
+            e = envelopes[0]
+            with self._db.errors():
+                cursor = self._db.connection().execute(
+                    _TO_INBOX, (e.id, e.queue, e.priority, e.body, e.eta)
+                )
+            if (cursor.lastrowid or 0) >= _INBOX_LIMIT:
+                with self._db.transaction() as conn:
+                    self._empty_inbox(conn, self._clock())
+            return
+        if not envelopes:
+            return
         now = self._clock()
         ready = [
             (e.id, e.queue, e.priority, e.body) for e in envelopes if e.eta is None or e.eta <= now
@@ -129,17 +175,19 @@ class SQLiteBroker(Broker):
             for e in envelopes
             if e.eta is not None and e.eta > now
         ]
-        if len(envelopes) == 1:
-            if ready:
-                self._db.changes(_INSERT_READY, ready[0])
-            else:
-                self._db.changes(_INSERT_DELAYED, delayed[0])
-            return
-        if not envelopes:
-            return
         with self._db.transaction() as conn:
+            self._empty_inbox(conn, now)
             conn.executemany(_INSERT_READY, ready)
             conn.executemany(_INSERT_DELAYED, delayed)
+
+    @staticmethod
+    def _empty_inbox(conn: sqlite3.Connection, now: float) -> None:
+        """Move single sends into the queue tables, in send order (inside a write transaction)."""
+        if conn.execute(_ANY_IN_INBOX).fetchone() is None:
+            return
+        conn.execute(_INBOX_READY, (now,))
+        conn.execute(_INBOX_DELAYED, (now,))
+        conn.execute("DELETE FROM conveyor_inbox")
 
     def reserve(self, queues: Sequence[str], count: int, lease: float) -> list[Delivery]:
         if count <= 0 or not queues:
@@ -149,6 +197,7 @@ class SQLiteBroker(Broker):
         start = next(self._rotation) % len(queues)
         deliveries: list[Delivery] = []
         with self._db.transaction() as conn:
+            self._empty_inbox(conn, now)
             if conn.execute(_ANY_DUE, (now,)).fetchone() is not None:
                 conn.execute(_MOVE_DUE, (now, _MOVE_DUE_BATCH))
                 conn.execute(_DROP_DUE, (now, _MOVE_DUE_BATCH))
@@ -192,8 +241,9 @@ class SQLiteBroker(Broker):
             marks = ",".join("?" * len(chunk))
             rows = self._db.execute(
                 f"SELECT id FROM conveyor_messages WHERE id IN ({marks}) "
-                f"UNION ALL SELECT id FROM conveyor_delayed WHERE id IN ({marks})",
-                chunk + chunk,
+                f"UNION ALL SELECT id FROM conveyor_delayed WHERE id IN ({marks}) "
+                f"UNION ALL SELECT id FROM conveyor_inbox WHERE id IN ({marks})",
+                chunk * 3,
             )
             found.update(row[0] for row in rows)
         return found
@@ -240,6 +290,7 @@ class SQLiteBroker(Broker):
     def purge(self, queue: str | None = None) -> int:
         where, params = ("", ()) if queue is None else (" AND queue = ?", (queue,))
         with self._db.transaction() as conn:
+            self._empty_inbox(conn, self._clock())
             ready = "DELETE FROM conveyor_messages WHERE lease_until IS NULL" + where
             delayed = "DELETE FROM conveyor_delayed WHERE 1" + where
             return int(
@@ -248,7 +299,8 @@ class SQLiteBroker(Broker):
 
     def stats(self) -> dict[str, QueueStats]:
         counts: dict[str, list[int]] = {}
-        with self._db.transaction("BEGIN") as conn:
+        with self._db.transaction() as conn:
+            self._empty_inbox(conn, self._clock())
             for queue, ready, reserved in conn.execute(
                 """SELECT queue, sum(lease_until IS NULL), sum(lease_until IS NOT NULL)
                 FROM conveyor_messages GROUP BY queue"""
@@ -277,6 +329,7 @@ class SQLiteBroker(Broker):
             WHERE NOT EXISTS (SELECT 1 FROM conveyor_delayed WHERE id = d.id)"""
         delete = "DELETE FROM conveyor_dead_letters"
         with self._db.transaction() as conn:
+            self._empty_inbox(conn, self._clock())
             if ids is None:
                 sent = conn.execute(insert + " ORDER BY failed_at, rowid").rowcount
                 conn.execute(delete)
