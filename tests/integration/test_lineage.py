@@ -74,3 +74,12 @@ def test_children_are_none_before_the_outcome(lineage):
     # no worker: the task is still PENDING, and Celery answers None until it is ready
     result = lineage.report.delay(["north"])
     assert AsyncResult(result.id, app=lineage.app).children is None
+
+
+def test_an_async_task_records_what_it_sent(lineage, workers):
+    start(workers)
+    result = lineage.notify_all.delay(["north", "west"])
+    assert result.get(timeout=TIMEOUT) == 2
+
+    children = AsyncResult(result.id, app=lineage.app).children
+    assert [child.get(timeout=TIMEOUT) for child in children] == [5, 4]

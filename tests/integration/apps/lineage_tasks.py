@@ -42,3 +42,11 @@ def nightly(self: Any) -> str:
 @app.task(name="lineage.quiet")
 def quiet() -> str:
     return "nothing sent"
+
+
+@app.task(name="lineage.notify_all")
+async def notify_all(regions: list[str]) -> int:
+    """An ``async def`` task that sends without blocking its event loop."""
+    for region in regions:
+        await count_region.adelay(region)
+    return len(regions)
