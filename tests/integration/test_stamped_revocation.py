@@ -33,6 +33,12 @@ def test_terminate_by_stamp_stops_the_running_tasks_that_carry_it(control, worke
     wait_until(lambda: ticks(doomed_log) >= 2 and ticks(kept_log) >= 2, what="both to tick")
     assert doomed.state == states.STARTED
 
+    def running_ids() -> set[str]:  # stamped tasks are described to the registry as others
+        active = control.app.control.inspect().active() or {}
+        return {t["id"] for tasks in active.values() for t in tasks if t.get("name")}
+
+    wait_until(lambda: {doomed.id, kept.id} <= running_ids(), what="both in inspect().active()")
+
     control.app.control.revoke_by_stamped_headers({"batch": "b-7"}, terminate=True)
 
     wait_until(lambda: doomed.state == states.REVOKED, timeout=REVOKE_TIMEOUT, what="REVOKED")
