@@ -106,6 +106,19 @@ class PipeTracker:
         else:
             self._send(line + "\n")
 
+    def stamped(self, delivery: Delivery, keys: list[str]) -> None:
+        """The running task carries stamps: their revocation keys, so the supervisor
+        terminates it on ``revoke_by_stamped_headers(..., terminate=True)``."""
+        keys = [k for k in keys if "\t" not in k and "\n" not in k]  # keep the lines whole
+        if not keys:
+            return
+        line = "T\t" + "\t".join([delivery.id, *keys]) + "\n"
+        if self.starting is not None:  # goes with the start notice, once it is described
+            with self.lock:
+                self.pending += line
+        else:  # at once: the task runs from now
+            self._send(line)
+
     def described(self, message: Message) -> None:
         """What the task that just started is (for the registry): its start notice goes
         out with the task's name and argument previews."""
@@ -166,6 +179,8 @@ class PreforkPool:
         self.cold = False
         self._signals: list[int] = []
         self.terminating: dict[str, tuple[float, TaskRecord]] = {}
+        self.stamps: dict[str, list[str]] = {}
+        """The revocation keys of the stamps of running tasks, by delivery id (``T``)."""
         self.tally = Tally()
         self.registration: Registration | None = None
 
@@ -315,9 +330,13 @@ class PreforkPool:
                 msg_id, task_id, float(deadline) if deadline else None, int(fence), parts[5:8]
             )
         elif kind == "D":
+            self.stamps.pop(parts[1], None)
             self.tally.count(self.keeper.done(parts[1]))
         elif kind == "F":
+            self.stamps.pop(parts[1], None)
             self.keeper.released([parts[1]])
+        elif kind == "T":  # the stamps of a task that started
+            self.stamps[parts[1]] = parts[2:]
 
     def _reap(self) -> None:
         while self.children:
@@ -435,10 +454,15 @@ class PreforkPool:
         """Kill children running tasks revoked with terminate=True, on any worker's request."""
         running = self.keeper.running()
         if not running:
+            self.stamps.clear()  # those of tasks in children that died
             self.keeper.outage.ended("revocation check")
             return
+        keys = [revoked_key(h.task_id) for h in running]
+        stamped = [self.stamps.get(h.delivery.id, ()) for h in running] if self.stamps else []
+        for each in stamped:  # stamped tasks run: their stamps' revocations, in the same read
+            keys.extend(each)
         try:
-            flags = self.app.coordinator.get_many([revoked_key(h.task_id) for h in running])
+            found = self.app.coordinator.get_many(keys)
         except BrokerError as exc:
             self.keeper.outage.failed("revocation check", exc)
             return
@@ -446,6 +470,12 @@ class PreforkPool:
             logger.exception("reading revocations failed")
             return
         self.keeper.outage.ended("revocation check")
+        flags = found[: len(running)]
+        by_stamp = iter(found[len(running) :])
+        for i, each in enumerate(stamped):
+            for stamp_flag in [next(by_stamp) for _ in each]:
+                if flags[i] is None:
+                    flags[i] = stamp_flag
         for held, flag in zip(running, flags, strict=True):
             if flag is None:
                 continue
