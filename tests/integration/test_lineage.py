@@ -8,7 +8,7 @@ from types import ModuleType
 
 import pytest
 
-from conveyor import AsyncResult, GroupResult
+from conveyor import AsyncResult, GroupResult, chain
 
 from .support import Workers, extra_tasks, start_worker_with, wait_until
 
@@ -83,3 +83,14 @@ def test_an_async_task_records_what_it_sent(lineage, workers):
 
     children = AsyncResult(result.id, app=lineage.app).children
     assert [child.get(timeout=TIMEOUT) for child in children] == [5, 4]
+
+
+def test_a_chain_steps_parent_is_found_from_its_id_alone(lineage, workers):
+    start(workers)
+    sent = chain(lineage.count_region.s("east"), lineage.count_region.si("west")).delay()
+    assert sent.get(timeout=TIMEOUT) == 4
+
+    last = AsyncResult(sent.id, app=lineage.app)  # no parent given: read from its record
+    assert last.parent is not None and last.parent.id == sent.parent.id
+    assert last.root_id == sent.parent.id
+    assert last.parent.get(timeout=TIMEOUT) == 4
