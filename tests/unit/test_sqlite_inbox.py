@@ -95,3 +95,18 @@ def test_a_version_2_file_keeps_its_messages_and_older_code_refuses_version_3(
     conn.close()
     with pytest.raises(BrokerError, match="schema version 4, newer than"):
         SQLiteBroker(path)
+
+
+def test_stats_reads_without_the_write_lock_when_the_inbox_is_empty(tmp_path: Path) -> None:
+    """A monitor's stats() is not held up by a worker's long write transaction."""
+    path = tmp_path / "b.db"
+    broker = SQLiteBroker(path, clock=FakeClock(START), timeout=0.2)
+    broker.publish([Envelope("a", "q", b"x"), Envelope("b", "q", b"x")])
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        assert broker.stats() == {"q": QueueStats(ready=2)}
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    broker.close()

@@ -299,8 +299,10 @@ class SQLiteBroker(Broker):
 
     def stats(self) -> dict[str, QueueStats]:
         counts: dict[str, list[int]] = {}
-        with self._db.transaction() as conn:
-            self._empty_inbox(conn, self._clock())
+        if self._db.execute(_ANY_IN_INBOX):  # a write lock only when there is work for it
+            with self._db.transaction() as conn:
+                self._empty_inbox(conn, self._clock())
+        with self._db.transaction("BEGIN") as conn:
             for queue, ready, reserved in conn.execute(
                 """SELECT queue, sum(lease_until IS NULL), sum(lease_until IS NOT NULL)
                 FROM conveyor_messages GROUP BY queue"""
