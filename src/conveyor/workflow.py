@@ -38,7 +38,15 @@ if TYPE_CHECKING:
     from .message import Message
     from .task import AnyTask
 
-__all__ = ["add_to_chord", "after_outcome", "continues", "handed_on", "replace", "resume"]
+__all__ = [
+    "add_to_chord",
+    "after_outcome",
+    "continues",
+    "handed_on",
+    "replace",
+    "resume",
+    "sent_on_success",
+]
 
 logger = logging.getLogger("conveyor.workflow")
 
@@ -83,6 +91,26 @@ def after_outcome(app: Conveyor, message: Message, record: TaskRecord) -> None:
         raise  # the store is unreachable: let the message be redelivered and try again
     except Exception:
         logger.exception("%s[%s]: workflow continuation failed", message.task, message.id)
+
+
+def sent_on_success(app: Conveyor, message: Message) -> list[Any]:
+    """What a task's success sends next, its link callbacks then its chain's next step, as
+    results in ``as_tuple()`` form: Celery counts them among the task's children (it sends
+    them before storing the result; here ``after_outcome`` sends them after, with the ids
+    they were given when the workflow was sent)."""
+    found = []
+    try:
+        following = [c for c in _sigs(message.callbacks, app) if c.task != FORWARD]
+        if message.chain:
+            following.append(as_signature(message.chain[-1], app))
+        for sig in following:
+            result = result_of(sig, app, None)
+            while getattr(result, "known_parent", None) is not None:  # a chord: its header
+                result = result.known_parent
+            found.append(result.as_tuple())
+    except Exception:  # a continuation that cannot be read fails later, where it is sent
+        logger.debug("%s[%s]: its continuations are not listed", message.task, message.id)
+    return found
 
 
 def resume(app: Conveyor, message: Message) -> None:

@@ -94,3 +94,14 @@ def test_a_chain_steps_parent_is_found_from_its_id_alone(lineage, workers):
     assert last.parent is not None and last.parent.id == sent.parent.id
     assert last.root_id == sent.parent.id
     assert last.parent.get(timeout=TIMEOUT) == 4
+    # as in Celery, a step's children include the step after it
+    assert [c.id for c in AsyncResult(sent.parent.id, app=lineage.app).children] == [sent.id]
+
+
+def test_link_callbacks_are_children_of_the_task_they_follow(lineage, workers):
+    start(workers)
+    sent = lineage.count_region.apply_async(("north",), link=lineage.count_region.si("far"))
+    assert sent.get(timeout=TIMEOUT) == 5
+
+    (callback,) = AsyncResult(sent.id, app=lineage.app).children
+    assert callback.get(timeout=TIMEOUT) == 3

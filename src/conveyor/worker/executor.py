@@ -498,6 +498,8 @@ class Executor(AsyncExecution):
         sent, self._sent = self._sent, None
         if sent:
             record.children = [child.as_tuple() for child in sent]
+        if record.status == states.SUCCESS and (message.callbacks or message.chain):
+            record.children = [*record.children, *workflow.sent_on_success(self.app, message)]
 
     def _event_stored(self, message: Message) -> None:
         """The event of an outcome stored before this delivery: a supervisor that killed the
