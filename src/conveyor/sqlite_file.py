@@ -83,13 +83,24 @@ class SQLiteFile:
         try:
             yield
         except sqlite3.Error as exc:
-            name = getattr(exc, "sqlite_errorname", "")
-            if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
-                raise BrokerError(
-                    f"SQLite database {self.path!r} stayed locked for more than "
-                    f"{self.timeout:g}s (another process holds a write transaction)"
-                ) from exc
-            raise BrokerError(f"SQLite database {self.path!r}: {exc}") from exc
+            raise self._error(exc) from exc
+
+    def _error(self, exc: sqlite3.Error) -> BrokerError:
+        name = getattr(exc, "sqlite_errorname", "")
+        if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+            return BrokerError(
+                f"SQLite database {self.path!r} stayed locked for more than "
+                f"{self.timeout:g}s (another process holds a write transaction)"
+            )
+        return BrokerError(f"SQLite database {self.path!r}: {exc}")
+
+    def insert(self, sql: str, params: Sequence[Any]) -> int:
+        """One autocommit INSERT; the new row's rowid. (No context manager: a lone send's
+        hot path.)"""
+        try:
+            return self.connection().execute(sql, params).lastrowid or 0
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
 
     @contextmanager
     def transaction(self, begin: str = "BEGIN IMMEDIATE") -> Iterator[sqlite3.Connection]:

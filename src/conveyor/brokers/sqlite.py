@@ -156,11 +156,8 @@ class SQLiteBroker(Broker):
     def publish(self, envelopes: Sequence[Envelope]) -> None:
         if len(envelopes) == 1:
             e = envelopes[0]
-            with self._db.errors():
-                cursor = self._db.connection().execute(
-                    _TO_INBOX, (e.id, e.queue, e.priority, e.body, e.eta)
-                )
-            if (cursor.lastrowid or 0) >= _INBOX_LIMIT:
+            waiting = self._db.insert(_TO_INBOX, (e.id, e.queue, e.priority, e.body, e.eta))
+            if waiting >= _INBOX_LIMIT:
                 with self._db.transaction() as conn:
                     self._empty_inbox(conn, self._clock())
             return
