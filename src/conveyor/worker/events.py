@@ -45,6 +45,7 @@ from ..events import (
     encode_events,
 )
 from ..message import Message
+from ..outage import Outage
 from ..records import TaskRecord
 from ..request import Request
 
@@ -269,7 +270,14 @@ def _short(value: Any) -> str:
 # -- the worker's own events (the supervisor's process) -----------------------------------
 
 
-def _worker_event(kind: type[WorkerEvent], app: Conveyor, hostname: str, **fields: Any) -> None:
+_outage = Outage(logger)
+"""Failed writes of the worker's own events, reported once an outage (when the pool has no
+outage of its own to share: ``LeaseKeeper.outage``, which its other loops report in)."""
+
+
+def _worker_event(
+    kind: type[WorkerEvent], app: Conveyor, hostname: str, sender: Any = None, **fields: Any
+) -> None:
     if not app.conf.worker_send_task_events:
         return
     event = kind(
@@ -281,10 +289,13 @@ def _worker_event(kind: type[WorkerEvent], app: Conveyor, hostname: str, **field
         sw_sys=platform.system(),
         **fields,
     )
+    outage = getattr(getattr(sender, "keeper", None), "outage", None) or _outage
     try:
         app.broker.add_events([encode_event(event)], int(app.conf.events_max_length))
     except Exception as exc:
-        logger.warning("could not write the %s event: %s", event.type, exc)
+        outage.failed(f"writing the {event.type} event", exc)
+        return
+    outage.ended(f"writing the {event.type} event")
 
 
 def _version() -> str:
@@ -306,7 +317,7 @@ def _pool_parts(sender: Any) -> tuple[Conveyor, str] | None:
 def _on_ready(sender: Any = None, **kwargs: Any) -> None:
     parts = _pool_parts(sender)
     if parts is not None:
-        _worker_event(WorkerOnline, *parts)
+        _worker_event(WorkerOnline, *parts, sender=sender)
 
 
 def _on_heartbeat(sender: Any = None, **kwargs: Any) -> None:
@@ -314,13 +325,13 @@ def _on_heartbeat(sender: Any = None, **kwargs: Any) -> None:
     if parts is not None:
         keeper = getattr(sender, "keeper", None)
         active = len(keeper.running()) if keeper is not None else 0
-        _worker_event(WorkerHeartbeat, *parts, active=active)
+        _worker_event(WorkerHeartbeat, *parts, sender=sender, active=active)
 
 
 def _on_shutdown(sender: Any = None, **kwargs: Any) -> None:
     parts = _pool_parts(sender)
     if parts is not None:
-        _worker_event(WorkerOffline, *parts)
+        _worker_event(WorkerOffline, *parts, sender=sender)
 
 
 signals.worker_ready.connect(_on_ready, weak=False, dispatch_uid="conveyor.worker.events.ready")

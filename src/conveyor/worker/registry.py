@@ -139,7 +139,9 @@ class Registration:
         self.interval, self.ttl = timing(float(app.conf.broker_lease))
         self.started = clock()
         self.next_beat = 0.0
-        self.outage = Outage(logger)
+        keeper = getattr(pool, "keeper", None)
+        self.outage: Outage = getattr(keeper, "outage", None) or Outage(logger)
+        """The pool's outage (``LeaseKeeper.outage``): one report for all its loops."""
         self._static = {
             "hostname": hostname,
             "pid": os.getpid(),
