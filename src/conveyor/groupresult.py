@@ -54,6 +54,18 @@ JOIN_ORDER = (
 class ResultSet:
     """Several results read and waited for together, in the order given."""
 
+    def _time_left(
+        self, deadline: float | None, waiting: list[str], timeout: float | None
+    ) -> float | None:
+        """Seconds left before ``deadline`` (None: no limit); TimeoutError once it passed."""
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            raise TimeoutError(
+                f"{len(waiting)} of {len(self.results)} results not ready after {timeout}s "
+                f"(first: {waiting[0]})"
+            )
+        return left
+
     def __init__(self, results: Iterable[AnyResult], app: Conveyor | None = None) -> None:
         self.results: list[AnyResult] = list(results)
         self._app = app
@@ -229,22 +241,10 @@ class ResultSet:
         ids = [r.id for r in plain]
         done: dict[str, TaskRecord] = {}
         while ids:
-            records = store.read_many(ids)
-            waiting = []
-            for task_id, record in zip(ids, records, strict=True):
-                if record is not None and record.status in states.READY_STATES:
-                    done[task_id] = record
-                else:
-                    waiting.append(task_id)
-            ids = waiting
+            ids = _still_waiting(ids, store.read_many(ids), done)
             if not ids:
                 break
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                raise TimeoutError(
-                    f"{len(ids)} of {len(self.results)} results not ready after {timeout}s "
-                    f"(first: {ids[0]})"
-                )
+            left = self._time_left(deadline, ids, timeout)
             record = store.wait(ids[-1], left)
             if record is not None and record.status in states.READY_STATES:
                 done[ids[-1]] = record
@@ -353,22 +353,10 @@ class ResultSet:
         ids = [r.id for r in self.results if _stored(r)]
         done: dict[str, TaskRecord] = {}
         while ids:
-            records = await aio_client.read_many(app, ids)
-            waiting = []
-            for task_id, record in zip(ids, records, strict=True):
-                if record is not None and record.status in states.READY_STATES:
-                    done[task_id] = record
-                else:
-                    waiting.append(task_id)
-            ids = waiting
+            ids = _still_waiting(ids, await aio_client.read_many(app, ids), done)
             if not ids:
                 break
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                raise TimeoutError(
-                    f"{len(ids)} of {len(self.results)} results not ready after {timeout}s "
-                    f"(first: {ids[0]})"
-                )
+            left = self._time_left(deadline, ids, timeout)
             record = await aio_client.wait(app, ids[-1], left)
             if record is not None and record.status in states.READY_STATES:
                 done[ids[-1]] = record
@@ -564,3 +552,16 @@ def _flatten(results: Iterable[AnyResult]) -> Iterator[AnyResult]:
             yield from _flatten(result.results)
         else:
             yield result
+
+
+def _still_waiting(
+    ids: list[str], records: Sequence[TaskRecord | None], done: dict[str, TaskRecord]
+) -> list[str]:
+    """Move the ready records into ``done``; the ids still waiting, in order."""
+    waiting = []
+    for task_id, record in zip(ids, records, strict=True):
+        if record is not None and record.status in states.READY_STATES:
+            done[task_id] = record
+        else:
+            waiting.append(task_id)
+    return waiting

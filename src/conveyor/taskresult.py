@@ -316,12 +316,7 @@ class AsyncResult(Generic[R]):
             raise error
 
     async def _araise_parent_error(self) -> None:
-        parents = []
-        node = self.known_parent
-        while node is not None:
-            parents.append(node)
-            node = node.known_parent
-        for parent in reversed(parents):
+        for parent in self._ancestors():
             await parent.amaybe_throw()
 
     def _get_task_meta(self) -> dict[str, Any]:
@@ -357,13 +352,17 @@ class AsyncResult(Generic[R]):
 
     def _raise_parent_error(self) -> None:
         """Raise the error of the earliest failed result this one follows in a workflow."""
+        for parent in self._ancestors():
+            parent.maybe_throw()
+
+    def _ancestors(self) -> list[AsyncResult[Any]]:
+        """The results this one follows in its workflow, the earliest first."""
         parents = []
         node = self.known_parent
         while node is not None:
             parents.append(node)
             node = node.known_parent
-        for parent in reversed(parents):
-            parent.maybe_throw()
+        return parents[::-1]
 
     def forget(self) -> None:
         """Delete the stored result."""
