@@ -119,66 +119,52 @@ def time_limit(
     )
 
 
-def _queue_command(name: str, method: str, doc: str) -> None:
+def _one_argument_command(
+    name: str, method: str, doc: str, argument: Callable[[Callable[..., Any]], Callable[..., Any]]
+) -> None:
+    """``conveyor control NAME ARG``: ``app.control.METHOD(ARG)`` on workers, replies shown."""
+
     @control.command(name)
     @app_option
-    @click.argument("queue")
+    @argument
     @destination_option
     @timeout_option
     @json_option
     @click.pass_context
     def command(
         ctx: click.Context,
+        /,
         app_spec: str | None,
-        queue: str,
         destination: list[str] | None,
         timeout: float,
         as_json: bool,
+        **given: Any,
     ) -> None:
+        (value,) = given.values()
         _replies(
             ctx,
             app_spec,
             as_json,
             lambda app: getattr(app.control, method)(
-                queue, destination=destination, reply=True, timeout=timeout
+                value, destination=destination, reply=True, timeout=timeout
             ),
         )
 
     command.help = doc
 
 
-def _size_command(name: str, method: str, doc: str) -> None:
-    @control.command(name)
-    @app_option
-    @click.argument("n", type=int, default=1)
-    @destination_option
-    @timeout_option
-    @json_option
-    @click.pass_context
-    def command(
-        ctx: click.Context,
-        app_spec: str | None,
-        n: int,
-        destination: list[str] | None,
-        timeout: float,
-        as_json: bool,
-    ) -> None:
-        _replies(
-            ctx,
-            app_spec,
-            as_json,
-            lambda app: getattr(app.control, method)(
-                n, destination=destination, reply=True, timeout=timeout
-            ),
-        )
-
-    command.help = doc
+QUEUE = click.argument("queue")
+SIZE = click.argument("n", type=int, default=1)
 
 
-_queue_command("add-consumer", "add_consumer", "Make workers consume QUEUE too.")
-_queue_command("cancel-consumer", "cancel_consumer", "Make workers stop consuming QUEUE.")
-_size_command("pool-grow", "pool_grow", "Start N more child processes (prefork).")
-_size_command("pool-shrink", "pool_shrink", "Stop N child processes, each after its task.")
+_one_argument_command("add-consumer", "add_consumer", "Make workers consume QUEUE too.", QUEUE)
+_one_argument_command(
+    "cancel-consumer", "cancel_consumer", "Make workers stop consuming QUEUE.", QUEUE
+)
+_one_argument_command("pool-grow", "pool_grow", "Start N more child processes (prefork).", SIZE)
+_one_argument_command(
+    "pool-shrink", "pool_shrink", "Stop N child processes, each after its task.", SIZE
+)
 
 
 @control.command()
