@@ -154,6 +154,9 @@ class TaskRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     behind ``argsrepr``/``kwargsrepr``."""
     queue: str | None = None
     """The queue the message came from (set by the worker), so task lists filter by it."""
+    runtime: float | None = None
+    """Seconds the task's code ran (outcomes the worker wrote), so a record of a quick task,
+    whose STARTED is never written, still tells how long it took."""
 
 
 _encoder = msgspec.json.Encoder(enc_hook=encode_hook)

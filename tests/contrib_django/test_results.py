@@ -91,6 +91,18 @@ def test_task_keys_and_other_keys_live_in_their_own_tables(clock: FakeClock) -> 
     assert ResultValue.objects.get().key == "conveyor-group-g"
 
 
+def test_a_quick_task_without_started_still_shows_when_it_began(clock: FakeClock) -> None:
+    backend = DjangoResultBackend(clock=clock)
+    done = clock() - 1
+    value = b'{"status":"SUCCESS","task":"t","date_done":%f,"runtime":0.25}' % done
+    backend.set(ResultStore.prefix + "q1", value, 60)
+
+    row = TaskResult.objects.get(task_id="q1")
+    assert row.runtime == 0.25
+    assert row.date_done is not None and row.date_started is not None
+    assert (row.date_done - row.date_started).total_seconds() == pytest.approx(0.25, abs=1e-3)
+
+
 def test_the_arguments_reach_an_outcome_written_from_another_thread(clock: FakeClock) -> None:
     backend = DjangoResultBackend(clock=clock)
     backend.remember_call("t1", [7, "x"], {"fast": True})  # the worker thread, at task start

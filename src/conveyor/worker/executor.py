@@ -493,6 +493,7 @@ class Executor(AsyncExecution):
         results of what the task sent as it ran (``AsyncResult.children``)."""
         record.queue = message.queue
         record.parent_id = message.parent_id
+        record.runtime = self._ran_for
         if message.root_id != message.id:
             record.root_id = message.root_id
         sent, self._sent = self._sent, None

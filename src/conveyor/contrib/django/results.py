@@ -276,10 +276,15 @@ class DjangoResultBackend(ResultBackend):
         if record.status == states.STARTED:
             columns["date_started"] = _when(now)
         elif record.status in states.READY_STATES:
+            done = record.date_done or now
             started = self._rows(key).values_list("date_started").first()
             if started is not None and started[0] is not None:
                 began = started[0] if started[0].tzinfo else started[0].replace(tzinfo=UTC)
-                columns["runtime"] = max(0.0, (record.date_done or now) - began.timestamp())
+                columns["runtime"] = max(0.0, done - began.timestamp())
+            elif record.runtime is not None:  # a quick task: its STARTED was never written
+                columns["date_started"] = _when(done - record.runtime)
+            if record.runtime is not None:
+                columns["runtime"] = record.runtime
         with self._calls_lock:
             call = self._calls.get(task_id)
             if call is not None and (
