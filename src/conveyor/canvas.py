@@ -59,8 +59,11 @@ class _Composite(Signature):
 
     @property
     def tasks(self) -> list[Signature]:
-        tasks = [as_signature(t, self._app) for t in self.kwargs.get("tasks", [])]
-        self.kwargs["tasks"] = tasks
+        tasks = self.kwargs.get("tasks")
+        if not isinstance(tasks, list):
+            tasks = self.kwargs["tasks"] = list(tasks or ())
+        for i, task in enumerate(tasks):  # in place: the same list each time, as Celery's
+            tasks[i] = as_signature(task, self._app)
         return tasks
 
     @tasks.setter
@@ -190,6 +193,16 @@ class group(_Composite):
     """``group(process.s(i) for i in ids)``: run in parallel; a GroupResult in that order."""
 
     name_, kind_ = GROUP, "group"
+
+    def __init__(self, *tasks: Any, app: Conveyor | None = None, **options: Any) -> None:
+        if len(tasks) == 1 and isinstance(tasks[0], group):
+            # Celery's: a group of one group is that group's members (the same list), so
+            # ``group(g)`` gives g's results, flat.
+            inner = tasks[0]
+            super().__init__((), app=app or inner._app, **options)
+            self.kwargs["tasks"] = inner.tasks
+            return
+        super().__init__(*tasks, app=app, **options)
 
     def __call__(self, *args: Any, **options: Any) -> Any:
         """Send it (Celery's ``group(...)()``): the arguments complete every member's."""

@@ -156,6 +156,16 @@ def test_nested_and_single_member_groups_shape_results_as_in_celery(
     }
 
 
+def test_a_group_made_of_one_group_is_that_group(app: Conveyor, t: SimpleNamespace) -> None:
+    inner = group(t.add.s(2, 2), t.add.s(4, 4))
+    outer = group(inner)
+    assert outer.tasks is inner.tasks
+    result = outer.delay()
+    drain(app)
+    assert result.get(timeout=1) == [4, 8]
+    assert len(result.results) == 2
+
+
 def test_a_one_task_header_hands_the_callback_a_list(app: Conveyor, t: SimpleNamespace) -> None:
     add = t.add
 
