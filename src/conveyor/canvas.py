@@ -538,6 +538,8 @@ def _as_group(value: Any, app: Conveyor | None) -> group:
         sig = as_signature(value, app)
         if isinstance(sig, group):
             return sig
+        if isinstance(sig, chain):  # Celery's _maybe_group: a chain's steps run in parallel
+            return group([copy_tree(t) for t in sig.tasks], app=app)
         return group([sig], app=app)
     return group(list(value), app=app)
 

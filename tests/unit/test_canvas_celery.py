@@ -8,6 +8,7 @@ with ``run_until_empty`` (the worker's own executor).
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from types import SimpleNamespace
@@ -164,6 +165,18 @@ def test_a_group_made_of_one_group_is_that_group(app: Conveyor, t: SimpleNamespa
     drain(app)
     assert result.get(timeout=1) == [4, 8]
     assert len(result.results) == 2
+
+
+def test_a_chain_as_a_chord_header_runs_its_steps_in_parallel_as_in_celery(
+    app: Conveyor, t: SimpleNamespace
+) -> None:
+    header = chain(t.add.si(1, 1), t.add.si(2, 2))
+    built = chord(header, t.tsum.s())
+    sent = chord.from_dict(json.loads(json.dumps(built)), app=app).delay()
+    result = built.delay()
+    drain(app)
+    assert result.get(timeout=1) == sent.get(timeout=1) == 6
+    assert len(header.tasks) == 2 and not header.tasks[0].options  # the chain is left as it was
 
 
 def test_a_one_task_header_hands_the_callback_a_list(app: Conveyor, t: SimpleNamespace) -> None:
