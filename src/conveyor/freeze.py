@@ -164,6 +164,17 @@ def _flatten_group(tasks: list[Signature]) -> list[Signature]:
     return out
 
 
+def _distinct(tasks: list[Signature]) -> list[Signature]:
+    """A signature object listed more than once (``group([sig] * 3)``) is copied for each
+    repeat, so each gets an id of its own, as Celery's freeze clones members."""
+    seen: set[int] = set()
+    out: list[Signature] = []
+    for task in tasks:
+        out.append(copy_tree(task) if id(task) in seen else task)
+        seen.add(id(task))
+    return out
+
+
 def _empty_chain(sig: Signature) -> bool:
     return isinstance(sig, chain) and all(_empty_chain(task) for task in sig.tasks)
 
@@ -178,7 +189,7 @@ def freeze_tree(sig: Signature) -> None:
         raise TypeError("freeze the chunks' group(), not the chunks")
     if isinstance(sig, chain):
         _push_down(sig)
-        steps = _flatten_chain(sig.tasks)
+        steps = _distinct(_flatten_chain(sig.tasks))
         # Empty groups are skipped, unless there is nothing else (an empty group's result).
         tasks = [task for task in steps if not _empty_group(task)] or steps[:1]
         i = 0
@@ -194,7 +205,7 @@ def freeze_tree(sig: Signature) -> None:
     elif isinstance(sig, group):
         _push_down(sig)
         sig.options["task_id"] = sig.options.get("task_id") or new_id()
-        sig.kwargs["tasks"] = _flatten_group(sig.tasks)
+        sig.kwargs["tasks"] = _distinct(_flatten_group(sig.tasks))
         for task in sig.tasks:
             freeze_tree(task)
     elif isinstance(sig, chord):

@@ -179,6 +179,23 @@ def test_a_chain_as_a_chord_header_runs_its_steps_in_parallel_as_in_celery(
     assert len(header.tasks) == 2 and not header.tasks[0].options  # the chain is left as it was
 
 
+def test_one_signature_listed_several_times_runs_each_time(
+    app: Conveyor, t: SimpleNamespace
+) -> None:
+    plus_one = t.add.s(1)
+    thrice = chain(t.add.s(1, 1), *[plus_one] * 3)
+    steps = thrice.freeze()
+    ping = t.add.si(2, 2)
+    header = group([ping] * 3)
+    members = header.freeze()
+    ten = t.add.si(5, 5)
+    results = thrice.delay(), header.delay(), chord([ten] * 3, t.tsum.s()).delay()
+    drain(app)
+    assert len({steps.id, steps.parent.id, steps.parent.parent.id}) == 3
+    assert len({member.id for member in members.results}) == 3
+    assert [result.get(timeout=1) for result in results] == [5, [4, 4, 4], 30]
+
+
 def test_a_one_task_header_hands_the_callback_a_list(app: Conveyor, t: SimpleNamespace) -> None:
     add = t.add
 
