@@ -105,6 +105,7 @@ class Inspect:
             "uptime": int(max(0.0, self.app.clock() - float(record.get("started") or 0.0))),
             "total": record.get("total", {}),
             "processed": record.get("processed", 0),
+            "failed": record.get("failed", 0),
             "pool": {
                 "implementation": record.get("pool"),
                 "max-concurrency": record.get("concurrency"),

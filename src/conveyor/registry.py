@@ -21,6 +21,8 @@ max_tasks_per_child    as configured (None: no limit)
 queues                 the queues it consumes now
 children               the pids of its child processes
 processed              tasks whose code ran
+failed                 of those, the ones that failed (raised and were not retried, or
+                       were killed past their time limit)
 total                  processed tasks by name (Celery's ``stats()["total"]``)
 load                   the machine's load average (1, 5, 15 minutes)
 active                 running tasks: id, name, args, kwargs (previews), time_start,

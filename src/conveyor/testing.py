@@ -60,7 +60,7 @@ class _NoTracker:
     ) -> None:
         pass
 
-    def finished(self, delivery: Delivery) -> None:
+    def finished(self, delivery: Delivery, failed: bool = False) -> None:
         pass
 
     def released(self, deliveries: list[Delivery]) -> None:

@@ -130,7 +130,16 @@ def test_conveyor_metrics_serves_queue_depths_dead_letters_and_workers(
 ) -> None:
     now = time.time()
     records = [  # as workers keep them in the registry: one beating, one silent for a minute
-        ("busy@test", {"heartbeat": now + 60, "interval": 1.0, "active": [{"id": "a"}]}),
+        (
+            "busy@test",
+            {
+                "heartbeat": now + 60,
+                "interval": 1.0,
+                "active": [{"id": "a"}],
+                "processed": 7,
+                "failed": 2,
+            },
+        ),
         ("gone@test", {"heartbeat": now - 60, "interval": 1.0, "active": []}),
     ]
     observed.app.coordinator.put_members(
@@ -177,3 +186,5 @@ def test_conveyor_metrics_serves_queue_depths_dead_letters_and_workers(
     assert value(samples, "conveyor_workers", status="lost") == 1
     assert value(samples, "conveyor_worker_tasks_running", worker="busy@test") == 1
     assert value(samples, "conveyor_worker_tasks_running", worker="gone@test") is None
+    assert value(samples, "conveyor_worker_tasks_processed_total", worker="busy@test") == 7
+    assert value(samples, "conveyor_worker_tasks_failed_total", worker="busy@test") == 2

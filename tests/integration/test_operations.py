@@ -200,6 +200,23 @@ def test_the_cli_prints_status_inspect_and_control_as_tables_and_json(
     }
     gate.touch()
     result.get(timeout=10)
+
+    ops.pid.delay().get(timeout=10)
+    with pytest.raises(ValueError, match="on purpose"):
+        ops.fail.delay().get(timeout=10)
+    wait_until(
+        lambda: registry(ops)[worker.hostname].record.get("failed"), what="the failure counted"
+    )
+    stats = ops.app.control.inspect().stats()
+    assert stats is not None
+    counts = stats[worker.hostname]
+    assert (counts["processed"], counts["failed"]) == (3, 1)
+    assert counts["total"] == {"ops_tasks.hold": 1, "ops_tasks.pid": 1, "ops_tasks.fail": 1}
+    for command in ("status", "inspect stats"):
+        header, row = cli(*command.split()).splitlines()
+        counts = [row[header.index(column) :].split()[0] for column in ("PROCESSED", "FAILED")]
+        assert counts == ["3", "1"], command
+
     failed = run_cli(url, tmp_path, "inspect", "active", "-d", "nobody", "-A", APP)
     assert failed.returncode == 1 and "no workers online among nobody" in failed.stderr
 

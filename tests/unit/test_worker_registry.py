@@ -70,6 +70,32 @@ def test_a_running_task_shows_in_inspect_active(app: Conveyor, pool: LocalPool) 
     wait_for(lambda: (inspect.stats() or {})[NAME]["total"].get("unit.wait"), "the count")
 
 
+def test_stats_count_the_tasks_done_and_failed(app: Conveyor, pool: LocalPool) -> None:
+    @app.task(name="unit.ok")
+    def ok() -> int:
+        return 1
+
+    @app.task(name="unit.fail")
+    def fail() -> None:
+        raise ValueError("on purpose")
+
+    @app.task(name="unit.afail")
+    async def afail() -> None:
+        raise ValueError("on purpose, async")
+
+    ok.delay().get(timeout=10)
+    for task in (fail, afail):
+        with pytest.raises(ValueError, match="on purpose"):
+            task.delay().get(timeout=10)
+    inspect = app.control.inspect()
+    counts = wait_for(
+        lambda: next((s for s in (inspect.stats() or {}).values() if s["processed"] == 3), None),
+        "the three tasks counted",
+    )
+    assert (counts["processed"], counts["failed"]) == (3, 2)
+    assert counts["total"] == {"unit.ok": 1, "unit.fail": 1, "unit.afail": 1}
+
+
 def test_control_reaches_the_in_process_pool(app: Conveyor, pool: LocalPool) -> None:
     wait_for(lambda: read_workers(app.coordinator, app.clock()), "the registry record")
     control = app.control

@@ -124,10 +124,12 @@ def _stats(reply: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
                 pool["max-concurrency"],
                 " ".join(str(p) for p in pool["processes"]),
                 s["processed"],
+                s["failed"],
                 s["uptime"],
             ]
         )
-    return ["worker", "pid", "pool", "concurrency", "processes", "processed", "uptime"], rows
+    headers = ["worker", "pid", "pool", "concurrency", "processes", "processed", "failed"]
+    return [*headers, "uptime"], rows
 
 
 def _conf(reply: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:

@@ -48,13 +48,14 @@ def status(
                     len(record.get("active", [])),
                     len(record.get("reserved", [])),
                     record.get("processed", 0),
+                    record.get("failed", 0),
                     ago(now - float(record.get("started") or now)),
                     ago(now - float(record.get("heartbeat") or now)) + " ago",
                     ",".join(record.get("queues", [])),
                 ]
             )
-        headers = ["worker", "status", "pool", "active", "reserved", "processed", "up", "seen"]
-        echo_table([*headers, "queues"], rows)
+        headers = ["worker", "status", "pool", "active", "reserved", "processed", "failed"]
+        echo_table([*headers, "up", "seen", "queues"], rows)
     if not entries:
         click.echo("no workers registered", err=True)
         ctx.exit(1)

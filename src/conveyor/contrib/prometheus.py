@@ -364,8 +364,8 @@ class ClusterCollector:
 
 
 def _worker_gauges(workers: list[WorkerEntry]) -> list[Any]:
-    """Workers by status, from the registry, and the tasks each one runs."""
-    from prometheus_client.core import GaugeMetricFamily
+    """Workers by status, from the registry, and the tasks each one runs and ran."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
     by_status = GaugeMetricFamily(
         "conveyor_workers",
@@ -380,10 +380,24 @@ def _worker_gauges(workers: list[WorkerEntry]) -> list[Any]:
         "Tasks each online worker runs now (its last heartbeat).",
         labels=["worker"],
     )
+    processed = CounterMetricFamily(
+        "conveyor_worker_tasks_processed",
+        "Tasks whose code each online worker ran since it started.",
+        labels=["worker"],
+    )
+    failed = CounterMetricFamily(
+        "conveyor_worker_tasks_failed",
+        "Of those, the tasks that failed (raised and were not retried, or were killed past "
+        "their time limit).",
+        labels=["worker"],
+    )
     for entry in workers:
         if not entry.lost:
-            running.add_metric([entry.name], len(entry.record.get("active") or ()))
-    return [by_status, running]
+            record = entry.record
+            running.add_metric([entry.name], len(record.get("active") or ()))
+            processed.add_metric([entry.name], int(record.get("processed") or 0))
+            failed.add_metric([entry.name], int(record.get("failed") or 0))
+    return [by_status, running, processed, failed]
 
 
 def serve_cluster_metrics(app: Conveyor, port: int, addr: str = "0.0.0.0") -> tuple[Any, int]:

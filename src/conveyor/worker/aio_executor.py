@@ -278,7 +278,7 @@ class AsyncExecution:
             pending: _Pending = job.owner
             delivery, message, task = pending.delivery, pending.message, job.task
             try:
-                self.tracker.finished(delivery)
+                self.tracker.finished(delivery, outcome.state == states.FAILURE)
                 for hook in self.app.on_task_end:
                     hook(task, job.context)
                 self.guards.release(pending.admission)

@@ -252,6 +252,7 @@ class Executor(AsyncExecution):
             hook(task, context)
         if signals.task_prerun.receivers:
             notify.prerun(task, context)
+        outcome: Outcome | None = None
         try:
             if started is not None:
                 self.outbox.running(message.id, started, attempt)
@@ -261,7 +262,7 @@ class Executor(AsyncExecution):
         finally:
             self.running = False
             self.outbox.stopped()
-            self.tracker.finished(delivery)
+            self.tracker.finished(delivery, outcome is None or outcome.state == states.FAILURE)
             for hook in self.app.on_task_end:
                 hook(task, context)
         runtime = self.runtime = time.monotonic() - started_at

@@ -42,8 +42,8 @@ class ThreadTracker:
     ) -> None:
         self.keeper.started(delivery.id, task_id, hard_deadline, fence)
 
-    def finished(self, delivery: Delivery) -> None:
-        self.tally.count(self.keeper.done(delivery.id))
+    def finished(self, delivery: Delivery, failed: bool = False) -> None:
+        self.tally.count(self.keeper.done(delivery.id), failed)
 
     def released(self, deliveries: list[Delivery]) -> None:
         self.keeper.released([d.id for d in deliveries])

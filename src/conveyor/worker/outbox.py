@@ -57,8 +57,9 @@ class Tracker(Protocol):
     def started(
         self, delivery: Delivery, task_id: str, hard_deadline: float | None, fence: int
     ) -> None: ...
-    def finished(self, delivery: Delivery) -> None:
-        """The task's code ended; its message is still held until it is acknowledged."""
+    def finished(self, delivery: Delivery, failed: bool = False) -> None:
+        """The task's code ended (``failed``: it raised and will not be retried); its
+        message is still held until it is acknowledged."""
 
     def released(self, deliveries: list[Delivery]) -> None:
         """Acked, handed back or dead-lettered: no longer held."""

@@ -127,9 +127,9 @@ class PipeTracker:
             args, kwargs = preview(message)
             self._send(f"{start}\t{message.task}\t{args}\t{kwargs}\n")
 
-    def finished(self, delivery: Delivery) -> None:
+    def finished(self, delivery: Delivery, failed: bool = False) -> None:
         with self.lock:
-            self.pending += f"D\t{delivery.id}\n"
+            self.pending += f"D\t{delivery.id}\tF\n" if failed else f"D\t{delivery.id}\n"
 
     def released(self, deliveries: list[Delivery]) -> None:
         with self.lock:
@@ -331,7 +331,7 @@ class PreforkPool:
             )
         elif kind == "D":
             self.stamps.pop(parts[1], None)
-            self.tally.count(self.keeper.done(parts[1]))
+            self.tally.count(self.keeper.done(parts[1]), failed=len(parts) > 2)
         elif kind == "F":
             self.stamps.pop(parts[1], None)
             self.keeper.released([parts[1]])
@@ -517,6 +517,7 @@ class PreforkPool:
         more: the consumer that gets it finds the outcome stored, runs the workflow hooks
         (chain, chord, errbacks) that only the message knows, and acks it without running it."""
         record.retries = retries_of(held.fence)
+        self.tally.count(held.name, failed=record.status == states.FAILURE)
         try:
             self.app.results.write(held.task_id, record, held.fence)
             self.app.broker.extend([held.delivery], 0.0)

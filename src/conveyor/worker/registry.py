@@ -78,13 +78,15 @@ def _one_line(text: str) -> str:
 
 @dataclass
 class Tally:
-    """Tasks whose code ran, in all and by name."""
+    """Tasks whose code ran, in all and by name, and how many of them failed."""
 
     processed: int = 0
+    failed: int = 0
     total: dict[str, int] = field(default_factory=dict)
 
-    def count(self, name: str) -> None:
+    def count(self, name: str, failed: bool = False) -> None:
         self.processed += 1
+        self.failed += failed
         if name:
             self.total[name] = self.total.get(name, 0) + 1
 
@@ -212,6 +214,7 @@ class Registration:
             **self.describe(),
             "heartbeat": self.clock(),
             "processed": tally.processed,
+            "failed": tally.failed,
             "total": dict(tally.total),
             "load": list(os.getloadavg()) if hasattr(os, "getloadavg") else [],
             "active": active,

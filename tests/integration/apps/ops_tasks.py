@@ -35,6 +35,11 @@ def pid() -> int:
     return os.getpid()
 
 
+@app.task
+def fail() -> None:
+    raise ValueError("fails on purpose")
+
+
 @control_command
 def shout(state: Any, word: str = "hello") -> dict[str, Any]:
     """A custom command: answers with the word, the worker's name and its queues."""
