@@ -2,7 +2,10 @@
 
 Every worker writes its state to the registry on its heartbeat (``registry.py``), so an
 inspect call is one read of the coordinator, whatever the number of workers, and never
-waits on a busy one. Replies are keyed by worker name, as Celery's, and None when no
+waits on a busy one. What the registry leaves out is read from the broker in one more
+call: the messages a worker holds are ids there (a worker does not decode a message before
+it runs it), so ``reserved()`` reads their bodies; ``scheduled()`` lists the delayed
+messages of the workers' queues. Replies are keyed by worker name, as Celery's, and None when no
 worker (of ``destination``) is online; workers that missed their heartbeats are left out
 (``conveyor status`` shows them as lost).
 """
@@ -12,9 +15,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .exceptions import DecodeError
 from .keys import REVOKED_GROUP
+from .message import Message, preview
 from .redaction import redact_url
 from .registry import WorkerEntry, read_workers
+from .serialization import decode_message
 
 if TYPE_CHECKING:
     from .app import Conveyor
@@ -24,22 +30,27 @@ __all__ = ["Inspect", "request_info"]
 Reply = dict[str, Any] | None
 
 
-def request_info(item: dict[str, Any], hostname: str) -> dict[str, Any]:
-    """One active or reserved message in Celery's ``Request.info()`` shape."""
-    started = "time_start" in item
+def request_info(
+    item: dict[str, Any], hostname: str, message: Message | None = None
+) -> dict[str, Any]:
+    """One active or reserved message in Celery's ``Request.info()`` shape: a running
+    task as the registry describes it, a reserved one from its ``message`` when read."""
+    name, args, kwargs = item.get("name") or None, item.get("args"), item.get("kwargs")
+    if message is not None:
+        name, (args, kwargs) = message.task, preview(message)
     return {
         "id": item.get("id"),
-        "name": item.get("name") or None,
-        "args": item.get("args") if started else None,
-        "kwargs": item.get("kwargs") if started else None,
-        "type": item.get("name") or None,
+        "name": name,
+        "args": args,
+        "kwargs": kwargs,
+        "type": name,
         "hostname": hostname,
         "time_start": item.get("time_start"),
         "acknowledged": False,
         "delivery_info": {
             "exchange": "",
             "routing_key": item.get("queue"),
-            "priority": None,
+            "priority": None if message is None else message.priority,
             "redelivered": bool(item.get("redelivered")),
         },
         "worker_pid": item.get("worker_pid"),
@@ -70,6 +81,24 @@ class Inspect:
         replies = {entry.name: answer(entry) for entry in self._online()}
         return replies or None
 
+    def _held(self, workers: list[WorkerEntry], ids: set[str] | None = None) -> dict[str, Message]:
+        """The messages these workers hold and have not started (of these task ``ids``), by
+        delivery id, read from the broker (those acknowledged since the heartbeat are gone:
+        left out)."""
+        named = [
+            (str(item.get("queue")), str(item.get("delivery_id")))
+            for entry in workers
+            for item in entry.record.get("reserved", [])
+            if ids is None or item.get("id") in ids
+        ]
+        messages = {}
+        for copy in self.app.broker.peek(named) if named else []:
+            try:
+                messages[copy.id] = decode_message(copy.body)
+            except DecodeError:
+                continue
+        return messages
+
     def ping(self, destination: Sequence[str] | None = None) -> Reply:
         """``{worker: {"ok": "pong"}}`` for every worker whose heartbeat is current."""
         return self._each(lambda entry: {"ok": "pong"})
@@ -81,11 +110,18 @@ class Inspect:
         )
 
     def reserved(self, safe: bool | None = None) -> Reply:
-        """Messages each worker holds and has not started (their names show once they
-        start: a worker does not decode a message before it runs it)."""
-        return self._each(
-            lambda e: [request_info(item, e.name) for item in e.record.get("reserved", [])]
-        )
+        """Messages each worker holds and has not started, with their task names and
+        argument previews read from the broker."""
+        workers = self._online()
+        held = self._held(workers)
+        replies = {
+            entry.name: [
+                request_info(item, entry.name, held.get(str(item.get("delivery_id"))))
+                for item in entry.record.get("reserved", [])
+            ]
+            for entry in workers
+        }
+        return replies or None
 
     def scheduled(self, safe: bool | None = None) -> Reply:
         """Celery's ETA tasks held in worker memory: always empty here. Countdown and ETA
@@ -150,16 +186,20 @@ class Inspect:
         wanted: set[str] = set()
         for item in ids:
             wanted.update([item] if isinstance(item, str) else item)
+        workers = self._online()
+        held = self._held(workers, wanted)
 
         def answer(entry: WorkerEntry) -> dict[str, Any]:
             found: dict[str, Any] = {}
             for state in ("active", "reserved"):
                 for item in entry.record.get(state, []):
                     if item.get("id") in wanted:
-                        found[item["id"]] = [state, request_info(item, entry.name)]
+                        message = held.get(str(item.get("delivery_id")))
+                        found[item["id"]] = [state, request_info(item, entry.name, message)]
             return found
 
-        return self._each(answer)
+        replies = {entry.name: answer(entry) for entry in workers}
+        return replies or None
 
 
 def _queue_info(name: str) -> dict[str, Any]:

@@ -47,7 +47,15 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["SCHEMA_VERSION", "Message", "broker_key", "task_id_of", "to_timestamp"]
+__all__ = [
+    "PREVIEW",
+    "SCHEMA_VERSION",
+    "Message",
+    "broker_key",
+    "preview",
+    "task_id_of",
+    "to_timestamp",
+]
 
 SCHEMA_VERSION = 1
 
@@ -104,6 +112,35 @@ def _short_repr() -> reprlib.Repr:
 
 
 _SHORT = _short_repr()
+
+PREVIEW = 200
+"""Characters of an argument preview."""
+_json = msgspec.json.encode
+
+
+def preview(message: Message) -> tuple[str, str]:
+    """Short, single-line previews of a message's args and kwargs, as the worker registry
+    and inspect show them: the sender's ``argsrepr``/``kwargsrepr`` when given (so secrets
+    stay out), else the arguments as the message carries them, in JSON (three times cheaper
+    than ``repr``, and never a tab or a newline), cut at ``PREVIEW`` bytes."""
+    if message.argsrepr is None and message.kwargsrepr is None:
+        try:
+            args = (
+                _json(message.args)[:PREVIEW].decode("utf-8", "replace") if message.args else "[]"
+            )
+            kwargs = (
+                _json(message.kwargs)[:PREVIEW].decode("utf-8", "replace")
+                if message.kwargs
+                else "{}"
+            )
+            return args, kwargs
+        except (TypeError, ValueError):
+            pass
+    return _one_line(message.shown_args())[:PREVIEW], _one_line(message.shown_kwargs())[:PREVIEW]
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\t", " ").replace("\n", " ")
 
 
 def to_timestamp(value: float | datetime | timedelta | None, now: float) -> float | None:

@@ -27,7 +27,9 @@ total                  processed tasks by name (Celery's ``stats()["total"]``)
 load                   the machine's load average (1, 5, 15 minutes)
 active                 running tasks: id, name, args, kwargs (previews), time_start,
                        worker_pid, delivery_id, queue, redelivered
-reserved               held, not started: id, delivery_id, queue, redelivered
+reserved               held, not started (nor ended, waiting for an ack): id, delivery_id,
+                       queue, redelivered (``inspect().reserved()`` reads the rest from
+                       the broker)
 registered             the task names it knows
 conf                   its settings, as JSON (values that are not JSON shown by repr)
 =====================  =====================================================================

@@ -27,6 +27,7 @@ from conveyor.brokers import (
     Delivery,
     Envelope,
     MemoryBroker,
+    Peeked,
     QueueStats,
     SQLiteBroker,
     broker_from_url,
@@ -392,6 +393,37 @@ def test_stats_per_queue(broker: Broker, clock: FakeClock) -> None:
         "c": QueueStats(ready=1),
     }
     assert stats["a"].total == 5
+
+
+def test_delayed_and_peek_show_messages_without_taking_them(
+    broker: Broker, clock: FakeClock
+) -> None:
+    now = clock()
+    broker.publish([env("late", eta=now + 30, priority=4), env("soon", eta=now + 10)])
+    broker.publish([env("other", "o", eta=now + 20), env("ready")])
+    broker.publish_one(env("alone", "o", eta=now + 40))
+    assert broker.delayed(["q", "o", "nothing"]) == [
+        Peeked("soon", "q", b"body-soon", 0, now + 10),
+        Peeked("other", "o", b"body-other", 0, now + 20),
+        Peeked("late", "q", b"body-late", 4, now + 30),
+        Peeked("alone", "o", b"body-alone", 0, now + 40),
+    ]
+    assert [p.id for p in broker.delayed(["q", "o"], limit=2)] == ["soon", "other"]
+    assert [p.id for p in broker.delayed(["o"])] == ["other", "alone"]
+    assert broker.delayed([]) == [] and broker.delayed(["q"], limit=0) == []
+
+    [held] = broker.reserve(["q"], 1, lease=30)
+    assert broker.peek([("q", "ready"), ("q", "gone"), ("q", "late")]) == [
+        Peeked("ready", "q", b"body-ready", 0),
+        Peeked("late", "q", b"body-late", 4, now + 30),
+    ]
+    assert broker.peek([]) == []
+    assert broker.stats() == {"o": QueueStats(delayed=2), "q": QueueStats(delayed=2, reserved=1)}
+    assert broker.ack(held)
+    assert broker.peek([("q", "ready")]) == []
+    clock.advance(15)
+    assert [d.id for d in broker.reserve(["q"], 10, lease=30)] == ["soon"]
+    assert [p.id for p in broker.delayed(["q"])] == ["late"]
 
 
 def test_wait_times_out_when_nothing_happens(broker: Broker) -> None:

@@ -96,6 +96,59 @@ def test_stats_count_the_tasks_done_and_failed(app: Conveyor, pool: LocalPool) -
     assert counts["total"] == {"unit.ok": 1, "unit.fail": 1, "unit.afail": 1}
 
 
+def test_reserved_shows_the_held_messages_as_celery_requests() -> None:
+    app = memory_app("reserved", broker_lease=0.6, worker_prefetch_multiplier=3)
+    gate = threading.Event()
+
+    @app.task(name="unit.block")
+    def block() -> None:
+        gate.wait(10)
+
+    @app.task(name="unit.add")
+    def add(x: int, y: int = 0) -> int:
+        return x + y
+
+    first = block.apply_async(priority=9)  # taken first, it runs while the others wait
+    held = [add.delay(1, y=2), add.apply_async((3,), priority=5)]
+    try:
+        with worker_thread(app):
+            inspect = app.control.inspect()
+            reply = wait_for(
+                lambda: len((inspect.reserved() or {}).get(NAME, [])) == 2 and inspect.reserved(),
+                "two reserved messages",
+            )
+            assert reply is not None
+            [one, two] = sorted(reply[NAME], key=lambda r: r["args"])
+            assert one == {
+                "id": held[0].id,
+                "name": "unit.add",
+                "args": "[1]",
+                "kwargs": '{"y":2}',
+                "type": "unit.add",
+                "hostname": NAME,
+                "time_start": None,
+                "acknowledged": False,
+                "delivery_info": {
+                    "exchange": "",
+                    "routing_key": "default",
+                    "priority": 0,
+                    "redelivered": False,
+                },
+                "worker_pid": None,
+                "delivery_id": held[0].id,
+            }
+            assert (two["id"], two["name"], two["args"]) == (held[1].id, "unit.add", "[3]")
+            assert two["delivery_info"]["priority"] == 5
+            assert inspect.query_task(held[1].id) == {NAME: {held[1].id: ["reserved", two]}}
+            [running] = (inspect.active() or {})[NAME]
+            assert running["id"] == first.id
+            gate.set()
+            assert [r.get(timeout=10) for r in held] == [3, 3]
+    finally:
+        gate.set()
+        app.close()
+
+
 def test_control_reaches_the_in_process_pool(app: Conveyor, pool: LocalPool) -> None:
     wait_for(lambda: read_workers(app.coordinator, app.clock()), "the registry record")
     control = app.control

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import cast
 
-from conveyor.brokers.base import Broker, DeadLetter, Delivery, Envelope, QueueStats
+from conveyor.brokers.base import Broker, DeadLetter, Delivery, Envelope, Peeked, QueueStats
 from conveyor.brokers.memory import MemoryBroker
 from conveyor.brokers.sqlite import SQLiteBroker
 from conveyor.redaction import redact_url
@@ -16,6 +16,7 @@ __all__ = [
     "Delivery",
     "Envelope",
     "MemoryBroker",
+    "Peeked",
     "QueueStats",
     "SQLiteBroker",
     "broker_from_url",

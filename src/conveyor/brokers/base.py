@@ -35,6 +35,7 @@ __all__ = [
     "Delivery",
     "Envelope",
     "EventPacket",
+    "Peeked",
     "QueueStats",
     "StoredEvent",
     "Unread",
@@ -99,6 +100,17 @@ class DeadLetter:
     failed_at: float
     resends: int = 0
     """How many times it had been re-sent from the dead letters before this failure."""
+
+
+class Peeked(NamedTuple):
+    """A copy of a live message, read to show it (``peek``, ``delayed``): the broker keeps it."""
+
+    id: str
+    queue: str
+    body: bytes
+    priority: int
+    eta: float | None = None
+    """When it comes due, while it waits in the delayed store; None otherwise."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +222,16 @@ class Broker(ABC):
     @abstractmethod
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """The oldest dead letters first."""
+
+    @abstractmethod
+    def peek(self, messages: Sequence[tuple[str, str]]) -> list[Peeked]:
+        """Copies of these live messages, named by (queue, id), in that order; those not
+        live are left out. For inspection (what a worker holds), never a worker's path."""
+
+    @abstractmethod
+    def delayed(self, queues: Sequence[str], limit: int = 1000) -> list[Peeked]:
+        """The delayed messages of these queues (an eta, a countdown, a retry's delay or a
+        postponement), the soonest due first, at most ``limit``."""
 
     @abstractmethod
     def requeue_dead_letters(self, ids: Sequence[str] | None = None) -> int:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from conveyor.brokers.base import Broker, DeadLetter, Delivery, Envelope, QueueStats
+from conveyor.brokers.base import Broker, DeadLetter, Delivery, Envelope, Peeked, QueueStats
 
 __all__ = ["MemoryBroker"]
 
@@ -204,6 +204,20 @@ class MemoryBroker(Broker):
                 counts.setdefault(msg.queue, [0, 0, 0])[state] += 1
             return {queue: QueueStats(*c) for queue, c in sorted(counts.items())}
 
+    def peek(self, messages: Sequence[tuple[str, str]]) -> list[Peeked]:
+        with self._cond:
+            found = [self._messages.get(msg_id) for _, msg_id in messages]
+            return [_peeked(msg) for msg in found if msg is not None]
+
+    def delayed(self, queues: Sequence[str], limit: int = 1000) -> list[Peeked]:
+        wanted = set(queues)
+        with self._cond:
+            waiting = [
+                m for m in self._messages.values() if m.eta is not None and m.queue in wanted
+            ]
+            waiting.sort(key=lambda m: (m.eta, m.seq))
+            return [_peeked(msg) for msg in waiting[: max(limit, 0)]]
+
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         with self._cond:
             letters = list(self._dead.values())
@@ -258,3 +272,7 @@ class MemoryBroker(Broker):
                 if left <= 0:
                     return
                 self._cond.wait(left)
+
+
+def _peeked(msg: _Message) -> Peeked:
+    return Peeked(msg.id, msg.queue, msg.body, msg.priority, msg.eta)

@@ -48,6 +48,7 @@ from .base import (
     DeadLetter,
     Delivery,
     Envelope,
+    Peeked,
     QueueStats,
     StoredEvent,
     Unread,
@@ -412,6 +413,56 @@ class RedisBroker(Broker):
             for i in range(0, len(reply), 4)
         }
         return dict(sorted(counts.items()))
+
+    def peek(self, messages: Sequence[tuple[str, str]]) -> list[Peeked]:
+        """Not atomic (a read to show): one round trip, the bodies and, for the delayed,
+        their etas."""
+        if not messages:
+            return []
+        prefix, link = self.prefix, self._link
+
+        def read() -> list[Any]:
+            pipe = link.pipeline(transaction=False)
+            pipe.execute_command("HMGET", f"{prefix}b", *(msg_id for _, msg_id in messages))
+            for queue, msg_id in messages:
+                pipe.execute_command("ZSCORE", f"{prefix}d:{queue}", msg_id)
+            reply: list[Any] = pipe.execute()
+            return reply
+
+        values, *etas = link.call("reading messages", read, retries=1)
+        return [
+            Peeked(msg_id, queue, value[1:], int(value[:1]), None if eta is None else float(eta))
+            for (queue, msg_id), value, eta in zip(messages, values, etas, strict=True)
+            if value is not None
+        ]
+
+    def delayed(self, queues: Sequence[str], limit: int = 1000) -> list[Peeked]:
+        """The first ``limit`` of each queue's delayed set, merged by eta, then their bodies
+        (two round trips, not atomic: a message that came due between them is left out)."""
+        if not queues or limit <= 0:
+            return []
+        prefix, link = self.prefix, self._link
+
+        def first() -> list[Any]:
+            pipe = link.pipeline(transaction=False)
+            for queue in queues:
+                pipe.zrange(f"{prefix}d:{queue}", 0, limit - 1, withscores=True)
+            reply: list[Any] = pipe.execute()
+            return reply
+
+        due: list[tuple[float, str, str]] = []
+        replies = link.call("reading delayed messages", first, retries=1)
+        for queue, pairs in zip(queues, replies, strict=True):
+            due += [(float(eta), queue, msg_id.decode()) for msg_id, eta in pairs]
+        due = sorted(due)[:limit]
+        found = {
+            (p.queue, p.id): p for p in self.peek([(queue, msg_id) for _, queue, msg_id in due])
+        }
+        return [
+            found[queue, msg_id]._replace(eta=eta)
+            for eta, queue, msg_id in due
+            if (queue, msg_id) in found
+        ]
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         if limit <= 0:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from ..redis_cluster import ClusterLink
-from .base import Broker, DeadLetter, Delivery, Envelope, QueueStats, StoredEvent
+from .base import Broker, DeadLetter, Delivery, Envelope, Peeked, QueueStats, StoredEvent
 from .redis import RedisBroker
 
 __all__ = ["ClusterBroker"]
@@ -259,6 +259,25 @@ class ClusterBroker(Broker):
         if ids is not None and not ids:
             return 0
         return sum(self.queue_broker(q).requeue_dead_letters(ids) for q in self._all_queues())
+
+    def peek(self, messages: Sequence[tuple[str, str]]) -> list[Peeked]:
+        """One round trip per queue."""
+        groups: dict[str, list[tuple[str, str]]] = {}
+        for queue, msg_id in messages:
+            groups.setdefault(queue, []).append((queue, msg_id))
+        found = {
+            (p.queue, p.id): p
+            for queue, named in groups.items()
+            for p in self.queue_broker(queue).peek(named)
+        }
+        return [found[named] for named in messages if named in found]
+
+    def delayed(self, queues: Sequence[str], limit: int = 1000) -> list[Peeked]:
+        waiting: list[Peeked] = []
+        for queue in dict.fromkeys(queues):
+            waiting += self.queue_broker(queue).delayed([queue], limit)
+        waiting.sort(key=lambda p: p.eta or 0.0)
+        return waiting[: max(limit, 0)]
 
     def purge_dead_letters(self, ids: Sequence[str] | None = None) -> int:
         if ids is not None and not ids:

@@ -30,6 +30,7 @@ from conveyor.brokers.base import (
     DeadLetter,
     Delivery,
     Envelope,
+    Peeked,
     QueueStats,
     StoredEvent,
 )
@@ -120,6 +121,8 @@ _MOVE_DUE = """INSERT OR IGNORE INTO conveyor_messages
 _DROP_DUE = """DELETE FROM conveyor_delayed WHERE seq IN
     (SELECT seq FROM conveyor_delayed WHERE eta <= ?1 ORDER BY eta, seq LIMIT ?2)"""
 _MOVE_DUE_BATCH = 5000
+_PEEK_CHUNK = 400
+"""Ids per lookup of ``peek`` (twice as many parameters: SQLite allows 32766)."""
 _RESERVE = """UPDATE conveyor_messages
     SET token = ?1, lease_until = ?2, delivery_count = delivery_count + 1
     WHERE seq IN (SELECT seq FROM conveyor_messages WHERE queue = ?3 AND lease_until IS NULL
@@ -294,11 +297,16 @@ class SQLiteBroker(Broker):
                 conn.execute(ready, params).rowcount + conn.execute(delayed, params).rowcount
             )
 
-    def stats(self) -> dict[str, QueueStats]:
-        counts: dict[str, list[int]] = {}
-        if self._db.execute(_ANY_IN_INBOX):  # a write lock only when there is work for it
+    def _settle_inbox(self) -> None:
+        """Move the inbox before a read that shows messages (a write lock only when there
+        is work for it)."""
+        if self._db.execute(_ANY_IN_INBOX):
             with self._db.transaction() as conn:
                 self._empty_inbox(conn, self._clock())
+
+    def stats(self) -> dict[str, QueueStats]:
+        counts: dict[str, list[int]] = {}
+        self._settle_inbox()
         with self._db.transaction("BEGIN") as conn:
             for queue, ready, reserved in conn.execute(
                 """SELECT queue, sum(lease_until IS NULL), sum(lease_until IS NOT NULL)
@@ -310,6 +318,34 @@ class SQLiteBroker(Broker):
             ):
                 counts.setdefault(queue, [0, 0, 0])[1] = delayed
         return {queue: QueueStats(*c) for queue, c in sorted(counts.items())}
+
+    def peek(self, messages: Sequence[tuple[str, str]]) -> list[Peeked]:
+        ids = list(dict.fromkeys(msg_id for _, msg_id in messages))
+        if not ids:
+            return []
+        self._settle_inbox()
+        found: dict[str, Peeked] = {}
+        for at in range(0, len(ids), _PEEK_CHUNK):
+            chunk = ids[at : at + _PEEK_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            sql = f"""SELECT id, queue, body, priority, NULL FROM conveyor_messages
+                WHERE id IN ({marks}) UNION ALL
+                SELECT id, queue, body, priority, eta FROM conveyor_delayed WHERE id IN ({marks})"""
+            for row in self._db.execute(sql, (*chunk, *chunk)):
+                found[row[0]] = Peeked(*row)
+        return [found[msg_id] for _, msg_id in messages if msg_id in found]
+
+    def delayed(self, queues: Sequence[str], limit: int = 1000) -> list[Peeked]:
+        if not queues or limit <= 0:
+            return []
+        self._settle_inbox()
+        marks = ",".join("?" * len(queues))
+        rows = self._db.execute(
+            f"""SELECT id, queue, body, priority, eta FROM conveyor_delayed
+            WHERE queue IN ({marks}) ORDER BY eta, seq LIMIT ?""",
+            (*queues, limit),
+        )
+        return [Peeked(*row) for row in rows]
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         rows = self._db.execute(

@@ -93,11 +93,19 @@ def _requests(reply: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
 
 def _reserved(reply: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     rows = [
-        [worker, r["id"], r["delivery_info"]["routing_key"], r["delivery_info"]["redelivered"]]
+        [
+            worker,
+            r["id"],
+            r["name"] or "",
+            r["delivery_info"]["routing_key"],
+            r["delivery_info"]["redelivered"],
+            r["args"] or "",
+            r["kwargs"] or "",
+        ]
         for worker, requests in sorted(reply.items())
         for r in requests
     ]
-    return ["worker", "id", "queue", "redelivered"], rows
+    return ["worker", "id", "name", "queue", "redelivered", "args", "kwargs"], rows
 
 
 def _per_worker(column: str, key: Callable[[Any], Any] = lambda v: v) -> Rows:

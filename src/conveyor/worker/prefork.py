@@ -33,13 +33,13 @@ from ..app import Conveyor
 from ..brokers.base import Delivery
 from ..exceptions import BrokerError, Terminated, TimeLimitExceeded
 from ..keys import lost_key, revoked_key
-from ..message import Message
+from ..message import Message, preview
 from ..records import ErrorRecord, TaskRecord, retries_of
 from ..request import Request
 from ..task import AnyTask
 from .consumer import Consumer, run_consumers
 from .leases import Held, LeaseKeeper
-from .registry import Registration, Tally, preview
+from .registry import Registration, Tally
 
 __all__ = ["PreforkPool"]
 

@@ -19,13 +19,11 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Protocol
 
-import msgspec
-
 from ..app import Conveyor
 from ..control import COMMANDS, REPLY_TTL
 from ..exceptions import BrokerError
 from ..keys import WORKERS_GROUP, mailbox_key, reply_key
-from ..message import Message, broker_key, task_id_of
+from ..message import Message, broker_key, preview, task_id_of
 from ..outage import Outage
 from ..redaction import HIDDEN, is_secret_option, redact_url
 from ..registry import timing
@@ -34,46 +32,15 @@ from ..task import AnyTask
 from .leases import Held, LeaseKeeper
 
 __all__ = [
-    "PREVIEW",
     "Registration",
     "Steerable",
     "Tally",
     "WorkerState",
     "describe_in",
     "describing",
-    "preview",
 ]
 
 logger = logging.getLogger("conveyor.worker")
-
-PREVIEW = 200
-"""Characters of an argument preview."""
-_json = msgspec.json.encode
-
-
-def preview(message: Message) -> tuple[str, str]:
-    """Short, single-line previews of a message's args and kwargs: the sender's
-    ``argsrepr``/``kwargsrepr`` when given (so secrets stay out), else the arguments as
-    the message carries them, in JSON (three times cheaper than ``repr``, and never a tab or
-    a newline), cut at ``PREVIEW`` bytes."""
-    if message.argsrepr is None and message.kwargsrepr is None:
-        try:
-            args = (
-                _json(message.args)[:PREVIEW].decode("utf-8", "replace") if message.args else "[]"
-            )
-            kwargs = (
-                _json(message.kwargs)[:PREVIEW].decode("utf-8", "replace")
-                if message.kwargs
-                else "{}"
-            )
-            return args, kwargs
-        except (TypeError, ValueError):
-            pass
-    return _one_line(message.shown_args())[:PREVIEW], _one_line(message.shown_kwargs())[:PREVIEW]
-
-
-def _one_line(text: str) -> str:
-    return text.replace("\t", " ").replace("\n", " ")
 
 
 @dataclass
@@ -206,7 +173,7 @@ class Registration:
                     worker_pid=held.owner if self.owners_are_children else os.getpid(),
                 )
                 active.append(base)
-            else:
+            elif not held.ran:  # not one whose task ended, held until its ack goes out
                 reserved.append(base)
         tally = self.tally
         return {
