@@ -8,21 +8,40 @@ cluster. Nothing here discovers anything by hand.
 A Lua script may only touch keys of one hash slot, on the node that owns it. Conveyor's
 scripts build their key names from a prefix, so each store here gets a prefix that carries a
 hash tag (``<prefix>{<tag>}:``): every key a script builds from it hashes to that tag's slot,
-and the script is sent there by naming the prefix itself as its one declared key
-(``EVALSHA sha 1 <prefix> ...``: the scripts read only ARGV, so their arguments are
-unchanged). Which tags the stores use is ``docs/brokers.md``'s "Redis Cluster" section:
-each queue has its own (``{q:<queue>}``), so queues spread over the shards; results,
-the coordinator and the schedule store have one each.
+and the script is sent there by naming two keys of that slot that never exist, the prefix and
+the prefix followed by ``?`` (``EVALSHA sha 2 <prefix> <prefix>? ...``: the scripts read only
+ARGV, so their arguments are unchanged). Which tags the stores use is ``docs/brokers.md``'s
+"Redis Cluster" section: each queue has its own (``{q:<queue>}``), so queues spread over the
+shards; results, the coordinator and the schedule store have one each.
+
+Why two keys that never exist: while a reshard moves a slot, its keys are on both nodes, and
+Redis 7 fails a script's command on a key of that slot it does not hold (a key already moved,
+or one the script creates) with "Script attempted to access a non local key", after the
+script's earlier writes took effect. Declaring every key would not help: a message's keys
+come from Redis inside the script, and a declared key the script creates fails the same way.
+A command that declares several keys of a moving slot, some missing, is refused before it
+runs instead: the old node answers ASK (all missing) and the new one TRYAGAIN. With two keys
+that are always missing, every script is refused, whole, for as long as its slot moves, and
+runs as before once the move is over; ``ClusterLink.command`` and ``SlotPipeline`` wait and
+send it again (up to ``UNSTABLE_WAIT``). A move takes milliseconds per thousand keys.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis.cluster import RedisCluster
-from redis.exceptions import AskError, ClusterDownError, MovedError, RedisError, TryAgainError
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    ClusterError,
+    MovedError,
+    RedisError,
+    TryAgainError,
+)
 
 from .exceptions import BrokerError, ImproperlyConfigured
 from .redaction import redact_text, redact_url
@@ -30,6 +49,7 @@ from .redis_connection import CONVEYOR_OPTIONS, DEFAULT_PREFIX, RedisLink, numbe
 
 __all__ = [
     "CLUSTER_SCHEMES",
+    "UNSTABLE_WAIT",
     "ClusterLink",
     "SlotPipeline",
     "is_cluster_url",
@@ -44,6 +64,20 @@ _SETTINGS: dict[str, Any] = {
     "socket_keepalive": True,
 }
 """As a single Redis's (``redis_connection``): a dead node is noticed within the timeout."""
+
+UNSTABLE_WAIT = 30.0
+"""Seconds a command refused because its slot is moving is sent again before it fails."""
+_RETRY_PAUSE = 0.01
+
+
+def _unstable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the command's slot is moving (or just moved): nothing ran."""
+    if isinstance(exc, TryAgainError | AskError):  # MovedError is an AskError
+        return True
+    text = str(exc)
+    if isinstance(exc, ClusterError) and "TTL exhausted" in text:  # redis-py's, after ASKs
+        return True
+    return isinstance(exc, RedisError) and text.startswith(("MOVED", "ASK", "TRYAGAIN"))
 
 
 def is_cluster_url(url: str) -> bool:
@@ -157,13 +191,26 @@ class ClusterLink(RedisLink):
 
     def command(self, *args: Any, blocking: bool = False, spin: bool = False) -> Any:
         """One command, sent by the cluster client to the node of its key; a script called
-        with no keys names this link's prefix as its key, so it runs on the tag's node."""
+        with no keys is ``guarded``, so it runs on the tag's node (and not while the tag's
+        slot moves). A command refused while its slot moves is sent again."""
         if args[0] == "EVALSHA" and args[2] == 0:
-            args = (args[0], args[1], 1, self.prefix, *args[3:])
+            args = self.guarded(args)
         elif args[0] == "SCRIPT":  # load it where this link's scripts run
             node = self.cluster.get_node_from_key(self.prefix)
             return self.cluster.execute_command(*args, target_nodes=node)
-        return self.cluster.execute_command(*args)
+        deadline = time.monotonic() + UNSTABLE_WAIT
+        while True:
+            try:
+                return self.cluster.execute_command(*args)
+            except RedisError as exc:
+                if not _unstable(exc) or time.monotonic() > deadline:
+                    raise
+            time.sleep(_RETRY_PAUSE)
+
+    def guarded(self, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        """``EVALSHA sha 0 ...`` as ``EVALSHA sha 2 <prefix> <prefix>? ...``: sent to this
+        link's slot, and refused whole while the slot moves (the module's docstring)."""
+        return (args[0], args[1], 2, self.prefix, f"{self.prefix}?", *args[3:])
 
     def pipeline(self, transaction: bool) -> SlotPipeline:
         """A pipeline (MULTI/EXEC when ``transaction``) on the node that owns this link's
@@ -181,10 +228,11 @@ class ClusterLink(RedisLink):
 class SlotPipeline:
     """Commands queued for one slot's node and sent in one round trip (``execute``).
 
-    redis-py's node pipeline does not follow MOVED or ASK, so when the slot has moved
-    (a reshard, a failover inside the cluster) the slot map is read again and the batch
-    sent once more to the new owner: a MOVED reply means the old node applied nothing of
-    it. Queue commands as on redis-py's pipeline (``execute_command``, ``hset``, ...).
+    redis-py's node pipeline follows neither MOVED nor ASK. A call refused because the slot
+    moves or moved (ASK, TRYAGAIN, MOVED: nothing of it ran) is sent again, alone with the
+    others refused (the whole batch, for a transaction), after reading the slot map again
+    on MOVED, until ``UNSTABLE_WAIT`` passes. Scripts are guarded as ``ClusterLink.command``
+    guards them. Queue commands as on redis-py's pipeline (``execute_command``, ``hset``...).
     """
 
     def __init__(self, link: ClusterLink, transaction: bool) -> None:
@@ -194,26 +242,54 @@ class SlotPipeline:
 
     def __getattr__(self, name: str) -> Any:
         def queue(*args: Any, **kwargs: Any) -> SlotPipeline:
+            if name == "execute_command" and args[:1] == ("EVALSHA",) and args[2] == 0:
+                args = self._link.guarded(args)
             self._calls.append((name, args, kwargs))
             return self
 
         return queue
 
     def execute(self) -> list[Any]:
-        cluster = self._link.cluster
-        for attempt in (1, 2):
-            node = cluster.get_node_from_key(self._link.prefix)
-            pipe = cluster.get_redis_connection(node).pipeline(transaction=self._transaction)
-            for name, args, kwargs in self._calls:
-                getattr(pipe, name)(*args, **kwargs)
+        """The replies in order; the first error among them is raised, as redis-py does."""
+        replies: list[Any] = [None] * len(self._calls)
+        pending = list(range(len(self._calls)))
+        deadline = time.monotonic() + UNSTABLE_WAIT
+        while True:
             try:
-                return list(pipe.execute())
-            except (MovedError, AskError, ClusterDownError, TryAgainError):
-                if attempt == 2:
+                got = self._send(pending)
+            except RedisError as exc:  # a transaction refused whole, or the node is down
+                if not (_unstable(exc) or isinstance(exc, ClusterDownError)):
                     raise
-                cluster.nodes_manager.initialize()
-            except RedisError as exc:
-                if attempt == 2 or not str(exc).startswith(("MOVED", "ASK")):
-                    raise
-                cluster.nodes_manager.initialize()
-        raise AssertionError("unreachable")
+                got = [exc] * len(pending)
+            retry = []
+            for at, reply in zip(pending, got, strict=True):
+                replies[at] = reply
+                if isinstance(reply, RedisError) and (
+                    _unstable(reply) or isinstance(reply, ClusterDownError)
+                ):
+                    retry.append(at)
+            if not retry or time.monotonic() > deadline:
+                break
+            if any(_moved(replies[at]) for at in retry):
+                self._link.cluster.nodes_manager.initialize()
+            else:
+                time.sleep(_RETRY_PAUSE)
+            pending = retry
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
+    def _send(self, pending: list[int]) -> list[Any]:
+        cluster = self._link.cluster
+        node = cluster.get_node_from_key(self._link.prefix)
+        pipe = cluster.get_redis_connection(node).pipeline(transaction=self._transaction)
+        for at in pending:
+            name, args, kwargs = self._calls[at]
+            getattr(pipe, name)(*args, **kwargs)
+        return list(pipe.execute(raise_on_error=False))
+
+
+def _moved(exc: BaseException) -> bool:
+    """A reply that means the slot map is stale (the slot has a new owner, or none yet)."""
+    return isinstance(exc, MovedError | ClusterDownError) or str(exc).startswith("MOVED")

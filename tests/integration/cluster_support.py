@@ -111,9 +111,13 @@ class ClusterServers:
                 return next(s for s in self.servers if s.port == int(primary[1]))
         raise LookupError(f"no node serves slot {slot}")
 
-    def move_slot(self, key: str, target: RedisServer) -> RedisServer:
-        """Move ``key``'s slot and its keys to ``target`` as a reshard does (IMPORTING,
-        MIGRATING, MIGRATE, SETSLOT NODE on every node); the server it left."""
+    def move_slot(
+        self, key: str, target: RedisServer, batch: int = 100, pause: float = 0.0
+    ) -> RedisServer:
+        """Move ``key``'s slot and its keys to ``target`` as ``redis-cli --cluster reshard``
+        does (IMPORTING, MIGRATING, MIGRATE ``batch`` keys at a time, ``pause`` seconds
+        apart, then SETSLOT NODE on the target, the source and the others); the server it
+        left."""
         source = self.node_of(key)
         if source is target:
             return source
@@ -123,15 +127,45 @@ class ClusterServers:
         dst_id = dst.execute_command("CLUSTER", "MYID").decode()
         dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
         src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
-        while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+        while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, batch):
             src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
-        for server in self.servers:
+            time.sleep(pause)
+        others = [s for s in self.servers if s not in (source, target) and s.running()]
+        for server in (target, source, *others):
             node = redis.Redis(port=server.port)
             node.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
             node.close()
         src.close()
         dst.close()
+        self._settle(key, target)
         return source
+
+    def _settle(self, key: str, owner: RedisServer, timeout: float = 10.0) -> None:
+        """Until every node says ``owner`` has ``key``'s slot and knows ``owner``'s config
+        epoch as the newest: else late gossip from the node the slot left, sent before the
+        move with a newer epoch, can give the slot back to it (moves in quick succession)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            views = []  # (current epoch, my epoch, owner of the slot), per node
+            for server in (s for s in self.servers if s.running()):
+                node = redis.Redis(port=server.port)
+                info = node.execute_command("CLUSTER", "INFO").decode().split()
+                fields = dict(line.split(":", 1) for line in info if ":" in line)
+                slot = int(node.execute_command("CLUSTER", "KEYSLOT", key))
+                shards = node.execute_command("CLUSTER", "SLOTS")
+                node.close()
+                seen = next((int(s[2][1]) for s in shards if s[0] <= slot <= s[1]), -1)
+                epochs = (int(fields["cluster_current_epoch"]), int(fields["cluster_my_epoch"]))
+                views.append((*epochs, seen, server is owner))
+            newest = max(view[0] for view in views)
+            if all(
+                current == newest and seen == owner.port and (mine == newest or not is_owner)
+                for current, mine, seen, is_owner in views
+            ):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the cluster did not settle after a slot move: {views}")
+            time.sleep(0.02)
 
     def stop(self) -> None:
         for server in self.servers:
