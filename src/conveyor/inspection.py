@@ -13,6 +13,7 @@ worker (of ``destination``) is online; workers that missed their heartbeats are 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .exceptions import DecodeError
@@ -25,9 +26,12 @@ from .serialization import decode_message
 if TYPE_CHECKING:
     from .app import Conveyor
 
-__all__ = ["Inspect", "request_info"]
+__all__ = ["SCHEDULED_LIMIT", "Inspect", "request_info"]
 
 Reply = dict[str, Any] | None
+
+SCHEDULED_LIMIT = 1000
+"""Delayed messages ``scheduled()`` lists at most: the soonest due."""
 
 
 def request_info(
@@ -123,10 +127,38 @@ class Inspect:
         }
         return replies or None
 
-    def scheduled(self, safe: bool | None = None) -> Reply:
-        """Celery's ETA tasks held in worker memory: always empty here. Countdown and ETA
-        messages wait in the broker (``conveyor queues`` counts them as delayed)."""
-        return self._each(lambda entry: [])
+    def scheduled(self, safe: bool | None = None, limit: int = SCHEDULED_LIMIT) -> Reply:
+        """The delayed messages (an eta, a countdown, a retry's delay) of the queues the
+        workers consume, soonest due first, at most ``limit`` in all, in Celery's shape:
+        ``{"eta": iso, "priority": p, "request": {...}}``.
+
+        Celery's workers hold such tasks in memory; here they wait in the broker, so each
+        is listed once, under the first worker (by name) that consumes its queue: the
+        counts add up to what the queues hold, and that worker is one that may run it.
+        """
+        workers = self._online()
+        if not workers:
+            return None
+        owners: dict[str, str] = {}
+        for entry in workers:
+            for queue in entry.record.get("queues", []):
+                owners.setdefault(queue, entry.name)
+        replies: dict[str, Any] = {entry.name: [] for entry in workers}
+        for copy in self.app.broker.delayed(sorted(owners), limit) if owners else []:
+            try:
+                message = decode_message(copy.body)
+            except DecodeError:
+                continue
+            owner = owners[copy.queue]
+            item = {"id": message.id, "queue": copy.queue, "delivery_id": copy.id}
+            replies[owner].append(
+                {
+                    "eta": datetime.fromtimestamp(copy.eta or 0.0, UTC).isoformat(),
+                    "priority": copy.priority,
+                    "request": request_info(item, owner, message),
+                }
+            )
+        return replies
 
     def stats(self) -> Reply:
         return self._each(self._stats)

@@ -7,7 +7,9 @@ Workers run apps/ops_tasks.py (broker lease 2 s: a heartbeat every 0.67 s, lost 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -216,6 +218,16 @@ def test_the_cli_prints_status_inspect_and_control_as_tables_and_json(
         header, row = cli(*command.split()).splitlines()
         counts = [row[header.index(column) :].split()[0] for column in ("PROCESSED", "FAILED")]
         assert counts == ["3", "1"], command
+
+    later = ops.pid.apply_async(countdown=600, priority=2)
+    header, row = cli("inspect", "scheduled").splitlines()
+    assert header.split()[:4] == ["WORKER", "ETA", "ID", "NAME"]
+    shown_worker, eta, shown_id = row.split()[:3]
+    assert (shown_worker, shown_id) == (worker.hostname, later.id)
+    assert datetime.fromisoformat(eta).timestamp() == pytest.approx(time.time() + 600, abs=60)
+    assert row[header.index("NAME") :].split()[:3] == ["ops_tasks.pid", "default", "2"]
+    [scheduled] = json.loads(cli("inspect", "scheduled", "--json"))[worker.hostname]
+    assert (scheduled["request"]["id"], scheduled["priority"]) == (later.id, 2)
 
     failed = run_cli(url, tmp_path, "inspect", "active", "-d", "nobody", "-A", APP)
     assert failed.returncode == 1 and "no workers online among nobody" in failed.stderr

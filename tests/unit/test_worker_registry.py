@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import pytest
 
 from conveyor import Conveyor
 from conveyor.control import COMMANDS, control_command
+from conveyor.keys import WORKERS_GROUP
 from conveyor.registry import read_workers, timing
 from conveyor.testing import memory_app, worker_thread
 from conveyor.worker.local import LocalPool
@@ -147,6 +150,67 @@ def test_reserved_shows_the_held_messages_as_celery_requests() -> None:
     finally:
         gate.set()
         app.close()
+
+
+def test_scheduled_lists_delayed_messages_once_under_a_worker_of_their_queue(
+    app: Conveyor,
+) -> None:
+    now = app.clock()
+    records = [  # as workers keep them in the registry; b@ is checked before c@ by name
+        ("c@test", {"heartbeat": now, "interval": 1.0, "queues": ["default", "mail"]}),
+        ("b@test", {"heartbeat": now, "interval": 1.0, "queues": ["mail"]}),
+        ("a@test", {"heartbeat": now, "interval": 1.0, "queues": ["other"]}),
+        ("z@test", {"heartbeat": now - 60, "interval": 1.0, "queues": ["unwatched"]}),  # lost
+    ]
+    app.coordinator.put_members(
+        WORKERS_GROUP, [(name, json.dumps(record)) for name, record in records], 60.0
+    )
+
+    @app.task(name="unit.later")
+    def later(x: int) -> int:
+        return x
+
+    mail_eta = datetime(2099, 1, 1, tzinfo=UTC)
+    later_mail = later.apply_async((2,), eta=mail_eta, queue="mail", priority=3)
+    soon = later.apply_async((1,), countdown=10)
+    last = later.apply_async((3,), eta=datetime(2100, 1, 1, tzinfo=UTC), queue="default")
+    later.apply_async((4,), countdown=5, queue="unwatched")
+    later.delay(5)  # ready, not delayed
+
+    inspect = app.control.inspect()
+    reply = inspect.scheduled()
+    assert reply is not None
+    assert reply["a@test"] == [] and "z@test" not in reply
+    [mail] = reply["b@test"]
+    assert mail == {
+        "eta": "2099-01-01T00:00:00+00:00",
+        "priority": 3,
+        "request": {
+            "id": later_mail.id,
+            "name": "unit.later",
+            "args": "[2]",
+            "kwargs": "{}",
+            "type": "unit.later",
+            "hostname": "b@test",
+            "time_start": None,
+            "acknowledged": False,
+            "delivery_info": {
+                "exchange": "",
+                "routing_key": "mail",
+                "priority": 3,
+                "redelivered": False,
+            },
+            "worker_pid": None,
+            "delivery_id": later_mail.id,
+        },
+    }
+    assert [s["request"]["id"] for s in reply["c@test"]] == [soon.id, last.id]
+    assert reply["c@test"][1]["eta"] == "2100-01-01T00:00:00+00:00"
+    assert [s["request"]["id"] for s in inspect.scheduled(limit=2)["c@test"]] == [soon.id]
+    only = app.control.inspect(destination=["c@test"]).scheduled()
+    assert only is not None
+    assert [s["request"]["id"] for s in only["c@test"]] == [soon.id, later_mail.id, last.id]
+    assert app.control.inspect(destination=["nobody"]).scheduled() is None
 
 
 def test_control_reaches_the_in_process_pool(app: Conveyor, pool: LocalPool) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ..inspection import Inspect
+from ..inspection import SCHEDULED_LIMIT, Inspect
 from .common import app_option, ctx_app
 from .output import destination_option, echo_json, echo_table, json_option, when
 
@@ -108,6 +108,24 @@ def _reserved(reply: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     return ["worker", "id", "name", "queue", "redelivered", "args", "kwargs"], rows
 
 
+def _scheduled(reply: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    rows = [
+        [
+            worker,
+            s["eta"],
+            s["request"]["id"],
+            s["request"]["name"] or "",
+            s["request"]["delivery_info"]["routing_key"],
+            s["priority"],
+            s["request"]["args"] or "",
+            s["request"]["kwargs"] or "",
+        ]
+        for worker, scheduled in sorted(reply.items())
+        for s in scheduled
+    ]
+    return ["worker", "eta", "id", "name", "queue", "priority", "args", "kwargs"], rows
+
+
 def _per_worker(column: str, key: Callable[[Any], Any] = lambda v: v) -> Rows:
     def rows(reply: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
         table = [[worker, key(v)] for worker, values in sorted(reply.items()) for v in values]
@@ -155,8 +173,9 @@ _command("reserved", lambda i: i.reserved(), _reserved, "Messages workers hold, 
 _command(
     "scheduled",
     lambda i: i.scheduled(),
-    _per_worker("eta", lambda s: f"{s.get('eta')} {s.get('request', {}).get('id')}"),
-    "ETA tasks held by workers (none: they wait in the broker; see `conveyor queues`).",
+    _scheduled,
+    "Delayed messages (eta, countdown, retry delay) of the workers' queues, soonest first "
+    f"(at most {SCHEDULED_LIMIT}), each under the first worker by name that consumes its queue.",
 )
 _command("stats", lambda i: i.stats(), _stats, "Pool, processes and counts of each worker.")
 _command("registered", lambda i: i.registered(), _per_worker("task"), "Tasks each worker knows.")
