@@ -24,7 +24,7 @@ from . import states
 from .canvas import ACCUMULATE, FORWARD, chain, chord, group
 from .chordcount import add_member, callback_done, count_member, member_ids, nest_results
 from .exceptions import BrokerError, ChordError, Ignore, ImproperlyConfigured, TaskRevokedError
-from .freeze import entry_id, freeze_tree, leaves, result_of, walk
+from .freeze import entry_id, freeze_tree, leaves, result_id, result_of, walk
 from .keys import chord_key
 from .plan import ApplyContext, Plan
 from .records import ErrorRecord, TaskRecord
@@ -174,7 +174,7 @@ def _prepare_callback(app: Conveyor, plan: Plan, info: dict[str, Any], message: 
         if member is None or member.status not in states.READY_STATES:
             return False  # a member is running again; it fires the chord when it ends
         if member.status != states.SUCCESS:
-            _chord_failed(app, info, task_id, member.task, member)
+            _chord_failed(app, info, task_id, member.task, member, root_id=_root(message))
             return False
     body = as_signature(copy.deepcopy(info["callback"]), app)
     rest = _sigs(as_list(body.options.pop("chain", None)), app)
@@ -202,11 +202,18 @@ def _after_failure(
         else:
             errbacks.append(errback)
     origin = (message.id, message.task)
-    _fail_nodes(app, _sigs(message.chain, app), record, origin)
+    steps = _sigs(message.chain, app)[::-1]  # in the order they would have run
+    _fail_nodes(app, steps, record, origin, (message.id, _root(message)))
     if not ignored:
         _run_errbacks(app, errbacks, _request(message), _exception(record), record.traceback)
     if message.chord is not None:
-        _chord_failed(app, message.chord, message.id, message.task, record, _member(message))
+        _chord_failed(
+            app, message.chord, message.id, message.task, record, _member(message), _root(message)
+        )
+
+
+def _root(message: Message) -> str:
+    return message.root_id or message.id
 
 
 def _chord_failed(
@@ -216,8 +223,9 @@ def _chord_failed(
     failed_task: str | None,
     record: TaskRecord,
     member: str | None = None,
+    root_id: str | None = None,
 ) -> None:
-    """A member failed: fail the chord's callback, once."""
+    """A member failed: fail the chord's callback, once. ``root_id``: the workflow's."""
     chord_id = str(info["id"])
     member = member or failed_id
     if callback_done(app, info):
@@ -239,11 +247,13 @@ def _chord_failed(
     body = as_signature(copy.deepcopy(info["callback"]), app)
     rest = _sigs(as_list(body.options.pop("chain", None)), app)
     failure = _failure_record(error, body.task)
-    _fail_nodes(app, [body, *rest], failure, (str(info.get("callback_id")), body.task))
+    origin = (str(info.get("callback_id")), body.task)
+    _fail_nodes(app, [body, *rest[::-1]], failure, origin, (failed_id, root_id))
     request = Request(
         id=entry_id(body),
         task=body.task,
-        root_id=None,
+        root_id=root_id,
+        parent_id=failed_id,
         group_id=chord_id,
         called_directly=False,
     )
@@ -255,13 +265,35 @@ def _fail_nodes(
     nodes: Sequence[Signature],
     record: TaskRecord,
     origin: tuple[str, str | None],
+    lineage: tuple[str | None, str | None],
 ) -> None:
-    """Nodes that will never run now: give each task in them a copy of the failing
-    record (unless it has one), and pass the failure on to chords they belong to."""
-    tasks = [task for node in nodes for task in walk(node)]
+    """Nodes that will never run now, in the order they would have run: give each task in
+    them a copy of the failing record (unless it has one), and pass the failure on to chords
+    they belong to.
+
+    ``lineage``: the parent of the first node (each later node's is the node before it,
+    as when a chain runs) and the workflow's first task, which their records keep; what
+    was the failed task's own (its arguments, children, runtime) is not copied."""
+    tasks = []
+    parent, root_id = lineage
+    for node in nodes:
+        for task in walk(node):
+            tasks.append(task)
+            copied = _copy(
+                record,
+                task=task.task,
+                parent_id=parent,
+                root_id=root_id,
+                children=[],
+                args=None,
+                kwargs=None,
+                argsrepr=None,
+                kwargsrepr=None,
+                runtime=None,
+            )
+            app.results.write(str(task.options["task_id"]), copied, 0)
+        parent = result_id(node)
     for task in tasks:
-        copied = _copy(record, task=task.task)
-        app.results.write(str(task.options["task_id"]), copied, 0)
         for errback in _sigs(as_list(task.options.get("link_error")), app):
             if errback.task == FORWARD:
                 _forward(app, errback, record)
@@ -269,7 +301,7 @@ def _fail_nodes(
         info = task.options.get("chord")
         if info is not None:
             member = str(info.get("member") or task.options["task_id"])
-            _chord_failed(app, info, origin[0], origin[1], record, member)
+            _chord_failed(app, info, origin[0], origin[1], record, member, root_id)
 
 
 def _errbacks_of(sig: Signature) -> list[Signature]:
@@ -338,7 +370,8 @@ def _fail_unsendable(app: Conveyor, plan: Plan) -> None:
         logger.error("%s could not be sent: %s", sig.task, exc)
         failed = entry_id(sig) or ""
         record = _failure_record(exc, sig.task)
-        _fail_nodes(app, [sig, *ctx.rest], record, (failed, sig.task))
+        nodes = [sig, *ctx.rest[::-1]]
+        _fail_nodes(app, nodes, record, (failed, sig.task), (ctx.parent_id, ctx.root_id))
         request = Request(id=failed, task=sig.task, root_id=ctx.root_id, parent_id=ctx.parent_id)
         _run_errbacks(app, _errbacks_of(sig), request, exc, record.traceback)
 
@@ -371,7 +404,8 @@ def replace(task: AnyTask, sig: Any) -> Any:
     freeze_tree(new)
     if len(leaves(new)) != 1:
         new = chain(new, collect, app=app)
-    forward = Signature(FORWARD, kwargs={"task_id": message.id}, app=app)
+    lineage = {"parent_id": message.parent_id, "root_id": message.root_id}
+    forward = Signature(FORWARD, kwargs={"task_id": message.id, **lineage}, app=app)
     new.options["link"] = [
         *as_list(new.options.get("link")),
         forward,
@@ -448,9 +482,14 @@ def _sigs(items: Iterable[Any], app: Conveyor) -> list[Signature]:
 
 
 def _forward(app: Conveyor, marker: Signature, record: TaskRecord) -> None:
-    """Store a replacement's outcome under the id of the task it replaced."""
+    """Store a replacement's outcome under the id of the task it replaced, with that
+    task's lineage (its parent and root)."""
     target = str(marker.kwargs["task_id"])
-    app.results.write(target, _copy(record), None)
+    root = marker.kwargs.get("root_id")
+    lineage = {"parent_id": marker.kwargs.get("parent_id"), "root_id": root}
+    if root == target:
+        lineage["root_id"] = None  # as a record keeps it: left out when it is the task
+    app.results.write(target, _copy(record, **lineage), None)
 
 
 def _copy(record: TaskRecord, **changes: Any) -> TaskRecord:

@@ -8,7 +8,8 @@ from types import ModuleType
 
 import pytest
 
-from conveyor import AsyncResult, GroupResult, chain
+from conveyor import AsyncResult, GroupResult, chain, states
+from conveyor.exceptions import TimeLimitExceeded
 
 from .support import Workers, extra_tasks, start_worker_with, wait_until
 
@@ -105,3 +106,23 @@ def test_link_callbacks_are_children_of_the_task_they_follow(lineage, workers):
 
     (callback,) = AsyncResult(sent.id, app=lineage.app).children
     assert callback.get(timeout=TIMEOUT) == 3
+
+
+def test_a_task_killed_at_its_time_limit_keeps_its_place_in_the_workflow(lineage, workers):
+    # the supervisor stores the killed step's failure, the workflow code the step after it
+    start(workers)
+    sent = chain(
+        lineage.count_region.si("east"), lineage.hang.si(), lineage.count_region.si("west")
+    ).delay()
+    with pytest.raises(TimeLimitExceeded):
+        sent.get(timeout=TIMEOUT)
+    first = sent.parent.parent
+
+    killed = AsyncResult(sent.parent.id, app=lineage.app)
+    assert killed.state == states.FAILURE
+    assert isinstance(killed.result, TimeLimitExceeded)
+    assert killed.root_id == first.id
+    assert killed.parent is not None and killed.parent.id == first.id
+    stopped = AsyncResult(sent.id, app=lineage.app)
+    assert stopped.root_id == first.id
+    assert stopped.parent is not None and stopped.parent.id == killed.id

@@ -211,6 +211,10 @@ class AsyncExecution:
             # the loop cancels it at its hard limit; its process is replaced only if it
             # has not ended HARD_GRACE later
             deadline = time.time() + time_limit + HARD_GRACE if time_limit else None
+            if message.parent_id is not None or message.root_id not in (None, message.id):
+                lineage = getattr(self.tracker, "lineage", None)
+                if lineage is not None:  # a prefork child: the outcome of a kill keeps them
+                    lineage(delivery, message.parent_id, message.root_id)
             self.tracker.started(delivery, message.id, deadline, attempt)
             for hook in self.app.on_task_start:
                 hook(task, context)

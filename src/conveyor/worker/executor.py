@@ -243,6 +243,10 @@ class Executor(AsyncExecution):
         )
         started_at = time.monotonic()
         deadline = time.time() + time_limit if time_limit else None
+        if message.parent_id is not None or message.root_id not in (None, message.id):
+            lineage = getattr(self.tracker, "lineage", None)
+            if lineage is not None:  # a prefork child: the outcome of a kill keeps them
+                lineage(delivery, message.parent_id, message.root_id)
         self.tracker.started(delivery, message.id, deadline, attempt)
         if message.headers and "stamped_headers" in message.headers:
             stamped = getattr(self.tracker, "stamped", None)

@@ -34,6 +34,10 @@ class Held:
     args: str = ""
     kwargs: str = ""
     since: float = 0.0
+    parent_id: str = ""
+    root_id: str = ""
+    """Its message's lineage (when it has one), for the outcome the supervisor writes if it
+    kills the task."""
 
 
 class LeaseKeeper:
@@ -72,6 +76,13 @@ class LeaseKeeper:
                 held.since = time.time()
                 if len(shown) == 3:
                     held.name, held.args, held.kwargs = shown
+
+    def lineage(self, delivery_id: str, parent_id: str, root_id: str) -> None:
+        """A held message's parent and root task ids (empty when it has none)."""
+        with self._lock:
+            held = self.held.get(delivery_id)
+            if held is not None:
+                held.parent_id, held.root_id = parent_id, root_id
 
     def describe(self, delivery_id: str, name: str, args: str, kwargs: str) -> None:
         """What the registry shows of a started task: its name and argument previews."""

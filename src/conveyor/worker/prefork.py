@@ -119,6 +119,14 @@ class PipeTracker:
         else:  # at once: the task runs from now
             self._send(line)
 
+    def lineage(self, delivery: Delivery, parent_id: str | None, root_id: str | None) -> None:
+        """The starting task's parent and root ids, sent before its start notice, so the
+        outcome the supervisor writes if it kills the task keeps them."""
+        ids = f"{parent_id or ''}\t{root_id or ''}"
+        if "\n" not in ids and ids.count("\t") == 1:  # keep the lines whole
+            with self.lock:
+                self.pending += f"L\t{delivery.id}\t{ids}\n"
+
     def described(self, message: Message) -> None:
         """What the task that just started is (for the registry): its start notice goes
         out with the task's name and argument previews."""
@@ -337,6 +345,8 @@ class PreforkPool:
             self.keeper.released([parts[1]])
         elif kind == "T":  # the stamps of a task that started
             self.stamps[parts[1]] = parts[2:]
+        elif kind == "L":  # the parent and root of a task about to start
+            self.keeper.lineage(parts[1], parts[2], parts[3])
 
     def _reap(self) -> None:
         while self.children:
@@ -517,6 +527,9 @@ class PreforkPool:
         more: the consumer that gets it finds the outcome stored, runs the workflow hooks
         (chain, chord, errbacks) that only the message knows, and acks it without running it."""
         record.retries = retries_of(held.fence)
+        record.parent_id = held.parent_id or None
+        if held.root_id != held.task_id:
+            record.root_id = held.root_id or None
         self.tally.count(held.name, failed=record.status == states.FAILURE)
         try:
             self.app.results.write(held.task_id, record, held.fence)

@@ -1,11 +1,13 @@
 """Tasks that send others while they run, for test_lineage.py: a report that fans out one
-task per region, a nightly job that sends a group and a chain, and one that sends nothing.
+task per region, a nightly job that sends a group and a chain, one that sends nothing, and
+one that hangs past its hard time limit.
 
 Registered on the sample app; workers load it with ``CONVEYOR_INCLUDE=lineage_tasks``.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sample_tasks import app
@@ -50,3 +52,9 @@ async def notify_all(regions: list[str]) -> int:
     for region in regions:
         await count_region.adelay(region)
     return len(regions)
+
+
+@app.task(name="lineage.hang", time_limit=1)
+def hang() -> None:
+    """Hangs past its hard time limit: its process is killed, the supervisor stores why."""
+    time.sleep(60)
