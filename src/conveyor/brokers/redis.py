@@ -318,6 +318,7 @@ class RedisBroker(Broker):
             if woken:
                 if woken[0].decode() == inbox:
                     local.handed.append(_handed(woken[1]))
+                    local.registration = None  # used: nothing else comes to the inbox
                 return
 
     def extend(self, deliveries: Sequence[Delivery], lease: float) -> list[bool]:

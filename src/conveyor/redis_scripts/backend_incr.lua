@@ -4,7 +4,8 @@
 -- ARGV[4]  amount [integer]
 -- ARGV[5]  ttl [milliseconds]
 -- Keys touched: P.."v:"..key [string] GET, SET ... PX; P.."n:"..key and waiter lists
--- (notify); P.."expiry" (fake-clock mode).
+-- (notify); P.."expiry" (fake-clock mode); P.."ix:"..m, P.."ixm" (a task record's
+-- first write: see indexed_flush()).
 -- Returns the new value.
 local name = ARGV[3]
 local key = P .. 'v:' .. name
@@ -20,5 +21,6 @@ if current then
   end
 end
 value = value + tonumber(ARGV[4])
-store(name, key, string.format('%d', value), tonumber(ARGV[5]), fence)
+store(name, key, string.format('%d', value), tonumber(ARGV[5]), fence, false, current == nil)
+indexed_flush()
 return value

@@ -43,32 +43,55 @@ local function noted(key, ms)
   end
 end
 
--- Task records (conveyor.keys.TASK_PREFIX) are listed in the minute of their first write
--- (before the SET: a key that exists already is not listed again). A push is O(1); the
--- minute's list and its entry in P.."ixm" are touched once per script call.
+-- Task records (conveyor.keys.TASK_PREFIX) are listed in the minute of their first write:
+-- store() notes each (a key that exists already is not listed again), and the script
+-- pushes them all with one LPUSH before it returns (indexed_flush()). Only the push that
+-- creates the minute's list adds the minute to P.."ixm" and trims it; every push renews
+-- the list's TTL.
 local TASKS = 'conveyor-task-'
-local minute_list = nil
+local pending, pending_ms = {}, 0
 
-local function indexed(name, key, ms)
-  if string.sub(name, 1, #TASKS) ~= TASKS or redis.call('EXISTS', key) == 1 then
+-- `absent`: the caller knows the key does not exist yet (no EXISTS needed).
+local function indexed(name, key, ms, absent)
+  if string.sub(name, 1, #TASKS) ~= TASKS then
     return
   end
-  if not minute_list then
-    local now = CLOCK
-    if not now then
-      local t = redis.call('TIME')
-      now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-    end
-    local minute = math.floor(now / 60000)
-    minute_list = P .. 'ix:' .. minute
+  if not absent and redis.call('EXISTS', key) == 1 then
+    return
+  end
+  pending[#pending + 1] = name
+  if ms > pending_ms then
+    pending_ms = ms
+  end
+end
+
+-- Push the task records store() noted to their minute's list (every script that stores
+-- calls it last). Keys: P.."ix:"..m [list] LPUSH, PEXPIRE; P.."ixm" [zset] ZADD,
+-- ZREMRANGEBYSCORE (when the push created the list).
+local function indexed_flush()
+  if #pending == 0 then
+    return
+  end
+  local now = CLOCK
+  if not now then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  local minute = math.floor(now / 60000)
+  local list = P .. 'ix:' .. minute
+  local length = 0
+  for from = 1, #pending, 1000 do
+    length = redis.call('LPUSH', list, unpack(pending, from, math.min(from + 999, #pending)))
+  end
+  if length == #pending then
     redis.call('ZADD', P .. 'ixm', minute, minute)
-    redis.call('ZREMRANGEBYSCORE', P .. 'ixm', '-inf', '(' .. (minute - math.ceil(ms / 60000) - 1))
-    redis.call('LPUSH', minute_list, name)
-    redis.call('PEXPIRE', minute_list, px(ms + 60000))
-    noted(minute_list, ms + 60000)
-    return
+    redis.call(
+      'ZREMRANGEBYSCORE', P .. 'ixm', '-inf', '(' .. (minute - math.ceil(pending_ms / 60000) - 1)
+    )
   end
-  redis.call('LPUSH', minute_list, name)
+  redis.call('PEXPIRE', list, px(pending_ms + 60000))
+  noted(list, pending_ms + 60000)
+  pending, pending_ms = {}, 0
 end
 
 -- The fence of a stored "<fence>:<value>" string: nil when absent, "" when it has none.
@@ -99,13 +122,14 @@ local function notify(name, value)
 end
 
 -- Store a value, keeping the fence given (or the one stored when fence is nil).
--- `unwatched` true: the caller knows nobody waits on the key (notify() is skipped).
-local function store(name, key, value, ms, fence, unwatched)
+-- `unwatched` true: the caller knows nobody waits on the key (notify() is skipped);
+-- `absent` true: it knows the key does not exist. Call indexed_flush() after the last.
+local function store(name, key, value, ms, fence, unwatched, absent)
   if ms <= 0 then
     redis.call('DEL', key)
     return
   end
-  indexed(name, key, ms)
+  indexed(name, key, ms, absent)
   redis.call('SET', key, fence .. ':' .. value, 'PX', px(ms))
   noted(key, ms)
   if not unwatched then

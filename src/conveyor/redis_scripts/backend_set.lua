@@ -9,6 +9,7 @@
 --   P.."n:"..key   [set]     SMEMBERS, DEL: waiters to notify
 --   P.."wl:"..*    [list]    RPUSH, PEXPIRE: each waiter's list
 --   P.."expiry"    [zset]    ZADD (fake-clock mode only)
+--   P.."ix:"..m, P.."ixm"    a task record's first write: see indexed_flush()
 -- Returns 1 when written, 0 when refused (nothing changed, TTL included).
 local name = ARGV[3]
 local key = P .. 'v:' .. name
@@ -20,5 +21,6 @@ end
 if fence == '' then
   fence = stored or ''
 end
-store(name, key, ARGV[4], tonumber(ARGV[5]), fence)
+store(name, key, ARGV[4], tonumber(ARGV[5]), fence, false, stored == nil)
+indexed_flush()
 return 1

@@ -18,6 +18,8 @@
 --                            re-sent from the dead letters replies with its own outcome,
 --                            not with the failure before it that nobody popped
 --   P.."expiry"    [zset]    ZADD (fake-clock mode only)
+--   P.."ix:"..m [list], P.."ixm" [zset]  task records' first writes: one LPUSH for all,
+--                            see indexed_flush() in backend_prelude.lua
 -- Returns a list with 1 for each item written and 0 for each refused.
 local ttl = tonumber(ARGV[3])
 local reply_ttl = tonumber(ARGV[4])
@@ -42,7 +44,7 @@ for i = 5, #ARGV, 4 do
     if fence == '' then
       fence = stored or ''
     end
-    store(name, key, ARGV[i + 1], ttl, fence, unwatched)
+    store(name, key, ARGV[i + 1], ttl, fence, unwatched, stored == nil)
     if ARGV[i + 3] == '1' then
       local list = P .. 'r:' .. name
       if replies or again then
@@ -54,4 +56,5 @@ for i = 5, #ARGV, 4 do
     written[#written + 1] = 1
   end
 end
+indexed_flush()
 return written

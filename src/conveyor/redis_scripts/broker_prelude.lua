@@ -267,11 +267,10 @@ end
 local function claim(queue)
   local zkey = P .. 'idle:' .. queue
   while true do
-    local first = redis.call('ZRANGE', zkey, 0, 0)
+    local first = redis.call('ZPOPMIN', zkey)
     if #first == 0 then
       return nil
     end
-    redis.call('ZREM', zkey, first[1])
     local rkey = P .. 'reg:' .. first[1]
     local reg = redis.call('GET', rkey)
     if reg then

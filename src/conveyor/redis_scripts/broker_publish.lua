@@ -12,15 +12,17 @@
 --   P.."b"          [hash]   HSETNX id (priority digit .. body): stores the message unless
 --                            its id is live (the duplicate check)
 --   P.."m:"..id     [hash]   HSET p q n t, only for a message handed to a sleeping worker
---   P.."p0:"..queue [list]   RPUSH a ready message of priority 0 (one RPUSH per list for
---                            the whole call)
+--   P.."p0:"..queue [list]   LLEN (once per queue: see behind() below); RPUSH a ready
+--                            message of priority 0 (one RPUSH per list for the whole call)
 --   P.."seq"        [string] INCRBY: sequence numbers for ready messages of priority 1-9
 --   P.."q:"..queue  [zset]   ZADD a ready message of priority 1-9
 --   P.."d:"..queue  [zset]   ZADD score eta when the eta is after now
---   P.."queues"     [set]    SADD the queue name
---   P.."w:"..queue  [list]   one wake token, so a sleeping worker re-reads (also for
---                            delayed messages: its sleep may have to end sooner)
---   P.."idle:"..queue [zset] ZRANGE 0 0, ZREM: registrations of sleeping workers
+--   P.."queues"     [set]    SADD the queue name (unless its list held messages)
+--   P.."w:"..queue  [list]   LLEN, RPUSH: one wake token, so a sleeping worker re-reads
+--                            (also for delayed messages: its sleep may have to end
+--                            sooner); not when the queue's list held messages
+--   P.."idle:"..queue [zset] ZPOPMIN: registrations of sleeping workers (not when the
+--                            queue's list held messages)
 --   P.."reg:"..reg  [string] GET, DEL: a registration, used once (see broker_reserve.lua)
 --   P.."l:"..queue  [zset]   ZADD id, score now + lease (a handed message)
 --   P.."in:"..inbox [list]   RPUSH, PEXPIRE: a handed message, for the worker (inbox_item)
@@ -45,6 +47,20 @@ local function add(key, a, b) -- b: the member after a score (delayed), or nil
     items[#items + 1] = b
   end
 end
+-- Whether a queue's list of priority 0 held messages before this call (one LLEN per
+-- queue). Then no worker sleeps on the queue (a worker registers only when it found its
+-- queues empty) and its wake token is there, or a woken worker is about to reserve (a
+-- reserve leaves one while messages remain): a send behind them is one RPUSH, with no
+-- registration to claim, no wake token and no SADD (the queue is listed already).
+local backlog = {}
+local function behind(queue)
+  local known = backlog[queue]
+  if known == nil then
+    known = redis.call('LLEN', list_key(queue)) > 0
+    backlog[queue] = known
+  end
+  return known
+end
 local stored = 0
 local run = 3
 while run < #ARGV do
@@ -62,10 +78,11 @@ while run < #ARGV do
     if redis.call('HSETNX', bodies, id, priority .. body) == 1 then
       stored = stored + 1
       local handed = false
+      local busy = behind(queue)
       if delayed then
         add(P .. 'd:' .. queue, eta, id)
       else
-        if sleeping[queue] ~= false then
+        if not busy and sleeping[queue] ~= false then
           local reg = claim(queue)
           sleeping[queue] = reg ~= nil
           if reg then
@@ -82,11 +99,11 @@ while run < #ARGV do
           end
         end
       end
-      if not listed[queue] then
+      if not busy and not listed[queue] then
         listed[queue] = true
         redis.call('SADD', P .. 'queues', queue)
       end
-      if not handed and not woken[queue] then
+      if not busy and not handed and not woken[queue] then
         woken[queue] = true
         wake(queue)
       end

@@ -11,16 +11,20 @@
 -- ARGV[5]    token [string]    the lease token of this reservation (and registration)
 -- ARGV[6]    revoked [string]  "" or the key prefix of the coordinator's revocations; each
 --                              taken message's task id is appended and the key read
--- ARGV[7]    drop [string]     "" or the caller's previous registration, to cancel
--- ARGV[8]    inbox [string]    "" or the caller's inbox: collect it (and register into it)
+-- ARGV[7]    drop [string]     "" or the caller's previous registration, to cancel; ""
+--                              also when a publisher used it and the caller has seen the
+--                              message it handed (registrations are used once)
+-- ARGV[8]    inbox [string]    "" or the caller's inbox: collect it when drop is given
+--                              (only a registration not yet dropped can have filled it),
+--                              and register into it
 -- ARGV[9]    register [string] "" or a new registration id, used when nothing was taken
 -- ARGV[10]   ttl [seconds]     how long that registration lasts
 -- ARGV[11]   nq [integer]      how many queue names follow
 -- ARGV[12 .. 11+nq]            queue names
 -- then pairs: id [string], token [string] of deliveries to ack first (as broker_ack.lua)
 -- Keys touched, for each queue Q given:
---   P.."d:"..Q      [zset]   ZRANGEBYSCORE -inf now (at most 1000 per call), ZREM; ZRANGE 0 0
---                            for the earliest remaining eta
+--   P.."d:"..Q      [zset]   ZRANGE 0 0 (the earliest eta); when that is due, ZRANGEBYSCORE
+--                            -inf now (at most 1000 per call), ZREM, and ZRANGE 0 0 again
 --   P.."p0:"..Q     [list]   RPUSH (due messages of priority 0); LRANGE + LTRIM, EXISTS
 --                            (taken, see take_ready() in the prelude)
 --   P.."q:"..Q      [zset]   ZADD (due messages of priority 1-9); ZPOPMIN, EXISTS (taken)
@@ -36,7 +40,7 @@
 --   revoked..task   [string] MGET, one call for those taken (read only; "<expires_at>|<reason>",
 --                            see coord_prelude.lua)
 -- and P.."reg:"..drop [string] DEL; P.."reg:"..register [string] SET PX;
--- P.."in:"..inbox [list] LRANGE, DEL; for the acks, as ack_all() in broker_prelude.lua:
+-- P.."in:"..inbox [list] LRANGE, DEL (with drop); for the acks, as ack_all() in broker_prelude.lua:
 -- P.."m:"..id [hash] HMGET t q, DEL; P.."b" [hash] HDEL ids; P.."l:"..Q [zset] ZREM ids
 -- (after the new leases' ZADD). Taking also reads P.."m:"..id [hash] with one EXISTS for
 -- all ids taken from a queue: when none was delivered before, HSET n 1 replaces HINCRBY.
@@ -81,7 +85,11 @@ if count > 0 then
   for i = first_queue, last do
     local queue = ARGV[i]
     local dkey = P .. 'd:' .. queue
-    local due = redis.call('ZRANGEBYSCORE', dkey, '-inf', NOWS, 'LIMIT', 0, MOVE)
+    local first = redis.call('ZRANGE', dkey, 0, 0, 'WITHSCORES')
+    local due = {}
+    if #first > 0 and tonumber(first[2]) <= NOW then
+      due = redis.call('ZRANGEBYSCORE', dkey, '-inf', NOWS, 'LIMIT', 0, MOVE)
+    end
     if #due > 0 then
       local ids, priorities = {}, {}
       local values = chunked('HMGET', P .. 'b', due)
@@ -93,8 +101,8 @@ if count > 0 then
       end
       make_ready(queue, ids, priorities)
       chunked('ZREM', dkey, due)
+      first = redis.call('ZRANGE', dkey, 0, 0, 'WITHSCORES')
     end
-    local first = redis.call('ZRANGE', dkey, 0, 0, 'WITHSCORES')
     if #first > 0 then
       local eta = tonumber(first[2])
       if earliest == nil or eta < earliest then
@@ -111,7 +119,7 @@ if drop ~= '' then
     redis.call('ZREM', P .. 'idle:' .. ARGV[i], drop)
   end
 end
-if inbox ~= '' then
+if inbox ~= '' and drop ~= '' then
   local ikey = P .. 'in:' .. inbox
   handed = redis.call('LRANGE', ikey, 0, -1)
   if #handed > 0 then
