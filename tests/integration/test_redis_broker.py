@@ -386,6 +386,28 @@ def test_a_publish_hands_the_message_to_a_sleeping_worker(
     producer.close()
 
 
+def test_an_idle_worker_reserves_again_only_when_something_arrives(
+    broker: RedisBroker, redis_url: str, redis_prefix: str, raw: Any
+) -> None:
+    """A wait that runs out with nothing arriving means nothing is ready: the next reserve
+    costs Redis no script (an idle worker pays a BLPOP per wait). A message sent meanwhile
+    goes to the kept registration and comes with the next wait, at once."""
+    producer = RedisBroker(redis_url, prefix=redis_prefix)
+    registered = time.monotonic()
+    sleep_registered(broker)
+    broker.wait(0.01)
+    scripts = evalsha_calls(raw)
+    assert broker.reserve(["q"], 4, lease=30) == []
+    young = time.monotonic() - registered < 0.5  # past half its life it is renewed
+    assert evalsha_calls(raw) == scripts or not young
+    producer.publish([env("sent")])
+    started = time.monotonic()
+    broker.wait(5)
+    assert time.monotonic() - started < 1
+    assert [d.id for d in broker.reserve(["q"], 4, lease=30)] == ["sent"]
+    producer.close()
+
+
 def test_a_registration_is_used_once_and_not_for_delayed_messages(
     broker: RedisBroker, redis_url: str, redis_prefix: str
 ) -> None:

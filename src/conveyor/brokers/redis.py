@@ -66,8 +66,9 @@ _DELIVERIES = (1 << 32) - 1
 broker_prelude.lua); this masks the delivery count out of it."""
 _REGISTRATION = 1.0
 """Seconds a sleeping worker's registration lasts. A consumer renews it at every reserve,
-at least every 50 ms while idle; a short life bounds how long publishers may keep handing
-messages to a worker that was killed asleep (each such message waits for its lease)."""
+which an idle one runs every half of it (``_still_asleep``); a short life bounds how long
+publishers may keep handing messages to a worker that was killed asleep (each such message
+waits for its lease)."""
 
 
 class RedisBroker(Broker):
@@ -194,10 +195,29 @@ class RedisBroker(Broker):
             handed, local.handed = local.handed, []
             if handed and not acks:
                 return [], handed  # a publisher leased them to this thread while it slept
+            if not acks and self._still_asleep(queues):
+                return [], []
         start = next(self._rotation) % len(queues)
         ordered = [*queues[start:], *queues[:start]]
         acked, taken = self._reserve_call(acks, ordered, count, lease, register=True)
         return acked, handed + taken
+
+    def _still_asleep(self, queues: Sequence[str]) -> bool:
+        """Whether this thread's last ``wait`` ran out with nothing arriving, under a
+        registration young enough to keep: then nothing is ready for it, and the reserve
+        is skipped. Every way a message becomes ready for a registered sleeper pushes to its
+        inbox or to a wake list (publish, nack, recover, requeue, a reserve that leaves
+        messages), which the next ``wait`` pops at once, and a delayed message coming due
+        ends the wait early. An idle consumer then costs Redis a BLPOP per wait and a
+        reserve every half registration (to renew it), not a reserve per wait."""
+        local = self._local
+        quiet, local.quiet = local.__dict__.get("quiet", False), False
+        return bool(
+            quiet
+            and local.registration
+            and time.monotonic() - local.registered_at < _REGISTRATION / 2
+            and set(queues) == set(local.queues)
+        )
 
     def _sleeper(self) -> bool:
         """Whether this thread waits for work (calls ``wait``), so may be handed messages."""
@@ -229,6 +249,7 @@ class RedisBroker(Broker):
         reply = ReserveReply.decode(raw, ordered, token, checked=bool(self._revocations))
         if mine:
             local.registration = registration if reply.registered else None
+            local.registered_at = time.monotonic()
         self._remember(ordered, reply.eta, reply.now)
         return reply.acked, reply.handed + reply.taken
 
@@ -284,6 +305,7 @@ class RedisBroker(Broker):
         """
         deadline = time.monotonic() + timeout
         local = self._local
+        local.quiet = False
         if local.__dict__.get("pid") != os.getpid():
             local.pid = os.getpid()
             local.inbox = secrets.token_hex(12)
@@ -306,6 +328,7 @@ class RedisBroker(Broker):
             if due is not None:
                 left = min(left, due)
             if left <= 0:
+                local.quiet = due is None or due > 0  # ran out, and no eta came due
                 return
             block = min(left, self._link.block_limit)
             if not keys:
