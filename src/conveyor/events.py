@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Union
 import msgspec
 
 from .brokers.base import Broker, Envelope
+from .event_runs import RunLine
 from .exceptions import DecodeError
 from .serialization import decode_message
 
@@ -201,12 +202,13 @@ def encode_event(event: Event) -> bytes:
     return _encoder.encode(event)
 
 
-def encode_events(events: Sequence[Event]) -> list[bytes]:
-    """Many events encoded in one call (JSON lines, split): a worker's batch costs one
-    encoder call, not one per event."""
+def encode_events(events: Sequence[Event | RunLine]) -> list[bytes]:
+    """Many events encoded in one call, as one item for ``Broker.add_events`` (JSON lines,
+    the last newline left out): a worker's batch costs one encoder call, and is stored
+    without being split and joined again. A run line (``event_runs.py``) stands for three."""
     if not events:
         return []
-    return _encoder.encode_lines(events).split(b"\n")[:-1]
+    return [_encoder.encode_lines(events)[:-1]]
 
 
 def decode_event(data: bytes, id: str = "") -> AnyEvent | None:

@@ -10,8 +10,18 @@ import pytest
 
 from conveyor import Conveyor
 from conveyor.brokers import MemoryBroker
-from conveyor.events import TaskReceived, TaskSent, parse_age, since_time
+from conveyor.events import (
+    TaskReceived,
+    TaskSent,
+    TaskStarted,
+    TaskSucceeded,
+    parse_age,
+    since_time,
+)
 from conveyor.exceptions import BrokerError
+from conveyor.message import Message
+from conveyor.records import TaskRecord
+from conveyor.request import Request
 from conveyor.worker import events as worker_events
 from conveyor.worker.events import EventBuffer
 
@@ -21,10 +31,12 @@ class FlakyBroker(MemoryBroker):
 
     down = False
 
-    def add_events(self, events: Sequence[bytes], max_length: int) -> None:
+    def add_events(
+        self, events: Sequence[bytes], max_length: int, count: int | None = None
+    ) -> None:
         if self.down:
             raise BrokerError("broker unreachable")
-        super().add_events(events, max_length)
+        super().add_events(events, max_length, count)
 
 
 def make_app(broker: MemoryBroker | None = None, **settings: Any) -> Conveyor:
@@ -83,6 +95,87 @@ def test_a_buffer_drops_the_oldest_beyond_its_bound(monkeypatch: pytest.MonkeyPa
     broker.down = False
     buffer.flush()
     assert [e.args for e in app.events.tail()] == ["(2, 2)", "(3, 3)", "(4, 4)"]  # type: ignore[union-attr]
+
+
+def _ran(buffer: EventBuffer, message: Message, result: Any) -> None:
+    buffer.received(message, "w1")
+    buffer.started(None, Request(id=message.id, task=message.task, hostname="w1"))
+    buffer.outcome(message, TaskRecord(status="SUCCESS", result=result), "w1", 0.0025)
+
+
+@pytest.mark.parametrize("sqlite", [False, True], ids=["memory", "sqlite"])
+def test_a_quick_task_reads_back_as_its_three_events(sqlite: bool, tmp_path: Any) -> None:
+    app = make_app() if not sqlite else Conveyor("events", broker=f"sqlite:///{tmp_path}/e.db")
+    app.conf.task_always_eager = False
+    message = Message(
+        id="t-1",
+        task="t.add",
+        args=[1, 2],
+        kwargs={"z": "a\nb"},
+        queue="q",
+        root_id="t-1",
+        parent_id="p-0",
+    )
+    buffer = EventBuffer(app)
+    _ran(buffer, message, {"n": 3})
+    buffer.flush()
+
+    received, started, succeeded = app.events.tail()
+    assert isinstance(received, TaskReceived)
+    assert (received.uuid, received.name, received.args, received.kwargs) == (
+        "t-1",
+        "t.add",
+        "(1, 2)",
+        "{'z': 'a\\nb'}",
+    )
+    assert (received.queue, received.root_id, received.parent_id) == ("q", "t-1", "p-0")
+    assert isinstance(started, TaskStarted) and started.uuid == "t-1"
+    assert isinstance(succeeded, TaskSucceeded)
+    assert (succeeded.result, succeeded.runtime) == ("{'n': 3}", pytest.approx(0.0025))
+    assert {e.hostname for e in (received, started, succeeded)} == {"w1"}
+    assert received.timestamp <= started.timestamp <= succeeded.timestamp
+    assert len({e.id for e in (received, started, succeeded)}) == 3
+    assert list(app.events.tail(after=received.id)) == [started, succeeded]
+
+
+def test_a_task_running_at_a_write_has_its_start_written_and_its_end_later() -> None:
+    app = make_app()
+    buffer = EventBuffer(app)
+    long = Message(id="long", task="t.add", args=[1, 2], kwargs={})
+    buffer.received(long, "w1")
+    buffer.started(None, Request(id="long", task="t.add", hostname="w1"))
+    buffer.flush()  # the task still runs
+    assert [type(e) for e in app.events.tail()] == [TaskReceived, TaskStarted]
+
+    buffer.outcome(long, TaskRecord(status="SUCCESS", result=3), "w1", 9.0)
+    _ran(buffer, Message(id="quick", task="t.add", args=[], kwargs={}), None)
+    buffer.flush()
+    seen = [(e.type, getattr(e, "uuid", "")) for e in app.events.tail()]
+    assert seen == [
+        ("task-received", "long"),
+        ("task-started", "long"),
+        ("task-succeeded", "long"),
+        ("task-received", "quick"),
+        ("task-started", "quick"),
+        ("task-succeeded", "quick"),
+    ]
+
+
+def test_the_stream_keeps_max_length_events_counting_each_run_as_three(tmp_path: Any) -> None:
+    """A packet store trims whole packets while the newer ones hold ``max_length``."""
+    app = Conveyor("events", broker=f"sqlite:///{tmp_path}/e.db", events_max_length=4)
+    buffer = EventBuffer(app)
+    for n in range(3):
+        _ran(buffer, Message(id=f"t{n}", task="t.add", args=[], kwargs={}), n)
+        buffer.flush()
+    assert [getattr(e, "uuid", "") for e in app.events.tail()] == [
+        "t1",
+        "t1",
+        "t1",
+        "t2",
+        "t2",
+        "t2",
+    ]
 
 
 def test_events_off_gives_no_buffer() -> None:

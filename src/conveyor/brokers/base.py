@@ -28,6 +28,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from ..event_runs import expand_run, is_run
+
 __all__ = [
     "UNREAD",
     "Broker",
@@ -272,9 +274,14 @@ class Broker(ABC):
     # memory, which is right for the memory broker; brokers shared by processes override
     # both methods to keep it where every process sees it.
 
-    def add_events(self, events: Sequence[bytes], max_length: int) -> None:
+    def add_events(
+        self, events: Sequence[bytes], max_length: int, count: int | None = None
+    ) -> None:
         """Append encoded events in order, in one round trip; keep about the newest
-        ``max_length`` (at least that many, a little more where trimming is approximate)."""
+        ``max_length`` (at least that many, a little more where trimming is approximate).
+        Each item is one encoded event or more, joined by newlines (JSON never holds a raw
+        one); a run line (``event_runs.py``) is three events. ``count``: how many events
+        the items hold, when the writer knows (else they are counted)."""
         with _default_streams_lock:
             stream: _MemoryEvents | None = self.__dict__.get("_event_stream")
             if stream is None:
@@ -341,9 +348,12 @@ class EventPacket:
     def events(number: str, packet: bytes, skip: int, match: bytes | None) -> Iterator[StoredEvent]:
         """The packet's events after the first ``skip``, as stored events whose ids are
         ``<packet number>:<index>``; only those containing ``match`` when given."""
-        for index, data in enumerate(EventPacket.unpack(packet)):
-            if index >= skip and (match is None or match in data):
-                yield StoredEvent(f"{number}:{index}", data)
+        index = 0
+        for line in EventPacket.unpack(packet):
+            for data in expand_run(line) if is_run(line) else (line,):
+                if index >= skip and (match is None or match in data):
+                    yield StoredEvent(f"{number}:{index}", data)
+                index += 1
 
     @staticmethod
     def cursor(after: str) -> tuple[str, int]:
@@ -360,8 +370,9 @@ class _MemoryEvents:
         self.numbers = itertools.count(1)
 
     def add(self, events: Sequence[bytes], max_length: int, now: float) -> None:
-        for data in events:
-            self.entries.append((next(self.numbers), now, data))
+        for line in b"\n".join(events).split(b"\n") if events else ():
+            for data in expand_run(line) if is_run(line) else (line,):
+                self.entries.append((next(self.numbers), now, data))
         while len(self.entries) > max(max_length, 1):
             self.entries.popleft()
 

@@ -568,8 +568,10 @@ class RedisBroker(Broker):
 
     # -- the event stream (redis_events.py) -----------------------------------------------
 
-    def add_events(self, events: Sequence[bytes], max_length: int) -> None:
-        self._events.add(events, max_length)
+    def add_events(
+        self, events: Sequence[bytes], max_length: int, count: int | None = None
+    ) -> None:
+        self._events.add(events, max_length, count)
 
     def read_events(
         self,

@@ -289,8 +289,10 @@ class ClusterBroker(Broker):
     def check_config(self) -> list[str]:
         return self._home.check_config()
 
-    def add_events(self, events: Sequence[bytes], max_length: int) -> None:
-        self._home.add_events(events, max_length)
+    def add_events(
+        self, events: Sequence[bytes], max_length: int, count: int | None = None
+    ) -> None:
+        self._home.add_events(events, max_length, count)
 
     def read_events(
         self,

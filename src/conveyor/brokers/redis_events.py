@@ -15,6 +15,7 @@ from functools import partial
 from typing import Any
 
 from conveyor.brokers.base import EventPacket, StoredEvent
+from conveyor.event_runs import count_events
 from conveyor.redis_connection import RedisLink
 
 __all__ = ["RedisEvents"]
@@ -30,12 +31,13 @@ class RedisEvents:
         self._add = link.script((), "events_add.lua")
         self._read = link.script((), "events_read.lua")
 
-    def add(self, events: Sequence[bytes], max_length: int) -> None:
+    def add(self, events: Sequence[bytes], max_length: int, count: int | None = None) -> None:
         if not events:
             return
         now = "" if self._clock is None else str(int(self._clock() * 1000))
         packet = EventPacket.pack(events)
-        args: list[Any] = [self._link.prefix, max(int(max_length), 1), now, len(events), packet]
+        count = count_events(events) if count is None else count
+        args: list[Any] = [self._link.prefix, max(int(max_length), 1), now, count, packet]
         self._link.call("writing events", lambda: self._add(args))
 
     def read(

@@ -401,8 +401,10 @@ class SQLiteBroker(Broker):
 
     # -- the event stream (sqlite_events.py) ----------------------------------------------
 
-    def add_events(self, events: Sequence[bytes], max_length: int) -> None:
-        self._events.add(events, max_length)
+    def add_events(
+        self, events: Sequence[bytes], max_length: int, count: int | None = None
+    ) -> None:
+        self._events.add(events, max_length, count)
 
     def read_events(
         self,

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from conveyor.brokers.base import EventPacket, StoredEvent
+from conveyor.event_runs import count_events
 from conveyor.sqlite_file import SQLiteFile
 
 __all__ = ["SQLiteEvents"]
@@ -43,7 +44,7 @@ class SQLiteEvents:
                 conn.execute(_INDEX)
             self._ready = True
 
-    def add(self, events: Sequence[bytes], max_length: int) -> None:
+    def add(self, events: Sequence[bytes], max_length: int, count: int | None = None) -> None:
         if not events:
             return
         self._ensure()
@@ -52,7 +53,7 @@ class SQLiteEvents:
             last = conn.execute(
                 "SELECT total FROM conveyor_events ORDER BY id DESC LIMIT 1"
             ).fetchone()
-            total = (last[0] if last else 0) + len(events)
+            total = (last[0] if last else 0) + (count_events(events) if count is None else count)
             conn.execute(
                 "INSERT INTO conveyor_events (at, total, data) VALUES (?, ?, ?)",
                 (self._clock(), total, packet),

@@ -28,6 +28,7 @@ from typing import Any
 
 from .. import signals, states
 from ..app import Conveyor
+from ..event_runs import EVENTS_PER_RUN, RunLine
 from ..events import (
     Event,
     TaskFailed,
@@ -62,13 +63,23 @@ logger = logging.getLogger("conveyor.worker")
 
 
 class EventBuffer:
-    """The task events of one worker process, waiting to be written."""
+    """The task events of one worker process, waiting to be written.
+
+    A task received is held open (``_open``) until its outcome: if that is a success and
+    no write came between, its three events go as one run line (``event_runs.py``); a write
+    that finds it still open writes its task-received (and task-started) on their own, and
+    its later events follow one by one."""
 
     def __init__(self, app: Conveyor) -> None:
         self.app = app
         self.pid = os.getpid()
         self.hostname = ""
-        self._pending: list[Event] = []
+        self._pending: list[Event | RunLine] = []
+        """Only appended to, and taken from the front (``flush``), so no lock is needed."""
+        self._open: dict[str, list[Any]] = {}
+        """Task id -> [received at, message, hostname, started at or None]."""
+        self._lock = threading.Lock()
+        """Guards ``_open`` between the executors and a write."""
         self._io = threading.Lock()
         """One write at a time, so events reach the stream in the order they happened."""
         self._dropped = 0
@@ -80,9 +91,75 @@ class EventBuffer:
     # -- noting events (the executor's thread) -------------------------------------------
 
     def received(self, message: Message, hostname: str) -> None:
+        entry = [time.time(), message, hostname, None]
+        with self._lock:
+            earlier = self._open.get(message.id)
+            self._open[message.id] = entry
+        if earlier is not None:  # received again before its outcome (a redelivery)
+            self._pending += self._opened(earlier)
+        if self._flusher is None:
+            self._flusher = _Flusher(self)
+
+    def started(self, task: object, request: Request) -> None:
+        """An ``app.on_task_start`` hook: the task's code is about to run."""
+        now = time.time()
+        with self._lock:
+            entry = self._open.get(request.id or "")
+            if entry is not None:
+                entry[3] = now
+                return
         self._pending.append(
-            TaskReceived(
+            TaskStarted(
+                timestamp=now,
+                hostname=request.hostname or "",
+                pid=self.pid,
+                uuid=request.id or "",
+                name=request.task,
+                retries=request.retries,
+            )
+        )
+
+    def outcome(
+        self, message: Message, record: TaskRecord, hostname: str, runtime: float | None
+    ) -> None:
+        """The event of a stored outcome (none for IGNORED and custom states)."""
+        with self._lock:
+            entry = self._open.pop(message.id, None)
+        if entry is not None:
+            if entry[3] is not None and record.status == states.SUCCESS:
+                self._pending.append(_run_line(entry, record, self.pid, runtime))
+                return
+            self._pending += self._opened(entry)
+        event = _outcome_event(message, record, runtime)
+        if event is not None:
+            event.hostname, event.pid = hostname, self.pid
+            self._pending.append(event)
+            if isinstance(event, TaskRetried):
+                self.flush()  # before the next attempt's events, which another worker may write
+
+    def rejected_requeued(self, message: Message, hostname: str, reason: str) -> None:
+        with self._lock:
+            entry = self._open.pop(message.id, None)
+        if entry is not None:
+            self._pending += self._opened(entry)
+        self._pending.append(
+            TaskRejected(
                 timestamp=time.time(),
+                hostname=hostname,
+                pid=self.pid,
+                uuid=message.id,
+                name=message.task,
+                requeue=True,
+                reason=reason,
+            )
+        )
+
+    def _opened(self, entry: list[Any]) -> list[Event]:
+        """The task-received, and task-started if it started, of an open task."""
+        received, message, hostname, started = entry
+        events: list[Event] = [
+            TaskReceived(
+                timestamp=received,
                 hostname=hostname,
                 pid=self.pid,
                 uuid=message.id,
@@ -98,46 +175,19 @@ class EventBuffer:
                 root_id=message.root_id,
                 parent_id=message.parent_id,
             )
-        )
-        if self._flusher is None:
-            self._flusher = _Flusher(self)
-
-    def started(self, task: object, request: Request) -> None:
-        """An ``app.on_task_start`` hook: the task's code is about to run."""
-        self._pending.append(
-            TaskStarted(
-                timestamp=time.time(),
-                hostname=request.hostname or "",
-                pid=self.pid,
-                uuid=request.id or "",
-                name=request.task,
-                retries=request.retries,
+        ]
+        if started is not None:
+            events.append(
+                TaskStarted(
+                    timestamp=started,
+                    hostname=hostname,
+                    pid=self.pid,
+                    uuid=message.id,
+                    name=message.task,
+                    retries=message.retries,
+                )
             )
-        )
-
-    def outcome(
-        self, message: Message, record: TaskRecord, hostname: str, runtime: float | None
-    ) -> None:
-        """The event of a stored outcome (none for IGNORED and custom states)."""
-        event = _outcome_event(message, record, runtime)
-        if event is not None:
-            event.hostname, event.pid = hostname, self.pid
-            self._pending.append(event)
-            if isinstance(event, TaskRetried):
-                self.flush()  # before the next attempt's events, which another worker may write
-
-    def rejected_requeued(self, message: Message, hostname: str, reason: str) -> None:
-        self._pending.append(
-            TaskRejected(
-                timestamp=time.time(),
-                hostname=hostname,
-                pid=self.pid,
-                uuid=message.id,
-                name=message.task,
-                requeue=True,
-                reason=reason,
-            )
-        )
+        return events
 
     # -- writing -------------------------------------------------------------------------
 
@@ -148,29 +198,39 @@ class EventBuffer:
             self.flush()
 
     def flush(self) -> None:
-        """Write every buffered event now (from any thread)."""
+        """Write every buffered event now (from any thread), and the received (and
+        started) of the tasks still open."""
         self.written = time.monotonic()
-        if not self._pending:
+        if not self._pending and not self._open:
             return
         with self._io:
-            pending, self._pending = self._pending, []
-            if not pending:
+            with self._lock:
+                opened, self._open = self._open, {}
+            batch: list[Event | RunLine] = self._pending[: len(self._pending)]
+            del self._pending[: len(batch)]
+            for entry in opened.values():
+                batch += self._opened(entry)
+            if not batch:
                 return
+            runs = sum(1 for item in batch if type(item) is tuple)
             try:
                 self.app.broker.add_events(
-                    encode_events(pending), int(self.app.conf.events_max_length)
+                    encode_events(batch),
+                    int(self.app.conf.events_max_length),
+                    len(batch) + runs * (EVENTS_PER_RUN - 1),
                 )
             except Exception as exc:
-                self._keep(pending, exc)
+                self._keep(batch, exc)
 
-    def _keep(self, pending: list[Event], exc: Exception) -> None:
+    def _keep(self, batch: list[Event | RunLine], exc: Exception) -> None:
         """The write failed: keep the events for the next one, the newest MAX_BUFFERED."""
-        pending += self._pending
-        self._pending = pending[-MAX_BUFFERED:]
-        if len(pending) > MAX_BUFFERED:
+        self._pending[:0] = batch
+        over = len(self._pending) - MAX_BUFFERED
+        if over > 0:
+            del self._pending[:over]
             if not self._dropped:
                 logger.warning("events could not be written (%s); dropping the oldest", exc)
-            self._dropped += len(pending) - MAX_BUFFERED
+            self._dropped += over
         else:
             logger.debug("events could not be written (%s); trying again", exc)
 
@@ -209,6 +269,34 @@ def event_buffer(app: Conveyor) -> EventBuffer | None:
         if buffer is None:
             buffer = _buffers[key] = EventBuffer(app)
         return buffer
+
+
+def _run_line(entry: list[Any], record: TaskRecord, pid: int, runtime: float | None) -> RunLine:
+    received, message, hostname, started = entry
+    result, args, kwargs, root_id = record.result, message.args, message.kwargs, message.root_id
+    return (
+        received,
+        int((started - received) * 1e6),
+        int((time.time() - received) * 1e6),
+        hostname,
+        pid,
+        message.id,
+        message.task,
+        message.argsrepr if message.argsrepr is not None else "()" if not args else _short(args),
+        message.kwargsrepr
+        if message.kwargsrepr is not None
+        else "{}"
+        if not kwargs
+        else _short(kwargs),
+        message.retries,
+        message.eta,
+        message.expires,
+        message.queue,
+        0 if root_id == message.id else root_id,
+        message.parent_id,
+        "None" if result is None else _short(result),
+        int((runtime or 0.0) * 1e9),
+    )
 
 
 def _outcome_event(message: Message, record: TaskRecord, runtime: float | None) -> Event | None:
@@ -262,7 +350,7 @@ def _exception(record: TaskRecord) -> str:
 def _short(value: Any) -> str:
     """A repr cut to 200 characters (the builtin repr: reprlib's costs ten times more)."""
     if not value:
-        return "()" if isinstance(value, list | tuple) else repr(value)
+        return "()" if isinstance(value, (list, tuple)) else repr(value)
     text = repr(tuple(value)) if isinstance(value, list) else repr(value)
     return text if len(text) <= 200 else text[:197] + "..."
 
