@@ -160,7 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         redis.stop()
     elapsed = time.monotonic() - started
-    command = "python compat/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    given = list(argv if argv is not None else sys.argv[1:])
+    for option in ("--workdir", "--json"):  # where the logs went, not what ran
+        while option in given:
+            at = given.index(option)
+            del given[at : at + 2]
+    command = "python compat/run.py " + " ".join(given)
     print(render_table(runs))
     if args.json:
         write_json(runs, args.json)

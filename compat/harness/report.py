@@ -143,12 +143,18 @@ def write_readme(path: Path, runs: list[Run], version: str, command: str, second
         "",
         table(runs),
         "",
-        "Most common failure causes (first line of the error, ids and numbers blanked):",
-        "",
-        "| failures | brokers | cause |",
-        "|---:|---|---|",
     ]
-    for text, n, brokers in causes(runs):
+    found_causes = causes(runs)
+    if found_causes:
+        parts += [
+            "Most common failure causes (first line of the error, ids and numbers blanked):",
+            "",
+            "| failures | brokers | cause |",
+            "|---:|---|---|",
+        ]
+    else:
+        parts.append("No failures.")
+    for text, n, brokers in found_causes:
         shown = text.replace("|", "/").replace("`", "'")
         parts.append(f"| {n} | {', '.join(brokers)} | `{shown}` |")
     parts += ["", "Not applicable, by reason:", "", "| tests | broker: reason |", "|---:|---|"]
