@@ -432,6 +432,9 @@ class Task(Generic[P, R]):
             retries=request.retries,
             worker=request.hostname,
         )
+        if task_id == request.id:  # its own state: it keeps its lineage, as its outcome will
+            record.parent_id = request.parent_id
+            record.root_id = None if request.root_id == task_id else request.root_id
         fence = None
         if task_id == request.id and request.fence is not None:
             fence = at_level(request.fence, LEVEL_PROGRESS)  # never below a late STARTED

@@ -1,13 +1,17 @@
 """Records the workflow code writes keep the lineage their tasks' messages would have: the
 steps a failure stops, a chord's callback failed by a member, the outcome stored under a
-replaced task's id. ``AsyncResult(id).root_id`` and ``.parent`` answer for them as for the
-tasks that ran, in any process.
+replaced task's id; and a running step's STARTED and progress states keep its own.
+``AsyncResult(id).root_id`` and ``.parent`` answer for them as for the tasks that ran, in
+any process.
 
-Each workflow is drained in this thread with ``run_until_empty`` (the worker's executor).
+Workflows are drained in this thread with ``run_until_empty`` (the worker's executor), or
+by a worker thread when the test reads a task while it runs.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from types import SimpleNamespace
 from typing import Any
@@ -15,7 +19,8 @@ from typing import Any
 import pytest
 
 from conveyor import AsyncResult, Conveyor, Task, chain, chord, states
-from conveyor.testing import memory_app, run_until_empty
+from conveyor.testing import memory_app, run_until_empty, worker_thread
+from conveyor.worker.late import DELAY
 
 
 @pytest.fixture
@@ -83,3 +88,33 @@ def test_a_replaced_task_keeps_its_place_in_the_workflow(app: Conveyor, t: Simpl
     assert replaced.get(timeout=1) == 10
     assert replaced.root_id == sent.parent.id
     assert replaced.parent is not None and replaced.parent.id == sent.parent.id
+
+
+def test_a_running_step_keeps_its_workflow_in_started_and_progress(
+    app: Conveyor, t: SimpleNamespace
+) -> None:
+    go_on, states_seen = [threading.Event(), threading.Event()], []
+
+    @app.task(name="lr.import_rows", bind=True)
+    def import_rows(self: Task) -> str:  # type: ignore[type-arg]
+        go_on[0].wait(5)
+        self.update_state(state="PROGRESS", meta={"done": 50})
+        go_on[1].wait(5)
+        return "imported"
+
+    with worker_thread(app):
+        sent = chain(t.add.si(1, 1), import_rows.si()).delay()
+        running = read(app, sent.id)
+        for wanted, gate in zip((states.STARTED, "PROGRESS"), go_on, strict=True):
+            deadline = time.monotonic() + 5
+            while running.state != wanted and time.monotonic() < deadline:
+                time.sleep(DELAY)
+            states_seen.append((running.state, running.root_id, running.parent))
+            gate.set()
+        assert sent.get(timeout=5) == "imported"
+
+    first = sent.parent.id
+    assert [(state, root, parent and parent.id) for state, root, parent in states_seen] == [
+        (states.STARTED, first, first),
+        ("PROGRESS", first, first),
+    ]

@@ -198,6 +198,8 @@ class AsyncExecution:
                     task=message.task,
                     retries=message.retries,
                     worker=self.hostname,
+                    parent_id=message.parent_id,
+                    root_id=None if message.root_id == message.id else message.root_id,
                 )
                 level = at_level(attempt, LEVEL_STARTED)  # never hides a later state
                 self._starting.append((message.id, self.results.encode(started, level), level))

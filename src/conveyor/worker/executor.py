@@ -236,6 +236,8 @@ class Executor(AsyncExecution):
                 task=message.task,
                 retries=message.retries,
                 worker=self.hostname,
+                parent_id=message.parent_id,
+                root_id=None if message.root_id == message.id else message.root_id,
             )
         time_limit = message.time_limit or task.time_limit or self.app.conf.task_time_limit
         soft_limit = (
