@@ -150,7 +150,7 @@ class RedisBroker(Broker):
     def publish(self, envelopes: Sequence[Envelope]) -> None:
         if not envelopes:
             return
-        head = (self.prefix, self._now())
+        head = (self.prefix, self._now() or "?")  # "?": Redis's TIME, only when needed
         count = len(envelopes)
         what = f"publishing {count} message(s), tried {self.publish_retries + 1} times"
         if count <= _PUBLISH_CHUNK:

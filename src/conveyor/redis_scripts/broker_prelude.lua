@@ -4,7 +4,8 @@
 -- Common ARGV of every broker script:
 --   ARGV[1]  string  key prefix, "conveyor:" by default; every key below starts with it
 --   ARGV[2]  string  the time as unix seconds ("1700000000.25"), or "" to read Redis's own
---                    clock with TIME. Production always passes "": etas and leases are
+--                    clock with TIME, or "?" to read it only if the script needs it
+--                    (now() below). Production passes "" or "?": etas and leases are
 --                    judged on one clock, the server's, never on a client's (skewed) one.
 --                    Only the contract tests pass a fake clock's value.
 --
@@ -50,9 +51,20 @@ if NOWS == '' then
   local t = redis.call('TIME')
   NOWS = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
 end
-local NOW = tonumber(NOWS)
+local NOW = tonumber(NOWS) -- nil for "?": see now()
 local SHIFT = 562949953421312 -- 2^49: scores stay exact doubles up to 2^53
 local RESENT = 4294967296 -- 2^32: a re-send's step in P.."m:"..id's n (exact up to 2^21 re-sends)
+
+-- The time, read from Redis on first use when ARGV[2] is "?" (broker_publish.lua: most
+-- sends need it only for an eta or a handoff). Call it before anything that reads NOW.
+local function now()
+  if not NOW then
+    local t = redis.call('TIME')
+    NOWS = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+    NOW = tonumber(NOWS)
+  end
+  return NOW
+end
 
 -- A priority as the integer 0-9 (out of range values are clamped).
 local function digit(priority)

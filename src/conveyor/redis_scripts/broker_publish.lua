@@ -66,7 +66,7 @@ local run = 3
 while run < #ARGV do
   local n, queue, eta = tonumber(ARGV[run]), ARGV[run + 1], ARGV[run + 3]
   local priority = tostring(digit(ARGV[run + 2]))
-  local delayed = eta ~= '' and tonumber(eta) > NOW
+  local delayed = eta ~= '' and tonumber(eta) > now()
   local seq = 0
   if not delayed and priority ~= '0' then
     seq = redis.call('INCRBY', P .. 'seq', n) - n
@@ -86,6 +86,7 @@ while run < #ARGV do
           local reg = claim(queue)
           sleeping[queue] = reg ~= nil
           if reg then
+            now() -- the lease's deadline
             hand(reg, id, queue, priority, body)
             handed = true
           end
