@@ -35,7 +35,7 @@ from run import SIGNALS, Processes, free_port, workspace  # noqa: E402
 
 WORKERS = 4
 LEAN = {"CONVEYOR_TASK_IGNORE_RESULT": "true", "CONVEYOR_WORKER_SEND_TASK_EVENTS": "false"}
-TAGS = {"results": "r", "coordinator": "c", "the queue names and events": "q"}
+TAGS = {"the results' listing": "r", "coordinator": "c", "the queue names and events": "q"}
 BATCH = 1000
 
 
@@ -105,6 +105,19 @@ def spread_queues(port: int, prefix: str) -> list[str]:
         if len(chosen) == 3:
             return sorted(chosen.values())
     raise RuntimeError("no queue names found for three shards")
+
+
+def key_spread(ports: list[int], prefix: str) -> list[tuple[int, int]]:
+    """Per server: (keys in all, result keys): after a drain, what each shard holds."""
+    import redis
+
+    spread = []
+    for port in ports:
+        client = redis.Redis(port=port)
+        results = sum(1 for _ in client.scan_iter(f"{prefix}{{r[0-9]*", count=1000))
+        spread.append((int(client.dbsize()), results))
+        client.close()
+    return spread
 
 
 def owner(port: int, key: str) -> int:
@@ -179,6 +192,7 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--lean", action="store_true", help="no results, no task events")
+    parser.add_argument("--result-shards", type=int, default=None, help="the cluster URL's")
     args = parser.parse_args()
     if args.lean:
         os.environ.update(LEAN)
@@ -188,6 +202,7 @@ def main() -> int:
     SIGNALS.install()
     processes = Processes()
     rows: dict[str, list[tuple[float, list[float]]]] = {"one Redis": [], "cluster": []}
+    spread: list[tuple[int, int]] = []
     with workspace(False) as work:
         try:
             single = start_redis(work / "single", processes)
@@ -198,9 +213,11 @@ def main() -> int:
                 rows["one Redis"].append(drain(
                     f"redis://127.0.0.1:{single}/0?prefix=bench{r}:", [single], queues,
                     args.tasks, work, processes))  # fmt: skip
+                shards = f"&result_shards={args.result_shards}" if args.result_shards else ""
                 rows["cluster"].append(drain(
-                    f"redis+cluster://127.0.0.1:{ports[0]}?prefix=bench:", ports, queues,
+                    f"redis+cluster://127.0.0.1:{ports[0]}?prefix=bench:{shards}", ports, queues,
                     args.tasks, work, processes))  # fmt: skip
+                spread = key_spread(ports, "bench:")
                 for port in [single, *ports]:
                     import redis
 
@@ -221,6 +238,9 @@ def main() -> int:
         servers = [statistics.median(v[1][i] for v in values) for i in range(len(values[0][1]))]
         shown = " / ".join(f"{s:.1f}" for s in servers)
         print(f"| {name} | {rate:,.0f} | {shown} | {sum(servers):.1f} |")
+    if spread:
+        shown = " / ".join(f"{keys:,} ({results:,} results)" for keys, results in spread)
+        print(f"\nKeys on shards 1-3 after the last cluster drain (DBSIZE): {shown}")
     return 0
 
 

@@ -48,6 +48,7 @@ from .redaction import redact_text, redact_url
 from .redis_connection import CONVEYOR_OPTIONS, DEFAULT_PREFIX, RedisLink, number_option
 
 __all__ = [
+    "CLUSTER_OPTIONS",
     "CLUSTER_SCHEMES",
     "UNSTABLE_WAIT",
     "ClusterLink",
@@ -57,6 +58,8 @@ __all__ = [
 ]
 
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+CLUSTER_OPTIONS = ("result_shards",)
+"""Conveyor's options that only a cluster URL takes (``cluster_stores.RESULT_SHARDS``)."""
 
 _SETTINGS: dict[str, Any] = {
     "socket_connect_timeout": 5.0,
@@ -98,7 +101,7 @@ def split_cluster_url(url: str) -> tuple[str, dict[str, str]]:
     ours: dict[str, str] = {}
     theirs: list[tuple[str, str]] = []
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        if name in CONVEYOR_OPTIONS:
+        if name in CONVEYOR_OPTIONS or name in CLUSTER_OPTIONS:
             ours[name] = value
         else:
             theirs.append((name, value))

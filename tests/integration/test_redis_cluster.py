@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from conveyor import chord, group
+from conveyor.keys import TASK_PREFIX
 from redis_server import RedisServer
 
 from .cluster_support import ClusterServers, redis_cluster  # noqa: F401  (a fixture)
@@ -88,6 +89,14 @@ def test_a_drain_with_queues_on_every_shard(
     ran = runs_of(tmp_path / "runs")
     assert ran == Counter(range(sent)) + Counter(range(len(queues)))
     assert tasks.app.broker.stats() == {}
+    records = []  # results spread over the shards: each primary holds about a third
+    for server in redis_cluster.servers:
+        node = redis.Redis(port=server.port)
+        stored = node.scan_iter(f"{prefix}{{r[0-9]*}}:v:conveyor-task-*", count=1000)
+        records.append(sum(1 for _ in stored))
+        node.close()
+    assert sum(records) == sent + len(queues) + 1  # with the chord's members and callback
+    assert min(records) > sent // 5, records
 
 
 def test_a_queue_whose_slot_moved_is_followed(
@@ -195,13 +204,13 @@ def test_a_primary_killed_mid_drain_fails_over(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Three primaries with a replica each; the primary of a queue's shard is killed with
-    SIGKILL while a worker drains it. Its replica takes over, redis-py maps the slots
-    again, and every task sent (and replicated) before the kill completes, without a
-    restart of the worker or the producer."""
+    SIGKILL while a worker drains it (a share of the results lives there too). Its replica
+    takes over, redis-py maps the slots again, and every task sent (and replicated) before
+    the kill completes, without a restart of the worker or the producer."""
     cluster = ClusterServers(tmp_path / "cluster", primaries=3, replicas=1).start()
     try:
         owners = slot_owners(cluster)
-        prefix = next(  # results and the coordinator on one shard, which stays up
+        prefix = next(  # the results' listing and the coordinator on a shard that stays up
             p
             for p in (f"fo{n}:" for n in range(1000))
             if owners(f"{p}{{r}}:") == owners(f"{p}{{c}}:")
@@ -225,9 +234,15 @@ def test_a_primary_killed_mid_drain_fails_over(
                 workers.start("-P", "threads", "-c", "2", "-Q", queue, env=env, app=APP)
                 assert [r.get(timeout=30) for r in results[:30]] == list(range(30))
                 assert tasks.app.broker.stats()[queue].total > 100  # the drain is under way
+                backend = tasks.app.backend  # a result kept on the victim, read through it
+                n = next(
+                    n
+                    for n in range(100, 300)
+                    if owners(backend.shard(TASK_PREFIX + results[n].id).prefix) == victim.port
+                )
                 victim.kill()
                 began = time.monotonic()
-                assert results[100].get(timeout=60) == 100
+                assert results[n].get(timeout=60) == n
                 print(f"tasks resumed {time.monotonic() - began:.1f} s after the kill")
                 assert [r.get(timeout=60) for r in results] == list(range(300))
             finally:

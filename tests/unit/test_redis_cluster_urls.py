@@ -4,8 +4,11 @@ cannot do."""
 from __future__ import annotations
 
 import pytest
+from redis.crc import key_slot
 
+from conveyor.cluster_stores import shard_tags
 from conveyor.exceptions import BrokerError, ImproperlyConfigured
+from conveyor.keys import chord_key
 from conveyor.redis_cluster import split_cluster_url
 from conveyor.storage import STORES, open_store
 from integration.cluster_support import (
@@ -59,8 +62,37 @@ def test_each_store_keeps_its_keys_in_its_own_slot(
     stores = {role: open_store(role, url, "unknown") for role in STORES}
     try:
         assert stores["broker"].queue_broker("emails").prefix == f"{redis_prefix}{{q:emails}}:"
-        assert stores["backend"].prefix == f"{redis_prefix}{{r}}:"
+        results = stores["backend"].shards
+        assert [r.prefix for r in results] == [f"{redis_prefix}{{{t}}}:" for t in shard_tags(6)]
         assert stores["coordinator"].prefix == f"{redis_prefix}{{c}}:"
     finally:
         for store in stores.values():
             store.close()
+
+
+def test_result_shards_fall_in_equal_parts_of_the_slot_space(
+    redis_cluster: ClusterServers,  # noqa: F811
+    redis_prefix: str,
+) -> None:
+    """Three shards on a cluster of three primaries made by ``redis-cli --cluster create``:
+    one on each primary. A chord's keys share a shard, and chords spread over all."""
+    assert len(set(shard_tags(12))) == 12
+    for count in (1, 3, 6, 12):
+        slots = [key_slot(tag.encode()) for tag in shard_tags(count)]
+        assert [slot * count // 16384 for slot in slots] == list(range(count))
+    url = f"{redis_cluster.url}?prefix={redis_prefix}&result_shards=3"
+    backend = open_store("backend", url, "unknown")
+    try:
+        owners = {redis_cluster.node_of(shard.prefix).port for shard in backend.shards}
+        assert len(owners) == 3
+        chords = {backend.shard(chord_key(f"chord{n}")) for n in range(30)}
+        assert chords == set(backend.shards)
+        assert all(
+            backend.shard(chord_key(f"chord{n}", "bucket", 3))
+            is backend.shard(chord_key(f"chord{n}"))
+            for n in range(30)
+        )
+    finally:
+        backend.close()
+    with pytest.raises(ImproperlyConfigured, match="result_shards"):
+        open_store("backend", f"{redis_cluster.url}?result_shards=0", "unknown")
