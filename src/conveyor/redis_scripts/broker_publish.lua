@@ -73,12 +73,13 @@ while run < #ARGV do
   end
   local first = run + 4
   run = first + 2 * n
+  local busy = behind(queue)
+  local ready = priority == '0' and list_key(queue) or P .. 'q:' .. queue
   for i = first, run - 1, 2 do
     local id, body = ARGV[i], ARGV[i + 1]
     if redis.call('HSETNX', bodies, id, priority .. body) == 1 then
       stored = stored + 1
       local handed = false
-      local busy = behind(queue)
       if delayed then
         add(P .. 'd:' .. queue, eta, id)
       else
@@ -93,10 +94,10 @@ while run < #ARGV do
         end
         if not handed then
           if priority == '0' then
-            add(list_key(queue), id)
+            add(ready, id)
           else
             seq = seq + 1
-            add(P .. 'q:' .. queue, ready_score(priority, seq), id)
+            add(ready, ready_score(priority, seq), id)
           end
         end
       end
