@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from .support import APPS_DIR, Workers, project_afresh, run_cli
+from .support import APPS_DIR, Workers, project_on, run_cli
 
 if str(APPS_DIR) not in sys.path:
     sys.path.insert(0, str(APPS_DIR))
@@ -50,9 +50,7 @@ def broker_url(tmp_path: Path) -> str:
 @pytest.fixture
 def tasks(broker_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     """The sample tasks module, imported afresh so its app uses this test's file."""
-    monkeypatch.setenv("CONVEYOR_BROKER_URL", broker_url)
-    monkeypatch.delenv("SAMPLE_TASKS_LATE", raising=False)
-    with project_afresh("sample_tasks") as module:
+    with project_on(broker_url, "sample_tasks", monkeypatch, "SAMPLE_TASKS_LATE") as module:
         yield module
 
 
@@ -109,8 +107,7 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def rt(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     """The reliability tasks module (apps/reliability_tasks.py), imported afresh on ``url``."""
-    monkeypatch.setenv("CONVEYOR_BROKER_URL", url)
-    with project_afresh("reliability_tasks") as module:
+    with project_on(url, "reliability_tasks", monkeypatch) as module:
         yield module
 
 

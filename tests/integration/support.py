@@ -356,6 +356,29 @@ def project_afresh(name: str) -> Iterator[Any]:
         sys.modules.pop(name, None)
 
 
+@contextlib.contextmanager
+def project_on(url: str, name: str, monkeypatch: Any, *unset: str) -> Iterator[Any]:
+    """``project_afresh(name)`` with its broker at ``url``; ``unset``: environment variables
+    the module reads that the test must not inherit from an earlier one."""
+    monkeypatch.setenv("CONVEYOR_BROKER_URL", url)
+    for variable in unset:
+        monkeypatch.delenv(variable, raising=False)
+    with project_afresh(name) as module:
+        yield module
+
+
+@contextlib.contextmanager
+def workers_for(request: Any, tmp_path: Path, url: str) -> Iterator[Workers]:
+    """A test's pool of worker processes, stopped when it ends; a failing test shows their
+    logs (conftest's ``pytest_runtest_makereport``)."""
+    workers = Workers(tmp_path, url)
+    request.node._conveyor_workers = workers
+    try:
+        yield workers
+    finally:
+        workers.stop_all()
+
+
 def start_worker_with(
     workers: Workers, module: str, marker: str, *args: str, env: Mapping[str, str] | None = None
 ) -> WorkerProcess:

@@ -25,7 +25,7 @@ from conveyor.exceptions import BlockingCallError, BrokerError, TimeoutError
 from conveyor.result import AsyncResult, GroupResult
 from redis_server import free_port
 
-from .support import Workers, project_afresh
+from .support import Workers, project_afresh, project_on, workers_for
 
 T = TypeVar("T")
 
@@ -52,19 +52,14 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def tasks(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    monkeypatch.setenv("CONVEYOR_BROKER_URL", url)
-    with project_afresh("aio_client_tasks") as module:
+    with project_on(url, "aio_client_tasks", monkeypatch) as module:
         yield module
 
 
 @pytest.fixture
 def workers(request: pytest.FixtureRequest, tmp_path: Path, url: str) -> Iterator[Workers]:
-    pool = Workers(tmp_path, url)
-    request.node._conveyor_workers = pool
-    try:
+    with workers_for(request, tmp_path, url) as pool:
         yield pool
-    finally:
-        pool.stop_all()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 
 from conveyor import SoftTimeLimitExceeded, TimeLimitExceeded, states
 
-from .support import Workers, project_afresh, read_jsonl, wait_until
+from .support import Workers, project_on, read_jsonl, wait_until, workers_for
 
 APP = "async_tasks:app"
 
@@ -21,8 +21,7 @@ APP = "async_tasks:app"
 @pytest.fixture
 def at(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     """The async tasks module (apps/async_tasks.py), imported afresh on ``url``."""
-    monkeypatch.setenv("CONVEYOR_BROKER_URL", url)
-    with project_afresh("async_tasks") as module:
+    with project_on(url, "async_tasks", monkeypatch) as module:
         yield module
 
 
@@ -30,12 +29,8 @@ def at(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
 def aw(
     request: pytest.FixtureRequest, tmp_path: Path, url: str, at: ModuleType
 ) -> Iterator[Workers]:
-    workers = Workers(tmp_path, url)
-    request.node._conveyor_workers = workers
-    try:
+    with workers_for(request, tmp_path, url) as workers:
         yield workers
-    finally:
-        workers.stop_all()
 
 
 def test_fifty_sleeps_interleave_in_one_process_each_with_its_own_request(

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from .dashboard_support import CHROMIUM, dashboard
-from .support import Workers, project_afresh, run_cli, wait_until
+from .support import Workers, project_on, run_cli, wait_until, workers_for
 
 playwright = pytest.importorskip("playwright.sync_api")
 
@@ -45,9 +45,7 @@ def page(browser: Any) -> Iterator[Any]:
 
 @pytest.fixture
 def dt(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    monkeypatch.setenv("CONVEYOR_BROKER_URL", url)
-    monkeypatch.delenv("DASHBOARD_WITHOUT_FIX", raising=False)
-    with project_afresh("dashboard_tasks") as module:
+    with project_on(url, "dashboard_tasks", monkeypatch, "DASHBOARD_WITHOUT_FIX") as module:
         yield module
 
 
@@ -55,12 +53,8 @@ def dt(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
 def crew(
     request: pytest.FixtureRequest, tmp_path: Path, url: str, dt: ModuleType
 ) -> Iterator[Workers]:
-    workers = Workers(tmp_path, url)
-    request.node._conveyor_workers = workers
-    try:
+    with workers_for(request, tmp_path, url) as workers:
         yield workers
-    finally:
-        workers.stop_all()
 
 
 def outcome(result: Any) -> Any:

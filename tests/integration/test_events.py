@@ -19,15 +19,14 @@ import pytest
 
 from conveyor.events import TaskFailed, TaskRetried, TaskSucceeded
 
-from .support import Workers, base_env, project_afresh, run_cli, wait_until
+from .support import Workers, base_env, project_on, run_cli, wait_until, workers_for
 
 APP = "event_tasks:app"
 
 
 @pytest.fixture
 def ev(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    monkeypatch.setenv("CONVEYOR_BROKER_URL", url)
-    with project_afresh("event_tasks") as module:
+    with project_on(url, "event_tasks", monkeypatch) as module:
         yield module
 
 
@@ -35,12 +34,8 @@ def ev(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
 def pool(
     request: pytest.FixtureRequest, tmp_path: Path, url: str, ev: ModuleType
 ) -> Iterator[Workers]:
-    workers = Workers(tmp_path, url)
-    request.node._conveyor_workers = workers
-    try:
+    with workers_for(request, tmp_path, url) as workers:
         yield workers
-    finally:
-        workers.stop_all()
 
 
 def kinds(events: list[Any]) -> list[str]:

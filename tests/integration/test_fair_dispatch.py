@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from .support import DEFAULT_TIMEOUT, WorkerProcess, Workers, project_afresh, wait_until
+from .support import DEFAULT_TIMEOUT, WorkerProcess, Workers, project_on, wait_until
 
 APP = "fair_tasks:app"
 LONG = 1.0
@@ -30,8 +30,7 @@ pytestmark = pytest.mark.parametrize("kind", ["prefork", "threads"])
 @pytest.fixture
 def ft(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     """The fair tasks module, imported afresh on ``url``."""
-    monkeypatch.setenv("CONVEYOR_BROKER_URL", url)
-    with project_afresh("fair_tasks") as module:
+    with project_on(url, "fair_tasks", monkeypatch) as module:
         yield module
 
 

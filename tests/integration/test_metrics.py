@@ -20,7 +20,7 @@ import pytest
 from conveyor.keys import WORKERS_GROUP
 from redis_server import free_port
 
-from .support import Workers, base_env, project_afresh, wait_until
+from .support import Workers, base_env, project_on, wait_until, workers_for
 
 parser = pytest.importorskip("prometheus_client.parser")
 
@@ -31,9 +31,7 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 @pytest.fixture
 def observed(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    monkeypatch.setenv("CONVEYOR_BROKER_URL", url)
-    monkeypatch.delenv("OBSERVED_SPANS", raising=False)
-    with project_afresh("observed_tasks") as module:
+    with project_on(url, "observed_tasks", monkeypatch, "OBSERVED_SPANS") as module:
         yield module
 
 
@@ -41,12 +39,8 @@ def observed(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
 def pool(
     request: pytest.FixtureRequest, tmp_path: Path, url: str, observed: ModuleType
 ) -> Iterator[Workers]:
-    workers = Workers(tmp_path, url)
-    request.node._conveyor_workers = workers
-    try:
+    with workers_for(request, tmp_path, url) as workers:
         yield workers
-    finally:
-        workers.stop_all()
 
 
 def scrape(port: int) -> Samples:

@@ -19,15 +19,14 @@ import pytest
 from conveyor.exceptions import TimeLimitExceeded
 from conveyor.registry import WorkerEntry, read_workers
 
-from .support import Workers, children_of, project_afresh, run_cli, wait_until
+from .support import Workers, children_of, project_on, run_cli, wait_until, workers_for
 
 APP = "ops_tasks:app"
 
 
 @pytest.fixture
 def ops(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    monkeypatch.setenv("CONVEYOR_BROKER_URL", url)
-    with project_afresh("ops_tasks") as module:
+    with project_on(url, "ops_tasks", monkeypatch) as module:
         yield module
 
 
@@ -35,12 +34,8 @@ def ops(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
 def fleet(
     request: pytest.FixtureRequest, tmp_path: Path, url: str, ops: ModuleType
 ) -> Iterator[Workers]:
-    workers = Workers(tmp_path, url)
-    request.node._conveyor_workers = workers
-    try:
+    with workers_for(request, tmp_path, url) as workers:
         yield workers
-    finally:
-        workers.stop_all()
 
 
 def registry(ops: ModuleType) -> dict[str, WorkerEntry]:
