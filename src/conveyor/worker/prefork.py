@@ -127,13 +127,20 @@ class PipeTracker:
             with self.lock:
                 self.pending += f"L\t{delivery.id}\t{ids}\n"
 
-    def described(self, message: Message) -> None:
+    def described(self, message: Message, at_once: bool = True) -> None:
         """What the task that just started is (for the registry): its start notice goes
-        out with the task's name and argument previews."""
+        out with the task's name and argument previews. Not ``at_once`` (an async task:
+        its loop keeps its time limits, the supervisor's deadline has a grace): it waits
+        for the next write or flush, so a batch of them costs one write, not one each."""
         start, self.starting = self.starting, None
         if start is not None:
             args, kwargs = preview(message)
-            self._send(f"{start}\t{message.task}\t{args}\t{kwargs}\n")
+            line = f"{start}\t{message.task}\t{args}\t{kwargs}\n"
+            if at_once:
+                self._send(line)
+            else:
+                with self.lock:
+                    self.pending += line
 
     def finished(self, delivery: Delivery, failed: bool = False) -> None:
         with self.lock:
@@ -694,7 +701,7 @@ def _describe_start(task: AnyTask, context: Request) -> None:
     """The ``on_task_start`` hook of a child: the running thread's tracker describes it."""
     tracker: PipeTracker | None = getattr(_current, "tracker", None)
     if tracker is not None and context.message is not None:
-        tracker.described(context.message)
+        tracker.described(context.message, at_once=not task.is_async)
 
 
 def _signal_name(signum: int) -> str:

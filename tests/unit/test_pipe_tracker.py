@@ -1,0 +1,74 @@
+"""What a prefork child tells its supervisor about the tasks it starts, and when."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from conveyor import Conveyor
+from conveyor.testing import memory_app
+from conveyor.worker.executor import Executor
+from conveyor.worker.prefork import PipeTracker, _describe_starts
+
+
+@pytest.fixture
+def pipe() -> Iterator[tuple[int, int]]:
+    read, write = os.pipe()
+    os.set_blocking(read, False)
+    yield read, write
+    os.close(read)
+    os.close(write)
+
+
+def _notices(fd: int) -> list[list[str]]:
+    """The lines written so far, each split in its fields."""
+    try:
+        data = os.read(fd, 1 << 16)
+    except BlockingIOError:
+        return []
+    return [line.split("\t") for line in data.decode().splitlines()]
+
+
+@pytest.fixture
+def app() -> Conveyor:
+    return memory_app("pipe-tracker")
+
+
+def test_a_def_task_is_described_before_it_runs_async_starts_share_a_later_write(
+    app: Conveyor, pipe: tuple[int, int]
+) -> None:
+    read, write = pipe
+    seen_while_running: list[list[str]] = []
+
+    @app.task(name="t.look")
+    def look() -> None:
+        seen_while_running.extend(_notices(read))
+
+    @app.task(name="t.nap")
+    async def nap(i: int) -> int:
+        await asyncio.sleep(0)
+        return i
+
+    tracker = PipeTracker(write)
+    _describe_starts(app, [tracker])
+    executor = Executor(app, "pipe@test", tracker)
+    look.delay()
+    [delivery] = app.broker.reserve(["default"], 1, 30.0)
+    executor.handle(delivery)
+    # the supervisor knows what runs while it runs (hard time limit, terminate, inspect)
+    assert [n[:1] + n[5:6] for n in seen_while_running if n[0] == "S"] == [["S", "t.look"]]
+
+    results = [nap.delay(i) for i in range(3)]
+    deliveries = app.broker.reserve(["default"], 3, 30.0)
+    for delivery in deliveries:
+        executor.handle(delivery)
+    executor.start_async()
+    assert [n for n in _notices(read) if n[0] == "S"] == []  # not one write each
+    tracker.flush()
+    starts = [n for n in _notices(read) if n[0] == "S"]
+    assert [(n[2], n[5]) for n in starts] == [(r.id, "t.nap") for r in results]
+    executor.finish_async()
+    assert [r.get(timeout=5) for r in results] == [0, 1, 2]
