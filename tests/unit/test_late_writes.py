@@ -3,6 +3,7 @@ start, outcomes of quick tasks together, and never a late STARTED over a later s
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Collection, Sequence
@@ -134,3 +135,30 @@ def test_levels_order_states_within_one_attempt() -> None:
     assert backend.set("k", b"redelivered STARTED", 60, fence(0, 2, LEVEL_STARTED))
     assert backend.set("k", b"retry STARTED", 60, fence(1, 1, LEVEL_STARTED))
     assert not backend.set("k", b"old try's outcome", 60, fence(0, 9))
+
+
+def test_a_quick_async_task_writes_no_started_a_running_one_shows_it() -> None:
+    app, backend = make_app()
+    gate = threading.Event()
+
+    @app.task
+    async def quick() -> int:
+        return 1
+
+    @app.task
+    async def slow() -> str:
+        await asyncio.to_thread(gate.wait, 5)
+        return "done"
+
+    with worker_thread(app):
+        results = [quick.delay() for _ in range(20)]
+        assert [r.get(timeout=5) for r in results] == [1] * 20
+        running = slow.delay()
+        deadline = time.monotonic() + 5
+        while running.state != states.STARTED and time.monotonic() < deadline:
+            time.sleep(DELAY)
+        assert running.state == states.STARTED
+        gate.set()
+        assert running.get(timeout=5) == "done"
+    # each its outcome; a STARTED only if the machine held its loop back DELAY (rare)
+    assert sum(statuses(app, backend, r.id) for r in results) < 30

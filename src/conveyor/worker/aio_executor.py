@@ -27,6 +27,7 @@ from ..task import AnyTask
 from . import metrics, notify
 from .aio import HARD_GRACE, AsyncRunner, Job, runner_for
 from .guards import Admission, Guards
+from .late import DELAY
 from .outbox import Outbox, Tracker
 from .trace import Outcome
 
@@ -41,7 +42,7 @@ logger = logging.getLogger("conveyor.worker")
 START_BATCH = 64
 """Async tasks handed to the loop together at most (one wake-up of the loop each time)."""
 STARTED_BATCH = 256
-"""STARTED records of async tasks written in one call at most."""
+"""STARTED records of async tasks handed to their writer together at most."""
 ASYNC_IDLE_WAIT = 0.005
 """Longest wait for new messages while async tasks start and end: their outcomes wait that
 long at most. Once none has for ``ASYNC_BUSY`` seconds (long coroutines), the consumer's
@@ -65,27 +66,37 @@ class _Pending:
 
 
 class _StartedWriter:
-    """A thread that writes STARTED records handed to it, together, as they come; it ends
-    after ``IDLE_EXIT`` seconds without any (the executor starts another when needed)."""
+    """A thread that writes the STARTED of async tasks still running ``DELAY`` after they
+    started, those due together (a task that ended first never writes one, as for a ``def``
+    task); it ends after ``IDLE_EXIT`` seconds without any (the executor starts another)."""
 
     IDLE_EXIT = 10.0
 
     def __init__(self, results: ResultStore) -> None:
         self.results = results
-        self.items: list[tuple[str, bytes, int]] = []
+        self.items: dict[str, tuple[float, TaskRecord, int]] = {}
+        """By task id, in the order they started: when, the record and its fence."""
         self.lock = threading.Lock()
         self.ready = threading.Event()
         self.ended = False
         threading.Thread(target=self._run, name="conveyor-started", daemon=True).start()
 
-    def add(self, items: list[tuple[str, bytes, int]]) -> bool:
-        """Queue ``items``; False if the thread has ended (they were not taken)."""
+    def add(self, items: list[tuple[str, TaskRecord, int]]) -> bool:
+        """Queue ``items``, started now; False if the thread has ended (they were not taken)."""
+        now = time.monotonic()
         with self.lock:
             if self.ended:
                 return False
-            self.items += items
+            for task_id, record, fence in items:
+                self.items[task_id] = (now, record, fence)
         self.ready.set()
         return True
+
+    def done(self, task_id: str) -> None:
+        """The task ended: its STARTED, if not written yet, never will be."""
+        if task_id in self.items:
+            with self.lock:
+                self.items.pop(task_id, None)
 
     def _run(self) -> None:
         while True:
@@ -94,14 +105,34 @@ class _StartedWriter:
                 if not woken and not self.items:
                     self.ended = True
                     return
-                items, self.items = self.items, []
                 self.ready.clear()
-            if not items:
+                oldest = next(iter(self.items.values()), None)
+            if oldest is None:
+                continue
+            time.sleep(max(0.0, oldest[0] + DELAY - time.monotonic()))
+            due = time.monotonic() - DELAY
+            with self.lock:
+                taken = []
+                for task_id, item in self.items.items():  # in the order they started
+                    if item[0] > due:
+                        break
+                    taken.append((task_id, item))
+                for task_id, _ in taken:
+                    del self.items[task_id]
+                if self.items:
+                    self.ready.set()  # the rest come due later
+            if not taken:
                 continue
             try:
-                self.results.write_encoded(items)
+                encode = self.results.encode
+                self.results.write_encoded(
+                    [
+                        (task_id, encode(record, fence), fence)
+                        for task_id, (_, record, fence) in taken
+                    ]
+                )
             except Exception as exc:  # a STARTED is a courtesy: the outcome still comes
-                logger.warning("could not record %d async task(s) as STARTED: %s", len(items), exc)
+                logger.warning("could not record %d async task(s) as STARTED: %s", len(taken), exc)
 
 
 class AsyncExecution:
@@ -166,8 +197,8 @@ class AsyncExecution:
         self._quick_at = 0.0
         self._to_start: list[Job] = []
         """Async tasks handed over, started together by ``start_async``."""
-        self._starting: list[tuple[str, bytes, int]] = []
-        """STARTED records of async tasks, encoded, waiting for ``write_started``."""
+        self._starting: list[tuple[str, TaskRecord, int]] = []
+        """STARTED records of async tasks, waiting for ``write_started``."""
         self._started_writer: _StartedWriter | None = None
 
     def _submit(
@@ -202,7 +233,7 @@ class AsyncExecution:
                     root_id=None if message.root_id == message.id else message.root_id,
                 )
                 level = at_level(attempt, LEVEL_STARTED)  # never hides a later state
-                self._starting.append((message.id, self.results.encode(started, level), level))
+                self._starting.append((message.id, started, level))
                 if len(self._starting) >= STARTED_BATCH:
                     self.write_started()
             conf = self.app.conf
@@ -236,15 +267,15 @@ class AsyncExecution:
 
     def start_async(self) -> bool:
         """Start the async tasks handed over since the last call, with one wake-up of the
-        loop, and write their STARTED in one call; whether any started."""
+        loop, and hand their STARTED to its writer; whether any started."""
+        if self._starting:  # first: a task that ends at once then takes its STARTED back
+            self.write_started()
         jobs = self._to_start
         if jobs:
             self._to_start = []
             self._async_at = time.monotonic()
             if self._runner is not None:
                 self._runner.submit(jobs)
-        if self._starting:
-            self.write_started()
         return bool(jobs)
 
     def between_batches(self) -> None:
@@ -261,8 +292,9 @@ class AsyncExecution:
 
     def write_started(self) -> None:
         """Hand the STARTED of the async tasks started since the last call to a thread that
-        writes them in one call: the consumer goes on starting tasks meanwhile. A STARTED
-        written after its task ended is refused by its fence, so the order does not matter."""
+        writes those still running ``DELAY`` later, together: the consumer goes on starting
+        tasks meanwhile. A STARTED written after its task ended is refused by its fence, so
+        the order does not matter."""
         items, self._starting = self._starting, []
         if items:
             writer = self._started_writer
@@ -272,6 +304,9 @@ class AsyncExecution:
 
     def _ended(self, job: Job, outcome: Outcome, runtime: float) -> None:
         """On the loop thread: queue the outcome for ``collect``."""
+        writer = self._started_writer
+        if writer is not None:
+            writer.done(job.task_id)
         self.completed.append((job, outcome, runtime))
 
     def collect(self) -> None:
