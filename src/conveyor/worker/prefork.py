@@ -14,7 +14,6 @@ back uncounted), so a poison task never charges the innocent ones reserved besid
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import logging
 import math
@@ -31,12 +30,10 @@ from dataclasses import dataclass, field
 from .. import signals, states
 from ..app import Conveyor
 from ..brokers.base import Delivery
-from ..exceptions import BrokerError, Terminated, TimeLimitExceeded
+from ..exceptions import BrokerError, TimeLimitExceeded
 from ..keys import lost_key, revoked_key
-from ..message import Message, preview
 from ..records import ErrorRecord, TaskRecord, retries_of
-from ..request import Request
-from ..task import AnyTask
+from .child import PipeTracker, describe_starts, die_with_parent, interrupt
 from .consumer import Consumer, run_consumers
 from .leases import Held, LeaseKeeper
 from .registry import Registration, Tally
@@ -45,7 +42,6 @@ __all__ = ["PreforkPool"]
 
 logger = logging.getLogger("conveyor.worker")
 
-_PR_SET_PDEATHSIG = 1
 WARM_STOP = signal.SIGUSR2
 """Supervisor to child: finish the running task, hand back the rest, exit."""
 TERMINATE = signal.SIGUSR1
@@ -54,105 +50,9 @@ KILL_GRACE = 5.0
 """Seconds a child has to exit after a terminate signal other than SIGKILL."""
 LOST_NOTE_TTL = 7 * 24 * 3600.0
 """Seconds the note of a child's death while running a message is kept."""
-_current = threading.local()
-"""The PipeTracker of the consumer thread running here (``describing`` finds it)."""
 NOTICE_PAUSE = 0.005
 """Seconds the supervisor rests after reading children's notices: a busy child then wakes
 it a few hundred times a second, not once per task, and keeps the CPU for its tasks."""
-
-
-class PipeTracker:
-    """The child's side: short lines on the pipe, buffered so a task costs one write.
-
-    "started" goes out at once (the hard time limit counts from it), carrying whatever
-    was buffered before it; "finished" and "released" wait for the next write or a flush.
-    Thread-safe: the consumer threads of a child share one pipe and one lock.
-    """
-
-    def __init__(self, fd: int, lock: threading.Lock | None = None) -> None:
-        self.fd = fd
-        self.pending = ""
-        self.lock = lock or threading.Lock()
-        self.deferred = False
-        """True when a hook describes every task that starts (``_describe_start``): its
-        "started" notice waits the microseconds until then and carries the task's name
-        and argument previews."""
-        self.starting: str | None = None
-        """The deferred "started" notice, without its description and end of line."""
-
-    def _send(self, text: str) -> None:
-        with self.lock:
-            start, self.starting = self.starting, None
-            if start is not None:  # a start whose description did not come: it goes now
-                text = f"{start}\n{text}"
-            data = (self.pending + text).encode()
-            self.pending = ""
-            while data:
-                written = os.write(self.fd, data)
-                data = data[written:]
-
-    def reserved(self, deliveries: list[Delivery]) -> None:
-        self._send(
-            "".join(f"R\t{d.id}\t{d.token}\t{d.delivery_count}\t{d.queue}\n" for d in deliveries)
-        )
-
-    def started(
-        self, delivery: Delivery, task_id: str, hard_deadline: float | None, fence: int
-    ) -> None:
-        line = f"S\t{delivery.id}\t{task_id}\t{hard_deadline or ''}\t{fence}"
-        if self.deferred:
-            self.starting = line
-            _current.tracker = self
-        else:
-            self._send(line + "\n")
-
-    def stamped(self, delivery: Delivery, keys: list[str]) -> None:
-        """The running task carries stamps: their revocation keys, so the supervisor
-        terminates it on ``revoke_by_stamped_headers(..., terminate=True)``."""
-        keys = [k for k in keys if "\t" not in k and "\n" not in k]  # keep the lines whole
-        if not keys:
-            return
-        line = "T\t" + "\t".join([delivery.id, *keys]) + "\n"
-        if self.starting is not None:  # goes with the start notice, once it is described
-            with self.lock:
-                self.pending += line
-        else:  # at once: the task runs from now
-            self._send(line)
-
-    def lineage(self, delivery: Delivery, parent_id: str | None, root_id: str | None) -> None:
-        """The starting task's parent and root ids, sent before its start notice, so the
-        outcome the supervisor writes if it kills the task keeps them."""
-        ids = f"{parent_id or ''}\t{root_id or ''}"
-        if "\n" not in ids and ids.count("\t") == 1:  # keep the lines whole
-            with self.lock:
-                self.pending += f"L\t{delivery.id}\t{ids}\n"
-
-    def described(self, message: Message, at_once: bool = True) -> None:
-        """What the task that just started is (for the registry): its start notice goes
-        out with the task's name and argument previews. Not ``at_once`` (an async task:
-        its loop keeps its time limits, the supervisor's deadline has a grace): it waits
-        for the next write or flush, so a batch of them costs one write, not one each."""
-        start, self.starting = self.starting, None
-        if start is not None:
-            args, kwargs = preview(message)
-            line = f"{start}\t{message.task}\t{args}\t{kwargs}\n"
-            if at_once:
-                self._send(line)
-            else:
-                with self.lock:
-                    self.pending += line
-
-    def finished(self, delivery: Delivery, failed: bool = False) -> None:
-        with self.lock:
-            self.pending += f"D\t{delivery.id}\tF\n" if failed else f"D\t{delivery.id}\n"
-
-    def released(self, deliveries: list[Delivery]) -> None:
-        with self.lock:
-            self.pending += "".join(f"F\t{d.id}\n" for d in deliveries)
-
-    def flush(self) -> None:
-        if self.pending or self.starting:
-            self._send("")
 
 
 @dataclass
@@ -620,7 +520,7 @@ class PreforkPool:
     def _child_main(self, index: int, fd: int) -> None:  # pragma: no cover - child process
         code = 0
         try:
-            _die_with_parent()
+            die_with_parent()
             multiprocessing.current_process().name = f"Child-{index}"
             parent = os.getppid()
             stop = threading.Event()
@@ -641,7 +541,7 @@ class PreforkPool:
                 self._run_local(fd, stop, alive)
                 return
             tracker = PipeTracker(fd)
-            _describe_starts(self.app, [tracker])
+            describe_starts(self.app, [tracker])
             consumer = Consumer(
                 self.app,
                 self.queues,
@@ -652,7 +552,7 @@ class PreforkPool:
                 stop=stop,
                 alive=alive,
             )
-            signal.signal(TERMINATE, lambda *_: _interrupt(consumer))
+            signal.signal(TERMINATE, lambda *_: interrupt(consumer))
             run_consumers([consumer], stop, in_main_thread=True)
         except BaseException:
             logger.exception("child %d crashed", index)
@@ -669,7 +569,7 @@ class PreforkPool:
         lock = threading.Lock()
         solo = self.child_pool == "solo"
         trackers = [PipeTracker(fd, lock) for _ in range(1 if solo else self.threads)]
-        _describe_starts(self.app, trackers)
+        describe_starts(self.app, trackers)
         consumers = [
             Consumer(
                 self.app,
@@ -683,25 +583,10 @@ class PreforkPool:
             for tracker in trackers
         ]
         if solo:
-            signal.signal(TERMINATE, lambda *_: _interrupt(consumers[0]))
+            signal.signal(TERMINATE, lambda *_: interrupt(consumers[0]))
         else:
             signal.signal(TERMINATE, signal.SIG_IGN)
         run_consumers(consumers, stop, in_main_thread=solo)
-
-
-def _describe_starts(app: Conveyor, trackers: list[PipeTracker]) -> None:
-    """In a child: every task start is followed by what it is (name, argument previews),
-    sent in the same write as the start notice."""
-    for tracker in trackers:
-        tracker.deferred = True
-    app.on_task_start.insert(0, _describe_start)
-
-
-def _describe_start(task: AnyTask, context: Request) -> None:
-    """The ``on_task_start`` hook of a child: the running thread's tracker describes it."""
-    tracker: PipeTracker | None = getattr(_current, "tracker", None)
-    if tracker is not None and context.message is not None:
-        tracker.described(context.message, at_once=not task.is_async)
 
 
 def _signal_name(signum: int) -> str:
@@ -711,20 +596,6 @@ def _signal_name(signum: int) -> str:
         return f"signal {signum}"
 
 
-def _interrupt(consumer: Consumer) -> None:
-    if consumer.executor.running:
-        raise Terminated("revoked with terminate=True")
-
-
 def _kill(pid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this child when the supervisor dies, so no orphan keeps running."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
