@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -72,3 +74,37 @@ def test_a_def_task_is_described_before_it_runs_async_starts_share_a_later_write
     assert [(n[2], n[5]) for n in starts] == [(r.id, "t.nap") for r in results]
     executor.finish_async()
     assert [r.get(timeout=5) for r in results] == [0, 1, 2]
+
+
+def test_start_notices_go_out_while_the_consumer_waits_for_a_free_slot(
+    pipe: tuple[int, int],
+) -> None:
+    read, write = pipe
+    app = memory_app("pipe-tracker-full", worker_async_concurrency=1)
+    gate = threading.Event()
+
+    @app.task(name="t.hold")
+    async def hold() -> str:
+        await asyncio.to_thread(gate.wait, 5)
+        return "held"
+
+    tracker = PipeTracker(write)
+    _describe_starts(app, [tracker])
+    executor = Executor(app, "pipe@test", tracker)
+    first, second = hold.delay(), hold.delay()
+    deliveries = app.broker.reserve(["default"], 2, 30.0)
+    executor.handle(deliveries[0])
+    waiting = threading.Thread(target=executor.handle, args=(deliveries[1],))
+    waiting.start()  # blocks: the one slot is taken until the first task ends
+    try:
+        seen: list[str] = []
+        deadline = time.monotonic() + 5
+        while first.id not in seen and time.monotonic() < deadline:
+            seen += [n[2] for n in _notices(read) if n[0] == "S"]
+            time.sleep(0.01)
+        assert first.id in seen  # the supervisor knows what runs while the consumer waits
+    finally:
+        gate.set()
+        waiting.join(5)
+    executor.finish_async()
+    assert [first.get(timeout=5), second.get(timeout=5)] == ["held", "held"]

@@ -218,7 +218,7 @@ class AsyncExecution:
             limit = int(self.app.conf.worker_async_concurrency)
             runner = self._runner = runner_for(limit, self.app.coordinator)
         try:
-            runner.acquire(self.between_batches)  # all slots taken: finish what ended
+            runner.acquire(self._slots_full)
             context = self._context(task, message, delivery, args, kwargs, attempt)
             if self.outbox.continuing:
                 self.outbox.flush_writes()
@@ -361,6 +361,13 @@ class AsyncExecution:
         if self.in_flight:
             logger.info("waiting for %d running async task(s) to end", self.in_flight)
         while self.in_flight:
-            self.between_batches()
+            self._slots_full()
             if self.in_flight and self._runner is not None:
                 self._runner.wait_slot_freed(0.05)
+
+    def _slots_full(self) -> None:
+        """Waiting for running async tasks (every slot taken, or shutdown): start what was
+        handed over, store what ended, and send the supervisor the start notices waiting
+        for the child's next write, since that may be a while."""
+        self.between_batches()
+        self.tracker.flush()
