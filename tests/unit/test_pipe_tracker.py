@@ -12,8 +12,8 @@ import pytest
 
 from conveyor import Conveyor
 from conveyor.testing import memory_app
+from conveyor.worker.child import PipeTracker, describe_starts
 from conveyor.worker.executor import Executor
-from conveyor.worker.prefork import PipeTracker, _describe_starts
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def test_a_def_task_is_described_before_it_runs_async_starts_share_a_later_write
         return i
 
     tracker = PipeTracker(write)
-    _describe_starts(app, [tracker])
+    describe_starts(app, [tracker])
     executor = Executor(app, "pipe@test", tracker)
     look.delay()
     [delivery] = app.broker.reserve(["default"], 1, 30.0)
@@ -89,7 +89,7 @@ def test_start_notices_go_out_while_the_consumer_waits_for_a_free_slot(
         return "held"
 
     tracker = PipeTracker(write)
-    _describe_starts(app, [tracker])
+    describe_starts(app, [tracker])
     executor = Executor(app, "pipe@test", tracker)
     first, second = hold.delay(), hold.delay()
     deliveries = app.broker.reserve(["default"], 2, 30.0)
