@@ -6,7 +6,6 @@ that do not fit) is dead-lettered with the reason and recorded as FAILURE, never
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
@@ -21,22 +20,17 @@ from ..brokers.base import Delivery
 from ..exceptions import (
     BrokerError,
     ContentDisallowed,
-    ConveyorError,
     DecodeError,
     EncodeError,
     NotRegistered,
-    Reject,
     SoftTimeLimitExceeded,
-    WorkerLostError,
 )
-from ..keys import lost_key
 from ..message import Message
 from ..records import (
     LEVEL_RECEIVED,
     ErrorRecord,
     TaskRecord,
     fence,
-    format_traceback,
 )
 from ..request import Request
 from ..retries import next_message
@@ -53,6 +47,7 @@ from . import metrics, notify
 from .aio_executor import AsyncExecution
 from .guards import POSTPONE, REVOKE, Guards, Verdict
 from .outbox import Outbox, Tracker
+from .refusals import Refusals, failure_record, named
 from .trace import Outcome, trace
 
 __all__ = ["Executor", "Tracker"]
@@ -60,7 +55,7 @@ __all__ = ["Executor", "Tracker"]
 logger = logging.getLogger("conveyor.worker")
 
 
-class Executor(AsyncExecution):
+class Executor(AsyncExecution, Refusals):
     """One consumer's deliveries, each to its outcome; ``async def`` tasks through the
     mixin (aio_executor.py)."""
 
@@ -190,14 +185,14 @@ class Executor(AsyncExecution):
         except (ContentDisallowed, TypeError) as exc:
             return self._refuse(delivery, message, attempt, exc, f"{message.task}: {exc}")
         except Exception as exc:
-            reason = f"{message.task}: its arguments could not be read: {_named(exc)}"
+            reason = f"{message.task}: its arguments could not be read: {named(exc)}"
             return self._refuse(delivery, message, attempt, exc, reason)
         try:
             admission = self.guards.admit(task, message, delivery, args, kwargs)
         except BrokerError:
             raise
         except Exception as exc:
-            reason = f"{message.task}: the checks before it runs failed: {_named(exc)}"
+            reason = f"{message.task}: the checks before it runs failed: {named(exc)}"
             if signals.task_internal_error.receivers:
                 notify.internal_error(self, delivery, message, exc)
             return self._refuse(delivery, message, attempt, exc, reason)
@@ -404,7 +399,9 @@ class Executor(AsyncExecution):
             except EncodeError as error:
                 logger.error("%s[%s] ran; its result cannot be stored: %s", name, task_id, error)
                 outcome.exc = error  # the task failed after all (task_failure, not task_success)
-                return self._finish(delivery, message, attempt, _failure(name, message, error))
+                return self._finish(
+                    delivery, message, attempt, failure_record(name, message, error)
+                )
             logger.info("%s[%s] succeeded in %.4fs: %.200r", name, task_id, runtime, outcome.retval)
             return state
         if outcome.state == states.RETRY:
@@ -436,7 +433,7 @@ class Executor(AsyncExecution):
             message.shown_kwargs(),
             exc_info=outcome.exc,
         )
-        record = _failure(name, message, outcome.exc)
+        record = failure_record(name, message, outcome.exc)
         if task.dead_letter:
             self._write(message, attempt, record)
             self._dead_letter(delivery, f"failed: {type(outcome.exc).__name__}: {outcome.exc}")
@@ -453,10 +450,12 @@ class Executor(AsyncExecution):
         try:
             envelope = self.app.envelope(again, task)
         except Exception as unsent:
-            cause = unsent if isinstance(unsent, EncodeError) else _named(unsent)
+            cause = unsent if isinstance(unsent, EncodeError) else named(unsent)
             error = EncodeError(f"{message.task}: its retry could not be sent: {cause}")
             logger.error("%s[%s] %s", message.task, message.id, error)
-            return self._finish(delivery, message, attempt, _failure(message.task, message, error))
+            return self._finish(
+                delivery, message, attempt, failure_record(message.task, message, error)
+            )
         self.app.publish_envelopes([envelope])
         delay = (again.eta or now) - now
         logger.info(
@@ -540,131 +539,6 @@ class Executor(AsyncExecution):
             self.outbox.outcome(delivery, message, record, attempt)
         self.outbox.ack(delivery, message)
         return record.status
-
-    def _rejected(self, delivery: Delivery, message: Message, attempt: int, reject: Reject) -> str:
-        """``Reject``: dead-letter the message with the reason, or with ``requeue=True``
-        hand it back as a new delivery (``request.delivery_info["redelivered"]``). Each
-        requeue counts as a delivery, so ``task_max_deliveries`` ends a task that rejects
-        every time in the dead letters."""
-        name, limit = message.task, self.app.conf.task_max_deliveries
-        if reject.requeue and delivery.delivery_count < limit:
-            logger.info(
-                "%s[%s] rejected, requeued (delivery %d of at most %d): %s",
-                name,
-                message.id,
-                delivery.delivery_count,
-                limit,
-                reject.reason,
-            )
-            if self.outbox.events is not None:
-                self.outbox.events.rejected_requeued(message, self.hostname, str(reject.reason))
-            self._hand_back(delivery)
-            return states.REJECTED
-        if reject.requeue:
-            reason = (
-                f"rejected by the task on each of its {delivery.delivery_count} deliveries "
-                f"(task_max_deliveries is {limit}): {reject.reason}"
-            )
-        else:
-            reason = f"rejected by the task: {reject.reason}"
-        logger.warning("%s[%s] %s; dead-lettered", name, message.id, reason)
-        self._write(message, attempt, TaskRecord(status=states.REJECTED, result=reason, task=name))
-        self._dead_letter(delivery, reason)
-        return states.REJECTED
-
-    def _hand_back(self, delivery: Delivery) -> None:
-        """Back to its queue as a new delivery: its lease passes now, which counts."""
-        self.broker.extend([delivery], 0.0)
-        self.broker.recover_expired()
-        self.tracker.released([delivery])
-
-    def worker_error(self, delivery: Delivery, exc: Exception) -> None:
-        """The worker's own code failed on a delivery: hand it back counted as a delivery,
-        so a message that trips the worker every time ends in the dead letters."""
-        self.forget(delivery)
-        if signals.task_internal_error.receivers:
-            with contextlib.suppress(DecodeError):
-                notify.internal_error(self, delivery, decode_message(delivery.body), exc)
-        limit = self.app.conf.task_max_deliveries
-        if delivery.delivery_count < limit:
-            self._hand_back(delivery)
-            return
-        reason = (
-            f"the worker failed on each of its {delivery.delivery_count} deliveries "
-            f"(task_max_deliveries is {limit}), the last time with {_named(exc)}"
-        )
-        try:
-            message: Message | None = decode_message(delivery.body)
-        except DecodeError:
-            message = None
-        attempt = (
-            None
-            if message is None
-            else fence(message.retries, delivery.delivery_count, resends=delivery.resends)
-        )
-        self._refuse(delivery, message, attempt, exc, reason)
-
-    def _too_many_deliveries(self, delivery: Delivery, limit: int) -> ConveyorError:
-        """Why a message came round too often: its process died while running it (the
-        supervisor leaves a note), or its lease passed (the worker froze or was killed)."""
-        died = self.app.coordinator.get(lost_key(delivery.id))
-        if died is not None:
-            return WorkerLostError(
-                f"its worker process died while running it ({died}); delivered "
-                f"{delivery.delivery_count} times, task_max_deliveries is {limit}"
-            )
-        return ConveyorError(
-            f"delivered {delivery.delivery_count} times without finishing (its worker died "
-            f"or froze past its lease each time); task_max_deliveries is {limit}"
-        )
-
-    def _nack(self, delivery: Delivery, delay: float | None = None) -> None:
-        self.broker.nack(delivery, delay)
-        self.tracker.released([delivery])
-
-    def _dead_letter(self, delivery: Delivery, reason: str) -> None:
-        self.broker.dead_letter(delivery, reason)
-        self.tracker.released([delivery])
-
-    def _refuse(
-        self,
-        delivery: Delivery,
-        message: Message | None,
-        attempt: int | None,
-        exc: BaseException,
-        reason: str,
-    ) -> str:
-        """Dead-letter a message that cannot run, and record why where it has an id."""
-        logger.error("dead-lettered message %s: %s", delivery.id, reason)
-        if message is not None:
-            self._write(message, attempt, _failure(message.task, message, exc))
-        self._dead_letter(delivery, reason)
-        return states.FAILURE
-
-
-def _named(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _failure(name: str, message: Message, exc: BaseException) -> TaskRecord:
-    return TaskRecord(
-        status=states.FAILURE,
-        result=f"{type(exc).__name__}: {exc}",
-        exception=ErrorRecord.from_exception(exc),
-        traceback=format_traceback(exc),
-        task=name,
-        retries=message.retries,
-        argsrepr=message.shown_args(),
-        kwargsrepr=message.shown_kwargs(),
-        args=message.args if _keeps_arguments(message) else None,
-        kwargs=message.kwargs if _keeps_arguments(message) else None,
-    )
-
-
-def _keeps_arguments(message: Message) -> bool:
-    """Whether a failure keeps its arguments (to be sent again): JSON ones only, and never
-    those the sender hid behind ``argsrepr``/``kwargsrepr``."""
-    return message.payload is None and message.argsrepr is None and message.kwargsrepr is None
 
 
 class _soft_limit:
