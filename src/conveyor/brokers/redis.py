@@ -35,15 +35,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any
 
 from redis.exceptions import RedisError
 
 from ..keys import revoked_key
-from ..redaction import redact_text
 from ..redis_connection import UNREACHABLE, RedisLink, Script, number_option
 from .base import (
-    UNREAD,
     Broker,
     DeadLetter,
     Delivery,
@@ -51,9 +49,10 @@ from .base import (
     Peeked,
     QueueStats,
     StoredEvent,
-    Unread,
 )
+from .redis_config import config_warnings
 from .redis_events import RedisEvents
+from .redis_reply import ReserveReply, decode_handed
 
 __all__ = ["RedisBroker", "ReserveReply"]
 
@@ -61,9 +60,6 @@ _PRELUDE = ("expiring.lua", "broker_prelude.lua")
 _PUBLISH_CHUNK = 5000
 """Messages per script call; a larger batch is several calls in one MULTI round trip."""
 _RECOVER_LIMIT = 1000
-_DELIVERIES = (1 << 32) - 1
-"""A message's stored delivery count carries its re-sends above bit 32 (RESENT in
-broker_prelude.lua); this masks the delivery count out of it."""
 _REGISTRATION = 1.0
 """Seconds a sleeping worker's registration lasts. A consumer renews it at every reserve,
 which an idle one runs every half of it (``_still_asleep``); a short life bounds how long
@@ -340,7 +336,7 @@ class RedisBroker(Broker):
                 raise self._link.error("waiting for messages", exc) from exc
             if woken:
                 if woken[0].decode() == inbox:
-                    local.handed.append(_handed(woken[1]))
+                    local.handed.append(decode_handed(woken[1]))
                     local.registration = None  # used: nothing else comes to the inbox
                 return
 
@@ -522,49 +518,9 @@ class RedisBroker(Broker):
     # -- operations ---------------------------------------------------------------------
 
     def check_config(self) -> list[str]:
-        """Warnings about the server's settings, for the worker to print at start.
-
-        Any ``maxmemory-policy`` but ``noeviction`` lets Redis delete queue keys when it
-        runs out of memory; no AOF and no RDB snapshots lose every queued task on restart.
-        Never raises: an unreachable server or a refused CONFIG is a warning too.
-        """
-        url = self._link.safe_url
-        client = self._link.client
-        warnings: list[str] = []
-        try:
-            policy = _config_value(client.config_get("maxmemory-policy"), "maxmemory-policy")
-        except UNREACHABLE as exc:
-            reason = redact_text(str(exc), self._link.url)
-            return [f"could not reach Redis at {url} to check its configuration: {reason}"]
-        except RedisError as exc:
-            reason = redact_text(str(exc), self._link.url)
-            return [
-                f"could not read maxmemory-policy of Redis at {url} ({reason}); unless it is "
-                "noeviction, Redis may delete queued tasks when it runs out of memory"
-            ]
-        if policy is None:
-            warnings.append(
-                f"Redis at {url} did not report its maxmemory-policy; unless it is "
-                "noeviction, Redis may delete queued tasks when it runs out of memory"
-            )
-        elif policy != "noeviction":
-            warnings.append(
-                f"Redis at {url} has maxmemory-policy {policy}: when it runs out of memory "
-                "it may delete queued tasks and results; set maxmemory-policy noeviction"
-            )
-        try:
-            config = client.config_get("appendonly")
-            config.update(client.config_get("save"))
-        except (RedisError, *UNREACHABLE):
-            return warnings
-        appendonly = _config_value(config, "appendonly")
-        save = _config_value(config, "save")
-        if appendonly == "no" and not (save or "").strip():
-            warnings.append(
-                f"Redis at {url} persists nothing (appendonly no, no save points): every "
-                "queued task is lost if it restarts; enable appendonly"
-            )
-        return warnings
+        """Warnings about the server's settings, for the worker to print at start
+        (``redis_config.py``)."""
+        return config_warnings(self._link)
 
     # -- the event stream (redis_events.py) -----------------------------------------------
 
@@ -601,75 +557,3 @@ def _runs(envelopes: Sequence[Envelope]) -> list[Any]:
         args[at] += 1
         args += (e.id, e.body)
     return args
-
-
-class ReserveReply(NamedTuple):
-    """What ``broker_reserve.lua`` returns, decoded; its header is the contract."""
-
-    eta: bytes
-    """The earliest eta among the queues' delayed messages, or b"" when none."""
-    now: bytes
-    """The time the script ran at (Redis's, or the injected clock's)."""
-    acked: list[bool]
-    """Per delivery given to ack first, in order: whether its token was current."""
-    registered: bool
-    """Whether the caller signed up to be handed the next message while it sleeps."""
-    handed: list[Delivery]
-    """What publishers handed the caller while it slept."""
-    taken: list[Delivery]
-    """What this call reserved, under ``token``."""
-
-    @classmethod
-    def decode(
-        cls, reply: list[Any], ordered: list[str], token: str, checked: bool
-    ) -> ReserveReply:
-        """``ordered``: the queue names as passed; ``checked``: whether the script read the
-        coordinator's revocations (else each delivery's revocation is UNREAD)."""
-        handed = int(reply[4])
-        taken = [
-            Delivery(
-                reply[i + 1].decode(),
-                ordered[reply[i] - 1],
-                reply[i + 2],
-                int(reply[i + 3]),
-                token,
-                reply[i + 4] & _DELIVERIES,
-                (None if reply[i + 5] is None else reply[i + 5].decode()) if checked else UNREAD,
-                reply[i + 4] >> 32,
-            )
-            for i in range(5 + handed, len(reply), 6)
-        ]
-        return cls(
-            reply[0],
-            reply[1],
-            [flag == 49 for flag in reply[2]],  # 49: b"1"
-            bool(reply[3]),
-            [_handed(item) for item in reply[5 : 5 + handed]],
-            taken,
-        )
-
-
-def _handed(item: bytes) -> Delivery:
-    """A message a publisher handed over (``hand`` in broker_prelude.lua)."""
-    fields: list[bytes] = []
-    at = 0
-    for _ in range(6):
-        colon = item.index(b":", at)
-        size = int(item[at:colon])
-        fields.append(item[colon + 1 : colon + 1 + size])
-        at = colon + 1 + size
-    id_, queue, body, priority, token, reason = fields
-    revocation: str | Unread | None = UNREAD
-    if item[at:] == b"1":
-        revocation = reason.decode() if reason else None
-    return Delivery(
-        id_.decode(), queue.decode(), body, int(priority), token.decode(), 1, revocation
-    )
-
-
-def _config_value(config: dict[Any, Any], name: str) -> str | None:
-    for key, value in config.items():
-        text = key.decode() if isinstance(key, bytes) else str(key)
-        if text == name:
-            return value.decode() if isinstance(value, bytes) else str(value)
-    return None
