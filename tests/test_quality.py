@@ -143,7 +143,7 @@ LAYERS = {
         beat.store beat.sqlite beat.redis redis_async_link async_stores grouped_sends
         redis_cluster cluster_stores""",
     3: """config config_django app builtin_tasks define task retries pydantic_tasks discovery messages
-        publish_signals freeze plan result taskresult groupresult joins chordcount control
+        publish_signals freeze plan result taskresult eagerresult groupresult joins chordcount control
         locks beat.periodic events aio_client registry inspection""",
     4: "workflow worker beat beat.scheduler beat.service beat.admin",
     5: "__init__ __main__ cli locate demo testing contrib dashboard",

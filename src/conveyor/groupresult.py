@@ -19,6 +19,7 @@ import msgspec
 
 from . import aio_client, states
 from .current import current_app
+from .eagerresult import EagerResult
 from .exceptions import TimeoutError
 from .ids import new_id
 from .joins import check_get_arguments, check_join
@@ -27,7 +28,6 @@ from .records import TaskRecord
 from .taskresult import (
     AnyResult,
     AsyncResult,
-    EagerResult,
     lend_group_rebuilder,
     record_error,
     record_value,
