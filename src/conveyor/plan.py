@@ -122,14 +122,19 @@ class Plan:
         members = leaves(header)
         callback_id = entry_id(body)
         shape = header_shape(header)
+        # A frozen signature repeated in the header is one message (ids are unique in the
+        # broker): it runs once, counts once, and its result fills each of its places.
+        distinct: dict[str, int] = {}
+        for leaf in members:
+            distinct.setdefault(str(leaf.options["task_id"]), len(distinct))
         for index, leaf in enumerate(members):
             leaf.options["group_id"] = gid
             leaf.options["group_index"] = index
             leaf.options["ignore_result"] = False
             leaf.options["chord"] = {
                 "id": gid,
-                "size": len(members),
-                "index": index,
+                "size": len(distinct),
+                "index": distinct[str(leaf.options["task_id"])],
                 "callback": body,
                 "callback_id": callback_id,
             }

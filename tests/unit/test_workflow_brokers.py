@@ -111,6 +111,17 @@ def test_chain_group_and_chord(app: Conveyor, t: SimpleNamespace) -> None:
     assert restored is not None and restored.completed_count() == 50
 
 
+def test_a_frozen_signature_repeated_in_a_chord_header_fills_each_place(
+    app: Conveyor, t: SimpleNamespace
+) -> None:
+    frozen = t.add.s(1, 2)
+    frozen.freeze()
+    result = chord([frozen] * 3 + [t.add.s(10, 0)], t.tsum.s()).apply_async()
+    drain(app)
+    assert result.get(timeout=5) == 19  # Celery's answer: each place gets the member's result
+    assert t.runs["tsum"] == 1
+
+
 def test_nested_chords_and_replace(app: Conveyor, t: SimpleNamespace) -> None:
     header = [
         chain(t.add.s(1, 1), t.add.s(10)),
