@@ -146,8 +146,11 @@ class Control:
         results = self.app.results
         for tid, record in zip(ids, results.read_many(ids), strict=True):
             if record is None or record.status in (states.PENDING, states.RECEIVED, states.RETRY):
-                name = record.task if record else None
-                results.write(tid, TaskRecord(status=states.REVOKED, result=reason, task=name))
+                revoked = TaskRecord(status=states.REVOKED, result=reason)
+                if record is not None:  # what a worker noted of it: name and lineage
+                    revoked.task, revoked.parent_id = record.task, record.parent_id
+                    revoked.root_id = record.root_id
+                results.write(tid, revoked)
 
     def retry_dead_letters(self, ids: Sequence[str] | None = None) -> int:
         """Send dead letters (these ids, or all) back to their queues; the count sent.

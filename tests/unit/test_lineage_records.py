@@ -20,6 +20,7 @@ import pytest
 
 from conveyor import AsyncResult, Conveyor, Task, chain, chord, states
 from conveyor.testing import memory_app, run_until_empty, worker_thread
+from conveyor.worker.executor import Executor
 from conveyor.worker.late import DELAY
 
 
@@ -118,3 +119,31 @@ def test_a_running_step_keeps_its_workflow_in_started_and_progress(
         (states.STARTED, first, first),
         ("PROGRESS", first, first),
     ]
+
+
+class _Quiet:
+    """A tracker for an executor that has no supervisor to tell."""
+
+    def reserved(self, deliveries: list[Any]) -> None: ...
+    def started(
+        self, delivery: Any, task_id: str, hard_deadline: float | None, fence: int
+    ) -> None: ...
+    def finished(self, delivery: Any, failed: bool = False) -> None: ...
+    def released(self, deliveries: list[Any]) -> None: ...
+    def flush(self) -> None: ...
+
+
+def test_a_step_received_and_then_revoked_keeps_its_workflow(
+    app: Conveyor, t: SimpleNamespace
+) -> None:
+    sent = chain(t.add.si(1, 1), t.add.si(2, 2)).delay()
+    first = sent.parent.id
+    run_until_empty(app, max_tasks=1)  # the first step: it sends the second
+    Executor(app, "w1@host", _Quiet()).received(app.broker.reserve(["default"], 10, 30.0))
+
+    received = read(app, sent.id)
+    assert (received.state, received.root_id, received.parent.id) == (states.RECEIVED, first, first)
+    app.control.revoke(sent.id)
+    revoked = read(app, sent.id)
+    assert (revoked.state, revoked.root_id, revoked.parent.id) == (states.REVOKED, first, first)
+    assert revoked.name == "lr.add"

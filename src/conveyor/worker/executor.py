@@ -106,6 +106,8 @@ class Executor(AsyncExecution, Refusals):
                 task=message.task,
                 retries=message.retries,
                 worker=self.hostname,
+                parent_id=message.parent_id,
+                root_id=message.root_id if message.root_id != message.id else None,
             )
             attempt = fence(
                 message.retries, delivery.delivery_count, LEVEL_RECEIVED, resends=delivery.resends
