@@ -1,8 +1,9 @@
 """The Redis scripts that handle a batch in one pass keep each item's own rules.
 
 ``broker_reserve.lua`` and ``broker_ack_many.lua`` ack a batch with one variadic delete per
-key kind, and ``backend_set_fenced_many.lua`` skips the per-key reads when none of the
-batch's keys exists yet; these tests pin what a caller sees in the cases where a batch
+key kind, and ``backend_set_fenced_many.lua`` writes each value with ``SET ... NX`` first
+(reading a fence only for a key that exists) and looks for waiters with one ``EXISTS``
+for the batch; these tests pin what a caller sees in the cases where a batch
 differs from the same items one by one: an id or a key given twice, a mix of fresh and
 existing keys, and acks of several queues at once.
 """
@@ -10,6 +11,8 @@ existing keys, and acks of several queues at once.
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -105,3 +108,23 @@ def test_a_batch_mixing_fresh_and_existing_keys_reads_the_existing_fences(
     assert written == [True, False]
     assert backend.get("old") == b"v1"
     assert backend.get("new") == b"n"
+
+
+def test_a_fresh_key_written_in_a_batch_reaches_its_waiter_and_replaces_an_old_reply(
+    backend: RedisBackend, raw: Any, redis_prefix: str
+) -> None:
+    got: list[bytes | None] = []
+    waiter = threading.Thread(target=lambda: got.append(backend.wait("w", bool, 10.0)))
+    waiter.start()
+    deadline = time.monotonic() + 5
+    while not raw.exists(f"{redis_prefix}n:w") and time.monotonic() < deadline:
+        time.sleep(0.005)
+    # a reply nobody took (a failure before a re-send from the dead letters) is replaced
+    assert backend.set_fenced_many([("k", b"FAILURE", 1)], 60.0, replies={"k"}) == [True]
+    assert backend.set_fenced_many([("w", b"done", 1), ("k", b"OK", 2)], 60.0, {"k"}) == [
+        True,
+        True,
+    ]
+    waiter.join(5)
+    assert got == [b"done"]
+    assert raw.lrange(f"{redis_prefix}r:k", 0, -1) == [b"OK"]

@@ -137,6 +137,20 @@ local function store(name, key, value, ms, fence, unwatched, absent)
   end
 end
 
+-- store() for a key that is likely absent (a quick task's outcome): SET ... NX, so no read
+-- comes first. Returns false, having changed nothing, when the key exists.
+local function create(name, key, value, ms, fence, unwatched)
+  if not redis.call('SET', key, fence .. ':' .. value, 'PX', px(ms), 'NX') then
+    return false
+  end
+  indexed(name, key, ms, true)
+  noted(key, ms)
+  if not unwatched then
+    notify(name, value)
+  end
+  return true
+end
+
 -- How many of the keys P..kind..name exist, for each kind in `kinds` and the names at
 -- ARGV[from], ARGV[from + step], ...: variadic EXISTS, 1000 keys a call (Lua's unpack()
 -- has a stack limit). 0 lets a batch skip every per-key read of those kinds.

@@ -6,17 +6,20 @@
 -- ARGV[5], ARGV[6], ARGV[7], ARGV[8] ... in fours: key [string], value [bytes], fence
 --          [integer or ""], reply ["1" or ""]: "1" also hands the value to the sender
 --          that may be waiting for it (its message asked for a reply)
--- One variadic EXISTS over all the items' v:, n: and r: keys comes first; when none
--- exists (quick tasks' first writes: no stored value, no waiter, no earlier reply), the
--- per-key reads below are skipped for the whole call.
+-- One variadic EXISTS over all the items' n: keys comes first; when none exists (nobody
+-- waits on any of them), notify() is skipped for the whole call. Each value is first
+-- written with SET ... NX: a key that did not exist (a quick task's outcome) needs no
+-- fence read; only when it exists is its fence read and compared.
 -- Keys touched, for each key:
---   P.."v:"..key   [string]  EXISTS; GETRANGE (the fence); SET ... PX
+--   P.."v:"..key   [string]  SET ... PX NX; when that found the key: GETRANGE (the fence),
+--                            SET ... PX
 --   P.."n:"..key   [set]     EXISTS; SMEMBERS, DEL: waiters to notify
 --   P.."wl:"..*    [list]    RPUSH, PEXPIRE: each waiter's list
---   P.."r:"..key   [list]    EXISTS; DEL, RPUSH the value, PEXPIRE reply ttl (a written
---                            reply item only): the list holds the newest outcome alone, so a task
---                            re-sent from the dead letters replies with its own outcome,
---                            not with the failure before it that nobody popped
+--   P.."r:"..key   [list]    RPUSH the value, PEXPIRE reply ttl (a written reply item only),
+--                            and LTRIM to the newest when the push found older ones: the
+--                            list holds the newest outcome alone, so a task re-sent from
+--                            the dead letters replies with its own outcome, not with the
+--                            failure before it that nobody popped
 --   P.."expiry"    [zset]    ZADD (fake-clock mode only)
 --   P.."ix:"..m [list], P.."ixm" [zset]  task records' first writes: one LPUSH for all,
 --                            see indexed_flush() in backend_prelude.lua
@@ -24,33 +27,35 @@
 local ttl = tonumber(ARGV[3])
 local reply_ttl = tonumber(ARGV[4])
 local written = {}
--- Nothing exists yet (a quick task's outcome): no fence to read, no waiter, no old reply.
-local fresh = existing({'v:', 'n:', 'r:'}, 5, 4) == 0
-local values, unwatched, replies = not fresh, fresh, not fresh
-local seen = {} -- a key written earlier in this call exists now, whatever EXISTS said
+local unwatched = existing({'n:'}, 5, 4) == 0
+local seen = {} -- a key written earlier in this call exists now: its fence is read
 for i = 5, #ARGV, 4 do
   local name = ARGV[i]
   local key = P .. 'v:' .. name
   local fence = ARGV[i + 2]
-  local again = seen[name]
-  seen[name] = true
-  local stored = nil
-  if values or again then
-    stored = fence_of(key)
+  local done = false
+  if not seen[name] and ttl > 0 then
+    done = create(name, key, ARGV[i + 1], ttl, fence, unwatched)
   end
-  if fence ~= '' and stored and stored ~= '' and tonumber(stored) > tonumber(fence) then
-    written[#written + 1] = 0
-  else
-    if fence == '' then
-      fence = stored or ''
+  seen[name] = true
+  if not done then
+    local stored = fence_of(key)
+    if fence ~= '' and stored and stored ~= '' and tonumber(stored) > tonumber(fence) then
+      written[#written + 1] = 0
+    else
+      if fence == '' then
+        fence = stored or ''
+      end
+      store(name, key, ARGV[i + 1], ttl, fence, unwatched, stored == nil)
+      done = true
     end
-    store(name, key, ARGV[i + 1], ttl, fence, unwatched, stored == nil)
+  end
+  if done then
     if ARGV[i + 3] == '1' then
       local list = P .. 'r:' .. name
-      if replies or again then
-        redis.call('DEL', list)
+      if redis.call('RPUSH', list, ARGV[i + 1]) > 1 then
+        redis.call('LTRIM', list, -1, -1)
       end
-      redis.call('RPUSH', list, ARGV[i + 1])
       redis.call('PEXPIRE', list, reply_ttl)
     end
     written[#written + 1] = 1
