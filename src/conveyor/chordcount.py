@@ -121,8 +121,10 @@ def member_ids(app: Conveyor, chord_id: str) -> list[str] | None:
     ]
 
 
-def callback_done(app: Conveyor, info: dict[str, Any]) -> bool:
-    """Whether the callback fired already, or has a record (it ran, runs, or failed)."""
+def callback_done(app: Conveyor, info: dict[str, Any], root_id: str | None = None) -> bool:
+    """Whether the callback fired already, or has a record (it ran, runs, or failed) of
+    this workflow (``root_id``): a frozen callback that ended in another chord's workflow
+    fires here too, as in Celery."""
     keys = [chord_key(str(info["id"]), "fired")]
     callback_id = info.get("callback_id")
     if callback_id:
@@ -131,7 +133,9 @@ def callback_done(app: Conveyor, info: dict[str, Any]) -> bool:
     if found[0] is not None:
         return True
     record = ResultStore.decode(found[1]) if len(found) > 1 else None
-    return record is not None and record.status != states.PENDING
+    if record is None or record.status == states.PENDING:
+        return False
+    return root_id is None or (record.root_id or str(callback_id)) == root_id
 
 
 def nest_results(values: list[Any], shape: list[int | None] | None) -> list[Any]:

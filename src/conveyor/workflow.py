@@ -163,7 +163,7 @@ def _member(message: Message) -> str:
 def _prepare_callback(app: Conveyor, plan: Plan, info: dict[str, Any], message: Message) -> bool:
     """Add the chord's callback to ``plan`` if it is due and not fired yet."""
     chord_id = str(info["id"])
-    if callback_done(app, info):
+    if callback_done(app, info, message.root_id or message.id):
         return False
     ids = member_ids(app, chord_id)
     if ids is None:
@@ -228,7 +228,7 @@ def _chord_failed(
     """A member failed: fail the chord's callback, once. ``root_id``: the workflow's."""
     chord_id = str(info["id"])
     member = member or failed_id
-    if callback_done(app, info):
+    if callback_done(app, info, root_id):
         return
     failed_key = chord_key(chord_id, "failed")
     ttl = app.conf.result_expires

@@ -122,6 +122,17 @@ def test_a_frozen_signature_repeated_in_a_chord_header_fills_each_place(
     assert t.runs["tsum"] == 1
 
 
+def test_a_frozen_callback_fires_in_each_chord_it_ends(app: Conveyor, t: SimpleNamespace) -> None:
+    callback = t.tsum.s()
+    callback.freeze()
+    first = chord([t.add.s(1, 1), t.add.s(2, 2)], callback).apply_async()
+    drain(app)
+    assert first.get(timeout=5) == 6
+    second = chord([t.add.s(10, 10), t.add.s(20, 20)], callback).apply_async()
+    drain(app)
+    assert second.get(timeout=5) == 60 and t.runs["tsum"] == 2  # Celery runs it in each
+
+
 def test_nested_chords_and_replace(app: Conveyor, t: SimpleNamespace) -> None:
     header = [
         chain(t.add.s(1, 1), t.add.s(10)),
