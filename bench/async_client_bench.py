@@ -16,10 +16,13 @@ stops, and/or a SQLite file in a temp dir):
   (``--roundtrips`` in all) against the same single-process worker: a web server whose
   requests each wait for a task.
 
+The client runs on uvloop when it is installed, as a uvicorn app does (``--asyncio-client``:
+on asyncio's loop); the worker picks its own loop (uvloop's when installed).
+
 Target (issue 18): the async round trip p50 under 0.5 ms on Redis.
 
     python bench/async_client_bench.py [--broker redis|sqlite|both] [--roundtrips 1000]
-        [--sends 5000] [--in-flight 50] [--keep]
+        [--sends 5000] [--in-flight 50] [--keep] [--asyncio-client]
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +166,8 @@ def measure(broker: str, args: argparse.Namespace, workdir: Path, processes: Any
 def render(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
     lines = [
         f"async client bench: {args.roundtrips} round trips, {args.sends} sends, "
-        f"{args.in_flight} coroutines for the concurrent sends; one worker process (-c 1)",
+        f"{args.in_flight} coroutines for the concurrent sends; one worker process (-c 1); "
+        f"client loop: {args.loop}",
         "",
         f"{'':34}" + "".join(f"{name:>18}" for name in results),
     ]
@@ -192,7 +197,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sends", type=int, default=5000)
     parser.add_argument("--in-flight", type=int, default=50)
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
+    parser.add_argument(
+        "--asyncio-client",
+        action="store_true",
+        help="the client on asyncio's loop (default: uvloop's when installed, as uvicorn does)",
+    )
     args = parser.parse_args(argv)
+    args.loop = "asyncio"
+    if not args.asyncio_client:
+        with suppress(ImportError):
+            import uvloop
+
+            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+            args.loop = "uvloop"
     brokers = ("redis", "sqlite") if args.broker == "both" else (args.broker,)
     processes = run.Processes()
     results: dict[str, dict[str, Any]] = {}

@@ -23,6 +23,10 @@ process of its own interpreter (``--one``) and prints one JSON line.
 
     python bench/async_peers.py [--tasks 10000] [--roundtrips 500] [--runs 1]
         [--arq-python PATH] [--taskiq-python PATH] [--only conveyor|arq|taskiq]
+        [--asyncio-client]
+
+The clients run on uvloop when their interpreter has it, as a uvicorn app does
+(``--asyncio-client``: on asyncio's loop); the workers pick their own loop.
 """
 
 from __future__ import annotations
@@ -246,7 +250,7 @@ def version(name: str) -> str:
 
 
 def run_one(args: argparse.Namespace) -> int:
-    if args.uvloop:
+    if not args.asyncio_client:  # as uvicorn's default loop="auto" does
         with suppress(ImportError):
             import uvloop
 
@@ -270,7 +274,11 @@ def main() -> int:
     parser.add_argument(
         "--taskiq-python", default=os.environ.get("BENCH_TASKIQ_PYTHON", sys.executable)
     )
-    parser.add_argument("--uvloop", action="store_true", help="clients on uvloop when installed")
+    parser.add_argument(
+        "--asyncio-client",
+        action="store_true",
+        help="clients on asyncio's loop (default: uvloop's when installed, as uvicorn does)",
+    )
     parser.add_argument("--one", choices=LIBRARIES, help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--log", help=argparse.SUPPRESS)
@@ -302,8 +310,8 @@ def main() -> int:
                     argv = [python, __file__, "--one", name, "--url", redis.fresh_url(),
                             "--tasks", str(args.tasks), "--roundtrips", str(args.roundtrips),
                             "--log", str(workdir / f"{name}-{n}.log")]  # fmt: skip
-                    if args.uvloop:
-                        argv.append("--uvloop")
+                    if args.asyncio_client:
+                        argv.append("--asyncio-client")
                     done = subprocess.run(argv, capture_output=True, text=True, check=False)
                     if done.returncode != 0:
                         log = workdir / f"{name}-{n}.log"
