@@ -116,6 +116,22 @@ def test_revoke_with_terminate_cancels_only_that_coroutine(
     assert worker.children() == child
 
 
+def test_revoke_by_stamped_headers_with_terminate_cancels_a_stamped_coroutine(
+    at: ModuleType, aw: Workers, tmp_path: Path
+) -> None:
+    aw.start(app=APP)
+    path = str(tmp_path / "long.jsonl")
+    doomed = at.long_wait.s(path).stamp(tenant="acme").delay()
+    other = at.long_wait.s(str(tmp_path / "other.jsonl")).stamp(tenant="globex").delay()
+    wait_until(lambda: doomed.state == other.state == states.STARTED, what="both to start")
+    at.app.control.revoke_by_stamped_headers({"tenant": "acme"}, terminate=True)
+    wait_until(lambda: len(read_jsonl(path)) == 2, what="the stamped coroutine to be cancelled")
+    assert [e["event"] for e in read_jsonl(path)] == ["start", "cancelled"]
+    wait_until(lambda: doomed.state == states.REVOKED, what="REVOKED")
+    assert other.state == states.STARTED  # another stamp's task runs on
+    other.revoke(terminate=True)
+
+
 def test_terminating_a_coroutine_leaves_the_def_task_of_its_process_alone(
     at: ModuleType, aw: Workers, tmp_path: Path
 ) -> None:

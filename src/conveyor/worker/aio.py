@@ -36,6 +36,7 @@ from ..coordination.base import Coordinator
 from ..exceptions import SoftTimeLimitExceeded, Terminated, TimeLimitExceeded
 from ..keys import revoked_key
 from ..request import Request
+from ..stamps import stamp_keys
 from ..task import AnyTask
 from .trace import Outcome, atrace
 
@@ -264,21 +265,34 @@ class AsyncRunner:
         jobs = list(self.jobs)
         if not jobs or self.coordinator is None:
             return
+        keys: list[str] = []
+        counts: list[int] = []
+        for job in jobs:  # its id's revocation, then its stamps' (revoke_by_stamped_headers)
+            message = job.context.message
+            headers = message.headers if message is not None else None
+            own = [revoked_key(job.task_id), *(stamp_keys(headers) if headers else ())]
+            keys += own
+            counts.append(len(own))
         try:
-            flags = self.coordinator.get_many([revoked_key(job.task_id) for job in jobs])
+            flags = iter(self.coordinator.get_many(keys))
         except Exception as exc:
             logger.debug("reading revocations for async tasks failed: %s", exc)
             return
-        for job, flag in zip(jobs, flags, strict=True):
-            if flag is None:
-                continue
-            try:
-                terminate = bool(json.loads(flag).get("terminate"))
-            except (ValueError, AttributeError):
-                continue
-            if terminate:
+        for job, count in zip(jobs, counts, strict=True):
+            found = [next(flags) for _ in range(count)]
+            if any(_terminates(flag) for flag in found):
                 cause = Terminated("revoked with terminate=True")
                 self.loop.call_soon_threadsafe(self._cancel, job, cause)
+
+
+def _terminates(flag: str | None) -> bool:
+    """Whether a stored revocation asks for the running task to be stopped."""
+    if flag is None:
+        return False
+    try:
+        return bool(json.loads(flag).get("terminate"))
+    except (ValueError, AttributeError):
+        return False
 
 
 _runners: dict[tuple[int, int], AsyncRunner] = {}
