@@ -81,14 +81,14 @@ class _StartedWriter:
         self.ended = False
         threading.Thread(target=self._run, name="conveyor-started", daemon=True).start()
 
-    def add(self, items: list[tuple[str, TaskRecord, int]]) -> bool:
-        """Queue ``items``, started now; False if the thread has ended (they were not taken)."""
-        now = time.monotonic()
+    def add(self, items: dict[str, tuple[TaskRecord, int, float]]) -> bool:
+        """Queue ``items`` (by task id: the record, its fence and when the task started, in
+        the order they started); False if the thread has ended (they were not taken)."""
         with self.lock:
             if self.ended:
                 return False
-            for task_id, record, fence in items:
-                self.items[task_id] = (now, record, fence)
+            for task_id, (record, fence, at) in items.items():
+                self.items[task_id] = (at, record, fence)
         self.ready.set()
         return True
 
@@ -197,8 +197,9 @@ class AsyncExecution:
         self._quick_at = 0.0
         self._to_start: list[Job] = []
         """Async tasks handed over, started together by ``start_async``."""
-        self._starting: list[tuple[str, TaskRecord, int]] = []
-        """STARTED records of async tasks, waiting for ``write_started``."""
+        self._starting: dict[str, tuple[TaskRecord, int, float]] = {}
+        """STARTED records of async tasks by task id, with their fence and when the task
+        started, waiting for ``write_started``."""
         self._started_writer: _StartedWriter | None = None
 
     def _submit(
@@ -233,7 +234,7 @@ class AsyncExecution:
                     root_id=None if message.root_id == message.id else message.root_id,
                 )
                 level = at_level(attempt, LEVEL_STARTED)  # never hides a later state
-                self._starting.append((message.id, started, level))
+                self._starting[message.id] = (started, level, time.monotonic())
                 if len(self._starting) >= STARTED_BATCH:
                     self.write_started()
             conf = self.app.conf
@@ -270,6 +271,9 @@ class AsyncExecution:
         loop, and hand their STARTED to its writer; whether any started."""
         if self._starting:  # first: a task that ends at once then takes its STARTED back
             self.write_started()
+        return self._launch()
+
+    def _launch(self) -> bool:
         jobs = self._to_start
         if jobs:
             self._to_start = []
@@ -282,20 +286,31 @@ class AsyncExecution:
         """The consumer's buffer is empty (or all slots are taken): start the async tasks
         handed over, store and acknowledge the ones that ended. Quick coroutines (a cache
         read, a no-op) end within a moment: waiting that moment for them here stores
-        their outcome now instead of after the consumer's next wait for messages."""
-        if self.start_async() and not self.completed and self._runner is not None:
-            now = time.monotonic()
-            if self._quick_hit or now - self._quick_at > 1.0:  # not while tasks run long
-                self._runner.wait_slot_freed(QUICK_ASYNC)
-                self._quick_hit, self._quick_at = bool(self.completed), now
+        their outcome now instead of after the consumer's next wait for messages. Their
+        STARTED, never due, is dropped here: handing it to its writer would wake that
+        thread twice, and each wake-up of a thread costs this one's round trip ~20 us."""
+        runner = self._runner
+        now = time.monotonic()
+        if (
+            self._to_start
+            and not self.completed
+            and runner is not None
+            and (self._quick_hit or now - self._quick_at > 1.0)  # not while tasks run long
+        ):
+            self._launch()
+            runner.wait_slot_freed(QUICK_ASYNC)
+            self._quick_hit, self._quick_at = bool(self.completed), now
+        else:
+            self.start_async()
         self.collect()
+        self.write_started()
 
     def write_started(self) -> None:
         """Hand the STARTED of the async tasks started since the last call to a thread that
-        writes those still running ``DELAY`` later, together: the consumer goes on starting
-        tasks meanwhile. A STARTED written after its task ended is refused by its fence, so
-        the order does not matter."""
-        items, self._starting = self._starting, []
+        writes those still running ``DELAY`` after they started, together: the consumer
+        goes on starting tasks meanwhile. A STARTED written after its task ended is refused
+        by its fence, so the order does not matter."""
+        items, self._starting = self._starting, {}
         if items:
             writer = self._started_writer
             if writer is None or not writer.add(items):
@@ -317,6 +332,7 @@ class AsyncExecution:
             job, outcome, runtime = self.completed.popleft()
             self.in_flight -= 1
             pending: _Pending = job.owner
+            self._starting.pop(job.task_id, None)  # not handed to the writer yet: never due
             delivery, message, task = pending.delivery, pending.message, job.task
             try:
                 self.tracker.finished(delivery, outcome.state == states.FAILURE)
