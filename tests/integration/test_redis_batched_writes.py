@@ -1,11 +1,12 @@
 """The Redis scripts that handle a batch in one pass keep each item's own rules.
 
 ``broker_reserve.lua`` and ``broker_ack_many.lua`` ack a batch with one variadic delete per
-key kind, and ``backend_set_fenced_many.lua`` writes each value with ``SET ... NX`` first
-(reading a fence only for a key that exists) and looks for waiters with one ``EXISTS``
-for the batch; these tests pin what a caller sees in the cases where a batch
-differs from the same items one by one: an id or a key given twice, a mix of fresh and
-existing keys, and acks of several queues at once.
+key kind (and a reservation keeps its queue's lease set a skiplist), and
+``backend_set_fenced_many.lua`` writes each value with ``SET ... NX`` first (reading a
+fence only for a key that exists) and looks for waiters with one ``EXISTS`` for the
+batch; these tests pin what a caller sees in the cases where a batch differs from the
+same items one by one: an id or a key given twice, a mix of fresh and existing keys, and
+acks of several queues at once.
 """
 
 from __future__ import annotations
@@ -66,6 +67,29 @@ def test_acks_of_several_queues_free_each_queue_and_refuse_stale_tokens(
     assert (acked, taken) == ([False, True, True], [])
     stats = broker.stats()
     assert all(s.reserved == 0 for s in stats.values())
+
+
+def test_a_lease_set_stays_a_skiplist_and_its_keeper_is_never_counted_nor_due(
+    redis_url: str, redis_prefix: str, raw: Any
+) -> None:
+    """A small sorted set is a listpack, which Redis scans on every insert and delete;
+    the keeper member makes a queue's lease set a skiplist at its first batch."""
+    clock = FakeClock()
+    broker = RedisBroker(redis_url, prefix=redis_prefix, clock=clock)
+    try:
+        broker.publish([Envelope(f"m{i}", "q", b"x", 0, None) for i in range(3)])
+        taken = broker.reserve(["q"], 3, 10.0)
+        assert raw.object("encoding", f"{redis_prefix}l:q") == b"skiplist"
+        assert broker.stats()["q"].reserved == 3
+        assert broker.ack_many(taken) == [True] * 3
+        assert "q" not in broker.stats()  # nothing ready, delayed or reserved
+        clock.advance(1e9)
+        assert broker.recover_expired() == 0
+        broker.publish([Envelope("again", "q", b"x", 0, None)])
+        assert [d.id for d in broker.reserve(["q"], 3, 10.0)] == ["again"]
+        assert raw.object("encoding", f"{redis_prefix}l:q") == b"skiplist"
+    finally:
+        broker.close()
 
 
 def test_a_redelivery_counts_up_when_taken_beside_fresh_messages(

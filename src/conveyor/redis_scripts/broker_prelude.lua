@@ -30,7 +30,8 @@
 --                           every ready id was here, so a queue left by an earlier version
 --                           is taken as before.)
 --   P.."d:"..queue  [zset]  delayed ids, score eta (unix seconds)
---   P.."l:"..queue  [zset]  reserved ids, score lease deadline (unix seconds)
+--   P.."l:"..queue  [zset]  reserved ids, score lease deadline (unix seconds), and KEEPER
+--                           (below) at +inf once the queue had a batch reserved
 --   P.."w:"..queue  [list]  at most one wake token; workers BLPOP it to sleep without polling
 --   P.."queues"     [set]   every queue name ever published to
 --   P.."seq"        [string] counter that orders messages of equal priority
@@ -54,6 +55,14 @@ end
 local NOW = tonumber(NOWS) -- nil for "?": see now()
 local SHIFT = 562949953421312 -- 2^49: scores stay exact doubles up to 2^53
 local RESENT = 4294967296 -- 2^32: a re-send's step in P.."m:"..id's n (exact up to 2^21 re-sends)
+
+-- A member every batch reservation adds to its queue's lease set, at +inf (so it is never
+-- due, and never given back): longer than zset-max-listpack-value (64 bytes by default),
+-- so the set is a skiplist from then on and, never emptying, stays one. A small sorted
+-- set is a listpack, which Redis scans on every insert and delete: with up to 128
+-- leases, a batch's ZADD and the acks' ZREM cost it a scan per message (at batches of 64,
+-- about 10 us a message). stats() does not count it; no id starts with a NUL byte.
+local KEEPER = '\0conveyor: keeps this lease set a skiplist' .. string.rep('.', 80)
 
 -- The time, read from Redis on first use when ARGV[2] is "?" (broker_publish.lua: most
 -- sends need it only for an eta or a handoff). Call it before anything that reads NOW.

@@ -33,7 +33,8 @@
 --                            be given back)
 --   P.."b"          [hash]   HMGET ids: the priorities (due) and the bodies (taken)
 --   P.."m:"..id     [hash]   HINCRBY n 1, HSET t q p s (taken)
---   P.."l:"..Q      [zset]   ZADD ids with score now + lease (one call for those taken)
+--   P.."l:"..Q      [zset]   ZADD ids with score now + lease, and KEEPER at +inf (see the
+--                            prelude), one call for those taken
 --   P.."w:"..Q      [list]   a wake token is left while Q still has ready messages (so
 --                            another sleeping worker comes for them), deleted when Q is empty
 --   P.."idle:"..Q   [zset]   ZREM drop; ZREMRANGEBYSCORE (expired), ZADD register
@@ -175,6 +176,8 @@ for i = first_queue, last do
       end
     end
     if #leases > 0 then
+      leases[#leases + 1] = 'inf'
+      leases[#leases + 1] = KEEPER
       chunked('ZADD', P .. 'l:' .. queue, leases)
     end
   end
