@@ -58,7 +58,11 @@ MEASURES = ("drain_s", "drain_rate", "startup_ms", "steady", "rt_p50_ms", "rt_p9
 def _spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     full = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
     full.update(env)
-    full["PYTHONPATH"] = str(BENCH_DIR)
+    # the caller's PYTHONPATH stays after the bench dir: a worker runs the same code as the
+    # client (a source tree on PYTHONPATH, for a before/after run, as bench/run.py allows)
+    full["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(BENCH_DIR), os.environ.get("PYTHONPATH", "")) if p
+    )
     with open(log, "ab") as out:
         return subprocess.Popen(
             argv, env=full, cwd=BENCH_DIR, stdout=out, stderr=subprocess.STDOUT,
