@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from .support import APPS_DIR, Workers, project_on, run_cli
+from .support import APPS_DIR, Workers, project_on, run_cli, workers_for
 
 if str(APPS_DIR) not in sys.path:
     sys.path.insert(0, str(APPS_DIR))
@@ -116,9 +116,5 @@ def pool(
     request: pytest.FixtureRequest, tmp_path: Path, url: str, rt: ModuleType
 ) -> Iterator[Workers]:
     """Workers of the reliability tasks app: ``pool.start(..., app="reliability_tasks:app")``."""
-    workers = Workers(tmp_path, url)
-    request.node._conveyor_workers = workers
-    try:
+    with workers_for(request, tmp_path, url) as workers:
         yield workers
-    finally:
-        workers.stop_all()

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from .support import Workers, project_afresh, read_jsonl, wait_until
+from .support import Workers, project_afresh, read_jsonl, wait_until, workers_for
 
 pytest.importorskip("opentelemetry.sdk")
 
@@ -39,12 +39,8 @@ def observed(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
 def pool(
     request: pytest.FixtureRequest, tmp_path: Path, url: str, observed: ModuleType
 ) -> Iterator[Workers]:
-    workers = Workers(tmp_path, url)
-    request.node._conveyor_workers = workers
-    try:
+    with workers_for(request, tmp_path, url) as workers:
         yield workers
-    finally:
-        workers.stop_all()
 
 
 @pytest.fixture

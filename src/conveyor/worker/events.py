@@ -157,6 +157,7 @@ class EventBuffer:
     def _opened(self, entry: list[Any]) -> list[Event]:
         """The task-received, and task-started if it started, of an open task."""
         received, message, hostname, started = entry
+        args, kwargs = _shown(message)
         events: list[Event] = [
             TaskReceived(
                 timestamp=received,
@@ -164,10 +165,8 @@ class EventBuffer:
                 pid=self.pid,
                 uuid=message.id,
                 name=message.task,
-                args=message.argsrepr if message.argsrepr is not None else _short(message.args),
-                kwargs=(
-                    message.kwargsrepr if message.kwargsrepr is not None else _short(message.kwargs)
-                ),
+                args=args,
+                kwargs=kwargs,
                 retries=message.retries,
                 eta=message.eta,
                 expires=message.expires,
@@ -273,7 +272,8 @@ def event_buffer(app: Conveyor) -> EventBuffer | None:
 
 def _run_line(entry: list[Any], record: TaskRecord, pid: int, runtime: float | None) -> RunLine:
     received, message, hostname, started = entry
-    result, args, kwargs, root_id = record.result, message.args, message.kwargs, message.root_id
+    result, root_id = record.result, message.root_id
+    args, kwargs = _shown(message)
     return (
         received,
         int((started - received) * 1e6),
@@ -282,12 +282,8 @@ def _run_line(entry: list[Any], record: TaskRecord, pid: int, runtime: float | N
         pid,
         message.id,
         message.task,
-        message.argsrepr if message.argsrepr is not None else "()" if not args else _short(args),
-        message.kwargsrepr
-        if message.kwargsrepr is not None
-        else "{}"
-        if not kwargs
-        else _short(kwargs),
+        args,
+        kwargs,
         message.retries,
         message.eta,
         message.expires,
@@ -345,6 +341,14 @@ def _exception(record: TaskRecord) -> str:
     if record.exception is not None:
         return f"{record.exception.type}: {record.exception.message}"
     return str(record.result)
+
+
+def _shown(message: Message) -> tuple[str, str]:
+    """A task's arguments as its events show them: the sender's ``argsrepr``/``kwargsrepr``,
+    else a short repr."""
+    args = message.argsrepr if message.argsrepr is not None else _short(message.args)
+    kwargs = message.kwargsrepr if message.kwargsrepr is not None else _short(message.kwargs)
+    return args, kwargs
 
 
 def _short(value: Any) -> str:
