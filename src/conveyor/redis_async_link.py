@@ -27,7 +27,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
-from .redis_connection import UNREACHABLE, RedisLink, Script, split_url
+from .redis_connection import UNREACHABLE, RedisLink, Script, packed, split_url
 from .redis_sentinel import SENTINEL_SCHEMES, async_sentinel_pool
 
 __all__ = ["AsyncRedisLink", "AsyncScript"]
@@ -86,7 +86,11 @@ class AsyncRedisLink:
         try:
             if not connection.is_connected:  # a Sentinel-managed one finds the master here
                 await connection.connect()
-            await connection.send_command(*args)
+            command = packed(args)
+            if command is None:
+                await connection.send_command(*args)
+            else:
+                await connection.send_packed_command(command)
             reply = await connection.read_response(timeout=timeout or self.read_timeout)
         except BaseException:
             await _drop(connection)

@@ -48,7 +48,27 @@ from .exceptions import BrokerError, ImproperlyConfigured
 from .redaction import redact_text, redact_url
 from .redis_sentinel import DURABLE_OPTIONS, SENTINEL_SCHEMES, durability, sentinel_pool
 
-__all__ = ["DEFAULT_PREFIX", "RedisLink", "ReplyWait", "Script", "redact_url", "split_url"]
+
+def _hiredis_packer() -> Callable[[tuple[Any, ...]], bytes] | None:
+    try:
+        import hiredis
+    except ImportError:  # the redis extra installs it; without it, redis-py packs
+        return None
+    pack: Callable[[tuple[Any, ...]], bytes] = hiredis.pack_command
+    return pack
+
+
+_pack = _hiredis_packer()
+
+__all__ = [
+    "DEFAULT_PREFIX",
+    "RedisLink",
+    "ReplyWait",
+    "Script",
+    "packed",
+    "redact_url",
+    "split_url",
+]
 
 
 T = TypeVar("T")
@@ -199,7 +219,11 @@ class RedisLink:
         try:
             if connection._sock is None:  # connect() first: a Sentinel-managed connection
                 connection.connect()  # asks for the master there, send_command would not
-            connection.send_command(*args)
+            command = packed(args)
+            if command is None:
+                connection.send_command(*args)
+            else:
+                connection.send_packed_command(command)
             if blocking:
                 if spin:
                     own.results.poll(connection._sock)
@@ -258,6 +282,19 @@ class RedisLink:
 
 
 _CAN_POLL = hasattr(select, "poll")  # not on Windows
+
+
+def packed(args: tuple[Any, ...]) -> list[bytes] | None:
+    """``args`` as a command on the wire, packed by hiredis directly: redis-py's packer
+    encodes each argument in Python first, ~6 us a command against ~1 us (the same bytes).
+    None where hiredis does not take an argument (a bool, None): redis-py's ``send_command``
+    then packs it, or raises its error."""
+    if _pack is None:
+        return None
+    try:
+        return [_pack(args)]
+    except TypeError:
+        return None
 
 
 def _alone() -> bool:
