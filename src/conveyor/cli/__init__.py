@@ -1,41 +1,43 @@
 """``conveyor``: worker, beat, call, result, queues, purge, dead-letters, metrics, status,
 inspect, control and demo.
 
-One module per group of commands; this one makes the ``conveyor`` group and adds them.
+One module per group of commands; this one makes the ``conveyor`` group and names them, so
+that running one imports its module only (``Commands``).
 """
 
 from __future__ import annotations
 
 import click
 
-from .beat import beat
-from .call import call, result
 from .common import Commands, load_app
-from .control import control
-from .dashboard import dashboard
-from .events import events, top
-from .inspect import inspect
-from .metrics import metrics
-from .queues import dead_letters, purge, queues
-from .status import status
-from .tasks import tasks
-from .worker import demo, worker
 
 __all__ = ["load_app", "main"]
 
+COMMANDS = {
+    "worker": ".worker:worker",
+    "call": ".call:call",
+    "result": ".call:result",
+    "purge": ".queues:purge",
+    "queues": ".queues:queues",
+    "dead-letters": ".queues:dead_letters",
+    "demo": ".worker:demo",
+    "beat": ".beat:beat",
+    "metrics": ".metrics:metrics",
+    "dashboard": ".dashboard:dashboard",
+    "events": ".events:events",
+    "top": ".events:top",
+    "tasks": ".tasks:tasks",
+    "status": ".status:status",
+    "inspect": ".inspect:inspect",
+    "control": ".control:control",
+}
+"""Each command and where it lives: its module loads when it runs (``Commands``)."""
 
-@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
+
+@click.group(cls=Commands, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-A", "--app", "app_spec", help="module:app to load (or CONVEYOR_APP).")
 @click.version_option(package_name="conveyor-tasks")
 @click.pass_context
 def main(ctx: click.Context, app_spec: str | None) -> None:
     """Conveyor: a distributed task queue with Celery's API."""
     ctx.obj = {"app": app_spec}
-
-
-for command in (worker, call, result, purge, queues, dead_letters, demo, beat, metrics, dashboard):
-    main.add_command(command)
-for command in (events, top, tasks):  # events.py, tasks.py
-    main.add_command(command)
-for command in (status, inspect, control):  # status.py, inspect.py, control.py
-    main.add_command(command)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Mapping
+from importlib import import_module
 from typing import Any
 
 import click
@@ -94,7 +96,33 @@ CELERY_WORKER_FLAGS = {
 
 class Commands(click.Group):
     """The command group: an error of Conveyor's (an unreachable broker, a bad URL) ends
-    any command with a one-line message and exit status 1, not a traceback."""
+    any command with a one-line message and exit status 1, not a traceback.
+
+    ``lazy`` names commands by where they live (``{"worker": ".worker:worker"}``, relative
+    to this package): a command's module is imported when that command is run or listed,
+    so ``conveyor worker`` does not start by importing every other command's.
+    """
+
+    def __init__(self, *args: Any, lazy: Mapping[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            module, _, name = self.lazy[cmd_name].partition(":")
+            self.add_command(getattr(import_module(module, __package__), name), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        if args and args[0] not in self.commands and args[0] not in self.lazy:
+            for name in self.lazy:  # an unknown name: "Did you mean" picks among them all
+                self.get_command(ctx, name)
+        return super().resolve_command(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

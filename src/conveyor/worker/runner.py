@@ -10,7 +10,6 @@ from .. import signals
 from ..app import Conveyor
 from ..brokers import redact_url
 from ..exceptions import ImproperlyConfigured
-from .local import LocalPool
 from .prefork import PreforkPool
 
 __all__ = ["POOLS", "Worker"]
@@ -96,6 +95,8 @@ class Worker:
                 self.max_tasks_per_child,
                 child_pool="solo" if self.pool == "asyncio" else self.pool,
             ).run()
+        from .local import LocalPool  # only the memory:// broker's workers run in-process
+
         return LocalPool(
             self.app,
             self.queues,
