@@ -61,6 +61,9 @@ MAX_BUFFERED = 50_000
 
 logger = logging.getLogger("conveyor.worker")
 
+_now = time.time
+_SUCCESS = states.SUCCESS
+
 
 class EventBuffer:
     """The task events of one worker process, waiting to be written.
@@ -68,7 +71,12 @@ class EventBuffer:
     A task received is held open (``_open``) until its outcome: if that is a success and
     no write came between, its three events go as one run line (``event_runs.py``); a write
     that finds it still open writes its task-received (and task-started) on their own, and
-    its later events follow one by one."""
+    its later events follow one by one.
+
+    No lock: a lock round trip per event cost a quick task more than its run line. Whoever
+    pops a task's entry from ``_open`` (one atomic dict operation) owns it: its outcome
+    (a run line), or a write (its received and started on their own). ``started`` pops
+    the entry to change it and puts it back, so a write never reads it half changed."""
 
     def __init__(self, app: Conveyor) -> None:
         self.app = app
@@ -78,8 +86,6 @@ class EventBuffer:
         """Only appended to, and taken from the front (``flush``), so no lock is needed."""
         self._open: dict[str, list[Any]] = {}
         """Task id -> [received at, message, hostname, started at or None]."""
-        self._lock = threading.Lock()
-        """Guards ``_open`` between the executors and a write."""
         self._io = threading.Lock()
         """One write at a time, so events reach the stream in the order they happened."""
         self._dropped = 0
@@ -91,10 +97,9 @@ class EventBuffer:
     # -- noting events (the executor's thread) -------------------------------------------
 
     def received(self, message: Message, hostname: str) -> None:
-        entry = [time.time(), message, hostname, None]
-        with self._lock:
-            earlier = self._open.get(message.id)
-            self._open[message.id] = entry
+        entry = [_now(), message, hostname, None]
+        earlier = self._open.pop(message.id, None)
+        self._open[message.id] = entry
         if earlier is not None:  # received again before its outcome (a redelivery)
             self._pending += self._opened(earlier)
         if self._flusher is None:
@@ -102,12 +107,12 @@ class EventBuffer:
 
     def started(self, task: object, request: Request) -> None:
         """An ``app.on_task_start`` hook: the task's code is about to run."""
-        now = time.time()
-        with self._lock:
-            entry = self._open.get(request.id or "")
-            if entry is not None:
-                entry[3] = now
-                return
+        now, key = _now(), request.id or ""
+        entry = self._open.pop(key, None)
+        if entry is not None:
+            entry[3] = now
+            self._open[key] = entry
+            return
         self._pending.append(
             TaskStarted(
                 timestamp=now,
@@ -123,11 +128,37 @@ class EventBuffer:
         self, message: Message, record: TaskRecord, hostname: str, runtime: float | None
     ) -> None:
         """The event of a stored outcome (none for IGNORED and custom states)."""
-        with self._lock:
-            entry = self._open.pop(message.id, None)
+        entry = self._open.pop(message.id, None)
         if entry is not None:
-            if entry[3] is not None and record.status == states.SUCCESS:
-                self._pending.append(_run_line(entry, record, self.pid, runtime))
+            received, _, host, started = entry
+            if started is not None and record.status == _SUCCESS:
+                result, root_id = record.result, message.root_id
+                args, kwargs = message.argsrepr, message.kwargsrepr  # _shown's, without calls
+                if args is None:
+                    args = _short(message.args) if message.args else "()"
+                if kwargs is None:
+                    kwargs = _short(message.kwargs) if message.kwargs else "{}"
+                self._pending.append(
+                    RunLine(
+                        received,
+                        int((started - received) * 1e6),
+                        int((_now() - received) * 1e6),
+                        host,
+                        self.pid,
+                        message.id,
+                        message.task,
+                        args,
+                        kwargs,
+                        message.retries,
+                        message.eta,
+                        message.expires,
+                        message.queue,
+                        0 if root_id == message.id else root_id,
+                        message.parent_id,
+                        "None" if result is None else _short(result),
+                        int((runtime or 0.0) * 1e9),
+                    )
+                )
                 return
             self._pending += self._opened(entry)
         event = _outcome_event(message, record, runtime)
@@ -138,8 +169,7 @@ class EventBuffer:
                 self.flush()  # before the next attempt's events, which another worker may write
 
     def rejected_requeued(self, message: Message, hostname: str, reason: str) -> None:
-        with self._lock:
-            entry = self._open.pop(message.id, None)
+        entry = self._open.pop(message.id, None)
         if entry is not None:
             self._pending += self._opened(entry)
         self._pending.append(
@@ -203,15 +233,15 @@ class EventBuffer:
         if not self._pending and not self._open:
             return
         with self._io:
-            with self._lock:
-                opened, self._open = self._open, {}
             batch: list[Event | RunLine] = self._pending[: len(self._pending)]
             del self._pending[: len(batch)]
-            for entry in opened.values():
-                batch += self._opened(entry)
+            for key in self._open.copy():  # taken after the batch: their later events follow
+                entry = self._open.pop(key, None)
+                if entry is not None:
+                    batch += self._opened(entry)
             if not batch:
                 return
-            runs = sum(1 for item in batch if type(item) is tuple)
+            runs = list(map(type, batch)).count(RunLine)
             try:
                 self.app.broker.add_events(
                     encode_events(batch),
@@ -268,31 +298,6 @@ def event_buffer(app: Conveyor) -> EventBuffer | None:
         if buffer is None:
             buffer = _buffers[key] = EventBuffer(app)
         return buffer
-
-
-def _run_line(entry: list[Any], record: TaskRecord, pid: int, runtime: float | None) -> RunLine:
-    received, message, hostname, started = entry
-    result, root_id = record.result, message.root_id
-    args, kwargs = _shown(message)
-    return (
-        received,
-        int((started - received) * 1e6),
-        int((time.time() - received) * 1e6),
-        hostname,
-        pid,
-        message.id,
-        message.task,
-        args,
-        kwargs,
-        message.retries,
-        message.eta,
-        message.expires,
-        message.queue,
-        0 if root_id == message.id else root_id,
-        message.parent_id,
-        "None" if result is None else _short(result),
-        int((runtime or 0.0) * 1e9),
-    )
 
 
 def _outcome_event(message: Message, record: TaskRecord, runtime: float | None) -> Event | None:
