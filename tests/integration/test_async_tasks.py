@@ -57,6 +57,28 @@ def test_typed_arguments_and_results_class_based_and_shared_tasks(
     assert at.shared_double.delay(21).get(timeout=10) == 42
 
 
+def test_a_quick_coroutine_alone_on_its_worker_is_stored_as_any_task_is(
+    at: ModuleType, aw: Workers
+) -> None:
+    """Its success, children and typed-result check are those of the usual path, though
+    the loop thread stores it (the consumer is waiting for it)."""
+    aw.start("-c", "1", app=APP)
+    for _ in range(3):
+        parent = at.quick_parent.delay()
+        assert parent.get(timeout=10) == parent.id
+        [child] = parent.children
+        assert child.get(timeout=10) == 10
+        assert at.app.AsyncResult(child.id).parent.id == parent.id
+        assert parent.state == states.SUCCESS
+    wrong = at.wrong_type.delay()
+    with pytest.raises(Exception, match="not a number|int"):
+        wrong.get(timeout=10)
+    assert wrong.state == states.FAILURE
+    assert at.fetch.delay("https://example.com").get(timeout=10) == at.Page(
+        url="https://example.com", size=19
+    )
+
+
 def test_retry_and_autoretry(at: ModuleType, aw: Workers) -> None:
     aw.start(app=APP)
     flaky, retried = at.flaky.delay(2), at.retry_once.delay()

@@ -35,18 +35,16 @@ from ..records import (
 from ..request import Request
 from ..retries import next_message
 from ..serialization import (
-    check_return,
     decode_message,
-    tag_result,
     unpickle_arguments,
 )
 from ..stamps import stamp_keys
 from ..task import AnyTask
-from ..taskresult import AsyncResult
 from . import metrics, notify
 from .aio_executor import AsyncExecution
 from .guards import POSTPONE, REVOKE, Guards, Verdict
 from .outbox import Outbox, Tracker
+from .outcome_records import keep_lineage, success_record
 from .refusals import Refusals, failure_record, named
 from .trace import Outcome, trace
 
@@ -383,20 +381,8 @@ class Executor(AsyncExecution, Refusals):
         name, task_id = message.task, message.id
         self._ran_for = runtime
         if outcome.state == states.SUCCESS:
-            spec = task.spec if task.typing else None
-            value = _storable(outcome.retval)
             try:
-                if spec is not None:
-                    check_return(name, value, spec.returns)
-                record = TaskRecord(
-                    status=states.SUCCESS,
-                    result=tag_result(value, spec),
-                    argsrepr=message.argsrepr,
-                    kwargsrepr=message.kwargsrepr,
-                    task=name,
-                    retries=message.retries,
-                    worker=self.hostname,
-                )
+                record = success_record(task, message, outcome.retval, self.hostname)
                 state = self._finish(delivery, message, attempt, record)
             except EncodeError as error:
                 logger.error("%s[%s] ran; its result cannot be stored: %s", name, task_id, error)
@@ -497,16 +483,10 @@ class Executor(AsyncExecution, Refusals):
         return stored
 
     def _lineage(self, message: Message, record: TaskRecord) -> None:
-        """What an outcome record keeps of its message (queue, parent, root), and the
-        results of what the task sent as it ran (``AsyncResult.children``)."""
-        record.queue = message.queue
-        record.parent_id = message.parent_id
-        record.runtime = self._ran_for
-        if message.root_id != message.id:
-            record.root_id = message.root_id
+        """``keep_lineage``, with what the task being concluded sent, and after a success its
+        link callbacks and chain's next step among its children, as Celery lists them."""
         sent, self._sent = self._sent, None
-        if sent:
-            record.children = [child.as_tuple() for child in sent]
+        keep_lineage(record, message, sent, self._ran_for)
         if record.status == states.SUCCESS and (message.callbacks or message.chain):
             record.children = [*record.children, *workflow.sent_on_success(self.app, message)]
 
@@ -561,11 +541,3 @@ class _soft_limit:
 
 def _raise_soft_limit(signum: int, frame: object) -> None:
     raise SoftTimeLimitExceeded("soft time limit exceeded")
-
-
-def _storable(value: Any) -> Any:
-    """A returned result handle is stored as its ids (``as_tuple``), as Celery's backends
-    store one: the caller rebuilds it with ``result_from_tuple``."""
-    if isinstance(value, AsyncResult):  # a GroupResult is one too
-        return value.as_tuple()
-    return value

@@ -102,6 +102,19 @@ class Outbox:
         if not continues:
             self._late.poke()
 
+    def write_now(self, message: Message, record: TaskRecord, fence: int) -> None:
+        """Store one outcome at once, from any thread: the loop thread stores a quick
+        coroutine's success this way while the consumer waits for it (aio_executor.py),
+        instead of waking the consumer to write it. Raises what encoding or the store
+        raised; the consumer then stores the outcome as usual."""
+        data = self.results.encode(record, fence)
+        with self._io:
+            stored = self.results.write_encoded(
+                [(message.id, data, fence)], [message.id] if message.reply else []
+            )
+        if not stored[0]:
+            _refused(message)
+
     def running(self, task_id: str, started: TaskRecord, fence: int) -> None:
         """A task began: its STARTED is written if it still runs ``DELAY`` later."""
         item = (task_id, started, at_level(fence, LEVEL_STARTED))
@@ -134,7 +147,7 @@ class Outbox:
                 raise
         for write, ok in zip(writes, stored, strict=True):
             if not ok:
-                _refused(write)
+                _refused(write.message)
             elif write.continues:
                 try:  # workflow hook: continue the chain, count the chord member, run links
                     workflow.after_outcome(self.app, write.message, write.record)
@@ -181,7 +194,7 @@ class Outbox:
                 return False
         for write, ok in zip(writes, stored, strict=False):
             if not ok:
-                _refused(write)
+                _refused(write.message)
         return waiting
 
     def close(self) -> None:
@@ -249,9 +262,7 @@ def _replies(writes: list[_Write]) -> list[str]:
     return [w.message.id for w in writes if w.message.reply]
 
 
-def _refused(write: _Write) -> None:
+def _refused(message: Message) -> None:
     logger.warning(
-        "%s[%s]: result refused, a newer attempt owns this task",
-        write.message.task,
-        write.message.id,
+        "%s[%s]: result refused, a newer attempt owns this task", message.task, message.id
     )

@@ -136,6 +136,19 @@ async def progress(self: Any, steps: int) -> int:
     return steps
 
 
+@app.task(bind=True)
+async def quick_parent(self: Any) -> str:
+    """Ends without waiting: alone on its worker, its success is stored by the loop thread
+    while the consumer waits for it (``aio_executor._write_early``). It sends a child."""
+    measure.delay(Page(url="child", size=1))
+    return str(self.request.id)
+
+
+@app.task
+async def wrong_type() -> int:
+    return "not a number"  # type: ignore[return-value]
+
+
 @app.task
 def sync_sleep(seconds: float) -> int:
     time.sleep(seconds)
