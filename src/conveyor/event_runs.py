@@ -1,8 +1,8 @@
 """A task's received, started and succeeded events, written as one line of the event stream.
 
 Most tasks end before their worker next writes its events (``worker/events.py``). Written
-as three JSON objects, their three events repeat the id, name, host and pid, and building,
-encoding and compressing them cost a quick task's worker a tenth of its time. So the worker
+as three JSON objects, their three events repeat the id, name, host and pid, and building
+and encoding them cost a quick task's worker a tenth of its time. So the worker
 writes such a task as one JSON array, a *run line*, and the stream expands the line into
 the three events as it is read (``EventPacket.events``), counted and numbered as three:
 readers see the events they would have seen.
@@ -23,7 +23,7 @@ EVENTS_PER_RUN = 3
 class RunLine(msgspec.Struct, array_like=True, gc=False):
     """The fields of a run line, in order (the events' field names are Celery's). Times are
     whole numbers after ``received``, and ``root_id`` is 0 when it is the task's own id, so
-    the line is short: its bytes are what compressing the events costs.
+    the line is short: its bytes are what encoding and storing the events cost.
 
     A struct, not a tuple: a worker builds one per quick task, in C, and ``gc=False`` keeps
     the thousands a write waits for out of the garbage collector's passes."""

@@ -321,23 +321,22 @@ class Broker(ABC):
 
 _default_streams_lock = threading.Lock()
 
-_PACK_FROM = 400
-"""Packets of at least this many bytes are compressed."""
-
 
 class EventPacket:
     """Events written in one ``add_events`` call, stored as one entry: a brokers shared by
     processes keeps a packet per call, not a row per event, since a row per event costs a
     busy worker more than the events themselves (``docs/operations.md``). An encoded
-    event is JSON, which never holds a raw newline, so the packet is the events joined by
-    newlines, compressed (zlib, fast level) once it is big enough to gain from it."""
+    event is JSON, which never holds a raw newline, so the packet is ``j`` and the events
+    joined by newlines.
+
+    Packets are not compressed: zlib, even at its fastest level, cost a quick task close
+    to half of what its events cost (mostly on the task ids, random hex that compresses
+    slowly and little), to keep a full stream about 4 MB smaller. Packets written
+    compressed (``z``, by earlier versions) are still read."""
 
     @staticmethod
     def pack(events: Sequence[bytes]) -> bytes:
-        raw = b"\n".join(events)
-        if len(raw) < _PACK_FROM:
-            return b"j" + raw
-        return b"z" + zlib.compress(raw, 1)
+        return b"j" + b"\n".join(events)
 
     @staticmethod
     def unpack(packet: bytes) -> list[bytes]:
