@@ -1,5 +1,6 @@
-"""A prefork child's side of its supervisor (``prefork.py``): the notices it writes on the
-pipe (``PipeTracker``), the description of each task that starts, and how it dies.
+"""A prefork child's side of its supervisor (``prefork.py``): its main (``child_main``),
+the notices it writes on the pipe (``PipeTracker``), the description of each task that
+starts, and how it dies.
 
 The threads and solo pools run as one such child whose consumer threads share the pipe.
 """
@@ -7,23 +8,132 @@ The threads and solo pools run as one such child whose consumer threads share th
 from __future__ import annotations
 
 import ctypes
+import logging
+import multiprocessing
 import os
+import random
 import signal
 import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
+from .. import signals
 from ..app import Conveyor
 from ..brokers.base import Delivery
 from ..exceptions import Terminated
 from ..message import Message, preview
 from ..request import Request
 from ..task import AnyTask
-from .consumer import Consumer
+from .consumer import Consumer, run_consumers
 
-__all__ = ["PipeTracker", "describe_starts", "die_with_parent", "interrupt"]
+__all__ = [
+    "TERMINATE",
+    "WARM_STOP",
+    "ChildSettings",
+    "PipeTracker",
+    "child_main",
+    "describe_starts",
+    "die_with_parent",
+    "interrupt",
+]
 
+logger = logging.getLogger("conveyor.worker")
+
+WARM_STOP = signal.SIGUSR2
+"""Supervisor to child: finish the running task, hand back the rest, exit."""
+TERMINATE = signal.SIGUSR1
+"""Supervisor to child: interrupt the running task (revoked with terminate=True)."""
 _PR_SET_PDEATHSIG = 1
 _current = threading.local()
 """The PipeTracker of the consumer thread running here (``_describe_start`` finds it)."""
+
+
+@dataclass(frozen=True)
+class ChildSettings:
+    """What a child consumes with, as its supervisor was given it."""
+
+    app: Conveyor
+    queues: Sequence[str]
+    hostname: str
+    prefetch: int | None
+    max_tasks: int | None
+    pool: str
+    """``prefork``: one consumer; ``threads`` and ``solo``: the one child of those pools."""
+    threads: int
+    """Consumer threads of the ``threads`` pool's child."""
+
+
+def child_main(settings: ChildSettings, index: int, fd: int) -> None:  # pragma: no cover
+    """A forked child, to its exit: consume until the supervisor stops it or dies; notices
+    go to the supervisor on ``fd``."""
+    code = 0
+    try:
+        die_with_parent()
+        multiprocessing.current_process().name = f"Child-{index}"
+        parent = os.getppid()
+        stop = threading.Event()
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(WARM_STOP, lambda *_: stop.set())
+        random.seed()
+        for hook in settings.app.on_worker_child_start:
+            hook()
+        signals.worker_process_init.send(sender=None)
+        alive = lambda: os.getppid() == parent  # noqa: E731
+        if settings.pool != "prefork":
+            _run_local(settings, fd, stop, alive)
+            return
+        tracker = PipeTracker(fd)
+        describe_starts(settings.app, [tracker])
+        consumer = Consumer(
+            settings.app,
+            settings.queues,
+            settings.hostname,
+            tracker,
+            settings.prefetch,
+            settings.max_tasks,
+            stop=stop,
+            alive=alive,
+        )
+        signal.signal(TERMINATE, lambda *_: interrupt(consumer))
+        run_consumers([consumer], stop, in_main_thread=True)
+    except BaseException:
+        logger.exception("child %d crashed", index)
+        code = 1
+    finally:
+        signals.worker_process_shutdown.send(sender=None, pid=os.getpid(), exitcode=code)
+        logging.shutdown()
+        os._exit(code)
+
+
+def _run_local(
+    settings: ChildSettings, fd: int, stop: threading.Event, alive: Callable[[], bool]
+) -> None:  # pragma: no cover - child process
+    """The child of the threads and solo pools: its consumers share the pipe."""
+    lock = threading.Lock()
+    solo = settings.pool == "solo"
+    trackers = [PipeTracker(fd, lock) for _ in range(1 if solo else settings.threads)]
+    describe_starts(settings.app, trackers)
+    consumers = [
+        Consumer(
+            settings.app,
+            settings.queues,
+            settings.hostname,
+            tracker,
+            settings.prefetch,
+            stop=stop,
+            alive=alive,
+        )
+        for tracker in trackers
+    ]
+    if solo:
+        signal.signal(TERMINATE, lambda *_: interrupt(consumers[0]))
+    else:
+        signal.signal(TERMINATE, signal.SIG_IGN)
+    run_consumers(consumers, stop, in_main_thread=solo)
 
 
 class PipeTracker:

@@ -17,14 +17,11 @@ import contextlib
 import json
 import logging
 import math
-import multiprocessing
 import os
-import random
 import selectors
 import signal
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .. import signals, states
@@ -33,8 +30,7 @@ from ..brokers.base import Delivery
 from ..exceptions import BrokerError, TimeLimitExceeded
 from ..keys import lost_key, revoked_key
 from ..records import ErrorRecord, TaskRecord, retries_of
-from .child import PipeTracker, describe_starts, die_with_parent, interrupt
-from .consumer import Consumer, run_consumers
+from .child import TERMINATE, WARM_STOP, ChildSettings, child_main
 from .leases import Held, LeaseKeeper
 from .registry import Registration, Tally
 
@@ -42,10 +38,6 @@ __all__ = ["PreforkPool"]
 
 logger = logging.getLogger("conveyor.worker")
 
-WARM_STOP = signal.SIGUSR2
-"""Supervisor to child: finish the running task, hand back the rest, exit."""
-TERMINATE = signal.SIGUSR1
-"""Supervisor to child: interrupt the running task (revoked with terminate=True)."""
 KILL_GRACE = 5.0
 """Seconds a child has to exit after a terminate signal other than SIGKILL."""
 LOST_NOTE_TTL = 7 * 24 * 3600.0
@@ -211,13 +203,27 @@ class PreforkPool:
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child
             os.close(read_fd)
-            self._child_main(index, write_fd)
+            for other in self.children.values():
+                os.close(other.fd)
+            child_main(self._child_settings(), index, write_fd)
         os.close(write_fd)
         os.set_blocking(read_fd, False)
         child = Child(pid, read_fd, index)
         self.children[pid] = child
         self.selector.register(read_fd, selectors.EVENT_READ, child)
         logger.debug("started child %d (pid %d)", index, pid)
+
+    def _child_settings(self) -> ChildSettings:
+        """What a child spawned now consumes with (control may have changed the queues)."""
+        return ChildSettings(
+            self.app,
+            list(self.queues),
+            self.hostname,
+            self.prefetch,
+            self.max_tasks_per_child,
+            self.child_pool,
+            self.threads,
+        )
 
     def _read_child(self, child: Child) -> None:
         try:
@@ -514,79 +520,6 @@ class PreforkPool:
 
     def request_shutdown(self) -> None:
         self._signals.append(signal.SIGTERM)
-
-    # -- child --------------------------------------------------------------------------
-
-    def _child_main(self, index: int, fd: int) -> None:  # pragma: no cover - child process
-        code = 0
-        try:
-            die_with_parent()
-            multiprocessing.current_process().name = f"Child-{index}"
-            parent = os.getppid()
-            stop = threading.Event()
-            signal.set_wakeup_fd(-1)
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.signal(signal.SIGQUIT, signal.SIG_DFL)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            signal.signal(WARM_STOP, lambda *_: stop.set())
-            for other in self.children.values():
-                os.close(other.fd)
-            random.seed()
-            for hook in self.app.on_worker_child_start:
-                hook()
-            signals.worker_process_init.send(sender=None)
-            alive = lambda: os.getppid() == parent  # noqa: E731
-            if self.child_pool != "prefork":
-                self._run_local(fd, stop, alive)
-                return
-            tracker = PipeTracker(fd)
-            describe_starts(self.app, [tracker])
-            consumer = Consumer(
-                self.app,
-                self.queues,
-                self.hostname,
-                tracker,
-                self.prefetch,
-                self.max_tasks_per_child,
-                stop=stop,
-                alive=alive,
-            )
-            signal.signal(TERMINATE, lambda *_: interrupt(consumer))
-            run_consumers([consumer], stop, in_main_thread=True)
-        except BaseException:
-            logger.exception("child %d crashed", index)
-            code = 1
-        finally:
-            signals.worker_process_shutdown.send(sender=None, pid=os.getpid(), exitcode=code)
-            logging.shutdown()
-            os._exit(code)
-
-    def _run_local(
-        self, fd: int, stop: threading.Event, alive: Callable[[], bool]
-    ) -> None:  # pragma: no cover - child process
-        """The child of the threads and solo pools: its consumers share the pipe."""
-        lock = threading.Lock()
-        solo = self.child_pool == "solo"
-        trackers = [PipeTracker(fd, lock) for _ in range(1 if solo else self.threads)]
-        describe_starts(self.app, trackers)
-        consumers = [
-            Consumer(
-                self.app,
-                self.queues,
-                self.hostname,
-                tracker,
-                self.prefetch,
-                stop=stop,
-                alive=alive,
-            )
-            for tracker in trackers
-        ]
-        if solo:
-            signal.signal(TERMINATE, lambda *_: interrupt(consumers[0]))
-        else:
-            signal.signal(TERMINATE, signal.SIG_IGN)
-        run_consumers(consumers, stop, in_main_thread=solo)
 
 
 def _signal_name(signum: int) -> str:
