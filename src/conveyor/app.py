@@ -42,7 +42,7 @@ from .options import check_task_options
 from .plan import send as send_workflow
 from .publish_signals import after_publish, before_publish
 from .records import ResultStore
-from .request import Request, current_request, note_child
+from .request import Request, note_child
 from .result import AnyResult, AsyncResult, GroupResult, ResultSet
 from .routing import ROUTING_SETTINGS, Router
 from .serialization import encode_message
@@ -380,10 +380,7 @@ class Conveyor:
     ) -> Any:
         """Send a workflow (``Signature.apply_async``): the app knows the planner, the
         signature does not."""
-        result = send_workflow(sig, self, args, kwargs, options)
-        if result is not None and current_request() is not None:
-            note_child(_first_sent(result))
-        return result
+        return send_workflow(sig, self, args, kwargs, options)
 
     def freeze_canvas(self, sig: Signature, task_id: str | None = None) -> AnyResult | GroupResult:
         """Give every node of ``sig`` its id now, in place; the result it will have
@@ -593,11 +590,3 @@ def _built(setting: str, build: Callable[[str], U], url: str) -> U:
 
 
 set_default_app(lambda: Conveyor("default"))
-
-
-def _first_sent(result: Any) -> Any:
-    """The result of a workflow's first step, the one a send publishes (the later steps are
-    sent by the tasks before them): what Celery adds to the sending task's children."""
-    while getattr(result, "known_parent", None) is not None:
-        result = result.known_parent
-    return result

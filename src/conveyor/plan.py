@@ -24,7 +24,7 @@ from .freeze import entry_id, freeze_tree, header_shape, inherit, leaves, result
 from .groupresult import GroupResult
 from .keys import chord_key
 from .message import Message
-from .request import current_request
+from .request import current_request, note_child
 from .signatures import (
     NOT_INHERITED,
     WORKFLOW_OPTIONS,
@@ -289,7 +289,8 @@ def send(
     kwargs: dict[str, Any],
     options: Mapping[str, Any],
 ) -> Any:
-    """Freeze a copy of ``sig`` and send it: the client side of every ``apply_async``."""
+    """Freeze a copy of ``sig`` and send it: the client side of every ``apply_async``. Sent
+    from a running task, the workflow's first step counts among the task's children."""
     node = copy_tree(sig)
     node._app = app
     node.options.update(options)
@@ -326,5 +327,15 @@ def send(
     if isinstance(result, GroupResult) and len(result) == 1:
         only = result.results[0]
         if isinstance(only, GroupResult):
-            return only  # a group of one chain that ends in a group: that group, as in Celery
+            result = only  # a group of one chain that ends in a group: that group, as in Celery
+    if request is not None:
+        note_child(_first_sent(result))
+    return result
+
+
+def _first_sent(result: Any) -> Any:
+    """The result of a workflow's first step, the one a send publishes (the later steps are
+    sent by the tasks before them): what Celery adds to the sending task's children."""
+    while getattr(result, "known_parent", None) is not None:
+        result = result.known_parent
     return result
