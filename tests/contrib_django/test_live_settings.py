@@ -68,8 +68,14 @@ def celery_layout_app() -> Iterator[Conveyor]:
     app.close()
 
 
+IDLE = "live-settings-idle"
+"""A queue no worker reads: the session's worker (a fixture of other tests, still running)
+would take a message sent to the default queue, and fail it, since these tasks are not
+in its project."""
+
+
 def test_override_settings_makes_the_project_app_eager_at_once(project_app: Conveyor) -> None:
-    sent = double.delay(4)
+    sent = double.apply_async((4,), queue=IDLE)
     assert sent.state == "PENDING"  # the broker holds it: not eager
 
     with override_settings(CONVEYOR_TASK_ALWAYS_EAGER=True, CONVEYOR_TASK_EAGER_PROPAGATES=True):
@@ -78,7 +84,7 @@ def test_override_settings_makes_the_project_app_eager_at_once(project_app: Conv
             explode.delay()
 
     assert project_app.conf.task_always_eager is False
-    assert double.delay(1).state == "PENDING"
+    assert double.apply_async((1,), queue=IDLE).state == "PENDING"
     project_app.broker.purge()
 
 
@@ -97,7 +103,7 @@ def test_the_settings_fixture_changes_reach_the_app_and_are_undone(
     settings_fixture.undo()  # the fixture's teardown
     assert project_app.conf.task_always_eager is False
     assert project_app.conf.task_eager_propagates is False
-    assert double.delay(1).state == "PENDING"
+    assert double.apply_async((1,), queue=IDLE).state == "PENDING"
     project_app.broker.purge()
 
 
