@@ -322,21 +322,29 @@ class Broker(ABC):
 _default_streams_lock = threading.Lock()
 
 
+_PACK_FROM = 400
+"""Packets of at least this many bytes are compressed, where a broker asks for it."""
+
+
 class EventPacket:
     """Events written in one ``add_events`` call, stored as one entry: a brokers shared by
     processes keeps a packet per call, not a row per event, since a row per event costs a
     busy worker more than the events themselves (``docs/operations.md``). An encoded
     event is JSON, which never holds a raw newline, so the packet is ``j`` and the events
-    joined by newlines.
+    joined by newlines, or ``z`` and them compressed (zlib, fastest level).
 
-    Packets are not compressed: zlib, even at its fastest level, cost a quick task close
-    to half of what its events cost (mostly on the task ids, random hex that compresses
-    slowly and little), to keep a full stream about 4 MB smaller. Packets written
-    compressed (``z``, by earlier versions) are still read."""
+    Compressing cost a quick task close to half of what its events cost on Redis (mostly on
+    the task ids, random hex that compresses slowly and little), more than storing the
+    bytes costs there, so Redis packets are not compressed (a full stream is about 4 MB
+    bigger). SQLite compresses: storing a byte in the file costs more than compressing
+    it. Either reads both."""
 
     @staticmethod
-    def pack(events: Sequence[bytes]) -> bytes:
-        return b"j" + b"\n".join(events)
+    def pack(events: Sequence[bytes], compress: bool = False) -> bytes:
+        raw = b"\n".join(events)
+        if not compress or len(raw) < _PACK_FROM:
+            return b"j" + raw
+        return b"z" + zlib.compress(raw, 1)
 
     @staticmethod
     def unpack(packet: bytes) -> list[bytes]:

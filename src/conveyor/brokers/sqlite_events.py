@@ -1,7 +1,7 @@
 """The SQLite broker's event stream: a table of event packets, trimmed as it grows.
 
-Each ``add_events`` call is one row (an ``EventPacket``: the batch a worker process
-wrote), so a busy worker writes a row every fraction of a second, not three per task.
+Each ``add_events`` call is one row (an ``EventPacket``: the batch a worker process wrote,
+compressed), so a busy worker writes a row every fraction of a second, not three per task.
 Rows are numbered by an AUTOINCREMENT key, never reused after trimming, so a reader's
 cursor (``<row>:<index>``) stays valid. ``total`` counts events up to and including the
 row: trimming deletes whole rows at the start of the key while the rest still hold at
@@ -48,7 +48,7 @@ class SQLiteEvents:
         if not events:
             return
         self._ensure()
-        packet = EventPacket.pack(events)
+        packet = EventPacket.pack(events, compress=True)
         with self._db.transaction() as conn:
             last = conn.execute(
                 "SELECT total FROM conveyor_events ORDER BY id DESC LIMIT 1"
