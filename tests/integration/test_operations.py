@@ -90,10 +90,13 @@ def test_inspect_shows_a_running_task_on_the_worker_that_runs_it(
     inspect = ops.app.control.inspect()
 
     def running() -> dict[str, Any] | None:
+        """Both workers registered (the idle one's first record may come a moment later)
+        and one of them running the task."""
         active = inspect.active() or {}
-        return active if any(active.get(w.hostname) for w in (first, second)) else None
+        listed = {first.hostname, second.hostname} <= set(active)
+        return active if listed and any(active[w.hostname] for w in (first, second)) else None
 
-    active = wait_until(running, what="the task in inspect().active()")
+    active = wait_until(running, what="both workers, one running the task, in inspect().active()")
     assert set(active) == {first.hostname, second.hostname}
     busy = first if active[first.hostname] else second
     idle = second if busy is first else first
