@@ -12,7 +12,7 @@ import pytest
 
 from conveyor import Conveyor
 from conveyor.testing import memory_app
-from conveyor.worker.child import PipeTracker, describe_starts
+from conveyor.worker.child import Pipe, PipeTracker, describe_starts
 from conveyor.worker.executor import Executor
 
 
@@ -108,3 +108,28 @@ def test_start_notices_go_out_while_the_consumer_waits_for_a_free_slot(
         waiting.join(5)
     executor.finish_async()
     assert [first.get(timeout=5), second.get(timeout=5)] == ["held", "held"]
+
+
+def test_a_thread_starting_a_task_tells_what_the_other_threads_finished(
+    app: Conveyor, pipe: tuple[int, int]
+) -> None:
+    """The threads pool's consumers share one pipe: a start notice, which goes out at once,
+    carries the "finished" notices another thread still held, so a task that kills the
+    process next is not blamed on a task that had ended."""
+    read, write = pipe
+
+    @app.task(name="t.quick")
+    def quick() -> None:
+        return None
+
+    shared = Pipe(write)
+    first = Executor(app, "one@test", PipeTracker(shared))
+    second = Executor(app, "other@test", PipeTracker(shared))
+    ended, starting = quick.delay(), quick.delay()
+    done, begun = app.broker.reserve(["default"], 2, 30.0)
+    first.handle(done)
+    assert [(n[0], n[1]) for n in _notices(read)] == [("S", done.id)]  # "finished" waits
+    second.handle(begun)
+    sent = [(n[0], n[1]) for n in _notices(read)]
+    assert sent[:2] == [("D", done.id), ("S", begun.id)]
+    assert [ended.get(timeout=5), starting.get(timeout=5)] == [None, None]

@@ -30,6 +30,7 @@ __all__ = [
     "TERMINATE",
     "WARM_STOP",
     "ChildSettings",
+    "Pipe",
     "PipeTracker",
     "child_main",
     "describe_starts",
@@ -113,9 +114,9 @@ def _run_local(
     settings: ChildSettings, fd: int, stop: threading.Event, alive: Callable[[], bool]
 ) -> None:  # pragma: no cover - child process
     """The child of the threads and solo pools: its consumers share the pipe."""
-    lock = threading.Lock()
     solo = settings.pool == "solo"
-    trackers = [PipeTracker(fd, lock) for _ in range(1 if solo else settings.threads)]
+    pipe = Pipe(fd)
+    trackers = [PipeTracker(pipe) for _ in range(1 if solo else settings.threads)]
     describe_starts(settings.app, trackers)
     consumers = [
         Consumer(
@@ -136,18 +137,29 @@ def _run_local(
     run_consumers(consumers, stop, in_main_thread=solo)
 
 
+class Pipe:
+    """The pipe to the supervisor, shared by the consumer threads of one child: one lock
+    and one buffer of notices, so any thread's write carries every thread's "finished"
+    and "released" notices. When a task kills the process, the supervisor then charges
+    only the tasks still running, not one that ended in another thread but whose notice
+    was still waiting in that thread's buffer."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.lock = threading.Lock()
+        self.pending = ""
+
+
 class PipeTracker:
     """The child's side: short lines on the pipe, buffered so a task costs one write.
 
     "started" goes out at once (the hard time limit counts from it), carrying whatever
     was buffered before it; "finished" and "released" wait for the next write or a flush.
-    Thread-safe: the consumer threads of a child share one pipe and one lock.
+    Thread-safe: the consumer threads of a child share one ``Pipe``.
     """
 
-    def __init__(self, fd: int, lock: threading.Lock | None = None) -> None:
-        self.fd = fd
-        self.pending = ""
-        self.lock = lock or threading.Lock()
+    def __init__(self, pipe: Pipe | int) -> None:
+        self.pipe = pipe if isinstance(pipe, Pipe) else Pipe(pipe)
         self.deferred = False
         """True when a hook describes every task that starts (``_describe_start``): its
         "started" notice waits the microseconds until then and carries the task's name
@@ -156,14 +168,15 @@ class PipeTracker:
         """The deferred "started" notice, without its description and end of line."""
 
     def _send(self, text: str) -> None:
-        with self.lock:
+        pipe = self.pipe
+        with pipe.lock:
             start, self.starting = self.starting, None
             if start is not None:  # a start whose description did not come: it goes now
                 text = f"{start}\n{text}"
-            data = (self.pending + text).encode()
-            self.pending = ""
+            data = (pipe.pending + text).encode()
+            pipe.pending = ""
             while data:
-                written = os.write(self.fd, data)
+                written = os.write(pipe.fd, data)
                 data = data[written:]
 
     def reserved(self, deliveries: list[Delivery]) -> None:
@@ -189,8 +202,8 @@ class PipeTracker:
             return
         line = "T\t" + "\t".join([delivery.id, *keys]) + "\n"
         if self.starting is not None:  # goes with the start notice, once it is described
-            with self.lock:
-                self.pending += line
+            with self.pipe.lock:
+                self.pipe.pending += line
         else:  # at once: the task runs from now
             self._send(line)
 
@@ -199,8 +212,8 @@ class PipeTracker:
         outcome the supervisor writes if it kills the task keeps them."""
         ids = f"{parent_id or ''}\t{root_id or ''}"
         if "\n" not in ids and ids.count("\t") == 1:  # keep the lines whole
-            with self.lock:
-                self.pending += f"L\t{delivery.id}\t{ids}\n"
+            with self.pipe.lock:
+                self.pipe.pending += f"L\t{delivery.id}\t{ids}\n"
 
     def described(self, message: Message, at_once: bool = True) -> None:
         """What the task that just started is (for the registry): its start notice goes
@@ -214,19 +227,19 @@ class PipeTracker:
             if at_once:
                 self._send(line)
             else:
-                with self.lock:
-                    self.pending += line
+                with self.pipe.lock:
+                    self.pipe.pending += line
 
     def finished(self, delivery: Delivery, failed: bool = False) -> None:
-        with self.lock:
-            self.pending += f"D\t{delivery.id}\tF\n" if failed else f"D\t{delivery.id}\n"
+        with self.pipe.lock:
+            self.pipe.pending += f"D\t{delivery.id}\tF\n" if failed else f"D\t{delivery.id}\n"
 
     def released(self, deliveries: list[Delivery]) -> None:
-        with self.lock:
-            self.pending += "".join(f"F\t{d.id}\n" for d in deliveries)
+        with self.pipe.lock:
+            self.pipe.pending += "".join(f"F\t{d.id}\n" for d in deliveries)
 
     def flush(self) -> None:
-        if self.pending or self.starting:
+        if self.pipe.pending or self.starting:
             self._send("")
 
 
