@@ -74,6 +74,15 @@ def test_the_stream_keeps_about_the_newest_max_length(broker: Broker) -> None:
     assert 50 <= len(kept) <= 300  # Redis trims whole stream nodes (~100 entries)
 
 
+def test_many_small_packets_go_at_once_when_the_bound_is_passed(broker: Broker) -> None:
+    """A stream of heartbeat-sized packets: one write may drop many of them."""
+    for n in range(30):
+        broker.add_events([data(n)], 1000)
+    broker.add_events([data(n) for n in range(30, 33)], 3)
+    assert [int(e.data[5:-1]) for e in broker.read_events(limit=100)][-3:] == [30, 31, 32]
+    assert len(broker.read_events(limit=100)) <= 10
+
+
 def test_cursor_stays_valid_after_trimming(broker: Broker) -> None:
     broker.add_events([data(n) for n in range(5)], 3)
     last = broker.read_events()[-1]

@@ -321,28 +321,26 @@ class Broker(ABC):
 
 _default_streams_lock = threading.Lock()
 
-
 _PACK_FROM = 400
-"""Packets of at least this many bytes are compressed, where a broker asks for it."""
+"""Packets of at least this many bytes are compressed."""
 
 
 class EventPacket:
     """Events written in one ``add_events`` call, stored as one entry: a brokers shared by
     processes keeps a packet per call, not a row per event, since a row per event costs a
     busy worker more than the events themselves (``docs/operations.md``). An encoded
-    event is JSON, which never holds a raw newline, so the packet is ``j`` and the events
-    joined by newlines, or ``z`` and them compressed (zlib, fastest level).
+    event is JSON, which never holds a raw newline, so the packet is the events joined by
+    newlines, compressed (zlib, fast level) once it is big enough to gain from it.
 
-    Compressing cost a quick task close to half of what its events cost on Redis (mostly on
-    the task ids, random hex that compresses slowly and little), more than storing the
-    bytes costs there, so Redis packets are not compressed (a full stream is about 4 MB
-    bigger). SQLite compresses: storing a byte in the file costs more than compressing
-    it. Either reads both."""
+    Compressing is most of the instructions a worker spends on a packet but little of its
+    time (zlib runs several instructions a cycle): about 0.5 us a quick task. Plain packets
+    cost the store more: Redis spent 3.6 ms instead of 0.7 adding 3,000 tasks' events to a
+    full stream (it copies the packets it reads to trim), SQLite more pages to write."""
 
     @staticmethod
-    def pack(events: Sequence[bytes], compress: bool = False) -> bytes:
+    def pack(events: Sequence[bytes]) -> bytes:
         raw = b"\n".join(events)
-        if not compress or len(raw) < _PACK_FROM:
+        if len(raw) < _PACK_FROM:
             return b"j" + raw
         return b"z" + zlib.compress(raw, 1)
 

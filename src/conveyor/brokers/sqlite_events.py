@@ -48,7 +48,7 @@ class SQLiteEvents:
         if not events:
             return
         self._ensure()
-        packet = EventPacket.pack(events, compress=True)
+        packet = EventPacket.pack(events)
         with self._db.transaction() as conn:
             last = conn.execute(
                 "SELECT total FROM conveyor_events ORDER BY id DESC LIMIT 1"

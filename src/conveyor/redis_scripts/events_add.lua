@@ -31,10 +31,12 @@ if ARGV[3] ~= '' then
 end
 local added = redis.call('XADD', key, id, 'n', count, 't', total, 'p', ARGV[5])
 -- the first entry to keep: the oldest whose events, with those after it, are still needed
+-- (none to drop while the stream holds fewer than N). XRANGE returns the packets too, so
+-- it reads a few entries at a time: usually the oldest one or two are all that go.
 local floor = total - keep
 local start = '-'
-while true do
-  local entries = redis.call('XRANGE', key, start, '+', 'COUNT', 100)
+while floor > 0 do
+  local entries = redis.call('XRANGE', key, start, '+', 'COUNT', 4)
   local first = nil
   for _, entry in ipairs(entries) do
     if tonumber(entry[2][4]) > floor then
@@ -46,7 +48,7 @@ while true do
     redis.call('XTRIM', key, 'MINID', first)
     break
   end
-  if #entries < 100 then break end
+  if #entries < 4 then break end
   start = '(' .. entries[#entries][1]
 end
 return added
