@@ -44,8 +44,11 @@ def spawn(self: Any) -> str:
     return str(add.delay(1, 1).id)
 
 
-@app.task(time_limit=0.5)
+@app.task(time_limit=1.5)
 def sleepy() -> None:
+    """Killed at its hard time limit: 1.5 s, so the worker's background write (of what
+    waited 0.5 s, looked at every 0.25 s) has written its task-received and task-started
+    before the kill (a killed process loses the events it had not written)."""
     import time
 
     time.sleep(30)
