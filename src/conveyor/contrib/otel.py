@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from .. import signals, states
 from ..exceptions import ImproperlyConfigured
+from ..version import installed_version
 
 try:
     from opentelemetry import context as otel_context
@@ -43,18 +43,12 @@ whose block raised) has its span ended when this many newer ones wait."""
 SYSTEM = "conveyor"
 
 
-def _version() -> str:
-    try:
-        return version("conveyor-tasks")
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        return "0"
-
-
 class _Instrumentation:
     """The receivers, and the spans between their begin and end signals."""
 
     def __init__(self, tracer_provider: trace.TracerProvider | None) -> None:
-        self.tracer = trace.get_tracer("conveyor", _version(), tracer_provider=tracer_provider)
+        version = installed_version("0")
+        self.tracer = trace.get_tracer("conveyor", version, tracer_provider=tracer_provider)
         self.publishing: OrderedDict[tuple[str, int], trace.Span] = OrderedDict()
         self.running: dict[str, tuple[trace.Span, object | None]] = {}
         self.lock = threading.Lock()

@@ -49,6 +49,7 @@ from ..message import Message
 from ..outage import Outage
 from ..records import TaskRecord
 from ..request import Request
+from ..version import installed_version
 
 __all__ = ["FLUSH_EVERY", "MAX_BUFFERED", "EventBuffer", "event_buffer"]
 
@@ -386,7 +387,7 @@ def _worker_event(
         hostname=hostname,
         pid=os.getpid(),
         freq=max(float(app.conf.broker_lease) / 3.0, 0.05),
-        sw_ver=_version(),
+        sw_ver=installed_version(),
         sw_sys=platform.system(),
         **fields,
     )
@@ -397,15 +398,6 @@ def _worker_event(
         outage.failed(f"writing the {event.type} event", exc)
         return
     outage.ended(f"writing the {event.type} event")
-
-
-def _version() -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version("conveyor-tasks")
-    except metadata.PackageNotFoundError:
-        return ""
 
 
 def _pool_parts(sender: Any) -> tuple[Conveyor, str] | None:

@@ -10,7 +10,6 @@ its mailbox in another; commands run in the supervisor, between two passes of it
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
@@ -29,6 +28,7 @@ from ..redaction import HIDDEN, is_secret_option, redact_url
 from ..registry import timing
 from ..request import Request
 from ..task import AnyTask
+from ..version import installed_version
 from .leases import Held, LeaseKeeper
 
 __all__ = [
@@ -177,7 +177,7 @@ class Registration:
         tally = self.tally
         return {
             **self._static,
-            "version": _version(),
+            "version": installed_version("unknown"),  # read at the first heartbeat, after the fork
             **self.describe(),
             "heartbeat": self.clock(),
             "processed": tally.processed,
@@ -284,19 +284,6 @@ def _shown_settings(settings: dict[str, Any]) -> dict[str, Any]:
         else:
             shown[name] = json.loads(json.dumps(value, default=repr))
     return shown
-
-
-@functools.cache
-def _version() -> str:
-    """Read on the first heartbeat, not at start: importlib.metadata and its search of
-    sys.path cost ~15 ms, which the supervisor then spends beside its children instead
-    of before it forks them."""
-    from importlib import metadata
-
-    try:
-        return metadata.version("conveyor-tasks")
-    except metadata.PackageNotFoundError:  # pragma: no cover - run from a source tree
-        return "unknown"
 
 
 def describing(sink: Callable[[Message], None]) -> Callable[[AnyTask, Request], None]:
