@@ -122,8 +122,11 @@ def test_a_task_that_kills_its_process_charges_no_innocent_message(rt, pool, tmp
     poison_log, log = str(tmp_path / "poison"), str(tmp_path / "runs")
     poison = rt.crash.delay(poison_log)
     innocent = [rt.record.delay(log, f"job-{i}") for i in range(12)]
-    concurrency = "1" if kind == "prefork" else "2"
-    worker = start(pool, "-P", kind, "-c", concurrency)
+    # One consumer thread for every pool: with two, the threads pool's other thread may be
+    # running an innocent task when the poison kills their shared process, and that task is
+    # charged too (the supervisor cannot tell which thread killed it): by design, not what
+    # this test is about (messages reserved beside the poison, not running, are not charged).
+    worker = start(pool, "-P", kind, "-c", "1")
 
     assert [r.get(timeout=DEFAULT_TIMEOUT) for r in innocent] == [f"job-{i}" for i in range(12)]
     dead = wait_until(rt.app.broker.dead_letters, what="the poison task's dead letter")
