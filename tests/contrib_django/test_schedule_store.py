@@ -23,7 +23,7 @@ from conveyor.contrib.django.models import (
 )
 from conveyor.contrib.django.store import DjangoStore
 
-from .conftest import Worker, adopt_contract, wait_until
+from .conftest import Worker, adopt_contract, flush, wait_until
 
 _contract = adopt_contract("test_beat_store.py", "store", globals(), "beat_store_contract")
 
@@ -71,6 +71,22 @@ def test_a_row_the_store_cannot_read_is_skipped_not_fatal(store: DjangoStore) ->
 
     assert [e.name for e in store.list()] == ["good"]
     assert store.get("bad") is None
+
+
+def test_edits_after_a_flush_move_the_version_past_any_value_seen_before(
+    store: DjangoStore,
+) -> None:
+    """``manage.py flush`` empties the version table too; the same number of edits after it
+    must not land on the value a running scheduler saw before, or it keeps the old entries."""
+    store.save(Entry("before", "t", schedule(60), since=T0))
+    seen_before = store.version()
+
+    flush()
+    assert store.list() == []
+    store.save(Entry("after", "t", schedule(60), since=T0))
+
+    assert store.version() != seen_before
+    assert [e.name for e in store.list()] == ["after"]
 
 
 def test_admin_and_orm_edits_reach_the_running_scheduler(worker: Worker) -> None:

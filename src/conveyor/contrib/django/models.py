@@ -9,6 +9,7 @@ the admin or anywhere else, without a restart.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,10 +37,15 @@ __all__ = [
 
 
 def bump_version(using: str | None = None) -> None:
-    """Tell running schedulers that periodic tasks changed."""
+    """Tell running schedulers that periodic tasks changed.
+
+    A missing row (a new database, or ``manage.py flush``) starts from the clock, not from
+    1: after a flush, counting again from 1 could repeat the value a scheduler saw last and
+    hide the new rows from it.
+    """
     rows = ScheduleVersion.objects.using(using).filter(pk=1)
     if not rows.update(value=F("value") + 1):
-        ScheduleVersion.objects.using(using).get_or_create(pk=1, defaults={"value": 1})
+        ScheduleVersion.objects.using(using).get_or_create(pk=1, defaults={"value": time.time_ns()})
 
 
 class ChangeTrackingQuerySet(models.QuerySet[Any]):
