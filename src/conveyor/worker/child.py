@@ -14,6 +14,7 @@ import os
 import random
 import signal
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ from ..message import Message, preview
 from ..request import Request
 from ..task import AnyTask
 from .consumer import Consumer, run_consumers
+from .slots import Slot, SlotTable
 
 __all__ = [
     "TERMINATE",
@@ -64,9 +66,11 @@ class ChildSettings:
     """Consumer threads of the ``threads`` pool's child."""
 
 
-def child_main(settings: ChildSettings, index: int, fd: int) -> None:  # pragma: no cover
+def child_main(  # pragma: no cover
+    settings: ChildSettings, index: int, fd: int, slots: SlotTable
+) -> None:
     """A forked child, to its exit: consume until the supervisor stops it or dies; notices
-    go to the supervisor on ``fd``."""
+    go to the supervisor on ``fd``, what each consumer runs to its slot in ``slots``."""
     code = 0
     try:
         die_with_parent()
@@ -85,9 +89,9 @@ def child_main(settings: ChildSettings, index: int, fd: int) -> None:  # pragma:
         signals.worker_process_init.send(sender=None)
         alive = lambda: os.getppid() == parent  # noqa: E731
         if settings.pool != "prefork":
-            _run_local(settings, fd, stop, alive)
+            _run_local(settings, fd, slots, stop, alive)
             return
-        tracker = PipeTracker(fd)
+        tracker = PipeTracker(fd, slots.slot(0))
         describe_starts(settings.app, [tracker])
         consumer = Consumer(
             settings.app,
@@ -111,12 +115,17 @@ def child_main(settings: ChildSettings, index: int, fd: int) -> None:  # pragma:
 
 
 def _run_local(
-    settings: ChildSettings, fd: int, stop: threading.Event, alive: Callable[[], bool]
+    settings: ChildSettings,
+    fd: int,
+    slots: SlotTable,
+    stop: threading.Event,
+    alive: Callable[[], bool],
 ) -> None:  # pragma: no cover - child process
     """The child of the threads and solo pools: its consumers share the pipe."""
     solo = settings.pool == "solo"
     pipe = Pipe(fd)
-    trackers = [PipeTracker(pipe) for _ in range(1 if solo else settings.threads)]
+    count = 1 if solo else settings.threads
+    trackers = [PipeTracker(pipe, slots.slot(i)) for i in range(count)]
     describe_starts(settings.app, trackers)
     consumers = [
         Consumer(
@@ -151,15 +160,23 @@ class Pipe:
 
 
 class PipeTracker:
-    """The child's side: short lines on the pipe, buffered so a task costs one write.
+    """The child's side: short lines on the pipe, buffered so a batch costs one write.
 
-    "started" goes out at once (the hard time limit counts from it), carrying whatever
-    was buffered before it; "finished" and "released" wait for the next write or a flush.
+    A ``def`` task's start goes to the consumer's ``slot`` (slots.py), which the
+    supervisor reads when it needs to; without a slot, and for ``async def`` tasks, a
+    "started" line. "finished" and "released" wait for the next write or a flush.
     Thread-safe: the consumer threads of a child share one ``Pipe``.
     """
 
-    def __init__(self, pipe: Pipe | int) -> None:
+    def __init__(self, pipe: Pipe | int, slot: Slot | None = None) -> None:
         self.pipe = pipe if isinstance(pipe, Pipe) else Pipe(pipe)
+        self.slot = slot
+        self._start: tuple[str, str, float | None, int] = ("", "", None, 0)
+        self._lineage = ("", "")
+        self._slotted: tuple[str, str] | None = None
+        """The delivery id and task name of the ``def`` task in the slot."""
+        self._urgent = False
+        """Buffered lines that must reach the supervisor as the task starts (its stamps)."""
         self.deferred = False
         """True when a hook describes every task that starts (``_describe_start``): its
         "started" notice waits the microseconds until then and carries the task's name
@@ -190,6 +207,7 @@ class PipeTracker:
         line = f"S\t{delivery.id}\t{task_id}\t{hard_deadline or ''}\t{fence}"
         if self.deferred:
             self.starting = line
+            self._start = (delivery.id, task_id, hard_deadline, fence)
             _current.tracker = self
         else:
             self._send(line + "\n")
@@ -204,6 +222,7 @@ class PipeTracker:
         if self.starting is not None:  # goes with the start notice, once it is described
             with self.pipe.lock:
                 self.pipe.pending += line
+            self._urgent = True
         else:  # at once: the task runs from now
             self._send(line)
 
@@ -211,6 +230,7 @@ class PipeTracker:
         """The starting task's parent and root ids, sent before its start notice, so the
         outcome the supervisor writes if it kills the task keeps them."""
         ids = f"{parent_id or ''}\t{root_id or ''}"
+        self._lineage = (parent_id or "", root_id or "")
         if "\n" not in ids and ids.count("\t") == 1:  # keep the lines whole
             with self.pipe.lock:
                 self.pipe.pending += f"L\t{delivery.id}\t{ids}\n"
@@ -223,6 +243,19 @@ class PipeTracker:
         start, self.starting = self.starting, None
         if start is not None:
             args, kwargs = preview(message)
+            if at_once and self.slot is not None:
+                delivery_id, task_id, deadline, fence = self._start
+                shown = (message.task, args, kwargs)
+                self.slot.set(
+                    delivery_id, task_id, deadline, fence, time.time(), shown, self._lineage
+                )
+                self._slotted = (delivery_id, message.task)
+                self._lineage = ("", "")
+                if self._urgent:
+                    self._urgent = False
+                    self._send("")
+                return
+            self._lineage, self._urgent = ("", ""), False
             line = f"{start}\t{message.task}\t{args}\t{kwargs}\n"
             if at_once:
                 self._send(line)
@@ -231,8 +264,15 @@ class PipeTracker:
                     self.pipe.pending += line
 
     def finished(self, delivery: Delivery, failed: bool = False) -> None:
+        slotted = self._slotted
+        if slotted is not None and slotted[0] == delivery.id and self.slot is not None:
+            self.slot.clear()
+            self._slotted = None
+            line = f"D\t{delivery.id}\t{'F' if failed else ''}\t{slotted[1]}\n"
+        else:
+            line = f"D\t{delivery.id}\tF\n" if failed else f"D\t{delivery.id}\n"
         with self.pipe.lock:
-            self.pipe.pending += f"D\t{delivery.id}\tF\n" if failed else f"D\t{delivery.id}\n"
+            self.pipe.pending += line
 
     def released(self, deliveries: list[Delivery]) -> None:
         with self.pipe.lock:

@@ -12,6 +12,7 @@ from ..brokers.base import Broker, Delivery
 from ..coordination.base import Coordinator
 from ..exceptions import BrokerError
 from ..outage import Outage
+from .slots import Running
 
 __all__ = ["Held", "LeaseKeeper"]
 
@@ -36,6 +37,8 @@ class Held:
     since: float = 0.0
     parent_id: str = ""
     root_id: str = ""
+    in_slot: bool = False
+    """Its start was read from its consumer's slot (slots.py), not from a start line."""
     """Its message's lineage (when it has one), for the outcome the supervisor writes if it
     kills the task."""
 
@@ -50,6 +53,8 @@ class LeaseKeeper:
         self.coordinator = coordinator
         self.lease = lease
         self.held: dict[str, Held] = {}
+        self._slotted: dict[Hashable, set[str]] = {}
+        """By owner: the deliveries its slots showed running at the last ``sync_slots``."""
         self._lock = threading.Lock()
         self.outage = Outage(logger)
         """The broker outage this keeper's loops see (the supervisor's, or a local pool's)."""
@@ -76,6 +81,32 @@ class LeaseKeeper:
                 held.since = time.time()
                 if len(shown) == 3:
                     held.name, held.args, held.kwargs = shown
+
+    def sync_slots(self, owner: Hashable, running: Sequence[Running]) -> None:
+        """What ``owner``'s slots show running now: those started, and the ones they
+        showed before and no longer do ended (their "finished" notice may come later)."""
+        with self._lock:
+            now: set[str] = set()
+            for shown in running:
+                held = self.held.get(shown.delivery_id)
+                if held is None or held.owner != owner:
+                    continue
+                now.add(shown.delivery_id)
+                if held.in_slot and held.task_id == shown.task_id:
+                    continue
+                held.started = held.ran = held.in_slot = True
+                held.task_id, held.deadline, held.fence = shown.task_id, shown.deadline, shown.fence
+                held.since = shown.since
+                held.name, held.args, held.kwargs = shown.name, shown.args, shown.kwargs
+                held.parent_id, held.root_id = shown.parent_id, shown.root_id
+            before = self._slotted.get(owner)
+            if before:
+                for ended in before - now:
+                    held = self.held.get(ended)
+                    if held is not None and held.in_slot:
+                        held.started, held.deadline = False, None
+            if now or before:
+                self._slotted[owner] = now
 
     def lineage(self, delivery_id: str, parent_id: str, root_id: str) -> None:
         """A held message's parent and root task ids (empty when it has none)."""
@@ -121,6 +152,7 @@ class LeaseKeeper:
 
     def drop_owner(self, owner: Hashable) -> list[Held]:
         with self._lock:
+            self._slotted.pop(owner, None)
             mine = [h for h in self.held.values() if h.owner == owner]
             for held in mine:
                 del self.held[held.delivery.id]

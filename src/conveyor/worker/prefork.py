@@ -1,6 +1,7 @@
 """The prefork pool: a supervisor process and N forked children that each consume on their own.
 
-Children tell the supervisor over a pipe what they reserved, started and finished. The
+Children tell the supervisor over a pipe what they reserved and finished, and show in
+shared memory what they run (slots.py; ``async def`` starts go on the pipe too). The
 supervisor extends those leases (so a child stuck in C code still keeps its lease),
 kills a child whose task passed its hard time limit, replaces children that die, and
 runs warm and cold shutdown.
@@ -33,6 +34,7 @@ from ..records import ErrorRecord, TaskRecord, retries_of
 from .child import TERMINATE, WARM_STOP, ChildSettings, child_main
 from .leases import Held, LeaseKeeper
 from .registry import Registration, Tally
+from .slots import SlotTable
 
 __all__ = ["PreforkPool"]
 
@@ -52,6 +54,7 @@ class Child:
     pid: int
     fd: int
     index: int
+    slots: SlotTable
     buffer: bytes = b""
     killed_for: dict[str, tuple[Held, TaskRecord]] = field(default_factory=dict)
 
@@ -141,6 +144,7 @@ class PreforkPool:
                     notices = True
             self._handle_signals()
             self._reap()
+            self._sync_slots()
             if self.stopping and not self.children:
                 return
             now = time.monotonic()
@@ -199,16 +203,17 @@ class PreforkPool:
             _kill(child.pid, signal.SIGKILL)
 
     def _spawn(self, index: int) -> None:
+        slots = SlotTable(self.threads if self.child_pool == "threads" else 1)
         read_fd, write_fd = os.pipe()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child
             os.close(read_fd)
             for other in self.children.values():
                 os.close(other.fd)
-            child_main(self._child_settings(), index, write_fd)
+            child_main(self._child_settings(), index, write_fd, slots)
         os.close(write_fd)
         os.set_blocking(read_fd, False)
-        child = Child(pid, read_fd, index)
+        child = Child(pid, read_fd, index, slots)
         self.children[pid] = child
         self.selector.register(read_fd, selectors.EVENT_READ, child)
         logger.debug("started child %d (pid %d)", index, pid)
@@ -250,9 +255,10 @@ class PreforkPool:
             self.keeper.started(
                 msg_id, task_id, float(deadline) if deadline else None, int(fence), parts[5:8]
             )
-        elif kind == "D":
+        elif kind == "D":  # then "F" if it failed, and its name if it ran from its slot
             self.stamps.pop(parts[1], None)
-            self.tally.count(self.keeper.done(parts[1]), failed=len(parts) > 2)
+            name = self.keeper.done(parts[1])
+            self.tally.count(parts[3] if len(parts) > 3 else name, failed=parts[2:3] == ["F"])
         elif kind == "F":
             self.stamps.pop(parts[1], None)
             self.keeper.released([parts[1]])
@@ -273,9 +279,11 @@ class PreforkPool:
             if child is None:
                 continue
             self._read_child(child)
+            self.keeper.sync_slots(child.pid, child.slots.read())  # what it died running
             self.selector.unregister(child.fd)
             os.close(child.fd)
             self._after_exit(child, status)
+            child.slots.close()
 
     def _after_exit(self, child: Child, status: int) -> None:
         leftovers = self.keeper.drop_owner(child.pid)
@@ -326,6 +334,11 @@ class PreforkPool:
     def _kill_for(self, child: Child, held: Held, record: TaskRecord, signum: int) -> None:
         child.killed_for[held.delivery.id] = (held, record)
         _kill(child.pid, signum)
+
+    def _sync_slots(self) -> None:
+        """Learn from the children's slots which ``def`` tasks run now (slots.py)."""
+        for child in self.children.values():
+            self.keeper.sync_slots(child.pid, child.slots.read())
 
     def _enforce_time_limits(self) -> None:
         for held in self.keeper.past_deadline(time.time()):
