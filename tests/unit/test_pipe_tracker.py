@@ -237,3 +237,34 @@ def test_the_keeper_marks_slot_tasks_started_then_ended(app: Conveyor) -> None:
     assert keeper.past_deadline(200.0) == []
     ran = {h.delivery.id: h.ran for h in keeper.drop_owner(42)}
     assert ran == {"d-1": True, "d-2": True}  # both count if the child died now
+
+
+def test_a_slot_read_while_its_child_writes_is_never_torn() -> None:
+    """The supervisor reads while the child writes: every read is one whole write (a task
+    and its own deadline and fence) or an empty slot, never a mix of two."""
+    table = SlotTable(1)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child: writes until it is killed
+        slot = table.slot(0)
+        n = 0
+        while True:
+            n += 1
+            slot.set(f"d-{n}", f"t-{n}", float(n), n, float(n), ("t.x", "()", "{}"), ("", ""))
+            slot.clear()
+    try:
+        reads = 0
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            for running in table.read():
+                n = running.fence
+                assert (running.delivery_id, running.task_id, running.deadline) == (
+                    f"d-{n}",
+                    f"t-{n}",
+                    float(n),
+                )
+                reads += 1
+        assert reads > 100  # the test saw the child's writes, not only empty slots
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        table.close()

@@ -29,6 +29,7 @@ SLOT_SIZE = 2048
 _HEAD = struct.Struct("<QqddI")
 """Sequence number, fence, hard deadline (NaN: none), start (unix), text length."""
 _SEQ = struct.Struct("<Q")
+_FIELDS_HEAD = struct.Struct("<qddI")
 _TEXT = SLOT_SIZE - _HEAD.size
 _FIELDS = 7
 
@@ -71,25 +72,22 @@ class Slot:
         text = "\t".join(f.replace("\t", " ") for f in fields).encode()
         if len(text) > _TEXT:  # the previews come last and are cut; the ids always fit
             text = text[:_TEXT].decode(errors="ignore").encode()
-        offset = self._offset
-        self._seq += 1
-        _SEQ.pack_into(self._memory, offset, self._seq)
-        end = offset + SLOT_SIZE - len(text)
-        self._memory[end : offset + SLOT_SIZE] = text
-        self._seq += 1
-        _HEAD.pack_into(
-            self._memory,
-            offset,
-            self._seq,
-            fence,
-            math.nan if deadline is None else deadline,
-            since,
-            len(text),
-        )
+        self._write(fence, math.nan if deadline is None else deadline, since, text)
 
     def clear(self) -> None:
-        self._seq += 2
-        _HEAD.pack_into(self._memory, self._offset, self._seq, 0, math.nan, 0.0, 0)
+        self._write(0, math.nan, 0.0, b"")
+
+    def _write(self, fence: int, deadline: float, since: float, text: bytes) -> None:
+        """Odd sequence number, the fields, then the even one: a reader that saw the same
+        even number before and after its read saw no write in between."""
+        memory, offset = self._memory, self._offset
+        self._seq += 1
+        _SEQ.pack_into(memory, offset, self._seq)
+        if text:
+            memory[offset + SLOT_SIZE - len(text) : offset + SLOT_SIZE] = text
+        _FIELDS_HEAD.pack_into(memory, offset + _SEQ.size, fence, deadline, since, len(text))
+        self._seq += 1
+        _SEQ.pack_into(memory, offset, self._seq)
 
 
 class SlotTable:
