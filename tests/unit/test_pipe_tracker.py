@@ -211,6 +211,10 @@ def test_long_previews_are_cut_and_the_ids_kept() -> None:
     assert (running.delivery_id, running.parent_id, running.root_id) == ("d-1", "parent", "root")
     assert running.args.startswith("xxx") and len(running.args) < SLOT_SIZE
 
+    table.slot(0).set("d-2", "task-2", 9.5, 1, 0.0, ("t", "a\tb", "{}"), ("", ""))
+    [running] = table.read()
+    assert (running.task_id, running.deadline, running.args) == ("task-2", 9.5, "a b")
+
 
 def test_the_keeper_marks_slot_tasks_started_then_ended(app: Conveyor) -> None:
     keeper = LeaseKeeper(app.broker, 30.0)

@@ -2,7 +2,7 @@
 
 A ``def`` task's start used to be a line written to the supervisor's pipe before the
 task ran: a system call in the child and a wake-up of the supervisor for every task,
-about a seventh of a quick task's cost in the child. The supervisor needs the start only
+about a fifth of a quick task's cost in the child. The supervisor needs the start only
 when it acts on a running task (its hard time limit, a terminate, the registry's list of
 active tasks) or when the child dies (the running task's redelivery counts; the merely
 reserved go back uncounted). So the child writes what it runs into its slot, a few bytes
@@ -10,9 +10,11 @@ of a shared anonymous mapping made before the fork, and the supervisor reads the
 when it needs them (``PreforkPool._sync_slots``), and last after the child exits.
 
 A slot is written under a sequence number (a seqlock): odd while it changes, so a reader
-that sees it odd, or changed between its two reads, reads again. A child killed in the
-middle of a write leaves it odd: then nothing counts as running in it, as if the task had
-not started. ``async def`` tasks, many at once per consumer, keep their start lines.
+that sees it odd, or changed between its two reads, reads again. Its text also carries a
+CRC-32, so a read that the processor's reordering of stores tore (possible on ARM, where
+nothing here orders them) is read again too, never trusted. A child killed in the middle
+of a write leaves the number odd: then nothing counts as running in it, as if the task
+had not started. ``async def`` tasks, many at once per consumer, keep their start lines.
 """
 
 from __future__ import annotations
@@ -20,18 +22,21 @@ from __future__ import annotations
 import math
 import mmap
 import struct
+import zlib
 from dataclasses import dataclass
 
 __all__ = ["SLOT_SIZE", "Running", "Slot", "SlotTable"]
 
 SLOT_SIZE = 2048
-"""Bytes per consumer; the text fields are cut to fit."""
-_HEAD = struct.Struct("<QqddI")
-"""Sequence number, fence, hard deadline (NaN: none), start (unix), text length."""
+"""Bytes per consumer; the previews are cut to fit."""
 _SEQ = struct.Struct("<Q")
-_FIELDS_HEAD = struct.Struct("<qddI")
-_TEXT = SLOT_SIZE - _HEAD.size
-_FIELDS = 7
+_TEXT_HEAD = struct.Struct("<II")
+"""The text's length and CRC-32, after the sequence number."""
+_TEXT_AT = _SEQ.size + _TEXT_HEAD.size
+_TEXT = SLOT_SIZE - _TEXT_AT
+_FIELDS = 10
+_READS = 1000
+"""Reads of a slot before it counts as left in the middle of a write."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +61,8 @@ class Slot:
     def __init__(self, memory: mmap.mmap, offset: int) -> None:
         self._memory = memory
         self._offset = offset
-        self._seq = 0
+        stands = _SEQ.unpack_from(memory, offset)[0]
+        self._seq = stands + (stands & 1)  # even: its next write goes on from there
 
     def set(
         self,
@@ -68,24 +74,30 @@ class Slot:
         shown: tuple[str, str, str],
         lineage: tuple[str, str],
     ) -> None:
-        fields = (delivery_id, task_id, *lineage, *shown)
-        text = "\t".join(f.replace("\t", " ") for f in fields).encode()
-        if len(text) > _TEXT:  # the previews come last and are cut; the ids always fit
+        parent, root = lineage
+        name, args, kwargs = shown
+        limit = "" if deadline is None else repr(deadline)
+        line = f"{delivery_id}\t{task_id}\t{parent}\t{root}\t{fence}\t{limit}\t{since!r}\t"
+        line += f"{name}\t{args}\t{kwargs}"
+        if line.count("\t") != _FIELDS - 1:  # a tab in a preview: keep the fields apart
+            fields = (delivery_id, task_id, parent, root, str(fence), limit, repr(since))
+            line = "\t".join([*fields, *(f.replace("\t", " ") for f in shown)])
+        text = line.encode()
+        if len(text) > _TEXT:  # the previews come last and are cut; the rest always fits
             text = text[:_TEXT].decode(errors="ignore").encode()
-        self._write(fence, math.nan if deadline is None else deadline, since, text)
+        self._write(text)
 
     def clear(self) -> None:
-        self._write(0, math.nan, 0.0, b"")
+        self._write(b"")
 
-    def _write(self, fence: int, deadline: float, since: float, text: bytes) -> None:
-        """Odd sequence number, the fields, then the even one: a reader that saw the same
-        even number before and after its read saw no write in between."""
+    def _write(self, text: bytes) -> None:
+        """Odd sequence number, the text, then the even one."""
         memory, offset = self._memory, self._offset
         self._seq += 1
         _SEQ.pack_into(memory, offset, self._seq)
-        if text:
-            memory[offset + SLOT_SIZE - len(text) : offset + SLOT_SIZE] = text
-        _FIELDS_HEAD.pack_into(memory, offset + _SEQ.size, fence, deadline, since, len(text))
+        start = offset + _TEXT_AT
+        memory[start : start + len(text)] = text
+        _TEXT_HEAD.pack_into(memory, offset + _SEQ.size, len(text), zlib.crc32(text))
         self._seq += 1
         _SEQ.pack_into(memory, offset, self._seq)
 
@@ -114,17 +126,19 @@ class SlotTable:
     def _read(self, index: int) -> Running | None:
         offset = index * SLOT_SIZE
         memory = self._memory
-        for _ in range(100):
-            seq, fence, deadline, since, length = _HEAD.unpack_from(memory, offset)
+        for _ in range(_READS):
+            seq = _SEQ.unpack_from(memory, offset)[0]
             if seq & 1:
                 continue
             seen_seq, seen = self._seen[index]
             if seq == seen_seq:
                 return seen
-            text = memory[offset + SLOT_SIZE - length : offset + SLOT_SIZE] if length else b""
-            if _SEQ.unpack_from(memory, offset)[0] != seq:
+            length, crc = _TEXT_HEAD.unpack_from(memory, offset + _SEQ.size)
+            start = offset + _TEXT_AT
+            text = memory[start : start + min(length, _TEXT)]
+            if _SEQ.unpack_from(memory, offset)[0] != seq or zlib.crc32(text) != crc:
                 continue
-            found = _parse(text, fence, deadline, since) if length else None
+            found = _parse(text) if text else None
             self._seen[index] = (seq, found)
             return found
         return None  # left in the middle of a write: its child died there
@@ -133,19 +147,23 @@ class SlotTable:
         self._memory.close()
 
 
-def _parse(text: bytes, fence: int, deadline: float, since: float) -> Running | None:
+def _parse(text: bytes) -> Running | None:
     parts = text.decode(errors="replace").split("\t")
-    if len(parts) < _FIELDS:
-        parts += [""] * (_FIELDS - len(parts))
-    delivery_id, task_id, parent_id, root_id, name, args, kwargs = parts[:_FIELDS]
+    parts += [""] * (_FIELDS - len(parts))
+    delivery_id, task_id, parent_id, root_id, fence, deadline, since = parts[:7]
+    name, args, kwargs = parts[7:_FIELDS]
+    try:
+        numbers = int(fence), float(deadline) if deadline else math.nan, float(since)
+    except ValueError:
+        return None
     if not delivery_id:
         return None
     return Running(
         delivery_id,
         task_id,
-        None if math.isnan(deadline) else deadline,
-        fence,
-        since,
+        None if math.isnan(numbers[1]) else numbers[1],
+        numbers[0],
+        numbers[2],
         name,
         args,
         kwargs,
