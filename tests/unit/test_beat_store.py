@@ -3,11 +3,13 @@ rows, idempotent run records, a change counter, and the sync rules for code entr
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from conveyor.beat import Entry, MemoryStore, SQLiteStore, crontab, schedule, store_from_url
+from conveyor.beat.redis import RedisStore
 from conveyor.beat.store import ScheduleStore
 from conveyor.exceptions import ImproperlyConfigured
 from integration.cluster_support import redis_cluster  # noqa: F401  (a fixture)
@@ -76,6 +78,26 @@ def test_saved_entries_come_back_whole(store):
     )
     assert [e.name for e in store.list()] == ["report"]
     assert store.get("missing") is None
+
+
+def test_a_store_emptied_behind_its_back_never_shows_a_version_seen_before(store):
+    """FLUSHDB, or the tables emptied by hand: as many writes as before must not bring the
+    version back to the number a running scheduler saw last, or it keeps the old entries."""
+    if not isinstance(store, SQLiteStore | RedisStore):
+        pytest.skip("emptied by hand in its own tests (Django's) or only by its process")
+    store.save(entry("old", since=T0))
+    seen = store.version()
+    if isinstance(store, SQLiteStore):
+        with sqlite3.connect(store.path) as db:
+            db.execute("DELETE FROM conveyor_beat_entries")
+            db.execute("DELETE FROM conveyor_beat_meta")
+    else:
+        store._link.client.delete(store._entries, store._version)
+    assert store.list() == []
+
+    store.save(entry("new", since=T0))
+    assert store.version() != seen
+    assert [e.name for e in store.list()] == ["new"]
 
 
 def test_every_write_moves_the_version(store):

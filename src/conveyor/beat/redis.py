@@ -100,6 +100,9 @@ class RedisStore(ScheduleStore):
                 pipe.hdel(self._entries, name)
             else:
                 pipe.hset(self._entries, name, value)
+            # a lost version key (FLUSHDB) starts again from the clock: from 0, a few
+            # writes could bring it back to the number a scheduler saw last
+            pipe.set(self._version, time.time_ns(), nx=True)
             pipe.incr(self._version)
             pipe.execute()
 

@@ -11,6 +11,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
@@ -37,8 +38,10 @@ _DDL = (
         since INTEGER)""",
     "CREATE TABLE IF NOT EXISTS conveyor_beat_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
 )
-_BUMP = """INSERT INTO conveyor_beat_meta (key, value) VALUES ('version', 1)
+_BUMP = """INSERT INTO conveyor_beat_meta (key, value) VALUES ('version', ?)
     ON CONFLICT (key) DO UPDATE SET value = value + 1"""
+"""A missing version (an emptied table) starts from the clock: from 1, a few writes could
+bring it back to the number a scheduler saw last, which would keep the old entries."""
 _COLUMNS = "name, definition, enabled, last_run_at, total_run_count, since"
 
 
@@ -89,7 +92,7 @@ class SQLiteStore(ScheduleStore):
         with self._transaction():
             changed = self._local.conn.execute(sql, params).rowcount > 0
             if changed:
-                self._local.conn.execute(_BUMP)
+                self._local.conn.execute(_BUMP, (time.time_ns(),))
             return bool(changed)
 
     def _row(self, row: tuple[Any, ...]) -> Entry | None:
