@@ -38,7 +38,9 @@ class Side:
     steady: list[float] = field(default_factory=list)
     total: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
-    """Worker CPU in microseconds a task."""
+    """Worker CPU in microseconds a task, start-up and shutdown included."""
+    steady_cpu: list[float] = field(default_factory=list)
+    """Worker CPU in microseconds a task between the first and the last result."""
 
 
 def arguments(description: str, tasks: int) -> argparse.Namespace:
@@ -85,12 +87,15 @@ def alternate(
                     side.steady.append(res.drain_steady)
                     side.total.append(res.drain_total)
                     side.cpu.append(used / args.tasks * 1e6)
+                    assert res.drain_steady_cpu_us is not None
+                    side.steady_cpu.append(res.drain_steady_cpu_us)
                     if after is not None:
                         after(peer, on)
                     print(
                         f"round {round_ + 1} {name:<12} steady {res.drain_steady:>9,.0f}/s"
                         f"   with start-up {res.drain_total:>9,.0f}/s"
-                        f"   worker CPU {side.cpu[-1]:>6.1f} us/task",
+                        f"   worker CPU {side.cpu[-1]:>6.1f} us/task"
+                        f" ({side.steady_cpu[-1]:.1f} steady)",
                         file=sys.stderr,
                         flush=True,
                     )
@@ -104,14 +109,22 @@ def table(label: str, args: argparse.Namespace, sides: dict[bool, Side]) -> None
     """Medians of each side, and on / off."""
     median = statistics.median
     rows = {
-        on: (median(side.steady), median(side.total), median(side.cpu))
+        on: (median(side.steady), median(side.total), median(side.cpu), median(side.steady_cpu))
         for on, side in sides.items()
     }
     print(f"\n{args.tasks:,} no-op tasks, worker -c 1 -P prefork, {args.broker}, "
           f"median of {args.rounds} rounds each")  # fmt: skip
-    print(f"{'':<14}{'steady tasks/s':>16}{'with start-up':>16}{'worker CPU us/task':>20}")
+    print(f"{'':<14}{'steady tasks/s':>16}{'with start-up':>16}{'worker CPU us/task':>20}"
+          f"{'steady CPU us/task':>20}")  # fmt: skip
     for on in (False, True):
-        steady, total, cpu = rows[on]
-        print(f"{label + (' on' if on else ' off'):<14}{steady:>16,.0f}{total:>16,.0f}{cpu:>20.1f}")
+        steady, total, cpu, steady_cpu = rows[on]
+        print(f"{label + (' on' if on else ' off'):<14}{steady:>16,.0f}{total:>16,.0f}{cpu:>20.1f}"
+              f"{steady_cpu:>20.1f}")  # fmt: skip
     ratios = [a / b for a, b in zip(rows[True], rows[False], strict=True)]
-    print(f"{'on / off':<14}{ratios[0]:>16.3f}{ratios[1]:>16.3f}{ratios[2]:>20.3f}")
+    print(f"{'on / off':<14}{ratios[0]:>16.3f}{ratios[1]:>16.3f}{ratios[2]:>20.3f}"
+          f"{ratios[3]:>20.3f}")  # fmt: skip
+    pairs = sorted(a / b for a, b in zip(sides[True].steady, sides[False].steady, strict=True))
+    print(
+        f"steady on / off of each round's pair: {' '.join(f'{r:.3f}' for r in pairs)}; "
+        f"their median {statistics.median(pairs):.3f}"
+    )

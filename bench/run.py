@@ -202,6 +202,25 @@ def tree_rss_kib(pid: int) -> tuple[int, int]:
     return total, count
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """User and system CPU of ``pid`` and its descendants so far, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    stack = [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+        with suppress(OSError):
+            for task in os.listdir(f"/proc/{current}/task"):
+                children = Path(f"/proc/{current}/task/{task}/children").read_text()
+                stack.extend(int(child) for child in children.split())
+    return total / tick
+
+
 # -- the private Redis --------------------------------------------------------------------
 
 
@@ -753,6 +772,9 @@ class Results:
     drain_startup_ms: float | None = None
     drain_steady: float | None = None
     drain_seconds: float | None = None
+    drain_steady_cpu_us: float | None = None
+    """CPU of the worker's process tree per task between the first and the last result
+    (start-up and shutdown left out; steadier than the rates on a shared host)."""
     roundtrip_ms: dict[str, float] = field(default_factory=dict)
     peak_rss_mib: float | None = None
     worker_processes: int | None = None
@@ -842,8 +864,10 @@ def measure_drain(
                 next_rss = now + RSS_POLL
             if first_done is None and peer.is_done(first):
                 first_done = now
+                cpu_first = tree_cpu_seconds(proc.pid)
             if first_done is not None and peer.queue_size() == 0 and peer.is_done(last):
                 end = now
+                cpu_end = tree_cpu_seconds(proc.pid)
                 break
             if proc.poll() is not None:
                 raise RuntimeError(f"{peer.name} worker exited with {proc.returncode} mid-drain")
@@ -859,6 +883,7 @@ def measure_drain(
     res.drain_total = count / elapsed
     res.drain_startup_ms = (first_done - start) * 1000
     res.drain_steady = (count - 1) / max(end - first_done, 1e-9)
+    res.drain_steady_cpu_us = (cpu_end - cpu_first) / max(count - 1, 1) * 1e6
     res.peak_rss_mib = peak_kib / 1024
     res.worker_processes = peak_procs
 
