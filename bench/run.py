@@ -177,15 +177,25 @@ class Signals:
 SIGNALS = Signals()
 
 
+def tree_pids(pid: int) -> Iterator[int]:
+    """``pid`` and its descendants, from /proc (those that exit meanwhile are left out)."""
+    stack = [pid]
+    while stack:
+        current = stack.pop()
+        yield current
+        with suppress(OSError):
+            for task in os.listdir(f"/proc/{current}/task"):
+                children = Path(f"/proc/{current}/task/{task}/children").read_text()
+                stack.extend(int(child) for child in children.split())
+
+
 def tree_rss_kib(pid: int) -> tuple[int, int]:
     """Summed VmRSS (KiB) of ``pid`` and its descendants, and how many there are.
 
     Pages a forked child shares with its parent count in both, as ``ps`` would show them.
     """
     total = count = 0
-    stack = [pid]
-    while stack:
-        current = stack.pop()
+    for current in tree_pids(pid):
         try:
             status = Path(f"/proc/{current}/status").read_text()
         except OSError:
@@ -195,30 +205,19 @@ def tree_rss_kib(pid: int) -> tuple[int, int]:
                 total += int(line.split()[1])
                 count += 1
                 break
-        with suppress(OSError):
-            for task in os.listdir(f"/proc/{current}/task"):
-                children = Path(f"/proc/{current}/task/{task}/children").read_text()
-                stack.extend(int(child) for child in children.split())
     return total, count
 
 
 def tree_cpu_seconds(pid: int) -> float:
     """User and system CPU of ``pid`` and its descendants so far, from /proc."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    stack = [pid]
-    while stack:
-        current = stack.pop()
+    ticks = 0
+    for current in tree_pids(pid):
         try:
             fields = Path(f"/proc/{current}/stat").read_text().rpartition(")")[2].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-        with suppress(OSError):
-            for task in os.listdir(f"/proc/{current}/task"):
-                children = Path(f"/proc/{current}/task/{task}/children").read_text()
-                stack.extend(int(child) for child in children.split())
-    return total / tick
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 # -- the private Redis --------------------------------------------------------------------

@@ -25,7 +25,7 @@ import msgspec
 from ..exceptions import BrokerError
 from ..redis_connection import RedisLink
 from .entries import Entry
-from .store import ScheduleStore, decode_entry, encode_definition
+from .store import ScheduleStore, decode_entry, encode_definition, first_version
 
 __all__ = ["RedisStore"]
 
@@ -100,9 +100,7 @@ class RedisStore(ScheduleStore):
                 pipe.hdel(self._entries, name)
             else:
                 pipe.hset(self._entries, name, value)
-            # a lost version key (FLUSHDB) starts again from the clock: from 0, a few
-            # writes could bring it back to the number a scheduler saw last
-            pipe.set(self._version, time.time_ns(), nx=True)
+            pipe.set(self._version, first_version(), nx=True)
             pipe.incr(self._version)
             pipe.execute()
 

@@ -11,7 +11,6 @@ import logging
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
@@ -21,7 +20,7 @@ import msgspec
 
 from ..sqlite_file import SQLiteFile
 from .entries import Entry
-from .store import ScheduleStore, decode_entry, encode_definition
+from .store import ScheduleStore, decode_entry, encode_definition, first_version
 
 __all__ = ["SQLiteStore"]
 
@@ -40,8 +39,7 @@ _DDL = (
 )
 _BUMP = """INSERT INTO conveyor_beat_meta (key, value) VALUES ('version', ?)
     ON CONFLICT (key) DO UPDATE SET value = value + 1"""
-"""A missing version (an emptied table) starts from the clock: from 1, a few writes could
-bring it back to the number a scheduler saw last, which would keep the old entries."""
+"""Its parameter: ``first_version()``, for a missing row (an emptied table)."""
 _COLUMNS = "name, definition, enabled, last_run_at, total_run_count, since"
 
 
@@ -92,7 +90,7 @@ class SQLiteStore(ScheduleStore):
         with self._transaction():
             changed = self._local.conn.execute(sql, params).rowcount > 0
             if changed:
-                self._local.conn.execute(_BUMP, (time.time_ns(),))
+                self._local.conn.execute(_BUMP, (first_version(),))
             return bool(changed)
 
     def _row(self, row: tuple[Any, ...]) -> Entry | None:

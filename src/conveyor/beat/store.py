@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
+import time
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
@@ -37,12 +38,21 @@ __all__ = [
     "ScheduleStore",
     "SyncReport",
     "default_store",
+    "first_version",
     "resolve_store",
     "schedule_from_data",
     "store_from_url",
 ]
 
 logger = logging.getLogger("conveyor.beat")
+
+
+def first_version() -> int:
+    """Where a store's version starts when it has none (a new store, or one emptied by
+    FLUSHDB or ``manage.py flush``): the clock, not 0 or 1, so a few writes after an
+    emptying cannot bring the number back to the one a running scheduler saw last (it
+    would keep its old entries)."""
+    return time.time_ns()
 
 
 class Definition(msgspec.Struct, kw_only=True, omit_defaults=True):

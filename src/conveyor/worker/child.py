@@ -146,6 +146,15 @@ def _run_local(
     run_consumers(consumers, stop, in_main_thread=solo)
 
 
+_Start = tuple[str, str, float | None, int]
+
+
+def _start_line(start: _Start) -> str:
+    """The "started" line of a start, without its description and end of line."""
+    delivery_id, task_id, hard_deadline, fence = start
+    return f"S\t{delivery_id}\t{task_id}\t{hard_deadline or ''}\t{fence}"
+
+
 class Pipe:
     """The pipe to the supervisor, shared by the consumer threads of one child: one lock
     and one buffer of notices, so any thread's write carries every thread's "finished"
@@ -171,7 +180,6 @@ class PipeTracker:
     def __init__(self, pipe: Pipe | int, slot: Slot | None = None) -> None:
         self.pipe = pipe if isinstance(pipe, Pipe) else Pipe(pipe)
         self.slot = slot
-        self._start: tuple[str, str, float | None, int] = ("", "", None, 0)
         self._lineage = ("", "")
         self._slotted: tuple[str, str] | None = None
         """The delivery id and task name of the ``def`` task in the slot."""
@@ -181,15 +189,15 @@ class PipeTracker:
         """True when a hook describes every task that starts (``_describe_start``): its
         "started" notice waits the microseconds until then and carries the task's name
         and argument previews."""
-        self.starting: str | None = None
-        """The deferred "started" notice, without its description and end of line."""
+        self.starting: _Start | None = None
+        """The deferred start: delivery id, task id, hard deadline, fence."""
 
     def _send(self, text: str) -> None:
         pipe = self.pipe
         with pipe.lock:
             start, self.starting = self.starting, None
             if start is not None:  # a start whose description did not come: it goes now
-                text = f"{start}\n{text}"
+                text = f"{_start_line(start)}\n{text}"
             data = (pipe.pending + text).encode()
             pipe.pending = ""
             while data:
@@ -204,13 +212,12 @@ class PipeTracker:
     def started(
         self, delivery: Delivery, task_id: str, hard_deadline: float | None, fence: int
     ) -> None:
-        line = f"S\t{delivery.id}\t{task_id}\t{hard_deadline or ''}\t{fence}"
+        start = (delivery.id, task_id, hard_deadline, fence)
         if self.deferred:
-            self.starting = line
-            self._start = (delivery.id, task_id, hard_deadline, fence)
+            self.starting = start
             _current.tracker = self
         else:
-            self._send(line + "\n")
+            self._send(_start_line(start) + "\n")
 
     def stamped(self, delivery: Delivery, keys: list[str]) -> None:
         """The running task carries stamps: their revocation keys, so the supervisor
@@ -243,20 +250,18 @@ class PipeTracker:
         start, self.starting = self.starting, None
         if start is not None:
             args, kwargs = preview(message)
+            lineage, self._lineage = self._lineage, ("", "")
             if at_once and self.slot is not None:
-                delivery_id, task_id, deadline, fence = self._start
+                delivery_id, task_id, deadline, fence = start
                 shown = (message.task, args, kwargs)
-                self.slot.set(
-                    delivery_id, task_id, deadline, fence, time.time(), shown, self._lineage
-                )
+                self.slot.set(delivery_id, task_id, deadline, fence, time.time(), shown, lineage)
                 self._slotted = (delivery_id, message.task)
-                self._lineage = ("", "")
                 if self._urgent:
                     self._urgent = False
                     self._send("")
                 return
-            self._lineage, self._urgent = ("", ""), False
-            line = f"{start}\t{message.task}\t{args}\t{kwargs}\n"
+            self._urgent = False
+            line = f"{_start_line(start)}\t{message.task}\t{args}\t{kwargs}\n"
             if at_once:
                 self._send(line)
             else:

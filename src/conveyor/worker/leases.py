@@ -37,8 +37,6 @@ class Held:
     since: float = 0.0
     parent_id: str = ""
     root_id: str = ""
-    in_slot: bool = False
-    """Its start was read from its consumer's slot (slots.py), not from a start line."""
     """Its message's lineage (when it has one), for the outcome the supervisor writes if it
     kills the task."""
 
@@ -76,9 +74,7 @@ class LeaseKeeper:
         with self._lock:
             held = self.held.get(delivery_id)
             if held is not None:
-                held.started = held.ran = True
-                held.task_id, held.deadline, held.fence = task_id, deadline, fence
-                held.since = time.time()
+                _started(held, task_id, deadline, fence, time.time())
                 if len(shown) == 3:
                     held.name, held.args, held.kwargs = shown
 
@@ -86,25 +82,22 @@ class LeaseKeeper:
         """What ``owner``'s slots show running now: those started, and the ones they
         showed before and no longer do ended (their "finished" notice may come later)."""
         with self._lock:
+            before = self._slotted.get(owner, set())
             now: set[str] = set()
             for shown in running:
                 held = self.held.get(shown.delivery_id)
                 if held is None or held.owner != owner:
                     continue
                 now.add(shown.delivery_id)
-                if held.in_slot and held.task_id == shown.task_id:
-                    continue
-                held.started = held.ran = held.in_slot = True
-                held.task_id, held.deadline, held.fence = shown.task_id, shown.deadline, shown.fence
-                held.since = shown.since
+                if shown.delivery_id in before:
+                    continue  # seen at the last look
+                _started(held, shown.task_id, shown.deadline, shown.fence, shown.since)
                 held.name, held.args, held.kwargs = shown.name, shown.args, shown.kwargs
                 held.parent_id, held.root_id = shown.parent_id, shown.root_id
-            before = self._slotted.get(owner)
-            if before:
-                for ended in before - now:
-                    held = self.held.get(ended)
-                    if held is not None and held.in_slot:
-                        held.started, held.deadline = False, None
+            for ended in before - now:
+                held = self.held.get(ended)
+                if held is not None:
+                    held.started, held.deadline = False, None
             if now or before:
                 self._slotted[owner] = now
 
@@ -227,3 +220,9 @@ class LeaseKeeper:
             for held in lost:
                 if held.started:
                     logger.debug("lease of %s not extended: acked, or lost", held.delivery.id)
+
+
+def _started(held: Held, task_id: str, deadline: float | None, fence: int, since: float) -> None:
+    """``held``'s task started (from a start line or its slot): its running fields."""
+    held.started = held.ran = True
+    held.task_id, held.deadline, held.fence, held.since = task_id, deadline, fence, since

@@ -279,7 +279,7 @@ class PreforkPool:
             if child is None:
                 continue
             self._read_child(child)
-            self.keeper.sync_slots(child.pid, child.slots.read())  # what it died running
+            self._sync_slots(child)  # what it died running
             self.selector.unregister(child.fd)
             os.close(child.fd)
             self._after_exit(child, status)
@@ -335,9 +335,10 @@ class PreforkPool:
         child.killed_for[held.delivery.id] = (held, record)
         _kill(child.pid, signum)
 
-    def _sync_slots(self) -> None:
-        """Learn from the children's slots which ``def`` tasks run now (slots.py)."""
-        for child in self.children.values():
+    def _sync_slots(self, *children: Child) -> None:
+        """Learn from the slots of ``children`` (all by default) which ``def`` tasks they
+        run now (slots.py)."""
+        for child in children or self.children.values():
             self.keeper.sync_slots(child.pid, child.slots.read())
 
     def _enforce_time_limits(self) -> None:

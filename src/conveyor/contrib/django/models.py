@@ -9,7 +9,6 @@ the admin or anywhere else, without a restart.
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,6 +20,7 @@ from django.dispatch import receiver
 
 from ...beat.entries import Entry
 from ...beat.schedules import Schedule, clocked, crontab, schedule
+from ...beat.store import first_version
 
 __all__ = [
     "ClockedSchedule",
@@ -37,15 +37,11 @@ __all__ = [
 
 
 def bump_version(using: str | None = None) -> None:
-    """Tell running schedulers that periodic tasks changed.
-
-    A missing row (a new database, or ``manage.py flush``) starts from the clock, not from
-    1: after a flush, counting again from 1 could repeat the value a scheduler saw last and
-    hide the new rows from it.
-    """
-    rows = ScheduleVersion.objects.using(using).filter(pk=1)
-    if not rows.update(value=F("value") + 1):
-        ScheduleVersion.objects.using(using).get_or_create(pk=1, defaults={"value": time.time_ns()})
+    """Tell running schedulers that periodic tasks changed (a missing row starts from
+    ``first_version()``)."""
+    versions = ScheduleVersion.objects.using(using)
+    if not versions.filter(pk=1).update(value=F("value") + 1):
+        versions.get_or_create(pk=1, defaults={"value": first_version()})
 
 
 class ChangeTrackingQuerySet(models.QuerySet[Any]):
