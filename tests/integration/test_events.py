@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -102,6 +103,21 @@ def test_a_task_killed_at_its_hard_time_limit_has_its_failed_event(ev, pool):
         "task-received",
         "task-started",
     ]
+
+
+def test_a_task_that_never_starts_has_its_received_then_its_outcome(ev, pool):
+    pool.start(app=APP)
+    expired = ev.add.apply_async((1, 2), expires=datetime.now(timezone.utc) - timedelta(minutes=1))
+    unknown = ev.app.send_task("event_tasks.not_a_task", args=(1,))
+    expired.get(timeout=20, propagate=False)
+    assert expired.state == "REVOKED"
+    wait_until(lambda: len(ev.app.events.of_task(unknown.id)) >= 2, timeout=20)
+    wait_until(lambda: len(ev.app.events.of_task(expired.id)) >= 2, timeout=20)
+    assert kinds(ev.app.events.of_task(expired.id)) == ["task-received", "task-revoked"]
+    assert kinds(ev.app.events.of_task(unknown.id)) == ["task-received", "task-failed"]
+    received, failed = ev.app.events.of_task(unknown.id)
+    assert "not_a_task" in failed.exception  # type: ignore[union-attr]
+    assert received.args == "(1,)" and received.hostname == "w1@integration"  # type: ignore[union-attr]
 
 
 def test_events_off_means_none_written(ev, pool):

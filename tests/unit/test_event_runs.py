@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import sys
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,6 @@ from conveyor.brokers.base import EventPacket
 from conveyor.event_runs import RunLine, expand_run
 from conveyor.message import Message
 from conveyor.records import TaskRecord
-from conveyor.request import Request
 from conveyor.worker.events import EventBuffer
 
 FIELDS = (1700000000.25, 120, 480, "w1", 42, "t-1", "t.add", "(1, 2)", "{}", 0, None, None)
@@ -91,8 +91,7 @@ def test_writes_racing_executors_lose_and_repeat_no_event() -> None:
     def execute(worker: int) -> None:
         for n in range(400):
             message = Message(id=f"{worker}-{n}", task="t.add")
-            buffer.received(message, f"w{worker}")
-            buffer.started(None, Request(id=message.id, task=message.task, hostname="w"))
+            buffer.running(message, f"w{worker}", time.time_ns())
             buffer.outcome(message, TaskRecord(status="SUCCESS", result=n), f"w{worker}", 0.1)
 
     def write() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,7 +22,6 @@ from conveyor.events import (
 from conveyor.exceptions import BrokerError
 from conveyor.message import Message
 from conveyor.records import TaskRecord
-from conveyor.request import Request
 from conveyor.worker import events as worker_events
 from conveyor.worker.events import EventBuffer
 
@@ -72,9 +72,9 @@ def test_a_buffer_keeps_its_events_while_the_broker_is_down() -> None:
     buffer = EventBuffer(app)
     message = app.build_message(app.tasks["t.add"], (1, 2), {}, {}, None, False)
     broker.down = True
-    buffer.received(message, "w1")
+    buffer.received(message, "w1", time.time_ns())
     buffer.flush()  # fails: kept
-    buffer.received(message, "w1")
+    buffer.received(message, "w1", time.time_ns())
     broker.down = False
     buffer.flush()
     seen = list(app.events.tail())
@@ -90,7 +90,7 @@ def test_a_buffer_drops_the_oldest_beyond_its_bound(monkeypatch: pytest.MonkeyPa
     broker.down = True
     for n in range(5):
         message = app.build_message(app.tasks["t.add"], (n, n), {}, {}, None, False)
-        buffer.received(message, "w1")
+        buffer.received(message, "w1", time.time_ns())
         buffer.flush()
     broker.down = False
     buffer.flush()
@@ -98,8 +98,7 @@ def test_a_buffer_drops_the_oldest_beyond_its_bound(monkeypatch: pytest.MonkeyPa
 
 
 def _ran(buffer: EventBuffer, message: Message, result: Any) -> None:
-    buffer.received(message, "w1")
-    buffer.started(None, Request(id=message.id, task=message.task, hostname="w1"))
+    buffer.running(message, "w1", time.time_ns())
     buffer.outcome(message, TaskRecord(status="SUCCESS", result=result), "w1", 0.0025)
 
 
@@ -142,8 +141,7 @@ def test_a_task_running_at_a_write_has_its_start_written_and_its_end_later() -> 
     app = make_app()
     buffer = EventBuffer(app)
     long = Message(id="long", task="t.add", args=[1, 2], kwargs={})
-    buffer.received(long, "w1")
-    buffer.started(None, Request(id="long", task="t.add", hostname="w1"))
+    buffer.running(long, "w1", time.time_ns())
     buffer.flush()  # the task still runs
     assert [type(e) for e in app.events.tail()] == [TaskReceived, TaskStarted]
 

@@ -48,7 +48,6 @@ from ..events import (
 from ..message import Message
 from ..outage import Outage
 from ..records import TaskRecord
-from ..request import Request
 from ..version import installed_version
 
 __all__ = ["FLUSH_EVERY", "MAX_BUFFERED", "EventBuffer", "event_buffer"]
@@ -63,80 +62,70 @@ MAX_BUFFERED = 50_000
 logger = logging.getLogger("conveyor.worker")
 
 _now = time.time_ns
-"""Noted times are whole nanoseconds: a run line's offsets are then integer arithmetic,
-without a call to ``int`` each."""
+"""Noted times (the executor's ``received`` too) are whole nanoseconds: a run line's
+offsets are then integer arithmetic, without a call to ``int`` each."""
 _SUCCESS = states.SUCCESS
 
 
 class EventBuffer:
     """The task events of one worker process, waiting to be written.
 
-    A task received is held open (``_open``) until its outcome: if that is a success and
+    A task that starts is held open (``_open``) until its outcome: if that is a success and
     no write came between, its three events go as one run line (``event_runs.py``); a write
-    that finds it still open writes its task-received (and task-started) on their own, and
-    its later events follow one by one.
+    that finds it still open writes its task-received and task-started on their own, and
+    its outcome follows alone.
 
-    No lock: a lock round trip per event cost a quick task more than its run line. Whoever
-    pops a task's entry from ``_open`` (one atomic dict operation) owns it: its outcome
-    (a run line), or a write (its received and started on their own). ``started`` pops
-    the entry to change it and puts it back, so a write never reads it half changed."""
+    The executor notes a task twice: when it starts (``running``, with the time its
+    delivery was taken up) and at its outcome. One call each, and no lock: a lock round
+    trip per event cost a quick task more than its run line. Whoever pops a task's entry
+    from ``_open`` (one atomic dict operation) owns it: its outcome (a run line), or a
+    write (its received and started on their own); the entry never changes once open."""
 
     def __init__(self, app: Conveyor) -> None:
         self.app = app
         self.pid = os.getpid()
-        self.hostname = ""
         self._pending: list[Event | RunLine] = []
         """Only appended to, and taken from the front (``flush``), so no lock is needed."""
-        self._open: dict[str, list[Any]] = {}
-        """Task id -> [received at, message, hostname, started at or 0] (``_now``'s times)."""
+        self._open: dict[str, tuple[int, Message, str, int]] = {}
+        """Task id -> (received at, message, hostname, started at), ``_now()``'s times."""
         self._io = threading.Lock()
         """One write at a time, so events reach the stream in the order they happened."""
         self._dropped = 0
         self._flusher: _Flusher | None = None
         self.written = time.monotonic()
         """When the buffer was last written (or found empty)."""
-        app.on_task_start.append(self.started)
 
-    # -- noting events (the executor's thread) -------------------------------------------
+    # -- noting events (the executors' threads) ------------------------------------------
 
-    def received(self, message: Message, hostname: str) -> None:
-        entry = [_now(), message, hostname, 0]
+    def running(self, message: Message, hostname: str, received: int) -> None:
+        """A task starts; ``received``: when its delivery was taken up (``time.time_ns``)."""
         key = message.id
         earlier = self._open.pop(key, None)
-        self._open[key] = entry
-        if earlier is not None:  # received again before its outcome (a redelivery)
+        self._open[key] = (received, message, hostname, _now())
+        if earlier is not None:  # started again before its outcome (a redelivery)
             self._pending += self._opened(earlier)
         if self._flusher is None:
             self._flusher = _Flusher(self)
 
-    def started(self, task: object, request: Request) -> None:
-        """An ``app.on_task_start`` hook: the task's code is about to run."""
-        now, key = _now(), request.id or ""
-        entry = self._open.pop(key, None)
-        if entry is not None:
-            entry[3] = now
-            self._open[key] = entry
-            return
-        self._pending.append(
-            TaskStarted(
-                timestamp=now / 1e9,
-                hostname=request.hostname or "",
-                pid=self.pid,
-                uuid=request.id or "",
-                name=request.task,
-                retries=request.retries,
-            )
-        )
+    def received(self, message: Message, hostname: str, received: int) -> None:
+        """The task-received of a delivery taken up that does not start (postponed)."""
+        self._pending.append(_received_event(message, hostname, self.pid, received))
 
     def outcome(
-        self, message: Message, record: TaskRecord, hostname: str, runtime: float | None
+        self,
+        message: Message,
+        record: TaskRecord,
+        hostname: str,
+        runtime: float | None,
+        received: int | None = None,
     ) -> None:
-        """The event of a stored outcome (none for IGNORED and custom states)."""
+        """The event of a stored outcome (none for IGNORED and custom states), after the
+        task-received of a task that never started (``received``, when it was taken up)."""
         uuid = message.id
         entry = self._open.pop(uuid, None)
         if entry is not None:
-            received, _, host, started = entry
-            if started and record.status == _SUCCESS:
+            if record.status == _SUCCESS:
+                at, _, host, started = entry
                 result, root_id = record.result, message.root_id
                 args, kwargs = message.argsrepr, message.kwargsrepr  # _shown's, without calls
                 if args is None:
@@ -145,9 +134,9 @@ class EventBuffer:
                     kwargs = _short(message.kwargs) if message.kwargs else "{}"
                 self._pending.append(
                     RunLine(
-                        received / 1e9,
-                        (started - received) // 1000,
-                        (_now() - received) // 1000,
+                        at / 1e9,
+                        (started - at) // 1000,
+                        (_now() - at) // 1000,
                         host,
                         self.pid,
                         uuid,
@@ -166,6 +155,8 @@ class EventBuffer:
                 )
                 return
             self._pending += self._opened(entry)
+        elif received is not None:
+            self.received(message, hostname, received)
         event = _outcome_event(message, record, runtime)
         if event is not None:
             event.hostname, event.pid = hostname, self.pid
@@ -189,39 +180,20 @@ class EventBuffer:
             )
         )
 
-    def _opened(self, entry: list[Any]) -> list[Event]:
-        """The task-received, and task-started if it started, of an open task."""
+    def _opened(self, entry: tuple[int, Message, str, int]) -> list[Event]:
+        """The task-received and task-started of an open task."""
         received, message, hostname, started = entry
-        args, kwargs = _shown(message)
-        events: list[Event] = [
-            TaskReceived(
-                timestamp=received / 1e9,
+        return [
+            _received_event(message, hostname, self.pid, received),
+            TaskStarted(
+                timestamp=started / 1e9,
                 hostname=hostname,
                 pid=self.pid,
                 uuid=message.id,
                 name=message.task,
-                args=args,
-                kwargs=kwargs,
                 retries=message.retries,
-                eta=message.eta,
-                expires=message.expires,
-                queue=message.queue,
-                root_id=message.root_id,
-                parent_id=message.parent_id,
-            )
+            ),
         ]
-        if started:
-            events.append(
-                TaskStarted(
-                    timestamp=started / 1e9,
-                    hostname=hostname,
-                    pid=self.pid,
-                    uuid=message.id,
-                    name=message.task,
-                    retries=message.retries,
-                )
-            )
-        return events
 
     # -- writing -------------------------------------------------------------------------
 
@@ -303,6 +275,25 @@ def event_buffer(app: Conveyor) -> EventBuffer | None:
         if buffer is None:
             buffer = _buffers[key] = EventBuffer(app)
         return buffer
+
+
+def _received_event(message: Message, hostname: str, pid: int, at: int) -> TaskReceived:
+    args, kwargs = _shown(message)
+    return TaskReceived(
+        timestamp=at / 1e9,
+        hostname=hostname,
+        pid=pid,
+        uuid=message.id,
+        name=message.task,
+        args=args,
+        kwargs=kwargs,
+        retries=message.retries,
+        eta=message.eta,
+        expires=message.expires,
+        queue=message.queue,
+        root_id=message.root_id,
+        parent_id=message.parent_id,
+    )
 
 
 def _outcome_event(message: Message, record: TaskRecord, runtime: float | None) -> Event | None:

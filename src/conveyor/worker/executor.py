@@ -69,6 +69,10 @@ class Executor(AsyncExecution, Refusals):
         self.outbox = Outbox(app, tracker)
         self._ran_for: float | None = None
         """Seconds the task being concluded ran, for its event (``_event``)."""
+        self._taken: Message | None = None
+        self._taken_at = 0
+        """The message ``handle`` took up and when (``time.time_ns``), until it starts: the
+        task-received of one that never starts goes with its outcome (``_event``)."""
         self._sent: list[Any] | None = None
         """What the task being concluded sent as it ran, for its record (``_lineage``)."""
         self._decoded: dict[str, Message] = {}
@@ -144,8 +148,7 @@ class Executor(AsyncExecution, Refusals):
                 notify.rejected(self, delivery, exc)
             return state
         attempt = fence(message.retries, delivery.delivery_count, resends=delivery.resends)
-        if self.outbox.events is not None:
-            self.outbox.events.received(message, self.hostname)
+        self._taken, self._taken_at = message, time.time_ns()
         if delivery.redelivered and self._already_done(message, delivery):
             logger.info(
                 "%s[%s] redelivered after it had finished; acked without running",
@@ -245,6 +248,7 @@ class Executor(AsyncExecution, Refusals):
             if lineage is not None:  # a prefork child: the outcome of a kill keeps them
                 lineage(delivery, message.parent_id, message.root_id)
         self.tracker.started(delivery, message.id, deadline, attempt)
+        self._event_running(message)
         if message.headers and "stamped_headers" in message.headers:
             stamped = getattr(self.tracker, "stamped", None)
             if stamped is not None:  # a prefork child: its supervisor terminates by stamp
@@ -286,6 +290,9 @@ class Executor(AsyncExecution, Refusals):
                 verdict.delay,
                 verdict.reason,
             )
+            if self.outbox.events is not None and self._taken is message:
+                self.outbox.events.received(message, self.hostname, self._taken_at)
+            self._taken = None
             self._nack(delivery, verdict.delay)
             return states.PENDING
         status = states.REVOKED if verdict.action == REVOKE else states.IGNORED
@@ -499,13 +506,30 @@ class Executor(AsyncExecution, Refusals):
             record = self.results.read(message.id)
             if record is not None:
                 hostname = record.worker or self.hostname
-                self.outbox.events.outcome(message, record, hostname, None)
+                self.outbox.events.outcome(
+                    message, record, hostname, None, self._unstarted(message)
+                )
+
+    def _event_running(self, message: Message) -> None:
+        """Note that the task taken up starts (``worker/events.py``)."""
+        if self.outbox.events is not None:
+            self.outbox.events.running(message, self.hostname, self._taken_at)
+        self._taken = None
 
     def _event(self, message: Message, record: TaskRecord) -> None:
         """Note an outcome's event (``worker/events.py``), with the runtime ``_conclude`` saw."""
         runtime, self._ran_for = self._ran_for, None
+        received = self._unstarted(message)
         if self.outbox.events is not None:
-            self.outbox.events.outcome(message, record, self.hostname, runtime)
+            self.outbox.events.outcome(message, record, self.hostname, runtime, received)
+
+    def _unstarted(self, message: Message) -> int | None:
+        """When ``message`` was taken up, if it is the one ``handle`` holds and it never
+        started (an async task's outcome may be concluded while another is handled)."""
+        if self._taken is not message:
+            return None
+        self._taken = None
+        return self._taken_at
 
     def _finish(
         self, delivery: Delivery, message: Message, attempt: int, record: TaskRecord
