@@ -8,6 +8,7 @@ The threads and solo pools run as one such child whose consumer threads share th
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import multiprocessing
 import os
@@ -104,6 +105,7 @@ def child_main(  # pragma: no cover
             alive=alive,
         )
         signal.signal(TERMINATE, lambda *_: interrupt(consumer))
+        _freeze_settled_objects()
         run_consumers([consumer], stop, in_main_thread=True)
     except BaseException:
         logger.exception("child %d crashed", index)
@@ -112,6 +114,12 @@ def child_main(  # pragma: no cover
         signals.worker_process_shutdown.send(sender=None, pid=os.getpid(), exitcode=code)
         logging.shutdown()
         os._exit(code)
+
+
+def _freeze_settled_objects() -> None:  # pragma: no cover - child process
+    """Move what the child holds once it is ready (modules, the app, its tasks) out of the
+    collector's reach: each full collection would walk it again, about 1 us a quick task."""
+    gc.freeze()
 
 
 def _run_local(
@@ -143,6 +151,7 @@ def _run_local(
         signal.signal(TERMINATE, lambda *_: interrupt(consumers[0]))
     else:
         signal.signal(TERMINATE, signal.SIG_IGN)
+    _freeze_settled_objects()
     run_consumers(consumers, stop, in_main_thread=solo)
 
 
