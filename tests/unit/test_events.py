@@ -39,6 +39,26 @@ class FlakyBroker(MemoryBroker):
         super().add_events(events, max_length, count)
 
 
+class WatchedBroker(MemoryBroker):
+    """Tells which thread wrote each packet."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writers: list[str] = []
+        self.wrote = threading.Event()
+
+    def add_events(
+        self, events: Sequence[bytes], max_length: int, count: int | None = None
+    ) -> None:
+        self.writers.append(threading.current_thread().name)
+        super().add_events(events, max_length, count)
+        self.wrote.set()
+
+
+class OneWriterBroker(WatchedBroker):
+    one_writer = True
+
+
 def make_app(broker: MemoryBroker | None = None, **settings: Any) -> Conveyor:
     app = Conveyor("events", broker=broker or MemoryBroker(), backend="memory://", **settings)
 
@@ -64,6 +84,43 @@ def test_task_sent_is_written_only_when_asked_for() -> None:
         "default",
     )
     assert sent.eta is not None and sent.root_id == result.id
+
+
+def _due(buffer: EventBuffer) -> None:
+    buffer.written -= worker_events.FLUSH_EVERY
+    buffer.flush_due()
+
+
+def test_the_background_thread_writes_what_is_due_unless_the_store_has_one_writer() -> None:
+    """The consumer only wakes the thread (zlib and the round trip run beside it), except
+    on a store like SQLite, where a second thread's write would wait on the consumer's."""
+    broker = WatchedBroker()
+    app = make_app(broker)
+    buffer = EventBuffer(app)
+    _ran(buffer, Message(id="quick", task="t.add"), 3)
+    running = Message(id="running", task="t.add")
+    buffer.running(running, "w1", time.time_ns())  # started just now: keeps its run line
+    _due(buffer)
+    assert broker.wrote.wait(5)
+    assert broker.writers == ["conveyor-events"]
+    assert [(e.type, getattr(e, "uuid", "")) for e in app.events.tail()] == [
+        ("task-received", "quick"),
+        ("task-started", "quick"),
+        ("task-succeeded", "quick"),
+    ]
+    buffer.outcome(running, TaskRecord(status="SUCCESS", result=1), "w1", 0.001)
+    buffer.flush()
+    assert [e.type for e in app.events.tail()][3:] == [
+        "task-received",
+        "task-started",
+        "task-succeeded",
+    ]
+
+    sqlite_like = OneWriterBroker()
+    buffer = EventBuffer(make_app(sqlite_like))
+    _ran(buffer, Message(id="quick", task="t.add"), 3)
+    _due(buffer)
+    assert sqlite_like.writers == [threading.current_thread().name]
 
 
 def test_a_buffer_keeps_its_events_while_the_broker_is_down() -> None:

@@ -138,6 +138,9 @@ class Broker(ABC):
     """Stores and hands out messages. Subclasses implement the abstract methods."""
 
     url: str = ""
+    one_writer = False
+    """Whether a write from one thread of a process waits for another's to end (SQLite's
+    one writer at a time): a worker then makes its writes on the consumer's own thread."""
 
     @abstractmethod
     def publish(self, envelopes: Sequence[Envelope]) -> None:

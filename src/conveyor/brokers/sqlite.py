@@ -141,6 +141,8 @@ def _reserved_order(row: tuple[Any, ...]) -> tuple[int, int]:
 class SQLiteBroker(Broker):
     """A broker in one SQLite file; every process on the host opening it shares the queues."""
 
+    one_writer = True
+
     def __init__(
         self,
         path: str | os.PathLike[str],

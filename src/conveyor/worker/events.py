@@ -4,13 +4,15 @@ Writing each event as it happens would cost a round trip per event, three per ta
 than a quick task costs to run. So an executor only appends the event to its process's
 buffer (``EventBuffer``), and the consumer writes what waits together with its acks, in
 one ``Broker.add_events`` call (one packet: ``brokers/base.py``), once ``FLUSH_EVERY``
-seconds passed since the last write (``flush_due``, from ``Outbox.take_acks``). Writing
-from the consumer's own thread, between its own transactions, matters on SQLite: a second
-thread writing to the file at the same time makes the consumer wait on the file's lock. A
-background thread per process (``_Flusher``) writes only what waited ``STALE`` seconds (a
-long task's task-started, an idle consumer's last events). Events are for watching: when
-the broker is unreachable they wait in the buffer, which keeps at most ``MAX_BUFFERED``
-(the oldest are dropped, with one warning).
+seconds passed since the last write (``flush_due``, from ``Outbox.take_acks``): on
+SQLite the consumer writes them itself, between its own transactions (a second thread
+writing to the file at the same time would make the consumer wait on the file's lock);
+elsewhere it wakes the process's background thread (``_Flusher``) to write them, so that
+compressing and sending a packet (about 1 us a quick task, most of it zlib, which lets
+go of the GIL) runs beside the consumer, not in its way. That thread also writes what
+waited ``STALE`` seconds (a long task's task-started, an idle consumer's last events).
+Events are for watching: when the broker is unreachable they wait in the buffer, which
+keeps at most ``MAX_BUFFERED`` (the oldest are dropped, with one warning).
 
 The worker's own events come from the supervisor: ``worker-online`` when its pool is
 ready, ``worker-heartbeat`` with each lease heartbeat, ``worker-offline`` when it stops
@@ -92,6 +94,7 @@ class EventBuffer:
         """One write at a time, so events reach the stream in the order they happened."""
         self._dropped = 0
         self._flusher: _Flusher | None = None
+        self._in_background = not app.broker.one_writer
         self.written = time.monotonic()
         """When the buffer was last written (or found empty)."""
 
@@ -201,11 +204,16 @@ class EventBuffer:
         """Write the buffered events if ``FLUSH_EVERY`` passed since the last write (the
         consumer, with its acks)."""
         if time.monotonic() - self.written >= FLUSH_EVERY:
-            self.flush()
+            if self._in_background and self._flusher is not None:
+                self.written = time.monotonic()
+                self._flusher.wake.set()
+            else:
+                self.flush()
 
-    def flush(self) -> None:
-        """Write every buffered event now (from any thread), and the received (and
-        started) of the tasks still open."""
+    def flush(self, started_before: int | None = None) -> None:
+        """Write every buffered event now (from any thread), and the received and started
+        of the tasks still open (only those started before ``started_before``, a ``_now()``
+        time, when given: a task that ends soon then keeps its run line)."""
         self.written = time.monotonic()
         if not self._pending and not self._open:
             return
@@ -213,6 +221,10 @@ class EventBuffer:
             batch: list[Event | RunLine] = self._pending[: len(self._pending)]
             del self._pending[: len(batch)]
             for key in self._open.copy():  # taken after the batch: their later events follow
+                if started_before is not None:
+                    seen = self._open.get(key)
+                    if seen is None or seen[3] >= started_before:
+                        continue
                 entry = self._open.pop(key, None)
                 if entry is not None:
                     batch += self._opened(entry)
@@ -242,21 +254,27 @@ class EventBuffer:
 
 
 class _Flusher:
-    """The background thread that writes a buffer's events every FLUSH_EVERY seconds."""
+    """The background thread that writes a buffer's events: when the consumer wakes it,
+    and what waited ``STALE`` seconds."""
 
     def __init__(self, buffer: EventBuffer) -> None:
         self.buffer = buffer
+        self.wake = threading.Event()
         self.thread = threading.Thread(target=self._run, name="conveyor-events", daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
         buffer = self.buffer
         while True:
-            time.sleep(STALE / 2)
-            if time.monotonic() - buffer.written < STALE:
+            if self.wake.wait(STALE / 2):
+                self.wake.clear()
+                started_before: int | None = _now() - int(STALE * 1e9)
+            elif time.monotonic() - buffer.written >= STALE:
+                started_before = None
+            else:
                 continue
             try:
-                buffer.flush()
+                buffer.flush(started_before)
             except Exception:
                 logger.exception("writing events failed")
 
