@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -107,7 +107,7 @@ def test_a_task_killed_at_its_hard_time_limit_has_its_failed_event(ev, pool):
 
 def test_a_task_that_never_starts_has_its_received_then_its_outcome(ev, pool):
     pool.start(app=APP)
-    expired = ev.add.apply_async((1, 2), expires=datetime.now(timezone.utc) - timedelta(minutes=1))
+    expired = ev.add.apply_async((1, 2), expires=datetime.now(UTC) - timedelta(minutes=1))
     unknown = ev.app.send_task("event_tasks.not_a_task", args=(1,))
     expired.get(timeout=20, propagate=False)
     assert expired.state == "REVOKED"
