@@ -123,6 +123,28 @@ def test_the_background_thread_writes_what_is_due_unless_the_store_has_one_write
     assert sqlite_like.writers == [threading.current_thread().name]
 
 
+def test_a_write_is_due_once_enough_successes_hold_their_messages(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A success's run line is made at the write, so until then it holds its message: so
+    many of them make a write due before FLUSH_EVERY passed."""
+    monkeypatch.setattr(worker_events, "MAX_HELD", 3)
+    broker = OneWriterBroker()
+    app = make_app(broker)
+    buffer = EventBuffer(app)
+    for n in range(2):
+        _ran(buffer, Message(id=f"t{n}", task="t.add"), n)
+    buffer.flush_due()
+    assert broker.writers == []
+    _ran(buffer, Message(id="t2", task="t.add", args=[1, 2], argsrepr="(1, '***')"), 2)
+    buffer.flush_due()
+    assert len(broker.writers) == 1
+    events = list(app.events.tail())
+    assert [getattr(e, "uuid", "") for e in events] == ["t0"] * 3 + ["t1"] * 3 + ["t2"] * 3
+    assert events[-3].args == "(1, '***')"  # type: ignore[union-attr]
+    assert events[-1].result == "2"  # type: ignore[union-attr]
+
+
 def test_a_buffer_keeps_its_events_while_the_broker_is_down() -> None:
     broker = FlakyBroker()
     app = make_app(broker)

@@ -60,6 +60,8 @@ STALE = 0.5
 """Seconds after which the background thread writes what still waits."""
 MAX_BUFFERED = 50_000
 """Events a process keeps while the broker cannot take them."""
+MAX_HELD = 1024
+"""Successes noted before a write is due anyway: each holds its message until then."""
 
 logger = logging.getLogger("conveyor.worker")
 
@@ -86,7 +88,7 @@ class EventBuffer:
     def __init__(self, app: Conveyor) -> None:
         self.app = app
         self.pid = os.getpid()
-        self._pending: list[Event | RunLine] = []
+        self._pending: list[Event | RunLine | _Ran] = []
         """Only appended to, and taken from the front (``flush``), so no lock is needed."""
         self._open: dict[str, tuple[int, Message, str, int]] = {}
         """Task id -> (received at, message, hostname, started at), ``_now()``'s times."""
@@ -128,34 +130,9 @@ class EventBuffer:
         entry = self._open.pop(uuid, None)
         if entry is not None:
             if record.status == _SUCCESS:
-                at, _, host, started = entry
-                result, root_id = record.result, message.root_id
-                args, kwargs = message.argsrepr, message.kwargsrepr  # _shown's, without calls
-                if args is None:
-                    args = _short(message.args) if message.args else "()"
-                if kwargs is None:
-                    kwargs = _short(message.kwargs) if message.kwargs else "{}"
-                self._pending.append(
-                    RunLine(
-                        at / 1e9,
-                        (started - at) // 1000,
-                        (_now() - at) // 1000,
-                        host,
-                        self.pid,
-                        uuid,
-                        message.task,
-                        args,
-                        kwargs,
-                        message.retries,
-                        message.eta,
-                        message.expires,
-                        message.queue,
-                        0 if root_id == uuid else root_id,
-                        message.parent_id,
-                        "None" if result is None else _short(result),
-                        int(runtime * 1e9) if runtime else 0,
-                    )
-                )
+                result = record.result
+                shown = "None" if result is None else _short(result)
+                self._pending.append((entry, _now(), shown, runtime))
                 return
             self._pending += self._opened(entry)
         elif received is not None:
@@ -203,7 +180,7 @@ class EventBuffer:
     def flush_due(self) -> None:
         """Write the buffered events if ``FLUSH_EVERY`` passed since the last write (the
         consumer, with its acks)."""
-        if time.monotonic() - self.written >= FLUSH_EVERY:
+        if time.monotonic() - self.written >= FLUSH_EVERY or len(self._pending) >= MAX_HELD:
             if self._in_background and self._flusher is not None:
                 self.written = time.monotonic()
                 self._flusher.wake.set()
@@ -218,8 +195,9 @@ class EventBuffer:
         if not self._pending and not self._open:
             return
         with self._io:
-            batch: list[Event | RunLine] = self._pending[: len(self._pending)]
-            del self._pending[: len(batch)]
+            taken = self._pending[: len(self._pending)]
+            del self._pending[: len(taken)]
+            batch = _run_lines(taken, self.pid)
             for key in self._open.copy():  # taken after the batch: their later events follow
                 if started_before is not None:
                     seen = self._open.get(key)
@@ -293,6 +271,51 @@ def event_buffer(app: Conveyor) -> EventBuffer | None:
         if buffer is None:
             buffer = _buffers[key] = EventBuffer(app)
         return buffer
+
+
+_Ran = tuple[tuple[int, Message, str, int], int, str, float | None]
+"""A success noted, not yet a run line: (its open entry, done at, result shown, runtime)."""
+
+
+def _run_lines(batch: list[Event | RunLine | _Ran], pid: int) -> list[Event | RunLine]:
+    """The batch with each success noted made a run line (``event_runs.py``). Made here,
+    at the write, not at the outcome: in one loop over the batch the reads of the messages'
+    fields cost a third of what they cost between a consumer's tasks."""
+    lines: list[Event | RunLine] = []
+    add = lines.append
+    for item in batch:
+        if not isinstance(item, tuple):
+            add(item)
+            continue
+        (at, message, host, started), done, shown, runtime = item
+        uuid, root_id = message.id, message.root_id
+        args, kwargs = message.argsrepr, message.kwargsrepr  # _shown's, without calls
+        if args is None:
+            args = _short(message.args) if message.args else "()"
+        if kwargs is None:
+            kwargs = _short(message.kwargs) if message.kwargs else "{}"
+        add(
+            RunLine(
+                at / 1e9,
+                (started - at) // 1000,
+                (done - at) // 1000,
+                host,
+                pid,
+                uuid,
+                message.task,
+                args,
+                kwargs,
+                message.retries,
+                message.eta,
+                message.expires,
+                message.queue,
+                0 if root_id == uuid else root_id,
+                message.parent_id,
+                shown,
+                int(runtime * 1e9) if runtime else 0,
+            )
+        )
+    return lines
 
 
 def _received_event(message: Message, hostname: str, pid: int, at: int) -> TaskReceived:
