@@ -28,6 +28,8 @@ import threading
 import time
 from typing import Any
 
+import msgspec
+
 from .. import signals, states
 from ..app import Conveyor
 from ..event_runs import EVENTS_PER_RUN, RunLine
@@ -130,9 +132,10 @@ class EventBuffer:
         entry = self._open.pop(uuid, None)
         if entry is not None:
             if record.status == _SUCCESS:
+                at, _, host, started = entry
                 result = record.result
                 shown = "None" if result is None else _short(result)
-                self._pending.append((entry, _now(), shown, runtime))
+                self._pending.append(_Ran(at, message, host, started, _now(), shown, runtime))
                 return
             self._pending += self._opened(entry)
         elif received is not None:
@@ -273,8 +276,18 @@ def event_buffer(app: Conveyor) -> EventBuffer | None:
         return buffer
 
 
-_Ran = tuple[tuple[int, Message, str, int], int, str, float | None]
-"""A success noted, not yet a run line: (its open entry, done at, result shown, runtime)."""
+class _Ran(msgspec.Struct, gc=False):
+    """A success noted, not yet a run line. Untracked by the garbage collector, as the run
+    line is: a thousand of them waiting for a write, each holding its message, made the
+    collector's passes cost events on as much again as the rest of their noting."""
+
+    at: int
+    message: Message
+    host: str
+    started: int
+    done: int
+    shown: str
+    runtime: float | None
 
 
 def _run_lines(batch: list[Event | RunLine | _Ran], pid: int) -> list[Event | RunLine]:
@@ -284,10 +297,10 @@ def _run_lines(batch: list[Event | RunLine | _Ran], pid: int) -> list[Event | Ru
     lines: list[Event | RunLine] = []
     add = lines.append
     for item in batch:
-        if not isinstance(item, tuple):
-            add(item)
+        if type(item) is not _Ran:
+            add(item)  # type: ignore[arg-type]
             continue
-        (at, message, host, started), done, shown, runtime = item
+        at, message, started, runtime = item.at, item.message, item.started, item.runtime
         uuid, root_id = message.id, message.root_id
         args, kwargs = message.argsrepr, message.kwargsrepr  # _shown's, without calls
         if args is None:
@@ -298,8 +311,8 @@ def _run_lines(batch: list[Event | RunLine | _Ran], pid: int) -> list[Event | Ru
             RunLine(
                 at / 1e9,
                 (started - at) // 1000,
-                (done - at) // 1000,
-                host,
+                (item.done - at) // 1000,
+                item.host,
                 pid,
                 uuid,
                 message.task,
@@ -311,7 +324,7 @@ def _run_lines(batch: list[Event | RunLine | _Ran], pid: int) -> list[Event | Ru
                 message.queue,
                 0 if root_id == uuid else root_id,
                 message.parent_id,
-                shown,
+                item.shown,
                 int(runtime * 1e9) if runtime else 0,
             )
         )
