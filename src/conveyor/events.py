@@ -28,6 +28,7 @@ from .serialization import decode_message
 
 if TYPE_CHECKING:
     from .config import Settings
+    from .message import Message
 
 __all__ = [
     "TASK_EVENTS",
@@ -52,6 +53,7 @@ __all__ = [
     "decode_event",
     "encode_event",
     "encode_events",
+    "message_fields",
     "since_time",
 ]
 
@@ -211,6 +213,23 @@ def encode_events(events: Sequence[Event | RunLine]) -> list[bytes]:
     return [_encoder.encode_lines(events)[:-1]]
 
 
+def message_fields(message: Message, args: str, kwargs: str) -> dict[str, Any]:
+    """The fields task-sent and task-received take from the task's message, with its
+    arguments as shown (``args``, ``kwargs``: each sender of events has its own repr)."""
+    return {
+        "uuid": message.id,
+        "name": message.task,
+        "args": args,
+        "kwargs": kwargs,
+        "retries": message.retries,
+        "eta": message.eta,
+        "expires": message.expires,
+        "queue": message.queue,
+        "root_id": message.root_id,
+        "parent_id": message.parent_id,
+    }
+
+
 def decode_event(data: bytes, id: str = "") -> AnyEvent | None:
     """An event read from the stream; None for one this version does not know."""
     try:
@@ -292,23 +311,8 @@ class Events:
                 message = decode_message(envelope.body)
             except DecodeError:
                 continue
-            events.append(
-                TaskSent(
-                    timestamp=now,
-                    hostname=self.hostname,
-                    pid=pid,
-                    uuid=message.id,
-                    name=message.task,
-                    args=message.shown_args(),
-                    kwargs=message.shown_kwargs(),
-                    retries=message.retries,
-                    eta=message.eta,
-                    expires=message.expires,
-                    queue=message.queue,
-                    root_id=message.root_id,
-                    parent_id=message.parent_id,
-                )
-            )
+            shown = message_fields(message, message.shown_args(), message.shown_kwargs())
+            events.append(TaskSent(timestamp=now, hostname=self.hostname, pid=pid, **shown))
         self.send(events)
 
     def read(

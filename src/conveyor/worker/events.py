@@ -48,6 +48,7 @@ from ..events import (
     WorkerOnline,
     encode_event,
     encode_events,
+    message_fields,
 )
 from ..message import Message
 from ..outage import Outage
@@ -332,22 +333,8 @@ def _run_lines(batch: list[Event | RunLine | _Ran], pid: int) -> list[Event | Ru
 
 
 def _received_event(message: Message, hostname: str, pid: int, at: int) -> TaskReceived:
-    args, kwargs = _shown(message)
-    return TaskReceived(
-        timestamp=at / 1e9,
-        hostname=hostname,
-        pid=pid,
-        uuid=message.id,
-        name=message.task,
-        args=args,
-        kwargs=kwargs,
-        retries=message.retries,
-        eta=message.eta,
-        expires=message.expires,
-        queue=message.queue,
-        root_id=message.root_id,
-        parent_id=message.parent_id,
-    )
+    shown = message_fields(message, *_shown(message))
+    return TaskReceived(timestamp=at / 1e9, hostname=hostname, pid=pid, **shown)
 
 
 def _outcome_event(message: Message, record: TaskRecord, runtime: float | None) -> Event | None:
