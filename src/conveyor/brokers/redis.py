@@ -3,8 +3,8 @@
 Every state change is one Lua script, so it is atomic on the server; the key layout and
 each script's keys and arguments are documented in ``conveyor/redis_scripts/broker_*.lua``.
 In short: a live message is a field of one hash ``<prefix>b`` (id -> priority and body),
-plus, once delivered, a small hash ``<prefix>m:<id>`` (queue, priority, delivery count,
-and the lease token while reserved). A queue's ready messages of priority 0, the
+plus, once delivered, a field of one hash ``<prefix>t`` (id -> lease token while reserved,
+delivery count, priority, ready score, queue). A queue's ready messages of priority 0, the
 default, are a list ``p0:`` in the order sent (a send is one RPUSH); the others (priorities
 1-9, and priority 0 messages given back by a nack or an expired lease) are a sorted set
 ``q:`` by priority then sequence, taken before the list. ``d:`` (delayed, by eta) and

@@ -28,12 +28,15 @@ local P = ARGV[1]
 local CLOCK = tonumber(ARGV[2])
 local BACKSTOP = 3600000
 
--- The PX to give Redis for a TTL of ms milliseconds.
+-- The PX to give Redis for a TTL of ms milliseconds, as a string (Redis formats a number
+-- argument with a slow %.17g; a batch's items share one TTL, so it is made once).
+local px_ms, px_text = nil, nil
 local function px(ms)
-  if CLOCK then
-    return ms + BACKSTOP
+  if ms ~= px_ms then
+    px_ms = ms
+    px_text = string.format('%d', CLOCK and ms + BACKSTOP or ms)
   end
-  return ms
+  return px_text
 end
 
 -- In fake-clock mode, remember when the key expires by that clock.

@@ -25,7 +25,7 @@
 --                            see indexed_flush() in backend_prelude.lua
 -- Returns a list with 1 for each item written and 0 for each refused.
 local ttl = tonumber(ARGV[3])
-local reply_ttl = tonumber(ARGV[4])
+local reply_ttl = ARGV[4]
 local written = {}
 local unwatched = existing({'n:'}, 5, 4) == 0
 local seen = {} -- a key written earlier in this call exists now: its fence is read

@@ -4,26 +4,29 @@
 -- ARGV[4]  token [string]
 -- ARGV[5]  reason [string]
 -- Keys touched:
---   P.."m:"..id   [hash]  HMGET t q p n; DEL
+--   P.."t"        [hash]  HGET id (its state), HDEL id
 --   P.."b"        [hash]  HGET id (the body), HDEL id
 --   P.."l:"..Q    [zset]  ZREM id
 --   P.."dl:"..id  [hash]  DEL, then HSET q p b r f (failed_at = now), and e (re-sends) if any
 --   P.."dead"     [zset]  ZADD id with score now
 -- Returns 1 when moved, 0 (nothing changed) when the token is stale.
 local id, token = ARGV[3], ARGV[4]
-local key = P .. 'm:' .. id
-local fields = redis.call('HMGET', key, 't', 'q', 'p', 'n')
-if fields[1] ~= token then
+local value = redis.call('HGET', STATES, id)
+if not value then
+  return 0
+end
+local t, n, priority, _, queue = parse(value)
+if t ~= token then
   return 0
 end
 local body = body_of(id) or ''
-redis.call('DEL', key)
+redis.call('HDEL', STATES, id)
 redis.call('HDEL', P .. 'b', id)
-redis.call('ZREM', P .. 'l:' .. fields[2], id)
+redis.call('ZREM', P .. 'l:' .. queue, id)
 local dead = P .. 'dl:' .. id
 redis.call('DEL', dead)
-redis.call('HSET', dead, 'q', fields[2], 'p', fields[3], 'b', body, 'r', ARGV[5], 'f', NOWS)
-local resends = math.floor((tonumber(fields[4]) or 0) / RESENT)
+redis.call('HSET', dead, 'q', queue, 'p', priority, 'b', body, 'r', ARGV[5], 'f', NOWS)
+local resends = math.floor((n or 0) / RESENT)
 if resends > 0 then
   redis.call('HSET', dead, 'e', resends)
 end

@@ -7,7 +7,8 @@
 -- ARGV[4]  token [string]
 -- ARGV[5]  delay [seconds or ""]   "" or <= 0: ready now; else eta = now + delay
 -- Keys touched:
---   P.."m:"..id  [hash]  HMGET t q s p; HDEL t; HINCRBY n -1; HSET s (when it had no score)
+--   P.."t"       [hash]  HGET id; HSET id (its state without the token, n - 1, and a ready
+--                        score when it had none)
 --   P.."l:"..Q   [zset]  ZREM id
 --   P.."q:"..Q   [zset]  ZADD id (ready now)
 --   P.."d:"..Q   [zset]  ZADD id with score eta (delayed)
@@ -15,24 +16,23 @@
 --   P.."w:"..Q   [list]  a wake token
 -- Returns 1 when given back, 0 (nothing changed) when the token is stale.
 local id, token, delay = ARGV[3], ARGV[4], ARGV[5]
-local key = P .. 'm:' .. id
-local fields = redis.call('HMGET', key, 't', 'q', 's', 'p')
-if fields[1] ~= token then
+local value = redis.call('HGET', STATES, id)
+if not value then
   return 0
 end
-local queue = fields[2]
-redis.call('HDEL', key, 't')
-redis.call('HINCRBY', key, 'n', -1)
+local t, n, priority, score, queue = parse(value)
+if t ~= token then
+  return 0
+end
 redis.call('ZREM', P .. 'l:' .. queue, id)
 if delay ~= '' and tonumber(delay) > 0 then
   redis.call('ZADD', P .. 'd:' .. queue, exact(NOW + tonumber(delay)), id)
 else
-  local score = fields[3]
-  if not score then
-    score = ready_score(fields[4], redis.call('INCR', P .. 'seq'))
-    redis.call('HSET', key, 's', score)
+  if score == '' then
+    score = exact(ready_score(priority, redis.call('INCR', P .. 'seq')))
   end
   redis.call('ZADD', P .. 'q:' .. queue, score, id)
 end
+redis.call('HSET', STATES, id, state('', n - 1, priority, score, queue))
 wake(queue)
 return 1

@@ -14,12 +14,19 @@
 --                           then its body (body_of() below). A field here means "live". One
 --                           hash for all: a small per-message hash stays compact (listpack)
 --                           only while every value is short, and bodies are not.
---   P.."m:"..id     [hash]  a message's delivery state, from its first delivery (or its
---                           re-send from the dead letters) until it is finished: q queue,
---                           p priority, n delivery count plus RESENT times the number of
---                           re-sends (one HINCRBY reads both), s ready score (from its last
---                           reservation), t lease token (present only while reserved).
---                           Absent for a message never delivered nor re-sent.
+--   P.."t"          [hash]  every message's delivery state, from its first delivery (or its
+--                           re-send from the dead letters) until it is finished: field id,
+--                           value "<t>\t<n>\t<p>\t<s>\t<q>" (state() below): t the lease
+--                           token ("" while not reserved), n the delivery count plus RESENT
+--                           times the number of re-sends, p the priority, s the ready score
+--                           from its last reservation ("" before it has one), q the queue.
+--                           No field for a message never delivered nor re-sent; KEEPER
+--                           (below) once a batch was reserved. One hash for
+--                           all, so a batch reads, writes and deletes its states with one
+--                           variadic command each, not a command per message. (Earlier
+--                           builds kept a hash P.."m:"..id per message, fields t q p s n:
+--                           recover_expired still reads one, so a lease an earlier build's
+--                           worker held comes back when it expires.)
 --   P.."p0:"..queue [list]  ready ids of priority 0 (the default) in the order sent: a
 --                           send is one RPUSH; LRANGE + LTRIM take them (take_ready())
 --   P.."q:"..queue  [zset]  every other ready id: those of priorities 1-9, and those of
@@ -54,7 +61,27 @@ if NOWS == '' then
 end
 local NOW = tonumber(NOWS) -- nil for "?": see now()
 local SHIFT = 562949953421312 -- 2^49: scores stay exact doubles up to 2^53
-local RESENT = 4294967296 -- 2^32: a re-send's step in P.."m:"..id's n (exact up to 2^21 re-sends)
+local RESENT = 4294967296 -- 2^32: a re-send's step in a state's n (exact up to 2^21 re-sends)
+local STATES = P .. 't'
+
+-- A message's state as P.."t" holds it (see above); n is a number, the rest strings.
+local function state(t, n, p, s, q)
+  return t .. '\t' .. string.format('%d', n) .. '\t' .. p .. '\t' .. s .. '\t' .. q
+end
+
+-- The fields of a state: t, n (a number), p, s, q.
+local function parse(value)
+  local t, n, p, s, q = string.match(value, '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$')
+  return t, tonumber(n), p, s, q
+end
+
+-- The token and queue of a state, or nil for none: all an ack needs.
+local function holder(value)
+  if not value then
+    return nil
+  end
+  return string.match(value, '^([^\t]*)\t[^\t]*\t[^\t]*\t[^\t]*\t(.*)$')
+end
 
 -- A member every batch reservation adds to its queue's lease set, at +inf (so it is never
 -- due, and never given back): longer than zset-max-listpack-value (64 bytes by default),
@@ -62,6 +89,9 @@ local RESENT = 4294967296 -- 2^32: a re-send's step in P.."m:"..id's n (exact up
 -- set is a listpack, which Redis scans on every insert and delete: with up to 128
 -- leases, a batch's ZADD and the acks' ZREM cost it a scan per message (at batches of 64,
 -- about 10 us a message). stats() does not count it; no id starts with a NUL byte.
+-- A batch reservation also keeps it as a field of P.."t", with itself as its value, for
+-- the same reason: a small hash is a listpack, scanned on every HMGET, HSET and HDEL of a
+-- field, and the acks of a batch would empty it (deleting it) before the next one.
 local KEEPER = '\0conveyor: keeps this lease set a skiplist' .. string.rep('.', 80)
 
 -- The time, read from Redis on first use when ARGV[2] is "?" (broker_publish.lua: most
@@ -110,17 +140,16 @@ end
 
 -- Delete a finished message, only while `token` is its current lease token: 1 when
 -- deleted, 0 (nothing changed) when the token is stale or the id unknown.
--- Keys: P.."m:"..id [hash] HMGET t q, DEL; P.."b" [hash] HDEL id; P.."l:"..Q [zset] ZREM id
+-- Keys: P.."t" [hash] HGET id, HDEL id; P.."b" [hash] HDEL id; P.."l:"..Q [zset] ZREM id
 -- (Q: the message's queue).
 local function ack(id, token)
-  local key = P .. 'm:' .. id
-  local fields = redis.call('HMGET', key, 't', 'q')
-  if fields[1] ~= token then
+  local t, queue = holder(redis.call('HGET', STATES, id))
+  if t ~= token then
     return 0
   end
-  redis.call('DEL', key)
+  redis.call('HDEL', STATES, id)
   redis.call('HDEL', P .. 'b', id)
-  redis.call('ZREM', P .. 'l:' .. fields[2], id)
+  redis.call('ZREM', P .. 'l:' .. queue, id)
   return 1
 end
 
@@ -155,20 +184,6 @@ local function chunked(command, key, items)
   return out
 end
 
--- How many of `keys` exist: variadic EXISTS, CHUNK keys a call.
-local function how_many_exist(keys)
-  if #keys == 0 then
-    return 0
-  elseif #keys <= CHUNK then
-    return redis.call('EXISTS', unpack(keys))
-  end
-  local total = 0
-  for from = 1, #keys, CHUNK do
-    total = total + redis.call('EXISTS', unpack(keys, from, math.min(from + CHUNK - 1, #keys)))
-  end
-  return total
-end
-
 -- Remove acked ids from their queues' lease sets: `unleased` maps queue -> ids.
 local function unlease(unleased)
   for queue, members in pairs(unleased) do
@@ -176,38 +191,40 @@ local function unlease(unleased)
   end
 end
 
--- ack() for the (id, token) pairs ARGV[from], ARGV[from + 1], ... in one pass: one HMGET
--- per message for the fencing, then one variadic DEL, HDEL and ZREM per queue for all
--- that matched (a Lua call per command, not per message and command). An id given twice
--- is acked once. Returns the list of 1 (deleted) or 0 (stale token), in order, and the
--- acked ids by queue. `defer`: leave them in their lease sets for the caller's unlease().
--- Keys: as ack().
+-- ack() for the (id, token) pairs ARGV[from], ARGV[from + 1], ... in one pass: one
+-- variadic HMGET of their states for the fencing, then one variadic HDEL of P.."t" and of
+-- P.."b" for all that matched, and one ZREM per queue (a Lua call per command, not per
+-- message and command). An id given twice is acked once. Returns the list of 1 (deleted)
+-- or 0 (stale token), in order, and the acked ids by queue. `defer`: leave them in their
+-- lease sets for the caller's unlease(). Keys: as ack().
 local function ack_all(from, defer)
   if #ARGV - from == 1 then -- one ack: as ack(), nothing to batch
     return {ack(ARGV[from], ARGV[from + 1])}, {}
   end
-  local flags, keys, ids, queues, done = {}, {}, {}, {}, {}
+  local asked = {}
   for i = from, #ARGV - 1, 2 do
-    local id = ARGV[i]
-    local key = P .. 'm:' .. id
-    local fields = redis.call('HMGET', key, 't', 'q')
-    if done[id] or fields[1] ~= ARGV[i + 1] then
-      flags[#flags + 1] = 0
+    asked[#asked + 1] = ARGV[i]
+  end
+  local values = chunked('HMGET', STATES, asked)
+  local flags, ids, queues, done = {}, {}, {}, {}
+  for k, id in ipairs(asked) do
+    local t, queue = holder(values[k])
+    if done[id] or t ~= ARGV[from + 2 * k - 1] then
+      flags[k] = 0
     else
       done[id] = true
-      flags[#flags + 1] = 1
-      keys[#keys + 1] = key
+      flags[k] = 1
       ids[#ids + 1] = id
-      local members = queues[fields[2]]
+      local members = queues[queue]
       if not members then
         members = {}
-        queues[fields[2]] = members
+        queues[queue] = members
       end
       members[#members + 1] = id
     end
   end
   if #ids > 0 then
-    chunked('DEL', nil, keys)
+    chunked('HDEL', STATES, ids)
     chunked('HDEL', P .. 'b', ids)
     if not defer then
       unlease(queues)
@@ -271,7 +288,7 @@ local function take_ready(queue, n)
       local seq = redis.call('INCRBY', P .. 'seq', #got) - #got
       for j, id in ipairs(got) do
         ids[#ids + 1] = id
-        scores[#scores + 1] = exact(ready_score(0, seq + j))
+        scores[#scores + 1] = string.format('%d', ready_score(0, seq + j))
       end
     end
   end
@@ -313,8 +330,7 @@ end
 -- field() writes it.
 local function hand(reg, id, queue, priority, body)
   local inbox, token, lease, revoked = string.match(reg, '^(.-)\t(.-)\t(.-)\t(.*)$')
-  local key = P .. 'm:' .. id
-  redis.call('HSET', key, 'p', priority, 'q', queue, 'n', 1, 't', token)
+  redis.call('HSET', STATES, id, state(token, 1, priority, '', queue))
   redis.call('ZADD', P .. 'l:' .. queue, NOW + tonumber(lease), id)
   local reason, read = '', '0'
   if revoked ~= '' then

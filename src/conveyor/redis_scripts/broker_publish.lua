@@ -11,7 +11,7 @@
 -- Keys touched (see the prelude for the layout):
 --   P.."b"          [hash]   HSETNX id (priority digit .. body): stores the message unless
 --                            its id is live (the duplicate check)
---   P.."m:"..id     [hash]   HSET p q n t, only for a message handed to a sleeping worker
+--   P.."t"          [hash]   HSET id (its state), only for a message handed to a sleeping worker
 --   P.."p0:"..queue [list]   LLEN (once per queue: see behind() below); RPUSH a ready
 --                            message of priority 0 (one RPUSH per list for the whole call)
 --   P.."seq"        [string] INCRBY: sequence numbers for ready messages of priority 1-9

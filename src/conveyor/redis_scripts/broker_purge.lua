@@ -9,7 +9,8 @@
 --   P.."d:"..Q    [zset]  ZRANGE 0 -1, DEL
 --   P.."w:"..Q    [list]  DEL
 --   P.."b"        [hash]  HDEL every id in those sets
---   P.."m:"..id   [hash]  DEL for every id in those sets (if it was delivered before)
+--   P.."t"        [hash]  HDEL every id in those sets (if it was delivered before)
+--   P.."m:"..id   [hash]  DEL for every id in those sets (an earlier build's state)
 -- Returns the count of messages deleted.
 local queues
 if ARGV[3] == '' then
@@ -29,6 +30,7 @@ for _, queue in ipairs(queues) do
     end
     for _, id in ipairs(ids) do
       deleted = deleted + redis.call('HDEL', P .. 'b', id)
+      redis.call('HDEL', STATES, id)
       redis.call('DEL', P .. 'm:' .. id)
     end
     redis.call('DEL', set)

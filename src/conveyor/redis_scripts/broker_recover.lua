@@ -5,7 +5,10 @@
 -- Keys touched:
 --   P.."queues"   [set]   SMEMBERS: every queue Q
 --   P.."l:"..Q    [zset]  ZRANGEBYSCORE -inf now LIMIT 0 limit; ZREM
---   P.."m:"..id   [hash]  HMGET s p; HDEL t; HSET s (only when it had no score)
+--   P.."t"        [hash]  HMGET the expired ids; HSET each: its state without the token
+--                         (and with a ready score when it had none)
+--   P.."m:"..id   [hash]  HMGET s p n, DEL: only for an expired id with no state in P.."t",
+--                         whose lease an earlier build's worker took (its state moves over)
 --   P.."q:"..Q    [zset]  ZADD id
 --   P.."seq"      [string] INCR, only for a message that has no ready score yet
 --   P.."w:"..Q    [list]  a wake token when anything came back
@@ -20,16 +23,24 @@ for _, queue in ipairs(redis.call('SMEMBERS', P .. 'queues')) do
       more = 1
     end
     local qkey = P .. 'q:' .. queue
-    for _, id in ipairs(expired) do
-      local key = P .. 'm:' .. id
-      local fields = redis.call('HMGET', key, 's', 'p')
-      if fields[2] then
-        local score = fields[1]
-        if not score then
-          score = ready_score(fields[2], redis.call('INCR', P .. 'seq'))
-          redis.call('HSET', key, 's', score)
+    local values = chunked('HMGET', STATES, expired)
+    for k, id in ipairs(expired) do
+      local t, n, priority, score, q
+      if values[k] then
+        t, n, priority, score, q = parse(values[k])
+      else -- a lease an earlier build's worker took: its state is P.."m:"..id
+        local key = P .. 'm:' .. id
+        local fields = redis.call('HMGET', key, 's', 'p', 'n')
+        if fields[2] then
+          n, priority, score, q = tonumber(fields[3]) or 1, fields[2], fields[1] or '', queue
+          redis.call('DEL', key)
         end
-        redis.call('HDEL', key, 't')
+      end
+      if priority then
+        if score == '' then
+          score = exact(ready_score(priority, redis.call('INCR', P .. 'seq')))
+        end
+        redis.call('HSET', STATES, id, state('', n, priority, score, q))
         redis.call('ZADD', qkey, score, id)
         total = total + 1
       end

@@ -1,6 +1,6 @@
 -- requeue_dead_letters: send dead letters (the ids given, or all) back to their queues as
 -- new attempts, oldest failure first: the delivery count starts again from 0 and the
--- re-send count goes up by one (both in P.."m:"..id's n). A dead letter whose id is live
+-- re-send count goes up by one (both in its state's n). A dead letter whose id is live
 -- again is dropped and not counted: the live copy wins.
 --
 -- ARGV[3]    mode [string]   "all", or "ids" followed by the ids
@@ -9,7 +9,8 @@
 --   P.."dead"      [zset]  ZRANGE (all) or ZSCORE (ids); ZREM; DEL when emptied
 --   P.."dl:"..id   [hash]  HMGET q p b e; DEL
 --   P.."b"         [hash]  HSETNX id (priority digit .. body): unless the id is live
---   P.."m:"..id    [hash]  DEL, HSET n (re-sends times RESENT)
+--   P.."t"         [hash]  HSET id: its state, n = re-sends times RESENT, no token or score
+--   P.."m:"..id    [hash]  DEL (an earlier build's state)
 --   P.."p0:"..Q    [list]  RPUSH (priority 0), or P.."seq" [string] INCRBY and P.."q:"..Q
 --                          [zset] ZADD (priority 1-9): a new attempt is the newest
 --   P.."queues"    [set]   SADD
@@ -45,9 +46,9 @@ for _, id in ipairs(chosen) do
   redis.call('ZREM', dead, id)
   if fields[1] and redis.call('HSETNX', P .. 'b', id, digit(fields[2]) .. fields[3]) == 1 then
     local queue = fields[1]
-    local mkey = P .. 'm:' .. id
-    redis.call('DEL', mkey)
-    redis.call('HSET', mkey, 'n', string.format('%.0f', ((tonumber(fields[4]) or 0) + 1) * RESENT))
+    redis.call('DEL', P .. 'm:' .. id)
+    local resent = ((tonumber(fields[4]) or 0) + 1) * RESENT
+    redis.call('HSET', STATES, id, state('', resent, digit(fields[2]), '', queue))
     make_ready(queue, {id}, {digit(fields[2])})
     redis.call('SADD', P .. 'queues', queue)
     wake(queue)

@@ -32,7 +32,8 @@
 --                            for ids taken from the list (their ready score, should they
 --                            be given back)
 --   P.."b"          [hash]   HMGET ids: the priorities (due) and the bodies (taken)
---   P.."m:"..id     [hash]   HINCRBY n 1, HSET t q p s (taken)
+--   P.."t"          [hash]   HMGET ids, then HSET id state for each (taken; see state() in
+--                            the prelude): one call each for those taken from a queue
 --   P.."l:"..Q      [zset]   ZADD ids with score now + lease, and KEEPER at +inf (see the
 --                            prelude), one call for those taken
 --   P.."w:"..Q      [list]   a wake token is left while Q still has ready messages (so
@@ -42,16 +43,15 @@
 --                            see coord_prelude.lua)
 -- and P.."reg:"..drop [string] DEL; P.."reg:"..register [string] SET PX;
 -- P.."in:"..inbox [list] LRANGE, DEL (with drop); for the acks, as ack_all() in broker_prelude.lua:
--- P.."m:"..id [hash] HMGET t q, DEL; P.."b" [hash] HDEL ids; P.."l:"..Q [zset] ZREM ids
--- (after the new leases' ZADD). Taking also reads P.."m:"..id [hash] with one EXISTS for
--- all ids taken from a queue: when none was delivered before, HSET n 1 replaces HINCRBY.
+-- P.."t" [hash] HMGET ids, HDEL ids; P.."b" [hash] HDEL ids; P.."l:"..Q [zset] ZREM ids
+-- (after the new leases' ZADD).
 -- Returns {earliest eta of the queues' delayed messages or "", now, acks ("1"/"0" per ack,
 --          in order), "1" if registered else "", the number of handed items, the items
 --          (see hand() in broker_prelude.lua), then per message taken: queue position
 --          (1-based), id, body, priority, delivery count, revocation reason or false}.
 local count = tonumber(ARGV[3])
 local lease = tonumber(ARGV[4])
-local deadline = NOW + lease
+local deadline = exact(NOW + lease) -- a string: Redis formats a number argument with %.17g
 local token = ARGV[5]
 local revoked = ARGV[6]
 local drop, inbox, register, ttl = ARGV[7], ARGV[8], ARGV[9], tonumber(ARGV[10])
@@ -144,36 +144,35 @@ for i = first_queue, last do
   local ids, scores, more = take_ready(queue, count - taken)
   if #ids > 0 then
     local values = chunked('HMGET', P .. 'b', ids)
-    local states = {}
-    for k, id in ipairs(ids) do
-      states[k] = P .. 'm:' .. id
-    end
-    -- none delivered before (the usual case): one HSET each, no HINCRBY
-    local fresh = how_many_exist(states) == 0
+    local before = chunked('HMGET', STATES, ids)
     local reasons = revocations(ids)
-    local leases = {}
+    local leases, states = {}, {}
     for k, id in ipairs(ids) do
       local value = values[k]
       if value then
-        local priority = tonumber(string.sub(value, 1, 1))
-        local key = P .. 'm:' .. id
+        local priority = string.sub(value, 1, 1)
         local delivered = 1
-        if fresh then
-          redis.call('HSET', key, 'n', 1, 't', token, 'q', queue, 'p', priority, 's', scores[k])
-        else
-          delivered = redis.call('HINCRBY', key, 'n', 1)
-          redis.call('HSET', key, 't', token, 'q', queue, 'p', priority, 's', scores[k])
+        if before[k] then -- delivered or re-sent before: count on from its n
+          local _, n = parse(before[k])
+          delivered = n + 1
         end
+        states[#states + 1] = id
+        states[#states + 1] = state(token, delivered, priority, scores[k], queue)
         leases[#leases + 1] = deadline
         leases[#leases + 1] = id
         out[#out + 1] = i - first_queue + 1
         out[#out + 1] = id
         out[#out + 1] = string.sub(value, 2)
-        out[#out + 1] = priority
+        out[#out + 1] = tonumber(priority)
         out[#out + 1] = delivered
         out[#out + 1] = reasons and reasons[k] or false
         taken = taken + 1
       end
+    end
+    if #states > 0 then
+      states[#states + 1] = KEEPER
+      states[#states + 1] = KEEPER
+      chunked('HSET', STATES, states)
     end
     if #leases > 0 then
       leases[#leases + 1] = 'inf'
