@@ -409,7 +409,9 @@ class Conveyor:
         replies = self._replies
         if replies is None:
             replies = self._replies = self.backend.replies
-        reply = replies and not getattr(self._batch, "stack", None)
+        reply: bool | str = False
+        if replies and not getattr(self._batch, "stack", None):
+            reply = self.backend.reply_address() or True
         message = self.build_message(task, args, kwargs, options, name, reply)
         key = message.idempotency_key
         if key is None and task is not None and task.idempotency_key:
@@ -417,7 +419,7 @@ class Conveyor:
             message = message.replace(idempotency_key=key)
         if key is not None:
             if message.reply:
-                message = message.replace(reply=False)
+                message = message.replace(reply=False, reply_to=None)
             sent: AnyResult = AsyncResult(
                 self._send_once(idempotency_key(key), message, task), self, task
             )
@@ -443,7 +445,7 @@ class Conveyor:
             return
         since = time.monotonic()
         self.publish_envelopes([envelope])
-        self.results.expect(message.id, since)
+        self.results.expect(message.id, since, message.reply_to)
 
     def _send_once(self, claim: str, message: Message, task: AnyTask | None) -> str:
         """Publish a message unless another id holds its idempotency key; the id that runs.

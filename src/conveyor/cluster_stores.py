@@ -22,7 +22,7 @@ from __future__ import annotations
 import builtins
 import time
 import zlib
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from functools import cache, partial
 from typing import Any
 
@@ -176,7 +176,11 @@ class ClusterBackend(ResultBackend):
         flags = [False] * len(items)
         for n, places in self._by_shard([key for key, _, _ in items]).items():
             part = [items[at] for at in places]
-            wanted = [key for key, _, _ in part if key in replies]
+            wanted: Collection[str]
+            if isinstance(replies, Mapping):
+                wanted = {key: replies[key] for key, _, _ in part if key in replies}
+            else:
+                wanted = [key for key, _, _ in part if key in replies]
             written = self.shards[n].set_fenced_many(part, ttl, wanted)
             for at, flag in zip(places, written, strict=True):
                 flags[at] = flag
@@ -263,7 +267,9 @@ class ClusterBackend(ResultBackend):
                     raise
             time.sleep(_FAILOVER_PAUSE)
 
-    def expect(self, key: str, since: float) -> None:
+    def expect(self, key: str, since: float, address: str | None = None) -> None:
+        """Replies go to each key's own list here (``reply_address`` is None): a thread's
+        waiter list lives in one shard, a result in any."""
         self.shard(key).expect(key, since)
 
     def close(self) -> None:

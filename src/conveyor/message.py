@@ -34,6 +34,8 @@ idempotency_key    sends with the same key inside the dedup window enqueue once
 sent_at            unix time of sending
 reply              its sender may wait for the outcome: the write also hands it over
                    (a result backend's reply list, where it has them)
+reply_to           with ``reply``, where to hand it: the sending thread's own list on the
+                   Redis backend (one list for all it sends); None: the key's reply list
 argsrepr           how logs and results show ``args`` (the sender's ``argsrepr``), if given
 kwargsrepr         how logs and results show ``kwargs`` (the sender's ``kwargsrepr``)
 =================  ==========================================================================
@@ -88,6 +90,7 @@ class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     idempotency_key: str | None = None
     sent_at: float = 0.0
     reply: bool = False
+    reply_to: str | None = None
     argsrepr: str | None = None
     kwargsrepr: str | None = None
 

@@ -32,11 +32,11 @@ def build_message(
     kwargs: dict[str, Any],
     options: Mapping[str, Any],
     name: str | None = None,
-    reply: bool = False,
+    reply: bool | str = False,
 ) -> Message:
     """The message a send publishes; raises on an unknown option or bad arguments.
     ``reply``: ask for the outcome to be handed back (``Message.reply``) unless the
-    result is ignored."""
+    result is ignored; a string also says where (``Message.reply_to``)."""
     if options and "stamped_headers" in options:
         options = stamps_into_headers(options)  # a stamped signature's stamps ride as headers
     if options:
@@ -65,7 +65,7 @@ def _optionless(
     name: str,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
-    reply: bool,
+    reply: bool | str,
 ) -> Message | None:
     """A send without options (None unless it is JSON-encoded)."""
     conf = app.conf
@@ -94,7 +94,8 @@ def _optionless(
         soft_time_limit=task.soft_time_limit,
         ignore_result=ignore,
         sent_at=now,
-        reply=reply and not ignore,
+        reply=bool(reply) and not ignore,
+        reply_to=reply if isinstance(reply, str) and reply and not ignore else None,
     )
 
 
@@ -112,7 +113,7 @@ def _general(
     kwargs: dict[str, Any],
     options: Mapping[str, Any],
     name: str,
-    reply: bool,
+    reply: bool | str,
 ) -> Message:
     conf = app.conf
     now = app.clock()
@@ -174,5 +175,6 @@ def _general(
         argsrepr=options.get("argsrepr"),
         kwargsrepr=options.get("kwargsrepr"),
         sent_at=now,
-        reply=reply and not ignore_result,
+        reply=bool(reply) and not ignore_result,
+        reply_to=reply if isinstance(reply, str) and reply and not ignore_result else None,
     )

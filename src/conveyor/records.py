@@ -192,29 +192,35 @@ class ResultStore:
         return _encoder.encode(record)
 
     def write(
-        self, task_id: str, record: TaskRecord, fence: int | None = None, reply: bool = False
+        self,
+        task_id: str,
+        record: TaskRecord,
+        fence: int | None = None,
+        reply: str | None = None,
     ) -> bool:
-        """Store a task's state; ``reply``: also hand it to the sender (``Message.reply``)."""
+        """Store a task's state; ``reply``: also hand it to the sender, at that reply
+        address ("": the key's own reply list; see ``Message.reply_to``)."""
         data = self.encode(record, fence)
-        if reply:
-            return self.write_encoded([(task_id, data, fence)], [task_id])[0]
+        if reply is not None:
+            return self.write_encoded([(task_id, data, fence)], {task_id: reply})[0]
         return self.backend.set(self.key(task_id), data, self.expires, fence)
 
     def write_encoded(
-        self, items: Sequence[tuple[str, bytes, int | None]], replies: Sequence[str] = ()
+        self, items: Sequence[tuple[str, bytes, int | None]], replies: Mapping[str, str] = {}
     ) -> list[bool]:
         """Store already-encoded records ``(task_id, data, fence)`` in one round trip;
-        ``replies``: the task ids among them whose sender waits for a reply."""
+        ``replies``: the task ids among them whose sender waits for a reply, each with its
+        reply address ("": the key's own reply list)."""
         keyed = [(self.key(task_id), data, fence) for task_id, data, fence in items]
         if replies:
             return self.backend.set_fenced_many(
-                keyed, self.expires, {self.key(task_id) for task_id in replies}
+                keyed, self.expires, {self.key(t): address for t, address in replies.items()}
             )
         return self.backend.set_fenced_many(keyed, self.expires)
 
-    def expect(self, task_id: str, since: float) -> None:
+    def expect(self, task_id: str, since: float, address: str | None = None) -> None:
         """This process sent ``task_id`` at ``since`` with a reply (``ResultBackend.expect``)."""
-        self.backend.expect(self.key(task_id), since)
+        self.backend.expect(self.key(task_id), since, address)
 
     def read(self, task_id: str) -> TaskRecord | None:
         return self.decode(self.backend.get(self.key(task_id)))

@@ -152,3 +152,18 @@ def test_a_fresh_key_written_in_a_batch_reaches_its_waiter_and_replaces_an_old_r
     waiter.join(5)
     assert got == [b"done"]
     assert raw.lrange(f"{redis_prefix}r:k", 0, -1) == [b"OK"]
+
+
+def test_replies_to_one_address_are_one_list_kept_to_the_newest(
+    backend: RedisBackend, raw: Any, redis_prefix: str
+) -> None:
+    items = [(f"t{i}", b"v%d" % i, 1) for i in range(10_005)]
+    replies = {key: "sender" for key, _, _ in items} | {"t0": ""}  # t0: its own list
+    assert backend.set_fenced_many(items, 60.0, replies) == [True] * len(items)
+    addressed = f"{redis_prefix}wl:sender"
+    assert raw.llen(addressed) == 10_000  # a sender that never waits holds this many at most
+    assert raw.lindex(addressed, -1) == b"6:t10004v10004"
+    assert raw.lindex(addressed, 0) == b"2:t5v5"
+    assert 0 < raw.pttl(addressed) <= 10_000
+    assert raw.lrange(f"{redis_prefix}r:t0", 0, -1) == [b"v0"]
+    assert not raw.exists(f"{redis_prefix}r:t1")

@@ -117,8 +117,10 @@ def test_a_task_sent_on_its_own_asks_for_a_reply_and_others_do_not(app: Conveyor
     ignored = add.apply_async((1, 2), ignore_result=True)
     keyed = add.apply_async((1, 3), idempotency_key="once")
     assert sent_message(app, raw, alone.id).reply is True
+    assert sent_message(app, raw, alone.id).reply_to == app.backend.reply_address()
     for other in (batched, ignored, keyed):
         assert sent_message(app, raw, other.id).reply is False
+        assert sent_message(app, raw, other.id).reply_to is None
     app.broker.purge()
 
 
@@ -127,18 +129,49 @@ def test_the_worker_hands_the_outcome_to_the_get_after_the_send(
 ) -> None:
     add = app.tasks["replies.add"]
     assert add.delay(0, 0).get(timeout=30) == 0  # the worker is up
+    prefix = app.backend.prefix  # type: ignore[attr-defined]
+    replies = f"{prefix}wl:{app.backend.reply_address()}"  # this thread's one reply list
+    raw.delete(replies)  # replies earlier tests' gets from other threads left there
     result = add.delay(2, 3)
-    reply = f"{app.backend.prefix}r:{app.results.key(result.id)}"  # type: ignore[attr-defined]
     deadline = time.monotonic() + 10
-    while not raw.exists(reply) and time.monotonic() < deadline:
+    while not raw.exists(replies) and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert 1000 < raw.pttl(reply) <= 10000  # a send nobody waits for leaves it briefly
+    assert raw.llen(replies) == 1
+    assert 1000 < raw.pttl(replies) <= 10000  # a send nobody waits for leaves it briefly
+    assert not raw.exists(f"{prefix}r:{app.results.key(result.id)}")  # no list per task
     assert result.get(timeout=10) == 5
-    assert not raw.exists(reply)  # taken by the get
+    assert not raw.exists(replies)  # taken by the get
     started = time.monotonic()
     for x in range(20):
         assert add.delay(x, 1).get(timeout=10) == x + 1
     assert time.monotonic() - started < 10
+
+
+def test_many_sends_then_gets_in_any_order_take_their_replies_from_one_list(
+    app: Conveyor, raw: Any, worker: subprocess.Popen[bytes]
+) -> None:
+    add = app.tasks["replies.add"]
+    assert add.delay(0, 0).get(timeout=30) == 0  # the worker is up
+    prefix = app.backend.prefix  # type: ignore[attr-defined]
+    replies = f"{prefix}wl:{app.backend.reply_address()}"
+    raw.delete(replies)  # replies earlier tests' gets from other threads left there
+    sent = [add.delay(x, 100) for x in range(60)]
+    expected = {r.id: x + 100 for x, r in enumerate(sent)}
+    deadline = time.monotonic() + 20
+    while raw.llen(replies) < 60 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert raw.llen(replies) == 60  # every outcome handed to the sending thread's list
+    assert not any(raw.exists(f"{prefix}r:{app.results.key(r.id)}") for r in sent)
+    order = sent[30:] + sent[:30][::-1]
+    assert [r.get(timeout=10) for r in order] == [expected[r.id] for r in order]
+    assert not raw.exists(replies)  # the first get kept the replies it popped for the others
+    # a get from another thread than the sender's registers, and still gets the outcome
+    other = add.delay(1, 2)
+    got: list[Any] = []
+    waiter = threading.Thread(target=lambda: got.append(other.get(timeout=10)))
+    waiter.start()
+    waiter.join()
+    assert got == [3]
 
 
 def test_outcomes_without_a_quick_reply_still_reach_get(
@@ -159,7 +192,8 @@ def test_outcomes_without_a_quick_reply_still_reach_get(
 def test_the_get_after_a_send_takes_the_reply_in_one_command(app: Conveyor, raw: Any) -> None:
     result = app.tasks["replies.add"].delay(2, 3)
     record = TaskRecord(status="SUCCESS", result=5, task="replies.add")
-    assert app.results.write(result.id, record, None, reply=True)  # as the worker does
+    reply_to = sent_message(app, raw, result.id).reply_to
+    assert app.results.write(result.id, record, None, reply=reply_to)  # as the worker does
     before = commands(raw)
     assert result.get(timeout=5) == 5
     assert commands(raw) - before == 2  # the BLPOP (and INFO itself): no registering call
@@ -171,14 +205,15 @@ def test_the_get_after_a_send_takes_the_reply_in_one_command(app: Conveyor, raw:
     app.broker.purge()
 
 
-def test_a_second_get_and_a_get_from_another_thread(app: Conveyor) -> None:
+def test_a_second_get_and_a_get_from_another_thread(app: Conveyor, raw: Any) -> None:
     result = app.tasks["replies.add"].delay(2, 3)
     got: list[Any] = []
     waiter = threading.Thread(target=lambda: got.append(result.get(timeout=5)))
     waiter.start()
     time.sleep(0.05)
     record = TaskRecord(status="SUCCESS", result=5, task="replies.add")
-    app.results.write(result.id, record, None, reply=True)  # as the worker does
+    reply_to = sent_message(app, raw, result.id).reply_to
+    app.results.write(result.id, record, None, reply=reply_to)  # as the worker does
     waiter.join()
     assert got == [5]
     assert result.get(timeout=1) == 5  # the reply is taken: read, as any get does

@@ -88,7 +88,9 @@ class ResultBackend(ABC):
 
         A worker stores a finished task's state together with the next task's STARTED.
         ``replies``: keys whose value, when written, is also handed to the sender that
-        may wait for it (see ``expect``); ignored by backends without ``replies``.
+        may wait for it (see ``expect``), or a mapping of those keys to the sender's reply
+        address ("": the key's own; see ``reply_address``); ignored by backends without
+        ``replies``.
         """
         return [self.set(key, value, ttl, fence) for key, value, fence in items]
 
@@ -145,10 +147,17 @@ class ResultBackend(ABC):
             time.sleep(interval)
             interval = min(interval * 1.5, 0.05)
 
-    def expect(self, key: str, since: float) -> None:  # noqa: B027 - optional hook
+    def reply_address(self) -> str | None:
+        """Where a write hands the replies of what the calling thread sends, if not to
+        each key's own reply list (``Message.reply_to``): None here."""
+        return None
+
+    def expect(  # noqa: B027 - optional hook
+        self, key: str, since: float, address: str | None = None
+    ) -> None:
         """This process sent, at ``since`` (monotonic time), a task whose outcome is written
-        to ``key`` with a reply: the first ``wait`` for it may take the reply instead of
-        registering (backends with ``replies``)."""
+        to ``key`` with a reply (to ``address``, see ``reply_address``): the first ``wait``
+        for it may take the reply instead of registering (backends with ``replies``)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

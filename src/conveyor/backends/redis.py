@@ -13,10 +13,17 @@ the registered lists. Registering and reading in one atomic step leaves no windo
 a write could be missed, and nothing polls.
 
 A task sent on its own from this process skips that step: its message asks for a reply
-(``Message.reply``), so the worker's write of its outcome also pushes the value to the
-key's reply list ``<prefix>r:<key>``, and the first ``get()`` within ``REPLY_WINDOW``
-blocks on that list at once. A blocked ``get()`` polls its socket for a moment first
-(``result_spin``), so a quick task's result does not have to wake a sleeping client.
+(``Message.reply``) at the sending thread's address (``Message.reply_to``: the id of that
+thread's waiter list), so the worker's write of its outcome also pushes it, as a write
+pushes to a registered waiter, to that list, and the first ``get()`` within
+``REPLY_WINDOW`` blocks on the list at once. One list per sending thread, not one per
+task: a worker's batch of outcomes for one sender is one RPUSH and one PEXPIRE. A
+``get()`` that pops another key's reply keeps it for that key's first wait, so gets in
+any order after many sends find their replies. A wait for a task another thread sent
+registers instead; a message with a reply but no address (the async client's sends, an
+earlier build's) has its reply pushed to the key's own list ``<prefix>r:<key>``. A blocked
+``get()`` polls its socket for a moment first (``result_spin``), so a quick task's
+result does not have to wake a sleeping client.
 
 A backend made with ``clock=`` (the contract tests' fake clock) cannot use Redis's TTLs,
 which follow the real clock: it notes each key's expiry by the fake clock in
@@ -33,7 +40,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -56,6 +63,18 @@ written without a reply (a worker's supervisor storing a killed task's) costs it
 _EXPECTED_KEPT = 10000
 """Most sends remembered per backend: a process that sends without waiting forgets the
 oldest half (a wait for one of those registers itself)."""
+
+
+class _Expected:
+    """A send whose reply may be waited for: until when, at which address (None: the
+    key's own reply list), and the reply if another wait popped it first."""
+
+    __slots__ = ("address", "until", "value")
+
+    def __init__(self, until: float, address: str | None) -> None:
+        self.until = until
+        self.address = address
+        self.value: bytes | None = None
 
 
 def stored_value(stored: bytes | None) -> bytes | None:
@@ -100,8 +119,8 @@ class RedisBackend(ResultBackend):
         self._sweep = script("backend_sweep.lua")
         self._list = script("backend_list.lua")
         self._local = threading.local()
-        self._expected: dict[str, float] = {}
-        """key -> monotonic time until which a reply may be waited for (``expect``)."""
+        self._expected: dict[str, _Expected] = {}
+        """key -> until when, and where, a reply may be waited for (``expect``)."""
         self._expected_lock = threading.Lock()
 
     @property
@@ -182,8 +201,12 @@ class RedisBackend(ResultBackend):
         if len(items) < 2 and not replies:
             return [self.set(key, value, ttl, fence) for key, value, fence in items]
         args: list[Any] = [*self._head(), _ms(ttl), _ms(REPLY_WINDOW)]
+        # per key: "" no reply, "1" to the key's own reply list, else the sender's address
+        addresses = replies if isinstance(replies, Mapping) else dict.fromkeys(replies, "")
         for key, value, fence in items:
-            args += (key, value, "" if fence is None else int(fence), "1" if key in replies else "")
+            address = addresses.get(key)
+            reply = "" if address is None else address or "1"
+            args += (key, value, "" if fence is None else int(fence), reply)
         written = self._link.call("storing results", lambda: self._set_fenced_many(args), 1)
         return [bool(r) for r in written]
 
@@ -244,24 +267,46 @@ class RedisBackend(ResultBackend):
         local = self._local
         if getattr(local, "pid", None) != os.getpid():
             local.pid = os.getpid()
-            local.list = f"{self.prefix}wl:{uuid.uuid4().hex}"
+            local.address = uuid.uuid4().hex
+            local.list = f"{self.prefix}wl:{local.address}"
         name: str = local.list
         return name
 
-    def expect(self, key: str, since: float) -> None:
+    def reply_address(self) -> str | None:
+        """The id of this thread's waiter list: replies to what it sends go there."""
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():
+            self._waiter_list()
+        address: str = local.address
+        return address
+
+    def expect(self, key: str, since: float, address: str | None = None) -> None:
         with self._expected_lock:
             expected = self._expected
             expected.pop(key, None)
-            expected[key] = since + REPLY_WINDOW - _REPLY_MARGIN
+            expected[key] = _Expected(since + REPLY_WINDOW - _REPLY_MARGIN, address)
             if len(expected) > _EXPECTED_KEPT:  # the oldest first: a forgotten one registers
                 for old in list(itertools.islice(expected, len(expected) - _EXPECTED_KEPT // 2)):
                     del expected[old]
 
     def take_expected(self, key: str) -> float | None:
         """The monotonic time until which the first wait for ``key`` may take its reply
-        (``expect``), or None; either way the key is no longer expected."""
+        from the key's own reply list (``expect`` without an address), or None; either
+        way the key is no longer expected."""
         with self._expected_lock:
-            return self._expected.pop(key, None)
+            entry = self._expected.pop(key, None)
+        return entry.until if entry is not None and entry.address is None else None
+
+    def _keep(self, message: bytes) -> None:
+        """A reply popped from this thread's list for another key: kept for that key's
+        first wait if it is still expected (the newest kept), else dropped."""
+        size, _, rest = message.partition(b":")
+        length = int(size)
+        key = rest[:length].decode()
+        with self._expected_lock:
+            entry = self._expected.get(key)
+            if entry is not None:
+                entry.value = rest[length:]
 
     def wait(
         self, key: str, ready: Callable[[bytes | None], bool], timeout: float | None
@@ -275,21 +320,32 @@ class RedisBackend(ResultBackend):
         tag = b"%d:%s" % (len(encoded), encoded)
         command = self._link.command
         block_limit = self._link.block_limit
-        until = self.take_expected(key)
-        if until is not None:
-            until = min(until, time.monotonic() + _REPLY_BLOCK)
+        with self._expected_lock:
+            entry = self._expected.pop(key, None)
+        if entry is not None and entry.value is not None and ready(entry.value):
+            return entry.value  # popped by an earlier wait of this thread
+        waiter = self._waiter_list()
+        if entry is not None and (entry.address is None or waiter.endswith(entry.address)):
+            until = min(entry.until, time.monotonic() + _REPLY_BLOCK)
             if deadline is not None:
                 until = min(until, deadline)
-            reply = f"{self.prefix}r:{key}"
+            own = entry.address is None
+            reply = f"{self.prefix}r:{key}" if own else waiter
             while (left := until - time.monotonic()) > 0.001:
                 try:
                     woken = command("BLPOP", reply, f"{left:.3f}", blocking=True, spin=True)
                 except (RedisError, *UNREACHABLE) as exc:
                     raise self._link.error("waiting for a result", exc) from exc
-                if woken is not None and ready(woken[1]):
-                    replied: bytes = woken[1]
+                if woken is None:
+                    continue
+                replied: bytes = woken[1]
+                if not own:
+                    if not replied.startswith(tag):
+                        self._keep(replied)
+                        continue
+                    replied = replied[len(tag) :]
+                if ready(replied):
                     return replied
-        waiter = self._waiter_list()
         while True:
             left = block_limit if deadline is None else deadline - time.monotonic()
             block = max(0.001, min(left, block_limit))
@@ -317,7 +373,7 @@ class RedisBackend(ResultBackend):
                     if ready(value):
                         return value
                     break  # the write used up the registration: register again
-                # else: a late push for a key this thread waited on before; ignore it
+                self._keep(message)  # a reply, or a late push for a key waited on before
 
     def close(self) -> None:
         self._link.close()

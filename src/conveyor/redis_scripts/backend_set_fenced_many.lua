@@ -4,8 +4,10 @@
 -- ARGV[3]  ttl [milliseconds], for every item
 -- ARGV[4]  reply ttl [milliseconds]: how long a reply list lives after its push
 -- ARGV[5], ARGV[6], ARGV[7], ARGV[8] ... in fours: key [string], value [bytes], fence
---          [integer or ""], reply ["1" or ""]: "1" also hands the value to the sender
---          that may be waiting for it (its message asked for a reply)
+--          [integer or ""], reply ["", "1" or an address]: "1" also hands the value to the
+--          sender that may be waiting for it (its message asked for a reply) on the key's
+--          own reply list; an address (Message.reply_to: the sending thread's waiter list
+--          id) hands it to that list instead, as "<#key>:<key><value>", as notify() does
 -- One variadic EXISTS over all the items' n: keys comes first; when none exists (nobody
 -- waits on any of them), notify() is skipped for the whole call. Each value is first
 -- written with SET ... NX: a key that did not exist (a quick task's outcome) needs no
@@ -20,6 +22,8 @@
 --                            list holds the newest outcome alone, so a task re-sent from
 --                            the dead letters replies with its own outcome, not with the
 --                            failure before it that nobody popped
+--   P.."wl:"..address [list] RPUSH the items for that address, one call for them all,
+--                            then LTRIM to the newest KEPT when longer, and PEXPIRE reply ttl
 --   P.."expiry"    [zset]    ZADD (fake-clock mode only)
 --   P.."ix:"..m [list], P.."ixm" [zset]  task records' first writes: one LPUSH for all,
 --                            see indexed_flush() in backend_prelude.lua
@@ -27,6 +31,8 @@
 local ttl = tonumber(ARGV[3])
 local reply_ttl = ARGV[4]
 local written = {}
+local KEPT = 10000 -- replies an address's list holds at most (a sender that never waits)
+local addressed, addresses = {}, {}
 local unwatched = existing({'n:'}, 5, 4) == 0
 local seen = {} -- a key written earlier in this call exists now: its fence is read
 for i = 5, #ARGV, 4 do
@@ -51,15 +57,34 @@ for i = 5, #ARGV, 4 do
     end
   end
   if done then
-    if ARGV[i + 3] == '1' then
+    local reply = ARGV[i + 3]
+    if reply == '1' then
       local list = P .. 'r:' .. name
       if redis.call('RPUSH', list, ARGV[i + 1]) > 1 then
         redis.call('LTRIM', list, -1, -1)
       end
       redis.call('PEXPIRE', list, reply_ttl)
+    elseif reply ~= '' then
+      local items = addressed[reply]
+      if not items then
+        items = {}
+        addressed[reply] = items
+        addresses[#addresses + 1] = reply
+      end
+      items[#items + 1] = #name .. ':' .. name .. ARGV[i + 1]
     end
     written[#written + 1] = 1
   end
+end
+for _, address in ipairs(addresses) do
+  local list, items, length = P .. 'wl:' .. address, addressed[address], 0
+  for from = 1, #items, 1000 do
+    length = redis.call('RPUSH', list, unpack(items, from, math.min(from + 999, #items)))
+  end
+  if length > KEPT then
+    redis.call('LTRIM', list, -KEPT, -1)
+  end
+  redis.call('PEXPIRE', list, reply_ttl)
 end
 indexed_flush()
 return written

@@ -482,9 +482,10 @@ class Executor(AsyncExecution, Refusals):
         self._event(message, record)
         if workflow.handed_on(message, record):  # workflow hook: Task.replace() took over
             return True
-        stored = message.ignore_result or self.results.write(
-            message.id, record, attempt, message.reply and record.status in states.READY_STATES
-        )
+        reply = None
+        if message.reply and record.status in states.READY_STATES:
+            reply = message.reply_to or ""
+        stored = message.ignore_result or self.results.write(message.id, record, attempt, reply)
         if stored:  # workflow hook: continue the chain, count the chord member, run links
             workflow.after_outcome(self.app, message, record)
         return stored

@@ -110,7 +110,8 @@ class Outbox:
         data = self.results.encode(record, fence)
         with self._io:
             stored = self.results.write_encoded(
-                [(message.id, data, fence)], [message.id] if message.reply else []
+                [(message.id, data, fence)],
+                {message.id: message.reply_to or ""} if message.reply else {},
             )
         if not stored[0]:
             _refused(message)
@@ -257,9 +258,9 @@ class Outbox:
         self.acked(acks, done)
 
 
-def _replies(writes: list[_Write]) -> list[str]:
-    """The task ids whose outcome is handed to a sender waiting for it."""
-    return [w.message.id for w in writes if w.message.reply]
+def _replies(writes: list[_Write]) -> dict[str, str]:
+    """The task ids whose outcome is handed to a sender waiting for it, with where."""
+    return {w.message.id: w.message.reply_to or "" for w in writes if w.message.reply}
 
 
 def _refused(message: Message) -> None:
