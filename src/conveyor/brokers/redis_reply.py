@@ -42,14 +42,14 @@ class ReserveReply(NamedTuple):
             Delivery(
                 reply[i + 1].decode(),
                 ordered[reply[i] - 1],
-                reply[i + 2],
-                int(reply[i + 3]),
+                reply[i + 2][1:],
+                reply[i + 2][0] - 48,  # the priority digit before the body
                 token,
-                reply[i + 4] & _DELIVERIES,
-                (None if reply[i + 5] is None else reply[i + 5].decode()) if checked else UNREAD,
-                reply[i + 4] >> 32,
+                reply[i + 3] & _DELIVERIES,
+                (None if reply[i + 4] is None else reply[i + 4].decode()) if checked else UNREAD,
+                reply[i + 3] >> 32,
             )
-            for i in range(5 + handed, len(reply), 6)
+            for i in range(5 + handed, len(reply), 5)
         ]
         return cls(
             reply[0],

@@ -33,6 +33,8 @@ local reply_ttl = ARGV[4]
 local written = {}
 local KEPT = 10000 -- replies an address's list holds at most (a sender that never waits)
 local addressed, addresses = {}, {}
+local heads = {} -- #key -> "<#key>:": keys are mostly of one length, and a number's
+                 -- concatenation costs Lua a sprintf each time
 local unwatched = existing({'n:'}, 5, 4) == 0
 local seen = {} -- a key written earlier in this call exists now: its fence is read
 for i = 5, #ARGV, 4 do
@@ -71,7 +73,12 @@ for i = 5, #ARGV, 4 do
         addressed[reply] = items
         addresses[#addresses + 1] = reply
       end
-      items[#items + 1] = #name .. ':' .. name .. ARGV[i + 1]
+      local head = heads[#name]
+      if not head then
+        head = #name .. ':'
+        heads[#name] = head
+      end
+      items[#items + 1] = head .. name .. ARGV[i + 1]
     end
     written[#written + 1] = 1
   end

@@ -48,7 +48,9 @@
 -- Returns {earliest eta of the queues' delayed messages or "", now, acks ("1"/"0" per ack,
 --          in order), "1" if registered else "", the number of handed items, the items
 --          (see hand() in broker_prelude.lua), then per message taken: queue position
---          (1-based), id, body, priority, delivery count, revocation reason or false}.
+--          (1-based), id, its value in P.."b" (the priority digit, then the body: cut by
+--          the caller, not here, where a new string costs Redis a copy), delivery count,
+--          revocation reason or false}.
 local count = tonumber(ARGV[3])
 local lease = tonumber(ARGV[4])
 local deadline = exact(NOW + lease) -- a string: Redis formats a number argument with %.17g
@@ -162,8 +164,7 @@ for i = first_queue, last do
         leases[#leases + 1] = id
         out[#out + 1] = i - first_queue + 1
         out[#out + 1] = id
-        out[#out + 1] = string.sub(value, 2)
-        out[#out + 1] = tonumber(priority)
+        out[#out + 1] = value
         out[#out + 1] = delivered
         out[#out + 1] = reasons and reasons[k] or false
         taken = taken + 1
