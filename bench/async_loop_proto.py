@@ -44,7 +44,8 @@ async def consume(url: str) -> None:
             value = await app.tasks[message.task].run(*message.args, **message.kwargs)
             record = TaskRecord(status=states.SUCCESS, result=value, task=message.task)
             attempt = fence(message.retries, delivery.delivery_count, resends=delivery.resends)
-            results.write(message.id, record, attempt, message.reply)
+            reply = (message.reply_to or "") if message.reply else None
+            results.write(message.id, record, attempt, reply)
             acks.append(delivery)
 
 
