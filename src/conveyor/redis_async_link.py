@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from redis.asyncio.connection import ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from .redis_connection import UNREACHABLE, RedisLink, Script, packed, split_url
 from .redis_sentinel import SENTINEL_SCHEMES, async_sentinel_pool
@@ -156,30 +156,57 @@ async def _drop(connection: Any) -> None:
 
 
 class AsyncScript:
-    """One Lua script, run by SHA and loaded when Redis lacks it (the same text and SHA
-    as the sync ``Script`` of that name, so either loads it for both)."""
+    """One Lua script, run as the sync ``Script`` of that name runs it (FCALL of the same
+    library, or EVALSHA of the same text), so either loads it for both."""
 
     def __init__(self, link: AsyncRedisLink, prelude: str | tuple[str, ...], name: str) -> None:
         self.link = link
-        same = Script(link.link, prelude, name)
-        self.text, self.sha = same.text, same.sha
+        self.same = Script(link.link, prelude, name)
+
+    async def _call(self, args: Sequence[Any]) -> tuple[Any, ...]:
+        """The command to send; the first call asks the server whether it has functions
+        (``RedisLink.functions``), without blocking the loop."""
+        sync = self.link.link
+        if not sync.knows_functions():
+            try:
+                info = await self.link.command("INFO", "server")
+            except ResponseError:  # INFO refused (an ACL): scripts as before
+                info = b""
+            sync.server_is(info)
+        return self.same.invocation(args)
 
     async def __call__(self, args: Sequence[Any]) -> Any:
         command = self.link.command
         try:
-            return await command("EVALSHA", self.sha, 0, *args)
-        except NoScriptError:
-            await command("SCRIPT", "LOAD", self.text)
-            return await command("EVALSHA", self.sha, 0, *args)
+            return await command(*await self._call(args))
+        except RedisError as exc:
+            if not self.same.missing(exc):
+                raise
+            await self.load()
+            return await command(*await self._call(args))
 
     async def pipelined(self, calls: Sequence[Sequence[Any]]) -> list[Any]:
         """Several calls in one MULTI/EXEC (all or none), loading the script first."""
-        await self.link.command("SCRIPT", "LOAD", self.text)
+        await self._call(())
+        await self.load()
         replies = await self.link.command_many(
-            [("MULTI",), *(("EVALSHA", self.sha, 0, *args) for args in calls), ("EXEC",)]
+            [("MULTI",), *(self.same.invocation(args) for args in calls), ("EXEC",)]
         )
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
         result: list[Any] = replies[-1]
         return result
+
+    async def load(self) -> None:
+        """``Script.load``, without blocking the loop."""
+        same = self.same
+        if same.link.functions():  # known by now: every call asks first
+            try:
+                await self.link.command("FUNCTION", "LOAD", "REPLACE", same.library)
+                return
+            except ResponseError as exc:
+                if "unknown command" not in str(exc):
+                    raise
+                same.link.no_functions()
+        await self.link.command("SCRIPT", "LOAD", same.text)

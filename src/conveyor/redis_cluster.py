@@ -187,6 +187,11 @@ class ClusterLink(RedisLink):
     def db(self) -> int:
         return 0
 
+    def functions(self) -> bool:
+        """Never on a cluster: a function library is loaded node by node, and a slot that
+        moves would reach a node without it; scripts go by EVALSHA, sent to the slot."""
+        return False
+
     def same_database(self, other: RedisLink) -> bool:
         """Never on a cluster: two links' keys are in different slots, which no script may
         touch together."""

@@ -179,6 +179,30 @@ def test_many_sends_then_gets_in_any_order_take_their_replies_from_one_list(
     assert got == [3]
 
 
+def test_a_failure_replies_on_its_own_list_which_forgetting_the_result_clears(
+    app: Conveyor, raw: Any, worker: subprocess.Popen[bytes]
+) -> None:
+    replies = empty_reply_list(app, raw)
+    prefix = app.backend.prefix  # type: ignore[attr-defined]
+    failed = app.tasks["replies.broken"].delay()
+    own = f"{prefix}r:{app.results.key(failed.id)}"
+    deadline = time.monotonic() + 10
+    while not raw.exists(own) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert raw.llen(own) == 1 and not raw.exists(replies)
+    with pytest.raises(ValueError, match="bad input"):
+        failed.get(timeout=10)
+    again = app.tasks["replies.broken"].delay()
+    own = f"{prefix}r:{app.results.key(again.id)}"
+    deadline = time.monotonic() + 10
+    while not raw.exists(own) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    again.forget()  # as a re-send from the dead letters forgets the failure
+    assert not raw.exists(own)
+    with pytest.raises(TimeoutError, match="not ready"):  # not the forgotten failure
+        again.get(timeout=0.3)
+
+
 def test_outcomes_without_a_quick_reply_still_reach_get(
     app: Conveyor, worker: subprocess.Popen[bytes]
 ) -> None:

@@ -27,11 +27,14 @@ from integration.cluster_support import redis_cluster  # noqa: F401  (a fixture)
 START = 1_700_000_000.0
 
 
-def redis_backend(clock: FakeClock, request: pytest.FixtureRequest) -> ResultBackend:
+def redis_backend(
+    clock: FakeClock, request: pytest.FixtureRequest, scripts: str = ""
+) -> ResultBackend:
+    """``scripts``: the URL's ``scripts`` option (default: functions, on Redis 7)."""
     from conveyor.backends.redis import RedisBackend
 
     url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
-    return RedisBackend(url, prefix=prefix, clock=clock)
+    return RedisBackend(f"{url}?scripts={scripts}" if scripts else url, prefix=prefix, clock=clock)
 
 
 def cluster_backend(clock: FakeClock, request: pytest.FixtureRequest) -> ResultBackend:
@@ -45,6 +48,7 @@ BACKENDS: dict[str, Callable[[FakeClock, Path, pytest.FixtureRequest], ResultBac
     "memory": lambda clock, tmp, request: MemoryBackend(clock=clock),
     "sqlite": lambda clock, tmp, request: SQLiteBackend(tmp / "results.db", clock=clock),
     "redis": lambda clock, tmp, request: redis_backend(clock, request),
+    "redis-eval": lambda clock, tmp, request: redis_backend(clock, request, "eval"),
     "redis-cluster": lambda clock, tmp, request: cluster_backend(clock, request),
 }
 

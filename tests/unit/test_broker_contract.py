@@ -39,11 +39,12 @@ from integration.cluster_support import redis_cluster  # noqa: F401  (a fixture)
 START = 1_700_000_000.0
 
 
-def redis_broker(clock: FakeClock, request: pytest.FixtureRequest) -> Broker:
+def redis_broker(clock: FakeClock, request: pytest.FixtureRequest, scripts: str = "") -> Broker:
+    """``scripts``: the URL's ``scripts`` option (default: functions, on Redis 7)."""
     from conveyor.brokers.redis import RedisBroker
 
     url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
-    return RedisBroker(url, prefix=prefix, clock=clock)
+    return RedisBroker(f"{url}?scripts={scripts}" if scripts else url, prefix=prefix, clock=clock)
 
 
 def cluster_broker(clock: FakeClock, request: pytest.FixtureRequest) -> Broker:
@@ -57,6 +58,7 @@ BROKERS: dict[str, Callable[[FakeClock, Path, pytest.FixtureRequest], Broker]] =
     "memory": lambda clock, tmp, request: MemoryBroker(clock=clock),
     "sqlite": lambda clock, tmp, request: SQLiteBroker(tmp / "broker.db", clock=clock),
     "redis": lambda clock, tmp, request: redis_broker(clock, request),
+    "redis-eval": lambda clock, tmp, request: redis_broker(clock, request, "eval"),
     "redis-cluster": lambda clock, tmp, request: cluster_broker(clock, request),
 }
 

@@ -17,7 +17,7 @@ def clock() -> FakeClock:
     return FakeClock(1_000_000.0)
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis", "redis-cluster"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "redis-eval", "redis-cluster"])
 def coordinator(
     request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
 ) -> Iterator[Coordinator]:
@@ -35,6 +35,8 @@ def coordinator(
         from conveyor.coordination.redis import RedisCoordinator
 
         url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
+        if request.param == "redis-eval":  # scripts by EVALSHA, as on Redis 6
+            url += "?scripts=eval"
         coord = RedisCoordinator(url, prefix=prefix, clock=clock)
     yield coord
     coord.close()

@@ -17,11 +17,13 @@ A task sent on its own from this process skips that step: its message asks for a
 thread's waiter list), so the worker's write of its outcome also pushes it, as a write
 pushes to a registered waiter, to that list, and the first ``get()`` within
 ``REPLY_WINDOW`` blocks on the list at once. One list per sending thread, not one per
-task: a worker's batch of outcomes for one sender is one RPUSH and one PEXPIRE. A
+task: a worker's batch of successes for one sender is one RPUSH and one PEXPIRE. A
 ``get()`` that pops another key's reply keeps it for that key's first wait, so gets in
-any order after many sends find their replies. A wait for a task another thread sent
-registers instead; a message with a reply but no address (the async client's sends, an
-earlier build's) has its reply pushed to the key's own list ``<prefix>r:<key>``. A blocked
+any order after many sends find their replies. Any other outcome (a failure), and the
+reply of a message with no address (the async client's sends, an earlier build's), goes
+to the key's own list ``<prefix>r:<key>``, which forgetting the result deletes (a
+failure re-sent from the dead letters is forgotten); the first ``get()`` blocks on both
+lists at once. A wait for a task another thread sent registers instead. A blocked
 ``get()`` polls its socket for a moment first (``result_spin``), so a quick task's
 result does not have to wake a sleeping client.
 
@@ -297,6 +299,34 @@ class RedisBackend(ResultBackend):
             entry = self._expected.pop(key, None)
         return entry.until if entry is not None and entry.address is None else None
 
+    def _take_reply(
+        self, key: str, waiter: str, tag: bytes, ready: Callable[[bytes | None], bool], until: float
+    ) -> bytes | None:
+        """The ready reply for the tagged key, from this thread's list (a success) or from
+        the key's own list (anything else, see ``worker.outbox.reply_address``), whichever
+        has one first, up to ``until``; replies for other keys are kept (``_keep``)."""
+        command = self._link.command
+        own = f"{self.prefix}r:{key}"
+        mine = own.encode()
+        while (left := until - time.monotonic()) > 0.001:
+            try:
+                woken = command("BLPOP", waiter, own, f"{left:.3f}", blocking=True, spin=True)
+            except (RedisError, *UNREACHABLE) as exc:
+                raise self._link.error("waiting for a result", exc) from exc
+            if woken is None:
+                continue
+            source, item = woken
+            if source == mine:
+                value: bytes = item
+            elif item.startswith(tag):
+                value = item[len(tag) :]
+            else:
+                self._keep(item)
+                continue
+            if ready(value):
+                return value
+        return None
+
     def _keep(self, message: bytes) -> None:
         """A reply popped from this thread's list for another key: kept for that key's
         first wait if it is still expected (the newest kept), else dropped."""
@@ -329,23 +359,20 @@ class RedisBackend(ResultBackend):
             until = min(entry.until, time.monotonic() + _REPLY_BLOCK)
             if deadline is not None:
                 until = min(until, deadline)
-            own = entry.address is None
-            reply = f"{self.prefix}r:{key}" if own else waiter
-            while (left := until - time.monotonic()) > 0.001:
-                try:
-                    woken = command("BLPOP", reply, f"{left:.3f}", blocking=True, spin=True)
-                except (RedisError, *UNREACHABLE) as exc:
-                    raise self._link.error("waiting for a result", exc) from exc
-                if woken is None:
-                    continue
-                replied: bytes = woken[1]
-                if not own:
-                    if not replied.startswith(tag):
-                        self._keep(replied)
-                        continue
-                    replied = replied[len(tag) :]
-                if ready(replied):
-                    return replied
+            if entry.address is None:  # the key's own list: it holds the newest reply alone
+                reply = f"{self.prefix}r:{key}"
+                while (left := until - time.monotonic()) > 0.001:
+                    try:
+                        woken = command("BLPOP", reply, f"{left:.3f}", blocking=True, spin=True)
+                    except (RedisError, *UNREACHABLE) as exc:
+                        raise self._link.error("waiting for a result", exc) from exc
+                    if woken is not None and ready(woken[1]):
+                        replied: bytes = woken[1]
+                        return replied
+            else:
+                found = self._take_reply(key, waiter, tag, ready, until)
+                if found is not None:
+                    return found
         while True:
             left = block_limit if deadline is None else deadline - time.monotonic()
             block = max(0.001, min(left, block_limit))

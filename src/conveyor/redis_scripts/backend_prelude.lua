@@ -1,4 +1,4 @@
--- Prepended to every backend_*.lua script by conveyor.redis_connection.
+-- Prepended to every backend_*.lua script by conveyor.lua_script.
 --
 -- Common ARGV of every backend script:
 --   ARGV[1]  string  key prefix, "conveyor:" by default
@@ -24,8 +24,10 @@
 --                            a minute after the TTL of the newest record listed in it
 --   P.."ixm"        [zset]   the minutes m that have such a list (score m): what
 --                            backend_list.lua walks, newest first
-local P = ARGV[1]
-local CLOCK = tonumber(ARGV[2])
+-- The call's own state, set by begin() before the script's body runs (conveyor.lua_script
+-- calls it first): a prelude's top level runs once when Redis loads it as a function
+-- library, so nothing there may depend on the call.
+local P, CLOCK
 local BACKSTOP = 3600000
 
 -- The PX to give Redis for a TTL of ms milliseconds, as a string (Redis formats a number
@@ -52,7 +54,14 @@ end
 -- creates the minute's list adds the minute to P.."ixm" and trims it; every push renews
 -- the list's TTL.
 local TASKS = 'conveyor-task-'
-local pending, pending_ms = {}, 0
+local pending, pending_ms
+
+local function begin()
+  P = ARGV[1]
+  CLOCK = tonumber(ARGV[2])
+  px_ms, px_text = nil, nil
+  pending, pending_ms = {}, 0
+end
 
 -- `absent`: the caller knows the key does not exist yet (no EXISTS needed).
 local function indexed(name, key, ms, absent)

@@ -1,4 +1,4 @@
--- Prepended to every broker_*.lua script by conveyor.redis_connection, after expiring.lua
+-- Prepended to every broker_*.lua script by conveyor.lua_script, after expiring.lua
 -- (Redis has no include).
 --
 -- Common ARGV of every broker script:
@@ -53,16 +53,23 @@
 -- Keys are built from the prefix inside the scripts (ids and queue names come from Redis
 -- itself when reserving and recovering), so the scripts need a standalone Redis (or one
 -- primary), not Redis Cluster.
-local P = ARGV[1]
-local NOWS = ARGV[2]
-if NOWS == '' then
-  local t = redis.call('TIME')
-  NOWS = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
-end
-local NOW = tonumber(NOWS) -- nil for "?": see now()
+-- The call's own state, set by begin() before the script's body runs (conveyor.lua_script
+-- calls it first): a prelude's top level runs once when Redis loads it as a function
+-- library, so nothing there may depend on the call.
+local P, NOWS, NOW, STATES -- NOW: nil for "?" (see now())
 local SHIFT = 562949953421312 -- 2^49: scores stay exact doubles up to 2^53
 local RESENT = 4294967296 -- 2^32: a re-send's step in a state's n (exact up to 2^21 re-sends)
-local STATES = P .. 't'
+
+local function begin()
+  P = ARGV[1]
+  NOWS = ARGV[2]
+  if NOWS == '' then
+    local t = redis.call('TIME')
+    NOWS = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+  end
+  NOW = tonumber(NOWS)
+  STATES = P .. 't'
+end
 
 -- A message's state as P.."t" holds it (see above); n is a number, the rest strings.
 local function state(t, n, p, s, q)
@@ -92,7 +99,8 @@ end
 -- A batch reservation also keeps it as a field of P.."t", with itself as its value, for
 -- the same reason: a small hash is a listpack, scanned on every HMGET, HSET and HDEL of a
 -- field, and the acks of a batch would empty it (deleting it) before the next one.
-local KEEPER = '\0conveyor: keeps this lease set a skiplist' .. string.rep('.', 80)
+local KEEPER = '\0conveyor: keeps this lease set a skiplist'
+  .. '................................................................................'
 
 -- The time, read from Redis on first use when ARGV[2] is "?" (broker_publish.lua: most
 -- sends need it only for an eta or a handoff). Call it before anything that reads NOW.

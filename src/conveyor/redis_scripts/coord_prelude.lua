@@ -1,4 +1,4 @@
--- Prepended to every coord_*.lua script (the Redis Coordinator) by conveyor.redis_connection,
+-- Prepended to every coord_*.lua script (the Redis Coordinator) by conveyor.lua_script,
 -- after expiring.lua.
 --
 -- Common ARGV of every coordinator script:
@@ -15,14 +15,21 @@
 --   P.."c:bucket:"..key  [hash]   a token bucket: t tokens, u last update (unix seconds)
 --   P.."c:m:"..group     [hash]   a group's members: member -> "<expires_at>|<value>"
 --   P.."c:l:"..key       [list]   a list's values, oldest first: "<expires_at>|<value>"
-local P = ARGV[1]
-local NOWS = ARGV[2]
-local FAKE = NOWS ~= ''
-if not FAKE then
-  local t = redis.call('TIME')
-  NOWS = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+-- The call's own state, set by begin() before the script's body runs (conveyor.lua_script
+-- calls it first): a prelude's top level runs once when Redis loads it as a function
+-- library, so nothing there may depend on the call.
+local P, NOWS, FAKE, NOW
+
+local function begin()
+  P = ARGV[1]
+  NOWS = ARGV[2]
+  FAKE = NOWS ~= ''
+  if not FAKE then
+    local t = redis.call('TIME')
+    NOWS = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+  end
+  NOW = tonumber(NOWS)
 end
-local NOW = tonumber(NOWS)
 
 local function exact(x)
   return string.format('%.17g', x)

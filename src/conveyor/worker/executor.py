@@ -43,7 +43,7 @@ from ..task import AnyTask
 from . import metrics, notify
 from .aio_executor import AsyncExecution
 from .guards import POSTPONE, REVOKE, Guards, Verdict
-from .outbox import Outbox, Tracker
+from .outbox import Outbox, Tracker, reply_address
 from .outcome_records import keep_lineage, success_record
 from .refusals import Refusals, failure_record, named
 from .trace import Outcome, trace
@@ -484,7 +484,7 @@ class Executor(AsyncExecution, Refusals):
             return True
         reply = None
         if message.reply and record.status in states.READY_STATES:
-            reply = message.reply_to or ""
+            reply = reply_address(message, record)
         stored = message.ignore_result or self.results.write(message.id, record, attempt, reply)
         if stored:  # workflow hook: continue the chain, count the chord member, run links
             workflow.after_outcome(self.app, message, record)

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from .. import workflow
+from .. import states, workflow
 from ..app import Conveyor
 from ..brokers.base import Delivery
 from ..message import Message
@@ -23,7 +23,7 @@ from ..serialization import explain_result
 from .events import EventBuffer, event_buffer
 from .late import DELAY, RESULT_DELAY, late_writer
 
-__all__ = ["Outbox", "Tracker"]
+__all__ = ["Outbox", "Tracker", "reply_address"]
 
 logger = logging.getLogger("conveyor.worker")
 
@@ -111,7 +111,7 @@ class Outbox:
         with self._io:
             stored = self.results.write_encoded(
                 [(message.id, data, fence)],
-                {message.id: message.reply_to or ""} if message.reply else {},
+                {message.id: reply_address(message, record)} if message.reply else {},
             )
         if not stored[0]:
             _refused(message)
@@ -259,8 +259,19 @@ class Outbox:
 
 
 def _replies(writes: list[_Write]) -> dict[str, str]:
-    """The task ids whose outcome is handed to a sender waiting for it, with where."""
-    return {w.message.id: w.message.reply_to or "" for w in writes if w.message.reply}
+    """The task ids whose outcome is handed to a sender waiting for it, with where
+    (``reply_address``)."""
+    return {w.message.id: reply_address(w.message, w.record) for w in writes if w.message.reply}
+
+
+def reply_address(message: Message, record: TaskRecord) -> str:
+    """Where an outcome's reply goes: a success to the sender's own list (``reply_to``),
+    anything else to the key's own reply list (""), which forgetting the result deletes:
+    a failure whose message is re-sent from the dead letters must not reach a ``get()``
+    after the re-send."""
+    if message.reply_to and record.status == states.SUCCESS:
+        return message.reply_to
+    return ""
 
 
 def _refused(message: Message) -> None:
