@@ -27,7 +27,14 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
-from .redis_connection import UNREACHABLE, RedisLink, Script, packed, split_url
+from .redis_connection import (
+    UNREACHABLE,
+    RedisLink,
+    Script,
+    packed,
+    refuses_functions,
+    split_url,
+)
 from .redis_sentinel import SENTINEL_SCHEMES, async_sentinel_pool
 
 __all__ = ["AsyncRedisLink", "AsyncScript"]
@@ -206,7 +213,7 @@ class AsyncScript:
                 await self.link.command("FUNCTION", "LOAD", "REPLACE", same.library)
                 return
             except ResponseError as exc:
-                if "unknown command" not in str(exc):
+                if not refuses_functions(exc):
                     raise
                 same.link.no_functions()
         await self.link.command("SCRIPT", "LOAD", same.text)

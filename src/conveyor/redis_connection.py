@@ -82,6 +82,7 @@ __all__ = [
     "Script",
     "packed",
     "redact_url",
+    "refuses_functions",
     "split_url",
 ]
 
@@ -508,14 +509,11 @@ class Script:
         raise AssertionError("unreachable")
 
     def missing(self, exc: RedisError) -> bool:
-        """Whether Redis lacks this script (or function); a server that does not know
-        FCALL at all turns the link to EVALSHA."""
-        if isinstance(exc, NoScriptError):
+        """Whether Redis lacks this script (or function); a server that refuses FCALL
+        (does not know it, or an ACL denies it) turns the link to EVALSHA."""
+        if isinstance(exc, NoScriptError) or "Function not found" in str(exc):
             return True
-        text = str(exc)
-        if "Function not found" in text:
-            return True
-        if "unknown command" in text and ("FCALL" in text.upper() or "FUNCTION" in text.upper()):
+        if refuses_functions(exc):
             self.link.no_functions()
             return True
         return False
@@ -526,7 +524,15 @@ class Script:
                 self.link.command("FUNCTION", "LOAD", "REPLACE", self.library)
                 return
             except redis.ResponseError as exc:
-                if "unknown command" not in str(exc):
+                if not refuses_functions(exc):
                     raise
                 self.link.no_functions()
         self.link.command("SCRIPT", "LOAD", self.text)
+
+
+def refuses_functions(exc: RedisError) -> bool:
+    """Whether the server refused FCALL or FUNCTION as a command it does not know (before
+    Redis 7, a Redis-compatible server) or one the connection's ACL user may not run."""
+    text = str(exc).lower()
+    refused = "unknown command" in text or "no permissions" in text or "noperm" in text
+    return refused and ("fcall" in text or "function" in text)

@@ -95,3 +95,21 @@ def test_the_async_client_calls_the_same_functions_and_loads_them_too(
     finally:
         sync.close()
         broker.close()
+
+
+def test_a_user_whose_acl_denies_functions_gets_its_scripts_by_evalsha(
+    redis_url: str, redis_prefix: str, raw: Any
+) -> None:
+    user = f"nofunctions{redis_prefix.strip(':').replace('-', '')}"
+    raw.execute_command("ACL", "SETUSER", user, "on", ">secret", "~*", "&*", "+@all", "-fcall")
+    host = redis_url.split("//", 1)[1]
+    broker = RedisBroker(f"redis://{user}:secret@{host}", prefix=redis_prefix)
+    try:
+        evals = calls(raw, "evalsha")
+        broker.publish([Envelope("a", "q", b"body", 0, None)])
+        [taken] = broker.reserve(["q"], 10, 30.0)
+        assert broker.ack(taken)
+        assert calls(raw, "evalsha") >= evals + 3
+    finally:
+        broker.close()
+        raw.execute_command("ACL", "DELUSER", user)
