@@ -60,10 +60,13 @@ def one_run(url: str, meter: Meter, args: argparse.Namespace, run_no: int) -> di
             if not got:
                 break
             items = [(f"conveyor-task-{d.id}", OUTCOME, 7) for d in got]
-            replies = set() if args.no_replies else {key for key, _, _ in items}
+            # each success to its sender's reply list, as a worker hands a delay()'s over
+            replies = {} if args.no_replies else {key: "bench-sender" for key, _, _ in items}
             before = meter.cpu()
             backend.set_fenced_many(items, 86400, replies)
             spent["write"] += meter.cpu() - before
+            if replies:  # what the sender's get()s would pop (in the total, not in "write")
+                backend.link.command("DEL", f"{backend.prefix}wl:bench-sender")
             acks, done = got, done + len(got)
         broker.ack_many(acks)
         idle = meter.idle * (time.perf_counter() - start)
