@@ -35,13 +35,6 @@ def broker(redis_url: str, redis_prefix: str) -> Iterator[RedisBroker]:
 
 
 @pytest.fixture
-def raw(redis_url: str) -> Iterator[Any]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
-@pytest.fixture
 def backend(redis_url: str, redis_prefix: str) -> Iterator[RedisBackend]:
     b = RedisBackend(redis_url, prefix=redis_prefix)
     yield b

@@ -50,13 +50,6 @@ def backend(redis_url: str, redis_prefix: str) -> Iterator[RedisBackend]:
     instance.close()
 
 
-@pytest.fixture
-def raw(redis_url: str) -> Iterator[Any]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
 def commands_processed(client: Any) -> int:
     return int(client.info("stats")["total_commands_processed"])
 

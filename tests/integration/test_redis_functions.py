@@ -8,7 +8,6 @@ persistence, or ``FUNCTION FLUSH``); ``?scripts=eval`` keeps EVALSHA, as on Redi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,13 +19,6 @@ from conveyor.brokers.redis import RedisBroker  # noqa: E402
 from conveyor.exceptions import ImproperlyConfigured  # noqa: E402
 from conveyor.redis_async_link import AsyncRedisLink  # noqa: E402
 from conveyor.redis_connection import RedisLink  # noqa: E402
-
-
-@pytest.fixture
-def raw(redis_url: str) -> Iterator[Any]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
 
 
 def calls(raw: Any, command: str) -> int:

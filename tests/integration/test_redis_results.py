@@ -25,6 +25,8 @@ from conveyor.exceptions import TimeLimitExceeded  # noqa: E402
 from conveyor.records import TaskRecord  # noqa: E402
 from conveyor.serialization import decode_message  # noqa: E402
 
+from .support import wait_until  # noqa: E402
+
 TASKS = """
 import os, time
 from conveyor import Conveyor
@@ -93,13 +95,6 @@ def worker(tmp_path: Path, url: str) -> Iterator[subprocess.Popen[bytes]]:
     log.close()
 
 
-@pytest.fixture
-def raw(redis_url: str) -> Iterator[Any]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
 def commands(raw: Any) -> int:
     return int(raw.info("stats")["total_commands_processed"])
 
@@ -140,9 +135,7 @@ def test_the_worker_hands_the_outcome_to_the_get_after_the_send(
     prefix = app.backend.prefix  # type: ignore[attr-defined]
     replies = empty_reply_list(app, raw)
     result = add.delay(2, 3)
-    deadline = time.monotonic() + 10
-    while not raw.exists(replies) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: raw.exists(replies), what="the reply")
     assert raw.llen(replies) == 1
     assert 1000 < raw.pttl(replies) <= 10000  # a send nobody waits for leaves it briefly
     assert not raw.exists(f"{prefix}r:{app.results.key(result.id)}")  # no list per task
@@ -162,9 +155,7 @@ def test_many_sends_then_gets_in_any_order_take_their_replies_from_one_list(
     replies = empty_reply_list(app, raw)
     sent = [add.delay(x, 100) for x in range(60)]
     expected = {r.id: x + 100 for x, r in enumerate(sent)}
-    deadline = time.monotonic() + 20
-    while raw.llen(replies) < 60 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: raw.llen(replies) >= 60, 20, what="60 replies")
     assert raw.llen(replies) == 60  # every outcome handed to the sending thread's list
     assert not any(raw.exists(f"{prefix}r:{app.results.key(r.id)}") for r in sent)
     order = sent[30:] + sent[:30][::-1]
@@ -186,17 +177,13 @@ def test_a_failure_replies_on_its_own_list_which_forgetting_the_result_clears(
     prefix = app.backend.prefix  # type: ignore[attr-defined]
     failed = app.tasks["replies.broken"].delay()
     own = f"{prefix}r:{app.results.key(failed.id)}"
-    deadline = time.monotonic() + 10
-    while not raw.exists(own) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: raw.exists(own), what="the failure's reply")
     assert raw.llen(own) == 1 and not raw.exists(replies)
     with pytest.raises(ValueError, match="bad input"):
         failed.get(timeout=10)
     again = app.tasks["replies.broken"].delay()
     own = f"{prefix}r:{app.results.key(again.id)}"
-    deadline = time.monotonic() + 10
-    while not raw.exists(own) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: raw.exists(own), what="the failure's reply")
     again.forget()  # as a re-send from the dead letters forgets the failure
     assert not raw.exists(own)
     with pytest.raises(TimeoutError, match="not ready"):  # not the forgotten failure

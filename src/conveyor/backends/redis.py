@@ -51,7 +51,7 @@ from redis.exceptions import RedisError
 from ..redis_connection import UNREACHABLE, RedisLink, Script
 from .base import Listing, ResultBackend
 
-__all__ = ["REPLY_WINDOW", "RedisBackend", "stored_value"]
+__all__ = ["REPLY_WINDOW", "RedisBackend", "pushed_item", "stored_value"]
 
 _PRELUDE = "backend_prelude.lua"
 _CHUNK = 5000
@@ -77,6 +77,14 @@ class _Expected:
         self.until = until
         self.address = address
         self.value: bytes | None = None
+
+
+def pushed_item(message: bytes) -> tuple[str, bytes]:
+    """The key and value of an item a write pushed to a waiter list ("<#key>:<key><value>",
+    see notify() in backend_prelude.lua)."""
+    size, _, rest = message.partition(b":")
+    length = int(size)
+    return rest[:length].decode(), rest[length:]
 
 
 def stored_value(stored: bytes | None) -> bytes | None:
@@ -330,13 +338,11 @@ class RedisBackend(ResultBackend):
     def _keep(self, message: bytes) -> None:
         """A reply popped from this thread's list for another key: kept for that key's
         first wait if it is still expected (the newest kept), else dropped."""
-        size, _, rest = message.partition(b":")
-        length = int(size)
-        key = rest[:length].decode()
+        key, value = pushed_item(message)
         with self._expected_lock:
             entry = self._expected.get(key)
             if entry is not None:
-                entry.value = rest[length:]
+                entry.value = value
 
     def wait(
         self, key: str, ready: Callable[[bytes | None], bool], timeout: float | None
@@ -355,24 +361,13 @@ class RedisBackend(ResultBackend):
         if entry is not None and entry.value is not None and ready(entry.value):
             return entry.value  # popped by an earlier wait of this thread
         waiter = self._waiter_list()
-        if entry is not None and (entry.address is None or waiter.endswith(entry.address)):
+        if entry is not None and entry.address in (None, self.reply_address()):
             until = min(entry.until, time.monotonic() + _REPLY_BLOCK)
             if deadline is not None:
                 until = min(until, deadline)
-            if entry.address is None:  # the key's own list: it holds the newest reply alone
-                reply = f"{self.prefix}r:{key}"
-                while (left := until - time.monotonic()) > 0.001:
-                    try:
-                        woken = command("BLPOP", reply, f"{left:.3f}", blocking=True, spin=True)
-                    except (RedisError, *UNREACHABLE) as exc:
-                        raise self._link.error("waiting for a result", exc) from exc
-                    if woken is not None and ready(woken[1]):
-                        replied: bytes = woken[1]
-                        return replied
-            else:
-                found = self._take_reply(key, waiter, tag, ready, until)
-                if found is not None:
-                    return found
+            found = self._take_reply(key, waiter, tag, ready, until)
+            if found is not None:
+                return found
         while True:
             left = block_limit if deadline is None else deadline - time.monotonic()
             block = max(0.001, min(left, block_limit))

@@ -29,7 +29,7 @@ from redis.exceptions import RedisError
 
 from ..redis_async_link import AsyncRedisLink
 from ..redis_connection import UNREACHABLE
-from .redis import RedisBackend, stored_value
+from .redis import RedisBackend, pushed_item, stored_value
 
 __all__ = ["AsyncRedisBackend"]
 
@@ -166,10 +166,7 @@ class AsyncRedisBackend:
                 return
             if woken is None:
                 continue
-            message: bytes = woken[1]
-            size, _, rest = message.partition(b":")
-            length = int(size)
-            key, value = rest[:length].decode(), rest[length:]
+            key, value = pushed_item(woken[1])
             for pushed in shared.waits.get(key, ()):
                 if not pushed.done():
                     pushed.set_result(value)

@@ -11,12 +11,8 @@
 --   P.."dead"     [zset]  ZADD id with score now
 -- Returns 1 when moved, 0 (nothing changed) when the token is stale.
 local id, token = ARGV[3], ARGV[4]
-local value = redis.call('HGET', STATES, id)
-if not value then
-  return 0
-end
-local t, n, priority, _, queue = parse(value)
-if t ~= token then
+local n, priority, _, queue = leased(id, token)
+if not n then
   return 0
 end
 local body = body_of(id) or ''

@@ -16,12 +16,8 @@
 --   P.."w:"..Q   [list]  a wake token
 -- Returns 1 when given back, 0 (nothing changed) when the token is stale.
 local id, token, delay = ARGV[3], ARGV[4], ARGV[5]
-local value = redis.call('HGET', STATES, id)
-if not value then
-  return 0
-end
-local t, n, priority, score, queue = parse(value)
-if t ~= token then
+local n, priority, score, queue = leased(id, token)
+if not n then
   return 0
 end
 redis.call('ZREM', P .. 'l:' .. queue, id)

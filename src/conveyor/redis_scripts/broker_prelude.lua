@@ -146,6 +146,20 @@ local function exact(x)
   return string.format('%.17g', x)
 end
 
+-- A reserved message's state, only while `token` is its current lease token: n (a number),
+-- p, s, q; nil when the token is stale or the id unknown. Keys: P.."t" [hash] HGET id.
+local function leased(id, token)
+  local value = redis.call('HGET', STATES, id)
+  if not value then
+    return nil
+  end
+  local t, n, p, s, q = parse(value)
+  if t ~= token then
+    return nil
+  end
+  return n, p, s, q
+end
+
 -- Delete a finished message, only while `token` is its current lease token: 1 when
 -- deleted, 0 (nothing changed) when the token is stale or the id unknown.
 -- Keys: P.."t" [hash] HGET id, HDEL id; P.."b" [hash] HDEL id; P.."l:"..Q [zset] ZREM id
