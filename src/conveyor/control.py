@@ -141,8 +141,9 @@ class Control:
         signum = _signal_number(signal)
         value = json.dumps({"terminate": terminate, "signal": signum, "reason": reason})
         expires = float(self.app.conf.task_revoke_expires)
-        self.app.coordinator.put_many([(revoked_key(i), value) for i in ids], expires)
+        # listed first: a worker's reservation reads revocations only while the list exists
         self.app.coordinator.put_members(REVOKED_GROUP, [(i, reason) for i in ids], expires)
+        self.app.coordinator.put_many([(revoked_key(i), value) for i in ids], expires)
         results = self.app.results
         for tid, record in zip(ids, results.read_many(ids), strict=True):
             if record is None or record.status in (states.PENDING, states.RECEIVED, states.RETRY):

@@ -160,3 +160,34 @@ def test_replies_to_one_address_are_one_list_kept_to_the_newest(
     assert 0 < raw.pttl(addressed) <= 10_000
     assert raw.lrange(f"{redis_prefix}r:t0", 0, -1) == [b"v0"]
     assert not raw.exists(f"{redis_prefix}r:t1")
+
+
+def test_a_batch_looks_for_waiters_only_while_a_client_is_registered(
+    backend: RedisBackend, raw: Any, redis_prefix: str
+) -> None:
+    """Registering for a key (a get() from another thread or process) leaves a flag that
+    lives as long as the registration; without it a batch of writes checks no key for
+    waiters, and with it the registered client is still handed its value."""
+
+    def exists_calls() -> int:
+        stats = raw.info("commandstats").get("cmdstat_exists", {})
+        return int(stats.get("calls", 0))
+
+    before = exists_calls()
+    items = [(f"quiet{i}", b"v", 1) for i in range(50)]
+    assert backend.set_fenced_many(items, 60.0, replies={"quiet0"}) == [True] * 50
+    assert exists_calls() == before + 1  # the flag alone
+    got: list[bytes | None] = []
+    waiter = threading.Thread(
+        target=lambda: got.append(backend.wait("watched", lambda v: v is not None, 10.0))
+    )
+    waiter.start()
+    deadline = time.monotonic() + 10
+    while not raw.exists(f"{redis_prefix}n:watched") and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert 0 < raw.pttl(f"{redis_prefix}waiting") <= 60_000
+    before = exists_calls()
+    assert backend.set_fenced_many([("watched", b"here", 1), ("other", b"x", 1)], 60.0)
+    waiter.join(10)
+    assert got == [b"here"]
+    assert exists_calls() == before + 2  # the flag, then the items' n: keys

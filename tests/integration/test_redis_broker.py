@@ -26,6 +26,7 @@ from conveyor.brokers.redis import RedisBroker  # noqa: E402
 from conveyor.coordination import coordinator_from_url  # noqa: E402
 from conveyor.coordination.redis import RedisCoordinator  # noqa: E402
 from conveyor.exceptions import BrokerError, ImproperlyConfigured  # noqa: E402
+from conveyor.keys import REVOKED_GROUP  # noqa: E402
 from conveyor.redis_connection import redact_url, split_url  # noqa: E402
 from redis_server import RedisServer, free_port  # noqa: E402
 
@@ -335,6 +336,8 @@ def test_reserve_reads_revocations_when_the_coordinator_shares_the_database(
     [unread] = broker.reserve(["q"], 1, lease=30)
     assert unread.revocation is UNREAD
     assert broker.read_revocations_from(coordinator)
+    # as Control.revoke writes them: listed, then each under its key
+    coordinator.put_members(REVOKED_GROUP, [("gone", "revoked by a test")], 60)
     coordinator.put_many([("revoked:gone", "revoked by a test")], 60)
     scripts = script_calls(raw)
     got = {d.id: d.revocation for d in broker.reserve(["q"], 10, lease=30)}
@@ -342,12 +345,32 @@ def test_reserve_reads_revocations_when_the_coordinator_shares_the_database(
     assert got == {"gone": "revoked by a test", "gone~2": "revoked by a test"}
     assert unread.id == "plain"
     broker.publish([env("later")])
+    coordinator.put_members(REVOKED_GROUP, [("later", "expires")], 0.05)
     coordinator.put_many([("revoked:later", "expires")], 0.05)
     time.sleep(0.1)
     [later] = broker.reserve(["q"], 10, lease=30)
     assert later.revocation is None
     coordinator.close()
     elsewhere.close()
+
+
+def test_while_nothing_is_revoked_a_reservation_reads_no_revocation(
+    broker: RedisBroker, redis_url: str, redis_prefix: str, raw: Any
+) -> None:
+    """The revocations are read only while the coordinator lists one: a batch of 100 then
+    costs Redis no lookup of a key per message."""
+    coordinator = RedisCoordinator(redis_url, prefix=redis_prefix)
+    assert broker.read_revocations_from(coordinator)
+    broker.publish([env(f"m{i}") for i in range(100)])
+    reads = command_calls(raw, "mget")
+    got = broker.reserve(["q"], 100, lease=30)
+    assert command_calls(raw, "mget") == reads
+    assert len(got) == 100 and all(d.revocation is None for d in got)
+    coordinator.close()
+
+
+def command_calls(raw: Any, command: str) -> int:
+    return int(raw.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
 
 
 def script_calls(raw: Any) -> int:

@@ -39,7 +39,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from ..keys import revoked_key
+from ..keys import REVOKED_GROUP, revoked_key
 from ..redis_connection import UNREACHABLE, RedisLink, Script, number_option
 from .base import (
     Broker,
@@ -121,6 +121,8 @@ class RedisBroker(Broker):
         self._local = threading.local()
         self._revocations = ""
         """The Redis key prefix of the coordinator's revocations, once reserve reads them."""
+        self._revocations_listed = ""
+        """The Redis key of the coordinator's group listing them (``Control.revoke``)."""
         self._events = RedisEvents(self._link, clock)
 
     @classmethod
@@ -236,7 +238,8 @@ class RedisBroker(Broker):
         inbox = local.inbox if mine else ""
         registration = secrets.token_hex(8) if mine and register and count > 0 else ""
         args: list[Any] = [self.prefix, self._now(), count, repr(float(lease)), token]
-        args += (self._revocations, drop, inbox, registration, repr(_REGISTRATION), len(ordered))
+        args += (self._revocations, self._revocations_listed, drop, inbox, registration)
+        args += (repr(_REGISTRATION), len(ordered))
         args += ordered
         for d in acks:
             args += (d.id, d.token)
@@ -270,6 +273,7 @@ class RedisBroker(Broker):
             and coordinator.link.same_database(self._link)
         ):
             self._revocations = coordinator.redis_key(revoked_key(""))
+            self._revocations_listed = coordinator.redis_group_key(REVOKED_GROUP)
             return True
         return False
 

@@ -66,6 +66,10 @@ class RedisCoordinator(Coordinator):
         """The Redis key behind a coordinator key (for scripts that read it with others)."""
         return f"{self.prefix}c:k:{key}"
 
+    def redis_group_key(self, group: str) -> str:
+        """The Redis key of a group's hash (``put_members``), for the same scripts."""
+        return f"{self.prefix}c:m:{group}"
+
     def get_many(self, keys: Sequence[str]) -> list[str | None]:
         if not keys:
             return []

@@ -13,6 +13,9 @@
 --                            empty), a colon, then the value; always with a TTL
 --   P.."s:"..key    [set]    members of a set; always with a TTL
 --   P.."n:"..key    [set]    names of waiter lists of clients blocked on this key (short TTL)
+--   P.."waiting"    [string] exists while any P.."n:" set may (its TTL is the longest a
+--                            registration was given): while it does not, a batch of writes
+--                            looks for no waiters (backend_set_fenced_many.lua)
 --   P.."wl:"..uuid  [list]   one client thread's waiter list; each element is
 --                            "<#key>:<key><value>", pushed when the key is written
 --   P.."r:"..key    [list]   the key's reply: its value, pushed by a write that carries
@@ -65,7 +68,7 @@ end
 
 -- `absent`: the caller knows the key does not exist yet (no EXISTS needed).
 local function indexed(name, key, ms, absent)
-  if string.sub(name, 1, #TASKS) ~= TASKS then
+  if string.find(name, TASKS, 1, true) ~= 1 then
     return
   end
   if not absent and redis.call('EXISTS', key) == 1 then
@@ -117,6 +120,19 @@ local function fence_of(key)
     return ''
   end
   return string.sub(head, 1, colon - 1)
+end
+
+-- A client registered for a key for ms milliseconds: P.."waiting" lives at least as long.
+local function registered(ms)
+  local flag = P .. 'waiting'
+  if redis.call('PTTL', flag) < ms then
+    redis.call('SET', flag, '1', 'PX', ms)
+  end
+end
+
+-- Whether a client may be registered for any key (see registered()).
+local function anyone_waiting()
+  return redis.call('EXISTS', P .. 'waiting') == 1
 end
 
 -- Hand a new value to every client waiting on the key (see backend_watch.lua).

@@ -8,14 +8,15 @@
 --          sender that may be waiting for it (its message asked for a reply) on the key's
 --          own reply list; an address (Message.reply_to: the sending thread's waiter list
 --          id) hands it to that list instead, as "<#key>:<key><value>", as notify() does
--- One variadic EXISTS over all the items' n: keys comes first; when none exists (nobody
--- waits on any of them), notify() is skipped for the whole call. Each value is first
--- written with SET ... NX: a key that did not exist (a quick task's outcome) needs no
--- fence read; only when it exists is its fence read and compared.
+-- One variadic EXISTS over all the items' n: keys comes first (unless P.."waiting" says
+-- nobody waits on any key); when none exists, notify() is skipped for the whole call.
+-- Each value is first written with SET ... NX: a key that did not exist (a quick task's
+-- outcome) needs no fence read; only when it exists is its fence read and compared.
 -- Keys touched, for each key:
 --   P.."v:"..key   [string]  SET ... PX NX; when that found the key: GETRANGE (the fence),
 --                            SET ... PX
---   P.."n:"..key   [set]     EXISTS; SMEMBERS, DEL: waiters to notify
+--   P.."waiting"   [string]  EXISTS, once a call
+--   P.."n:"..key   [set]     EXISTS (when P.."waiting" exists); SMEMBERS, DEL: waiters
 --   P.."wl:"..*    [list]    RPUSH, PEXPIRE: each waiter's list
 --   P.."r:"..key   [list]    RPUSH the value, PEXPIRE reply ttl (a written reply item only),
 --                            and LTRIM to the newest when the push found older ones: the
@@ -35,7 +36,7 @@ local KEPT = 10000 -- replies an address's list holds at most (a sender that nev
 local addressed, addresses = {}, {}
 local heads = {} -- #key -> "<#key>:": keys are mostly of one length, and a number's
                  -- concatenation costs Lua a sprintf each time
-local unwatched = existing({'n:'}, 5, 4) == 0
+local unwatched = not anyone_waiting() or existing({'n:'}, 5, 4) == 0
 local seen = {} -- a key written earlier in this call exists now: its fence is read
 for i = 5, #ARGV, 4 do
   local name = ARGV[i]

@@ -8,9 +8,11 @@
 -- ARGV[5]  ttl [milliseconds]       how long the registration lives (the client's wait)
 -- Keys touched:
 --   P.."n:"..key   [set]     SADD the list name, PEXPIRE
+--   P.."waiting"   [string]  PTTL, SET PX: lives as long as the longest registration
 --   P.."v:"..key   [string]  GET
 -- Returns the stored "<fence>:<value>" string, or nil.
 local waiting = P .. 'n:' .. ARGV[3]
 redis.call('SADD', waiting, ARGV[4])
 redis.call('PEXPIRE', waiting, tonumber(ARGV[5]))
+registered(tonumber(ARGV[5]))
 return redis.call('GET', P .. 'v:' .. ARGV[3])

@@ -71,9 +71,13 @@ local function begin()
   STATES = P .. 't'
 end
 
+-- Counts as text: a first delivery's n without a string.format (a C sprintf) per message.
+local COUNTS = {'1', '2', '3', '4', '5', '6', '7', '8', '9'}
+
 -- A message's state as P.."t" holds it (see above); n is a number, the rest strings.
 local function state(t, n, p, s, q)
-  return t .. '\t' .. string.format('%d', n) .. '\t' .. p .. '\t' .. s .. '\t' .. q
+  local count = COUNTS[n] or string.format('%d', n)
+  return t .. '\t' .. count .. '\t' .. p .. '\t' .. s .. '\t' .. q
 end
 
 -- The fields of a state: t, n (a number), p, s, q.
@@ -82,12 +86,18 @@ local function parse(value)
   return t, tonumber(n), p, s, q
 end
 
--- The token and queue of a state, or nil for none: all an ack needs.
+-- The token and queue of a state, or nil for none: all an ack needs. Plain finds, not a
+-- pattern: an ack reads one state per message, and a pattern costs Lua ~50 steps a byte.
 local function holder(value)
   if not value then
     return nil
   end
-  return string.match(value, '^([^\t]*)\t[^\t]*\t[^\t]*\t[^\t]*\t(.*)$')
+  local at = string.find(value, '\t', 1, true)
+  local token = string.sub(value, 1, at - 1)
+  for _ = 1, 3 do
+    at = string.find(value, '\t', at + 1, true)
+  end
+  return token, string.sub(value, at + 1)
 end
 
 -- A member every batch reservation adds to its queue's lease set, at +inf (so it is never

@@ -11,16 +11,19 @@
 -- ARGV[5]    token [string]    the lease token of this reservation (and registration)
 -- ARGV[6]    revoked [string]  "" or the key prefix of the coordinator's revocations; each
 --                              taken message's task id is appended and the key read
--- ARGV[7]    drop [string]     "" or the caller's previous registration, to cancel; ""
+-- ARGV[7]    listed [string]   the coordinator's group of revoked ids (with revoked): a
+--                              revocation is listed there first and outlives none of its
+--                              members, so while it does not exist no key is read
+-- ARGV[8]    drop [string]     "" or the caller's previous registration, to cancel; ""
 --                              also when a publisher used it and the caller has seen the
 --                              message it handed (registrations are used once)
--- ARGV[8]    inbox [string]    "" or the caller's inbox: collect it when drop is given
+-- ARGV[9]    inbox [string]    "" or the caller's inbox: collect it when drop is given
 --                              (only a registration not yet dropped can have filled it),
 --                              and register into it
--- ARGV[9]    register [string] "" or a new registration id, used when nothing was taken
--- ARGV[10]   ttl [seconds]     how long that registration lasts
--- ARGV[11]   nq [integer]      how many queue names follow
--- ARGV[12 .. 11+nq]            queue names
+-- ARGV[10]   register [string] "" or a new registration id, used when nothing was taken
+-- ARGV[11]   ttl [seconds]     how long that registration lasts
+-- ARGV[12]   nq [integer]      how many queue names follow
+-- ARGV[13 .. 12+nq]            queue names
 -- then pairs: id [string], token [string] of deliveries to ack first (as broker_ack.lua)
 -- Keys touched, for each queue Q given:
 --   P.."d:"..Q      [zset]   ZRANGE 0 0 (the earliest eta); when that is due, ZRANGEBYSCORE
@@ -40,7 +43,8 @@
 --                            another sleeping worker comes for them), deleted when Q is empty
 --   P.."idle:"..Q   [zset]   ZREM drop; ZREMRANGEBYSCORE (expired), ZADD register
 --   revoked..task   [string] MGET, one call for those taken (read only; "<expires_at>|<reason>",
---                            see coord_prelude.lua)
+--                            see coord_prelude.lua), when ARGV[7] exists
+--   ARGV[7]         [hash]   EXISTS (read only), once a call that takes messages
 -- and P.."reg:"..drop [string] DEL; P.."reg:"..register [string] SET PX;
 -- P.."in:"..inbox [list] LRANGE, DEL (with drop); for the acks, as ack_all() in broker_prelude.lua:
 -- P.."t" [hash] HMGET ids, HDEL ids; P.."b" [hash] HDEL ids; P.."l:"..Q [zset] ZREM ids
@@ -56,11 +60,12 @@ local lease = tonumber(ARGV[4])
 local deadline = exact(NOW + lease) -- a string: Redis formats a number argument with %.17g
 local token = ARGV[5]
 local revoked = ARGV[6]
-local drop, inbox, register, ttl = ARGV[7], ARGV[8], ARGV[9], tonumber(ARGV[10])
-local nq = tonumber(ARGV[11])
-local first_queue, last = 12, 11 + nq
+local drop, inbox, register, ttl = ARGV[8], ARGV[9], ARGV[10], tonumber(ARGV[11])
+local nq = tonumber(ARGV[12])
+local first_queue, last = 13, 12 + nq
 local MOVE = 1000
 local earliest = nil
+local listed = nil -- whether any revocation exists (read once, when messages are taken)
 
 -- The acked ids leave P.."l:"..Q only at the end (see ack_all): a lease set that never
 -- empties between batches stays a skip list, and a batch of ZADDs into a small (listpack)
@@ -73,6 +78,15 @@ local function revocations(ids)
     return nil
   end
   local reasons = {}
+  if listed == nil then
+    listed = redis.call('EXISTS', ARGV[7]) == 1
+  end
+  if not listed then
+    for k = 1, #ids do
+      reasons[k] = false
+    end
+    return reasons
+  end
   local keys = {}
   for k, id in ipairs(ids) do
     keys[k] = revoked .. (string.match(id, '^(.-)~%d+$') or id)
@@ -132,7 +146,7 @@ end
 
 local taken = #handed
 for k = 1, #acked do
-  acked[k] = tostring(acked[k])
+  acked[k] = acked[k] == 1 and '1' or '0' -- tostring() formats with a C sprintf
 end
 local out = {earliest and exact(earliest) or '', NOWS, table.concat(acked), '', #handed}
 for _, item in ipairs(handed) do
@@ -148,7 +162,8 @@ for i = first_queue, last do
     local values = chunked('HMGET', P .. 'b', ids)
     local before = chunked('HMGET', STATES, ids)
     local reasons = revocations(ids)
-    local leases, states = {}, {}
+    -- KEEPER first: a new sorted set is made a skiplist by its first member's length
+    local leases, states = {'inf', KEEPER}, {}
     for k, id in ipairs(ids) do
       local value = values[k]
       if value then
@@ -175,9 +190,7 @@ for i = first_queue, last do
       states[#states + 1] = KEEPER
       chunked('HSET', STATES, states)
     end
-    if #leases > 0 then
-      leases[#leases + 1] = 'inf'
-      leases[#leases + 1] = KEEPER
+    if #leases > 2 then
       chunked('ZADD', P .. 'l:' .. queue, leases)
     end
   end
