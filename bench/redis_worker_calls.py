@@ -7,9 +7,10 @@ in the same order, from one loop with no worker process: publish N messages (not
 measured), then per batch ack the previous batch and reserve the next in one call
 (``ack_and_reserve``, as ``worker/consumer.py`` does) and write the batch's outcomes
 (``set_fenced_many``, each asking for a reply as a ``delay()`` does, unless
-``--no-replies``). Redis CPU is read around each call (``INFO cpu``, as ``redis_cpu.py``;
-each read adds well under 0.1 us a task at batches of 128) on a private redis-server, and
-the idle rate is subtracted from the total.
+``--no-replies``); the reservations read revocations, as a worker's do when the
+coordinator shares the database (the default). Redis CPU is read around each call
+(``INFO cpu``, as ``redis_cpu.py``; each read adds well under 0.1 us a task at batches of
+128) on a private redis-server, and the idle rate is subtracted from the total.
 
 Acks go with the next reservation on purpose: acked ids then leave the lease set after
 the new leases are in (``broker_reserve.lua``). Acking a batch on its own first
@@ -36,6 +37,7 @@ from redis_cpu import Meter
 from conveyor.backends.redis import RedisBackend
 from conveyor.brokers.base import Delivery, Envelope
 from conveyor.brokers.redis import RedisBroker
+from conveyor.coordination.redis import RedisCoordinator
 
 BODY = b'{"id":"x","task":"bench.noop","root_id":"x","sent_at":1796506123.140116,"reply":true}' * 2
 OUTCOME = b'{"status":"SUCCESS","task":"bench.noop","date_done":1796506123.14,"worker":"w@vm"}'
@@ -45,6 +47,8 @@ PHASES = ("ack and reserve", "write")
 def one_run(url: str, meter: Meter, args: argparse.Namespace, run_no: int) -> dict[str, float]:
     """Microseconds of Redis CPU per task: each call kind's share and the total."""
     broker, backend = RedisBroker(url), RedisBackend(url)
+    coordinator = RedisCoordinator(url)
+    broker.read_revocations_from(coordinator)  # as a worker's reservations do
     try:
         ids = [f"{run_no}-{i:08d}-{'a' * 29}" for i in range(args.tasks)]
         broker.publish([Envelope(i, "default", BODY, 0, None) for i in ids])
@@ -76,6 +80,7 @@ def one_run(url: str, meter: Meter, args: argparse.Namespace, run_no: int) -> di
     finally:
         broker.close()
         backend.close()
+        coordinator.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

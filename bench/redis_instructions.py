@@ -1,0 +1,163 @@
+#!/usr/bin/env python
+"""Instructions Redis executes for a worker's calls, per task: a count that repeats.
+
+``redis_cpu.py`` and ``redis_worker_calls.py`` read Redis's CPU time, which moves 10-30%
+from run to run on a shared virtual machine. This runs a redis-server under valgrind's
+callgrind, which counts the instructions the server executes (the same count for the same
+work, whatever else the machine does), and makes a draining worker's calls against it:
+publish N messages and store one batch (not counted: the lease set and result keys exist,
+as in a worker that has run a while), then per batch ack the previous batch and reserve
+the next in one call, and write the batch's outcomes with a reply to their sender, as
+``redis_worker_calls.py`` does; the reservations read revocations, as a worker's do.
+
+``--tree PATH`` (repeatable) measures the ``src`` directory of other checkouts too, each
+in a process of its own (``git worktree add /tmp/before <commit>``, then ``--tree
+/tmp/before/src``): an A/B of a change to the scripts in one run, without noise.
+
+    python bench/redis_instructions.py [--tasks 3000] [--batch 128] [--tree PATH ...]
+
+Needs valgrind (Debian's package) and redis-server. Instructions are not time: a change
+that trades instructions for cache misses shows here as a gain it may not be.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SRC = HERE.parent / "src"
+
+LOAD = r"""
+import sys
+from conveyor.backends.redis import RedisBackend
+from conveyor.brokers.base import Envelope
+from conveyor.brokers.redis import RedisBroker
+from conveyor.coordination.redis import RedisCoordinator
+
+url, tasks, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+BODY = b'{"id":"x","task":"bench.noop","sent_at":1796506123.140116,"reply":true}' * 2
+OUTCOME = b'{"status":"SUCCESS","task":"bench.noop","date_done":1796506123.14}'
+broker, backend, coordinator = RedisBroker(url), RedisBackend(url), RedisCoordinator(url)
+broker.read_revocations_from(coordinator)
+
+
+def outcomes(got):
+    items = [(f"conveyor-task-{d.id}", OUTCOME, 7) for d in got]
+    return items, {key: "bench-sender" for key, _, _ in items}
+
+
+ids = [f"{i:08d}-{'a' * 29}" for i in range(tasks + batch)]
+broker.publish([Envelope(i, "default", BODY, 0, None) for i in ids])
+_, acks = broker.ack_and_reserve([], ["default"], batch, 30.0)
+items, replies = outcomes(acks)
+backend.set_fenced_many(items, 86400, replies)
+print("ready", flush=True)
+sys.stdin.readline()
+done = 0
+while True:
+    _, got = broker.ack_and_reserve(acks, ["default"], batch, 30.0)
+    if not got:
+        break
+    items, replies = outcomes(got)
+    backend.set_fenced_many(items, 86400, replies)
+    acks, done = got, done + len(got)
+print(done, flush=True)
+sys.stdin.readline()
+"""
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def measure(src: Path, tasks: int, batch: int, workdir: Path) -> float:
+    """Instructions the server executed per task for ``src``'s worker calls."""
+    port = free_port()
+    out = workdir / f"callgrind.{port}"
+    argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "redis-server"]
+    argv += ["--port", str(port), "--save", "", "--appendonly", "no"]
+    server = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    load = None
+    try:
+        deadline = time.monotonic() + 60
+        while (
+            subprocess.run(
+                ["redis-cli", "-p", str(port), "ping"], capture_output=True, check=False
+            ).stdout.strip()
+            != b"PONG"
+        ):
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise SystemExit("redis-server under valgrind did not start")
+            time.sleep(0.2)
+        env = {**os.environ, "PYTHONPATH": str(src)}
+        url = f"redis://127.0.0.1:{port}/0"
+        load = subprocess.Popen(
+            [sys.executable, "-c", LOAD, url, str(tasks), str(batch)],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert load.stdin is not None and load.stdout is not None
+        if load.stdout.readline().strip() != "ready":
+            raise SystemExit(f"the load process for {src} failed")
+        control = ["callgrind_control"]
+        subprocess.run([*control, "--zero", str(server.pid)], capture_output=True, check=True)
+        load.stdin.write("go\n")
+        load.stdin.flush()
+        done = int(load.stdout.readline())
+        subprocess.run([*control, "--dump", str(server.pid)], capture_output=True, check=True)
+        load.stdin.write("end\n")
+        load.stdin.flush()
+        load.wait(60)
+    finally:
+        if load is not None and load.poll() is None:
+            load.kill()
+        subprocess.run(["redis-cli", "-p", str(port), "shutdown", "nosave"], capture_output=True)
+        server.wait(60)
+    dumps = sorted(workdir.glob(f"callgrind.{port}.*"))
+    if not dumps:
+        raise SystemExit("callgrind wrote no dump")
+    found = re.search(r"^totals:\s+(\d+)", dumps[0].read_text(), re.MULTILINE)
+    if found is None:
+        raise SystemExit(f"no totals in {dumps[0]}")
+    return int(found.group(1)) / done
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=3000, help="tasks measured [3000]")
+    parser.add_argument("--batch", type=int, default=128, help="messages a reserve [128]")
+    parser.add_argument("--tree", action="append", default=[], help="another checkout's src")
+    args = parser.parse_args(argv)
+    for tool in ("valgrind", "callgrind_control", "redis-server", "redis-cli"):
+        if subprocess.run(["which", tool], capture_output=True, check=False).returncode:
+            raise SystemExit(f"{tool} is missing (valgrind and redis-server: Debian's packages)")
+    trees = [SRC, *(Path(t).resolve() for t in args.tree)]
+    with tempfile.TemporaryDirectory(prefix="conveyor-instructions-") as tmp:
+        counts = [measure(tree, args.tasks, args.batch, Path(tmp)) for tree in trees]
+    print(
+        f"Redis instructions per task for a worker's calls ({args.tasks:,} tasks, "
+        f"batches of {args.batch}, each outcome with a reply; callgrind)"
+    )
+    width = max(len(str(t)) for t in trees)
+    for tree, count in zip(trees, counts, strict=True):
+        ratio = f"  {count / counts[0]:.3f}x this tree's" if tree != SRC else ""
+        print(f"{str(tree).ljust(width)}  {count:10,.0f}{ratio}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
