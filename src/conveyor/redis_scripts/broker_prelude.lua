@@ -233,12 +233,14 @@ local function ack_all(from, defer)
   if #ARGV - from == 1 then -- one ack: as ack(), nothing to batch
     return {ack(ARGV[from], ARGV[from + 1])}, {}
   end
-  local asked = {}
+  local asked, n = {}, 0
   for i = from, #ARGV - 1, 2 do
-    asked[#asked + 1] = ARGV[i]
+    n = n + 1
+    asked[n] = ARGV[i]
   end
   local values = chunked('HMGET', STATES, asked)
   local flags, ids, queues, done = {}, {}, {}, {}
+  local n_ids, last_queue, members, n_members = 0, nil, nil, 0
   for k, id in ipairs(asked) do
     local t, queue = holder(values[k])
     if done[id] or t ~= ARGV[from + 2 * k - 1] then
@@ -246,16 +248,21 @@ local function ack_all(from, defer)
     else
       done[id] = true
       flags[k] = 1
-      ids[#ids + 1] = id
-      local members = queues[queue]
-      if not members then
-        members = {}
-        queues[queue] = members
+      n_ids = n_ids + 1
+      ids[n_ids] = id
+      if queue ~= last_queue then -- a batch's acks are mostly of one queue
+        members = queues[queue]
+        if not members then
+          members = {}
+          queues[queue] = members
+        end
+        last_queue, n_members = queue, #members
       end
-      members[#members + 1] = id
+      n_members = n_members + 1
+      members[n_members] = id
     end
   end
-  if #ids > 0 then
+  if n_ids > 0 then
     chunked('HDEL', STATES, ids)
     chunked('HDEL', P .. 'b', ids)
     if not defer then

@@ -164,30 +164,33 @@ for i = first_queue, last do
     local reasons = revocations(ids)
     -- KEEPER first: a new sorted set is made a skiplist by its first member's length
     local leases, states = {'inf', KEEPER}, {}
+    local position = i - first_queue + 1
+    -- explicit ends, not #t + 1: Lua's length operator is a search per use
+    local n_out, n_states, n_leases = #out, 0, 2
     for k, id in ipairs(ids) do
       local value = values[k]
       if value then
-        local priority = string.sub(value, 1, 1)
         local delivered = 1
         if before[k] then -- delivered or re-sent before: count on from its n
           local _, n = parse(before[k])
           delivered = n + 1
         end
-        states[#states + 1] = id
-        states[#states + 1] = state(token, delivered, priority, scores[k], queue)
-        leases[#leases + 1] = deadline
-        leases[#leases + 1] = id
-        out[#out + 1] = i - first_queue + 1
-        out[#out + 1] = id
-        out[#out + 1] = value
-        out[#out + 1] = delivered
-        out[#out + 1] = reasons and reasons[k] or false
+        states[n_states + 1] = id
+        states[n_states + 2] = state(token, delivered, string.sub(value, 1, 1), scores[k], queue)
+        leases[n_leases + 1] = deadline
+        leases[n_leases + 2] = id
+        out[n_out + 1] = position
+        out[n_out + 2] = id
+        out[n_out + 3] = value
+        out[n_out + 4] = delivered
+        out[n_out + 5] = reasons and reasons[k] or false
+        n_out, n_states, n_leases = n_out + 5, n_states + 2, n_leases + 2
         taken = taken + 1
       end
     end
-    if #states > 0 then
-      states[#states + 1] = KEEPER
-      states[#states + 1] = KEEPER
+    if n_states > 0 then
+      states[n_states + 1] = KEEPER
+      states[n_states + 2] = KEEPER
       chunked('HSET', STATES, states)
     end
     if #leases > 2 then
