@@ -34,6 +34,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
+PHASES = ("send, one by one", "worker: reserve, ack, result write")
 
 LOAD = r"""
 import sys
@@ -54,13 +55,22 @@ def outcomes(got):
     return items, {key: "bench-sender" for key, _, _ in items}
 
 
-ids = [f"{i:08d}-{'a' * 29}" for i in range(tasks + batch)]
-broker.publish([Envelope(i, "default", BODY, 0, None) for i in ids])
+def step():
+    sys.stdin.readline()
+
+
+warm = [f"warm-{i:08d}-{'a' * 24}" for i in range(batch)]
+broker.publish([Envelope(i, "default", BODY, 0, None) for i in warm])
 _, acks = broker.ack_and_reserve([], ["default"], batch, 30.0)
 items, replies = outcomes(acks)
 backend.set_fenced_many(items, 86400, replies)
+broker.publish_one(Envelope("loads-the-script", "elsewhere", BODY, 0, None))
 print("ready", flush=True)
-sys.stdin.readline()
+step()
+for i in range(tasks):
+    broker.publish_one(Envelope(f"{i:08d}-{'a' * 29}", "default", BODY, 0, None))
+print(tasks, flush=True)
+step()
 done = 0
 while True:
     _, got = broker.ack_and_reserve(acks, ["default"], batch, 30.0)
@@ -70,7 +80,7 @@ while True:
     backend.set_fenced_many(items, 86400, replies)
     acks, done = got, done + len(got)
 print(done, flush=True)
-sys.stdin.readline()
+step()
 """
 
 
@@ -82,8 +92,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def measure(src: Path, tasks: int, batch: int, workdir: Path) -> float:
-    """Instructions the server executed per task for ``src``'s worker calls."""
+def measure(src: Path, tasks: int, batch: int, workdir: Path) -> list[float]:
+    """Instructions the server executed per task in each phase, for ``src``."""
     port = free_port()
     out = workdir / f"callgrind.{port}"
     argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "redis-server"]
@@ -114,11 +124,13 @@ def measure(src: Path, tasks: int, batch: int, workdir: Path) -> float:
         if load.stdout.readline().strip() != "ready":
             raise SystemExit(f"the load process for {src} failed")
         control = ["callgrind_control"]
-        subprocess.run([*control, "--zero", str(server.pid)], capture_output=True, check=True)
-        load.stdin.write("go\n")
-        load.stdin.flush()
-        done = int(load.stdout.readline())
-        subprocess.run([*control, "--dump", str(server.pid)], capture_output=True, check=True)
+        counts = []
+        for _ in PHASES:
+            subprocess.run([*control, "--zero", str(server.pid)], capture_output=True, check=True)
+            load.stdin.write("go\n")
+            load.stdin.flush()
+            counts.append(int(load.stdout.readline()))
+            subprocess.run([*control, "--dump", str(server.pid)], capture_output=True, check=True)
         load.stdin.write("end\n")
         load.stdin.flush()
         load.wait(60)
@@ -127,13 +139,16 @@ def measure(src: Path, tasks: int, batch: int, workdir: Path) -> float:
             load.kill()
         subprocess.run(["redis-cli", "-p", str(port), "shutdown", "nosave"], capture_output=True)
         server.wait(60)
-    dumps = sorted(workdir.glob(f"callgrind.{port}.*"))
-    if not dumps:
-        raise SystemExit("callgrind wrote no dump")
-    found = re.search(r"^totals:\s+(\d+)", dumps[0].read_text(), re.MULTILINE)
-    if found is None:
-        raise SystemExit(f"no totals in {dumps[0]}")
-    return int(found.group(1)) / done
+    dumps = sorted(workdir.glob(f"callgrind.{port}.*"), key=lambda p: int(p.suffix[1:]))
+    if len(dumps) != len(PHASES):
+        raise SystemExit(f"callgrind wrote {len(dumps)} dumps, not {len(PHASES)}")
+    out = []
+    for dump, count in zip(dumps, counts, strict=True):
+        found = re.search(r"^totals:\s+(\d+)", dump.read_text(), re.MULTILINE)
+        if found is None:
+            raise SystemExit(f"no totals in {dump}")
+        out.append(int(found.group(1)) / count)
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -141,21 +156,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tasks", type=int, default=3000, help="tasks measured [3000]")
     parser.add_argument("--batch", type=int, default=128, help="messages a reserve [128]")
     parser.add_argument("--tree", action="append", default=[], help="another checkout's src")
+    parser.add_argument("--keep", help="keep callgrind's dumps here (for callgrind_annotate)")
     args = parser.parse_args(argv)
     for tool in ("valgrind", "callgrind_control", "redis-server", "redis-cli"):
         if subprocess.run(["which", tool], capture_output=True, check=False).returncode:
             raise SystemExit(f"{tool} is missing (valgrind and redis-server: Debian's packages)")
     trees = [SRC, *(Path(t).resolve() for t in args.tree)]
     with tempfile.TemporaryDirectory(prefix="conveyor-instructions-") as tmp:
-        counts = [measure(tree, args.tasks, args.batch, Path(tmp)) for tree in trees]
+        workdir = Path(args.keep or tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        counts = [measure(tree, args.tasks, args.batch, workdir) for tree in trees]
     print(
-        f"Redis instructions per task for a worker's calls ({args.tasks:,} tasks, "
-        f"batches of {args.batch}, each outcome with a reply; callgrind)"
+        f"Redis instructions per task ({args.tasks:,} tasks; the worker's batches of "
+        f"{args.batch}, each outcome with a reply; callgrind)"
     )
-    width = max(len(str(t)) for t in trees)
-    for tree, count in zip(trees, counts, strict=True):
-        ratio = f"  {count / counts[0]:.3f}x this tree's" if tree != SRC else ""
-        print(f"{str(tree).ljust(width)}  {count:10,.0f}{ratio}")
+    names = [str(tree) for tree in trees]
+    width = max(len(p) for p in PHASES)
+    cols = [max(len(name), 10) for name in names]
+    print(" " * width + "  " + "  ".join(n.rjust(c) for n, c in zip(names, cols, strict=True)))
+    for k, phase in enumerate(PHASES):
+        cells = []
+        for counts_of, col in zip(counts, cols, strict=True):
+            cell = f"{counts_of[k]:,.0f}"
+            if counts_of is not counts[0]:
+                cell += f" ({counts_of[k] / counts[0][k]:.3f}x)"
+            cells.append(cell.rjust(col))
+        print(phase.ljust(width) + "  " + "  ".join(cells))
+    if len(trees) > 1:
+        print("(Nx): that tree's count / this tree's")
     return 0
 
 

@@ -32,6 +32,50 @@ if #ARGV < 3 then
   return 0
 end
 local bodies = P .. 'b'
+
+-- One message (a delay()): the loop below without its tables and closures, which cost a
+-- lone send more than its commands do (each table and closure is garbage to collect).
+if #ARGV == 8 then
+  local queue, eta, id = ARGV[4], ARGV[6], ARGV[7]
+  local priority = tostring(digit(ARGV[5]))
+  local delayed = eta ~= '' and tonumber(eta) > now()
+  local seq = 0
+  if not delayed and priority ~= '0' then
+    seq = redis.call('INCRBY', P .. 'seq', 1) - 1
+  end
+  local busy = redis.call('LLEN', list_key(queue)) > 0
+  if redis.call('HSETNX', bodies, id, priority .. ARGV[8]) == 0 then
+    return 0
+  end
+  local handed = false
+  if delayed then
+    redis.call('ZADD', P .. 'd:' .. queue, eta, id)
+  else
+    if not busy then
+      local reg = claim(queue)
+      if reg then
+        now() -- the lease's deadline
+        hand(reg, id, queue, priority, ARGV[8])
+        handed = true
+      end
+    end
+    if not handed then
+      if priority == '0' then
+        redis.call('RPUSH', list_key(queue), id)
+      else
+        redis.call('ZADD', P .. 'q:' .. queue, ready_score(priority, seq + 1), id)
+      end
+    end
+  end
+  if not busy then
+    redis.call('SADD', P .. 'queues', queue)
+    if not handed then
+      wake(queue)
+    end
+  end
+  return 1
+end
+
 local listed, woken, sleeping = {}, {}, {}
 local pushes = {} -- key -> items: one ZADD (delayed, or priority 1-9) or RPUSH per key
 local order = {} -- keys in the order first used: a batch's lists are pushed in order
