@@ -34,7 +34,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
-PHASES = ("send, one by one", "worker: reserve, ack, result write")
+PHASES = (
+    "send, one by one",
+    "worker: reserve, ack, result write",
+    "one at a time: send, reserve, ack, write",
+)
 
 LOAD = r"""
 import sys
@@ -80,6 +84,14 @@ while True:
     backend.set_fenced_many(items, 86400, replies)
     acks, done = got, done + len(got)
 print(done, flush=True)
+step()
+for i in range(tasks):  # a round trip's calls: each message alone, from send to outcome
+    broker.publish_one(Envelope(f"rt-{i:08d}-{'a' * 26}", "default", BODY, 0, None))
+    _, got = broker.ack_and_reserve(acks, ["default"], 4, 30.0)
+    items, replies = outcomes(got)
+    backend.set_fenced_many(items, 86400, replies)
+    acks = got
+print(tasks, flush=True)
 step()
 """
 

@@ -74,6 +74,23 @@ end
 -- Counts as text: a first delivery's n without a string.format (a C sprintf) per message.
 local COUNTS = {'1', '2', '3', '4', '5', '6', '7', '8', '9'}
 
+-- A small count (a batch size, a list index) as text, to pass to redis.call: Redis formats
+-- a number argument with a %.17g sprintf, several times the cost of a table read. Kept
+-- across calls where the script is a function library (its table lives with it).
+local TEXT = nil
+local function text(n)
+  local known = TEXT and TEXT[n]
+  if known then
+    return known
+  end
+  TEXT = TEXT or {}
+  known = string.format('%d', n)
+  if n >= -1 and n <= 10000 then
+    TEXT[n] = known
+  end
+  return known
+end
+
 -- A message's state as P.."t" holds it (see above); n is a number, the rest strings.
 local function state(t, n, p, s, q)
   local count = COUNTS[n] or string.format('%d', n)
@@ -294,7 +311,7 @@ local function make_ready(queue, ids, priorities)
     chunked('RPUSH', list_key(queue), listed)
   end
   if #scored > 0 then
-    local seq = redis.call('INCRBY', P .. 'seq', #scored) - #scored
+    local seq = redis.call('INCRBY', P .. 'seq', text(#scored)) - #scored
     local items = {}
     for j, k in ipairs(scored) do
       items[#items + 1] = ready_score(priorities[k], seq + j)
@@ -314,17 +331,17 @@ end
 local function take_ready(queue, n)
   local ids, scores = {}, {}
   local zkey = P .. 'q:' .. queue
-  local popped = redis.call('ZPOPMIN', zkey, n)
+  local popped = redis.call('ZPOPMIN', zkey, text(n))
   for j = 1, #popped, 2 do
     ids[#ids + 1] = popped[j]
     scores[#scores + 1] = popped[j + 1]
   end
   if #ids < n then
     local lkey = list_key(queue)
-    local got = redis.call('LRANGE', lkey, 0, n - #ids - 1)
+    local got = redis.call('LRANGE', lkey, '0', text(n - #ids - 1))
     if #got > 0 then
-      redis.call('LTRIM', lkey, #got, -1)
-      local seq = redis.call('INCRBY', P .. 'seq', #got) - #got
+      redis.call('LTRIM', lkey, text(#got), '-1')
+      local seq = redis.call('INCRBY', P .. 'seq', text(#got)) - #got
       for j, id in ipairs(got) do
         ids[#ids + 1] = id
         scores[#scores + 1] = string.format('%d', ready_score(0, seq + j))

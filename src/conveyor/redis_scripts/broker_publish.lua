@@ -41,7 +41,7 @@ if #ARGV == 8 then
   local delayed = eta ~= '' and tonumber(eta) > now()
   local seq = 0
   if not delayed and priority ~= '0' then
-    seq = redis.call('INCRBY', P .. 'seq', 1) - 1
+    seq = redis.call('INCRBY', P .. 'seq', '1') - 1
   end
   local busy = redis.call('LLEN', list_key(queue)) > 0
   if redis.call('HSETNX', bodies, id, priority .. ARGV[8]) == 0 then
@@ -113,7 +113,7 @@ while run < #ARGV do
   local delayed = eta ~= '' and tonumber(eta) > now()
   local seq = 0
   if not delayed and priority ~= '0' then
-    seq = redis.call('INCRBY', P .. 'seq', n) - n
+    seq = redis.call('INCRBY', P .. 'seq', ARGV[run]) - n
   end
   local first = run + 4
   run = first + 2 * n

@@ -102,10 +102,10 @@ if count > 0 then
   for i = first_queue, last do
     local queue = ARGV[i]
     local dkey = P .. 'd:' .. queue
-    local first = redis.call('ZRANGE', dkey, 0, 0, 'WITHSCORES')
+    local first = redis.call('ZRANGE', dkey, '0', '0', 'WITHSCORES')
     local due = {}
     if #first > 0 and tonumber(first[2]) <= NOW then
-      due = redis.call('ZRANGEBYSCORE', dkey, '-inf', NOWS, 'LIMIT', 0, MOVE)
+      due = redis.call('ZRANGEBYSCORE', dkey, '-inf', NOWS, 'LIMIT', '0', text(MOVE))
     end
     if #due > 0 then
       local ids, priorities = {}, {}
@@ -118,7 +118,7 @@ if count > 0 then
       end
       make_ready(queue, ids, priorities)
       chunked('ZREM', dkey, due)
-      first = redis.call('ZRANGE', dkey, 0, 0, 'WITHSCORES')
+      first = redis.call('ZRANGE', dkey, '0', '0', 'WITHSCORES')
     end
     if #first > 0 then
       local eta = tonumber(first[2])
@@ -138,7 +138,7 @@ if drop ~= '' then
 end
 if inbox ~= '' and drop ~= '' then
   local ikey = P .. 'in:' .. inbox
-  handed = redis.call('LRANGE', ikey, 0, -1)
+  handed = redis.call('LRANGE', ikey, '0', '-1')
   if #handed > 0 then
     redis.call('DEL', ikey)
   end
