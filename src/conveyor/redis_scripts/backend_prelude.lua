@@ -92,7 +92,8 @@ local function indexed_flush()
     local t = redis.call('TIME')
     now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   end
-  local minute = math.floor(now / 60000)
+  local m = math.floor(now / 60000)
+  local minute = string.format('%d', m) -- '..' would format it with a %.14g sprintf
   local list = P .. 'ix:' .. minute
   local length = 0
   for from = 1, #pending, 1000 do
@@ -101,7 +102,7 @@ local function indexed_flush()
   if length == #pending then
     redis.call('ZADD', P .. 'ixm', minute, minute)
     redis.call(
-      'ZREMRANGEBYSCORE', P .. 'ixm', '-inf', '(' .. (minute - math.ceil(pending_ms / 60000) - 1)
+      'ZREMRANGEBYSCORE', P .. 'ixm', '-inf', '(' .. (m - math.ceil(pending_ms / 60000) - 1)
     )
   end
   redis.call('PEXPIRE', list, px(pending_ms + 60000))
