@@ -72,22 +72,19 @@ local listed = nil -- whether any revocation exists (read once, when messages ar
 -- zset costs Redis a scan of it per member.
 local acked, unleased = ack_all(last + 1, true)
 
--- The revocation reason (or false) of each id: one MGET for all of them (nil: none read).
+-- The revocation reason (or false) of each id: one MGET for all of them (nil: none read,
+-- or none revoked: every id's reason is false then).
 local function revocations(ids)
   if revoked == '' then
     return nil
   end
-  local reasons = {}
   if listed == nil then
     listed = redis.call('EXISTS', ARGV[7]) == 1
   end
   if not listed then
-    for k = 1, #ids do
-      reasons[k] = false
-    end
-    return reasons
+    return nil
   end
-  local keys = {}
+  local reasons, keys = {}, {}
   for k, id in ipairs(ids) do
     keys[k] = revoked .. (string.match(id, '^(.-)~%d+$') or id)
   end
