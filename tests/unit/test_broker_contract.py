@@ -149,6 +149,16 @@ def test_higher_priority_first_then_fifo(broker: Broker) -> None:
     assert one_by_one == ["b", "d", "c", "f", "a", "e"]
 
 
+def test_messages_sent_one_by_one_keep_their_priorities(broker: Broker) -> None:
+    """A delay() sends one message a call (Redis: the publish script's one-message path)."""
+    order = [("a", 0), ("b", 9), ("c", 5), ("d", 9), ("e", 0), ("f", 5), ("g", 1)]
+    for i, p in order:
+        broker.publish_one(env(i, priority=p))
+    got = [broker.reserve(["q"], 1, lease=30)[0] for _ in order]
+    expected = sorted(order, key=lambda m: -m[1])  # by priority, then in the order sent
+    assert [(d.id, d.priority) for d in got] == expected
+
+
 def test_priority_order_within_one_batch(broker: Broker) -> None:
     broker.publish([env(str(i), priority=i % 10) for i in range(30)])
     got = broker.reserve(["q"], 30, lease=30)

@@ -147,6 +147,16 @@ local function digit(priority)
   return math.floor(p)
 end
 
+-- A priority as its digit's text: the text given when it is one already (a send's
+-- priority almost always is), without tostring()'s sprintf.
+local DIGITS = {
+  ['0'] = '0', ['1'] = '1', ['2'] = '2', ['3'] = '3', ['4'] = '4',
+  ['5'] = '5', ['6'] = '6', ['7'] = '7', ['8'] = '8', ['9'] = '9',
+}
+local function digit_text(priority)
+  return DIGITS[priority] or tostring(digit(priority))
+end
+
 local function ready_score(priority, seq)
   return (9 - digit(priority)) * SHIFT + seq
 end

@@ -37,7 +37,7 @@ local bodies = P .. 'b'
 -- lone send more than its commands do (each table and closure is garbage to collect).
 if #ARGV == 8 then
   local queue, eta, id = ARGV[4], ARGV[6], ARGV[7]
-  local priority = tostring(digit(ARGV[5]))
+  local priority = digit_text(ARGV[5])
   local delayed = eta ~= '' and tonumber(eta) > now()
   local seq = 0
   if not delayed and priority ~= '0' then
@@ -109,7 +109,7 @@ local stored = 0
 local run = 3
 while run < #ARGV do
   local n, queue, eta = tonumber(ARGV[run]), ARGV[run + 1], ARGV[run + 3]
-  local priority = tostring(digit(ARGV[run + 2]))
+  local priority = digit_text(ARGV[run + 2])
   local delayed = eta ~= '' and tonumber(eta) > now()
   local seq = 0
   if not delayed and priority ~= '0' then
