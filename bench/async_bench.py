@@ -92,16 +92,27 @@ def stop_worker(proc: subprocess.Popen[bytes]) -> None:
             return
 
 
+NAP = 0.02
+"""Seconds the round trips' third kind awaits: a coroutine that waits on I/O a moment."""
+
+
 def roundtrips(app: Any, count: int) -> dict[str, float]:
-    """p50 of one no-op sent and its result read, one after another: an async def no-op
-    and a def no-op (``bench.ping``) in alternating blocks of 20 on the same worker."""
-    times: dict[str, list[float]] = {"async": [], "def": []}
-    tasks = {"async": app.tasks["bench.anoop"], "def": app.tasks["bench.ping"]}
-    for block in range(2 * max(1, count // 20)):
-        kind = "async" if block % 2 == 0 else "def"
+    """p50 of one task sent and its result read, one after another: an async def no-op
+    and a def no-op (``bench.ping``) in alternating blocks of 20 on the same worker, then
+    (after them, so they do not change how the worker treats the no-ops) a tenth as many
+    of an async def task that awaits ``asyncio.sleep(NAP)``."""
+    times: dict[str, list[float]] = {"async": [], "def": [], "nap": []}
+    sends = {
+        "async": lambda: app.tasks["bench.anoop"].delay(),
+        "def": lambda: app.tasks["bench.ping"].delay(),
+        "nap": lambda: app.tasks["bench.nap"].delay(0, NAP),
+    }
+    blocks = 2 * max(1, count // 20)
+    kinds = ["async" if block % 2 == 0 else "def" for block in range(blocks)]
+    for kind in [*kinds, *["nap"] * max(1, blocks // 10)]:
         for _ in range(20):
             started = time.perf_counter()
-            tasks[kind].delay().get(timeout=30)
+            sends[kind]().get(timeout=30)
             times[kind].append(time.perf_counter() - started)
     return {kind: statistics.median(values) * 1000 for kind, values in times.items()}
 
@@ -120,7 +131,7 @@ def one_run(url: str, tasks: int, seconds: float, workdir: Path, count: int) -> 
         sent = time.perf_counter()
         values = ResultSet(results, app=app).get(timeout=600)
         done = time.perf_counter()
-        rt = roundtrips(app, count) if count else {"async": 0.0, "def": 0.0}
+        rt = roundtrips(app, count) if count else {"async": 0.0, "def": 0.0, "nap": 0.0}
     finally:
         stop_worker(worker)
         app.close()
@@ -131,6 +142,7 @@ def one_run(url: str, tasks: int, seconds: float, workdir: Path, count: int) -> 
         "total": done - started,
         "rt_async": rt["async"],
         "rt_def": rt["def"],
+        "rt_nap": rt["nap"],
     }
 
 
@@ -180,6 +192,7 @@ def main() -> int:
                             "best": min(r["total"] for r in runs),
                             "rt_async": statistics.median(r["rt_async"] for r in runs),
                             "rt_def": statistics.median(r["rt_def"] for r in runs),
+                            "rt_nap": statistics.median(r["rt_nap"] for r in runs),
                         },
                     )
                 )
@@ -196,6 +209,7 @@ def main() -> int:
     print()
     header = f"{'broker':<8}{'send (s)':>10}{'total (s)':>11}{'best (s)':>10}"
     header += f"{'tasks/s':>10}  {'target':<14}{'rt async':>10}{'rt def':>8}"
+    header += f"{f'rt nap {NAP * 1000:g}':>11}"
     print(header)
     print("-" * len(header))
     for name, row in rows:
@@ -203,11 +217,12 @@ def main() -> int:
         print(
             f"{name:<8}{row['send']:>10.2f}{row['total']:>11.2f}{row['best']:>10.2f}"
             f"{args.tasks / row['total']:>10,.0f}  {f'< {TARGET:g} s {verdict}':<14}"
-            f"{row['rt_async']:>10.2f}{row['rt_def']:>8.2f}"
+            f"{row['rt_async']:>10.2f}{row['rt_def']:>8.2f}{row['rt_nap']:>11.2f}"
         )
     print()
     print("rt async / rt def: round trip p50 (ms) of an async def no-op and a def no-op,")
-    print("sent and read one after another on the same idle worker")
+    print("sent and read one after another on the same idle worker; rt nap: of an async")
+    print(f"def task that awaits asyncio.sleep({NAP:g}) (its floor: {NAP * 1000:g} ms)")
     return 0
 
 
