@@ -153,10 +153,13 @@ class AsyncRunner:
         if wake:
             self.loop.call_soon_threadsafe(self._start_incoming)
 
-    def wait_slot_freed(self, timeout: float) -> None:
-        """Sleep until a task ends (a slot is freed) or ``timeout`` passes."""
+    def wait_slot_freed(self, timeout: float, until: Callable[[], bool] = lambda: False) -> None:
+        """Sleep until a task ends (a slot is freed) or ``timeout`` passes; not at all when
+        ``until()`` holds already. ``until`` is read under the lock a task's end notifies
+        with, so an end between the caller's last look and this wait is not missed."""
         with self._slots:
-            self._slots.wait(timeout)
+            if not until():
+                self._slots.wait(timeout)
 
     def close(self) -> None:
         self._closed.set()

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from .. import signals, states, workflow
 from ..app import Conveyor
-from ..brokers.base import Delivery
+from ..brokers.base import Broker, Delivery
 from ..exceptions import BrokerError
 from ..message import Message
 from ..records import LEVEL_STARTED, ResultStore, TaskRecord, at_level
@@ -421,12 +421,19 @@ class AsyncExecution:
         logger.info("%s[%s] succeeded in %.4fs: %.200r", name, task_id, runtime, retval)
         return states.SUCCESS
 
-    def idle_wait(self, seconds: float) -> float:
-        """How long an idle consumer may wait for new messages: briefly while async tasks
-        run, so their outcomes are stored soon after they end."""
-        if self.in_flight and time.monotonic() - self._async_at < ASYNC_BUSY:
-            return min(seconds, ASYNC_IDLE_WAIT)
-        return seconds
+    def wait_idle(self, broker: Broker, seconds: float) -> None:
+        """Wait for new messages, at most ``seconds``; while async tasks run and end often,
+        briefly and on the event loop's signal instead (woken the moment one ends), then
+        the consumer looks for messages again. Not in the broker: a Redis BLPOP's timeout
+        ends only at the server's next cron tick (100 ms at its default hz), which would
+        hold a finished coroutine's outcome that long."""
+        runner = self._runner
+        if self.in_flight and runner is not None and time.monotonic() - self._async_at < ASYNC_BUSY:
+            runner.wait_slot_freed(
+                min(seconds, ASYNC_IDLE_WAIT), until=lambda: bool(self.completed)
+            )
+            return
+        broker.wait(seconds)
 
     def finish_async(self) -> None:
         """Wait for this consumer's running async tasks to end and store their outcomes

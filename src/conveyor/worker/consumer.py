@@ -88,7 +88,7 @@ class Consumer:
                     batch = self._next_batch()
                     if not batch:
                         self.tracker.flush()
-                        self.broker.wait(self.executor.idle_wait(idle_wait))
+                        self.executor.wait_idle(self.broker, idle_wait)
                 except BrokerError as exc:
                     outage.failed("consumer", exc)
                     self.stop.wait(outage.pause())
