@@ -4,8 +4,8 @@ thread (``collect``), as for a ``def`` task: only that thread writes its outbox 
 workflow hooks.
 
 ``Executor`` mixes ``AsyncExecution`` in; the consumer calls ``between_batches`` when its
-buffer is empty (start what was handed over, store what ended), ``idle_wait`` for how
-long it may wait for messages, and ``finish_async`` before it stops.
+buffer is empty (start what was handed over, store what ended), ``wait_idle`` to wait for
+messages, and ``finish_async`` before it stops.
 """
 
 from __future__ import annotations
@@ -45,9 +45,10 @@ START_BATCH = 64
 STARTED_BATCH = 256
 """STARTED records of async tasks handed to their writer together at most."""
 ASYNC_IDLE_WAIT = 0.005
-"""Longest wait for new messages while async tasks start and end: their outcomes wait that
-long at most. Once none has for ``ASYNC_BUSY`` seconds (long coroutines), the consumer's
-usual idle wait applies again (up to 50 ms), so it does not poll the broker needlessly."""
+"""Longest wait, on the event loop's signal, before the consumer looks for new messages
+again while async tasks start and end (``wait_idle``; an ending task cuts it short). Once
+none has for ``ASYNC_BUSY`` seconds (long coroutines), the consumer waits in the broker
+again (up to 50 ms), so it does not poll the broker needlessly."""
 ASYNC_BUSY = 1.0
 QUICK_ASYNC = 0.002
 """Seconds the consumer waits for the coroutines it just started before it waits for
@@ -197,7 +198,7 @@ class AsyncExecution:
         self.completed: deque[tuple[Job, Outcome, float]] = deque()
         """Async tasks that ended, for ``collect`` (appended on the loop's thread)."""
         self._async_at = 0.0
-        """When async tasks last started or ended (``idle_wait``)."""
+        """When async tasks last started or ended (``wait_idle``)."""
         self._quick_hit = True
         """The last wait for quick coroutines saw one end (else it is tried once a second)."""
         self._quick_at = 0.0
