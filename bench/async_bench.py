@@ -7,6 +7,7 @@ redis-server (started on a free port, as bench/run.py does) with ``--redis``. Ea
 starts a new worker and waits until it answers a ping, so start-up is not in the figure.
 
     python bench/async_bench.py [--tasks 10000] [--sleep 1] [--runs 3] [--redis]
+        [--pool prefork|asyncio]
 
 Then ``--roundtrips`` round trips of an async def no-op and of a def no-op, in
 alternating blocks (the p50 of each): what handing a task to the loop adds to one task.
@@ -69,14 +70,16 @@ def __getattr__(name: str) -> Any:
     return globals()["app"]
 
 
-def start_worker(url: str, workdir: Path, concurrency: int) -> subprocess.Popen[bytes]:
+def start_worker(
+    url: str, workdir: Path, concurrency: int, pool: str = "prefork"
+) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
     env[ENV_URL] = url
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(BENCH_DIR), os.environ.get("PYTHONPATH", "")) if p
     )
     argv = [sys.executable, "-m", "conveyor", "worker", "-A", "async_bench:app"]
-    argv += ["-c", "1", "--async-concurrency", str(concurrency), "-l", "WARNING"]
+    argv += ["-c", "1", "-P", pool, "--async-concurrency", str(concurrency), "-l", "WARNING"]
     log = open(workdir / "worker.log", "ab")  # noqa: SIM115 - the worker owns it
     return subprocess.Popen(
         argv, env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -117,11 +120,13 @@ def roundtrips(app: Any, count: int) -> dict[str, float]:
     return {kind: statistics.median(values) * 1000 for kind, values in times.items()}
 
 
-def one_run(url: str, tasks: int, seconds: float, workdir: Path, count: int) -> dict[str, float]:
+def one_run(
+    url: str, tasks: int, seconds: float, workdir: Path, count: int, pool: str
+) -> dict[str, float]:
     from conveyor import ResultSet
 
     app = make_app(url)
-    worker = start_worker(url, workdir, tasks)
+    worker = start_worker(url, workdir, tasks, pool)
     try:
         app.tasks["bench.ping"].delay().get(timeout=60)
         nap = app.tasks["bench.nap"]
@@ -161,6 +166,9 @@ def main() -> int:
     parser.add_argument(
         "--roundtrips", type=int, default=200, help="round trips of each kind after the drain"
     )
+    parser.add_argument(
+        "--pool", default="prefork", choices=["prefork", "asyncio"], help="the worker's -P"
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(BENCH_DIR))
     import run as harness  # bench/run.py: its private redis-server and process groups
@@ -182,7 +190,9 @@ def main() -> int:
                     else:
                         url = f"sqlite:///{workdir / f'async-{n}.db'}"
                     print(f"{name}: run {n + 1} of {args.runs} ...", file=sys.stderr, flush=True)
-                    runs.append(one_run(url, args.tasks, args.sleep, workdir, args.roundtrips))
+                    runs.append(
+                        one_run(url, args.tasks, args.sleep, workdir, args.roundtrips, args.pool)
+                    )
                 rows.append(
                     (
                         name,
@@ -201,7 +211,7 @@ def main() -> int:
     print()
     print(
         f"{args.tasks:,} async tasks that each await asyncio.sleep({args.sleep:g}), one worker "
-        f"process (-c 1 --async-concurrency {args.tasks})"
+        f"process (-c 1 -P {args.pool} --async-concurrency {args.tasks})"
     )
     print(
         f"median of {args.runs} runs; send = publishing them all; total = first send to last result"

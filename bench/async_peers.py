@@ -10,10 +10,12 @@ Two measurements per library, each with one worker process:
   from an asyncio client (after 20 unmeasured ones); p50 and p90.
 
 Conveyor: ``conveyor worker -c 1`` (a supervisor and one child, ``--async-concurrency``
-100), ``await task.adelay()`` and ``await result.aget()``. arq: one worker, ``max_jobs``
-100, ``poll_delay`` 5 ms (its default 0.5 s would cap it at two polls a second), client
-``job.result(poll_delay=1 ms)``. Taskiq: taskiq-redis's ListQueueBroker and Redis result
-backend, ``--workers 1 --max-async-tasks 100``, client ``wait_result(check_interval=1 ms)``.
+100), ``await task.adelay()`` and ``await result.aget()``; ``conveyor-asyncio`` the same
+with ``-P asyncio`` (the child's consumer runs the event loop on its own thread). arq: one
+worker, ``max_jobs`` 100, ``poll_delay`` 5 ms (its default 0.5 s would cap it at two polls
+a second), client ``job.result(poll_delay=1 ms)``. Taskiq: taskiq-redis's ListQueueBroker
+and Redis result backend, ``--workers 1 --max-async-tasks 100``, client
+``wait_result(check_interval=1 ms)``.
 
 arq pins redis-py below 6 and taskiq-redis needs 6 or later, so each peer runs from a
 virtualenv of its own (``--arq-python``, ``--taskiq-python``: the interpreter of a venv
@@ -48,7 +50,7 @@ from typing import Any
 BENCH_DIR = Path(__file__).resolve().parent
 POLL = 0.02
 WARMUP = 20
-LIBRARIES = ("conveyor", "arq", "taskiq")
+LIBRARIES = ("conveyor", "conveyor-asyncio", "arq", "taskiq")
 MEASURES = ("drain_s", "drain_rate", "startup_ms", "steady", "rt_p50_ms", "rt_p90_ms")
 
 
@@ -80,6 +82,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 class Conveyor:
+    pool = "prefork"
+
     def __init__(self, url: str) -> None:
         from async_bench import ENV_URL, make_app
 
@@ -89,7 +93,7 @@ class Conveyor:
 
     def worker(self, log: Path) -> subprocess.Popen[bytes]:
         argv = [sys.executable, "-m", "conveyor", "worker", "-A", "async_bench:app",
-                "-c", "1", "-l", "WARNING"]  # fmt: skip
+                "-c", "1", "-P", self.pool, "-l", "WARNING"]  # fmt: skip
         return _spawn(argv, {self.env_name: self.url}, log)
 
     async def enqueue(self, count: int) -> tuple[Any, Any]:
@@ -114,6 +118,12 @@ class Conveyor:
 
     async def close(self) -> None:
         self.app.close()
+
+
+class ConveyorAsyncio(Conveyor):
+    """``--pool asyncio``: the loop runs on the consumer's thread (no thread hand-off)."""
+
+    pool = "asyncio"
 
 
 class Arq:
@@ -200,7 +210,8 @@ class Taskiq:
 
 
 async def measure(name: str, url: str, tasks: int, roundtrips: int, log: Path) -> dict[str, Any]:
-    lib: Any = {"conveyor": Conveyor, "arq": Arq, "taskiq": Taskiq}[name](url)
+    libraries = {"conveyor": Conveyor, "conveyor-asyncio": ConveyorAsyncio, "arq": Arq}
+    lib: Any = {**libraries, "taskiq": Taskiq}[name](url)
     if hasattr(lib, "open"):
         await lib.open()
     try:
@@ -250,7 +261,8 @@ async def measure(name: str, url: str, tasks: int, roundtrips: int, log: Path) -
 def version(name: str) -> str:
     from importlib import metadata
 
-    return metadata.version({"conveyor": "conveyor-tasks", "taskiq": "taskiq"}.get(name, name))
+    package = {"conveyor": "conveyor-tasks", "conveyor-asyncio": "conveyor-tasks"}
+    return metadata.version(package.get(name, name))
 
 
 def run_one(args: argparse.Namespace) -> int:
@@ -292,8 +304,10 @@ def main() -> int:
     sys.path.insert(0, str(BENCH_DIR))
     import run as harness  # bench/run.py: its private redis-server and process groups
 
-    pythons = {"conveyor": sys.executable, "arq": args.arq_python, "taskiq": args.taskiq_python}
-    modules = {"conveyor": "conveyor", "arq": "arq", "taskiq": "taskiq_redis"}
+    pythons = {"conveyor": sys.executable, "conveyor-asyncio": sys.executable}
+    pythons |= {"arq": args.arq_python, "taskiq": args.taskiq_python}
+    modules = {"conveyor": "conveyor", "conveyor-asyncio": "conveyor", "arq": "arq"}
+    modules["taskiq"] = "taskiq_redis"
     rows: dict[str, dict[str, Any]] = {}
     notes: list[str] = []
     processes = harness.Processes()
@@ -340,14 +354,16 @@ def main() -> int:
         print(f"{name + ' ' + row['version']:<18}{row['drain_rate']:>9,.0f}"
               f"{row['steady']:>10,.0f}{row['startup_ms']:>12,.0f}"
               f"{row['rt_p50_ms']:>11.2f}{row['rt_p90_ms']:>11.2f}")  # fmt: skip
-    peers = [row for name, row in rows.items() if name != "conveyor"]
-    if "conveyor" in rows and peers:
-        ours = rows["conveyor"]
+    peers = [row for name, row in rows.items() if not name.startswith("conveyor")]
+    for ours_name in ("conveyor", "conveyor-asyncio"):
+        if ours_name not in rows or not peers:
+            continue
+        ours = rows[ours_name]
         best_drain = max(row["drain_rate"] for row in peers)
         best_steady = max(row["steady"] for row in peers)
         best_rt = min(row["rt_p50_ms"] for row in peers)
         print()
-        print(f"conveyor / best peer: drain {ours['drain_rate'] / best_drain:.2f}x, steady "
+        print(f"{ours_name} / best peer: drain {ours['drain_rate'] / best_drain:.2f}x, steady "
               f"{ours['steady'] / best_steady:.2f}x, round trip p50 "
               f"{best_rt / ours['rt_p50_ms']:.2f}x (above 1: conveyor ahead)")  # fmt: skip
     for note in notes:

@@ -16,6 +16,9 @@ from conveyor import SoftTimeLimitExceeded, TimeLimitExceeded, states
 from .support import Workers, project_on, read_jsonl, wait_until, workers_for
 
 APP = "async_tasks:app"
+POOLS = pytest.mark.parametrize("pool", ["prefork", "asyncio"])
+"""The default pool hands coroutines to a loop thread; ``-P asyncio`` runs the loop on its
+consumer's thread (aio.py): what the user sees must be the same."""
 
 
 @pytest.fixture
@@ -33,10 +36,11 @@ def aw(
         yield workers
 
 
+@POOLS
 def test_fifty_sleeps_interleave_in_one_process_each_with_its_own_request(
-    at: ModuleType, aw: Workers
+    at: ModuleType, aw: Workers, pool: str
 ) -> None:
-    worker = aw.start("-c", "1", app=APP)
+    worker = aw.start("-c", "1", "-P", pool, app=APP)
     sent = time.monotonic()
     results = [at.nap.delay(1.0) for _ in range(50)]
     answers = [r.get(timeout=20) for r in results]
@@ -57,12 +61,13 @@ def test_typed_arguments_and_results_class_based_and_shared_tasks(
     assert at.shared_double.delay(21).get(timeout=10) == 42
 
 
+@POOLS
 def test_a_quick_coroutine_alone_on_its_worker_is_stored_as_any_task_is(
-    at: ModuleType, aw: Workers
+    at: ModuleType, aw: Workers, pool: str
 ) -> None:
     """Its success, children and typed-result check are those of the usual path, though
     the loop thread stores it (the consumer is waiting for it)."""
-    aw.start("-c", "1", app=APP)
+    aw.start("-c", "1", "-P", pool, app=APP)
     for _ in range(3):
         parent = at.quick_parent.delay()
         assert parent.get(timeout=10) == parent.id
@@ -95,10 +100,11 @@ def test_update_state_is_seen_while_the_coroutine_runs(at: ModuleType, aw: Worke
     assert result.get(timeout=15) == 40
 
 
+@POOLS
 def test_soft_limit_raises_inside_the_coroutine_and_hard_limit_cancels_it(
-    at: ModuleType, aw: Workers, tmp_path: Path
+    at: ModuleType, aw: Workers, pool: str, tmp_path: Path
 ) -> None:
-    worker = aw.start(app=APP)
+    worker = aw.start("-P", pool, app=APP)
     child = worker.children()
     soft_log, hard_log = str(tmp_path / "soft.jsonl"), str(tmp_path / "hard.jsonl")
     soft, hard, bystander = (
@@ -122,10 +128,11 @@ def test_soft_limit_of_an_uncaught_wait_fails_the_task(at: ModuleType, aw: Worke
         result.get(timeout=15)
 
 
+@POOLS
 def test_revoke_with_terminate_cancels_only_that_coroutine(
-    at: ModuleType, aw: Workers, tmp_path: Path
+    at: ModuleType, aw: Workers, pool: str, tmp_path: Path
 ) -> None:
-    worker = aw.start(app=APP)
+    worker = aw.start("-P", pool, app=APP)
     child = worker.children()
     path = str(tmp_path / "long.jsonl")
     doomed, bystander = at.long_wait.delay(path), at.nap.delay(2.0)
@@ -154,10 +161,11 @@ def test_revoke_by_stamped_headers_with_terminate_cancels_a_stamped_coroutine(
     other.revoke(terminate=True)
 
 
+@POOLS
 def test_terminating_a_coroutine_leaves_the_def_task_of_its_process_alone(
-    at: ModuleType, aw: Workers, tmp_path: Path
+    at: ModuleType, aw: Workers, pool: str, tmp_path: Path
 ) -> None:
-    aw.start("-c", "1", app=APP)
+    aw.start("-c", "1", "-P", pool, app=APP)
     path = str(tmp_path / "long.jsonl")
     doomed = at.long_wait.delay(path)
     wait_until(lambda: doomed.state == states.STARTED, what="the coroutine to start")
@@ -185,8 +193,9 @@ def test_threads_pool_lets_the_loop_cancel_a_terminated_coroutine_without_a_warn
     assert "cannot stop it" not in worker.log(), worker.log()
 
 
-def test_def_and_async_def_tasks_share_a_process(at: ModuleType, aw: Workers) -> None:
-    worker = aw.start("-c", "1", app=APP)
+@POOLS
+def test_def_and_async_def_tasks_share_a_process(at: ModuleType, aw: Workers, pool: str) -> None:
+    worker = aw.start("-c", "1", "-P", pool, app=APP)
     sent = time.monotonic()
     naps = [at.nap.delay(1.0) for _ in range(10)]
     blocking = at.sync_sleep.delay(1.0)
@@ -213,12 +222,13 @@ def test_async_pool_keeps_to_its_async_concurrency(
     assert peak == 3
 
 
+@POOLS
 def test_a_coroutine_that_blocks_the_loop_is_named_and_its_process_replaced(
-    at: ModuleType, aw: Workers, url: str
+    at: ModuleType, aw: Workers, pool: str, url: str
 ) -> None:
     if not url.startswith("sqlite"):
         pytest.skip("the process is replaced the same way on every broker")
-    worker = aw.start(app=APP)
+    worker = aw.start("-P", pool, app=APP)
     child = worker.children()
     result = at.blocks_loop.delay(6.0)  # hard limit 0.5 s; cancellation cannot reach it
     worker.wait_for_log("async_tasks.blocks_loop[" + result.id + "] has not yielded")
@@ -227,10 +237,24 @@ def test_a_coroutine_that_blocks_the_loop_is_named_and_its_process_replaced(
     wait_until(lambda: worker.children() and worker.children() != child, what="a new child")
 
 
-def test_warm_shutdown_lets_running_coroutines_finish(at: ModuleType, aw: Workers) -> None:
-    worker = aw.start(app=APP)
+@POOLS
+def test_warm_shutdown_lets_running_coroutines_finish(
+    at: ModuleType, aw: Workers, pool: str
+) -> None:
+    worker = aw.start("-P", pool, app=APP)
     results = [at.nap.delay(1.0) for _ in range(5)]
     wait_until(lambda: all(r.state == states.STARTED for r in results), what="STARTED")
     worker.signal(15)
     assert worker.wait() == 0
     assert all(r.state == states.SUCCESS for r in results)
+
+
+@pytest.mark.parametrize(
+    ("pool", "thread"), [("prefork", "conveyor-asyncio"), ("asyncio", "MainThread")]
+)
+def test_the_asyncio_pool_runs_coroutines_on_its_consumers_own_thread(
+    at: ModuleType, aw: Workers, pool: str, thread: str
+) -> None:
+    """-P asyncio: no loop thread, so no hand-off between a message and its coroutine."""
+    aw.start("-c", "1", "-P", pool, app=APP)
+    assert at.loop_thread.delay().get(timeout=10) == thread

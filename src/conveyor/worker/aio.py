@@ -16,6 +16,12 @@ cancellation, or a loop blocked by a synchronous call, gets its process replaced
 
 A watchdog thread logs a coroutine that keeps the loop from running others for more than
 ``BLOCKED_AFTER`` seconds, and checks the revocations of the running tasks.
+
+``--pool asyncio`` runs the loop inline instead: on the consumer's own thread, whenever the
+consumer waits (for a slot, for quick coroutines to end, for messages while coroutines are in
+flight). A message then reaches its coroutine, and the outcome its store, with no hand-off
+between threads; the price is that the loop does not run while the consumer calls the broker
+or runs a ``def`` task.
 """
 
 from __future__ import annotations
@@ -105,12 +111,20 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 class AsyncRunner:
-    """A loop thread, at most ``limit`` tasks in flight on it, and its watchdog."""
+    """A loop thread (or, ``inline``, the consumer's thread), at most ``limit`` tasks in
+    flight on it, and its watchdog."""
 
-    def __init__(self, limit: int, coordinator: Coordinator | None = None) -> None:
+    def __init__(
+        self, limit: int, coordinator: Coordinator | None = None, inline: bool = False
+    ) -> None:
         self.limit = max(1, limit)
+        self.inline = inline
+        """The loop runs on the thread that made the runner, while it waits (``_drive``)."""
         self.coordinator = coordinator
-        self.loop = new_event_loop()
+        main = threading.current_thread() is threading.main_thread()
+        # uvloop's loop sets up its signal handling (a socket pair) each time it starts on a
+        # main thread: an inline loop, started at every wait, would pay that each time
+        self.loop = asyncio.new_event_loop() if inline and main else new_event_loop()
         self.jobs: dict[Job, None] = {}
         """The jobs running on the loop (changed on the loop thread only)."""
         self._slots = threading.Condition()
@@ -119,8 +133,14 @@ class AsyncRunner:
         self._incoming_lock = threading.Lock()
         self._tick = time.monotonic()
         self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._run_loop, name="conveyor-asyncio", daemon=True)
-        self._thread.start()
+        self._driving = False
+        """Inline: the consumer runs the loop until a task ends (``_drive``)."""
+        if inline:
+            asyncio.set_event_loop(self.loop)
+            self.loop.call_soon(self._beat)
+        else:
+            thread = threading.Thread(target=self._run_loop, name="conveyor-asyncio", daemon=True)
+            thread.start()
         threading.Thread(target=self._watch, name="conveyor-asyncio-watch", daemon=True).start()
 
     # -- from the consumer's thread -----------------------------------------------------
@@ -134,6 +154,10 @@ class AsyncRunner:
                     self._busy += 1
                     return
             waiting()
+            if self.inline:
+                if self._busy >= self.limit:
+                    self._drive(0.05)
+                continue
             with self._slots:
                 if self._busy >= self.limit:
                     self._slots.wait(0.05)
@@ -151,15 +175,42 @@ class AsyncRunner:
             wake = not self._incoming
             self._incoming += jobs
         if wake:
-            self.loop.call_soon_threadsafe(self._start_incoming)
+            if self.inline:  # started when the consumer next runs the loop
+                self.loop.call_soon(self._start_incoming)
+            else:
+                self.loop.call_soon_threadsafe(self._start_incoming)
 
     def wait_slot_freed(self, timeout: float, until: Callable[[], bool] = lambda: False) -> None:
         """Sleep until a task ends (a slot is freed) or ``timeout`` passes; not at all when
         ``until()`` holds already. ``until`` is read under the lock a task's end notifies
         with, so an end between the caller's last look and this wait is not missed."""
+        if self.inline:
+            if not until():
+                self._drive(timeout)
+            return
         with self._slots:
             if not until():
                 self._slots.wait(timeout)
+
+    def run_ready(self) -> None:
+        """Inline: run what is ready now (the first steps of the tasks just submitted, the
+        callbacks of waits that ended), then return."""
+        loop = self.loop
+        loop.call_soon(loop.call_soon, loop.stop)  # after the steps the first pass schedules
+        loop.run_forever()
+
+    def _drive(self, timeout: float) -> None:
+        """Inline: run the loop on this thread until a task ends or ``timeout`` passes."""
+        loop = self.loop
+        timer = loop.call_later(timeout, loop.stop)
+        self._driving = True
+        self._tick = time.monotonic()
+        try:
+            loop.run_forever()
+        finally:
+            self._driving = False
+            timer.cancel()
+            self._tick = time.monotonic()
 
     def close(self) -> None:
         self._closed.set()
@@ -206,6 +257,8 @@ class AsyncRunner:
             with self._slots:
                 self._busy -= 1
                 self._slots.notify_all()
+            if self._driving:
+                self.loop.stop()
 
     def _soft_limit(self, job: Job) -> None:
         """Raise SoftTimeLimitExceeded where the coroutine waits, when it waits on a future
@@ -245,6 +298,8 @@ class AsyncRunner:
         while not self._closed.wait(WATCH_EVERY):
             now = time.monotonic()
             tick = self._tick
+            if self.inline and not self._driving and not self.jobs:
+                tick = now  # nothing in flight: the consumer waits in the broker
             if now - tick > BLOCKED_AFTER and tick != reported:
                 reported = tick
                 self._report_blocked(now - tick)
@@ -254,7 +309,12 @@ class AsyncRunner:
 
     def _report_blocked(self, seconds: float) -> None:
         running = asyncio.current_task(self.loop)
-        name = running.get_name() if running is not None else "a callback"
+        if running is not None:
+            name = running.get_name()
+        elif self.inline and not self._driving:
+            name = "a def task or a broker call on its thread"
+        else:
+            name = "a callback"
         logger.warning(
             "the event loop of pid %d is blocked: %s has not yielded for %.1fs; async tasks "
             "that share the loop wait (run blocking calls with await asyncio.to_thread(...))",
@@ -302,9 +362,12 @@ _runners: dict[tuple[int, int], AsyncRunner] = {}
 _runners_lock = threading.Lock()
 
 
-def runner_for(limit: int, coordinator: Coordinator) -> AsyncRunner:
+def runner_for(limit: int, coordinator: Coordinator, inline: bool = False) -> AsyncRunner:
     """This process's runner for an app's coordinator, started on first use; a forked
-    child starts its own (the parent's loop thread did not survive the fork)."""
+    child starts its own (the parent's loop thread did not survive the fork). An inline
+    runner is the calling thread's own."""
+    if inline:
+        return AsyncRunner(limit, coordinator, inline=True)
     key = (os.getpid(), id(coordinator))
     runner = _runners.get(key)
     if runner is None:

@@ -193,6 +193,8 @@ class AsyncExecution:
     def _init_async(self) -> None:
         self._running_def = False
         self._runner: AsyncRunner | None = None
+        self.inline_loop = False
+        """``--pool asyncio``: the event loop runs on this consumer's thread (aio.py)."""
         self.in_flight = 0
         """Async tasks handed to the loop whose outcome ``collect`` has not stored yet."""
         self.completed: deque[tuple[Job, Outcome, float]] = deque()
@@ -227,7 +229,7 @@ class AsyncExecution:
         runner = self._runner
         if runner is None:
             limit = int(self.app.conf.worker_async_concurrency)
-            runner = self._runner = runner_for(limit, self.app.coordinator)
+            runner = self._runner = runner_for(limit, self.app.coordinator, self.inline_loop)
         try:
             runner.acquire(self._slots_full)
             context = self._context(task, message, delivery, args, kwargs, attempt)
@@ -273,7 +275,7 @@ class AsyncExecution:
         job = Job(task, context, args, kwargs, soft_limit, time_limit, self._ended, pending)
         self.in_flight += 1
         self._to_start.append(job)
-        if len(self._to_start) >= START_BATCH:
+        if len(self._to_start) >= START_BATCH and not runner.inline:  # inline: at the next wait
             self.start_async()
         return states.STARTED
 
@@ -309,14 +311,17 @@ class AsyncExecution:
             and (self._quick_hit or now - self._quick_at > 1.0)  # not while tasks run long
         ):
             self._launch()
-            self._parked = self.in_flight == 1  # one write per task pays only for a lone one
+            # one write per task pays only for a lone one, and only across threads
+            self._parked = self.in_flight == 1 and not runner.inline
+            if runner.inline:  # a coroutine that blocks the loop blocks this thread too:
+                self.tracker.flush()  # the supervisor must know its deadline first
             try:
                 runner.wait_slot_freed(QUICK_ASYNC)
             finally:
                 self._parked = False
             self._quick_hit, self._quick_at = bool(self.completed), now
-        else:
-            self.start_async()
+        elif self.start_async() and runner is not None and runner.inline:
+            runner.run_ready()  # no loop thread starts them meanwhile
         self.collect()
         self.write_started()
 
@@ -427,13 +432,16 @@ class AsyncExecution:
         briefly and on the event loop's signal instead (woken the moment one ends), then
         the consumer looks for messages again. Not in the broker: a Redis BLPOP's timeout
         ends only at the server's next cron tick (100 ms at its default hz), which would
-        hold a finished coroutine's outcome that long."""
+        hold a finished coroutine's outcome that long. Inline (``--pool asyncio``), never in
+        the broker while coroutines are in flight: the loop runs only while this thread
+        waits, so it waits on the loop, up to ``seconds``, then looks for messages again."""
         runner = self._runner
-        if self.in_flight and runner is not None and time.monotonic() - self._async_at < ASYNC_BUSY:
-            runner.wait_slot_freed(
-                min(seconds, ASYNC_IDLE_WAIT), until=lambda: bool(self.completed)
-            )
-            return
+        if self.in_flight and runner is not None:
+            busy = time.monotonic() - self._async_at < ASYNC_BUSY
+            if busy or runner.inline:  # inline, the loop runs only while this thread waits
+                wait = min(seconds, ASYNC_IDLE_WAIT) if busy else seconds
+                runner.wait_slot_freed(wait, until=lambda: bool(self.completed))
+                return
         broker.wait(seconds)
 
     def finish_async(self) -> None:

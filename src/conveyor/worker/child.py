@@ -62,7 +62,8 @@ class ChildSettings:
     prefetch: int | None
     max_tasks: int | None
     pool: str
-    """``prefork``: one consumer; ``threads`` and ``solo``: the one child of those pools."""
+    """``prefork``: one consumer; ``threads``, ``solo`` and ``asyncio``: the one child of those
+    pools (``asyncio``: a solo consumer that runs the event loop on its own thread)."""
     threads: int
     """Consumer threads of the ``threads`` pool's child."""
 
@@ -130,7 +131,7 @@ def _run_local(
     alive: Callable[[], bool],
 ) -> None:  # pragma: no cover - child process
     """The child of the threads and solo pools: its consumers share the pipe."""
-    solo = settings.pool == "solo"
+    solo = settings.pool in ("solo", "asyncio")
     pipe = Pipe(fd)
     count = 1 if solo else settings.threads
     trackers = [PipeTracker(pipe, slots.slot(i)) for i in range(count)]
@@ -144,6 +145,7 @@ def _run_local(
             settings.prefetch,
             stop=stop,
             alive=alive,
+            inline_async=settings.pool == "asyncio",
         )
         for tracker in trackers
     ]

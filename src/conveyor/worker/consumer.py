@@ -37,6 +37,9 @@ class Consumer:
     held behind a long task goes back to the queues (fairness.py). A number (the user set
     ``worker_prefetch_multiplier``): Celery's meaning, each batch is that many messages,
     kept until they run.
+
+    ``inline_async`` (``--pool asyncio``): ``async def`` tasks run on an event loop that this
+    consumer's own thread runs while it waits, not on a loop thread (aio.py).
     """
 
     def __init__(
@@ -49,6 +52,7 @@ class Consumer:
         max_tasks: int | None = None,
         stop: threading.Event | None = None,
         alive: Callable[[], bool] = lambda: True,
+        inline_async: bool = False,
     ) -> None:
         self.app = app
         self.queues = list(queues)
@@ -60,6 +64,7 @@ class Consumer:
         self.alive = alive
         self.tracker = tracker
         self.executor = Executor(app, hostname, tracker)
+        self.executor.inline_loop = inline_async
         self.broker = app.broker
         self.lease = float(app.conf.broker_lease)
         self.buffer: deque[Delivery] = deque()

@@ -15,8 +15,9 @@ from .prefork import PreforkPool
 __all__ = ["POOLS", "Worker"]
 
 POOLS = ("prefork", "threads", "solo", "asyncio")
-"""``asyncio``: one process whose consumer hands ``async def`` tasks to its event loop (as
-every pool does) and runs any ``def`` task itself, as ``solo`` (see docs/async.md)."""
+"""``asyncio``: one process whose consumer runs ``async def`` tasks on an event loop it runs
+itself, on its own thread, while it waits (no thread hand-off), and runs any ``def`` task
+itself, as ``solo`` (see docs/async.md)."""
 
 logger = logging.getLogger("conveyor.worker")
 
@@ -93,7 +94,7 @@ class Worker:
                 self.hostname,
                 self.prefetch,
                 self.max_tasks_per_child,
-                child_pool="solo" if self.pool == "asyncio" else self.pool,
+                child_pool=self.pool,
             ).run()
         from .local import LocalPool  # only the memory:// broker's workers run in-process
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -147,6 +148,13 @@ async def quick_parent(self: Any) -> str:
 @app.task
 async def wrong_type() -> int:
     return "not a number"  # type: ignore[return-value]
+
+
+@app.task
+async def loop_thread() -> str:
+    """Which thread the worker process runs its coroutines on."""
+    await asyncio.sleep(0)
+    return threading.current_thread().name
 
 
 @app.task
