@@ -145,6 +145,25 @@ def test_a_task_that_kills_its_process_charges_no_innocent_message(rt, pool, tmp
     assert worker.running()
 
 
+@pytest.mark.parametrize("kind", ["prefork", "asyncio"])
+def test_a_coroutine_that_kills_its_process_is_charged_for_it(rt, pool, tmp_path, kind):
+    """Its start reaches the supervisor before the coroutine runs, whichever thread runs the
+    loop: the crash is charged to it, three times, then it is a dead letter (uncharged, it
+    would kill its process for ever, and charge the def tasks running beside it)."""
+    poison_log, log = str(tmp_path / "poison"), str(tmp_path / "runs")
+    poison = rt.acrash.delay(poison_log)
+    worker = start(pool, "-P", kind, "-c", "1")
+
+    dead = wait_until(rt.app.broker.dead_letters, what="the poison coroutine's dead letter")
+    assert [d.id.split("~")[0] for d in dead] == [poison.id]
+    assert "its worker process died while running it" in dead[0].reason
+    assert len(rt.runs(poison_log)) == 3
+    with pytest.raises(WorkerLostError):
+        poison.get(timeout=DEFAULT_TIMEOUT)
+    assert rt.record.delay(log, "after").get(timeout=DEFAULT_TIMEOUT) == "after"
+    assert worker.running()
+
+
 # -- warm shutdown hands back at once ---------------------------------------------------
 
 

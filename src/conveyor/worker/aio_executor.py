@@ -291,6 +291,9 @@ class AsyncExecution:
         if jobs:
             self._to_start = []
             self._async_at = time.monotonic()
+            # their starts reach the supervisor before they run: a coroutine that kills
+            # its process is charged for it, not the def task running beside it
+            self.tracker.flush()
             if self._runner is not None:
                 self._runner.submit(jobs)
         return bool(jobs)
@@ -313,8 +316,6 @@ class AsyncExecution:
             self._launch()
             # one write per task pays only for a lone one, and only across threads
             self._parked = self.in_flight == 1 and not runner.inline
-            if runner.inline:  # a coroutine that blocks the loop blocks this thread too:
-                self.tracker.flush()  # the supervisor must know its deadline first
             try:
                 runner.wait_slot_freed(QUICK_ASYNC)
             finally:

@@ -87,6 +87,13 @@ def crash(log: str) -> None:
 
 
 @app.task
+async def acrash(log: str) -> None:
+    """The same from a coroutine: its process dies on the event loop."""
+    ran(log)
+    os._exit(13)
+
+
+@app.task
 def hold(log: str, gate: str, label: str = "") -> str:
     ran(log, label=label, started=time.time())
     deadline = time.monotonic() + 30
