@@ -258,3 +258,18 @@ def test_the_asyncio_pool_runs_coroutines_on_its_consumers_own_thread(
     """-P asyncio: no loop thread, so no hand-off between a message and its coroutine."""
     aw.start("-c", "1", "-P", pool, app=APP)
     assert at.loop_thread.delay().get(timeout=10) == thread
+
+
+@POOLS
+def test_a_coroutine_of_a_killed_worker_runs_again_on_the_next(
+    at: ModuleType, aw: Workers, pool: str
+) -> None:
+    first = aw.start("-c", "1", "-P", pool, app=APP)
+    result = at.nap.delay(1.0)
+    wait_until(lambda: result.state == states.STARTED, what="the coroutine to start")
+    first.kill_group()  # supervisor and child at once, as the OOM killer would
+    second = aw.start("-c", "1", "-P", pool, app=APP)
+    task_id, pid = result.get(timeout=20)
+    assert task_id == result.id
+    assert [pid] == second.children()
+    assert result.state == states.SUCCESS
