@@ -273,3 +273,14 @@ def test_a_coroutine_of_a_killed_worker_runs_again_on_the_next(
     assert task_id == result.id
     assert [pid] == second.children()
     assert result.state == states.SUCCESS
+
+
+@POOLS
+def test_a_def_task_runs_its_own_event_loop_beside_the_workers(
+    at: ModuleType, aw: Workers, pool: str
+) -> None:
+    aw.start("-c", "1", "-P", pool, app=APP)
+    naps = [at.nap.delay(0.2) for _ in range(3)]
+    assert at.sync_with_its_own_loop.delay(21).get(timeout=10) == 42
+    assert [r.get(timeout=10)[0] for r in naps] == [r.id for r in naps]
+    assert at.sync_with_its_own_loop.delay(4).get(timeout=10) == 8

@@ -135,8 +135,7 @@ class AsyncRunner:
         self._closed = threading.Event()
         self._driving = False
         """Inline: the consumer runs the loop until a task ends (``_drive``)."""
-        if inline:
-            asyncio.set_event_loop(self.loop)
+        if inline:  # not the thread's current loop: a def task's own asyncio stays its own
             self.loop.call_soon(self._beat)
         else:
             thread = threading.Thread(target=self._run_loop, name="conveyor-asyncio", daemon=True)

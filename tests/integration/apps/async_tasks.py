@@ -158,6 +158,17 @@ async def loop_thread() -> str:
 
 
 @app.task
+def sync_with_its_own_loop(x: int) -> int:
+    """A def task that runs async code the way sync code does, with ``asyncio.run``."""
+
+    async def double() -> int:
+        await asyncio.sleep(0)
+        return 2 * x
+
+    return asyncio.run(double())
+
+
+@app.task
 def sync_sleep(seconds: float) -> int:
     time.sleep(seconds)
     return os.getpid()
