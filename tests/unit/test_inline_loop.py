@@ -48,7 +48,8 @@ def test_coroutines_run_on_the_consumers_thread_once_it_waits(
     for delivery in app.broker.reserve(["default"], 3, 30.0):
         executor.handle(delivery)
     assert ran == []  # handed over, not run: no thread of the loop's own
-    assert "conveyor-asyncio" not in {t.name for t in threading.enumerate()}
+    runner = executor._runner
+    assert runner is not None and runner.inline
     executor.finish_async()  # the consumer waits for them: the loop runs here
     here = threading.current_thread().name
     assert sorted(ran) == [(0, here), (1, here), (2, here)]
