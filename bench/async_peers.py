@@ -210,8 +210,13 @@ class Taskiq:
 
 
 async def measure(name: str, url: str, tasks: int, roundtrips: int, log: Path) -> dict[str, Any]:
-    libraries = {"conveyor": Conveyor, "conveyor-asyncio": ConveyorAsyncio, "arq": Arq}
-    lib: Any = {**libraries, "taskiq": Taskiq}[name](url)
+    libraries = {
+        "conveyor": Conveyor,
+        "conveyor-asyncio": ConveyorAsyncio,
+        "arq": Arq,
+        "taskiq": Taskiq,
+    }
+    lib: Any = libraries[name](url)
     if hasattr(lib, "open"):
         await lib.open()
     try:
@@ -304,10 +309,18 @@ def main() -> int:
     sys.path.insert(0, str(BENCH_DIR))
     import run as harness  # bench/run.py: its private redis-server and process groups
 
-    pythons = {"conveyor": sys.executable, "conveyor-asyncio": sys.executable}
-    pythons |= {"arq": args.arq_python, "taskiq": args.taskiq_python}
-    modules = {"conveyor": "conveyor", "conveyor-asyncio": "conveyor", "arq": "arq"}
-    modules["taskiq"] = "taskiq_redis"
+    pythons = {
+        "conveyor": sys.executable,
+        "conveyor-asyncio": sys.executable,
+        "arq": args.arq_python,
+        "taskiq": args.taskiq_python,
+    }
+    modules = {
+        "conveyor": "conveyor",
+        "conveyor-asyncio": "conveyor",
+        "arq": "arq",
+        "taskiq": "taskiq_redis",
+    }
     rows: dict[str, dict[str, Any]] = {}
     notes: list[str] = []
     processes = harness.Processes()

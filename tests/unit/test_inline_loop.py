@@ -26,8 +26,7 @@ def app() -> Conveyor:
 def executor(app: Conveyor) -> Iterator[Executor]:
     read, write = os.pipe()
     os.set_blocking(read, False)
-    executor = Executor(app, "inline@test", PipeTracker(write))
-    executor.inline_loop = True
+    executor = Executor(app, "inline@test", PipeTracker(write), inline_loop=True)
     yield executor
     os.close(read)
     os.close(write)

@@ -71,19 +71,16 @@ local function begin()
   STATES = P .. 't'
 end
 
--- Counts as text: a first delivery's n without a string.format (a C sprintf) per message.
-local COUNTS = {'1', '2', '3', '4', '5', '6', '7', '8', '9'}
-
--- A small count (a batch size, a list index) as text, to pass to redis.call: Redis formats
--- a number argument with a %.17g sprintf, several times the cost of a table read. Kept
--- across calls where the script is a function library (its table lives with it).
-local TEXT = nil
+-- A small count (a delivery count, a batch size, a list index) as text, to store or to
+-- pass to redis.call: string.format is a C sprintf, and Redis formats a number argument
+-- with a %.17g one, several times the cost of a table read. Kept across calls where the
+-- script is a function library (its table lives with it).
+local TEXT = {'1', '2', '3', '4', '5', '6', '7', '8', '9'}
 local function text(n)
-  local known = TEXT and TEXT[n]
+  local known = TEXT[n]
   if known then
     return known
   end
-  TEXT = TEXT or {}
   known = string.format('%d', n)
   if n >= -1 and n <= 10000 then
     TEXT[n] = known
@@ -93,7 +90,7 @@ end
 
 -- A message's state as P.."t" holds it (see above); n is a number, the rest strings.
 local function state(t, n, p, s, q)
-  local count = COUNTS[n] or string.format('%d', n)
+  local count = TEXT[n] or text(n) -- the lookup inline: a first delivery, per message
   return t .. '\t' .. count .. '\t' .. p .. '\t' .. s .. '\t' .. q
 end
 

@@ -63,7 +63,7 @@ local revoked = ARGV[6]
 local drop, inbox, register, ttl = ARGV[8], ARGV[9], ARGV[10], tonumber(ARGV[11])
 local nq = tonumber(ARGV[12])
 local first_queue, last = 13, 12 + nq
-local MOVE = 1000
+local MOVE = '1000' -- due messages moved per queue and call (text: see text())
 local earliest = nil
 local listed = nil -- whether any revocation exists (read once, when messages are taken)
 
@@ -102,7 +102,7 @@ if count > 0 then
     local first = redis.call('ZRANGE', dkey, '0', '0', 'WITHSCORES')
     local due = {}
     if #first > 0 and tonumber(first[2]) <= NOW then
-      due = redis.call('ZRANGEBYSCORE', dkey, '-inf', NOWS, 'LIMIT', '0', text(MOVE))
+      due = redis.call('ZRANGEBYSCORE', dkey, '-inf', NOWS, 'LIMIT', '0', MOVE)
     end
     if #due > 0 then
       local ids, priorities = {}, {}

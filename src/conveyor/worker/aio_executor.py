@@ -190,10 +190,10 @@ class AsyncExecution:
     def running(self, value: bool) -> None:
         self._running_def = value
 
-    def _init_async(self) -> None:
+    def _init_async(self, inline_loop: bool) -> None:
         self._running_def = False
         self._runner: AsyncRunner | None = None
-        self.inline_loop = False
+        self.inline_loop = inline_loop
         """``--pool asyncio``: the event loop runs on this consumer's thread (aio.py)."""
         self.in_flight = 0
         """Async tasks handed to the loop whose outcome ``collect`` has not stored yet."""

@@ -63,8 +63,7 @@ class Consumer:
         self.stop = stop or threading.Event()
         self.alive = alive
         self.tracker = tracker
-        self.executor = Executor(app, hostname, tracker)
-        self.executor.inline_loop = inline_async
+        self.executor = Executor(app, hostname, tracker, inline_async)
         self.broker = app.broker
         self.lease = float(app.conf.broker_lease)
         self.buffer: deque[Delivery] = deque()

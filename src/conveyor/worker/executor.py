@@ -57,7 +57,9 @@ class Executor(AsyncExecution, Refusals):
     """One consumer's deliveries, each to its outcome; ``async def`` tasks through the
     mixin (aio_executor.py)."""
 
-    def __init__(self, app: Conveyor, hostname: str, tracker: Tracker) -> None:
+    def __init__(
+        self, app: Conveyor, hostname: str, tracker: Tracker, inline_loop: bool = False
+    ) -> None:
         self.app = app
         self.hostname = hostname
         self.tracker = tracker
@@ -85,7 +87,7 @@ class Executor(AsyncExecution, Refusals):
         recorder = metrics.current()
         if recorder is not None:  # metrics on: handle tells the recorder (off: no cost)
             self.handle = metrics.measured(self, recorder)  # type: ignore[method-assign,assignment]
-        self._init_async()
+        self._init_async(inline_loop)
 
     # -- the pipeline -------------------------------------------------------------------
 
