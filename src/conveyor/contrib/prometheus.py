@@ -222,6 +222,25 @@ def _observe(
     observed.total += value
 
 
+class SettledFiles:
+    """prometheus_client's multiprocess collector, without the files a process is creating
+    (a child that just forked): read before their first bytes are in, they fail the whole
+    scrape with a 500."""
+
+    def __init__(self, collector: Any) -> None:
+        self.collector = collector
+
+    def collect(self) -> Any:
+        path = self.collector._path
+        files = []
+        for name in os.listdir(path):
+            full = os.path.join(path, name)
+            with contextlib.suppress(OSError):
+                if name.endswith(".db") and os.path.getsize(full) >= 8:
+                    files.append(full)
+        return self.collector.merge(files, accumulate=True)
+
+
 class PoolCollector:
     """What the supervisor knows of its children, read when Prometheus scrapes."""
 
@@ -270,7 +289,7 @@ def serve_worker_metrics(port: int, addr: str = "0.0.0.0") -> Iterator[int]:
             # so the metrics made from here on (ours, and the tasks') count per process
             values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
         registry = client.CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+        registry.register(SettledFiles(multiprocess.MultiProcessCollector(None, path=directory)))  # type: ignore[no-untyped-call]
         pool = PoolCollector()
         registry.register(pool)
         recorder = WorkerMetrics()
