@@ -24,6 +24,10 @@ runs instead: the old node answers ASK (all missing) and the new one TRYAGAIN. W
 that are always missing, every script is refused, whole, for as long as its slot moves, and
 runs as before once the move is over; ``ClusterLink.command`` and ``SlotPipeline`` wait and
 send it again (up to ``UNSTABLE_WAIT``). A move takes milliseconds per thousand keys.
+
+Scripts are loaded on every primary at once (the first time one is missing): the calls of a
+slot that moved go to a node that may never have run them, and one thread's load must not
+land on the slot's old node while another's call reaches its new one.
 """
 
 from __future__ import annotations
@@ -203,9 +207,9 @@ class ClusterLink(RedisLink):
         slot moves). A command refused while its slot moves is sent again."""
         if args[0] == "EVALSHA" and args[2] == 0:
             args = self.guarded(args)
-        elif args[0] == "SCRIPT":  # load it where this link's scripts run
-            node = self.cluster.get_node_from_key(self.prefix)
-            return self.cluster.execute_command(*args, target_nodes=node)
+        elif args[0] == "SCRIPT":  # on every primary: a moving slot's scripts run on two
+            primaries = self.cluster.get_primaries()
+            return self.cluster.execute_command(*args, target_nodes=primaries)
         deadline = time.monotonic() + UNSTABLE_WAIT
         while True:
             try:
@@ -257,8 +261,9 @@ class SlotPipeline:
 
         return queue
 
-    def execute(self) -> list[Any]:
-        """The replies in order; the first error among them is raised, as redis-py does."""
+    def execute(self, raise_on_error: bool = True) -> list[Any]:
+        """The replies in order; the first error among them is raised, as redis-py does,
+        unless ``raise_on_error`` is false: then errors are replies."""
         replies: list[Any] = [None] * len(self._calls)
         pending = list(range(len(self._calls)))
         deadline = time.monotonic() + UNSTABLE_WAIT
@@ -284,7 +289,7 @@ class SlotPipeline:
                 time.sleep(_RETRY_PAUSE)
             pending = retry
         for reply in replies:
-            if isinstance(reply, Exception):
+            if raise_on_error and isinstance(reply, Exception):
                 raise reply
         return replies
 

@@ -464,21 +464,30 @@ class Script:
 
     def pipelined(self, calls: Sequence[Sequence[Any]], transaction: bool) -> list[Any]:
         """Many calls in one round trip, loading the script only when Redis lacks it (after a
-        restart): then the whole batch runs again, which every caller's script tolerates
-        (publish ignores live ids, fenced writes repeat to the same value)."""
+        restart, or on the cluster node a slot moved to): then the calls it refused run
+        again, alone. The others ran: a batch can be half done, and sending those again
+        would act twice (a message handed back, then taken and handed back once more)."""
         if self.link.durable is not None:
             return self._confirmed(calls, transaction)
+        replies: list[Any] = [None] * len(calls)
+        pending = list(range(len(calls)))
         for attempt in (1, 2):
             pipe = self.link.pipeline(transaction)
-            for args in calls:
-                pipe.execute_command(*self.invocation(args))
-            try:
-                return list(pipe.execute())
-            except RedisError as exc:
-                if attempt == 2 or not self.missing(exc):
-                    raise
-                self.load()
-        raise AssertionError("unreachable")
+            for at in pending:
+                pipe.execute_command(*self.invocation(calls[at]))
+            for at, reply in zip(pending, pipe.execute(raise_on_error=False), strict=True):
+                replies[at] = reply
+            pending = [at for at in pending if self._refused(replies[at])]
+            if not pending or attempt == 2:
+                break
+            self.load()
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
+    def _refused(self, reply: Any) -> bool:
+        return isinstance(reply, RedisError) and self.missing(reply)
 
     def _confirmed(self, calls: Sequence[Sequence[Any]], transaction: bool) -> list[Any]:
         """Durable mode's batch: on this thread's own connection (a MULTI/EXEC when it must

@@ -177,6 +177,26 @@ def test_a_busy_queue_whose_slot_moves_loses_nothing(
     assert tasks.app.broker.stats() == {}
 
 
+def test_a_script_first_run_on_one_shard_is_known_on_every_primary(
+    redis_cluster: ClusterServers,  # noqa: F811
+    tasks: ModuleType,
+) -> None:
+    """A slot that moves takes its scripts' calls to a node that may never have run them:
+    the first call that finds a script missing loads it on every primary, so the calls of
+    a slot moving under load are not refused on their new node (with "No matching script")."""
+    nodes = [redis.Redis(port=server.port) for server in redis_cluster.servers]
+    try:
+        for node in nodes:
+            node.script_flush()
+        [queue] = queues_on_every_shard(redis_cluster, tasks.app.broker.prefix)[:1]
+        tasks.note.apply_async((1,), queue=queue)
+        sha = tasks.app.broker.queue_broker(queue)._publish.sha
+        assert [node.script_exists(sha) for node in nodes] == [[True]] * len(nodes)
+    finally:
+        for node in nodes:
+            node.close()
+
+
 def test_the_async_client_sends_and_waits(
     redis_cluster: ClusterServers,  # noqa: F811
     tasks: ModuleType,

@@ -195,14 +195,15 @@ class Consumer:
         try:
             self.broker.nack_many(waiting)
         except Exception as exc:
+            kept = self._still_held(waiting)
             with self._taking:
-                self.buffer.extendleft(reversed(waiting))
-                self._batch_len += len(waiting)
+                self.buffer.extendleft(reversed(kept))
+                self._batch_len += len(kept)
                 self._kept = begun
-            logger.warning(
-                "%d reserved message(s) wait for the task that runs: %s", len(waiting), exc
-            )
-            return 0
+            logger.warning("%d reserved message(s) wait for the task that runs: %s", len(kept), exc)
+            waiting = [delivery for delivery in waiting if not any(d is delivery for d in kept)]
+            if not waiting:
+                return 0
         logger.debug(
             "a task runs past %g s: reserved message(s) handed back: %s",
             FAIR_AFTER,
@@ -213,6 +214,17 @@ class Consumer:
         self.tracker.released(waiting)
         self.tracker.flush()
         return len(waiting)
+
+    def _still_held(self, deliveries: list[Delivery]) -> list[Delivery]:
+        """After a hand-back that failed, the messages still leased to this consumer: the
+        call may have handed some back before it failed (a batch half done), and running
+        one of those here would run it twice. Extending a lease is fenced by its token, so
+        it answers which; if that fails too, nothing is known and every one stays."""
+        try:
+            held = self.broker.extend(deliveries, self.lease)
+        except Exception:
+            return deliveries
+        return [delivery for delivery, ours in zip(deliveries, held, strict=True) if ours]
 
     def hand_back_unstarted(self) -> None:
         """Warm shutdown, from any thread: reserved messages not started yet go back to
