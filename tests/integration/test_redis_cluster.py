@@ -135,6 +135,7 @@ def test_a_busy_queue_whose_slot_moves_loses_nothing(
     redis_cluster: ClusterServers,  # noqa: F811
     tasks: ModuleType,
     tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     """A reshard under load: while a worker drains 2,000 tasks of one queue and a producer
     sends half of them, the queue's slot moves to another primary and back, again and
@@ -156,6 +157,7 @@ def test_a_busy_queue_whose_slot_moves_loses_nothing(
                 time.sleep(0.02)  # spread over the moves
 
     workers = Workers(tmp_path, tasks.app.broker.url)
+    request.node._conveyor_workers = workers  # their logs are printed if the test fails
     producer = threading.Thread(target=produce)
     moves = 0
     try:
