@@ -3,13 +3,14 @@
 
 For each pool (``conveyor worker -c 1 -P prefork`` and ``-P asyncio``), in alternating
 pairs on one private redis-server: ``--roundtrips`` one-by-one ``await adelay()`` +
-``await aget()`` from a uvloop client (p50, and the CPU the worker's process tree and
-Redis spent per round trip: /proc's utime+stime of the worker's process group, INFO cpu),
+``await aget()`` from a uvloop client (p50, and the CPU the client, the worker's process
+tree and Redis spent per round trip: the client's process time, /proc's utime+stime of the
+worker's process group, INFO cpu),
 then ``3 x --roundtrips`` async no-ops sent in batches and drained (tasks/s and the
 worker's CPU per task). CPU time moves less than latency on a shared machine, which is why
 this exists beside bench/async_peers.py.
 
-    python bench/async_cpu.py [--roundtrips 3000] [--pairs 2]
+    python bench/async_cpu.py [--roundtrips 3000] [--pairs 2] [--pool asyncio]
 """
 
 from __future__ import annotations
@@ -50,12 +51,13 @@ async def measure(app: Any, client: Any, group: int, count: int) -> dict[str, fl
     noop = app.tasks["bench.anoop"]
     for _ in range(20):
         await (await noop.adelay()).aget(timeout=30)
-    cpu, rcpu, times = worker_cpu(group), redis_cpu(client), []
+    cpu, rcpu, own, times = worker_cpu(group), redis_cpu(client), time.process_time(), []
     for _ in range(count):
         began = time.perf_counter()
         await (await noop.adelay()).aget(timeout=30)
         times.append(time.perf_counter() - began)
     row = {
+        "client_us_rt": (time.process_time() - own) / count * 1e6,
         "rt_p50_ms": statistics.median(times) * 1000,
         "worker_us_rt": (worker_cpu(group) - cpu) / count * 1e6,
         "redis_us_rt": (redis_cpu(client) - rcpu) / count * 1e6,
@@ -91,18 +93,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--roundtrips", type=int, default=3000)
     parser.add_argument("--pairs", type=int, default=2, help="alternating runs of each pool")
+    parser.add_argument("--pool", choices=POOLS, action="append", help="only these pools")
     args = parser.parse_args()
+    pools = args.pool or POOLS
     sys.path.insert(0, str(BENCH_DIR))
     import run as harness  # bench/run.py: its private redis-server and process groups
 
-    rows: dict[str, list[dict[str, float]]] = {pool: [] for pool in POOLS}
+    rows: dict[str, list[dict[str, float]]] = {pool: [] for pool in pools}
     processes = harness.Processes()
     try:
         with tempfile.TemporaryDirectory(prefix="conveyor-async-cpu-") as tmp:
             redis_server = harness.PrivateRedis(Path(tmp), processes)
             redis_server.start()
             for n in range(args.pairs):
-                for pool in POOLS:
+                for pool in pools:
                     print(f"{pool}: run {n + 1} of {args.pairs} ...", file=sys.stderr, flush=True)
                     url = redis_server.fresh_url()
                     rows[pool].append(one(url, pool, args.roundtrips, Path(tmp)))
@@ -112,13 +116,14 @@ def main() -> int:
     print(f"async no-ops, one worker process (-c 1), {args.roundtrips} round trips then "
           f"{3 * args.roundtrips:,} drained, {args.pairs} alternating run(s) per pool")  # fmt: skip
     print()
-    header = (f"{'pool':<9}{'rt p50 ms':>10}{'worker us/rt':>14}{'redis us/rt':>13}"
-              f"{'drain/s':>10}{'worker us/task':>16}")  # fmt: skip
+    header = (f"{'pool':<9}{'rt p50 ms':>10}{'client us/rt':>14}{'worker us/rt':>14}"
+              f"{'redis us/rt':>13}{'drain/s':>10}{'worker us/task':>16}")  # fmt: skip
     print(header)
     print("-" * len(header))
     for pool, runs in rows.items():
         for row in runs:
-            print(f"{pool:<9}{row['rt_p50_ms']:>10.3f}{row['worker_us_rt']:>14.0f}"
+            print(f"{pool:<9}{row['rt_p50_ms']:>10.3f}{row['client_us_rt']:>14.0f}"
+                  f"{row['worker_us_rt']:>14.0f}"
                   f"{row['redis_us_rt']:>13.0f}{row['drain_per_s']:>10,.0f}"
                   f"{row['worker_us_task']:>16.1f}")  # fmt: skip
     return 0

@@ -77,7 +77,8 @@ async def asend(
         return app.send(task, args, kwargs, options, name)
     if _needs_stores(task, options):
         return await asyncio.to_thread(app.send, task, args, kwargs, options, name)
-    message = app.build_message(task, args, kwargs, options, name, app.backend.replies)
+    reply: bool | str = app.backend.replies and async_backend(app.backend).reply_address()
+    message = app.build_message(task, args, kwargs, options, name, reply)
     envelope = app.envelope(message, task)
     result = app.AsyncResult(message.id, task)
     result.ignored = message.ignore_result  # get() returns None at once, as in Celery
@@ -86,12 +87,11 @@ async def asend(
     gate = app.defer_publish
     if gate is not None and gate(lambda: app.publish_envelopes([envelope])):
         return result  # published when the transaction commits, as a sync send would be
-    since = time.monotonic()
+    if message.reply:  # before the send: the loop's reader may take the reply first
+        app.results.expect(message.id, time.monotonic(), message.reply_to)
     await async_broker(app.broker).publish([envelope])
     if signals.after_task_publish.receivers:
         after_publish([envelope])
-    if message.reply:
-        app.results.expect(message.id, since)
     return result
 
 
@@ -117,16 +117,38 @@ async def read_many(app: Conveyor, task_ids: Sequence[str]) -> list[TaskRecord |
     return [ResultStore.decode(v) for v in values]
 
 
-def _ready(value: bytes | None) -> bool:
-    record = ResultStore.decode(value)
-    return record is not None and record.status in states.READY_STATES
-
-
 async def wait(app: Conveyor, task_id: str, timeout: float | None) -> TaskRecord | None:
-    """Wait until the task's record is ready or ``timeout`` passes; the last record read."""
+    """Wait until the task's record is ready or ``timeout`` passes; the last record read.
+    A success stands once stored; any other outcome a reply gives may be checked against
+    the store (``AsyncRedisBackend.wait``)."""
     store = app.results
-    value = await async_backend(store.backend).wait(store.key(task_id), _ready, timeout)
-    return ResultStore.decode(value)
+    decoded = _Decoded()
+    face = async_backend(store.backend)
+    value = await face.wait(store.key(task_id), decoded.ready, timeout, decoded.succeeded)
+    return decoded.record(value)
+
+
+class _Decoded:
+    """A wait's records, each value decoded once however often it is asked about."""
+
+    __slots__ = ("last", "value")
+
+    def __init__(self) -> None:
+        self.value: bytes | None = None
+        self.last: TaskRecord | None = None
+
+    def record(self, value: bytes | None) -> TaskRecord | None:
+        if value is not self.value:
+            self.value, self.last = value, ResultStore.decode(value)
+        return self.last
+
+    def ready(self, value: bytes | None) -> bool:
+        record = self.record(value)
+        return record is not None and record.status in states.READY_STATES
+
+    def succeeded(self, value: bytes) -> bool:
+        record = self.record(value)
+        return record is not None and record.status == states.SUCCESS
 
 
 async def state_of(app: Conveyor, task_id: str, record: TaskRecord | None) -> str:

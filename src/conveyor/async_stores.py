@@ -35,12 +35,18 @@ class AsyncBroker(Protocol):
 
 
 class AsyncBackend(Protocol):
+    def reply_address(self) -> bool | str: ...
+
     async def get(self, key: str) -> bytes | None: ...
 
     async def mget(self, keys: Sequence[str]) -> list[bytes | None]: ...
 
     async def wait(
-        self, key: str, ready: Callable[[bytes | None], bool], timeout: float | None
+        self,
+        key: str,
+        ready: Callable[[bytes | None], bool],
+        timeout: float | None,
+        settled: Callable[[bytes], bool] | None = None,
     ) -> bytes | None: ...
 
 
@@ -54,7 +60,8 @@ class ThreadedBroker:
     async def publish(self, envelopes: Sequence[Envelope]) -> None:
         """Publish; sends made meanwhile on the same loop go together (``GroupedSends``):
         on SQLite, one transaction for the group."""
-        await self._sends.publish(envelopes)
+        if envelopes:
+            await self._sends.publish(envelopes)
 
     async def _publish_now(self, envelopes: Sequence[Envelope]) -> None:
         await asyncio.to_thread(self.broker.publish, envelopes)
@@ -73,6 +80,10 @@ class ThreadedBackend:
     def __init__(self, backend: ResultBackend) -> None:
         self.backend = backend
 
+    def reply_address(self) -> bool:
+        """Replies (where the backend hands them) go to each key's own list."""
+        return True
+
     async def get(self, key: str) -> bytes | None:
         return await asyncio.to_thread(self.backend.get, key)
 
@@ -80,8 +91,13 @@ class ThreadedBackend:
         return await asyncio.to_thread(self.backend.mget, keys)
 
     async def wait(
-        self, key: str, ready: Callable[[bytes | None], bool], timeout: float | None
+        self,
+        key: str,
+        ready: Callable[[bytes | None], bool],
+        timeout: float | None,
+        settled: Callable[[bytes], bool] | None = None,
     ) -> bytes | None:
+        """Read until ready; ``settled`` is moot (every value here is read from the store)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = self.first_interval
         while True:

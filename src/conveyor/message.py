@@ -35,7 +35,8 @@ sent_at            unix time of sending
 reply              its sender may wait for the outcome: the write also hands it over
                    (a result backend's reply list, where it has them)
 reply_to           with ``reply``, where to hand it: the sending thread's own list on the
-                   Redis backend (one list for all it sends); None: the key's reply list
+                   Redis backend (one list for all it sends), or an event loop's (starting
+                   with ``EVERY_OUTCOME``); None: the key's reply list
 argsrepr           how logs and results show ``args`` (the sender's ``argsrepr``), if given
 kwargsrepr         how logs and results show ``kwargs`` (the sender's ``kwargsrepr``)
 =================  ==========================================================================
@@ -50,6 +51,7 @@ from typing import Any
 import msgspec
 
 __all__ = [
+    "EVERY_OUTCOME",
     "PREVIEW",
     "SCHEMA_VERSION",
     "Message",
@@ -58,6 +60,12 @@ __all__ = [
     "task_id_of",
     "to_timestamp",
 ]
+
+EVERY_OUTCOME = "~"
+"""How a ``reply_to`` that takes every outcome begins: an event loop's list, whose one
+reader takes a failure there too (a thread's list takes successes only, and a failure goes
+to the key's own reply list, which a re-send from the dead letters deletes; the loop's
+reader checks a reply it kept against the stored result instead)."""
 
 SCHEMA_VERSION = 1
 

@@ -205,6 +205,28 @@ class AsyncScript:
         result: list[Any] = replies[-1]
         return result
 
+    async def many(self, calls: Sequence[Sequence[Any]]) -> list[Any]:
+        """Several calls in one round trip, each its own (no transaction); those refused
+        because Redis lacks the script are sent again, alone, once it is loaded. The
+        first error among the replies is raised."""
+        await self._call(())
+        replies = await self.link.command_many([self.same.invocation(args) for args in calls])
+        refused = [at for at, reply in enumerate(replies) if self._missing(reply)]
+        if refused:
+            await self.load()
+            again = await self.link.command_many(
+                [self.same.invocation(calls[at]) for at in refused]
+            )
+            for at, reply in zip(refused, again, strict=True):
+                replies[at] = reply
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
+    def _missing(self, reply: Any) -> bool:
+        return isinstance(reply, RedisError) and self.same.missing(reply)
+
     async def load(self) -> None:
         """``Script.load``, without blocking the loop."""
         same = self.same

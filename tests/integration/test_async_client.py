@@ -397,32 +397,142 @@ def test_outside_an_event_loop_get_still_works(tasks: ModuleType, worker: Any) -
 def test_waiting_coroutines_share_one_blocked_redis_connection(
     redis_url: str, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A hundred coroutines await tasks that no worker runs: past the reply window they
-    all wait on the loop's shared waiter list, read by one blocked connection."""
+    """A hundred coroutines await tasks that no worker runs: from their first moment (when
+    each waits for its reply) and after (registered for its key), they all wait on the
+    loop's shared waiter list, read by one blocked connection; their registrations, made
+    at once, go together, so the client does not open a connection per wait either."""
     import redis
 
     url = f"{redis_url}?prefix={redis_prefix}"
     monkeypatch.setenv("CONVEYOR_BROKER_URL", url)
     server = redis.Redis.from_url(redis_url)
 
-    def blocked() -> int:
-        return int(server.info("clients")["blocked_clients"])
+    def blocked() -> tuple[int, int]:
+        clients = server.info("clients")
+        return int(clients["blocked_clients"]), int(clients["connected_clients"])
 
     with project_afresh("aio_client_tasks") as tasks:
         add = tasks.add
 
-        async def main() -> tuple[int, int, list[Any]]:
+        async def main() -> tuple[Any, Any, Any, list[Any]]:
             before = await asyncio.to_thread(blocked)
             results = [await add.aapply_async((i, i), queue="nobody-consumes") for i in range(100)]
             waits = asyncio.gather(*(r.aget(timeout=1.5) for r in results), return_exceptions=True)
-            await asyncio.sleep(0.9)  # past each wait's quarter second on its reply list
-            during = await asyncio.to_thread(blocked)
-            return before, during, await waits
+            await asyncio.sleep(0.1)  # each within its quarter second of waiting for a reply
+            first = await asyncio.to_thread(blocked)
+            await asyncio.sleep(0.8)  # each past it, registered for its key
+            later = await asyncio.to_thread(blocked)
+            return before, first, later, await waits
 
-        before, during, outcomes = run(main())
+        before, first, later, outcomes = run(main())
     server.close()
     assert all(isinstance(o, TimeoutError) for o in outcomes)
-    assert during - before <= 2, f"{during - before} more blocked connections"
+    assert first[0] - before[0] <= 2, f"{first[0] - before[0]} more blocked connections at first"
+    assert later[0] - before[0] <= 2, f"{later[0] - before[0]} more blocked connections later"
+    assert later[1] - before[1] <= 10, f"{later[1] - before[1]} more connections"
+
+
+def test_concurrent_reads_go_together(
+    redis_url: str, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two hundred coroutines read task states at once: their reads go together (one MGET
+    while one is on its way), not on a connection each."""
+    import redis
+
+    url = f"{redis_url}?prefix={redis_prefix}"
+    monkeypatch.setenv("CONVEYOR_BROKER_URL", url)
+    server = redis.Redis.from_url(redis_url)
+
+    def connected() -> int:
+        return int(server.info("clients")["connected_clients"])
+
+    with project_afresh("aio_client_tasks") as tasks:
+
+        async def main() -> tuple[int, int, list[str]]:
+            before = await asyncio.to_thread(connected)
+            results = [AsyncResult(f"never-sent-{i}", app=tasks.app) for i in range(200)]
+            records = await asyncio.gather(*(r.aresult() for r in results))
+            after = await asyncio.to_thread(connected)
+            return before, after, [str(r) for r in records]
+
+        before, after, records = run(main())
+    server.close()
+    assert records == ["None"] * 200
+    assert after - before <= 10, f"{after - before} more connections"
+
+
+def test_concurrent_waits_take_successes_and_failures_from_the_loops_list(
+    tasks: ModuleType, worker: Any
+) -> None:
+    """Two hundred sends, every other one a task that fails, awaited together: each wait
+    gets its own outcome, the failures too (handed to the loop's list like successes)."""
+    app = tasks.app
+
+    async def one(i: int) -> Any:
+        if i % 2:
+            result = await app.asend_task("aio_client_tasks.fail", (f"number {i}",))
+        else:
+            result = await app.asend_task("aio_client_tasks.add", (i, i))
+        try:
+            return await result.aget(timeout=20)
+        except ValueError as exc:
+            return str(exc)
+
+    async def main() -> list[Any]:
+        return list(await asyncio.gather(*(one(i) for i in range(200))))
+
+    assert run(main()) == [f"number {i}" if i % 2 else 2 * i for i in range(200)]
+
+
+def test_outcomes_that_arrive_before_their_wait_are_kept_for_it(
+    tasks: ModuleType, worker: Any
+) -> None:
+    """Results the loop's reader takes while other waits run (their own waits not begun)
+    are kept for those waits, successes and failures alike."""
+    app = tasks.app
+
+    async def main() -> tuple[list[Any], list[Any]]:
+        early = [await app.asend_task("aio_client_tasks.add", (i, 1)) for i in range(20)]
+        failed = await app.asend_task("aio_client_tasks.fail", ("kept",))
+        gate = await app.asend_task("aio_client_tasks.add", (0, 0))
+        await asyncio.sleep(0.5)  # every task ends while no wait runs
+        await gate.aget(timeout=20)  # starts the reader, which takes every reply
+        values = [await r.aget(timeout=20) for r in early]
+        errors = [await failed.aget(timeout=20, propagate=False)]
+        return values, errors
+
+    values, errors = run(main())
+    assert values == [i + 1 for i in range(20)]
+    assert [str(e) for e in errors] == ["kept"]
+
+
+def test_a_failure_forgotten_since_its_reply_is_not_returned(
+    tasks: ModuleType, worker: Any
+) -> None:
+    """A failure's reply waiting for its wait, then the result forgotten (as a re-send from
+    the dead letters forgets it): the wait checks the reply against the store, and finds
+    nothing; whether the reply still waited in the loop's list (no reader ran) or the
+    loop's reader had taken and kept it."""
+    app = tasks.app
+
+    async def forgotten(failed: Any) -> str:
+        await asyncio.to_thread(failed.forget)
+        with pytest.raises(TimeoutError):
+            await failed.aget(timeout=0.5)
+        state: str = await failed.astate()
+        return state
+
+    async def main() -> tuple[str, str]:
+        listed = await app.asend_task("aio_client_tasks.fail", ("stale in the list",))
+        await asyncio.sleep(0.5)  # it ends while no reader runs: its reply stays in the list
+        first = await forgotten(listed)
+        kept = await app.asend_task("aio_client_tasks.fail", ("stale and kept",))
+        gate = await app.asend_task("aio_client_tasks.add", (0, 0))
+        await asyncio.sleep(0.5)  # both end
+        await gate.aget(timeout=20)  # the reader takes the failure's reply too, and keeps it
+        return first, await forgotten(kept)
+
+    assert run(main()) == ("UNKNOWN", "UNKNOWN")
 
 
 def test_an_unreachable_redis_is_a_broker_error_naming_it() -> None:

@@ -51,7 +51,7 @@ from redis.exceptions import RedisError
 from ..redis_connection import UNREACHABLE, RedisLink, Script
 from .base import Listing, ResultBackend
 
-__all__ = ["REPLY_WINDOW", "RedisBackend", "pushed_item", "stored_value"]
+__all__ = ["REPLY_WINDOW", "ExpectedReply", "RedisBackend", "pushed_item", "stored_value"]
 
 _PRELUDE = "backend_prelude.lua"
 _CHUNK = 5000
@@ -67,7 +67,7 @@ _EXPECTED_KEPT = 10000
 oldest half (a wait for one of those registers itself)."""
 
 
-class _Expected:
+class ExpectedReply:
     """A send whose reply may be waited for: until when, at which address (None: the
     key's own reply list), and the reply if another wait popped it first."""
 
@@ -129,7 +129,7 @@ class RedisBackend(ResultBackend):
         self._sweep = script("backend_sweep.lua")
         self._list = script("backend_list.lua")
         self._local = threading.local()
-        self._expected: dict[str, _Expected] = {}
+        self._expected: dict[str, ExpectedReply] = {}
         """key -> until when, and where, a reply may be waited for (``expect``)."""
         self._expected_lock = threading.Lock()
 
@@ -294,25 +294,23 @@ class RedisBackend(ResultBackend):
         with self._expected_lock:
             expected = self._expected
             expected.pop(key, None)
-            expected[key] = _Expected(since + REPLY_WINDOW - _REPLY_MARGIN, address)
+            expected[key] = ExpectedReply(since + REPLY_WINDOW - _REPLY_MARGIN, address)
             if len(expected) > _EXPECTED_KEPT:  # the oldest first: a forgotten one registers
                 for old in list(itertools.islice(expected, len(expected) - _EXPECTED_KEPT // 2)):
                     del expected[old]
 
-    def take_expected(self, key: str) -> float | None:
-        """The monotonic time until which the first wait for ``key`` may take its reply
-        from the key's own reply list (``expect`` without an address), or None; either
-        way the key is no longer expected."""
+    def take_expected(self, key: str) -> ExpectedReply | None:
+        """What ``expect`` noted for ``key`` (until when, at which address, a reply kept
+        for it), or None; either way the key is no longer expected."""
         with self._expected_lock:
-            entry = self._expected.pop(key, None)
-        return entry.until if entry is not None and entry.address is None else None
+            return self._expected.pop(key, None)
 
     def _take_reply(
         self, key: str, waiter: str, tag: bytes, ready: Callable[[bytes | None], bool], until: float
     ) -> bytes | None:
         """The ready reply for the tagged key, from this thread's list (a success) or from
         the key's own list (anything else, see ``worker.outbox.reply_address``), whichever
-        has one first, up to ``until``; replies for other keys are kept (``_keep``)."""
+        has one first, up to ``until``; replies for other keys are kept (``keep_reply``)."""
         command = self._link.command
         own = f"{self.prefix}r:{key}"
         mine = own.encode()
@@ -329,16 +327,16 @@ class RedisBackend(ResultBackend):
             elif item.startswith(tag):
                 value = item[len(tag) :]
             else:
-                self._keep(item)
+                self.keep_reply(*pushed_item(item))
                 continue
             if ready(value):
                 return value
         return None
 
-    def _keep(self, message: bytes) -> None:
-        """A reply popped from this thread's list for another key: kept for that key's
-        first wait if it is still expected (the newest kept), else dropped."""
-        key, value = pushed_item(message)
+    def keep_reply(self, key: str, value: bytes) -> None:
+        """A reply popped from a waiter list (a thread's, an event loop's) for a key no wait
+        takes now: kept for that key's first wait if it is still expected (the newest
+        kept), else dropped."""
         with self._expected_lock:
             entry = self._expected.get(key)
             if entry is not None:
@@ -395,7 +393,9 @@ class RedisBackend(ResultBackend):
                     if ready(value):
                         return value
                     break  # the write used up the registration: register again
-                self._keep(message)  # a reply, or a late push for a key waited on before
+                self.keep_reply(
+                    *pushed_item(message)
+                )  # a reply, or a late push for a key waited on before
 
     def close(self) -> None:
         self._link.close()

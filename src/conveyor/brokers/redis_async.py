@@ -39,7 +39,8 @@ class AsyncRedisBroker:
 
     async def publish(self, envelopes: Sequence[Envelope]) -> None:
         """Publish; sends made meanwhile on the same loop go together (``GroupedSends``)."""
-        await self._sends.publish(envelopes)
+        if envelopes:
+            await self._sends.publish(envelopes)
 
     async def _publish_now(self, envelopes: Sequence[Envelope]) -> None:
         broker = self.broker

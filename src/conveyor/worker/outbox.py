@@ -17,7 +17,7 @@ from typing import Protocol
 from .. import states, workflow
 from ..app import Conveyor
 from ..brokers.base import Delivery
-from ..message import Message
+from ..message import EVERY_OUTCOME, Message
 from ..records import LEVEL_STARTED, TaskRecord, at_level
 from ..serialization import explain_result
 from .events import EventBuffer, event_buffer
@@ -268,9 +268,10 @@ def reply_address(message: Message, record: TaskRecord) -> str:
     """Where an outcome's reply goes: a success to the sender's own list (``reply_to``),
     anything else to the key's own reply list (""), which forgetting the result deletes:
     a failure whose message is re-sent from the dead letters must not reach a ``get()``
-    after the re-send."""
-    if message.reply_to and record.status == states.SUCCESS:
-        return message.reply_to
+    after the re-send. An event loop's list takes every outcome (``EVERY_OUTCOME``)."""
+    to = message.reply_to
+    if to and (record.status == states.SUCCESS or to.startswith(EVERY_OUTCOME)):
+        return to
     return ""
 
 
