@@ -357,7 +357,9 @@ class RedisBackend(ResultBackend):
         with self._expected_lock:
             entry = self._expected.pop(key, None)
         if entry is not None and entry.value is not None and ready(entry.value):
-            return entry.value  # popped by an earlier wait of this thread
+            if entry.address == self.reply_address():  # a success an earlier wait popped
+                return entry.value
+            entry = None  # an event loop's reply (maybe a failure since forgotten): read
         waiter = self._waiter_list()
         if entry is not None and entry.address in (None, self.reply_address()):
             until = min(entry.until, time.monotonic() + _REPLY_BLOCK)
