@@ -32,7 +32,7 @@ import uuid
 import weakref
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis.exceptions import RedisError
 
@@ -55,6 +55,15 @@ def _give_up(pushed: asyncio.Future[bytes | None]) -> None:
         pushed.set_result(None)
 
 
+class _Want(NamedTuple):
+    """What a first wait looks for on its loop's list (``AsyncRedisBackend.wait``)."""
+
+    key: str
+    ready: Callable[[bytes | None], bool]
+    until: float
+    settled: Callable[[bytes], bool] | None
+
+
 class _SharedList:
     """One event loop's waiter list: the waits on it by key, and the task reading it."""
 
@@ -69,7 +78,7 @@ class _SharedList:
         """Readers started so far: a wait that sees a new one may get a reply that waited
         in the list from before it began."""
         self.solo = False
-        """A wait reads the list itself (``_solo``), for the others too."""
+        """A lone wait reads the list itself (``_loop_reply``), for the others too."""
 
     def reading(self) -> bool:
         return self.solo or (self.reader is not None and not self.reader.done())
@@ -147,7 +156,7 @@ class AsyncRedisBackend:
             elif expected.value is not None:  # taken by the reader before this wait began
                 found = await self._still_stored(key, expected.value, ready, settled)
             else:
-                found = await self._loop_reply(shared, key, ready, until, settled)
+                found = await self._loop_reply(shared, _Want(key, ready, until, settled))
             if found is not None:
                 return found
         return await self._registered(shared, key, ready, deadline)
@@ -164,14 +173,7 @@ class AsyncRedisBackend:
                 return replied
         return None
 
-    async def _loop_reply(
-        self,
-        shared: _SharedList,
-        key: str,
-        ready: Callable[[bytes | None], bool],
-        until: float,
-        settled: Callable[[bytes], bool] | None,
-    ) -> bytes | None:
+    async def _loop_reply(self, shared: _SharedList, want: _Want) -> bytes | None:
         """A reply pushed to this loop's list before ``until``. A wait alone on the loop
         reads the list itself, as the reader would (no task to start, no hand-over: a
         coroutine that sends and waits again and again pays nothing for the shared list),
@@ -180,7 +182,8 @@ class AsyncRedisBackend:
         have come before the wait began (the list was not read, or a reader started
         since) is checked against the store unless ``settled``."""
         if shared.reading():
-            return await self._handed_reply(shared, key, ready, until, settled)
+            return await self._handed_reply(shared, want)
+        key, ready, until, settled = want
         shared.solo = True
         shared.runs += 1
         try:
@@ -201,9 +204,9 @@ class AsyncRedisBackend:
             if shared.waits:
                 self._start_reader(shared)
 
-    async def _handed_reply(self, shared: _SharedList, key: str, *wanted: Any) -> bytes | None:
-        """``_loop_reply`` from the loop's reader (``wanted``: ready, until, settled)."""
-        ready, until, settled = wanted
+    async def _handed_reply(self, shared: _SharedList, want: _Want) -> bytes | None:
+        """``_loop_reply``'s reply as the loop's reader hands it over."""
+        key, ready, until, settled = want
         loop = asyncio.get_running_loop()
         run = shared.runs
         while (left := until - time.monotonic()) > 0.001:
