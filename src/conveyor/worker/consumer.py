@@ -200,7 +200,10 @@ class Consumer:
                 self.buffer.extendleft(reversed(kept))
                 self._batch_len += len(kept)
                 self._kept = begun
-            logger.warning("%d reserved message(s) wait for the task that runs: %s", len(kept), exc)
+            if kept:
+                logger.warning(
+                    "%d reserved message(s) wait for the task that runs: %s", len(kept), exc
+                )
             waiting = [delivery for delivery in waiting if not any(d is delivery for d in kept)]
             if not waiting:
                 return 0
