@@ -211,7 +211,7 @@ class AsyncScript:
         first error among the replies is raised."""
         await self._call(())
         replies = await self.link.command_many([self.same.invocation(args) for args in calls])
-        refused = [at for at, reply in enumerate(replies) if self._missing(reply)]
+        refused = [at for at, reply in enumerate(replies) if self.same.refused(reply)]
         if refused:
             await self.load()
             again = await self.link.command_many(
@@ -223,9 +223,6 @@ class AsyncScript:
             if isinstance(reply, Exception):
                 raise reply
         return replies
-
-    def _missing(self, reply: Any) -> bool:
-        return isinstance(reply, RedisError) and self.same.missing(reply)
 
     async def load(self) -> None:
         """``Script.load``, without blocking the loop."""

@@ -477,7 +477,7 @@ class Script:
                 pipe.execute_command(*self.invocation(calls[at]))
             for at, reply in zip(pending, pipe.execute(raise_on_error=False), strict=True):
                 replies[at] = reply
-            pending = [at for at in pending if self._refused(replies[at])]
+            pending = [at for at in pending if self.refused(replies[at])]
             if not pending or attempt == 2:
                 break
             self.load()
@@ -486,7 +486,8 @@ class Script:
                 raise reply
         return replies
 
-    def _refused(self, reply: Any) -> bool:
+    def refused(self, reply: Any) -> bool:
+        """Whether a reply (a pipeline's, errors in place) is Redis lacking this script."""
         return isinstance(reply, RedisError) and self.missing(reply)
 
     def _confirmed(self, calls: Sequence[Sequence[Any]], transaction: bool) -> list[Any]:

@@ -395,9 +395,8 @@ class RedisBackend(ResultBackend):
                     if ready(value):
                         return value
                     break  # the write used up the registration: register again
-                self.keep_reply(
-                    *pushed_item(message)
-                )  # a reply, or a late push for a key waited on before
+                # a reply, or a late push for a key waited on before
+                self.keep_reply(*pushed_item(message))
 
     def close(self) -> None:
         self._link.close()

@@ -195,7 +195,7 @@ class Consumer:
         try:
             self.broker.nack_many(waiting)
         except Exception as exc:
-            kept = self._still_held(waiting)
+            kept, waiting = self._still_held(waiting)
             with self._taking:
                 self.buffer.extendleft(reversed(kept))
                 self._batch_len += len(kept)
@@ -204,7 +204,6 @@ class Consumer:
                 logger.warning(
                     "%d reserved message(s) wait for the task that runs: %s", len(kept), exc
                 )
-            waiting = [delivery for delivery in waiting if not any(d is delivery for d in kept)]
             if not waiting:
                 return 0
         logger.debug(
@@ -218,16 +217,19 @@ class Consumer:
         self.tracker.flush()
         return len(waiting)
 
-    def _still_held(self, deliveries: list[Delivery]) -> list[Delivery]:
-        """After a hand-back that failed, the messages still leased to this consumer: the
-        call may have handed some back before it failed (a batch half done), and running
-        one of those here would run it twice. Extending a lease is fenced by its token, so
-        it answers which; if that fails too, nothing is known and every one stays."""
+    def _still_held(self, deliveries: list[Delivery]) -> tuple[list[Delivery], list[Delivery]]:
+        """After a hand-back that failed, the messages still leased to this consumer, and
+        those handed back after all: the call may have handed some back before it failed
+        (a batch half done), and running one of those here would run it twice. Extending
+        a lease is fenced by its token, so it answers which; if that fails too, nothing is
+        known and every one stays."""
         try:
             held = self.broker.extend(deliveries, self.lease)
         except Exception:
-            return deliveries
-        return [delivery for delivery, ours in zip(deliveries, held, strict=True) if ours]
+            return deliveries, []
+        kept = [delivery for delivery, ours in zip(deliveries, held, strict=True) if ours]
+        gone = [delivery for delivery, ours in zip(deliveries, held, strict=True) if not ours]
+        return kept, gone
 
     def hand_back_unstarted(self) -> None:
         """Warm shutdown, from any thread: reserved messages not started yet go back to
