@@ -13,8 +13,9 @@ from conveyor.backends.memory import MemoryBackend
 from conveyor.brokers.memory import MemoryBroker
 from conveyor.coordination.memory import MemoryCoordinator
 from conveyor.records import LEVEL_PROGRESS, LEVEL_STARTED, ResultStore, at_level, fence
-from conveyor.testing import worker_thread
-from conveyor.worker.late import DELAY
+from conveyor.testing import _NoTracker, worker_thread
+from conveyor.worker.consumer import Consumer
+from conveyor.worker.late import DELAY, late_writer
 
 
 class RecordingBackend(MemoryBackend):
@@ -162,3 +163,46 @@ def test_a_quick_async_task_writes_no_started_a_running_one_shows_it() -> None:
         assert running.get(timeout=5) == "done"
     # each its outcome; a STARTED only if the machine held its loop back DELAY (rare)
     assert sum(statuses(app, backend, r.id) for r in results) < 30
+
+
+class WakeCounter:
+    """Registered with the process's late writer beside the outboxes: counts its wake-ups."""
+
+    def __init__(self) -> None:
+        self.wakes = 0
+
+    def write_late(self) -> bool:
+        self.wakes += 1
+        return False
+
+
+def test_quick_async_tasks_on_the_consumers_loop_leave_the_late_writer_asleep() -> None:
+    """``--pool asyncio``: the consumer stores a quick coroutine's outcome itself before its
+    next broker call, so the late writer's thread has nothing to do and is not woken for
+    it (each wake-up takes the GIL from the consumer)."""
+    app, _ = make_app()
+
+    @app.task
+    async def quick(i: int) -> int:
+        return i
+
+    counter = WakeCounter()
+    writer = late_writer()
+    stop = threading.Event()
+    consumer = Consumer(
+        app, app.router.worker_queues(None), "test@localhost", _NoTracker(), None,
+        stop=stop, inline_async=True,
+    )  # fmt: skip
+    thread = threading.Thread(target=consumer.run, name="conveyor-test-consumer", daemon=True)
+    thread.start()
+    try:
+        assert quick.delay(-1).get(timeout=5) == -1
+        writer.register(counter)
+        for i in range(40):  # one at a time, as requests come, each after a writer's delay
+            assert quick.delay(i).get(timeout=5) == i
+            time.sleep(2 * DELAY)
+    finally:
+        writer.unregister(counter)
+        stop.set()
+        thread.join(10)
+    assert counter.wakes <= 3, f"the late writer woke {counter.wakes} times for 40 tasks"

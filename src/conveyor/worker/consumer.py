@@ -87,7 +87,7 @@ class Consumer:
         while not self.stop.is_set() and self.alive():
             if not self.buffer:
                 if self.executor.in_flight:  # async tasks: start the new, store the ended
-                    self.executor.between_batches()
+                    self._between_batches()
                 try:
                     batch = self._next_batch()
                     if not batch:
@@ -136,6 +136,16 @@ class Consumer:
             if self.max_tasks is not None and self.done >= self.max_tasks:
                 break
         self.release()
+
+    def _between_batches(self) -> None:
+        """Start the async tasks handed over and collect the ended ones, whose outcomes
+        ``_next_batch`` then stores before anything else: no late write is due for them."""
+        outbox = self.executor.outbox
+        outbox.flushes_next = True
+        try:
+            self.executor.between_batches()
+        finally:
+            outbox.flushes_next = False
 
     def _next_batch(self) -> list[Delivery]:
         """Ack the last batch and reserve the next one, in one call where the broker can."""

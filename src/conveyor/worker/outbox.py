@@ -85,6 +85,10 @@ class Outbox:
         """One state write at a time, so outcomes land in order and before their acks."""
         self._late = late_writer()
         self._late.register(self)
+        self.flushes_next = False
+        """Set by the consumer while it collects ended async tasks right before its next
+        broker call, which stores every waiting outcome first (``take_acks``): an outcome
+        noted meanwhile does not wake the late writer, which would find nothing left."""
         self.events: EventBuffer | None = event_buffer(app)
         """Where the executor notes task events (None: ``worker_send_task_events`` off)."""
 
@@ -99,7 +103,7 @@ class Outbox:
         with self._state:
             self.writes.append(write)
             self.continuing = self.continuing or continues
-        if not continues:
+        if not continues and not self.flushes_next:
             self._late.poke()
 
     def write_now(self, message: Message, record: TaskRecord, fence: int) -> None:
