@@ -17,9 +17,9 @@ from ..grouped_sends import GroupedSends
 from ..redis_async_link import AsyncRedisLink
 from ..redis_connection import RedisLink
 from .base import Envelope
-from .redis import RedisBroker
+from .redis import RedisBroker, publish_arguments
 
-__all__ = ["AsyncRedisBroker", "publish_arguments"]
+__all__ = ["AsyncRedisBroker"]
 
 _CHUNK = 5000
 """Messages per script call, as the sync broker's; a larger send is one MULTI of calls."""
@@ -74,21 +74,3 @@ class AsyncRedisBroker:
         lookups = [("HEXISTS", bodies, i) for i in ids]
         flags = await link.call("looking up messages", lambda: link.command_many(lookups), 1)
         return {i for i, flag in zip(ids, flags, strict=True) if flag == 1}
-
-
-def publish_arguments(envelopes: Sequence[Envelope]) -> list[Any]:
-    """``broker_publish.lua``'s ARGV[3..]: for each run of messages that share a queue, a
-    priority and an eta, ``n, queue, priority, eta`` and then ``n`` pairs of id and body."""
-    args: list[Any] = []
-    shared: tuple[str, int, float | None] | None = None
-    count_at = 0
-    for envelope in envelopes:
-        key = (envelope.queue, envelope.priority, envelope.eta)
-        if key != shared:
-            shared = key
-            count_at = len(args)
-            eta = "" if envelope.eta is None else repr(float(envelope.eta))
-            args += (0, envelope.queue, int(envelope.priority), eta)
-        args[count_at] += 1
-        args += (envelope.id, envelope.body)
-    return args

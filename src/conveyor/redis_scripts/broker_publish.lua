@@ -6,11 +6,13 @@
 --
 -- ARGV[3..]  runs of messages that share a queue, a priority and an eta, each run:
 --              n [integer], queue [string], priority [0-9, clamped], eta [unix seconds or
---              ""], then n pairs: id [string], body
+--              ""], then n pairs: id [string], value (the priority's digit, as clamped
+--              here, then the body: what P.."b" holds; the caller joins them, since a
+--              string made here costs Redis a copy, a hash and its collection)
 --            (a batch to one queue is one run: two arguments a message, not five)
 -- Keys touched (see the prelude for the layout):
---   P.."b"          [hash]   HSETNX id (priority digit .. body): stores the message unless
---                            its id is live (the duplicate check)
+--   P.."b"          [hash]   HSETNX id value: stores the message unless its id is live (the
+--                            duplicate check)
 --   P.."t"          [hash]   HSET id (its state), only for a message handed to a sleeping worker
 --   P.."p0:"..queue [list]   LLEN (once per queue: see behind() below); RPUSH a ready
 --                            message of priority 0 (one RPUSH per list for the whole call)
@@ -43,8 +45,9 @@ if #ARGV == 8 then
   if not delayed and priority ~= '0' then
     seq = redis.call('INCRBY', P .. 'seq', '1') - 1
   end
-  local busy = redis.call('LLEN', list_key(queue)) > 0
-  if redis.call('HSETNX', bodies, id, priority .. ARGV[8]) == 0 then
+  local ready = list_key(queue)
+  local busy = redis.call('LLEN', ready) > 0
+  if redis.call('HSETNX', bodies, id, ARGV[8]) == 0 then
     return 0
   end
   local handed = false
@@ -55,13 +58,13 @@ if #ARGV == 8 then
       local reg = claim(queue)
       if reg then
         now() -- the lease's deadline
-        hand(reg, id, queue, priority, ARGV[8])
+        hand(reg, id, queue, priority, string.sub(ARGV[8], 2))
         handed = true
       end
     end
     if not handed then
       if priority == '0' then
-        redis.call('RPUSH', list_key(queue), id)
+        redis.call('RPUSH', ready, id)
       else
         redis.call('ZADD', P .. 'q:' .. queue, ready_score(priority, seq + 1), id)
       end
@@ -120,8 +123,8 @@ while run < #ARGV do
   local busy = behind(queue)
   local ready = priority == '0' and list_key(queue) or P .. 'q:' .. queue
   for i = first, run - 1, 2 do
-    local id, body = ARGV[i], ARGV[i + 1]
-    if redis.call('HSETNX', bodies, id, priority .. body) == 1 then
+    local id, value = ARGV[i], ARGV[i + 1]
+    if redis.call('HSETNX', bodies, id, value) == 1 then
       stored = stored + 1
       local handed = false
       if delayed then
@@ -132,7 +135,7 @@ while run < #ARGV do
           sleeping[queue] = reg ~= nil
           if reg then
             now() -- the lease's deadline
-            hand(reg, id, queue, priority, body)
+            hand(reg, id, queue, priority, string.sub(value, 2))
             handed = true
           end
         end
