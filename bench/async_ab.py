@@ -44,21 +44,6 @@ SETTLE = 10
 first after a pause finds it asleep in its broker wait, not in the cycle being measured."""
 
 
-def start_worker(tree: str, url: str, pool: str, workdir: Path) -> subprocess.Popen[bytes]:
-    from async_bench import ENV_URL
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
-    env[ENV_URL] = url
-    parts = [str(Path(part).resolve()) for part in tree.split(os.pathsep)]
-    env["PYTHONPATH"] = os.pathsep.join([*parts, str(BENCH_DIR)])
-    argv = [sys.executable, "-m", "conveyor", "worker", "-A", "async_bench:app"]
-    argv += ["-c", "1", "-P", pool, "-l", "WARNING"]
-    log = open(workdir / f"worker-{len(list(workdir.glob('worker-*')))}.log", "ab")  # noqa: SIM115
-    return subprocess.Popen(
-        argv, env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-
-
 async def measure(
     apps: dict[str, Any], task: str, blocks: int, block: int
 ) -> dict[str, list[float]]:
@@ -134,14 +119,18 @@ def one_round(
 ) -> dict[str, list[float]]:
     """Start a worker of each tree (in ``order``), measure them interleaved, stop them."""
     import uvloop
-    from async_bench import make_app, stop_worker
+    from async_bench import make_app, start_worker, stop_worker
 
     workers: list[subprocess.Popen[bytes]] = []
     apps: dict[str, Any] = {}
     try:
         for side in order:
             url = redis_server.fresh_url()
-            workers.append(start_worker(trees[side], url, args.pool, workdir))
+            logs = workdir / f"worker-{len(list(workdir.glob('worker-*')))}"
+            logs.mkdir()
+            parts = trees[side].split(os.pathsep)
+            tree = os.pathsep.join(str(Path(part).resolve()) for part in parts)
+            workers.append(start_worker(url, logs, 100, args.pool, tree))  # 100: the default
             apps[side] = make_app(url)
         return uvloop.run(measure(apps, TASKS[args.task], args.blocks, args.block))
     finally:

@@ -71,13 +71,15 @@ def __getattr__(name: str) -> Any:
 
 
 def start_worker(
-    url: str, workdir: Path, concurrency: int, pool: str = "prefork"
+    url: str, workdir: Path, concurrency: int, pool: str = "prefork", path: str | None = None
 ) -> subprocess.Popen[bytes]:
+    """``conveyor worker -c 1`` on ``async_bench:app``, its log in ``workdir``. ``path``:
+    the worker's ``PYTHONPATH`` after the bench dir (a source tree to run), instead of the
+    caller's."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
     env[ENV_URL] = url
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(BENCH_DIR), os.environ.get("PYTHONPATH", "")) if p
-    )
+    after = os.environ.get("PYTHONPATH", "") if path is None else path
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(BENCH_DIR), after) if p)
     argv = [sys.executable, "-m", "conveyor", "worker", "-A", "async_bench:app"]
     argv += ["-c", "1", "-P", pool, "--async-concurrency", str(concurrency), "-l", "WARNING"]
     log = open(workdir / "worker.log", "ab")  # noqa: SIM115 - the worker owns it

@@ -557,7 +557,6 @@ def publish_arguments(envelopes: Sequence[Envelope]) -> list[Any]:
     args: list[Any] = []
     shared: tuple[str, int, float | None] | None = None
     at = 0
-    digit = b"0"
     for e in envelopes:
         if (e.queue, e.priority, e.eta) != shared:
             shared = (e.queue, e.priority, e.eta)
