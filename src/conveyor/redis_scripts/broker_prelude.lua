@@ -265,7 +265,8 @@ local function ack_all(from, defer)
   local values = chunked('HMGET', STATES, asked)
   local flags, ids, queues, done = {}, {}, {}, {}
   local n_ids, last_queue, members, n_members = 0, nil, nil, 0
-  for k, id in ipairs(asked) do
+  for k = 1, n do -- numeric: ipairs() is a call per step
+    local id = asked[k]
     local t, queue = holder(values[k])
     if done[id] or t ~= ARGV[from + 2 * k - 1] then
       flags[k] = 0

@@ -164,8 +164,8 @@ for i = first_queue, last do
     local position = i - first_queue + 1
     -- explicit ends, not #t + 1: Lua's length operator is a search per use
     local n_out, n_states, n_leases = #out, 0, 2
-    for k, id in ipairs(ids) do
-      local value = values[k]
+    for k = 1, #ids do
+      local id, value = ids[k], values[k]
       if value then
         local delivered = 1
         if before[k] then -- delivered or re-sent before: count on from its n
