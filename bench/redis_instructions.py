@@ -14,7 +14,15 @@ the next in one call, and write the batch's outcomes with a reply to their sende
 in a process of its own (``git worktree add /tmp/before <commit>``, then ``--tree
 /tmp/before/src``): an A/B of a change to the scripts in one run, without noise.
 
+``--functions N`` also prints where the worker phase's instructions go in the first tree:
+the N functions of the server with the most instructions of their own, and the script
+calls split into the commands the scripts run, ``redis.call``'s own work around them, and
+the Lua interpreter's (its strings, tables and collector included). Debian's redis-server
+has no symbols; put a build that has them first on ``PATH`` (bench/README.md, "Where a
+worker's Redis instructions go").
+
     python bench/redis_instructions.py [--tasks 3000] [--batch 128] [--tree PATH ...]
+        [--functions N]
 
 Needs valgrind (Debian's package) and redis-server. Instructions are not time: a change
 that trades instructions for cache misses shows here as a gain it may not be.
@@ -23,6 +31,7 @@ that trades instructions for cache misses shows here as a gain it may not be.
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import re
 import subprocess
@@ -104,11 +113,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def measure(src: Path, tasks: int, batch: int, workdir: Path) -> list[float]:
-    """Instructions the server executed per task in each phase, for ``src``."""
+def measure(src: Path, tasks: int, batch: int, workdir: Path) -> tuple[list[float], list[Path]]:
+    """Instructions the server executed per task in each phase, for ``src``, and the
+    phases' dumps."""
     port = free_port()
     out = workdir / f"callgrind.{port}"
-    argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "redis-server"]
+    argv = ["valgrind", "--tool=callgrind", "--compress-strings=no"]  # each dump names all
+    argv += [f"--callgrind-out-file={out}", "redis-server"]
     argv += ["--port", str(port), "--save", "", "--appendonly", "no"]
     server = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     load = None
@@ -160,7 +171,65 @@ def measure(src: Path, tasks: int, batch: int, workdir: Path) -> list[float]:
         if found is None:
             raise SystemExit(f"no totals in {dump}")
         out.append(int(found.group(1)) / count)
-    return out
+    return out, dumps
+
+
+GROUPS = (
+    ("the scripts (FCALL/EVALSHA)", ("fcallCommandGeneric", "evalGenericCommand")),
+    ("  commands they run", ("scriptCall",)),
+    ("  redis.call, with them", ("luaRedisGenericCommand",)),
+    ("  the interpreter, with redis.call", ("lua_pcall",)),
+)
+
+
+def costs(dump: Path) -> tuple[collections.Counter[str], collections.Counter[str]]:
+    """Each function's own instructions and its inclusive ones (its own plus those of the
+    calls it makes, recursion aside), read from an uncompressed callgrind dump."""
+    own: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    fn = callee = ""
+    call_line = False
+    with dump.open() as lines:
+        for line in lines:
+            if line.startswith("fn="):
+                fn, call_line = line[3:].strip(), False
+            elif line.startswith("cfn="):
+                callee = line[4:].strip()
+            elif line.startswith("calls="):
+                call_line = True
+            elif line[:1].isdigit() or line[:1] in "+-*":
+                parts = line.split()
+                if len(parts) < 2:
+                    continue
+                cost = int(parts[1])
+                if call_line:  # the cost of the call just named, not the caller's own
+                    call_line = False
+                    if callee != fn:
+                        inclusive[fn] += cost
+                else:
+                    own[fn] += cost
+                    inclusive[fn] += cost
+    return own, inclusive
+
+
+def print_functions(dump: Path, per: int, top: int) -> None:
+    own, inclusive = costs(dump)
+    total = sum(own.values())
+    if not all(any(name in inclusive for name in names) for _, names in GROUPS):
+        print("\n(the dump lacks the scripts' functions: this redis-server has no symbols)")
+        return
+    print(f"\nWhere the worker phase's {total / per:,.0f} instructions a task go (first tree):")
+    values = {}
+    for label, names in GROUPS:
+        values[label] = max((inclusive[n] for n in names), default=0)
+        print(f"  {label:38} {values[label] / per:>9,.0f}")
+    lua = values["  the interpreter, with redis.call"] - values["  redis.call, with them"]
+    call = values["  redis.call, with them"] - values["  commands they run"]
+    print(f"  {'= the interpreter alone':38} {lua / per:>9,.0f}")
+    print(f"  {'= redis.call around its commands':38} {call / per:>9,.0f}")
+    print(f"\nThe {top} functions with the most instructions of their own:")
+    for name, cost in own.most_common(top):
+        print(f"  {cost / per:>9,.0f}  {cost / total:6.1%}  {name}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -169,6 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=128, help="messages a reserve [128]")
     parser.add_argument("--tree", action="append", default=[], help="another checkout's src")
     parser.add_argument("--keep", help="keep callgrind's dumps here (for callgrind_annotate)")
+    parser.add_argument("--functions", type=int, default=0, help="the worker phase's top N")
     args = parser.parse_args(argv)
     for tool in ("valgrind", "callgrind_control", "redis-server", "redis-cli"):
         if subprocess.run(["which", tool], capture_output=True, check=False).returncode:
@@ -177,7 +247,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="conveyor-instructions-") as tmp:
         workdir = Path(args.keep or tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        counts = [measure(tree, args.tasks, args.batch, workdir) for tree in trees]
+        measured = [measure(tree, args.tasks, args.batch, workdir) for tree in trees]
+        counts = [m[0] for m in measured]
+        if args.functions:
+            dump = measured[0][1][PHASES.index("worker: reserve, ack, result write")]
+            print_functions(dump, args.tasks, args.functions)
+            print()
     print(
         f"Redis instructions per task ({args.tasks:,} tasks; the worker's batches of "
         f"{args.batch}, each outcome with a reply; callgrind)"
