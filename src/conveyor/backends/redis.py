@@ -50,6 +50,7 @@ from redis.exceptions import RedisError
 
 from ..redis_connection import UNREACHABLE, RedisLink, Script
 from .base import Listing, ResultBackend
+from .redis_plain_writes import PlainWrites
 
 __all__ = ["REPLY_WINDOW", "ExpectedReply", "RedisBackend", "pushed_item", "stored_value"]
 
@@ -128,10 +129,21 @@ class RedisBackend(ResultBackend):
         self._watch = script("backend_watch.lua")
         self._sweep = script("backend_sweep.lua")
         self._list = script("backend_list.lua")
+        self._plain = (
+            PlainWrites(self._link, script("backend_notify_many.lua"), self._set_fenced_many)
+            if self._plain_allowed()
+            else None
+        )
+        """Large batches of new outcomes without the script (redis_plain_writes.py)."""
         self._local = threading.local()
         self._expected: dict[str, ExpectedReply] = {}
         """key -> until when, and where, a reply may be waited for (``expect``)."""
         self._expected_lock = threading.Lock()
+
+    def _plain_allowed(self) -> bool:
+        """Plain commands keep the script's rules on one server (or a Sentinel's master)
+        by Redis's own clock; a fake clock's expiries and a cluster's routing need it."""
+        return self._clock is None and type(self._link) is RedisLink
 
     @property
     def link(self) -> RedisLink:
@@ -210,15 +222,37 @@ class RedisBackend(ResultBackend):
     ) -> list[bool]:
         if len(items) < 2 and not replies:
             return [self.set(key, value, ttl, fence) for key, value, fence in items]
-        args: list[Any] = [*self._head(), _ms(ttl), _ms(REPLY_WINDOW)]
-        # per key: "" no reply, "1" to the key's own reply list, else the sender's address
         addresses = replies if isinstance(replies, Mapping) else dict.fromkeys(replies, "")
+        ms = _ms(ttl)
+        plain = self._plain
+        if plain is not None and plain.worth_trying(len(items)):
+            fenced = partial(self._fenced_args, ms, addresses)
+            done = self._link.call(
+                "storing results",
+                lambda: plain.write(items, ms, _ms(REPLY_WINDOW), addresses, fenced),
+                retries=1,
+            )
+            if done is not None:
+                return done
+        args = self._fenced_args(ms, addresses, items, self._head())
+        written = self._link.call("storing results", lambda: self._set_fenced_many(args), 1)
+        return [bool(r) for r in written]
+
+    def _fenced_args(
+        self,
+        ms: int,
+        addresses: Mapping[str, str],
+        items: Sequence[tuple[str, bytes, int | None]],
+        head: tuple[str, str] | None = None,
+    ) -> list[Any]:
+        """``backend_set_fenced_many.lua``'s arguments."""
+        args: list[Any] = [*(head or (self.prefix, "")), ms, _ms(REPLY_WINDOW)]
+        # per key: "" no reply, "1" to the key's own reply list, else the sender's address
         for key, value, fence in items:
             address = addresses.get(key)
             reply = "" if address is None else address or "1"
             args += (key, value, "" if fence is None else int(fence), reply)
-        written = self._link.call("storing results", lambda: self._set_fenced_many(args), 1)
-        return [bool(r) for r in written]
+        return args
 
     def set_many(self, items: Sequence[tuple[str, bytes]], ttl: float) -> None:
         if not items:
