@@ -266,8 +266,16 @@ local function ack_all(from, defer)
   local flags, ids, queues, done = {}, {}, {}, {}
   local n_ids, last_queue, members, n_members = 0, nil, nil, 0
   for k = 1, n do -- numeric: ipairs() is a call per step
-    local id = asked[k]
-    local t, queue = holder(values[k])
+    local id, value = asked[k], values[k]
+    local t, queue -- holder(value), inline: a Lua call per ack costs more than its finds
+    if value then
+      local at = string.find(value, '\t', 1, true)
+      t = string.sub(value, 1, at - 1)
+      at = string.find(value, '\t', at + 1, true)
+      at = string.find(value, '\t', at + 1, true)
+      at = string.find(value, '\t', at + 1, true)
+      queue = string.sub(value, at + 1)
+    end
     if done[id] or t ~= ARGV[from + 2 * k - 1] then
       flags[k] = 0
     else
@@ -337,27 +345,30 @@ end
 -- Keys: P.."q:"..queue [zset] ZPOPMIN, EXISTS; P.."p0:"..queue [list] LRANGE, LTRIM,
 -- EXISTS; P.."seq" [string] INCRBY.
 local function take_ready(queue, n)
-  local ids, scores = {}, {}
+  local ids, scores, taken = {}, {}, 0 -- explicit count: '#t' is a search per use
   local zkey = P .. 'q:' .. queue
   local popped = redis.call('ZPOPMIN', zkey, text(n))
   for j = 1, #popped, 2 do
-    ids[#ids + 1] = popped[j]
-    scores[#scores + 1] = popped[j + 1]
+    taken = taken + 1
+    ids[taken] = popped[j]
+    scores[taken] = popped[j + 1]
   end
-  if #ids < n then
+  if taken < n then
     local lkey = list_key(queue)
-    local got = redis.call('LRANGE', lkey, '0', text(n - #ids - 1))
-    if #got > 0 then
-      redis.call('LTRIM', lkey, text(#got), '-1')
-      local seq = redis.call('INCRBY', P .. 'seq', text(#got)) - #got
-      for j, id in ipairs(got) do
-        ids[#ids + 1] = id
-        scores[#scores + 1] = string.format('%d', ready_score(0, seq + j))
+    local got = redis.call('LRANGE', lkey, '0', text(n - taken - 1))
+    local count = #got
+    if count > 0 then
+      redis.call('LTRIM', lkey, text(count), '-1')
+      local base = ready_score(0, redis.call('INCRBY', P .. 'seq', text(count)) - count)
+      for j = 1, count do
+        taken = taken + 1
+        ids[taken] = got[j]
+        scores[taken] = string.format('%d', base + j)
       end
     end
   end
   -- fewer than n taken: both were emptied
-  local more = #ids >= n and redis.call('EXISTS', zkey, list_key(queue)) > 0
+  local more = taken >= n and redis.call('EXISTS', zkey, list_key(queue)) > 0
   return ids, scores, more
 end
 

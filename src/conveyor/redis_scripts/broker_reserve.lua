@@ -164,6 +164,7 @@ for i = first_queue, last do
     local position = i - first_queue + 1
     -- explicit ends, not #t + 1: Lua's length operator is a search per use
     local n_out, n_states, n_leases = #out, 0, 2
+    local lead, tail = token .. '\t', '\t' .. queue -- a state's first and last fields
     for k = 1, #ids do
       local id, value = ids[k], values[k]
       if value then
@@ -173,7 +174,8 @@ for i = first_queue, last do
           delivered = n + 1
         end
         states[n_states + 1] = id
-        states[n_states + 2] = state(token, delivered, string.sub(value, 1, 1), scores[k], queue)
+        states[n_states + 2] = lead .. (TEXT[delivered] or text(delivered)) .. '\t' -- state()
+          .. string.sub(value, 1, 1) .. '\t' .. scores[k] .. tail
         leases[n_leases + 1] = deadline
         leases[n_leases + 2] = id
         out[n_out + 1] = position
