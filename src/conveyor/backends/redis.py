@@ -3,9 +3,11 @@
 Values live in strings ``<prefix>v:<key>`` holding ``<fence>:<value>``: the fence of the
 last fenced write (empty when there was none), a colon, the value. Keeping the fence in
 the same string means a fenced write is one small Lua script (read the fence with
-GETRANGE, compare, SET ... PX) and a read is a plain GET or MGET. Sets live in
-``<prefix>s:<key>``. Every write sets a TTL (PX / PEXPIRE), so Redis itself expires them
-and ``cleanup`` has nothing to do. The scripts are ``conveyor/redis_scripts/backend_*.lua``.
+GETRANGE, compare, SET ... PX) and a read is a plain GET or MGET; a worker's batch of 16
+outcomes or more is plain ``SET ... NX`` commands, with the script only for keys that
+existed (``redis_plain_writes.py``). Sets live in ``<prefix>s:<key>``. Every write sets a
+TTL (PX / PEXPIRE), so Redis itself expires them and ``cleanup`` has nothing to do. The
+scripts are ``conveyor/redis_scripts/backend_*.lua``.
 
 ``wait`` registers the calling thread's own list under the key and reads the key in one
 script, then blocks on the list with BLPOP; every write of the key pushes the new value to
