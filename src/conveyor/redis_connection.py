@@ -297,14 +297,14 @@ class RedisLink:
             connection.disconnect()
             raise
 
-    def commands(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    def commands(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Several commands in one write on this thread's own connection, and their raw
         replies in order, an error reply in its place (an unreachable Redis raises)."""
         connection, _ = self._connection()
         try:
             if connection._sock is None:
                 connection.connect()
-            chunks = [packed(tuple(command)) for command in commands]
+            chunks = [packed(command) for command in commands]
             if any(chunk is None for chunk in chunks):
                 connection.send_packed_command(connection.pack_commands(commands))
             else:  # hiredis packs each directly: redis-py's packer is ~5x the cost

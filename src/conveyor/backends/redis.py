@@ -132,7 +132,13 @@ class RedisBackend(ResultBackend):
         self._sweep = script("backend_sweep.lua")
         self._list = script("backend_list.lua")
         self._plain = (
-            PlainWrites(self._link, script("backend_notify_many.lua"), self._set_fenced_many)
+            PlainWrites(
+                self._link,
+                script("backend_notify_many.lua"),
+                self._set_fenced_many,
+                self._fenced_args,
+                _ms(REPLY_WINDOW),
+            )
             if self._plain_allowed()
             else None
         )
@@ -228,11 +234,8 @@ class RedisBackend(ResultBackend):
         ms = _ms(ttl)
         plain = self._plain
         if plain is not None and plain.worth_trying(len(items)):
-            fenced = partial(self._fenced_args, ms, addresses)
             done = self._link.call(
-                "storing results",
-                lambda: plain.write(items, ms, _ms(REPLY_WINDOW), addresses, fenced),
-                retries=1,
+                "storing results", lambda: plain.write(items, ms, addresses), retries=1
             )
             if done is not None:
                 return done

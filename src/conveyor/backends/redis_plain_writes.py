@@ -53,11 +53,23 @@ class PlainWrites:
     with keys that existed, it skips the next 1, 2, 4 ... 64 batches, so a workload of slow
     tasks pays the second round trip rarely."""
 
-    def __init__(self, link: RedisLink, notify: Script, fenced: Script) -> None:
+    def __init__(
+        self,
+        link: RedisLink,
+        notify: Script,
+        fenced: Script,
+        fenced_args: Callable[[int, Mapping[str, str], Sequence[Item]], list[Any]],
+        reply_ms: int,
+    ) -> None:
+        """``fenced``: ``backend_set_fenced_many.lua``, with ``fenced_args(ms, addresses,
+        items)`` its arguments (the backend's); ``reply_ms``: how long a reply list lives
+        after its push."""
         self.link = link
         self.prefix = link.prefix
         self._notify = notify
         self._fenced = fenced
+        self._fenced_args = fenced_args
+        self._reply_ms = reply_ms
         self._skip = 0
         self._backoff = 0
         self.disabled = False
@@ -71,18 +83,13 @@ class PlainWrites:
         return True
 
     def write(
-        self,
-        items: Sequence[Item],
-        ms: int,
-        reply_ms: int,
-        addresses: Mapping[str, str],
-        fenced_args: Callable[[Sequence[Item]], list[Any]],
+        self, items: Sequence[Item], ms: int, addresses: Mapping[str, str]
     ) -> list[bool] | None:
         """Store ``items`` (key, value, fence) for ``ms`` milliseconds and push the replies
         (key -> address, "" for the key's own list) by the script's rules; whether each
-        was written. ``fenced_args``: the script's arguments for some of the items. None
-        for a batch the script must take whole (a key twice, no TTL), and from then on when
-        Redis refuses a plain command (an ACL without it, a server that lacks it)."""
+        was written. None for a batch the script must take whole (a key twice, no TTL),
+        and from then on when Redis refuses a plain command (an ACL without it, a server
+        that lacks it)."""
         keys = [key for key, _, _ in items]
         if len(set(keys)) != len(keys) or ms <= 0:
             return None
@@ -90,13 +97,13 @@ class PlainWrites:
             created, waiting, now = self._create(items, ms)
             new = [item for item, made in zip(items, created, strict=True) if made]
             old = [item for item, made in zip(items, created, strict=True) if not made]
-            then = _replies(self.prefix, new, reply_ms, addresses)
+            then = _replies(self.prefix, new, self._reply_ms, addresses)
             then += _index(self.prefix, [key for key, _, _ in new], ms, now)
             calls: list[tuple[Script, list[Any]]] = []
             if waiting and new:
                 calls.append((self._notify, _pairs(self.prefix, new)))
             if old:
-                calls.append((self._fenced, fenced_args(old)))
+                calls.append((self._fenced, self._fenced_args(ms, addresses, old)))
             results = self._complete(then, calls)
         except ResponseError as exc:
             if not isinstance(exc, NoPermissionError) and "unknown command" not in str(exc):
