@@ -24,11 +24,20 @@ def redis_server_binary() -> str | None:
     return shutil.which("redis-server")
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A port free now and not handed out before in this process: the kernel can give the
+    same ephemeral port to two binds in a row once the first socket is closed, and two
+    servers told one port leave one of them answering for both."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def _ping(port: int) -> bool:
@@ -100,6 +109,9 @@ class RedisServer:
                 self.kill()
                 raise RuntimeError(f"redis-server did not answer within {timeout}s")
             time.sleep(0.02)
+        time.sleep(0.02)  # a server that cannot bind exits at once: not another's answer
+        if self.process.poll() is not None:
+            raise RuntimeError(f"redis-server exited: {self.log()[-2000:]}")
         return self
 
     def running(self) -> bool:

@@ -52,6 +52,8 @@ class ClusterServers:
                     str(self.directory / f"node{i}" / "nodes.conf"),
                     "--cluster-node-timeout",
                     "2000",
+                    "--repl-diskless-sync-delay",  # not Redis's 5 s wait for more replicas
+                    "0",
                 ),
             )
             for i in range(primaries * (1 + replicas))
@@ -84,7 +86,63 @@ class ClusterServers:
             timeout=timeout,
         )
         self.wait_ok(timeout)
+        if self.replicas:
+            self.attach_replicas(timeout)
         return self
+
+    def attach_replicas(self, timeout: float = 30.0) -> None:
+        """Until every primary has its replicas online. ``redis-cli --cluster create`` sends
+        a replica's CLUSTER REPLICATE once the nodes have met; on a loaded host that can be
+        refused (the replica does not know the primary yet) and the node stays a primary
+        without slots, so such a node is pointed at a primary lacking a replica here. Each
+        node's own INFO is read, not one node's gossip, which lags."""
+        deadline = time.monotonic() + timeout
+        while True:
+            primaries: dict[int, int] = {}  # port -> replicas that say they follow it
+            spare: list[int] = []
+            follows: list[int] = []
+            for server in (s for s in self.servers if s.running()):
+                client = redis.Redis(port=server.port)
+                info = client.info("replication")
+                myself = next(
+                    line.split()
+                    for line in client.execute_command("CLUSTER", "NODES").decode().splitlines()
+                    if "myself" in line.split()[2]
+                )
+                client.close()
+                if info["role"] == "slave":
+                    follows.append(int(info["master_port"]))
+                elif len(myself) > 8:
+                    primaries[server.port] = 0
+                else:
+                    spare.append(server.port)
+            for port in follows:
+                primaries[port] = primaries.get(port, 0) + 1
+            lacking = [port for port, count in primaries.items() if count < self.replicas]
+            if not lacking and all(self._replicas_online(port) for port in primaries):
+                return
+            for primary, port in zip(lacking, spare, strict=False):
+                node, client = redis.Redis(port=primary), redis.Redis(port=port)
+                try:
+                    client.execute_command(
+                        "CLUSTER", "REPLICATE", node.execute_command("CLUSTER", "MYID")
+                    )
+                except redis.ResponseError:
+                    pass  # it has not heard of that primary yet: the next pass tries again
+                finally:
+                    node.close()
+                    client.close()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the cluster's replicas did not attach: {primaries}")
+            time.sleep(0.1)
+
+    @staticmethod
+    def _replicas_online(port: int) -> bool:
+        client = redis.Redis(port=port)
+        info = client.info("replication")
+        client.close()
+        replicas = [info.get(f"slave{n}") or {} for n in range(int(info["connected_slaves"]))]
+        return bool(replicas) and all(r.get("state") == "online" for r in replicas)
 
     def wait_ok(self, timeout: float = 30.0) -> None:
         """Until every running node says cluster_state:ok."""
