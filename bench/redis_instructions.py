@@ -9,6 +9,10 @@ publish N messages and store one batch (not counted: the lease set and result ke
 as in a worker that has run a while), then per batch ack the previous batch and reserve
 the next in one call, and write the batch's outcomes with a reply to their sender, as
 ``redis_worker_calls.py`` does; the reservations read revocations, as a worker's do.
+Then the same calls one message at a time, and a round trip as a worker asleep on its queue
+makes it: the send hands the message over (the worker's registration, its inbox), the
+worker's BLPOP returns it, the outcome goes to the sender's list, the sender's BLPOP takes
+it, and the worker acks and registers again in one reserve.
 
 ``--tree PATH`` (repeatable) measures the ``src`` directory of other checkouts too, each
 in a process of its own (``git worktree add /tmp/before <commit>``, then ``--tree
@@ -47,6 +51,7 @@ PHASES = (
     "send, one by one",
     "worker: reserve, ack, result write",
     "one at a time: send, reserve, ack, write",
+    "round trip to a sleeping worker (handed)",
 )
 
 LOAD = r"""
@@ -100,6 +105,21 @@ for i in range(tasks):  # a round trip's calls: each message alone, from send to
     items, replies = outcomes(got)
     backend.set_fenced_many(items, 86400, replies)
     acks = got
+print(tasks, flush=True)
+step()
+address, waiter = backend.reply_address(), backend._waiter_list()
+broker.wait(0.0)
+broker.ack_and_reserve(acks, ["default"], 4, 30.0)  # nothing ready: it registers
+for i in range(tasks):  # a delay() + get() to a worker asleep on its queue, as in a worker
+    broker.publish_one(Envelope(f"ho-{i:08d}-{'a' * 26}", "default", BODY, 0, None))
+    broker.wait(1.0)  # the BLPOP that returns the message the send handed over
+    _, got = broker.ack_and_reserve([], ["default"], 4, 30.0)  # no call: it was handed
+    items = [(f"conveyor-task-{d.id}", OUTCOME, 7) for d in got]
+    backend.set_fenced_many(items, 86400, {key: address for key, _, _ in items})
+    assert backend.link.command("BLPOP", waiter, "1", blocking=True)  # the sender's wait
+    broker.wait(0.0)
+    _, more = broker.ack_and_reserve(got, ["default"], 4, 30.0)  # ack, sleep again
+    assert len(got) == 1 and not more
 print(tasks, flush=True)
 step()
 """
