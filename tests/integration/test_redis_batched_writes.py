@@ -191,3 +191,45 @@ def test_a_batch_looks_for_waiters_only_while_a_client_is_registered(
     waiter.join(10)
     assert got == [b"here"]
     assert exists_calls() == before + 2  # the flag, then the items' n: keys
+
+
+def test_one_item_keeps_every_rule_of_a_batch(
+    backend: RedisBackend, raw: Any, redis_prefix: str
+) -> None:
+    """A lone outcome with a reply (a round trip's) takes a straight path through the
+    script: the same fences, replies, waiters and task index as an item of a batch."""
+    key = "conveyor-task-lone"
+    assert backend.set_fenced_many([(key, b"SUCCESS", 2)], 60.0, {key: "sender"}) == [True]
+    assert raw.lrange(f"{redis_prefix}wl:sender", 0, -1) == [
+        b"%d:%sSUCCESS" % (len(key), key.encode())
+    ]
+    assert 0 < raw.pttl(f"{redis_prefix}wl:sender") <= 10_000
+    assert 59_000 < raw.pttl(f"{redis_prefix}v:{key}") <= 60_000
+    listed = [name for ix in raw.scan_iter(f"{redis_prefix}ix:*") for name in raw.lrange(ix, 0, -1)]
+    assert listed == [key.encode()]
+    # an older writer (a frozen worker's late outcome) is refused, and replies nothing
+    assert backend.set_fenced_many([(key, b"LATE", 1)], 60.0, {key: "1"}) == [False]
+    assert backend.get(key) == b"SUCCESS"
+    assert not raw.exists(f"{redis_prefix}r:{key}")
+    # a newer one overwrites it, replacing a reply nobody took on the key's own list
+    assert backend.set_fenced_many([("k", b"FAILURE", 1)], 60.0, replies={"k"}) == [True]
+    assert backend.set_fenced_many([("k", b"OK", 2)], 60.0, replies={"k"}) == [True]
+    assert raw.lrange(f"{redis_prefix}r:k", 0, -1) == [b"OK"]
+    assert backend.set_fenced_many([(key, b"AGAIN", 3)], 60.0, {key: "sender"}) == [True]
+    assert backend.get(key) == b"AGAIN"
+    listed = [name for ix in raw.scan_iter(f"{redis_prefix}ix:*") for name in raw.lrange(ix, 0, -1)]
+    assert listed == [key.encode()]  # listed once, at its first write
+    # a client blocked in wait() is handed the value by a lone write
+    got: list[bytes | None] = []
+    waiter = threading.Thread(target=lambda: got.append(backend.wait("w", bool, 10.0)))
+    waiter.start()
+    deadline = time.monotonic() + 5
+    while not raw.exists(f"{redis_prefix}n:w") and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert backend.set_fenced_many([("w", b"done", 1)], 60.0, {"w"}) == [True]
+    assert not raw.exists(f"{redis_prefix}n:w")  # the write pushed to its waiters
+    waiter.join(5)
+    assert got == [b"done"]
+    # a zero TTL deletes the key, as in a batch
+    assert backend.set_fenced_many([("w", b"gone", 2)], 0.0, {"w"}) == [True]
+    assert backend.get("w") is None

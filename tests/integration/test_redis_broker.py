@@ -404,6 +404,38 @@ def test_a_publish_hands_the_message_to_a_sleeping_worker(
     producer.close()
 
 
+def test_a_handed_message_carries_its_revocation_and_its_lease(
+    broker: RedisBroker, redis_url: str, redis_prefix: str, raw: Any
+) -> None:
+    """A sleeping worker that reads revocations is handed each message with its task's
+    revocation (a copy re-sent from the dead letters, "<task>~<n>", with its task's), under
+    a lease that expires as a reserved one's does."""
+    coordinator = RedisCoordinator(redis_url, prefix=redis_prefix)
+    assert broker.read_revocations_from(coordinator)
+    coordinator.put_members(REVOKED_GROUP, [("gone", "revoked: by a~test")], 60)
+    coordinator.put_many([("revoked:gone", "revoked: by a~test")], 60)
+    producer = RedisBroker(redis_url, prefix=redis_prefix)
+    got = {}
+    for name in ("gone~2", "kept~x", "kept"):
+        sleep_registered(broker)
+        producer.publish([env(name)])
+        broker.wait(5)
+        scripts = script_calls(raw)
+        [handed] = broker.reserve(["q"], 4, lease=30)
+        assert script_calls(raw) == scripts  # handed over, not reserved
+        got[handed.id] = (handed.revocation, handed.body, handed.queue, handed.priority)
+        deadline = raw.zscore(f"{redis_prefix}l:q", name)
+        assert deadline is not None and 0 < deadline - time.time() <= 30.5
+        assert broker.ack(handed)
+    assert got == {
+        "gone~2": ("revoked: by a~test", b"body-gone~2", "q", 0),
+        "kept~x": (None, b"body-kept~x", "q", 0),
+        "kept": (None, b"body-kept", "q", 0),
+    }
+    producer.close()
+    coordinator.close()
+
+
 def test_an_idle_worker_reserves_again_only_when_something_arrives(
     broker: RedisBroker, redis_url: str, redis_prefix: str, raw: Any
 ) -> None:

@@ -110,6 +110,21 @@ local function indexed_flush()
   pending, pending_ms = {}, 0
 end
 
+-- "<#name>:", the head of a waiter list's item for the key name (see notify()): kept by
+-- length across calls (a function library's table lives with it), since keys are mostly
+-- of one length and a number's concatenation costs Lua a sprintf.
+local HEADS = {}
+local function head(name)
+  local known = HEADS[#name]
+  if not known then
+    known = string.format('%d:', #name)
+    if #name <= 1000 then
+      HEADS[#name] = known
+    end
+  end
+  return known
+end
+
 -- The fence of a stored "<fence>:<value>" string: nil when absent, "" when it has none.
 local function fence_of(key)
   local head = redis.call('GETRANGE', key, 0, 31)
@@ -141,7 +156,7 @@ local function notify(name, value)
   local waiting = P .. 'n:' .. name
   local lists = redis.call('SMEMBERS', waiting)
   if #lists > 0 then
-    local message = #name .. ':' .. name .. value
+    local message = head(name) .. name .. value
     for _, list in ipairs(lists) do
       redis.call('RPUSH', list, message)
       redis.call('PEXPIRE', list, 60000)

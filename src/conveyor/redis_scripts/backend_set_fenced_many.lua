@@ -8,6 +8,7 @@
 --          sender that may be waiting for it (its message asked for a reply) on the key's
 --          own reply list; an address (Message.reply_to: the sending thread's waiter list
 --          id) hands it to that list instead, as "<#key>:<key><value>", as notify() does
+-- One item takes a straight path with the same effects (no tables made).
 -- One variadic EXISTS over all the items' n: keys comes first (unless P.."waiting" says
 -- nobody waits on any key); when none exists, notify() is skipped for the whole call.
 -- Each value is first written with SET ... NX: a key that did not exist (a quick task's
@@ -31,11 +32,43 @@
 -- Returns a list with 1 for each item written and 0 for each refused.
 local ttl = tonumber(ARGV[3])
 local reply_ttl = ARGV[4]
-local written = {}
 local KEPT = 10000 -- replies an address's list holds at most (a sender that never waits)
+
+-- One item (a lone task's outcome, a round trip's): the loop below without its tables,
+-- which cost a lone write more than its commands do (each is garbage to collect).
+if #ARGV == 8 then
+  local name, value, fence, reply = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+  local key = P .. 'v:' .. name
+  local unwatched = not anyone_waiting() or redis.call('EXISTS', P .. 'n:' .. name) == 0
+  if not (ttl > 0 and create(name, key, value, ttl, fence, unwatched)) then
+    local stored = fence_of(key)
+    if fence ~= '' and stored and stored ~= '' and tonumber(stored) > tonumber(fence) then
+      return {0}
+    end
+    if fence == '' then
+      fence = stored or ''
+    end
+    store(name, key, value, ttl, fence, unwatched, stored == nil)
+  end
+  if reply == '1' then
+    local list = P .. 'r:' .. name
+    if redis.call('RPUSH', list, value) > 1 then
+      redis.call('LTRIM', list, -1, -1)
+    end
+    redis.call('PEXPIRE', list, reply_ttl)
+  elseif reply ~= '' then
+    local list = P .. 'wl:' .. reply
+    if redis.call('RPUSH', list, head(name) .. name .. value) > KEPT then
+      redis.call('LTRIM', list, -KEPT, -1)
+    end
+    redis.call('PEXPIRE', list, reply_ttl)
+  end
+  indexed_flush()
+  return {1}
+end
+
+local written = {}
 local addressed, addresses = {}, {}
-local heads = {} -- #key -> "<#key>:": keys are mostly of one length, and a number's
-                 -- concatenation costs Lua a sprintf each time
 local unwatched = not anyone_waiting() or existing({'n:'}, 5, 4) == 0
 local seen = {} -- a key written earlier in this call exists now: its fence is read
 for i = 5, #ARGV, 4 do
@@ -74,12 +107,7 @@ for i = 5, #ARGV, 4 do
         addressed[reply] = items
         addresses[#addresses + 1] = reply
       end
-      local head = heads[#name]
-      if not head then
-        head = #name .. ':'
-        heads[#name] = head
-      end
-      items[#items + 1] = head .. name .. ARGV[i + 1]
+      items[#items + 1] = (HEADS[#name] or head(name)) .. name .. ARGV[i + 1] -- no call if known
     end
     written[#written + 1] = 1
   end

@@ -57,7 +57,8 @@
 --          revocation reason or false}.
 local count = tonumber(ARGV[3])
 local lease = tonumber(ARGV[4])
-local deadline = exact(NOW + lease) -- a string: Redis formats a number argument with %.17g
+local deadline = nil -- exact(NOW + lease) once a message is taken: a string, as Redis
+                     -- would format a number argument with the same %.17g
 local token = ARGV[5]
 local revoked = ARGV[6]
 local drop, inbox, register, ttl = ARGV[8], ARGV[9], ARGV[10], tonumber(ARGV[11])
@@ -86,7 +87,7 @@ local function revocations(ids)
   end
   local reasons, keys = {}, {}
   for k, id in ipairs(ids) do
-    keys[k] = revoked .. (string.match(id, '^(.-)~%d+$') or id)
+    keys[k] = revoked .. task_of(id)
   end
   local stored = chunked('MGET', nil, keys)
   for k = 1, #ids do
@@ -160,6 +161,7 @@ for i = first_queue, last do
     local before = chunked('HMGET', STATES, ids)
     local reasons = revocations(ids)
     -- KEEPER first: a new sorted set is made a skiplist by its first member's length
+    deadline = deadline or exact(NOW + lease)
     local leases, states = {'inf', KEEPER}, {}
     local position = i - first_queue + 1
     -- explicit ends, not #t + 1: Lua's length operator is a search per use
@@ -205,11 +207,15 @@ end
 unlease(unleased)
 if taken == 0 and register ~= '' then
   local reg = inbox .. '\t' .. token .. '\t' .. ARGV[4] .. '\t' .. revoked
-  redis.call('SET', P .. 'reg:' .. register, reg, 'PX', math.ceil(ttl * 1000))
+  -- integers as text (%d): a number argument costs Redis a %.17g sprintf, and the
+  -- expiry's score needs no fraction (the string's own TTL is what a claim obeys)
+  local px = string.format('%d', math.ceil(ttl * 1000))
+  redis.call('SET', P .. 'reg:' .. register, reg, 'PX', px)
+  local expiry = string.format('%d', math.ceil(NOW + ttl))
   for i = first_queue, last do
     local zkey = P .. 'idle:' .. ARGV[i]
     redis.call('ZREMRANGEBYSCORE', zkey, '-inf', NOWS)
-    redis.call('ZADD', zkey, NOW + ttl, register)
+    redis.call('ZADD', zkey, expiry, register)
   end
   out[4] = '1'
 end
