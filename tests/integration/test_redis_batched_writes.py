@@ -130,12 +130,7 @@ def test_a_batch_mixing_fresh_and_existing_keys_reads_the_existing_fences(
 def test_a_fresh_key_written_in_a_batch_reaches_its_waiter_and_replaces_an_old_reply(
     backend: RedisBackend, raw: Any, redis_prefix: str
 ) -> None:
-    got: list[bytes | None] = []
-    waiter = threading.Thread(target=lambda: got.append(backend.wait("w", bool, 10.0)))
-    waiter.start()
-    deadline = time.monotonic() + 5
-    while not raw.exists(f"{redis_prefix}n:w") and time.monotonic() < deadline:
-        time.sleep(0.005)
+    waiter, got = waiting_for(backend, raw, f"{redis_prefix}n:w", "w")
     # a reply nobody took (a failure before a re-send from the dead letters) is replaced
     assert backend.set_fenced_many([("k", b"FAILURE", 1)], 60.0, replies={"k"}) == [True]
     assert backend.set_fenced_many([("w", b"done", 1), ("k", b"OK", 2)], 60.0, {"k"}) == [
@@ -220,12 +215,7 @@ def test_one_item_keeps_every_rule_of_a_batch(
     listed = [name for ix in raw.scan_iter(f"{redis_prefix}ix:*") for name in raw.lrange(ix, 0, -1)]
     assert listed == [key.encode()]  # listed once, at its first write
     # a client blocked in wait() is handed the value by a lone write
-    got: list[bytes | None] = []
-    waiter = threading.Thread(target=lambda: got.append(backend.wait("w", bool, 10.0)))
-    waiter.start()
-    deadline = time.monotonic() + 5
-    while not raw.exists(f"{redis_prefix}n:w") and time.monotonic() < deadline:
-        time.sleep(0.005)
+    waiter, got = waiting_for(backend, raw, f"{redis_prefix}n:w", "w")
     assert backend.set_fenced_many([("w", b"done", 1)], 60.0, {"w"}) == [True]
     assert not raw.exists(f"{redis_prefix}n:w")  # the write pushed to its waiters
     waiter.join(5)
@@ -233,3 +223,16 @@ def test_one_item_keeps_every_rule_of_a_batch(
     # a zero TTL deletes the key, as in a batch
     assert backend.set_fenced_many([("w", b"gone", 2)], 0.0, {"w"}) == [True]
     assert backend.get("w") is None
+
+
+def waiting_for(
+    backend: RedisBackend, raw: Any, registration: str, key: str
+) -> tuple[threading.Thread, list[bytes | None]]:
+    """A thread blocked in ``backend.wait(key)``, once its registration exists; what it got."""
+    got: list[bytes | None] = []
+    waiter = threading.Thread(target=lambda: got.append(backend.wait(key, bool, 10.0)))
+    waiter.start()
+    deadline = time.monotonic() + 5
+    while not raw.exists(registration) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return waiter, got
