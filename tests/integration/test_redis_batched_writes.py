@@ -105,6 +105,27 @@ def test_a_redelivery_counts_up_when_taken_beside_fresh_messages(
         broker.close()
 
 
+def test_acks_of_interleaved_reservations_go_in_runs_and_keep_their_order(
+    broker: RedisBroker, raw: Any, redis_prefix: str
+) -> None:
+    """Acks travel as runs of one reservation's deliveries of one queue (token, queue,
+    count, ids); deliveries of two reservations and two queues interleaved, a stale token
+    and an id of another queue's lease in the middle each get their own answer, in order."""
+    broker.publish([Envelope(f"a{i}", "a", b"x", 0, None) for i in range(3)])
+    broker.publish([Envelope(f"b{i}", "b", b"x", 0, None) for i in range(2)])
+    first = broker.reserve(["a"], 2, 30.0)
+    second = broker.reserve(["a", "b"], 3, 30.0)
+    assert sorted(d.id for d in first + second) == ["a0", "a1", "a2", "b0", "b1"]
+    b0 = next(d for d in second if d.id == "b0")
+    stale = dataclasses.replace(first[1], token=second[0].token)
+    wrong_queue = dataclasses.replace(b0, queue="a")
+    acks = [first[0], wrong_queue, stale, first[1], *second]
+    assert broker.ack_many(acks) == [True, False, False, True] + [True] * len(second)
+    assert broker.contains(["a0", "a1", "a2", "b0", "b1"]) == set()
+    for queue in ("a", "b"):  # only the keeper member is left in each lease set
+        assert raw.zcard(f"{redis_prefix}l:{queue}") == 1
+
+
 def test_a_key_written_twice_in_one_batch_keeps_the_fence_and_the_newest_reply(
     backend: RedisBackend, raw: Any, redis_prefix: str
 ) -> None:

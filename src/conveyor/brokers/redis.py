@@ -241,8 +241,7 @@ class RedisBroker(Broker):
         args += (self._revocations, self._revocations_listed, drop, inbox, registration)
         args += (repr(_REGISTRATION), len(ordered))
         args += ordered
-        for d in acks:
-            args += (d.id, d.token)
+        args += ack_runs(acks)
         what = "acknowledging and reserving messages" if acks else "reserving messages"
         raw = self._link.call(what, lambda: self._reserve(args), retries=0 if acks else 1)
         reply = ReserveReply.decode(raw, ordered, token, checked=bool(self._revocations))
@@ -360,9 +359,7 @@ class RedisBroker(Broker):
     def ack_many(self, deliveries: Sequence[Delivery]) -> list[bool]:
         if not deliveries:
             return []
-        args: list[Any] = [self.prefix, ""]
-        for d in deliveries:
-            args += (d.id, d.token)
+        args: list[Any] = [self.prefix, "", *ack_runs(deliveries)]
         reply = self._link.call("acknowledging messages", lambda: self._ack_many(args), retries=1)
         return [bool(flag) for flag in reply]
 
@@ -567,4 +564,20 @@ def publish_arguments(envelopes: Sequence[Envelope]) -> list[Any]:
             args += (0, e.queue, priority, eta)
         args[at] += 1
         args += (e.id, digit + e.body)
+    return args
+
+
+def ack_runs(acks: Sequence[Delivery]) -> list[Any]:
+    """Acks as ``ack_all()`` in broker_prelude.lua takes them: runs of one reservation's
+    deliveries of one queue, each ``token, queue, n, *ids`` (a batch's acks are mostly one
+    run: an argument a message, not two)."""
+    args: list[Any] = []
+    at = -1
+    token = queue = None
+    for d in acks:
+        if d.token != token or d.queue != queue:
+            token, queue, at = d.token, d.queue, len(args)
+            args += (token, queue, 0)
+        args.append(d.id)
+        args[at + 2] += 1
     return args

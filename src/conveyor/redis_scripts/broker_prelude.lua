@@ -254,42 +254,48 @@ local function unlease(unleased)
   end
 end
 
--- ack() for the (id, token) pairs ARGV[from], ARGV[from + 1], ... in one pass: one
--- variadic HMGET of their states for the fencing, then one variadic HDEL of P.."t" and of
--- P.."b" for all that matched, and one ZREM per queue (a Lua call per command, not per
--- message and command). An id given twice is acked once. Returns the list of 1 (deleted)
--- or 0 (stale token), in order, and the acked ids by queue. `defer`: leave them in their
--- lease sets for the caller's unlease(). Keys: as ack().
+-- ack() for the acks given from ARGV[from] on, in runs of one reservation's deliveries
+-- of one queue: token, queue, n [integer], then n ids (a batch's acks are mostly one run).
+-- One variadic HMGET of their states for the fencing, then one variadic HDEL of P.."t" and
+-- of P.."b" for all that matched, and one ZREM per queue (a Lua call per command, not per
+-- message and command). A state matches when it starts with "<token>\t" and ends with
+-- "\t<queue>" (state() above): two plain finds, no substring made per ack. An id given
+-- twice is acked once. Returns the list of 1 (deleted) or 0 (stale token), in order, and
+-- the acked ids by queue. `defer`: leave them in their lease sets for the caller's
+-- unlease(). Keys: as ack().
 local function ack_all(from, defer)
-  if #ARGV - from == 1 then -- one ack: as ack(), nothing to batch
-    return {ack(ARGV[from], ARGV[from + 1])}, {}
+  if #ARGV == from + 3 then -- one ack: as ack(), nothing to batch
+    return {ack(ARGV[from + 3], ARGV[from])}, {}
   end
-  local asked, n = {}, 0
-  for i = from, #ARGV - 1, 2 do
-    n = n + 1
-    asked[n] = ARGV[i]
+  local asked, runs, n = {}, {}, 0
+  local i = from
+  while i < #ARGV do
+    local count = tonumber(ARGV[i + 2])
+    -- the run's lead, tail and queue, referenced by each of its acks
+    local run = {ARGV[i] .. '\t', '\t' .. ARGV[i + 1], ARGV[i + 1]}
+    for j = i + 3, i + 2 + count do
+      n = n + 1
+      asked[n] = ARGV[j]
+      runs[n] = run
+    end
+    i = i + 3 + count
   end
   local values = chunked('HMGET', STATES, asked)
   local flags, ids, queues, done = {}, {}, {}, {}
   local n_ids, last_queue, members, n_members = 0, nil, nil, 0
   for k = 1, n do -- numeric: ipairs() is a call per step
-    local id, value = asked[k], values[k]
-    local t, queue -- holder(value), inline: a Lua call per ack costs more than its finds
-    if value then
-      local at = string.find(value, '\t', 1, true)
-      t = string.sub(value, 1, at - 1)
-      at = string.find(value, '\t', at + 1, true)
-      at = string.find(value, '\t', at + 1, true)
-      at = string.find(value, '\t', at + 1, true)
-      queue = string.sub(value, at + 1)
-    end
-    if done[id] or t ~= ARGV[from + 2 * k - 1] then
-      flags[k] = 0
-    else
+    local id, value, run = asked[k], values[k], runs[k]
+    local tail = run[2]
+    if
+      value and not done[id]
+      and string.find(value, run[1], 1, true) == 1
+      and string.find(value, tail, #value - #tail + 1, true)
+    then
       done[id] = true
       flags[k] = 1
       n_ids = n_ids + 1
       ids[n_ids] = id
+      local queue = run[3]
       if queue ~= last_queue then -- a batch's acks are mostly of one queue
         members = queues[queue]
         if not members then
@@ -300,6 +306,8 @@ local function ack_all(from, defer)
       end
       n_members = n_members + 1
       members[n_members] = id
+    else
+      flags[k] = 0
     end
   end
   if n_ids > 0 then

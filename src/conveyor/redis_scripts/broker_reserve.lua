@@ -24,7 +24,8 @@
 -- ARGV[11]   ttl [seconds]     how long that registration lasts
 -- ARGV[12]   nq [integer]      how many queue names follow
 -- ARGV[13 .. 12+nq]            queue names
--- then pairs: id [string], token [string] of deliveries to ack first (as broker_ack.lua)
+-- then the deliveries to ack first (as broker_ack.lua), in runs: token [string], queue
+-- [string], n [integer], then n ids [string] (see ack_all() in the prelude)
 -- Keys touched, for each queue Q given:
 --   P.."d:"..Q      [zset]   ZRANGE 0 0 (the earliest eta); when that is due, ZRANGEBYSCORE
 --                            -inf now (at most 1000 per call), ZREM, and ZRANGE 0 0 again
