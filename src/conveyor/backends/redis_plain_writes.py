@@ -40,7 +40,7 @@ PLAIN_FROM = 16
 """Outcomes a batch needs for plain commands: they take two round trips, the script one,
 which a lone task's reply must not wait for."""
 KEPT = 10000
-"""Replies a sender's list holds at most (as ``KEPT`` in the script)."""
+"""Replies a sender's list holds at most (as ``KEPT`` in backend_prelude.lua)."""
 _BACKOFF_MAX = 64
 
 logger = logging.getLogger(__name__)

@@ -195,6 +195,48 @@ local function create(name, key, value, ms, fence, unwatched)
   return true
 end
 
+-- A fenced write of one item (backend_set_fenced_many.lua's rules): SET ... NX first when
+-- the key may be new (`fresh`), else, or when it existed, its fence read and compared.
+-- Whether the value was written (false: the stored fence is newer).
+local function write_fenced(name, key, value, ms, fence, unwatched, fresh)
+  if fresh and ms > 0 and create(name, key, value, ms, fence, unwatched) then
+    return true
+  end
+  local stored = fence_of(key)
+  if fence ~= '' and stored and stored ~= '' and tonumber(stored) > tonumber(fence) then
+    return false
+  end
+  if fence == '' then
+    fence = stored or ''
+  end
+  store(name, key, value, ms, fence, unwatched, stored == nil)
+  return true
+end
+
+-- A written value for its sender on the key's own reply list, which then holds it alone
+-- (see backend_set_fenced_many.lua), for reply_ms milliseconds.
+local function reply_own(name, value, reply_ms)
+  local list = P .. 'r:' .. name
+  if redis.call('RPUSH', list, value) > 1 then
+    redis.call('LTRIM', list, -1, -1)
+  end
+  redis.call('PEXPIRE', list, reply_ms)
+end
+
+-- Replies ("<#key>:<key><value>" items) for one sender's list, which keeps the newest KEPT
+-- (a sender that never waits), for reply_ms milliseconds.
+local KEPT = 10000
+local function reply_to(address, items, reply_ms)
+  local list, length = P .. 'wl:' .. address, 0
+  for from = 1, #items, 1000 do
+    length = redis.call('RPUSH', list, unpack(items, from, math.min(from + 999, #items)))
+  end
+  if length > KEPT then
+    redis.call('LTRIM', list, -KEPT, -1)
+  end
+  redis.call('PEXPIRE', list, reply_ms)
+end
+
 -- How many of the keys P..kind..name exist, for each kind in `kinds` and the names at
 -- ARGV[from], ARGV[from + step], ...: variadic EXISTS, 1000 keys a call (Lua's unpack()
 -- has a stack limit). 0 lets a batch skip every per-key read of those kinds.

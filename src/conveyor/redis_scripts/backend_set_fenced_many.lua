@@ -8,7 +8,7 @@
 --          sender that may be waiting for it (its message asked for a reply) on the key's
 --          own reply list; an address (Message.reply_to: the sending thread's waiter list
 --          id) hands it to that list instead, as "<#key>:<key><value>", as notify() does
--- One item takes a straight path with the same effects (no tables made).
+-- One item takes a straight path with the same effects (no bookkeeping tables).
 -- One variadic EXISTS over all the items' n: keys comes first (unless P.."waiting" says
 -- nobody waits on any key); when none exists, notify() is skipped for the whole call.
 -- Each value is first written with SET ... NX: a key that did not exist (a quick task's
@@ -32,36 +32,19 @@
 -- Returns a list with 1 for each item written and 0 for each refused.
 local ttl = tonumber(ARGV[3])
 local reply_ttl = ARGV[4]
-local KEPT = 10000 -- replies an address's list holds at most (a sender that never waits)
 
--- One item (a lone task's outcome, a round trip's): the loop below without its tables,
--- which cost a lone write more than its commands do (each is garbage to collect).
+-- One item (a lone task's outcome, a round trip's): the loop below without its bookkeeping
+-- tables, which cost a lone write more than its commands do (each is garbage to collect).
 if #ARGV == 8 then
-  local name, value, fence, reply = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
-  local key = P .. 'v:' .. name
+  local name, value, reply = ARGV[5], ARGV[6], ARGV[8]
   local unwatched = not anyone_waiting() or redis.call('EXISTS', P .. 'n:' .. name) == 0
-  if not (ttl > 0 and create(name, key, value, ttl, fence, unwatched)) then
-    local stored = fence_of(key)
-    if fence ~= '' and stored and stored ~= '' and tonumber(stored) > tonumber(fence) then
-      return {0}
-    end
-    if fence == '' then
-      fence = stored or ''
-    end
-    store(name, key, value, ttl, fence, unwatched, stored == nil)
+  if not write_fenced(name, P .. 'v:' .. name, value, ttl, ARGV[7], unwatched, true) then
+    return {0}
   end
   if reply == '1' then
-    local list = P .. 'r:' .. name
-    if redis.call('RPUSH', list, value) > 1 then
-      redis.call('LTRIM', list, -1, -1)
-    end
-    redis.call('PEXPIRE', list, reply_ttl)
+    reply_own(name, value, reply_ttl)
   elseif reply ~= '' then
-    local list = P .. 'wl:' .. reply
-    if redis.call('RPUSH', list, head(name) .. name .. value) > KEPT then
-      redis.call('LTRIM', list, -KEPT, -1)
-    end
-    redis.call('PEXPIRE', list, reply_ttl)
+    reply_to(reply, {head(name) .. name .. value}, reply_ttl)
   end
   indexed_flush()
   return {1}
@@ -72,34 +55,13 @@ local addressed, addresses = {}, {}
 local unwatched = not anyone_waiting() or existing({'n:'}, 5, 4) == 0
 local seen = {} -- a key written earlier in this call exists now: its fence is read
 for i = 5, #ARGV, 4 do
-  local name = ARGV[i]
-  local key = P .. 'v:' .. name
-  local fence = ARGV[i + 2]
-  local done = false
-  if not seen[name] and ttl > 0 then
-    done = create(name, key, ARGV[i + 1], ttl, fence, unwatched)
-  end
+  local name, value = ARGV[i], ARGV[i + 1]
+  local fresh = not seen[name]
   seen[name] = true
-  if not done then
-    local stored = fence_of(key)
-    if fence ~= '' and stored and stored ~= '' and tonumber(stored) > tonumber(fence) then
-      written[#written + 1] = 0
-    else
-      if fence == '' then
-        fence = stored or ''
-      end
-      store(name, key, ARGV[i + 1], ttl, fence, unwatched, stored == nil)
-      done = true
-    end
-  end
-  if done then
+  if write_fenced(name, P .. 'v:' .. name, value, ttl, ARGV[i + 2], unwatched, fresh) then
     local reply = ARGV[i + 3]
     if reply == '1' then
-      local list = P .. 'r:' .. name
-      if redis.call('RPUSH', list, ARGV[i + 1]) > 1 then
-        redis.call('LTRIM', list, -1, -1)
-      end
-      redis.call('PEXPIRE', list, reply_ttl)
+      reply_own(name, value, reply_ttl)
     elseif reply ~= '' then
       local items = addressed[reply]
       if not items then
@@ -107,20 +69,15 @@ for i = 5, #ARGV, 4 do
         addressed[reply] = items
         addresses[#addresses + 1] = reply
       end
-      items[#items + 1] = (HEADS[#name] or head(name)) .. name .. ARGV[i + 1] -- no call if known
+      items[#items + 1] = (HEADS[#name] or head(name)) .. name .. value -- no call if known
     end
     written[#written + 1] = 1
+  else
+    written[#written + 1] = 0
   end
 end
 for _, address in ipairs(addresses) do
-  local list, items, length = P .. 'wl:' .. address, addressed[address], 0
-  for from = 1, #items, 1000 do
-    length = redis.call('RPUSH', list, unpack(items, from, math.min(from + 999, #items)))
-  end
-  if length > KEPT then
-    redis.call('LTRIM', list, -KEPT, -1)
-  end
-  redis.call('PEXPIRE', list, reply_ttl)
+  reply_to(address, addressed[address], reply_ttl)
 end
 indexed_flush()
 return written

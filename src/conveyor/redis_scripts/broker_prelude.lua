@@ -430,7 +430,7 @@ local function hand(reg, id, queue, priority, body)
   local c = string.find(reg, '\t', b + 1, true)
   local inbox, token = string.sub(reg, 1, a - 1), string.sub(reg, a + 1, b - 1)
   local lease, revoked = tonumber(string.sub(reg, b + 1, c - 1)), string.sub(reg, c + 1)
-  redis.call('HSET', STATES, id, token .. '\t1\t' .. priority .. '\t\t' .. queue) -- state()
+  redis.call('HSET', STATES, id, state(token, 1, priority, '', queue))
   redis.call('ZADD', P .. 'l:' .. queue, NOW + lease, id)
   local reason, read = '', '0'
   if revoked ~= '' then
