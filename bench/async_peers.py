@@ -307,6 +307,7 @@ def main() -> int:
     if args.one:
         return run_one(args)
     sys.path.insert(0, str(BENCH_DIR))
+    import floor  # bench/floor.py: the host's floor for a round trip through Redis
     import run as harness  # bench/run.py: its private redis-server and process groups
 
     pythons = {
@@ -329,6 +330,7 @@ def main() -> int:
             workdir = Path(tmp)
             redis = harness.PrivateRedis(workdir, processes)
             redis.start()
+            host = floor.measure(redis.fresh_url(), args.roundtrips)  # nothing else running
             for name in args.only or LIBRARIES:
                 python = pythons[name]
                 probe = subprocess.run([python, "-c", f"import {modules[name]}"], check=False)
@@ -379,6 +381,10 @@ def main() -> int:
         print(f"{ours_name} / best peer: drain {ours['drain_rate'] / best_drain:.2f}x, steady "
               f"{ours['steady'] / best_steady:.2f}x, round trip p50 "
               f"{best_rt / ours['rt_p50_ms']:.2f}x (above 1: conveyor ahead)")  # fmt: skip
+    print()
+    print(floor.describe(host))
+    for name, row in rows.items():
+        print(f"  {name}: round trip p50 {row['rt_p50_ms'] / host['echo_p50_ms']:.2f}x the floor")
     for note in notes:
         print(note)
     return 0
