@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import redis
 
 STOP = b"stop"
+BLOCK = 500  # echoes per block; the floor is the lowest block median
 
 
 def _echo(url: str, inbox: str, outbox: str) -> None:
@@ -39,9 +40,6 @@ def _echo(url: str, inbox: str, outbox: str) -> None:
 def _quantile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
-
-
-BLOCK = 500
 
 
 def measure(url: str, count: int = 3000) -> dict[str, float]:
