@@ -37,15 +37,10 @@ def _echo(url: str, inbox: str, outbox: str) -> None:
         client.rpush(outbox, popped[1])
 
 
-def _quantile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
-
-
 def measure(url: str, count: int = 3000) -> dict[str, float]:
     """Milliseconds: a PING's p50, and a bare echo through a second process: the lowest p50
     of its blocks of 500 (a floor: the host's state moves it by half from one moment to the
-    next) and the p90 of all (the first block is a warm-up and left out)."""
+    next) and the p90 of all, after a block of echoes not timed (a warm-up)."""
     client = redis.Redis.from_url(url)
     pings = []
     for _ in range(count):
@@ -59,6 +54,9 @@ def measure(url: str, count: int = 3000) -> dict[str, float]:
         client.rpush(inbox, b"x")  # the echo process is up once it answers
         if client.blpop([outbox], timeout=30) is None:
             raise RuntimeError("the echo process did not answer within 30 s")
+        for _ in range(BLOCK):
+            client.rpush(inbox, b"x")
+            client.blpop([outbox])
         echoes = []
         for _ in range(count):
             began = time.perf_counter()
@@ -71,14 +69,12 @@ def measure(url: str, count: int = 3000) -> dict[str, float]:
         if echo.is_alive():
             echo.kill()
         client.delete(inbox, outbox)
-    if len(echoes) > BLOCK:
-        echoes = echoes[BLOCK:]
     blocks = [echoes[i : i + BLOCK] for i in range(0, len(echoes), BLOCK)]
     whole = [b for b in blocks if len(b) * 2 >= len(blocks[0])]  # not a short last block
     return {
         "ping_p50_ms": statistics.median(pings) * 1000,
         "echo_p50_ms": min(statistics.median(b) for b in whole) * 1000,
-        "echo_p90_ms": _quantile(echoes, 0.9) * 1000,
+        "echo_p90_ms": statistics.quantiles(echoes, n=10, method="inclusive")[8] * 1000,
     }
 
 
