@@ -111,6 +111,27 @@ def test_ack_and_reserve_acks_first_then_reserves(broker: Broker, clock: FakeClo
     assert broker.stats() == {}
 
 
+def test_a_batch_of_acks_gets_a_verdict_each(broker: Broker, clock: FakeClock) -> None:
+    """A worker's batch of acks, as it sends them with its next reservation: every ack
+    current, an id twice (acked once: the later one reads False), and a stale token among
+    current ones. What was acked is gone; what was not stays reserved."""
+    broker.publish([env(f"m{i}") for i in range(40)])
+    batch = broker.reserve(["q"], 20, lease=30)
+    done, _ = broker.ack_and_reserve(batch[:10], ["q"], 0, lease=30)
+    assert done == [True] * 10
+    done, _ = broker.ack_and_reserve([batch[10], batch[11], batch[10]], ["q"], 0, lease=30)
+    assert done == [True, True, False]
+    assert broker.ack_many([batch[12], batch[12]]) == [True, False]
+    clock.advance(31)
+    broker.recover_expired()  # batch[13:] go back: their tokens are stale from now on
+    again = broker.reserve(["q"], 40, lease=30)
+    assert sorted(ids(again)) == sorted(f"m{i}" for i in [*range(13, 20), *range(20, 40)])
+    done, _ = broker.ack_and_reserve([*batch[13:16], *again[:3]], ["q"], 0, lease=30)
+    assert done == [False] * 3 + [True] * 3
+    assert broker.ack_many([again[3], batch[16], again[4]]) == [True, False, True]
+    assert broker.stats() == {"q": QueueStats(reserved=len(again) - 5)}
+
+
 def test_batch_publish_of_ten_thousand(broker: Broker) -> None:
     broker.publish([env(f"m{i}") for i in range(10_000)])
     assert broker.stats() == {"q": QueueStats(ready=10_000)}

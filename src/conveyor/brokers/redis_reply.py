@@ -38,19 +38,27 @@ class ReserveReply(NamedTuple):
         """``ordered``: the queue names as passed; ``checked``: whether the script read the
         coordinator's revocations (else each delivery's revocation is UNREAD)."""
         handed = int(reply[4])
-        taken = [
-            Delivery(
-                reply[i + 1].decode(),
-                ordered[reply[i] - 1],
-                reply[i + 2][1:],
-                reply[i + 2][0] - 48,  # the priority digit before the body
-                token,
-                reply[i + 3] & _DELIVERIES,
-                (None if reply[i + 4] is None else reply[i + 4].decode()) if checked else UNREAD,
-                reply[i + 3] >> 32,
-            )
-            for i in range(5 + handed, len(reply), 5)
-        ]
+        taken: list[Delivery] = []
+        i, end = 5 + handed, len(reply)
+        while i < end:  # per queue: its position, the count, whether reasons follow
+            queue, count, read = ordered[reply[i] - 1], reply[i + 1], reply[i + 2]
+            step = 4 if read else 3
+            first = i + 3
+            i = first + count * step
+            none = None if checked else UNREAD  # read and none revoked, or not read
+            taken += [
+                Delivery(
+                    reply[j].decode(),
+                    queue,
+                    reply[j + 1][1:],
+                    reply[j + 1][0] - 48,  # the priority digit before the body
+                    token,
+                    reply[j + 2] & _DELIVERIES,
+                    none if not read or reply[j + 3] is None else reply[j + 3].decode(),
+                    reply[j + 2] >> 32,
+                )
+                for j in range(first, i, step)
+            ]
         return cls(
             reply[0],
             reply[1],

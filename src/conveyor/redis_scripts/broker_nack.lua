@@ -26,6 +26,8 @@ if delay ~= '' and tonumber(delay) > 0 then
 else
   if score == '' then
     score = exact(ready_score(priority, redis.call('INCR', P .. 'seq')))
+  else
+    score = score_text(score, priority)
   end
   redis.call('ZADD', P .. 'q:' .. queue, score, id)
 end

@@ -39,6 +39,8 @@ for _, queue in ipairs(redis.call('SMEMBERS', P .. 'queues')) do
       if priority then
         if score == '' then
           score = exact(ready_score(priority, redis.call('INCR', P .. 'seq')))
+        else
+          score = score_text(score, priority)
         end
         redis.call('HSET', STATES, id, state('', n, priority, score, q))
         redis.call('ZADD', qkey, score, id)

@@ -52,10 +52,13 @@
 -- (after the new leases' ZADD).
 -- Returns {earliest eta of the queues' delayed messages or "", now, acks ("1"/"0" per ack,
 --          in order), "1" if registered else "", the number of handed items, the items
---          (see hand() in broker_prelude.lua), then per message taken: queue position
---          (1-based), id, its value in P.."b" (the priority digit, then the body: cut by
---          the caller, not here, where a new string costs Redis a copy), delivery count,
---          revocation reason or false}.
+--          (see hand() in broker_prelude.lua), then per queue messages were taken from: its
+--          position (1-based), how many were taken, 1 if their revocations were read else
+--          0, and per message taken: id, its value in P.."b" (the priority digit, then the
+--          body: cut by the caller, not here, where a new string costs Redis a copy),
+--          delivery count, and (only if read) its revocation reason or false}. The queue
+--          and the flag go once per queue, not per message: each element of a reply is a
+--          conversion from Lua, paid per message.
 local count = tonumber(ARGV[3])
 local lease = tonumber(ARGV[4])
 local deadline = nil -- exact(NOW + lease) once a message is taken: a string, as Redis
@@ -144,10 +147,7 @@ if inbox ~= '' and drop ~= '' then
 end
 
 local taken = #handed
-for k = 1, #acked do
-  acked[k] = acked[k] == 1 and '1' or '0' -- tostring() formats with a C sprintf
-end
-local out = {earliest and exact(earliest) or '', NOWS, table.concat(acked), '', #handed}
+local out = {earliest and exact(earliest) or '', NOWS, acked, '', #handed}
 for _, item in ipairs(handed) do
   out[#out + 1] = item
 end
@@ -156,7 +156,7 @@ for i = first_queue, last do
     break
   end
   local queue = ARGV[i]
-  local ids, scores, more = take_ready(queue, count - taken)
+  local ids, heads, scores, steps, more = take_ready(queue, count - taken)
   if #ids > 0 then
     local values = chunked('HMGET', P .. 'b', ids)
     local before = chunked('HMGET', STATES, ids)
@@ -164,9 +164,12 @@ for i = first_queue, last do
     -- KEEPER first: a new sorted set is made a skiplist by its first member's length
     deadline = deadline or exact(NOW + lease)
     local leases, states = {'inf', KEEPER}, {}
-    local position = i - first_queue + 1
     -- explicit ends, not #t + 1: Lua's length operator is a search per use
     local n_out, n_states, n_leases = #out, 0, 2
+    local group = n_out -- the queue's position, its count and the flag go here
+    out[group + 1] = i - first_queue + 1
+    out[group + 3] = reasons and 1 or 0
+    n_out = group + 3
     local lead, tail = token .. '\t', '\t' .. queue -- a state's first and last fields
     for k = 1, #ids do
       local id, value = ids[k], values[k]
@@ -178,18 +181,23 @@ for i = first_queue, last do
         end
         states[n_states + 1] = id
         states[n_states + 2] = lead .. (TEXT[delivered] or text(delivered)) .. '\t' -- state()
-          .. string.sub(value, 1, 1) .. '\t' .. scores[k] .. tail
+          .. (heads[k] or string.sub(value, 1, 1) .. '\t' .. scores[k]) .. steps[k] .. tail
         leases[n_leases + 1] = deadline
         leases[n_leases + 2] = id
-        out[n_out + 1] = position
-        out[n_out + 2] = id
-        out[n_out + 3] = value
-        out[n_out + 4] = delivered
-        out[n_out + 5] = reasons and reasons[k] or false
-        n_out, n_states, n_leases = n_out + 5, n_states + 2, n_leases + 2
+        out[n_out + 1] = id
+        out[n_out + 2] = value
+        out[n_out + 3] = delivered
+        if reasons then
+          out[n_out + 4] = reasons[k]
+          n_out = n_out + 4
+        else
+          n_out = n_out + 3
+        end
+        n_states, n_leases = n_states + 2, n_leases + 2
         taken = taken + 1
       end
     end
+    out[group + 2] = n_states / 2
     if n_states > 0 then
       states[n_states + 1] = KEEPER
       states[n_states + 2] = KEEPER
