@@ -18,7 +18,8 @@ it, and the worker acks and registers again in one reserve.
 in a process of its own (``git worktree add /tmp/before <commit>``, then ``--tree
 /tmp/before/src``): an A/B of a change to the scripts in one run, without noise.
 
-``--functions N`` also prints where the worker phase's instructions go in the first tree:
+``--functions N`` also prints where a phase's instructions go in the first tree (the
+worker's, or the one ``--phase`` names by its number, 1-4):
 the N functions of the server with the most instructions of their own, and the script
 calls split into the commands the scripts run, ``redis.call``'s own work around them, and
 the Lua interpreter's (its strings, tables and collector included). Debian's redis-server
@@ -26,7 +27,7 @@ has no symbols; put a build that has them first on ``PATH`` (bench/README.md, "W
 worker's Redis instructions go").
 
     python bench/redis_instructions.py [--tasks 3000] [--batch 128] [--tree PATH ...]
-        [--functions N]
+        [--functions N [--phase 1-4]]
 
 Needs valgrind (Debian's package) and redis-server. Instructions are not time: a change
 that trades instructions for cache misses shows here as a gain it may not be.
@@ -232,13 +233,13 @@ def costs(dump: Path) -> tuple[collections.Counter[str], collections.Counter[str
     return own, inclusive
 
 
-def print_functions(dump: Path, per: int, top: int) -> None:
+def print_functions(dump: Path, per: int, top: int, phase: str) -> None:
     own, inclusive = costs(dump)
     total = sum(own.values())
     if not all(any(name in inclusive for name in names) for _, names in GROUPS):
         print("\n(the dump lacks the scripts' functions: this redis-server has no symbols)")
         return
-    print(f"\nWhere the worker phase's {total / per:,.0f} instructions a task go (first tree):")
+    print(f"\nWhere {phase!r}'s {total / per:,.0f} instructions a task go (first tree):")
     values = {}
     for label, names in GROUPS:
         values[label] = max((inclusive[n] for n in names), default=0)
@@ -258,7 +259,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=128, help="messages a reserve [128]")
     parser.add_argument("--tree", action="append", default=[], help="another checkout's src")
     parser.add_argument("--keep", help="keep callgrind's dumps here (for callgrind_annotate)")
-    parser.add_argument("--functions", type=int, default=0, help="the worker phase's top N")
+    parser.add_argument("--functions", type=int, default=0, help="a phase's top N functions")
+    parser.add_argument(
+        "--phase", type=int, default=2, choices=range(1, len(PHASES) + 1), help="for --functions"
+    )
     args = parser.parse_args(argv)
     for tool in ("valgrind", "callgrind_control", "redis-server", "redis-cli"):
         if subprocess.run(["which", tool], capture_output=True, check=False).returncode:
@@ -270,8 +274,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         measured = [measure(tree, args.tasks, args.batch, workdir) for tree in trees]
         counts = [m[0] for m in measured]
         if args.functions:
-            dump = measured[0][1][PHASES.index("worker: reserve, ack, result write")]
-            print_functions(dump, args.tasks, args.functions)
+            phase = PHASES[args.phase - 1]
+            print_functions(measured[0][1][args.phase - 1], args.tasks, args.functions, phase)
             print()
     print(
         f"Redis instructions per task ({args.tasks:,} tasks; the worker's batches of "

@@ -15,7 +15,8 @@
 --                            duplicate check)
 --   P.."t"          [hash]   HSET id (its state), only for a message handed to a sleeping worker
 --   P.."p0:"..queue [list]   LLEN (once per queue: see behind() below); RPUSH a ready
---                            message of priority 0 (one RPUSH per list for the whole call)
+--                            message of priority 0 (one RPUSH per list for the whole call;
+--                            a lone one: RPUSHX, then RPUSH only if the list was empty)
 --   P.."seq"        [string] INCRBY: sequence numbers for ready messages of priority 1-9
 --   P.."q:"..queue  [zset]   ZADD a ready message of priority 1-9
 --   P.."d:"..queue  [zset]   ZADD score eta when the eta is after now
@@ -46,9 +47,15 @@ if #ARGV == 8 then
     seq = redis.call('INCRBY', P .. 'seq', '1') - 1
   end
   local ready = list_key(queue)
-  local busy = redis.call('LLEN', ready) > 0
+  local now_ready = not delayed and priority == '0'
+  local busy = not now_ready and redis.call('LLEN', ready) > 0
   if redis.call('HSETNX', bodies, id, ARGV[8]) == 0 then
     return 0
+  end
+  -- a list that holds messages takes it behind them, and then nobody sleeps on the queue
+  -- (see behind() below): one RPUSHX does both, where LLEN and RPUSH were two calls
+  if now_ready and redis.call('RPUSHX', ready, id) > 0 then
+    return 1
   end
   local handed = false
   if delayed then
