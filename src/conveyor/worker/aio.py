@@ -169,13 +169,15 @@ class AsyncRunner:
 
     def submit(self, jobs: list[Job]) -> None:
         """Start ``jobs`` on the loop (their slots taken with ``acquire``). Jobs handed over
-        together wake the loop once: a wake-up costs more than starting a task."""
+        together wake the loop once: a wake-up costs more than starting a task. Inline, the
+        loop is this thread's: their tasks are made now, and their first steps run when the
+        consumer next runs the loop (a pass of the loop less than a callback making them)."""
         with self._incoming_lock:
             wake = not self._incoming
             self._incoming += jobs
         if wake:
-            if self.inline:  # started when the consumer next runs the loop
-                self.loop.call_soon(self._start_incoming)
+            if self.inline:
+                self._start_incoming()
             else:
                 self.loop.call_soon_threadsafe(self._start_incoming)
 
