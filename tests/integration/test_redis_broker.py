@@ -180,6 +180,27 @@ def test_etas_and_leases_are_judged_by_redis_time(
     assert broker.ack(held) is False
 
 
+def test_an_async_send_keeps_to_the_clock_its_broker_was_given(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """The async client's sends judge an eta by the same clock as the broker's own: an
+    injected one when given (tests, simulations), else Redis's, read only when needed."""
+    import asyncio
+
+    from conveyor.brokers.redis_async import AsyncRedisBroker
+    from conveyor.testing import FakeClock
+
+    clock = FakeClock(1_700_000_000.0)
+    broker = RedisBroker(redis_url, prefix=redis_prefix, clock=clock)
+    sender = AsyncRedisBroker(broker)
+    asyncio.run(sender.publish([env("later", eta=clock() + 10), env("now")]))
+    assert [d.id for d in broker.reserve(["q"], 10, lease=30)] == ["now"]
+    assert broker.stats()["q"] == QueueStats(delayed=1, reserved=1)
+    clock.advance(11)
+    assert [d.id for d in broker.reserve(["q"], 10, lease=30)] == ["later"]
+    broker.close()
+
+
 def test_a_million_delayed_tasks_live_in_redis_not_in_the_worker(broker: RedisBroker) -> None:
     far = time.time() + 3600
     broker.publish([env(f"d{i}", eta=far) for i in range(50_000)])
