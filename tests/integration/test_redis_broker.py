@@ -5,6 +5,7 @@ on Redis too (tests/unit/test_*_contract.py); these tests cover what they cannot
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -23,11 +24,13 @@ from conveyor.backends.redis import RedisBackend  # noqa: E402
 from conveyor.brokers import Envelope, QueueStats, broker_from_url  # noqa: E402
 from conveyor.brokers.base import UNREAD  # noqa: E402
 from conveyor.brokers.redis import RedisBroker  # noqa: E402
+from conveyor.brokers.redis_async import AsyncRedisBroker  # noqa: E402
 from conveyor.coordination import coordinator_from_url  # noqa: E402
 from conveyor.coordination.redis import RedisCoordinator  # noqa: E402
 from conveyor.exceptions import BrokerError, ImproperlyConfigured  # noqa: E402
 from conveyor.keys import REVOKED_GROUP  # noqa: E402
 from conveyor.redis_connection import redact_url, split_url  # noqa: E402
+from conveyor.testing import FakeClock  # noqa: E402
 from redis_server import RedisServer, free_port  # noqa: E402
 
 UNIT_DIR = Path(__file__).resolve().parent.parent / "unit"
@@ -185,11 +188,6 @@ def test_an_async_send_keeps_to_the_clock_its_broker_was_given(
 ) -> None:
     """The async client's sends judge an eta by the same clock as the broker's own: an
     injected one when given (tests, simulations), else Redis's, read only when needed."""
-    import asyncio
-
-    from conveyor.brokers.redis_async import AsyncRedisBroker
-    from conveyor.testing import FakeClock
-
     clock = FakeClock(1_700_000_000.0)
     broker = RedisBroker(redis_url, prefix=redis_prefix, clock=clock)
     sender = AsyncRedisBroker(broker)

@@ -145,10 +145,15 @@ class RedisBroker(Broker):
 
     # -- producing ----------------------------------------------------------------------
 
+    def publish_head(self) -> tuple[str, str]:
+        """The publish script's first arguments: the prefix, and the time ("?": Redis's
+        TIME, read only when the script needs it; or the injected clock's)."""
+        return self.prefix, self._now() or "?"
+
     def publish(self, envelopes: Sequence[Envelope]) -> None:
         if not envelopes:
             return
-        head = (self.prefix, self._now() or "?")  # "?": Redis's TIME, only when needed
+        head = self.publish_head()
         count = len(envelopes)
         what = f"publishing {count} message(s), tried {self.publish_retries + 1} times"
         if count <= _PUBLISH_CHUNK:
@@ -361,7 +366,7 @@ class RedisBroker(Broker):
             return []
         args: list[Any] = [self.prefix, "", *ack_runs(deliveries)]
         reply = self._link.call("acknowledging messages", lambda: self._ack_many(args), retries=1)
-        return [bool(flag) for flag in reply]
+        return [flag == 49 for flag in reply]  # 49: b"1"
 
     def contains(self, ids: Sequence[str]) -> set[str]:
         if not ids:

@@ -44,9 +44,9 @@ class AsyncRedisBroker:
 
     async def _publish_now(self, envelopes: Sequence[Envelope]) -> None:
         broker = self.broker
-        now = broker._now() or "?"  # as the sync send: Redis's TIME only when the script needs it
+        head = broker.publish_head()
         calls = [
-            (self.prefix, now, *publish_arguments(envelopes[i : i + _CHUNK]))
+            (*head, *publish_arguments(envelopes[i : i + _CHUNK]))
             for i in range(0, len(envelopes), _CHUNK)
         ]
         script = self._publish

@@ -5,11 +5,6 @@
 -- Keys touched: P.."t" [hash] HMGET ids (their states), HDEL; P.."b" [hash] HDEL ids;
 -- P.."l:"..Q [zset] ZREM ids, per queue Q.
 -- (ack_all() in the prelude: one call per command for all the ids.)
--- Returns a list of 1 (deleted) or 0 (stale token), in the order given; an id given twice
--- is deleted once (the second reads 0).
-local verdicts = ack_all(3)
-local flags = {}
-for k = 1, #verdicts do
-  flags[k] = string.byte(verdicts, k) - 48 -- 48: "0"
-end
-return flags
+-- Returns the verdicts as text, "1" (deleted) or "0" (stale token) per delivery in the
+-- order given; an id given twice is deleted once (the second reads "0").
+return ack_all(3)

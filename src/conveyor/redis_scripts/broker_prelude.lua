@@ -410,22 +410,21 @@ end
 -- order they were taken in: the j-th one's is the batch's seq + j, kept in its state as
 -- "<seq>+<j>" (score_text()), made of a text shared by the batch and j's text, so nothing
 -- is formatted per message (a C sprintf and a new string each: 3% of a drained task's
--- Redis instructions) and the state stays short. The parts: heads[k], the state's
--- "<p>\t<s>" up to j's text (false for an id from the sorted set, whose caller joins its
--- priority digit and scores[k], its score), and steps[k], j's text ("" for those).
+-- Redis instructions) and the state stays short. The parts, joined they are the state's
+-- "<p>\t<s>": heads[k], "0\t<seq>+" (false for an id from the sorted set: its caller
+-- puts its priority digit and a tab there), and rests[k], j's text (or that id's score).
 -- Keys: P.."q:"..queue [zset] ZPOPMIN, EXISTS; P.."p0:"..queue [list] LRANGE, LTRIM,
 -- EXISTS; P.."seq" [string] INCRBY.
 local function take_ready(queue, n)
   -- explicit count: '#t' is a search per use
-  local ids, heads, scores, steps, taken = {}, {}, {}, {}, 0
+  local ids, heads, rests, taken = {}, {}, {}, 0
   local zkey = P .. 'q:' .. queue
   local popped = redis.call('ZPOPMIN', zkey, text(n))
   for j = 1, #popped, 2 do
     taken = taken + 1
     ids[taken] = popped[j]
     heads[taken] = false
-    scores[taken] = popped[j + 1]
-    steps[taken] = ''
+    rests[taken] = popped[j + 1]
   end
   if taken < n then
     local lkey = list_key(queue)
@@ -439,13 +438,13 @@ local function take_ready(queue, n)
         taken = taken + 1
         ids[taken] = got[j]
         heads[taken] = head
-        steps[taken] = TEXT[j] or text(j)
+        rests[taken] = TEXT[j] or text(j)
       end
     end
   end
   -- fewer than n taken: both were emptied
   local more = taken >= n and redis.call('EXISTS', zkey, list_key(queue)) > 0
-  return ids, heads, scores, steps, more
+  return ids, heads, rests, more
 end
 
 -- A state's ready score s (of priority p) as ZADD takes it: "<seq>+<j>" (take_ready())

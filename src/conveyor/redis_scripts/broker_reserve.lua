@@ -156,7 +156,7 @@ for i = first_queue, last do
     break
   end
   local queue = ARGV[i]
-  local ids, heads, scores, steps, more = take_ready(queue, count - taken)
+  local ids, heads, rests, more = take_ready(queue, count - taken)
   if #ids > 0 then
     local values = chunked('HMGET', P .. 'b', ids)
     local before = chunked('HMGET', STATES, ids)
@@ -181,7 +181,7 @@ for i = first_queue, last do
         end
         states[n_states + 1] = id
         states[n_states + 2] = lead .. (TEXT[delivered] or text(delivered)) .. '\t' -- state()
-          .. (heads[k] or string.sub(value, 1, 1) .. '\t' .. scores[k]) .. steps[k] .. tail
+          .. (heads[k] or string.sub(value, 1, 1) .. '\t') .. rests[k] .. tail
         leases[n_leases + 1] = deadline
         leases[n_leases + 2] = id
         out[n_out + 1] = id

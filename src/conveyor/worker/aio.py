@@ -172,14 +172,15 @@ class AsyncRunner:
         together wake the loop once: a wake-up costs more than starting a task. Inline, the
         loop is this thread's: their tasks are made now, and their first steps run when the
         consumer next runs the loop (a pass of the loop less than a callback making them)."""
+        if self.inline:
+            for job in jobs:
+                self._start(job)
+            return
         with self._incoming_lock:
             wake = not self._incoming
             self._incoming += jobs
         if wake:
-            if self.inline:
-                self._start_incoming()
-            else:
-                self.loop.call_soon_threadsafe(self._start_incoming)
+            self.loop.call_soon_threadsafe(self._start_incoming)
 
     def wait_slot_freed(self, timeout: float, until: Callable[[], bool] = lambda: False) -> None:
         """Sleep until a task ends (a slot is freed) or ``timeout`` passes; not at all when
