@@ -164,6 +164,32 @@ def test_a_coroutine_that_kills_its_process_is_charged_for_it(rt, pool, tmp_path
     assert worker.running()
 
 
+# -- a worker keeps what it holds --------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["prefork", "asyncio"])
+def test_a_batch_held_past_its_lease_stays_with_its_worker(rt, pool, tmp_path, kind):
+    """A long task and the batch reserved with it outlast the lease (2 s) several times: the
+    supervisor keeps every lease of the batch alive, so a second worker never takes them."""
+    log, gate = str(tmp_path / "runs"), str(tmp_path / "gate")
+    long = rt.hold.delay(log, gate, "long")
+    quick = [rt.record.delay(log, f"quick-{i}") for i in range(3)]
+    first = start(pool, "-P", kind, "-c", "1", "--prefetch-multiplier", "4")
+    wait_until(lambda: rt.runs(log), what="the long task to start")
+    second = start(pool, "-P", kind, "-c", "1")
+
+    time.sleep(6.5)  # three leases: what the first worker holds would have passed to the second
+    assert [r["label"] for r in rt.runs(log)] == ["long"]
+    Path(gate).touch()
+
+    assert long.get(timeout=DEFAULT_TIMEOUT) == "long"
+    assert [r.get(timeout=DEFAULT_TIMEOUT) for r in quick] == ["quick-0", "quick-1", "quick-2"]
+    ran = rt.runs(log)
+    assert [r["label"] for r in ran] == ["long", "quick-0", "quick-1", "quick-2"]
+    assert len({r["pid"] for r in ran}) == 1  # all on the first worker, each once
+    assert first.running() and second.running()
+
+
 # -- warm shutdown hands back at once ---------------------------------------------------
 
 
