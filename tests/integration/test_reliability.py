@@ -168,9 +168,11 @@ def test_a_coroutine_that_kills_its_process_is_charged_for_it(rt, pool, tmp_path
 
 
 @pytest.mark.parametrize("kind", ["prefork", "asyncio"])
-def test_a_batch_held_past_its_lease_stays_with_its_worker(rt, pool, tmp_path, kind):
-    """A long task and the batch reserved with it outlast the lease (2 s) several times: the
+def test_a_batch_held_past_its_lease_stays_with_its_worker(rt, pool, tmp_path, kind, url):
+    """A long task and the batch reserved with it outlast the lease (2 s) twice: the
     supervisor keeps every lease of the batch alive, so a second worker never takes them."""
+    if (kind == "prefork") != url.startswith("sqlite"):
+        pytest.skip("the child's notices do not depend on the broker: one broker a pool")
     log, gate = str(tmp_path / "runs"), str(tmp_path / "gate")
     long = rt.hold.delay(log, gate, "long")
     quick = [rt.record.delay(log, f"quick-{i}") for i in range(3)]
@@ -178,7 +180,7 @@ def test_a_batch_held_past_its_lease_stays_with_its_worker(rt, pool, tmp_path, k
     wait_until(lambda: rt.runs(log), what="the long task to start")
     second = start(pool, "-P", kind, "-c", "1")
 
-    time.sleep(6.5)  # three leases: what the first worker holds would have passed to the second
+    time.sleep(4.5)  # two leases: what the first worker holds would have passed to the second
     assert [r["label"] for r in rt.runs(log)] == ["long"]
     Path(gate).touch()
 
