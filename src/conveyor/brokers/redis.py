@@ -52,7 +52,7 @@ from .base import (
 )
 from .redis_config import config_warnings
 from .redis_events import RedisEvents
-from .redis_reply import ReserveReply, decode_handed
+from .redis_reply import ReserveReply, decode_handed, verdicts
 
 __all__ = ["RedisBroker", "ReserveReply"]
 
@@ -366,7 +366,7 @@ class RedisBroker(Broker):
             return []
         args: list[Any] = [self.prefix, "", *ack_runs(deliveries)]
         reply = self._link.call("acknowledging messages", lambda: self._ack_many(args), retries=1)
-        return [flag == 49 for flag in reply]  # 49: b"1"
+        return verdicts(reply)
 
     def contains(self, ids: Sequence[str]) -> set[str]:
         if not ids:

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 
 from .base import UNREAD, Delivery, Unread
 
-__all__ = ["ReserveReply", "decode_handed"]
+__all__ = ["ReserveReply", "decode_handed", "verdicts"]
 
 _DELIVERIES = (1 << 32) - 1
 """A message's stored delivery count carries its re-sends above bit 32 (RESENT in
@@ -62,11 +62,16 @@ class ReserveReply(NamedTuple):
         return cls(
             reply[0],
             reply[1],
-            [flag == 49 for flag in reply[2]],  # 49: b"1"
+            verdicts(reply[2]),
             bool(reply[3]),
             [decode_handed(item) for item in reply[5 : 5 + handed]],
             taken,
         )
+
+
+def verdicts(text: bytes) -> list[bool]:
+    """Acks' verdicts as the scripts give them (``ack_all()``): "1" acked, "0" stale."""
+    return [flag == 49 for flag in text]  # 49: b"1"
 
 
 def decode_handed(item: bytes) -> Delivery:

@@ -216,13 +216,18 @@ class PipeTracker:
                 written = os.write(pipe.fd, data)
                 data = data[written:]
 
+    def _later(self, text: str) -> None:
+        """Buffer lines for the next write (``_send``) or ``flush``."""
+        with self.pipe.lock:
+            self.pipe.pending += text
+
     def reserved(self, deliveries: list[Delivery]) -> None:
         """Sent with the batch's first start (a ``def`` task's in its slot too: the
         supervisor keeps the leases it holds alive), or the flush before the consumer
         sleeps: a write of its own would cost each lone task ~10 us more."""
-        lines = [f"R\t{d.id}\t{d.token}\t{d.delivery_count}\t{d.queue}\n" for d in deliveries]
-        with self.pipe.lock:
-            self.pipe.pending += "".join(lines)
+        self._later(
+            "".join(f"R\t{d.id}\t{d.token}\t{d.delivery_count}\t{d.queue}\n" for d in deliveries)
+        )
         self._urgent = True
 
     def started(
@@ -243,8 +248,7 @@ class PipeTracker:
             return
         line = "T\t" + "\t".join([delivery.id, *keys]) + "\n"
         if self.starting is not None:  # goes with the start notice, once it is described
-            with self.pipe.lock:
-                self.pipe.pending += line
+            self._later(line)
             self._urgent = True
         else:  # at once: the task runs from now
             self._send(line)
@@ -255,8 +259,7 @@ class PipeTracker:
         ids = f"{parent_id or ''}\t{root_id or ''}"
         self._lineage = (parent_id or "", root_id or "")
         if "\n" not in ids and ids.count("\t") == 1:  # keep the lines whole
-            with self.pipe.lock:
-                self.pipe.pending += f"L\t{delivery.id}\t{ids}\n"
+            self._later(f"L\t{delivery.id}\t{ids}\n")
 
     def described(self, message: Message, at_once: bool = True) -> None:
         """What the task that just started is (for the registry): its start notice goes
@@ -281,8 +284,7 @@ class PipeTracker:
             if at_once:
                 self._send(line)
             else:
-                with self.pipe.lock:
-                    self.pipe.pending += line
+                self._later(line)
 
     def finished(self, delivery: Delivery, failed: bool = False) -> None:
         slotted = self._slotted
@@ -292,12 +294,10 @@ class PipeTracker:
             line = f"D\t{delivery.id}\t{'F' if failed else ''}\t{slotted[1]}\n"
         else:
             line = f"D\t{delivery.id}\tF\n" if failed else f"D\t{delivery.id}\n"
-        with self.pipe.lock:
-            self.pipe.pending += line
+        self._later(line)
 
     def released(self, deliveries: list[Delivery]) -> None:
-        with self.pipe.lock:
-            self.pipe.pending += "".join(f"F\t{d.id}\n" for d in deliveries)
+        self._later("".join(f"F\t{d.id}\n" for d in deliveries))
 
     def flush(self) -> None:
         if self.pipe.pending or self.starting:
