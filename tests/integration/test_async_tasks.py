@@ -84,6 +84,25 @@ def test_a_quick_coroutine_alone_on_its_worker_is_stored_as_any_task_is(
     )
 
 
+@POOLS
+def test_a_coroutine_sees_its_own_task_loop_and_context_from_its_first_step(
+    at: ModuleType, aw: Workers, pool: str
+) -> None:
+    """``-P asyncio`` runs a coroutine's first step as it starts (aio.EagerLoop): before
+    its first wait it must see what it sees after it, as on a loop thread."""
+    aw.start("-c", "1", "-P", pool, app=APP)
+    for _ in range(3):
+        result = at.first_steps.delay()
+        assert result.get(timeout=10) == {
+            "leaked": "",
+            "name": f"async_tasks.first_steps[{result.id}]",
+            "running": True,
+            "same_task": True,
+            "same_loop": True,
+            "kept": True,
+        }
+
+
 def test_retry_and_autoretry(at: ModuleType, aw: Workers) -> None:
     aw.start(app=APP)
     flaky, retried = at.flaky.delay(2), at.retry_once.delay()

@@ -33,6 +33,7 @@ import logging
 import os
 import threading
 import time
+from asyncio import events
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -50,6 +51,7 @@ __all__ = [
     "BLOCKED_AFTER",
     "HARD_GRACE",
     "AsyncRunner",
+    "EagerLoop",
     "Job",
     "new_event_loop",
     "run_to_end",
@@ -110,6 +112,61 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
+_Step = tuple[Callable[..., object], tuple[Any, ...], Any]
+"""A callback the loop was asked to schedule: the callable, its arguments, its context."""
+
+
+class EagerLoop(asyncio.SelectorEventLoop):
+    """The inline runner's loop (``--pool asyncio``): a task made with
+    ``create_eager_task`` runs its first step at once, on the caller's thread with this
+    loop as its running loop, as Python 3.12's eager tasks do. The consumer runs the loop
+    only while it waits, so a coroutine that ends without waiting (a cache read, a no-op)
+    would otherwise cost a run of the loop (~10-20 us) before its outcome can be stored.
+
+    The task is an ordinary ``asyncio.Task`` (``current_task()`` names it, cancellation and
+    timeouts work as usual): its first step, which the task asks the loop to schedule as
+    it is made, is taken from ``call_soon`` and run here instead."""
+
+    def __init__(self) -> None:
+        self._taking: list[_Step] | None = None
+        self._stepping = False
+        super().__init__()
+
+    def is_running(self) -> bool:
+        return self._stepping or super().is_running()
+
+    def call_soon(  # type: ignore[override]
+        self, callback: Callable[..., object], *args: Any, context: Any = None
+    ) -> asyncio.Handle:
+        taking = self._taking
+        if taking is None:
+            return super().call_soon(callback, *args, context=context)
+        self._taking = None
+        taking.append((callback, args, context))
+        return asyncio.Handle(callback, args, self, context)
+
+    def create_eager_task(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        taken: list[_Step] = []
+        self._taking = taken
+        try:
+            task = self.create_task(coro, name=name)
+        finally:
+            self._taking = None
+        if taken:
+            step, args, context = taken[0]
+            events._set_running_loop(self)
+            self._stepping = True
+            try:
+                if context is None:
+                    step(*args)
+                else:
+                    context.run(step, *args)
+            finally:
+                self._stepping = False
+                events._set_running_loop(None)
+        return task
+
+
 class AsyncRunner:
     """A loop thread (or, ``inline``, the consumer's thread), at most ``limit`` tasks in
     flight on it, and its watchdog."""
@@ -124,7 +181,7 @@ class AsyncRunner:
         main = threading.current_thread() is threading.main_thread()
         # uvloop's loop sets up its signal handling (a socket pair) each time it starts on a
         # main thread: an inline loop, started at every wait, would pay that each time
-        self.loop = asyncio.new_event_loop() if inline and main else new_event_loop()
+        self.loop = EagerLoop() if inline and main else new_event_loop()
         self.jobs: dict[Job, None] = {}
         """The jobs running on the loop (changed on the loop thread only)."""
         self._slots = threading.Condition()
@@ -236,13 +293,21 @@ class AsyncRunner:
             self._start(job)
 
     def _start(self, job: Job) -> None:
+        """Start ``job``'s task; inline, its first step runs now (``EagerLoop``): a
+        coroutine that does not wait ends here, without a pass of the loop. Its timers
+        come first, so the coroutine's end cancels them."""
         name = f"{job.task.name}[{job.task_id}]"
-        job.handle = self.loop.create_task(self._run(job), name=name)
+        loop = self.loop
         self.jobs[job] = None
         if job.soft_limit:
-            job.timers.append(self.loop.call_later(job.soft_limit, self._soft_limit, job))
+            job.timers.append(loop.call_later(job.soft_limit, self._soft_limit, job))
         if job.time_limit:
-            job.timers.append(self.loop.call_later(job.time_limit, self._hard_limit, job))
+            job.timers.append(loop.call_later(job.time_limit, self._hard_limit, job))
+        if isinstance(loop, EagerLoop):
+            self._tick = time.monotonic()  # the watchdog times the step from here
+            job.handle = loop.create_eager_task(self._run(job), name)
+        else:
+            job.handle = loop.create_task(self._run(job), name=name)
 
     async def _run(self, job: Job) -> None:
         started = time.monotonic()

@@ -317,7 +317,7 @@ class AsyncExecution:
             # one write per task pays only for a lone one, and only across threads
             self._parked = self.in_flight == 1 and not runner.inline
             try:
-                runner.wait_slot_freed(QUICK_ASYNC)
+                runner.wait_slot_freed(QUICK_ASYNC, until=lambda: bool(self.completed))
             finally:
                 self._parked = False
             self._quick_hit, self._quick_at = bool(self.completed), now

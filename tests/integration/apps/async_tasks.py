@@ -9,6 +9,7 @@ file the test names.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import os
 import threading
@@ -143,6 +144,30 @@ async def quick_parent(self: Any) -> str:
     while the consumer waits for it (``aio_executor._write_early``). It sends a child."""
     measure.delay(Page(url="child", size=1))
     return str(self.request.id)
+
+
+_last_seen: contextvars.ContextVar[str] = contextvars.ContextVar("last_seen", default="")
+
+
+@app.task(bind=True)
+async def first_steps(self: Any) -> dict[str, Any]:
+    """What a coroutine sees before and after its first wait: its own task (named after
+    it), a running loop, a timeout that works, and context variables of its own."""
+    leaked = _last_seen.get()
+    _last_seen.set(str(self.request.id))
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(5):  # needs the current task
+        running = loop.is_running()
+    await asyncio.sleep(0)
+    return {
+        "leaked": leaked,
+        "name": task.get_name() if task is not None else None,
+        "running": running,
+        "same_task": asyncio.current_task() is task,
+        "same_loop": asyncio.get_running_loop() is loop,
+        "kept": _last_seen.get() == self.request.id,
+    }
 
 
 @app.task
