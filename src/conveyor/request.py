@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import traceback as tb
-from collections.abc import Iterator
-from contextlib import contextmanager
 from contextvars import ContextVar
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -128,13 +126,26 @@ pushed in its own context, so interleaved coroutines on one event loop never see
 other's. A tuple, never changed in place, because a new asyncio task copies the context."""
 
 
-@contextmanager
-def push_request(task: AnyTask, context: Request) -> Iterator[Request]:
-    token = _stack.set((*_stack.get(), (task, context)))
-    try:
-        yield context
-    finally:
-        _stack.reset(token)
+class _Pushed:
+    """``with push_request(...)``: a class, not a generator's context manager, which costs
+    a task ~1 us more in the worker."""
+
+    __slots__ = ("pushed", "token")
+
+    def __init__(self, task: AnyTask, context: Request) -> None:
+        self.pushed = (task, context)
+
+    def __enter__(self) -> Request:
+        self.token = _stack.set((*_stack.get(), self.pushed))
+        return self.pushed[1]
+
+    def __exit__(self, *exc: object) -> None:
+        _stack.reset(self.token)
+
+
+def push_request(task: AnyTask, context: Request) -> _Pushed:
+    """``context`` is the request of ``task`` inside the ``with`` block."""
+    return _Pushed(task, context)
 
 
 def request_for(task: AnyTask) -> Request | None:
