@@ -1,4 +1,4 @@
-"""Chords under fire: 200 chords of 50 members while workers are SIGKILLed every few seconds.
+"""Chords under fire: 120 chords of 50 members while workers are SIGKILLed every few seconds.
 
 Two workers (two children each) share the queue; every ``KILL_EVERY`` seconds one of them
 is killed with its children, as the OOM killer would, and a fresh one is started in its
@@ -26,7 +26,7 @@ from .workflow_support import start_worker, wf
 
 __all__ = ["wf"]
 
-CHORDS = 200
+CHORDS = 120
 MEMBERS = 50
 PAUSE = 0.005
 """Seconds each member sleeps, so kills land mid-task."""
