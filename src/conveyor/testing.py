@@ -63,6 +63,9 @@ class _NoTracker:
     def finished(self, delivery: Delivery, failed: bool = False) -> None:
         pass
 
+    def ended(self, delivery: Delivery, failed: bool = False) -> None:
+        pass
+
     def released(self, deliveries: list[Delivery]) -> None:
         pass
 

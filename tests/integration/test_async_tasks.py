@@ -197,6 +197,23 @@ def test_terminating_a_coroutine_leaves_the_def_task_of_its_process_alone(
     assert blocking.state == states.SUCCESS
 
 
+@POOLS
+def test_a_quick_coroutine_with_a_time_limit_is_not_killed_while_a_def_task_runs_after_it(
+    at: ModuleType, aw: Workers, pool: str, url: str
+) -> None:
+    """A coroutine with a hard limit ends at once; the def task reserved with it then runs
+    past that limit and its grace. The coroutine's outcome waits for the consumer, which
+    runs the def task, but the supervisor heard that it ended: nothing is killed."""
+    if (pool == "prefork") != url.startswith("sqlite"):
+        pytest.skip("the child's notices do not depend on the broker: one broker a pool")
+    quick = at.limited_quick.delay()
+    blocking = at.sync_sleep.delay(4.5)  # past 0.5 s + the 3 s grace
+    worker = aw.start("-c", "1", "-P", pool, app=APP)  # both in its first batch
+    assert blocking.get(timeout=20) in worker.children()  # its process was never replaced
+    assert quick.get(timeout=5) == "in time"
+    assert "hard time limit" not in worker.log(), worker.log()
+
+
 def test_threads_pool_lets_the_loop_cancel_a_terminated_coroutine_without_a_warning(
     at: ModuleType, aw: Workers, tmp_path: Path
 ) -> None:

@@ -29,6 +29,9 @@ class NoTracker:
     def finished(self, delivery: Delivery) -> None:
         pass
 
+    def ended(self, delivery: Delivery) -> None:
+        pass
+
     def released(self, deliveries: list[Delivery]) -> None:
         pass
 

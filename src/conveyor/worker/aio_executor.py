@@ -67,6 +67,8 @@ class _Pending:
     """When the consumer took it up (for the metrics' queue wait)."""
     written: TaskRecord | None = None
     """Its SUCCESS record, when the loop thread stored it (``_write_early``)."""
+    told: bool = False
+    """Its end was told to the tracker as it ended (``Tracker.ended``)."""
 
 
 class _StartedWriter:
@@ -343,6 +345,13 @@ class AsyncExecution:
         writer = self._started_writer
         if writer is not None:
             writer.done(job.task_id)
+        if job.time_limit:  # its hard deadline stands until the supervisor hears it ended
+            pending: _Pending = job.owner
+            try:
+                self.tracker.ended(pending.delivery, outcome.state == states.FAILURE)
+                pending.told = True
+            except Exception:
+                logger.exception("could not tell the supervisor that %s ended", job.task_id)
         if self._parked and outcome.state == states.SUCCESS:
             self._write_early(job, outcome, runtime)
         self.completed.append((job, outcome, runtime))
@@ -378,7 +387,8 @@ class AsyncExecution:
             self._starting.pop(job.task_id, None)  # not handed to the writer yet: never due
             delivery, message, task = pending.delivery, pending.message, job.task
             try:
-                self.tracker.finished(delivery, outcome.state == states.FAILURE)
+                if not pending.told:
+                    self.tracker.finished(delivery, outcome.state == states.FAILURE)
                 for hook in self.app.on_task_end:
                     hook(task, job.context)
                 self.guards.release(pending.admission)

@@ -212,9 +212,7 @@ class PipeTracker:
                 text = f"{_start_line(start)}\n{text}"
             data = (pipe.pending + text).encode()
             pipe.pending = ""
-            while data:
-                written = os.write(pipe.fd, data)
-                data = data[written:]
+            _write_all(pipe.fd, data)
 
     def _later(self, text: str) -> None:
         """Buffer lines for the next write (``_send``) or ``flush``."""
@@ -296,12 +294,28 @@ class PipeTracker:
             line = f"D\t{delivery.id}\tF\n" if failed else f"D\t{delivery.id}\n"
         self._later(line)
 
+    def ended(self, delivery: Delivery, failed: bool = False) -> None:
+        """Written at once, with whatever waits in the buffer, but not the consumer's
+        deferred start (``starting``): that is the consumer thread's to send."""
+        line = f"D\t{delivery.id}\tF\n" if failed else f"D\t{delivery.id}\n"
+        pipe = self.pipe
+        with pipe.lock:
+            data = (pipe.pending + line).encode()
+            pipe.pending = ""
+            _write_all(pipe.fd, data)
+
     def released(self, deliveries: list[Delivery]) -> None:
         self._later("".join(f"F\t{d.id}\n" for d in deliveries))
 
     def flush(self) -> None:
         if self.pipe.pending or self.starting:
             self._send("")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        written = os.write(fd, data)
+        data = data[written:]
 
 
 def describe_starts(app: Conveyor, trackers: list[PipeTracker]) -> None:

@@ -45,6 +45,9 @@ class ThreadTracker:
     def finished(self, delivery: Delivery, failed: bool = False) -> None:
         self.tally.count(self.keeper.done(delivery.id), failed)
 
+    def ended(self, delivery: Delivery, failed: bool = False) -> None:
+        self.finished(delivery, failed)
+
     def released(self, deliveries: list[Delivery]) -> None:
         self.keeper.released([d.id for d in deliveries])
 

@@ -61,6 +61,11 @@ class Tracker(Protocol):
         """The task's code ended (``failed``: it raised and will not be retried); its
         message is still held until it is acknowledged."""
 
+    def ended(self, delivery: Delivery, failed: bool = False) -> None:
+        """``finished`` for an async task whose coroutine had a hard time limit, told on
+        the loop's thread as it ends: its outcome waits for the consumer, which may run a
+        ``def`` task meanwhile, and the supervisor must not hold the limit against it."""
+
     def released(self, deliveries: list[Delivery]) -> None:
         """Acked, handed back or dead-lettered: no longer held."""
 

@@ -193,6 +193,12 @@ def sync_with_its_own_loop(x: int) -> int:
     return asyncio.run(double())
 
 
+@app.task(time_limit=0.5)
+async def limited_quick() -> str:
+    """Ends at once, well within its hard limit (the supervisor's deadline: 3.5 s)."""
+    return "in time"
+
+
 @app.task
 def sync_sleep(seconds: float) -> int:
     time.sleep(seconds)
