@@ -345,7 +345,8 @@ class AsyncExecution:
         writer = self._started_writer
         if writer is not None:
             writer.done(job.task_id)
-        if job.time_limit:  # its hard deadline stands until the supervisor hears it ended
+        if job.time_limit or job.cause is not None:
+            # a hard deadline, or a terminate, stands until the supervisor hears it ended
             pending: _Pending = job.owner
             try:
                 self.tracker.ended(pending.delivery, outcome.state == states.FAILURE)

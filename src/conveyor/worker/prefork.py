@@ -368,7 +368,7 @@ class PreforkPool:
             self._kill_for(child, held, record, signal.SIGKILL)
         for delivery_id, (deadline, revoked) in list(self.terminating.items()):
             stuck = self.keeper.held.get(delivery_id)
-            if stuck is None:
+            if stuck is None or not stuck.started:  # it ended; its ack may come later
                 del self.terminating[delivery_id]
             elif time.monotonic() >= deadline:
                 del self.terminating[delivery_id]
@@ -431,8 +431,8 @@ class PreforkPool:
                         TaskRecord(status=states.REVOKED),
                     )
                 continue
-            if held.delivery.id in child.killed_for:
-                continue
+            if held.delivery.id in child.killed_for or held.delivery.id in self.terminating:
+                continue  # signalled already: it has KILL_GRACE to end
             logger.warning(
                 "terminating %s (revoked): signal %s to child pid %d",
                 held.task_id,
@@ -445,7 +445,7 @@ class PreforkPool:
             signum = int(request.get("signal") or signal.SIGTERM)
             if signum == signal.SIGKILL:
                 self._kill_for(child, held, record, signal.SIGKILL)
-            elif held.delivery.id not in self.terminating:
+            else:
                 _kill(child.pid, TERMINATE)
                 self.terminating[held.delivery.id] = (time.monotonic() + KILL_GRACE, record)
 
