@@ -13,6 +13,7 @@ import pytest
 
 from conveyor import Conveyor
 from conveyor.testing import memory_app
+from conveyor.worker.aio import EagerLoop
 from conveyor.worker.child import PipeTracker
 from conveyor.worker.executor import Executor
 
@@ -113,3 +114,58 @@ def test_new_coroutines_start_between_batches_while_others_run(
     executor.finish_async()
     executor.outbox.flush_acks()
     assert [r.get(timeout=5) for r in [first, *later]] == [0, 1, 2]
+
+
+def test_an_eager_task_runs_its_first_step_as_it_is_made() -> None:
+    loop = EagerLoop()
+    seen: list[tuple[str, str, bool]] = []
+
+    async def body() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        seen.append(("first", task.get_name(), asyncio.get_running_loop() is loop))
+        await asyncio.sleep(0)
+        seen.append(("second", task.get_name(), asyncio.get_running_loop() is loop))
+
+    try:
+        task = loop.create_eager_task(body(), "t.body[1]")
+        assert seen == [("first", "t.body[1]", True)]
+        assert not task.done() and not loop.is_running()
+        assert asyncio._get_running_loop() is None  # the thread's own again
+        loop.run_until_complete(task)
+        assert seen[1] == ("second", "t.body[1]", True)
+    finally:
+        loop.close()
+
+
+def test_an_eager_task_that_does_not_wait_is_done_when_made() -> None:
+    loop = EagerLoop()
+
+    async def quick() -> None:
+        async with asyncio.timeout(1):  # needs the current task
+            return None
+
+    try:
+        task = loop.create_eager_task(quick(), "t.quick[1]")
+        assert task.done() and task.exception() is None
+    finally:
+        loop.close()
+
+
+def test_an_eager_task_made_inside_a_running_loop_starts_on_its_next_pass() -> None:
+    loop = EagerLoop()
+    seen: list[str] = []
+
+    async def inner() -> None:
+        seen.append("inner")
+
+    async def outer() -> None:
+        task = loop.create_eager_task(inner(), "t.inner[1]")
+        seen.append("made")
+        await task
+
+    try:
+        loop.run_until_complete(outer())
+        assert seen == ["made", "inner"]
+    finally:
+        loop.close()

@@ -152,18 +152,22 @@ class EagerLoop(asyncio.SelectorEventLoop):
             task = self.create_task(coro, name=name)
         finally:
             self._taking = None
-        if taken:
-            step, args, context = taken[0]
-            events._set_running_loop(self)
-            self._stepping = True
-            try:
-                if context is None:
-                    step(*args)
-                else:
-                    context.run(step, *args)
-            finally:
-                self._stepping = False
-                events._set_running_loop(None)
+        if not taken:
+            return task
+        step, args, context = taken[0]
+        if events._get_running_loop() is not None:  # inside a running loop: not here
+            super().call_soon(step, *args, context=context)
+            return task
+        events._set_running_loop(self)
+        self._stepping = True
+        try:
+            if context is None:
+                step(*args)
+            else:
+                context.run(step, *args)
+        finally:
+            self._stepping = False
+            events._set_running_loop(None)
         return task
 
 
