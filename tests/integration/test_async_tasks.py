@@ -180,6 +180,23 @@ def test_revoke_by_stamped_headers_with_terminate_cancels_a_stamped_coroutine(
     other.revoke(terminate=True)
 
 
+def test_a_coroutine_that_ends_while_a_def_task_runs_is_stored_at_once(
+    at: ModuleType, aw: Workers, url: str
+) -> None:
+    """The consumer runs the def task; the loop's thread stores the coroutine's success
+    (its ack waits for the consumer). Not under ``--pool asyncio``, where the def task
+    holds the loop (docs/async.md)."""
+    if not url.startswith("redis"):
+        pytest.skip("the loop's thread stores it the same way on every broker")
+    aw.start("-c", "1", app=APP)
+    napping = at.nap.delay(0.5)
+    blocking = at.sync_sleep.delay(6.0)
+    wait_until(lambda: blocking.state == states.STARTED, what="the def task to start")
+    assert napping.get(timeout=4)[0] == napping.id
+    assert blocking.state == states.STARTED  # it still runs
+    assert blocking.get(timeout=15)
+
+
 def terminate_beside_a_def_task(
     at: ModuleType, tmp_path: Path, seconds: float
 ) -> tuple[AsyncResult, AsyncResult]:

@@ -353,15 +353,16 @@ class AsyncExecution:
                 pending.told = True
             except Exception:
                 logger.exception("could not tell the supervisor that %s ended", job.task_id)
-        if self._parked and outcome.state == states.SUCCESS:
+        if (self._parked or self._running_def) and outcome.state == states.SUCCESS:
             self._write_early(job, outcome, runtime)
         self.completed.append((job, outcome, runtime))
 
     def _write_early(self, job: Job, outcome: Outcome, runtime: float) -> None:
-        """On the loop thread, while the consumer waits for this coroutine: store its
-        success now. Waking the consumer to store it costs a thread wake-up (tens of us on
-        a virtual machine) before the write, which a caller waiting for the result sees;
-        the consumer still acks, and runs the signals and events, when it wakes. Only an
+        """On the loop thread, while the consumer waits for this coroutine, or runs a
+        ``def`` task: store its success now. Waking the consumer to store it costs a thread
+        wake-up (tens of us on a virtual machine) before the write, which a caller waiting
+        for the result sees, and a ``def`` task would hold it until it returns; the
+        consumer still acks, and runs the signals and events, when it is free. Only an
         outcome that continues no workflow (workflow hooks run on the consumer's thread)
         and whose result is kept; anything that fails here is left to the consumer."""
         pending: _Pending = job.owner
