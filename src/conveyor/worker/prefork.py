@@ -391,7 +391,11 @@ class PreforkPool:
         """Kill children running tasks revoked with terminate=True, on any worker's request."""
         running = self.keeper.running()
         if not running:
-            self.stamps.clear()  # those of tasks in children that died
+            # those of tasks in children that died; not of one held, whose stamps came
+            # before its slot shows it started
+            holding = self.keeper.held
+            for delivery_id in [d for d in self.stamps if d not in holding]:
+                del self.stamps[delivery_id]
             self.keeper.outage.ended("revocation check")
             return
         keys = [revoked_key(h.task_id) for h in running]
