@@ -10,13 +10,16 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from conveyor import Conveyor
 from conveyor.brokers.base import Delivery
+from conveyor.exceptions import Terminated
 from conveyor.testing import memory_app
-from conveyor.worker.child import Pipe, PipeTracker, describe_starts
+from conveyor.worker.child import Pipe, PipeTracker, describe_starts, interrupt
 from conveyor.worker.executor import Executor
 from conveyor.worker.leases import LeaseKeeper
 from conveyor.worker.slots import SLOT_SIZE, SlotTable
@@ -271,3 +274,42 @@ def test_a_slot_read_while_its_child_writes_is_never_torn() -> None:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         table.close()
+
+
+def test_a_terminate_signal_stops_only_the_def_task_it_was_aimed_at() -> None:
+    """The signal names no task: by the time it lands, the task it was meant for may have
+    ended and the consumer begun another, which must go on."""
+    table = SlotTable(1)
+    consumer: Any = SimpleNamespace(executor=SimpleNamespace(running=True, running_id="d-2"))
+    with pytest.raises(Terminated):
+        interrupt(consumer, table)  # aimed at nothing in particular
+    table.aim("d-1")  # the task that ended
+    interrupt(consumer, table)
+    table.aim("d-2")
+    with pytest.raises(Terminated):
+        interrupt(consumer, table)
+    consumer.executor.running = False  # between tasks: nothing to stop
+    interrupt(consumer, table)
+    table.close()
+
+
+def test_a_forked_child_reads_the_target_its_supervisor_aimed_after_the_fork() -> None:
+    table = SlotTable(1)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.close(read)
+        signal.signal(signal.SIGUSR1, lambda *_: os.write(write, table.aimed().encode()))
+        os.write(write, b"ready")
+        time.sleep(10)
+        os._exit(0)
+    os.close(write)
+    assert os.read(read, 5) == b"ready"
+    table.aim("d-" + "7" * 300)  # cut to what the target holds
+    os.kill(pid, signal.SIGUSR1)
+    aimed = os.read(read, 1024).decode()
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    os.close(read)
+    assert aimed.startswith("d-777") and len(aimed) < 300
+    table.close()

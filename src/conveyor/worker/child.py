@@ -105,7 +105,7 @@ def child_main(  # pragma: no cover
             stop=stop,
             alive=alive,
         )
-        signal.signal(TERMINATE, lambda *_: interrupt(consumer))
+        signal.signal(TERMINATE, lambda *_: interrupt(consumer, slots))
         _freeze_settled_objects()
         run_consumers([consumer], stop, in_main_thread=True)
     except BaseException:
@@ -150,7 +150,7 @@ def _run_local(
         for tracker in trackers
     ]
     if solo:
-        signal.signal(TERMINATE, lambda *_: interrupt(consumers[0]))
+        signal.signal(TERMINATE, lambda *_: interrupt(consumers[0], slots))
     else:
         signal.signal(TERMINATE, signal.SIG_IGN)
     _freeze_settled_objects()
@@ -333,9 +333,15 @@ def _describe_start(task: AnyTask, context: Request) -> None:
         tracker.described(context.message, at_once=not task.is_async)
 
 
-def interrupt(consumer: Consumer) -> None:
-    if consumer.executor.running:
-        raise Terminated("revoked with terminate=True")
+def interrupt(consumer: Consumer, slots: SlotTable | None = None) -> None:
+    """The terminate signal: stop the ``def`` task running, if it is the one the supervisor
+    aimed the signal at (``SlotTable.aim``), not the next one the consumer began since."""
+    executor = consumer.executor
+    if not executor.running:
+        return
+    if slots is not None and slots.aimed() not in ("", executor.running_id):
+        return
+    raise Terminated("revoked with terminate=True")
 
 
 def die_with_parent() -> None:

@@ -82,6 +82,8 @@ class Executor(AsyncExecution, Refusals):
         """STARTED's info, as Celery's: which process runs the task."""
         self.running = False
         """True while a task's own code runs: only then may a terminate signal interrupt."""
+        self.running_id = ""
+        """The delivery of the ``def`` task whose code runs (``interrupt`` in child.py)."""
         self.runtime: float | None = None
         """Seconds the last task's code ran (read by ``metrics.measured``)."""
         recorder = metrics.current()
@@ -263,6 +265,7 @@ class Executor(AsyncExecution, Refusals):
         try:
             if started is not None:
                 self.outbox.running(message.id, started, attempt)
+            self.running_id = delivery.id
             self.running = True
             with _soft_limit(soft_limit if self._soft_limits else None):
                 outcome = trace(task, context, args, kwargs)

@@ -450,6 +450,7 @@ class PreforkPool:
             if signum == signal.SIGKILL:
                 self._kill_for(child, held, record, signal.SIGKILL)
             else:
+                child.slots.aim(held.delivery.id)
                 _kill(child.pid, TERMINATE)
                 self.terminating[held.delivery.id] = (time.monotonic() + KILL_GRACE, record)
 

@@ -34,6 +34,9 @@ _TEXT_HEAD = struct.Struct("<II")
 """The text's length and CRC-32, after the sequence number."""
 _TEXT_AT = _SEQ.size + _TEXT_HEAD.size
 _TEXT = SLOT_SIZE - _TEXT_AT
+_AIM = struct.Struct("<H")
+"""The length of the terminate target's delivery id, before it (``SlotTable.aim``)."""
+_AIM_SIZE = 256
 _FIELDS = 10
 _READS = 1000
 """Reads of a slot before it counts as left in the middle of a write."""
@@ -108,7 +111,7 @@ class SlotTable:
 
     def __init__(self, count: int) -> None:
         self.count = max(1, count)
-        self._memory = mmap.mmap(-1, SLOT_SIZE * self.count)
+        self._memory = mmap.mmap(-1, SLOT_SIZE * self.count + _AIM_SIZE)
         self._seen: list[tuple[int, Running | None]] = [(0, None)] * self.count
 
     def slot(self, index: int) -> Slot:
@@ -142,6 +145,23 @@ class SlotTable:
             self._seen[index] = (seq, found)
             return found
         return None  # left in the middle of a write: its child died there
+
+    def aim(self, delivery_id: str) -> None:
+        """The supervisor's side, before it sends the child a terminate signal: the task it
+        is meant for. The signal names no task, and by the time it lands that one may have
+        ended and the consumer begun the next."""
+        text = delivery_id.encode()[: _AIM_SIZE - _AIM.size]
+        offset = SLOT_SIZE * self.count
+        self._memory[offset + _AIM.size : offset + _AIM.size + len(text)] = text
+        _AIM.pack_into(self._memory, offset, len(text))
+
+    def aimed(self) -> str:
+        """The child's side, in its signal handler: the delivery the last terminate signal
+        was meant for ("" when none was aimed)."""
+        offset = SLOT_SIZE * self.count
+        (length,) = _AIM.unpack_from(self._memory, offset)
+        start = offset + _AIM.size
+        return self._memory[start : start + length].decode(errors="replace")
 
     def close(self) -> None:
         self._memory.close()
