@@ -354,6 +354,10 @@ class PreforkPool:
                 logger.error("%s %s; the threads pool cannot stop it", held.task_id, why)
                 held.deadline = None
                 continue
+            self._read_child(child)  # what it told, and shows, since the last look: the
+            self._sync_slots(child)  # task may have ended at its limit, and the next begun
+            if not held.started or held.deadline is None or time.time() < held.deadline:
+                continue
             logger.error(
                 "%s passed its hard time limit; killing child pid %d", held.task_id, child.pid
             )
