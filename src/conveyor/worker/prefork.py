@@ -341,6 +341,14 @@ class PreforkPool:
         for child in children or self.children.values():
             self.keeper.sync_slots(child.pid, child.slots.read())
 
+    def _still_running(self, child: Child, held: Held) -> bool:
+        """Whether ``held``'s task still runs, from what ``child`` told and shows now: the
+        last look may be a heartbeat's Redis call old, long enough for the task to have
+        ended and the next to have begun, which a SIGKILL would take down too."""
+        self._read_child(child)
+        self._sync_slots(child)
+        return held.started
+
     def _enforce_time_limits(self) -> None:
         for held in self.keeper.past_deadline(time.time()):
             child = self.children.get(held.owner)  # type: ignore[call-overload]
@@ -354,9 +362,7 @@ class PreforkPool:
                 logger.error("%s %s; the threads pool cannot stop it", held.task_id, why)
                 held.deadline = None
                 continue
-            self._read_child(child)  # what it told, and shows, since the last look: the
-            self._sync_slots(child)  # task may have ended at its limit, and the next begun
-            if not held.started or held.deadline is None or time.time() < held.deadline:
+            if not self._still_running(child, held) or held.deadline is None:
                 continue
             logger.error(
                 "%s passed its hard time limit; killing child pid %d", held.task_id, child.pid
@@ -377,7 +383,7 @@ class PreforkPool:
             elif time.monotonic() >= deadline:
                 del self.terminating[delivery_id]
                 child = self.children.get(stuck.owner)  # type: ignore[call-overload]
-                if child is not None:
+                if child is not None and self._still_running(child, stuck):
                     logger.error(
                         "%s ignored the terminate request; killing child pid %d",
                         stuck.task_id,
@@ -452,7 +458,8 @@ class PreforkPool:
             )
             signum = int(request.get("signal") or signal.SIGTERM)
             if signum == signal.SIGKILL:
-                self._kill_for(child, held, record, signal.SIGKILL)
+                if self._still_running(child, held):  # no aim for a SIGKILL
+                    self._kill_for(child, held, record, signal.SIGKILL)
             else:
                 child.slots.aim(held.delivery.id)
                 _kill(child.pid, TERMINATE)
