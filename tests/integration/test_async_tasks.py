@@ -197,6 +197,26 @@ def test_a_coroutine_that_ends_while_a_def_task_runs_is_stored_at_once(
     assert blocking.get(timeout=15)
 
 
+def test_a_def_task_terminated_beside_running_coroutines_stops_alone(
+    at: ModuleType, aw: Workers, url: str
+) -> None:
+    """The terminate signal names the def task (``SlotTable.aim``), so the consumer stops
+    it though coroutines are in flight, and their process goes on: no kill 5 s later."""
+    if not url.startswith("sqlite"):
+        pytest.skip("the child's notices do not depend on the broker")
+    worker = aw.start("-c", "1", app=APP)
+    [pid] = worker.children()
+    napping = at.nap.delay(3.0)
+    wait_until(lambda: napping.state == states.STARTED, what="the coroutine to start")
+    blocking = at.sync_sleep.delay(30.0)
+    wait_until(lambda: blocking.state == states.STARTED, what="the def task to start")
+    blocking.revoke(terminate=True)
+    wait_until(lambda: blocking.state == states.REVOKED, timeout=4.0, what="REVOKED")
+    assert napping.get(timeout=10) == [napping.id, pid]
+    assert worker.children() == [pid]  # never replaced
+    assert "killing child" not in worker.log(), worker.log()
+
+
 def terminate_beside_a_def_task(
     at: ModuleType, tmp_path: Path, seconds: float
 ) -> tuple[AsyncResult, AsyncResult]:

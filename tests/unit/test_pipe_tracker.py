@@ -288,7 +288,10 @@ def test_a_terminate_signal_stops_only_the_def_task_it_was_aimed_at() -> None:
     table.aim("d-2")
     with pytest.raises(Terminated):
         interrupt(consumer, table)
-    consumer.executor.running = False  # between tasks: nothing to stop
+    consumer.executor.running = False  # coroutines in flight beside it: it stops all the same
+    with pytest.raises(Terminated):
+        interrupt(consumer, table)
+    consumer.executor.running, consumer.executor.running_id = False, ""  # between tasks
     interrupt(consumer, table)
     table.close()
 

@@ -182,10 +182,10 @@ class AsyncExecution:
 
     @property
     def running(self) -> bool:
-        """Whether a terminate signal may interrupt this thread now: a def task's own code
-        runs, and no async task of this consumer is in flight. The signal does not say
-        which task it is for, and the loop cancels a revoked coroutine itself; a def task
-        revoked meanwhile is stopped by the supervisor killing the process instead."""
+        """Whether a terminate signal aimed at no task in particular may interrupt this
+        thread now: a def task's own code runs, and no async task of this consumer is in
+        flight (the signal may be for one of them, which the loop cancels itself). An
+        aimed signal is checked against ``running_id`` instead (``child.interrupt``)."""
         return self._running_def and not self.in_flight
 
     @running.setter

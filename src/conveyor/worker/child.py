@@ -335,13 +335,18 @@ def _describe_start(task: AnyTask, context: Request) -> None:
 
 def interrupt(consumer: Consumer, slots: SlotTable | None = None) -> None:
     """The terminate signal: stop the ``def`` task running, if it is the one the supervisor
-    aimed the signal at (``SlotTable.aim``), not the next one the consumer began since."""
+    aimed the signal at (``SlotTable.aim``), not the next one the consumer began since;
+    coroutines in flight beside it go on. A signal aimed at nothing stops a ``def`` task
+    only when no coroutine is in flight (it could be meant for one of them, which the
+    loop cancels itself)."""
     executor = consumer.executor
-    if not executor.running:
+    aimed = slots.aimed() if slots is not None else ""
+    if aimed:
+        if aimed == executor.running_id:
+            raise Terminated("revoked with terminate=True")
         return
-    if slots is not None and slots.aimed() not in ("", executor.running_id):
-        return
-    raise Terminated("revoked with terminate=True")
+    if executor.running:
+        raise Terminated("revoked with terminate=True")
 
 
 def die_with_parent() -> None:

@@ -83,7 +83,8 @@ class Executor(AsyncExecution, Refusals):
         self.running = False
         """True while a task's own code runs: only then may a terminate signal interrupt."""
         self.running_id = ""
-        """The delivery of the ``def`` task whose code runs (``interrupt`` in child.py)."""
+        """The delivery of the ``def`` task whose code runs, "" between them: a terminate
+        signal aimed at it stops it even while coroutines are in flight (child.py)."""
         self.runtime: float | None = None
         """Seconds the last task's code ran (read by ``metrics.measured``)."""
         recorder = metrics.current()
@@ -271,6 +272,7 @@ class Executor(AsyncExecution, Refusals):
                 outcome = trace(task, context, args, kwargs)
         finally:
             self.running = False
+            self.running_id = ""
             self.outbox.stopped()
             self.tracker.finished(delivery, outcome is None or outcome.state == states.FAILURE)
             for hook in self.app.on_task_end:
