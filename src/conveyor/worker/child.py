@@ -210,9 +210,7 @@ class PipeTracker:
             start, self.starting = self.starting, None
             if start is not None:  # a start whose description did not come: it goes now
                 text = f"{_start_line(start)}\n{text}"
-            data = (pipe.pending + text).encode()
-            pipe.pending = ""
-            _write_all(pipe.fd, data)
+            _write_locked(pipe, text)
 
     def _later(self, text: str) -> None:
         """Buffer lines for the next write (``_send``) or ``flush``."""
@@ -291,18 +289,14 @@ class PipeTracker:
             self._slotted = None
             line = f"D\t{delivery.id}\t{'F' if failed else ''}\t{slotted[1]}\n"
         else:
-            line = f"D\t{delivery.id}\tF\n" if failed else f"D\t{delivery.id}\n"
+            line = _done_line(delivery, failed)
         self._later(line)
 
     def ended(self, delivery: Delivery, failed: bool = False) -> None:
         """Written at once, with whatever waits in the buffer, but not the consumer's
         deferred start (``starting``): that is the consumer thread's to send."""
-        line = f"D\t{delivery.id}\tF\n" if failed else f"D\t{delivery.id}\n"
-        pipe = self.pipe
-        with pipe.lock:
-            data = (pipe.pending + line).encode()
-            pipe.pending = ""
-            _write_all(pipe.fd, data)
+        with self.pipe.lock:
+            _write_locked(self.pipe, _done_line(delivery, failed))
 
     def released(self, deliveries: list[Delivery]) -> None:
         self._later("".join(f"F\t{d.id}\n" for d in deliveries))
@@ -312,9 +306,16 @@ class PipeTracker:
             self._send("")
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _done_line(delivery: Delivery, failed: bool) -> str:
+    return f"D\t{delivery.id}\tF\n" if failed else f"D\t{delivery.id}\n"
+
+
+def _write_locked(pipe: Pipe, text: str) -> None:
+    """The buffered lines, then ``text``, in one write (the caller holds ``pipe.lock``)."""
+    data = (pipe.pending + text).encode()
+    pipe.pending = ""
     while data:
-        written = os.write(fd, data)
+        written = os.write(pipe.fd, data)
         data = data[written:]
 
 

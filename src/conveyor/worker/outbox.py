@@ -62,9 +62,10 @@ class Tracker(Protocol):
         message is still held until it is acknowledged."""
 
     def ended(self, delivery: Delivery, failed: bool = False) -> None:
-        """``finished`` for an async task whose coroutine had a hard time limit, told on
-        the loop's thread as it ends: its outcome waits for the consumer, which may run a
-        ``def`` task meanwhile, and the supervisor must not hold the limit against it."""
+        """``finished`` for an async task whose coroutine had a hard time limit or was
+        cancelled by a terminate, told on the loop's thread as it ends: its outcome waits
+        for the consumer, which may run a ``def`` task meanwhile, and the supervisor must
+        not hold the limit or the terminate against it."""
 
     def released(self, deliveries: list[Delivery]) -> None:
         """Acked, handed back or dead-lettered: no longer held."""
