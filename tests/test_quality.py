@@ -138,7 +138,7 @@ LAYERS = {
     1: """exceptions states ids utils backoff message serialization request signatures canvas
         stamps routing dispatch signals log redaction celery_settings beat.data beat.fields
         beat.describe beat.schedules beat.solar beat.entries current keys runtime_hooks options
-        event_runs version""",
+        event_runs version pids""",
     2: """storage sqlite_file brokers backends coordination redis_connection redis_sentinel outage records
         beat.store beat.sqlite beat.redis redis_async_link async_stores grouped_sends
         redis_cluster cluster_stores""",

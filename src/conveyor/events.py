@@ -13,7 +13,6 @@ event's place in the stream (the broker's cursor), filled in when it is read.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
@@ -24,6 +23,7 @@ import msgspec
 from .brokers.base import Broker, Envelope
 from .event_runs import RunLine
 from .exceptions import DecodeError
+from .pids import current_pid
 from .serialization import decode_message
 
 if TYPE_CHECKING:
@@ -305,7 +305,7 @@ class Events:
         """``task-sent`` for published messages (``task_send_sent_event``); a message that
         does not decode is left out (the worker dead-letters it)."""
         events: list[Event] = []
-        now, pid = self.clock(), os.getpid()
+        now, pid = self.clock(), current_pid()
         for envelope in envelopes:
             try:
                 message = decode_message(envelope.body)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -27,6 +26,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
+from .pids import current_pid
 from .redis_connection import (
     UNREACHABLE,
     RedisLink,
@@ -68,12 +68,12 @@ class AsyncRedisLink:
         self._idle: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[Any]] = (
             weakref.WeakKeyDictionary()
         )
-        self._pid = os.getpid()
+        self._pid = current_pid()
 
     def _free(self) -> list[Any]:
         """The idle connections of the running loop (none after a fork)."""
-        if self._pid != os.getpid():
-            self._pid = os.getpid()
+        if self._pid != current_pid():
+            self._pid = current_pid()
             self._idle = weakref.WeakKeyDictionary()
         loop = asyncio.get_running_loop()
         free = self._idle.get(loop)

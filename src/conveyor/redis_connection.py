@@ -41,7 +41,6 @@ lacks it (first use, a restart without persistence).
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import select
 import ssl
@@ -60,6 +59,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from .exceptions import BrokerError, ImproperlyConfigured
+from .pids import current_pid
 from .redaction import redact_text, redact_url
 from .redis_sentinel import DURABLE_OPTIONS, SENTINEL_SCHEMES, durability, sentinel_pool
 
@@ -325,8 +325,8 @@ class RedisLink:
     def _connection(self) -> tuple[Any, Any]:
         """This thread's connection, and its state (``replies``, ``results``: ReplyWaits)."""
         own = self._own
-        if getattr(own, "pid", None) != os.getpid():
-            own.pid = os.getpid()
+        if getattr(own, "pid", None) != current_pid():
+            own.pid = current_pid()
             own.connection = self.pool.connection_class(**self.pool.connection_kwargs)
             own.replies = ReplyWait(self.reply_spin)
             own.results = ReplyWait(self.result_spin)

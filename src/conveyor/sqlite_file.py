@@ -13,6 +13,8 @@ from typing import Any
 
 from conveyor.exceptions import BrokerError, ImproperlyConfigured
 
+from .pids import current_pid
+
 __all__ = ["SYNCHRONOUS", "SQLiteFile"]
 
 SYNCHRONOUS = ("normal", "full")
@@ -59,7 +61,7 @@ class SQLiteFile:
 
     def connection(self) -> sqlite3.Connection:
         local = self._local
-        pid = os.getpid()
+        pid = current_pid()
         if getattr(local, "pid", None) == pid:
             conn: sqlite3.Connection = local.conn
             return conn

@@ -40,7 +40,6 @@ from __future__ import annotations
 import builtins
 import itertools
 import math
-import os
 import threading
 import time
 import uuid
@@ -50,6 +49,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from ..pids import current_pid
 from ..redis_connection import UNREACHABLE, RedisLink, Script
 from .base import Listing, ResultBackend
 from .redis_plain_writes import PlainWrites
@@ -314,8 +314,8 @@ class RedisBackend(ResultBackend):
     def _waiter_list(self) -> str:
         """This thread's own list that writes push to (a fresh one in a forked child)."""
         local = self._local
-        if getattr(local, "pid", None) != os.getpid():
-            local.pid = os.getpid()
+        if getattr(local, "pid", None) != current_pid():
+            local.pid = current_pid()
             local.address = uuid.uuid4().hex
             local.list = f"{self.prefix}wl:{local.address}"
         name: str = local.list
@@ -324,7 +324,7 @@ class RedisBackend(ResultBackend):
     def reply_address(self) -> str | None:
         """The id of this thread's waiter list: replies to what it sends go there."""
         local = self._local
-        if getattr(local, "pid", None) != os.getpid():
+        if getattr(local, "pid", None) != current_pid():
             self._waiter_list()
         address: str = local.address
         return address

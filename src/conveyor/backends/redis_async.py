@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import time
 import uuid
 import weakref
@@ -38,6 +37,7 @@ from redis.exceptions import RedisError
 
 from ..grouped_sends import GroupedCalls
 from ..message import EVERY_OUTCOME
+from ..pids import current_pid
 from ..redis_async_link import AsyncRedisLink
 from ..redis_connection import UNREACHABLE
 from .redis import RedisBackend, pushed_item, stored_value
@@ -97,7 +97,7 @@ class AsyncRedisBackend:
             weakref.WeakKeyDictionary()
         )
         """Per event loop: the waiter list its registered waits share."""
-        self._pid = os.getpid()
+        self._pid = current_pid()
         self._reads: GroupedCalls[str, bytes | None] = GroupedCalls(self._get, self.mget)
         self._registrations: GroupedCalls[tuple[Any, ...], Any] = GroupedCalls(
             self._register, self._register_many
@@ -256,8 +256,8 @@ class AsyncRedisBackend:
 
     def _shared(self) -> _SharedList:
         """The running loop's shared waiter list (a forked child makes its own)."""
-        if self._pid != os.getpid():
-            self._pid, self._lists = os.getpid(), weakref.WeakKeyDictionary()
+        if self._pid != current_pid():
+            self._pid, self._lists = current_pid(), weakref.WeakKeyDictionary()
         loop = asyncio.get_running_loop()
         shared = self._lists.get(loop)
         if shared is None:

@@ -29,7 +29,6 @@ may end up to 100 ms late; ``hz 100`` makes that 10 ms.
 from __future__ import annotations
 
 import itertools
-import os
 import secrets
 import threading
 import time
@@ -40,6 +39,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from ..keys import REVOKED_GROUP, revoked_key
+from ..pids import current_pid
 from ..redis_connection import UNREACHABLE, RedisLink, Script, number_option
 from .base import (
     Broker,
@@ -224,7 +224,7 @@ class RedisBroker(Broker):
 
     def _sleeper(self) -> bool:
         """Whether this thread waits for work (calls ``wait``), so may be handed messages."""
-        return self._local.__dict__.get("pid") == os.getpid()
+        return self._local.__dict__.get("pid") == current_pid()
 
     def _reserve_call(
         self,
@@ -310,8 +310,8 @@ class RedisBroker(Broker):
         deadline = time.monotonic() + timeout
         local = self._local
         local.quiet = False
-        if local.__dict__.get("pid") != os.getpid():
-            local.pid = os.getpid()
+        if local.__dict__.get("pid") != current_pid():
+            local.pid = current_pid()
             local.inbox = secrets.token_hex(12)
             local.registration = None
             local.handed = []

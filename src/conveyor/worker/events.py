@@ -52,6 +52,7 @@ from ..events import (
 )
 from ..message import Message
 from ..outage import Outage
+from ..pids import current_pid
 from ..records import TaskRecord
 from ..version import installed_version
 
@@ -269,7 +270,7 @@ def event_buffer(app: Conveyor) -> EventBuffer | None:
     """This process's buffer for ``app``, or None when ``worker_send_task_events`` is off."""
     if not app.conf.worker_send_task_events:
         return None
-    key = (os.getpid(), id(app))
+    key = (current_pid(), id(app))
     with _buffers_lock:
         buffer = _buffers.get(key)
         if buffer is None:
