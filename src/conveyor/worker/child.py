@@ -334,14 +334,14 @@ def _describe_start(task: AnyTask, context: Request) -> None:
         tracker.described(context.message, at_once=not task.is_async)
 
 
-def interrupt(consumer: Consumer, slots: SlotTable | None = None) -> None:
+def interrupt(consumer: Consumer, slots: SlotTable) -> None:
     """The terminate signal: stop the ``def`` task running, if it is the one the supervisor
     aimed the signal at (``SlotTable.aim``), not the next one the consumer began since;
     coroutines in flight beside it go on. A signal aimed at nothing stops a ``def`` task
     only when no coroutine is in flight (it could be meant for one of them, which the
-    loop cancels itself)."""
+    loop cancels itself): a SIGUSR1 sent by hand before the supervisor aimed any."""
     executor = consumer.executor
-    aimed = slots.aimed() if slots is not None else ""
+    aimed = slots.aimed()
     if aimed:
         if aimed == executor.running_id:
             raise Terminated("revoked with terminate=True")

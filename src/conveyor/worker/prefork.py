@@ -447,6 +447,9 @@ class PreforkPool:
                 continue
             if held.delivery.id in child.killed_for or held.delivery.id in self.terminating:
                 continue  # signalled already: it has KILL_GRACE to end
+            signum = int(request.get("signal") or signal.SIGTERM)
+            if signum == signal.SIGKILL and not self._still_running(child, held):
+                continue  # a SIGKILL names no task: it ended since the last look
             logger.warning(
                 "terminating %s (revoked): signal %s to child pid %d",
                 held.task_id,
@@ -456,10 +459,8 @@ class PreforkPool:
             record = TaskRecord(
                 status=states.REVOKED, result=request.get("reason", "revoked"), worker=self.hostname
             )
-            signum = int(request.get("signal") or signal.SIGTERM)
             if signum == signal.SIGKILL:
-                if self._still_running(child, held):  # no aim for a SIGKILL
-                    self._kill_for(child, held, record, signal.SIGKILL)
+                self._kill_for(child, held, record, signal.SIGKILL)
             else:
                 child.slots.aim(held.delivery.id)
                 _kill(child.pid, TERMINATE)
