@@ -24,7 +24,7 @@ redis-py's own retrying is turned off: a command that cannot reach Redis fails a
 and the broker and backend decide what to retry (see ``RedisLink.call``).
 
 A quick command's reply is first polled for (``reply_spin``), and so is a result that a
-``get()`` blocks on (``result_spin``): see ``ReplyWait``.
+``get()`` blocks on (``result_spin``): see ``ReplyWait``, and ``LoopSpin`` for coroutines.
 
 Each Lua script is a shared prelude and a body (``Script``). Redis runs an EVAL script's
 whole text on every call, and each ``local function`` of a prelude makes a closure each

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -37,6 +38,22 @@ def wait_until(
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+class Ticker:
+    """A coroutine that ticks every 5 ms on the running loop and opens ``gate`` (a file) at
+    its 20th tick: a task waiting for the gate ends only while the loop keeps running."""
+
+    def __init__(self, gate: Path) -> None:
+        self.gate = gate
+        self.ticks = 0
+
+    async def run(self) -> None:
+        while True:
+            self.ticks += 1
+            if self.ticks == 20:
+                self.gate.touch()
+            await asyncio.sleep(0.005)
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:

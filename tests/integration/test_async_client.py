@@ -25,7 +25,7 @@ from conveyor.exceptions import BlockingCallError, BrokerError, TimeoutError
 from conveyor.result import AsyncResult, GroupResult
 from redis_server import free_port
 
-from .support import Workers, project_afresh, project_on, workers_for
+from .support import Ticker, Workers, project_afresh, project_on, workers_for
 
 T = TypeVar("T")
 
@@ -257,25 +257,17 @@ def test_the_event_loop_keeps_running_while_results_are_awaited(
     app = tasks.app
     gate = tmp_path / "gate"
 
-    async def main() -> tuple[int, Any]:
-        ticks = 0
+    ticker = Ticker(gate)  # only a running loop opens the gate: then the task may end
 
-        async def ticker() -> None:
-            nonlocal ticks
-            while True:
-                ticks += 1
-                if ticks == 20:
-                    gate.touch()  # only a running loop gets here: then the task may end
-                await asyncio.sleep(0.005)
-
-        ticking = asyncio.create_task(ticker())
+    async def main() -> Any:
+        ticking = asyncio.create_task(ticker.run())
         result = await app.asend_task("aio_client_tasks.wait_for", (str(gate),))
         value = await result.aget(timeout=20)
         ticking.cancel()
-        return ticks, value
+        return value
 
-    ticks, value = run(main())
-    assert value == "opened" and ticks >= 20
+    value = run(main())
+    assert value == "opened" and ticker.ticks >= 20
 
 
 def test_many_concurrent_sends_and_waits(tasks: ModuleType, worker: Any) -> None:

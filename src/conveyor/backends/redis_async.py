@@ -167,7 +167,7 @@ class AsyncRedisBackend:
         """A reply pushed to the key's own list (a send that named no address)."""
         reply = f"{self.prefix}r:{key}"
         while (left := until - time.monotonic()) > 0.001:
-            woken = await self._blpop(reply, left)
+            woken = await self._blpop(reply, left, spin=True)
             if woken is not None and ready(woken[1]):
                 replied: bytes = woken[1]
                 return replied
@@ -188,7 +188,7 @@ class AsyncRedisBackend:
         shared.runs += 1
         try:
             while (left := until - time.monotonic()) > 0.001:
-                woken = await self._blpop(shared.name, left)
+                woken = await self._blpop(shared.name, left, spin=True)
                 if woken is None:
                     continue
                 pushed_key, value = pushed_item(woken[1])
@@ -338,11 +338,12 @@ class AsyncRedisBackend:
                 return  # the last wait has its value (if it waits on, it starts a reader)
             await asyncio.sleep(0)  # the waits it woke go first (their next sends, say)
 
-    async def _blpop(self, name: str, seconds: float) -> list[bytes] | None:
+    async def _blpop(self, name: str, seconds: float, spin: bool = False) -> list[bytes] | None:
+        """``spin``: a lone wait for a reply expected soon polls for it first (``LoopSpin``)."""
         link = self.link
         try:
             woken: list[bytes] | None = await link.command(
-                "BLPOP", name, f"{seconds:.3f}", timeout=seconds + _MARGIN
+                "BLPOP", name, f"{seconds:.3f}", timeout=seconds + _MARGIN, spin=spin
             )
         except (RedisError, *UNREACHABLE) as exc:
             raise link.link.error("waiting for a result", exc) from exc
