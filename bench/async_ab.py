@@ -31,7 +31,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -78,18 +77,12 @@ def main() -> int:
     import run as harness  # its private redis-server and process groups
 
     trees = {"A": args.tree_a, "B": args.tree_b}
-    processes = harness.Processes()
     rounds: list[dict[str, list[float]]] = []
-    try:
-        with tempfile.TemporaryDirectory(prefix="conveyor-async-ab-") as tmp:
-            redis_server = harness.PrivateRedis(Path(tmp), processes)
-            redis_server.start()
-            for n in range(args.rounds):
-                print(f"round {n + 1} of {args.rounds} ...", file=sys.stderr, flush=True)
-                order = list(trees) if n % 2 == 0 else list(reversed(trees))
-                rounds.append(one_round(trees, order, redis_server, args, Path(tmp)))
-    finally:
-        processes.stop_all()
+    with harness.private_redis("conveyor-async-ab-") as (redis_server, workdir):
+        for n in range(args.rounds):
+            print(f"round {n + 1} of {args.rounds} ...", file=sys.stderr, flush=True)
+            order = list(trees) if n % 2 == 0 else list(reversed(trees))
+            rounds.append(one_round(trees, order, redis_server, args, workdir))
     print()
     print(f"{args.task} no-op round trips against `worker -c 1 -P {args.pool}`: "
           f"{args.rounds} rounds of two fresh workers, each round {args.blocks} alternating "

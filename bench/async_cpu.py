@@ -21,7 +21,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from contextlib import suppress
 from pathlib import Path
@@ -100,18 +99,12 @@ def main() -> int:
     import run as harness  # bench/run.py: its private redis-server and process groups
 
     rows: dict[str, list[dict[str, float]]] = {pool: [] for pool in pools}
-    processes = harness.Processes()
-    try:
-        with tempfile.TemporaryDirectory(prefix="conveyor-async-cpu-") as tmp:
-            redis_server = harness.PrivateRedis(Path(tmp), processes)
-            redis_server.start()
-            for n in range(args.pairs):
-                for pool in pools:
-                    print(f"{pool}: run {n + 1} of {args.pairs} ...", file=sys.stderr, flush=True)
-                    url = redis_server.fresh_url()
-                    rows[pool].append(one(url, pool, args.roundtrips, Path(tmp)))
-    finally:
-        processes.stop_all()
+    with harness.private_redis("conveyor-async-cpu-") as (redis_server, workdir):
+        for n in range(args.pairs):
+            for pool in pools:
+                print(f"{pool}: run {n + 1} of {args.pairs} ...", file=sys.stderr, flush=True)
+                url = redis_server.fresh_url()
+                rows[pool].append(one(url, pool, args.roundtrips, workdir))
     print()
     print(f"async no-ops, one worker process (-c 1), {args.roundtrips} round trips then "
           f"{3 * args.roundtrips:,} drained, {args.pairs} alternating run(s) per pool")  # fmt: skip

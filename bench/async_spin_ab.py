@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -85,17 +84,11 @@ def main() -> int:
     import run as harness  # bench/run.py: its private redis-server and process groups
 
     rounds: list[dict[str, Any]] = []
-    processes = harness.Processes()
-    try:
-        with tempfile.TemporaryDirectory(prefix="conveyor-spin-ab-") as tmp:
-            redis_server = harness.PrivateRedis(Path(tmp), processes)
-            redis_server.start()
-            for n in range(args.rounds):
-                print(f"round {n + 1} of {args.rounds} ...", file=sys.stderr, flush=True)
-                url = redis_server.fresh_url()
-                rounds.append(one_round(url, args.pool, args.blocks, args.block, Path(tmp)))
-    finally:
-        processes.stop_all()
+    with harness.private_redis("conveyor-spin-ab-") as (redis_server, workdir):
+        for n in range(args.rounds):
+            print(f"round {n + 1} of {args.rounds} ...", file=sys.stderr, flush=True)
+            url = redis_server.fresh_url()
+            rounds.append(one_round(url, args.pool, args.blocks, args.block, workdir))
     print()
     print(f"async no-op round trips against `worker -c 1 -P {args.pool}`, the client's "
           f"polling off and on in alternating blocks of {args.block}; {args.rounds} round(s) "

@@ -295,6 +295,20 @@ class PrivateRedis:
             client.close()
 
 
+@contextmanager
+def private_redis(prefix: str) -> Iterator[tuple[PrivateRedis, Path]]:
+    """A started ``PrivateRedis`` and the temp dir it lives in (named ``prefix``...); on
+    the way out, every process spawned for it is stopped."""
+    processes = Processes()
+    try:
+        with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+            server = PrivateRedis(Path(tmp), processes)
+            server.start()
+            yield server, Path(tmp)
+    finally:
+        processes.stop_all()
+
+
 # -- peers --------------------------------------------------------------------------------
 
 

@@ -35,6 +35,7 @@ from redis.exceptions import RedisError, ResponseError
 from .pids import current_pid
 from .redis_connection import (
     UNREACHABLE,
+    PollHistory,
     RedisLink,
     Script,
     packed,
@@ -55,7 +56,7 @@ _SPINNING = threading.local()
 """``on``: a coroutine of this thread's loop is polling for a reply (one at a time)."""
 
 
-class LoopSpin:
+class LoopSpin(PollHistory):
     """``ReplyWait`` for coroutines: after a command is sent, the loop runs on without
     sleeping (``asyncio.sleep(0)``: other coroutines and callbacks run between polls, and
     each turn reads the sockets without blocking) until the reply's bytes are in, or
@@ -63,23 +64,14 @@ class LoopSpin:
 
     On a virtual machine a loop that sleeps in its selector lets its virtual CPU halt,
     and waking it costs tens of microseconds a reply (bench/README.md, "An async client
-    that does not sleep for a quick reply"). One coroutine per loop polls at a time;
-    while most polls run out (a distant or busy server, long tasks), only every 16th
-    wait polls, to notice when replies are quick again.
+    that does not sleep for a quick reply"). One coroutine per loop polls at a time.
     """
 
-    __slots__ = ("count", "limit", "misses")
-
-    def __init__(self, limit: float) -> None:
-        self.limit = limit
-        self.misses = 0.0
-        """Running average of polls that ran out (1) or saw the reply (0)."""
-        self.count = 0
+    __slots__ = ()
 
     async def poll(self, connection: Any) -> None:
         """Run the loop until ``connection`` has reply bytes or the limit passes."""
-        self.count += 1
-        if self.limit <= 0 or (self.misses > 0.5 and self.count % 16):
+        if not self.due():
             return
         buffered = getattr(getattr(connection, "_reader", None), "_buffer", None)
         if buffered is None or getattr(_SPINNING, "on", False):
@@ -91,9 +83,9 @@ class LoopSpin:
             while not buffered:
                 await asyncio.sleep(0)
                 if clock() > deadline:
-                    self.misses += (1 - self.misses) / 8
+                    self.polled(ran_out=True)
                     return
-            self.misses -= self.misses / 8
+            self.polled(ran_out=False)
         finally:
             _SPINNING.on = False
 

@@ -77,6 +77,7 @@ _pack = _hiredis_packer()
 
 __all__ = [
     "DEFAULT_PREFIX",
+    "PollHistory",
     "RedisLink",
     "ReplyWait",
     "Script",
@@ -385,36 +386,55 @@ def _alone() -> bool:
     return threading.active_count() == 1
 
 
-class ReplyWait:
+class PollHistory:
+    """Whether a wait for a reply polls first, from how its recent polls went (``limit``:
+    seconds a poll may last; 0: never). Polling pays only while replies come within the
+    limit: when most recent polls ran out (a distant or busy server), only every 16th
+    wait polls, to notice when replies are quick again."""
+
+    __slots__ = ("count", "limit", "misses")
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self.misses = 0.0
+        """Running average of polls that ran out (1) or saw the reply (0)."""
+        self.count = 0
+
+    def due(self) -> bool:
+        """Whether this wait polls (each call counts one wait)."""
+        self.count += 1
+        return self.limit > 0 and (self.misses <= 0.5 or not self.count % 16)
+
+    def polled(self, ran_out: bool) -> None:
+        """A poll ended: it ran out, or saw the reply."""
+        if ran_out:
+            self.misses += (1 - self.misses) / 8
+        else:
+            self.misses -= self.misses / 8
+
+
+class ReplyWait(PollHistory):
     """Waits for the reply to a command just sent: polls the socket for a short while
     (``limit`` seconds) before sleeping in the read.
 
     On a virtual machine a thread that sleeps lets its virtual CPU halt, and waking it
     costs tens of microseconds per reply (on this project's CI machine a PING took about
-    85 us sleeping and 30 us polling). Polling pays only while replies come within the
-    limit: when most recent polls ran out (a distant or busy server), only every 16th
-    command polls, to notice when replies are quick again. A thread that is not alone in
-    its process never polls: each poll takes the GIL back from threads doing work.
+    85 us sleeping and 30 us polling). A thread that is not alone in its process never
+    polls: each poll takes the GIL back from threads doing work.
     """
 
-    __slots__ = ("alone", "count", "limit", "misses", "poller", "sock")
+    __slots__ = ("alone", "poller", "sock")
 
     def __init__(self, limit: float, alone: Callable[[], bool] = _alone) -> None:
-        self.limit = limit
+        super().__init__(limit)
         self.alone = alone
         """Whether the calling thread is alone in its process."""
         self.sock: object = None
         self.poller: Any = None
-        self.misses = 0.0
-        """Running average of polls that ran out (1) or saw the reply (0)."""
-        self.count = 0
 
     def poll(self, sock: Any) -> None:
         """Poll ``sock`` until a reply is readable or the limit passes."""
-        self.count += 1
-        if self.limit <= 0 or (self.misses > 0.5 and self.count % 16):
-            return
-        if not self.alone():
+        if not self.due() or not self.alone():
             return
         if sock is not self.sock:
             self.sock = sock
@@ -429,9 +449,9 @@ class ReplyWait:
         deadline = clock() + self.limit
         while not poller.poll(0):
             if clock() > deadline:
-                self.misses += (1 - self.misses) / 8
+                self.polled(ran_out=True)
                 return
-        self.misses -= self.misses / 8
+        self.polled(ran_out=False)
 
 
 _SOURCES: dict[str, str] = {}
